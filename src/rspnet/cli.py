@@ -1,0 +1,68 @@
+"""`rspnet` console entry point: one @hydra.main app dispatching on `stage=`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from rspnet.errors import RSPNetError
+
+log = logging.getLogger("rspnet")
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def _run_dir(output_dir: str | None, default: str) -> str:
+    """Hydra run/sweep dir: `paths.output_dir` when the user gave one, else Hydra's default."""
+    return default if output_dir in (None, "", "None", "null") else str(output_dir)
+
+
+if not OmegaConf.has_resolver("rspnet_run_dir"):
+    OmegaConf.register_new_resolver("rspnet_run_dir", _run_dir)
+
+
+def run(cfg: DictConfig) -> dict:
+    """Run the stage named by `cfg.stage.name` with loggers closed in `finally`."""
+    from rspnet.stages import get_stage
+    from rspnet.utils.config import output_dir, print_config_tree, save_config, seed_everything
+    from rspnet.utils.loggers import finish_loggers
+
+    stage = get_stage(str(cfg.stage.name))
+    out = output_dir(cfg)
+    if cfg.get("print_config", True):
+        print_config_tree(cfg)
+    save_config(cfg, out)
+    seed_everything(cfg.get("seed", 0))
+    try:
+        return stage(cfg)
+    finally:
+        finish_loggers()
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def _main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    with open_dict(cfg):
+        # the run dir is paths.output_dir when given; in multirun each job gets its own subdir
+        cfg.paths.output_dir = HydraConfig.get().runtime.output_dir
+    try:
+        result = run(cfg)
+    except RSPNetError as e:
+        print(f"rspnet: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    # the optuna sweeper optimises the value returned here
+    metric = (result or {}).get("objective")
+    return float(metric) if metric is not None else None
+
+
+def main() -> None:
+    """Console-script entry (`rspnet ...`)."""
+    _main()
+
+
+if __name__ == "__main__":
+    main()

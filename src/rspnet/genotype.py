@@ -1,0 +1,244 @@
+"""Stage hand-off artifacts as plain data: `genotype.json` (cell) and `macro.json` (trellis).
+
+Loading validates everything and raises one ArtifactError naming the file and the field;
+saving is atomic. Formats: SPEC §3.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rspnet.errors import ArtifactError
+from rspnet.search_space.cell import EDGES
+from rspnet.search_space.ops import PRIMITIVES
+from rspnet.utils.io import atomic_write_json, read_json
+
+GENOTYPE_FORMAT = "rspnet.genotype/1"
+MACRO_FORMAT = "rspnet.macro/1"
+VALID_SCALES = (4, 8, 16, 32)
+STEM = (0, 4)  # (layer, scale) of the stem node
+
+
+def _fail(source: str, fieldname: str, msg: str) -> ArtifactError:
+    return ArtifactError(f"{source}: field '{fieldname}': {msg}")
+
+
+def _get(d: Any, key: str, source: str, where: str, types: type | tuple[type, ...]) -> Any:
+    if not isinstance(d, dict) or key not in d:
+        raise _fail(source, f"{where}{key}", "missing")
+    value = d[key]
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise _fail(source, f"{where}{key}", f"expected {types}, got a boolean")
+    if not isinstance(value, types):
+        names = "/".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise _fail(source, f"{where}{key}", f"expected {names}, got {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One cell edge with the chosen op and the softmax weights of all primitives."""
+
+    src: int
+    dst: int
+    op: str
+    weights: tuple[float, ...]
+
+
+@dataclass
+class Genotype:
+    """The searched Norm-Cell: one op per edge of EDGES."""
+
+    edges: list[Edge]
+    rsp: bool = True
+    primitives: list[str] = field(default_factory=lambda: list(PRIMITIVES))
+    search: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ops(self) -> list[str]:
+        """Op names in EDGES order."""
+        by_edge = {(e.src, e.dst): e.op for e in self.edges}
+        return [by_edge[edge] for edge in EDGES]
+
+    @classmethod
+    def from_weights(cls, weights: Sequence[Sequence[float]], rsp: bool, search: dict | None = None) -> Genotype:
+        """Derive from softmax(alpha) [3, 5]: per edge, the op with the largest weight."""
+        edges = []
+        for (src, dst), row in zip(EDGES, weights):
+            row = [float(w) for w in row]
+            if not all(math.isfinite(w) for w in row):
+                raise ArtifactError(f"edge {src}->{dst}: architecture weights are not finite ({row}); not writing a genotype")
+            best = max(range(len(row)), key=row.__getitem__)
+            edges.append(Edge(src, dst, PRIMITIVES[best], tuple(row)))
+        return cls(edges=edges, rsp=rsp, search=dict(search or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": GENOTYPE_FORMAT,
+            "primitives": list(self.primitives),
+            "rsp": bool(self.rsp),
+            "edges": [{"src": e.src, "dst": e.dst, "op": e.op, "weights": list(e.weights)} for e in self.edges],
+            "search": dict(self.search),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "genotype") -> Genotype:
+        """Validate and build; errors name `source` and the field."""
+        fmt = _get(d, "format", source, "", str)
+        if fmt != GENOTYPE_FORMAT:
+            raise _fail(source, "format", f"expected {GENOTYPE_FORMAT!r}, got {fmt!r}")
+        prims = _get(d, "primitives", source, "", list)
+        if prims != PRIMITIVES:
+            raise _fail(source, "primitives", f"expected {PRIMITIVES}, got {prims}")
+        rsp = _get(d, "rsp", source, "", bool)
+        raw = _get(d, "edges", source, "", list)
+        if len(raw) != len(EDGES):
+            raise _fail(source, "edges", f"a Norm-Cell has {len(EDGES)} edges, got {len(raw)}")
+        edges, seen = [], set()
+        for i, e in enumerate(raw):
+            where = f"edges[{i}]."
+            src, dst = _get(e, "src", source, where, int), _get(e, "dst", source, where, int)
+            if (src, dst) not in EDGES:
+                raise _fail(source, f"{where}src/dst", f"({src}, {dst}) is not an edge; valid edges: {EDGES}")
+            if (src, dst) in seen:
+                raise _fail(source, f"{where}src/dst", f"edge ({src}, {dst}) appears twice")
+            seen.add((src, dst))
+            op = _get(e, "op", source, where, str)
+            if op not in PRIMITIVES:
+                raise _fail(source, f"{where}op", f"unknown op {op!r}; valid ops: {', '.join(PRIMITIVES)}")
+            weights = e.get("weights", [])
+            if not isinstance(weights, list) or (weights and len(weights) != len(PRIMITIVES)):
+                raise _fail(source, f"{where}weights", f"expected {len(PRIMITIVES)} numbers")
+            if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in weights):
+                raise _fail(source, f"{where}weights", "must be finite numbers")
+            edges.append(Edge(src, dst, op, tuple(float(w) for w in weights)))
+        search = d.get("search", {})
+        if not isinstance(search, dict):
+            raise _fail(source, "search", "expected an object")
+        return cls(edges=edges, rsp=rsp, primitives=list(prims), search=search)
+
+    def save(self, path: str | Path) -> Path:
+        """Atomic JSON write."""
+        return atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Genotype:
+        return cls.from_dict(read_json(path, "genotype"), source=str(path))
+
+
+@dataclass(frozen=True)
+class MacroInput:
+    """A chosen input path of a node: the source node and its path importance."""
+
+    layer: int
+    scale: int
+    score: float
+
+
+@dataclass(frozen=True)
+class MacroNode:
+    layer: int
+    scale: int
+    inputs: tuple[MacroInput, ...]
+
+
+@dataclass
+class MacroArch:
+    """The searched trellis: for every node (layer >= 1, scale) its top-k input nodes."""
+
+    layers: int
+    scales: list[int]
+    top_k: int
+    nodes: list[MacroNode]
+    search: dict[str, Any] = field(default_factory=dict)
+
+    def node(self, layer: int, scale: int) -> MacroNode:
+        for n in self.nodes:
+            if (n.layer, n.scale) == (layer, scale):
+                return n
+        raise KeyError((layer, scale))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": MACRO_FORMAT,
+            "layers": self.layers,
+            "scales": list(self.scales),
+            "top_k": self.top_k,
+            "nodes": [
+                {
+                    "layer": n.layer,
+                    "scale": n.scale,
+                    "inputs": [{"layer": i.layer, "scale": i.scale, "score": i.score} for i in n.inputs],
+                }
+                for n in self.nodes
+            ],
+            "search": dict(self.search),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "macro") -> MacroArch:
+        """Validate: format, scales, every node of layers 1..L once, inputs from earlier layers."""
+        fmt = _get(d, "format", source, "", str)
+        if fmt != MACRO_FORMAT:
+            raise _fail(source, "format", f"expected {MACRO_FORMAT!r}, got {fmt!r}")
+        layers = _get(d, "layers", source, "", int)
+        if layers < 1:
+            raise _fail(source, "layers", f"must be >= 1, got {layers}")
+        scales = _get(d, "scales", source, "", list)
+        if not scales or any(s not in VALID_SCALES for s in scales) or sorted(set(scales)) != scales:
+            raise _fail(source, "scales", f"must be an increasing subset of {list(VALID_SCALES)}, got {scales}")
+        if scales[0] != STEM[1]:
+            raise _fail(source, "scales", f"must start at the stem scale {STEM[1]}, got {scales}")
+        top_k = _get(d, "top_k", source, "", int)
+        if top_k < 1:
+            raise _fail(source, "top_k", f"must be >= 1, got {top_k}")
+        raw = _get(d, "nodes", source, "", list)
+        known = {STEM} | {(l, s) for l in range(1, layers + 1) for s in scales}
+        nodes, seen = [], set()
+        for i, n in enumerate(raw):
+            where = f"nodes[{i}]."
+            layer, scale = _get(n, "layer", source, where, int), _get(n, "scale", source, where, int)
+            if not 1 <= layer <= layers:
+                raise _fail(source, f"{where}layer", f"must be in 1..{layers}, got {layer}")
+            if scale not in scales:
+                raise _fail(source, f"{where}scale", f"unknown scale {scale}; scales are {scales}")
+            if (layer, scale) in seen:
+                raise _fail(source, where.rstrip("."), f"node ({layer}, {scale}) appears twice")
+            seen.add((layer, scale))
+            ins = _get(n, "inputs", source, where, list)
+            if not 1 <= len(ins) <= top_k:
+                raise _fail(source, f"{where}inputs", f"expected 1..top_k={top_k} inputs, got {len(ins)}")
+            parsed, srcs = [], set()
+            for j, inp in enumerate(ins):
+                w = f"{where}inputs[{j}]."
+                il, isc = _get(inp, "layer", source, w, int), _get(inp, "scale", source, w, int)
+                score = _get(inp, "score", source, w, (int, float))
+                if il >= layer:
+                    raise _fail(source, f"{w}layer", f"input from layer {il} into node at layer {layer}: inputs must come from earlier layers")
+                if (il, isc) not in known:
+                    raise _fail(source, f"{w}scale", f"({il}, {isc}) is not a node (layer 0 is the stem at scale {STEM[1]}; scales are {scales})")
+                if (il, isc) in srcs:
+                    raise _fail(source, w.rstrip("."), f"input ({il}, {isc}) appears twice")
+                if not math.isfinite(score):
+                    raise _fail(source, f"{w}score", "must be finite")
+                srcs.add((il, isc))
+                parsed.append(MacroInput(il, isc, float(score)))
+            nodes.append(MacroNode(layer, scale, tuple(parsed)))
+        missing = sorted(known - {STEM} - seen)
+        if missing:
+            raise _fail(source, "nodes", f"missing nodes (layer, scale): {missing}")
+        search = d.get("search", {})
+        if not isinstance(search, dict):
+            raise _fail(source, "search", "expected an object")
+        return cls(layers=layers, scales=list(scales), top_k=top_k, nodes=nodes, search=search)
+
+    def save(self, path: str | Path) -> Path:
+        return atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> MacroArch:
+        return cls.from_dict(read_json(path, "macro"), source=str(path))

@@ -1,0 +1,1 @@
+"""Search space: operations, cells (MixedOp, RSP), trellis pieces, path attention."""

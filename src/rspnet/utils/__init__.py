@@ -1,0 +1,1 @@
+"""Small shared helpers (I/O, config printing, logger and trainer builders)."""

@@ -1,0 +1,66 @@
+"""Config helpers: output dir, rich tree printing, saving the resolved config, seeding."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from rspnet.errors import ConfigError
+from rspnet.utils.io import atomic_write_text
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """Return `paths.output_dir` as an existing, writable folder (clear error otherwise)."""
+    value = cfg.paths.get("output_dir")
+    if not value:
+        raise ConfigError("paths.output_dir is not set; pass paths.output_dir=DIR")
+    path = Path(str(value))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"paths.output_dir={path}: cannot create it ({e.strerror or e})") from e
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"paths.output_dir={path}: folder is not writable; choose another paths.output_dir")
+    return path
+
+
+def require(cfg: DictConfig, key: str, hint: str) -> str:
+    """Return the string value of a required top-level option, or a one-line ConfigError."""
+    value = OmegaConf.select(cfg, key)
+    if value in (None, ""):
+        raise ConfigError(f"option {key} is required for stage={cfg.stage.name}: {hint}")
+    return str(value)
+
+
+def print_config_tree(
+    cfg: DictConfig,
+    order: Sequence[str] = ("stage", "dataset", "model", "rsp", "head", "search", "macro", "train", "trainer", "logger", "paths"),
+) -> None:
+    """Print the resolved config as a rich tree (one branch per group)."""
+    import rich
+    import rich.syntax
+    import rich.tree
+
+    tree = rich.tree.Tree("CONFIG", style="dim", guide_style="dim")
+    keys = [k for k in order if k in cfg] + [k for k in cfg if k not in order]
+    for key in keys:
+        branch = tree.add(str(key), style="bold", guide_style="dim")
+        value = cfg[key]
+        text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
+        branch.add(rich.syntax.Syntax(text, "yaml"))
+    rich.print(tree)
+
+
+def save_config(cfg: DictConfig, out: Path) -> Path:
+    """Save the resolved config as `<out>/config.yaml` (atomic)."""
+    return atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices) through Lightning."""
+    import pytorch_lightning as pl
+
+    pl.seed_everything(int(seed), workers=True, verbose=False)

@@ -1,0 +1,67 @@
+"""Atomic artifact writing: a kill never leaves a half-written file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rspnet.errors import ArtifactError
+
+
+def _atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Write to a temp file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise ArtifactError(f"cannot write {path}: {e.strerror or e}; check the output dir is writable") from e
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ArtifactError(
+            f"cannot write {path}: {e.strerror or e}; the previous file (if any) is intact"
+        ) from e
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Atomically write `text` to `path`."""
+    return _atomic(path, lambda p: p.write_text(text))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Atomically write `obj` as pretty JSON (NaN/inf are rejected, never written)."""
+    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
+    return atomic_write_text(path, text)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Atomically write raw bytes (pictures, ONNX files)."""
+    return _atomic(path, lambda p: p.write_bytes(data))
+
+
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    """Read a JSON artifact, turning I/O and syntax errors into one clear ArtifactError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{what} file not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{path}: cannot read {what} file ({e})") from e

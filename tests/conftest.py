@@ -1,0 +1,38 @@
+"""Shared fixtures: compose the Hydra config once per test with overrides."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, open_dict
+
+import rspnet.cli  # noqa: F401  (registers the rspnet_run_dir resolver)
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = str(REPO / "conf")
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """`make_cfg("stage=cell_search", "model=tiny", out=...)` -> composed config writing under tmp."""
+
+    def _make(*overrides: str, out: Path | None = None) -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+            cfg = compose(config_name="config", overrides=["logger=none", "print_config=false", *overrides])
+        with open_dict(cfg):
+            if not any(o.startswith("paths.output_dir=") for o in overrides):
+                cfg.paths.output_dir = str(out or tmp_path / "run")
+        return cfg
+
+    return _make
