@@ -12,7 +12,7 @@ from rspnet.errors import ConfigError
 STAGES: dict[str, str] = {
     "data_stats": "rspnet.stages.data_stats",
     "cell_search": "rspnet.stages.search",
-    "macro_search": "rspnet.stages.search",
+    "macro_search": "rspnet.stages.macro_search",
     "train": "rspnet.stages.train",
     "eval": "rspnet.stages.evaluate",
     "predict": "rspnet.stages.predict",
