@@ -1,0 +1,62 @@
+"""CLI: Hydra composition, output dir conventions, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rspnet.cli import _run_dir
+from rspnet.errors import ConfigError
+from rspnet.stages import STAGES, get_stage
+from rspnet.utils.config import output_dir
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _rspnet(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, "-m", "rspnet.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_run_dir_resolver():
+    assert _run_dir(None, "outputs/x") == "outputs/x"
+    assert _run_dir("/data/run", "outputs/x") == "/data/run"
+
+
+def test_every_stage_has_a_config_file():
+    for name in STAGES:
+        assert (REPO / "conf" / "stage" / f"{name}.yaml").is_file(), name
+
+
+def test_unknown_stage_is_a_config_error():
+    with pytest.raises(ConfigError, match="stage=nope is unknown"):
+        get_stage("nope")
+
+
+def test_output_dir_not_creatable(make_cfg, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cfg = make_cfg(f"paths.output_dir={blocker / 'run'}")
+    with pytest.raises(ConfigError, match="paths.output_dir=.*cannot create"):
+        output_dir(cfg)
+
+
+def test_composition_defaults(make_cfg):
+    cfg = make_cfg("stage=cell_search", "rsp=off", "search.arch_lr=0.003")
+    assert cfg.stage.name == "cell_search"
+    assert cfg.rsp.enabled is False
+    assert cfg.search.arch_lr == pytest.approx(0.003)
+    assert cfg.trainer.accelerator == "cpu"
+
+
+def test_unknown_option_is_one_clear_error(tmp_path):
+    proc = _rspnet("stage=data_stats", "foo=1", f"paths.output_dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Could not override 'foo'" in proc.stderr
+    assert "Traceback" not in proc.stderr
