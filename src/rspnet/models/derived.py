@@ -1,0 +1,112 @@
+"""The derived network: stem + trellis from `macro.json`, N stacked searched cells per node, a head.
+
+Node (l, s) = sum of its chosen inputs, each path-aligned (1x1 conv-BN + bilinear resize) to
+the node's width and size, followed by `model.cells_per_node` cells, each wrapped in RSP.
+Layer 0 is the stem (scale 4). The head sees the last layer's outputs, one per scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from rspnet.genotype import STEM, Genotype, MacroArch, MacroInput, MacroNode
+from rspnet.models.heads import build_head
+from rspnet.search_space.cell import RSP, FixedCell
+from rspnet.search_space.trellis import STEM_SCALE, Align, Stem, scale_width
+
+Node = tuple[int, int]  # (layer, scale)
+
+
+def _key(node: Node) -> str:
+    """ModuleDict key of a node (state_dict-stable: `l{layer}_s{scale}`)."""
+    return f"l{node[0]}_s{node[1]}"
+
+
+def _ceil_div(n: torch.Tensor | int, d: int) -> torch.Tensor | int:
+    # integer arithmetic (not math.ceil) so ONNX tracing keeps H, W symbolic
+    return -(-n // d)
+
+
+def default_macro(cfg: DictConfig) -> MacroArch:
+    """Plain HRNet-like trellis: node (l, s) <- (l-1, s) and (l-1, s/2); layer 1 <- the stem."""
+    scales = [int(s) for s in cfg.model.scales]
+    layers = int(cfg.model.layers)
+    nodes = []
+    for layer in range(1, layers + 1):
+        for s in scales:
+            if layer == 1:
+                srcs = [STEM]
+            else:
+                srcs = [(layer - 1, s)] + ([(layer - 1, s // 2)] if s // 2 in scales else [])
+            nodes.append(MacroNode(layer, s, tuple(MacroInput(l, sc, 1.0) for l, sc in srcs)))
+    d = MacroArch(layers=layers, scales=scales, top_k=2, nodes=nodes, search={"source": "default_macro"}).to_dict()
+    return MacroArch.from_dict(d, source="default_macro")  # validated like a file
+
+
+def live_nodes(macro: MacroArch) -> list[Node]:
+    """Nodes that feed the last layer (in layer order); the others would get no gradient."""
+    live = {(macro.layers, s) for s in macro.scales}
+    for layer in range(macro.layers, 0, -1):
+        for s in macro.scales:
+            if (layer, s) in live:
+                live |= {(i.layer, i.scale) for i in macro.node(layer, s).inputs}
+    return [(l, s) for l in range(1, macro.layers + 1) for s in macro.scales if (l, s) in live]
+
+
+class TrellisNode(nn.Module):
+    """Sum of aligned inputs -> N stacked (RSP-wrapped) fixed cells."""
+
+    def __init__(self, in_widths: list[int], width: int, ops: list[str], cells: int, rsp: bool, shuffle: bool) -> None:
+        super().__init__()
+        self.aligns = nn.ModuleList(Align(c, width, affine=True) for c in in_widths)
+        self.cells = nn.Sequential(
+            *(RSP(width, lambda c: FixedCell(c, ops, affine=True), enabled=rsp, shuffle=shuffle) for _ in range(cells))
+        )
+
+    def forward(self, inputs: list[torch.Tensor], size: tuple) -> torch.Tensor:
+        x = sum(align(z, size) for align, z in zip(self.aligns, inputs))
+        return self.cells(x)
+
+
+class DerivedNet(nn.Module):
+    """Fixed-architecture RSPNet: `forward_features` (last layer, per scale) then `head`."""
+
+    def __init__(self, genotype: Genotype, macro: MacroArch, base_width: int, cells_per_node: int,
+                 rsp: bool, shuffle: bool, make_head: Callable[[list[int]], nn.Module]) -> None:
+        super().__init__()
+        self.macro, self.scales = macro, list(macro.scales)
+        width = {s: scale_width(base_width, s) for s in self.scales}
+        self.stem = Stem(3, width[STEM_SCALE], affine=True)
+        self.inputs: dict[Node, list[Node]] = {}
+        self.trellis = nn.ModuleDict()
+        for node in live_nodes(macro):
+            srcs = [(i.layer, i.scale) for i in macro.node(*node).inputs]
+            self.inputs[node] = srcs
+            self.trellis[_key(node)] = TrellisNode([width[s] for _, s in srcs], width[node[1]], genotype.ops,
+                                                   cells_per_node, rsp, shuffle)
+        self.out_channels = [width[s] for s in self.scales]
+        self.head = make_head(self.out_channels)
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Image -> last-layer outputs, one per scale (scale 4 first)."""
+        feats: dict[Node, torch.Tensor] = {STEM: self.stem(x)}
+        h4, w4 = feats[STEM].shape[-2:]
+        sizes = {s: (_ceil_div(h4, s // STEM_SCALE), _ceil_div(w4, s // STEM_SCALE)) for s in self.scales}
+        for node, srcs in self.inputs.items():
+            feats[node] = self.trellis[_key(node)]([feats[n] for n in srcs], sizes[node[1]])
+        return [feats[(self.macro.layers, s)] for s in self.scales]
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """-> {"out": logits [B, K, H, W] at input size, "aux": (OCR only) aux logits at input size}."""
+        return self.head(self.forward_features(x), tuple(x.shape[-2:]))
+
+
+def build_derived(cfg: DictConfig, genotype: Genotype, macro: MacroArch, num_classes: int) -> DerivedNet:
+    """Build the derived network for `cfg.model`/`cfg.rsp`/`cfg.head` from the two artifacts."""
+    return DerivedNet(genotype, macro, base_width=int(cfg.model.base_width),
+                      cells_per_node=int(cfg.model.cells_per_node), rsp=bool(cfg.rsp.enabled),
+                      shuffle=bool(cfg.rsp.shuffle), make_head=lambda widths: build_head(cfg, widths, int(num_classes)))
