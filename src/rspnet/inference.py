@@ -1,0 +1,115 @@
+"""Test-time inference modes: whole image, sliding window, multi-scale + flip (`train.inference`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+from rspnet.errors import ConfigError
+
+MODES = ("whole", "slide", "multiscale_flip")
+Net = Callable[[torch.Tensor], "torch.Tensor | dict[str, torch.Tensor]"]
+
+
+def _logits(net: Net, x: torch.Tensor) -> torch.Tensor:
+    """Main logits [B, K, H, W] at input size (derived nets return {"out", "aux"})."""
+    y = net(x)
+    y = y["out"] if isinstance(y, dict) else y
+    if tuple(y.shape[-2:]) != tuple(x.shape[-2:]):
+        y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return y
+
+
+def _pair(value: Sequence[int] | int, name: str) -> tuple[int, int]:
+    """(H, W) from an int or a 2-sequence of positive ints."""
+    pair = (value, value) if isinstance(value, int) else tuple(int(v) for v in value)
+    if len(pair) != 2 or min(pair) < 1:
+        raise ConfigError(f"{name} must be [H, W] of positive ints, got {list(pair)}")
+    return pair  # type: ignore[return-value]
+
+
+def _starts(size: int, crop: int, stride: int) -> list[int]:
+    """Window start offsets covering [0, size) with the last window flush with the border."""
+    if size <= crop:
+        return [0]
+    starts = list(range(0, size - crop, stride)) + [size - crop]
+    return sorted(set(starts))
+
+
+def slide_logits(net: Net, x: torch.Tensor, crop: Sequence[int] | int, stride: Sequence[int] | int) -> torch.Tensor:
+    """Sliding-window logits: windows of `crop` every `stride`, overlaps averaged.
+
+    Images smaller than the window are zero-padded (zero = the dataset mean after
+    normalisation) and the padding is cropped off again. Only one window is on the
+    network at a time, so memory is bounded by the window, not the image.
+    """
+    ch, cw = _pair(crop, "train.slide_crop")
+    sh, sw = _pair(stride, "train.slide_stride")
+    b, _, h, w = x.shape
+    ph, pw = max(ch - h, 0), max(cw - w, 0)
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph))
+    H, W = x.shape[-2:]
+    total: torch.Tensor | None = None
+    count = torch.zeros(1, 1, H, W, device=x.device, dtype=x.dtype)
+    for y0 in _starts(H, ch, sh):
+        for x0 in _starts(W, cw, sw):
+            win = x[..., y0 : y0 + ch, x0 : x0 + cw]
+            out = _logits(net, win)
+            if total is None:  # K is known only after the first window
+                total = x.new_zeros(b, out.shape[1], H, W, dtype=out.dtype)
+            total[..., y0 : y0 + ch, x0 : x0 + cw] += out
+            count[..., y0 : y0 + ch, x0 : x0 + cw] += 1
+    assert total is not None
+    return (total / count.to(total.dtype))[..., :h, :w]
+
+
+def multiscale_flip_scores(net: Net, x: torch.Tensor, scales: Sequence[float], flip: bool = True) -> torch.Tensor:
+    """Log of the softmax averaged over `scales` and (optionally) horizontal flips, at input size."""
+    h, w = x.shape[-2:]
+    probs: torch.Tensor | None = None
+    n = 0
+    for s in scales:
+        if s <= 0:
+            raise ConfigError(f"train.scales must be positive, got {list(scales)}")
+        size = (max(1, round(h * s)), max(1, round(w * s)))
+        xs = x if size == (h, w) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        for flipped in (False, True) if flip else (False,):
+            inp = xs.flip(-1) if flipped else xs
+            out = _logits(net, inp)
+            out = out.flip(-1) if flipped else out
+            if tuple(out.shape[-2:]) != (h, w):
+                out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
+            p = out.float().softmax(dim=1)
+            probs = p if probs is None else probs + p
+            n += 1
+    assert probs is not None
+    return (probs / n).clamp_min(1e-12).log()
+
+
+def infer(net: Net, x: torch.Tensor, mode: str = "whole", *, crop: Sequence[int] | None = None,
+          stride: Sequence[int] | None = None, scales: Sequence[float] = (1.0,)) -> torch.Tensor:
+    """Class scores [B, K, H, W] for a normalised batch; argmax over K is the prediction."""
+    if mode == "whole":
+        return _logits(net, x)
+    if mode == "slide":
+        if crop is None:
+            raise ConfigError("inference=slide needs train.slide_crop=[H,W] (or dataset.crop_size)")
+        crop = _pair(crop, "train.slide_crop")
+        # default stride 2/3 of the window (mmsegmentation's usual overlap)
+        stride = stride if stride is not None else tuple(max(1, (2 * c) // 3) for c in crop)
+        return slide_logits(net, x, crop, stride)
+    if mode == "multiscale_flip":
+        return multiscale_flip_scores(net, x, scales)
+    raise ConfigError(f"train.inference={mode} is unknown; use one of: {', '.join(MODES)}")
+
+
+def infer_from_cfg(net: Net, x: torch.Tensor, cfg: DictConfig) -> torch.Tensor:
+    """`infer` with the mode and its options read from `cfg.train` (slide window defaults to dataset.crop_size)."""
+    t = cfg.train
+    crop = t.get("slide_crop") or cfg.dataset.get("crop_size")
+    return infer(net, x, str(t.get("inference", "whole")), crop=list(crop) if crop is not None else None,
+                 stride=list(t.slide_stride) if t.get("slide_stride") else None, scales=list(t.get("scales") or [1.0]))

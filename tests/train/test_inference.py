@@ -1,0 +1,67 @@
+"""Inference modes: slide and multiscale_flip shapes; slide == whole where it must be."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from rspnet.errors import ConfigError
+from rspnet.genotype import Genotype
+from rspnet.inference import infer, infer_from_cfg, slide_logits
+from rspnet.models.derived import build_derived, default_macro
+
+OPS = [[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 1]]
+
+
+@pytest.fixture
+def net(make_cfg) -> nn.Module:
+    torch.manual_seed(0)
+    cfg = make_cfg()
+    return build_derived(cfg, Genotype.from_weights(OPS, rsp=True), default_macro(cfg), num_classes=4).eval()
+
+
+def test_modes_give_the_whole_image_shape(net: nn.Module) -> None:
+    x = torch.randn(2, 3, 40, 56)
+    with torch.no_grad():
+        whole = infer(net, x, "whole")
+        slide = infer(net, x, "slide", crop=(32, 32), stride=(16, 20))
+        msf = infer(net, x, "multiscale_flip", scales=(0.75, 1.0, 1.25))
+    assert whole.shape == slide.shape == msf.shape == (2, 4, 40, 56)
+    assert torch.isfinite(slide).all() and torch.isfinite(msf).all()
+    # multiscale_flip returns log-probabilities: they exponentiate to a distribution per pixel
+    assert torch.allclose(msf.exp().sum(1), torch.ones(2, 40, 56), atol=1e-4)
+
+
+def test_slide_with_a_window_covering_the_image_equals_whole(net: nn.Module) -> None:
+    x = torch.randn(1, 3, 40, 56)
+    with torch.no_grad():
+        assert torch.allclose(infer(net, x, "slide", crop=(40, 56), stride=(8, 8)), infer(net, x, "whole"), atol=1e-6)
+
+
+def test_slide_averages_overlaps_exactly() -> None:
+    # a pointwise net is translation-equivariant, so any tiling must reproduce the whole image
+    torch.manual_seed(0)
+    net = nn.Conv2d(3, 5, 1)
+    x = torch.randn(2, 3, 37, 51)
+    with torch.no_grad():
+        tiled = slide_logits(net, x, crop=(16, 20), stride=(7, 9))
+        padded = slide_logits(net, x, crop=(64, 64), stride=(32, 32))  # window larger than the image
+    assert torch.allclose(tiled, net(x), atol=1e-5)
+    assert torch.allclose(padded, net(x), atol=1e-5)
+
+
+def test_multiscale_flip_at_scale_one_is_flip_averaged_softmax(net: nn.Module) -> None:
+    x = torch.randn(1, 3, 32, 48)
+    with torch.no_grad():
+        p = (net(x)["out"].softmax(1) + net(x.flip(-1))["out"].flip(-1).softmax(1)) / 2
+        assert torch.allclose(infer(net, x, "multiscale_flip", scales=(1.0,)).exp(), p, atol=1e-5)
+
+
+def test_infer_from_cfg_reads_train_options(make_cfg, net: nn.Module) -> None:
+    cfg = make_cfg("train.inference=slide", "train.slide_crop=[24,24]")
+    x = torch.randn(1, 3, 40, 56)
+    with torch.no_grad():
+        assert infer_from_cfg(net, x, cfg).shape == (1, 4, 40, 56)
+    with pytest.raises(ConfigError, match="train.inference=bogus"):
+        infer_from_cfg(net, x, make_cfg("train.inference=bogus"))
