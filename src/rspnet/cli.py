@@ -45,6 +45,7 @@ def run(cfg: DictConfig) -> dict:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def _main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     with open_dict(cfg):
         # the run dir is paths.output_dir when given; in multirun each job gets its own subdir
@@ -53,6 +54,8 @@ def _main(cfg: DictConfig) -> float | None:
         result = run(cfg)
     except RSPNetError as e:
         print(f"rspnet: error: {e}", file=sys.stderr)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # Hydra marks this job failed, runs the others, then reports (sweep summary)
         sys.exit(2)
     # the optuna sweeper optimises the value returned here
     metric = (result or {}).get("objective")

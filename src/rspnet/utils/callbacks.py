@@ -1,0 +1,157 @@
+"""Hydra callback: every multirun ends with `<sweep dir>/summary.json` + `summary.md`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from rspnet.errors import ArtifactError
+from rspnet.utils.io import atomic_write_json, atomic_write_text, read_json
+
+log = logging.getLogger(__name__)
+
+JOB_FILE = "job.json"
+# artifacts a stage leaves in its output dir, read into the summary when present
+RESULT_FILES = ("metrics.json", "genotype.json", "macro.json", "pipeline.json")
+
+
+def _is_rank_zero() -> bool:
+    """True outside DDP and on global rank 0 (SLURM tasks or Lightning-launched ranks)."""
+    for var in ("SLURM_PROCID", "RANK"):
+        if os.environ.get(var, "0") != "0":
+            return False
+    return True
+
+
+def _result_of(job_dir: Path) -> dict[str, Any]:
+    """Headline numbers from the artifacts found in one job's output dir."""
+    result: dict[str, Any] = {}
+    for name in RESULT_FILES:
+        path = job_dir / name
+        if not path.is_file():
+            continue
+        try:
+            data = read_json(path, name)
+        except ArtifactError as e:  # an unreadable file must not break the summary
+            result[name] = f"unreadable: {e}"
+            continue
+        if name == "metrics.json":
+            result.update({k: data.get(k) for k in ("miou", "pixel_acc", "split", "dataset")})
+        elif name == "genotype.json":
+            result["genotype_ops"] = [e.get("op") for e in data.get("edges", [])]
+        elif name == "macro.json":
+            result["macro_nodes"] = len(data.get("nodes", []))
+        elif name == "pipeline.json":
+            result["pipeline_miou"] = data.get("miou")
+            result["params"] = data.get("params")
+    return result
+
+
+def collect_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
+    """One record per job dir under `sweep_dir` (those with a job.json or a .hydra folder)."""
+    jobs = []
+    dirs = {p.parent for p in sweep_dir.rglob(JOB_FILE)} | {p.parent for p in sweep_dir.rglob(".hydra")}
+    for job_dir in sorted(dirs, key=lambda p: (len(p.parts), _num(p.name), str(p))):
+        if job_dir == sweep_dir:
+            continue
+        record: dict[str, Any] = {"num": _num(job_dir.name), "output_dir": str(job_dir), "status": "unknown"}
+        if (job_dir / JOB_FILE).is_file():
+            record.update(read_json(job_dir / JOB_FILE, "job record"))
+        elif (job_dir / ".hydra" / "overrides.yaml").is_file():
+            record["overrides"] = list(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"))
+        record["result"] = _result_of(job_dir)
+        jobs.append(record)
+    return jobs
+
+
+def _num(name: str) -> int:
+    """Job number from a sweep subdir name (non-numeric names sort last)."""
+    return int(name) if name.isdigit() else 1 << 30
+
+
+def _markdown(sweep_dir: Path, jobs: list[dict[str, Any]]) -> str:
+    """The summary as a markdown table (one row per job)."""
+    lines = [f"# Sweep summary: `{sweep_dir}`", "", f"{len(jobs)} job(s).", ""]
+    lines += ["| # | overrides | status | objective | mIoU | output dir |", "|---|---|---|---|---|---|"]
+    for job in jobs:
+        res = job.get("result", {})
+        miou = res.get("miou", res.get("pipeline_miou"))
+        lines.append(
+            "| {} | {} | {} | {} | {} | `{}` |".format(
+                job.get("num"),
+                " ".join(f"`{o}`" for o in job.get("overrides", [])),
+                job.get("status"),
+                _fmt(job.get("objective")),
+                _fmt(miou),
+                job.get("output_dir"),
+            )
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any) -> str:
+    """Numbers with 4 decimals, missing values as a dash."""
+    if value is None:
+        return "–"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def write_summary(sweep_dir: Path) -> dict[str, Any]:
+    """Write `summary.json` and `summary.md` for the jobs under `sweep_dir`; return the summary."""
+    jobs = collect_jobs(sweep_dir)
+    summary: dict[str, Any] = {"format": "rspnet.sweep/1", "sweep_dir": str(sweep_dir), "jobs": jobs}
+    optuna = sweep_dir / "optimization_results.yaml"
+    if optuna.is_file():
+        summary["optuna"] = OmegaConf.to_container(OmegaConf.load(optuna))
+    atomic_write_json(sweep_dir / "summary.json", summary)
+    atomic_write_text(sweep_dir / "summary.md", _markdown(sweep_dir, jobs))
+    return summary
+
+
+class SweepSummary(Callback):
+    """Records each job (`job.json` in its output dir) and summarises the sweep at its end."""
+
+    def __init__(self) -> None:
+        self.sweep_dir: Path | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Remember the resolved sweep dir (it may contain `${now:}`)."""
+        self.sweep_dir = Path(str(config.hydra.sweep.dir))
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        """Write `<job output dir>/job.json`: overrides, status, the value the app returned."""
+        from hydra.core.utils import JobStatus
+        from hydra.types import RunMode
+
+        hydra_cfg = job_return.hydra_cfg.hydra if job_return.hydra_cfg is not None else None
+        if hydra_cfg is None or hydra_cfg.mode != RunMode.MULTIRUN or not _is_rank_zero():
+            return
+        out = Path(str(hydra_cfg.runtime.output_dir))
+        record: dict[str, Any] = {
+            "num": int(hydra_cfg.job.num),
+            "overrides": list(job_return.overrides or []),
+            "output_dir": str(out),
+            "status": job_return.status.name.lower(),
+        }
+        if job_return.status == JobStatus.COMPLETED:
+            value = job_return.return_value
+            record["objective"] = float(value) if isinstance(value, (int, float)) else None
+        else:
+            record["error"] = f"{type(job_return._return_value).__name__}: {job_return._return_value}"
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / JOB_FILE, record)
+        if self.sweep_dir is not None:  # same process as the sweep (local launcher): keep it current
+            write_summary(self.sweep_dir)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Write the sweep summary next to the job dirs."""
+        sweep_dir = self.sweep_dir or Path(str(config.hydra.sweep.dir))
+        if not sweep_dir.is_dir():
+            return
+        summary = write_summary(sweep_dir)
+        log.info("sweep summary (%d jobs): %s", len(summary["jobs"]), sweep_dir / "summary.md")
