@@ -1,0 +1,1 @@
+"""LightningModules: the bi-level search module and the fixed-architecture segmentation module."""

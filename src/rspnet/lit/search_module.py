@@ -1,0 +1,228 @@
+"""Generic bi-level (DARTS) search over any supernet, with manual optimisation.
+
+The net provides `arch_parameters()`, `weight_parameters()` and `forward(x) -> logits
+[B, K, H, W]`. Per training step (batch = {"weight": (x, y), "arch": (x, y)}):
+(1) an architecture step on the arch batch (skipped during `search.warmup_epochs`),
+first-order by default or DARTS' unrolled approximation with `search.second_order=true`;
+(2) a weight step on the weight batch, gradient norm clipped to `search.grad_clip`.
+Subclasses (stage 2) override `export_artifacts` and the validation hooks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
+
+from rspnet.errors import ConfigError, NonFiniteError
+from rspnet.lit.unrolled import unrolled_arch_grads
+from rspnet.metrics import SegMetric
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def split_parameters(net: nn.Module) -> tuple[list[str], list[str]]:
+    """Names of (weight, arch) parameters; asserts the two sets are disjoint and complete."""
+    arch_ids = {id(p) for p in net.arch_parameters()}
+    weight_ids = {id(p) for p in net.weight_parameters()}
+    named = dict(net.named_parameters())
+    arch = [n for n, p in named.items() if id(p) in arch_ids]
+    weight = [n for n, p in named.items() if id(p) in weight_ids]
+    overlap = sorted(set(arch) & set(weight))
+    assert not overlap, f"parameters in both the weight and the arch optimiser: {overlap}"
+    missing = sorted(set(named) - set(arch) - set(weight))
+    assert not missing, f"parameters in neither optimiser: {missing}"
+    assert arch, "the supernet has no architecture parameters"
+    return weight, arch
+
+
+class SearchModule(pl.LightningModule):
+    """DARTS alternation (arch step, then weight step) over `net`; logs val/miou each epoch."""
+
+    def __init__(self, net: nn.Module, cfg: DictConfig) -> None:
+        super().__init__()
+        self.net, self.cfg, self.search_cfg = net, cfg, cfg.search
+        self.automatic_optimization = False
+        self.weight_names, self.arch_names = split_parameters(net)
+        self.ignore_index = int(cfg.dataset.get("ignore_index", 255))
+        self.num_classes = int(getattr(net, "num_classes", cfg.dataset.num_classes))
+        self.val_metric = SegMetric(self.num_classes, ignore_index=self.ignore_index)
+        self.out_dir = Path(str(cfg.paths.output_dir))
+        self.data_split: Any = None  # set by fit_search; saved into every checkpoint
+        self.epochs_done = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits [B, K, H, W] at input resolution."""
+        return self.net(x)
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy with the dataset's ignore index."""
+        return F.cross_entropy(logits.float(), target, ignore_index=self.ignore_index)
+
+    def _params(self, names: list[str]) -> list[nn.Parameter]:
+        named = dict(self.net.named_parameters())
+        return [named[n] for n in names]
+
+    # -- optimisers ---------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        """[weight SGD (cosine lr), arch SGD or Adam]; param groups split by name."""
+        s = self.search_cfg
+        w_opt = torch.optim.SGD(self._params(self.weight_names), lr=float(s.weight_lr), momentum=float(s.weight_momentum), weight_decay=float(s.weight_wd))
+        arch = self._params(self.arch_names)
+        if s.arch_optim == "sgd":
+            a_opt = torch.optim.SGD(arch, lr=float(s.arch_lr), momentum=float(s.get("arch_momentum", 0.0)), weight_decay=float(s.arch_wd))
+        elif s.arch_optim == "adam":
+            a_opt = torch.optim.Adam(arch, lr=float(s.arch_adam_lr), betas=tuple(s.arch_adam_betas), weight_decay=float(s.arch_wd))
+        else:
+            raise ConfigError(f"search.arch_optim={s.arch_optim} is unknown; use sgd or adam")
+        epochs = max(1, int(self.trainer.max_epochs or 1)) if self._trainer is not None else 1
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=epochs, eta_min=float(s.weight_lr_min))
+        return [w_opt, a_opt], [sched]
+
+    # -- training -----------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        if self.search_cfg.second_order and self.trainer.world_size > 1:
+            raise ConfigError("search.second_order=true runs on one device only; use search.second_order=false under DDP")
+        if self.search_cfg.second_order and str(self.trainer.precision) == "16-mixed":
+            raise ConfigError("search.second_order=true needs trainer.precision=32-true or bf16-mixed (no fp16 loss scaling)")
+
+    def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
+        """(1) arch step on batch['arch'] unless warming up, (2) weight step on batch['weight']."""
+        w_opt, a_opt = self.optimizers()
+        if self.current_epoch >= int(self.search_cfg.warmup_epochs):
+            self.arch_step(a_opt, batch["arch"], batch["weight"], w_opt)
+        self.weight_step(w_opt, batch["weight"])
+
+    def arch_step(self, a_opt: Any, arch_batch: Batch, weight_batch: Batch, w_opt: Any) -> None:
+        """One architecture update (first-order, or unrolled with search.second_order)."""
+        a_opt.zero_grad()
+        x, y = arch_batch
+        if self.search_cfg.second_order:
+            xi = w_opt.param_groups[0]["lr"]
+            loss, grads = unrolled_arch_grads(self.net, self.loss, self._params(self.weight_names), self._params(self.arch_names), weight_batch, arch_batch, xi, float(self.search_cfg.weight_wd))
+            if not self._finite_or_skip(loss, "arch"):
+                return
+            for p, g in zip(self._params(self.arch_names), grads):
+                p.grad = g
+        else:
+            loss = self.loss(self.net(x), y)
+            if not self._finite_or_skip(loss, "arch"):
+                return
+            self.manual_backward(loss)
+        a_opt.step()
+        self.log("train/arch_loss", loss.detach(), on_step=True, on_epoch=True, batch_size=x.shape[0])
+
+    def weight_step(self, w_opt: Any, weight_batch: Batch) -> None:
+        """One weight update; the norm clipping happens in on_before_optimizer_step (after AMP unscale)."""
+        w_opt.zero_grad()
+        x, y = weight_batch
+        loss = self.loss(self.net(x), y)
+        if not self._finite_or_skip(loss, "weight"):
+            return
+        self.manual_backward(loss)
+        w_opt.step()
+        self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        # called after AMP unscaling, so the clip threshold is in true gradient units
+        clip = self.search_cfg.get("grad_clip")
+        if clip and optimizer is self.trainer.optimizers[0]:
+            nn.utils.clip_grad_norm_(self._params(self.weight_names), float(clip))
+
+    def _finite_or_skip(self, loss: torch.Tensor, which: str) -> bool:
+        """True if `loss` is finite; else skip (search.skip_nonfinite) or checkpoint and raise."""
+        if torch.isfinite(loss).all():
+            return True
+        where = f"epoch {self.current_epoch}, batch {self.trainer.fit_loop.epoch_loop.batch_progress.current.completed}"
+        if self.search_cfg.skip_nonfinite:
+            self.log("train/skipped_nonfinite", 1.0, on_step=True, reduce_fx="sum")
+            return False
+        path = self.out_dir / "checkpoints" / "nonfinite.ckpt"
+        self.trainer.save_checkpoint(path)
+        raise NonFiniteError(
+            f"{which} loss is {loss.item()} at {where}; checkpoint saved to {path}. "
+            "Lower search.weight_lr / search.arch_lr, or set search.skip_nonfinite=true"
+        )
+
+    def on_train_epoch_end(self) -> None:
+        for sched in self.lr_schedulers() if isinstance(self.lr_schedulers(), list) else [self.lr_schedulers()]:
+            sched.step()
+        self.epochs_done = self.current_epoch + 1
+        if self.trainer.is_global_zero:
+            self.export_artifacts(self.out_dir, final=False)
+
+    def on_fit_end(self) -> None:
+        if self.trainer.is_global_zero:
+            self.export_artifacts(self.out_dir, final=True)
+
+    # -- validation ---------------------------------------------------------------------
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        x, y = batch
+        logits = self.net(x)
+        self.log("val/loss", self.loss(logits, y), on_epoch=True, sync_dist=True, batch_size=x.shape[0])
+        self.val_metric.update(logits.argmax(1), y)
+
+    def on_validation_epoch_end(self) -> None:
+        res = self.val_metric.compute()  # reduced across DDP ranks by torchmetrics
+        self.val_metric.reset()
+        self.log("val/miou", res["miou"], prog_bar=True)
+        self.log("val/pixel_acc", res["pixel_acc"])
+        if hasattr(self.net, "arch_metrics"):
+            self.log_dict({f"arch/{k}": v for k, v in self.net.arch_metrics().items()})
+
+    # -- artifacts ----------------------------------------------------------------------
+    def search_meta(self) -> dict[str, Any]:
+        """The `search` block of the artifacts: dataset, epochs completed, seed."""
+        return {"dataset": str(self.cfg.dataset.name), "epochs": int(self.epochs_done), "seed": int(self.cfg.get("seed", 0))}
+
+    def export_artifacts(self, out: Path, final: bool) -> None:
+        """Stage 1: DIR/genotype.json, DIR/cell.png, DIR/alpha.png (+ heatmap to the logger)."""
+        from rspnet.utils.loggers import log_image
+        from rspnet.viz import figure_to_rgb, save_figure
+        from rspnet.viz.cell import cell_figure
+        from rspnet.viz.heatmap import alpha_heatmap
+
+        genotype = self.net.genotype(self.search_meta())
+        genotype.save(out / "genotype.json")
+        save_figure(cell_figure(genotype), out / "cell.png")
+        fig = alpha_heatmap(self.net.arch_weights(), title=f"softmax(alpha), epoch {self.epochs_done}")
+        save_figure(fig, out / "alpha.png")
+        if not final and self.logger:
+            log_image(self.logger, "arch/alpha_heatmap", figure_to_rgb(fig), step=self.global_step)
+
+    # -- checkpoints --------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rspnet"] = {"data_split": self.data_split, "epochs_done": self.epochs_done, "rng": _rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("rspnet", {})
+        saved = state.get("data_split")
+        if saved is not None and self.data_split is not None and saved != self.data_split:
+            raise ConfigError("the checkpoint was searched on a different weight/arch data split; resume with the same seed and search.arch_split")
+        self.epochs_done = int(state.get("epochs_done", 0))
+        if "rng" in state:
+            _set_rng_state(state["rng"])
+
+
+def _rng_state() -> dict[str, Any]:
+    """Python, numpy and torch CPU RNG states (resume reproduces the data order)."""
+    import random
+
+    import numpy as np
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])

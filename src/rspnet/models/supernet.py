@@ -1,0 +1,134 @@
+"""Stage-1 supernet: the fixed Auto-DeepLab trellis with one RSP-wrapped SearchCell per node.
+
+Node (l, s), l = 1..L, sums the aligned outputs of layer l-1 at scales s/2, s, 2s that
+exist; layer 0 is the stem (scale 4), which every layer-1 node takes (resized by Align)
+so that every node has an input. All cells share one `alpha` [3, 5] (SPEC §2.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
+
+from rspnet.genotype import Genotype
+from rspnet.search_space.cell import EDGES, RSP, SearchCell
+from rspnet.search_space.ops import PRIMITIVES
+from rspnet.search_space.trellis import STEM_SCALE, Align, Stem, scale_size, scale_width
+
+ARCH_NAMES = ("alpha",)  # parameter names owned by the architecture optimiser
+
+
+class SearchHead(nn.Module):
+    """Upsample every scale to the finest one, concat, 1x1 conv-BN-ReLU, 1x1 classifier."""
+
+    def __init__(self, widths: Sequence[int], head_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.fuse = nn.Sequential(
+            nn.Conv2d(sum(widths), head_channels, 1, bias=False),
+            nn.BatchNorm2d(head_channels, affine=False),
+            nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Conv2d(head_channels, num_classes, 1)
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Per-scale features (finest first) -> logits at the finest scale."""
+        size = feats[0].shape[-2:]
+        up = [feats[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]]
+        return self.classifier(self.fuse(torch.cat(up, dim=1)))
+
+
+def neighbour_inputs(layer: int, scale: int, scales: Sequence[int]) -> list[tuple[int, int]]:
+    """Inputs (layer, scale) of node (layer, scale): layer-1 at s/2, s, 2s; layer 1 reads the stem."""
+    if layer == 1:
+        return [(0, STEM_SCALE)]
+    return [(layer - 1, s) for s in (scale // 2, scale, scale * 2) if s in scales]
+
+
+class CellSupernet(nn.Module):
+    """Stem + L x S nodes (one SearchCell each, RSP-wrapped) + SearchHead; shared alpha [3, 5]."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        base_width: int,
+        scales: Sequence[int],
+        layers: int,
+        rsp: bool = True,
+        shuffle: bool = True,
+        head_channels: int = 32,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        self.num_classes, self.scales, self.layers, self.rsp = num_classes, list(scales), int(layers), bool(rsp)
+        if self.scales[0] != STEM_SCALE:
+            raise ValueError(f"model.scales must start at the stem scale {STEM_SCALE}, got {self.scales}")
+        width = {s: scale_width(base_width, s) for s in self.scales}
+        # DARTS init: small random logits so the ops start (almost) uniformly weighted
+        self.alpha = nn.Parameter(1e-3 * torch.randn(len(EDGES), len(PRIMITIVES)))
+        self.stem = Stem(in_channels, width[STEM_SCALE], affine=False)
+        self.inputs: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        self.aligns = nn.ModuleDict()
+        self.cells = nn.ModuleDict()
+        for l in range(1, self.layers + 1):
+            for s in self.scales:
+                self.inputs[(l, s)] = neighbour_inputs(l, s, self.scales)
+                for src in self.inputs[(l, s)]:
+                    self.aligns[self._align_key(src, (l, s))] = Align(width[src[1]], width[s], affine=False)
+                self.cells[f"l{l}_s{s}"] = RSP(width[s], lambda c: SearchCell(c, affine=False), self.rsp, shuffle)
+        self.head = SearchHead([width[s] for s in self.scales], head_channels, num_classes)
+
+    @staticmethod
+    def _align_key(src: tuple[int, int], dst: tuple[int, int]) -> str:
+        return f"l{src[0]}_s{src[1]}_to_l{dst[0]}_s{dst[1]}"
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig, num_classes: int) -> CellSupernet:
+        """Build from `cfg.model` (base_width, scales, search_layers, head_channels) and `cfg.rsp`."""
+        m = cfg.model
+        return cls(
+            num_classes,
+            base_width=int(m.base_width),
+            scales=list(m.scales),
+            layers=int(m.search_layers),
+            rsp=bool(cfg.rsp.enabled),
+            shuffle=bool(cfg.rsp.get("shuffle", True)),
+            head_channels=int(m.head_channels),
+        )
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """Parameters whose name is in ARCH_NAMES (just `alpha`)."""
+        return [p for n, p in self.named_parameters() if n.split(".")[-1] in ARCH_NAMES]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Every other parameter: stem, alignments, cells, head."""
+        return [p for n, p in self.named_parameters() if n.split(".")[-1] not in ARCH_NAMES]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Image [B, 3, H, W] -> logits [B, K, H, W] at input resolution."""
+        weights = F.softmax(self.alpha, dim=-1)  # once per forward, shared by all cells
+        feats: dict[tuple[int, int], torch.Tensor] = {(0, STEM_SCALE): self.stem(x)}
+        stem_hw = tuple(feats[(0, STEM_SCALE)].shape[-2:])
+        for node, srcs in self.inputs.items():
+            size = scale_size(stem_hw, node[1])
+            h = sum(self.aligns[self._align_key(src, node)](feats[src], size) for src in srcs)
+            feats[node] = self.cells[f"l{node[0]}_s{node[1]}"](h, weights)
+        logits = self.head([feats[(self.layers, s)] for s in self.scales])
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+    def arch_weights(self) -> torch.Tensor:
+        """softmax(alpha) [3, 5], detached, on CPU."""
+        return F.softmax(self.alpha.detach().float(), dim=-1).cpu()
+
+    def arch_metrics(self) -> dict[str, float]:
+        """Per-edge op weights for logging, keyed `alpha/<src>-<dst>/<op>`."""
+        w = self.arch_weights()
+        return {f"alpha/{a}-{b}/{op}": float(w[i, j]) for i, (a, b) in enumerate(EDGES) for j, op in enumerate(PRIMITIVES)}
+
+    def genotype(self, search: dict[str, Any] | None = None) -> Genotype:
+        """Derive the cell: per edge the op with the largest softmax(alpha) weight."""
+        return Genotype.from_weights(self.arch_weights().tolist(), rsp=self.rsp, search=search)

@@ -1,0 +1,91 @@
+"""Stage 1 (`stage=cell_search`) and `fit_search`, the fit loop shared by both search stages."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from rspnet.utils.config import output_dir
+
+try:  # the CheckpointIO base lives in lightning_fabric, a hard dependency of pytorch-lightning
+    from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+except ImportError:  # pragma: no cover
+    from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """torch.save to a temp file in the same folder, then os.replace: a kill never leaves half a checkpoint."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def search_callbacks(out: Path) -> list:
+    """last.ckpt saved after every epoch (after the module's epoch-end export), plus lr logging."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    return [
+        ModelCheckpoint(
+            dirpath=str(out / "checkpoints"),
+            filename="epoch{epoch:03d}",
+            auto_insert_metric_name=False,
+            save_last=True,
+            save_top_k=0,
+            every_n_epochs=1,
+            save_on_train_epoch_end=True,
+        )
+    ]
+
+
+def fit_search(cfg: DictConfig, module: Any, datamodule: Any) -> dict:
+    """Fit a SearchModule on {weight, arch} halves of the train split; returns final val metrics."""
+    from pytorch_lightning.utilities import CombinedLoader
+
+    from rspnet.utils.loggers import build_logger
+    from rspnet.utils.trainer import build_trainer, resolve_ckpt_path
+
+    out = output_dir(cfg)
+    ckpt_path = resolve_ckpt_path(cfg, out)
+    trainer = build_trainer(cfg, out, build_logger(cfg, out), search_callbacks(out), plugins=[AtomicCheckpointIO()])
+    datamodule.setup("fit")
+    weight_loader, arch_loader = datamodule.search_dataloaders()
+    module.data_split = datamodule.split_state()
+    train_loader = CombinedLoader({"weight": weight_loader, "arch": arch_loader}, mode=str(cfg.search.combine_mode))
+    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=datamodule.val_dataloader(), ckpt_path=ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    result: dict[str, Any] = {"output_dir": str(out), "epochs": int(module.epochs_done), **metrics}
+    if "val/miou" in metrics:
+        result["objective"] = metrics["val/miou"]  # what hparams_search optimises
+    last = out / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        result["checkpoint"] = str(last)
+    return result
+
+
+def run_cell_search(cfg: DictConfig) -> dict:
+    """Stage 1: DARTS search of the Norm-Cell on the fixed trellis -> DIR/genotype.json, DIR/cell.png."""
+    from rspnet.data import build_datamodule
+    from rspnet.lit.search_module import SearchModule
+    from rspnet.models.supernet import CellSupernet
+
+    out = output_dir(cfg)
+    datamodule = build_datamodule(cfg)
+    datamodule.setup("fit")
+    net = CellSupernet.from_cfg(cfg, datamodule.num_classes)
+    result = fit_search(cfg, SearchModule(net, cfg), datamodule)
+    genotype = out / "genotype.json"
+    result.update(genotype=str(genotype), cell_picture=str(out / "cell.png"))
+    print(f"cell search: genotype {net.genotype().ops} -> {genotype}")
+    return result
