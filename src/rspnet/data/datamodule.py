@@ -1,0 +1,132 @@
+"""One LightningDataModule for every dataset, plus the 50/50 weight/arch split for the searches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from rspnet.data.base import IGNORE, SegDataset
+from rspnet.errors import ConfigError, DataError
+
+
+class SegDataModule(pl.LightningDataModule):
+    """train/val/test loaders from `cfg.dataset`; `search_dataloaders()` for bi-level search."""
+
+    def __init__(
+        self,
+        cfg: DictConfig,
+        build: Callable[[DictConfig, str, bool], SegDataset],
+        classes: Sequence[str],
+        palette: Sequence[tuple[int, int, int]],
+    ) -> None:
+        super().__init__()
+        self.cfg, self.dcfg, self._build = cfg, cfg.dataset, build
+        # class metadata is static per dataset, so it is available before setup()
+        self.classes = list(classes)
+        self.palette = [tuple(c) for c in palette]
+        self.num_classes = len(self.classes)
+        self.ignore_index = IGNORE
+        self.train_dataset: SegDataset | None = None
+        self.val_dataset: SegDataset | None = None
+        self.test_dataset: SegDataset | None = None
+        self._search_split: dict[str, Any] | None = None
+        self.batch_size = self._positive("batch_size")
+        self.val_batch_size = self._positive("val_batch_size")
+
+    def _positive(self, key: str) -> int:
+        value = int(self.dcfg.get(key, 1))
+        if value < 1:
+            raise ConfigError(f"dataset.{key}={value} must be >= 1")
+        return value
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets a stage needs (fit/None: train + val; validate: val; test/predict: cfg.split)."""
+        if stage in (None, "fit") and self.train_dataset is None:
+            self.train_dataset = self._build(self.cfg, "train", True)
+        if stage in (None, "fit", "validate") and self.val_dataset is None:
+            self.val_dataset = self._build(self.cfg, "val", False)
+        if stage in ("test", "predict"):
+            self._test()
+
+    def _test(self) -> SegDataset:
+        """Dataset of `cfg.split` with the eval pipeline (reuses val when split=val)."""
+        split = str(self.cfg.get("split", "val"))
+        if self.test_dataset is None:
+            if split == "val" and self.val_dataset is not None:
+                self.test_dataset = self.val_dataset
+            else:
+                self.test_dataset = self._build(self.cfg, split, False)
+        return self.test_dataset
+
+    def _loader(self, ds: Dataset, batch_size: int, train: bool) -> DataLoader:
+        workers = int(self.dcfg.get("num_workers", 0))
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            shuffle=train,
+            # a dataset smaller than one batch would otherwise yield no batch at all
+            drop_last=train and len(ds) >= batch_size,  # type: ignore[arg-type]
+            num_workers=workers,
+            pin_memory=bool(self.dcfg.get("pin_memory", False)),
+            persistent_workers=workers > 0,
+        )
+
+    def _require(self, ds: SegDataset | None, stage: str) -> SegDataset:
+        if ds is None:
+            self.setup(stage)
+            ds = self.train_dataset if stage == "fit" else self.val_dataset
+        assert ds is not None
+        return ds
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled, augmented train loader."""
+        return self._loader(self._require(self.train_dataset, "fit"), self.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Val loader (normalise only)."""
+        return self._loader(self._require(self.val_dataset, "validate"), self.val_batch_size, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Loader over `cfg.split` (normalise only)."""
+        return self._loader(self._test(), self.val_batch_size, train=False)
+
+    # --- bi-level search: deterministic weight/arch halves of the train split ---------------
+    def _split_indices(self) -> dict[str, Any]:
+        if self._search_split is None:
+            n = len(self._require(self.train_dataset, "fit"))
+            frac = float(self.cfg.get("search", {}).get("arch_split", 0.5))
+            if not 0.0 < frac < 1.0:
+                raise ConfigError(f"search.arch_split={frac} must be between 0 and 1 (exclusive)")
+            if n < 2:
+                raise DataError(f"dataset={self.dcfg.name}: the train split has {n} image(s); "
+                                f"the search needs >= 2 to split into weight/arch halves")
+            seed = int(self.cfg.get("seed", 0))
+            perm = np.random.default_rng(seed).permutation(n)
+            n_arch = min(max(int(round(n * frac)), 1), n - 1)
+            self._search_split = {"seed": seed, "arch_split": frac, "num_train": n,
+                                  "weight": sorted(int(i) for i in perm[n_arch:]),
+                                  "arch": sorted(int(i) for i in perm[:n_arch])}
+        return self._search_split
+
+    def search_dataloaders(self) -> tuple[DataLoader, DataLoader]:
+        """(weight_loader, arch_loader): augmented, shuffled loaders over disjoint train halves."""
+        state, ds = self._split_indices(), self._require(self.train_dataset, "fit")
+        return (self._loader(Subset(ds, state["weight"]), self.batch_size, train=True),
+                self._loader(Subset(ds, state["arch"]), self.batch_size, train=True))
+
+    def split_state(self) -> dict[str, Any]:
+        """The weight/arch split (plain data; stored in checkpoints)."""
+        return dict(self._split_indices())
+
+    def load_split_state(self, state: dict[str, Any]) -> None:
+        """Restore a split saved by `split_state()` (checks it fits the current train split)."""
+        n = len(self._require(self.train_dataset, "fit"))
+        if int(state.get("num_train", -1)) != n:
+            raise DataError(f"checkpoint data split was made for {state.get('num_train')} train images, "
+                            f"dataset={self.dcfg.name} has {n}; resume with the same dataset")
+        self._search_split = dict(state)

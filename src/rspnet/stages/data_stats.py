@@ -1,0 +1,102 @@
+"""`stage=data_stats`: per-split image counts and mapped pixel counts -> `data_stats.json`.
+
+Counts are taken at the label files' own resolution with no transforms, so they show
+exactly what the label mapping does. Files are processed in chunks by a process pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from rspnet.data import available_splits, build_dataset, dataset_module
+from rspnet.data.base import IGNORE, SegDataset
+from rspnet.errors import DataError
+from rspnet.utils.config import output_dir
+from rspnet.utils.io import atomic_write_json
+
+log = logging.getLogger("rspnet")
+_DATASET: SegDataset | None = None  # the dataset a pool worker counts (set by the initializer)
+
+
+def _init_worker(dataset: SegDataset) -> None:
+    global _DATASET
+    _DATASET = dataset
+
+
+def count_chunk(dataset: SegDataset | None, indices: list[int]) -> np.ndarray:
+    """Pixel counts [K + 1] (last = ignored) over the labels of `indices`."""
+    ds = dataset if dataset is not None else _DATASET
+    assert ds is not None
+    counts = np.zeros(ds.num_classes + 1, dtype=np.int64)
+    for i in indices:
+        mask = ds.load_label(i)
+        if mask is None:  # unlabelled split (e.g. a benchmark test set)
+            continue
+        flat = np.where(mask == IGNORE, ds.num_classes, mask).ravel()
+        counts += np.bincount(flat, minlength=ds.num_classes + 1)[: ds.num_classes + 1]
+    return counts
+
+
+def _pool_chunk(indices: list[int]) -> tuple[int, np.ndarray]:
+    return len(indices), count_chunk(None, indices)
+
+
+def count_pixels(ds: SegDataset, workers: int, chunk: int = 8, desc: str = "") -> np.ndarray:
+    """Counts [K + 1] over the whole dataset, in a pool of `workers` processes (1 = in-process)."""
+    chunks = [list(range(i, min(i + chunk, len(ds)))) for i in range(0, len(ds), chunk)]
+    total = np.zeros(ds.num_classes + 1, dtype=np.int64)
+    with tqdm(total=len(ds), desc=desc, unit="img", leave=False) as bar:
+        if workers <= 1 or len(chunks) < 2:
+            for c in chunks:
+                total += count_chunk(ds, c)
+                bar.update(len(c))
+            return total
+        # DataLoader's choice on Linux (fork); spawn elsewhere
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        with ctx.Pool(min(workers, len(chunks)), initializer=_init_worker, initargs=(ds,)) as pool:
+            for n, counts in pool.imap_unordered(_pool_chunk, chunks):
+                total += counts
+                bar.update(n)
+    return total
+
+
+def split_stats(ds: SegDataset, workers: int, split: str) -> dict[str, Any]:
+    """{"num_images", "pixels_per_class", "ignored_pixels"} for one split."""
+    counts = count_pixels(ds, workers, desc=f"{ds.name}/{split}")
+    stats = {"num_images": len(ds), "pixels_per_class": [int(v) for v in counts[:-1]],
+             "ignored_pixels": int(counts[-1])}
+    if all(label is None for _, label in ds.items) and ds.items[0][0] is not None:
+        stats["labelled"] = False
+    return stats
+
+
+def run_data_stats(cfg: DictConfig) -> dict:
+    """Count every split present on disk; write and return `data_stats.json`."""
+    out = output_dir(cfg)
+    module = dataset_module(cfg)
+    workers = cfg.stage.get("workers") or os.cpu_count() or 1
+    splits = available_splits(cfg)
+    if not splits:
+        raise DataError(f"dataset={cfg.dataset.name}: no split found under dataset.root={cfg.dataset.get('root')}")
+    result: dict[str, Any] = {"dataset": str(cfg.dataset.name), "classes": list(module.CLASSES), "splits": {}}
+    for split in splits:
+        ds = build_dataset(cfg, split, train=False)
+        result["splits"][split] = split_stats(ds, int(workers), split)
+    atomic_write_json(out / "data_stats.json", result)
+    for split, s in result["splits"].items():
+        labelled = sum(s["pixels_per_class"])
+        total = labelled + s["ignored_pixels"]
+        empty = [c for c, n in zip(result["classes"], s["pixels_per_class"]) if n == 0]
+        log.info("%s/%s: %d images, %d pixels (%.1f%% ignored)%s", result["dataset"], split, s["num_images"],
+                 total, 100.0 * s["ignored_pixels"] / max(total, 1),
+                 f", classes with no pixels: {', '.join(empty)}" if empty else "")
+        print(f"{result['dataset']}/{split}: {s['num_images']} images")
+    print(f"data stats written to {out / 'data_stats.json'}")
+    return result
