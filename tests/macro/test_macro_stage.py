@@ -1,0 +1,91 @@
+"""stage=macro_search: fast_dev_run, artifacts, checkpointed beta and scores, config errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from rspnet.errors import ArtifactError, ConfigError
+from rspnet.genotype import Genotype, MacroArch
+from rspnet.stages.macro_search import run_macro_search
+
+# synthetic data small enough for a second per epoch on one core
+TINY = ["stage=macro_search", "dataset.num_train=8", "dataset.num_val=4", "dataset.image_size=[32,64]",
+        "dataset.crop_size=[32,64]", "dataset.batch_size=4", "dataset.val_batch_size=4", "model.layers=2"]
+
+
+@pytest.fixture
+def genotype_file(tmp_path: Path) -> Path:
+    """A genotype.json as stage 1 writes it."""
+    ops = [[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 1]]
+    return Genotype.from_weights(ops, rsp=True, search={"dataset": "synthetic"}).save(tmp_path / "genotype.json")
+
+
+def test_fast_dev_run_writes_macro_json_and_pictures(make_cfg, genotype_file: Path) -> None:
+    cfg = make_cfg(*TINY, f"genotype={genotype_file}", "+trainer.fast_dev_run=true")
+    result = run_macro_search(cfg)
+    out = Path(cfg.paths.output_dir)
+    macro = MacroArch.load(out / "macro.json")
+    assert result["macro"] == str(out / "macro.json")
+    assert macro.layers == 2 and macro.scales == [4, 8, 16, 32] and macro.top_k == 2
+    assert len(macro.nodes) == 2 * 4
+    for node in macro.nodes:
+        # layer-1 nodes have one candidate (the stem); later ones keep the top 2 by score
+        assert len(node.inputs) == (1 if node.layer == 1 else 2)
+        scores = [i.score for i in node.inputs]
+        assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
+    assert macro.search["score_source"] == "val_path_weights"
+    assert macro.search["genotype"] == str(genotype_file)
+    for name in ("trellis.png", "beta.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_checkpoint_holds_beta_cam_and_path_scores(make_cfg, genotype_file: Path) -> None:
+    cfg = make_cfg(*TINY, f"genotype={genotype_file}", "trainer.max_epochs=1", "macro.top_k=3")
+    result = run_macro_search(cfg)
+    ckpt = torch.load(result["checkpoint"], map_location="cpu", weights_only=False)
+    state = ckpt["state_dict"]
+    betas = [k for k in state if k.endswith(".beta")]
+    assert len(betas) == 2 * 4 and any(".cam.mlp." in k for k in state)
+    assert len(ckpt["optimizer_states"]) == 2
+    # the stored mean path weights are exactly what macro.json reports
+    macro = json.loads((Path(cfg.paths.output_dir) / "macro.json").read_text())
+    top = max(i["score"] for n in macro["nodes"] if n["layer"] == 2 for i in n["inputs"])
+    assert torch.isfinite(state["score_mean"]).all() and state["score_count"] == 4
+    # layout: the four layer-1 nodes (one candidate each), then the layer-2 nodes
+    assert torch.allclose(state["score_mean"][:4], torch.ones(4, dtype=torch.float64))
+    assert abs(float(state["score_mean"][4:].max()) - top) < 1e-5
+    assert all(len(n["inputs"]) == 3 for n in macro["nodes"] if n["layer"] == 2)
+
+
+def test_genotype_is_required(make_cfg) -> None:
+    with pytest.raises(ConfigError, match="genotype=DIR/genotype.json"):
+        run_macro_search(make_cfg(*TINY))
+
+
+def test_invalid_genotype_names_the_file(make_cfg, tmp_path: Path) -> None:
+    bad = tmp_path / "genotype.json"
+    bad.write_text(json.dumps({"format": "rspnet.genotype/0"}))
+    with pytest.raises(ArtifactError, match=f"{bad}: field 'format'"):
+        run_macro_search(make_cfg(*TINY, f"genotype={bad}"))
+
+
+@pytest.mark.parametrize("option", ["macro.top_k=0", "macro.score_epochs=0", "macro.lookback=0"])
+def test_bad_macro_options_are_config_errors(make_cfg, genotype_file: Path, option: str) -> None:
+    with pytest.raises(ConfigError, match=option.split("=")[0]):
+        run_macro_search(make_cfg(*TINY, f"genotype={genotype_file}", option))
+
+
+@pytest.mark.parametrize("score_epochs,expected_count,first_epoch", [(1, 4, 1), (2, 8, 0)])
+def test_scores_average_the_last_score_epochs(make_cfg, genotype_file: Path, score_epochs: int,
+                                              expected_count: int, first_epoch: int) -> None:
+    cfg = make_cfg(*TINY, f"genotype={genotype_file}", "trainer.max_epochs=2", "model.layers=1",
+                   f"macro.score_epochs={score_epochs}")
+    result = run_macro_search(cfg)
+    state = torch.load(result["checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
+    assert int(state["score_count"]) == expected_count  # 4 validation images per epoch
+    macro = MacroArch.load(Path(cfg.paths.output_dir) / "macro.json")
+    assert macro.search["score_first_epoch"] == first_epoch and macro.search["epochs"] == 2
