@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 JOB_FILE = "job.json"
 # artifacts a stage leaves in its output dir, read into the summary when present
-RESULT_FILES = ("metrics.json", "genotype.json", "macro.json", "pipeline.json")
+RESULT_FILES = ("metrics.json", "train.json", "genotype.json", "macro.json", "pipeline.json")
 
 
 def _is_rank_zero() -> bool:
@@ -42,6 +42,9 @@ def _result_of(job_dir: Path) -> dict[str, Any]:
             continue
         if name == "metrics.json":
             result.update({k: data.get(k) for k in ("miou", "pixel_acc", "split", "dataset")})
+        elif name == "train.json":
+            result["best_val_miou"] = data.get("best_val_miou")
+            result["params"] = data.get("params")
         elif name == "genotype.json":
             result["genotype_ops"] = [e.get("op") for e in data.get("edges", [])]
         elif name == "macro.json":
@@ -80,7 +83,7 @@ def _markdown(sweep_dir: Path, jobs: list[dict[str, Any]]) -> str:
     lines += ["| # | overrides | status | objective | mIoU | output dir |", "|---|---|---|---|---|---|"]
     for job in jobs:
         res = job.get("result", {})
-        miou = res.get("miou", res.get("pipeline_miou"))
+        miou = next((res[k] for k in ("miou", "pipeline_miou", "best_val_miou") if res.get(k) is not None), None)
         lines.append(
             "| {} | {} | {} | {} | {} | `{}` |".format(
                 job.get("num"),
