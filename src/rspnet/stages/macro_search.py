@@ -159,4 +159,5 @@ def run_macro_search(cfg: DictConfig) -> dict:
     module = MacroSearchModule(net, cfg)
     result = fit_search(cfg, module, datamodule)
     out = Path(str(cfg.paths.output_dir))
+    print(f"macro search: top-{module.top_k} inputs for {len(net.nodes())} nodes -> {out / 'macro.json'}")
     return dict(result or {}) | {"macro": str(out / "macro.json"), "trellis": str(out / "trellis.png")}
