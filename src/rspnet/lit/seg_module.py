@@ -1,0 +1,264 @@
+"""Fixed-architecture training of the derived network (HRNet-OCR recipe) and checkpoint loading.
+
+A checkpoint is self-describing: `checkpoint["rspnet"]` holds the genotype, the macro
+structure, the class names/palette and the model/rsp/head config, so eval, predict and
+export rebuild the exact network from the file alone (`load_seg_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
+
+from rspnet.errors import ArtifactError, NonFiniteError
+
+log = logging.getLogger(__name__)
+CKPT_FORMAT = "rspnet.seg/1"
+# config groups that define the network's shape; stored in (and restored from) the checkpoint
+ARCH_GROUPS = ("model", "rsp", "head")
+
+
+def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index: int, thresh: float, min_kept: int) -> torch.Tensor:
+    """OHEM CE: mean over pixels whose true-class prob < `thresh`, keeping at least `min_kept` hardest."""
+    pixel_loss = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none").flatten()
+    valid = target.flatten() != ignore_index
+    if not valid.any():
+        return pixel_loss.sum() * 0.0  # keeps the graph; no labelled pixel in this batch
+    with torch.no_grad():
+        prob = (-pixel_loss[valid]).exp()  # softmax prob of the true class
+        k = min(max(int(min_kept), 1), prob.numel())
+        # raise the threshold so that at least k pixels are kept (mmsegmentation's OHEM sampler)
+        threshold = max(float(thresh), float(prob.kthvalue(k).values))
+        keep = prob <= threshold
+    return pixel_loss[valid][keep].mean()
+
+
+def aux_weight(cfg: DictConfig) -> float:
+    """`train.aux_weight` when set, else the head's own default (`head.aux_weight`: ocr 0.4)."""
+    w = cfg.train.get("aux_weight")
+    return float(w if w is not None else cfg.head.get("aux_weight", 0.0) or 0.0)
+
+
+def seg_loss(out: dict[str, torch.Tensor], target: torch.Tensor, t: DictConfig, ignore_index: int,
+             aux: float = 0.0) -> torch.Tensor:
+    """CE (or OHEM CE) on "out" + `aux` * CE on "aux" when the head has one."""
+
+    def ce(logits: torch.Tensor) -> torch.Tensor:
+        if logits.shape[-2:] != target.shape[-2:]:
+            logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        logits = logits.float()  # loss in fp32 also under AMP
+        if t.get("ohem", False):
+            return ohem_cross_entropy(logits, target, ignore_index, t.ohem_thresh, t.ohem_min_kept)
+        return F.cross_entropy(logits, target, ignore_index=ignore_index)
+
+    loss = ce(out["out"])
+    if out.get("aux") is not None and aux > 0:
+        loss = loss + aux * ce(out["aux"])
+    return loss
+
+
+def poly_lambda(total_steps: int, power: float) -> Callable[[int], float]:
+    """lr factor `(1 - step/total) ** power`, clamped at 0 after `total_steps`."""
+    return lambda step: max(0.0, 1.0 - min(step, total_steps) / total_steps) ** power
+
+
+def _as_dict(out: Any) -> dict[str, torch.Tensor]:
+    """Accept nets that return a bare tensor as well as {"out", "aux"}."""
+    return out if isinstance(out, dict) else {"out": out}
+
+
+class SegModule(pl.LightningModule):
+    """Trains `self.net = build_derived(...)` with SGD + poly lr; logs `val/miou` every epoch."""
+
+    def __init__(self, cfg: DictConfig, genotype: dict, macro: dict, num_classes: int,
+                 classes: list[str] | None = None, palette: list | None = None) -> None:
+        super().__init__()
+        from rspnet.genotype import Genotype, MacroArch
+        from rspnet.metrics import SegMetric
+        from rspnet.models.derived import build_derived
+
+        self.cfg = cfg
+        self.num_classes = int(num_classes)
+        self.ignore_index = int(cfg.dataset.get("ignore_index", 255))
+        self.aux_weight = aux_weight(cfg)
+        self.net = build_derived(cfg, Genotype.from_dict(genotype, "checkpoint genotype"),
+                                 MacroArch.from_dict(macro, "checkpoint macro"), self.num_classes)
+        self.meta: dict[str, Any] = {
+            "format": CKPT_FORMAT,
+            "genotype": genotype,
+            "macro": macro,
+            "num_classes": self.num_classes,
+            "classes": list(classes) if classes is not None else [str(i) for i in range(self.num_classes)],
+            "palette": [list(map(int, c)) for c in palette] if palette is not None else None,
+            "config": {g: OmegaConf.to_container(cfg[g], resolve=True) for g in (*ARCH_GROUPS, "dataset", "train")},
+            "params": sum(p.numel() for p in self.net.parameters()),
+        }
+        self.val_metric = SegMetric(self.num_classes, ignore_index=self.ignore_index)
+        self.test_metric = SegMetric(self.num_classes, ignore_index=self.ignore_index)
+        self.test_result: dict[str, Any] | None = None
+        self._test_images = 0
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return _as_dict(self.net(x))
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = seg_loss(self(x), y, self.cfg.train, self.ignore_index, self.aux_weight)
+        if not torch.isfinite(loss):
+            raise NonFiniteError(f"training loss is {loss.item()} at epoch {self.current_epoch} step {self.global_step}; "
+                                 "lower train.lr or use trainer.precision=32-true (last.ckpt holds the last good epoch)")
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        # validation during training uses whole-image inference (fast); eval picks train.inference
+        x, y = batch
+        out = self(x)
+        loss = seg_loss(out, y, self.cfg.train, self.ignore_index, self.aux_weight)
+        self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=x.shape[0])
+        logits = out["out"]
+        if logits.shape[-2:] != y.shape[-2:]:
+            logits = F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False)
+        self.val_metric.update(logits.argmax(1), y)
+
+    def on_validation_epoch_end(self) -> None:
+        res = self.val_metric.compute()
+        self.val_metric.reset()
+        miou = res["miou"]
+        self.log("val/miou", torch.nan_to_num(miou, nan=0.0), prog_bar=True)
+        self.log("val/pixel_acc", torch.nan_to_num(res["pixel_acc"], nan=0.0))
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        from rspnet.inference import infer_from_cfg
+
+        x, y = batch
+        scores = infer_from_cfg(lambda t: self(t), x, self.cfg)
+        if scores.shape[-2:] != y.shape[-2:]:
+            scores = F.interpolate(scores, size=y.shape[-2:], mode="bilinear", align_corners=False)
+        self.test_metric.update(scores.argmax(1), y)
+        self._test_images += x.shape[0]
+
+    def on_test_epoch_start(self) -> None:
+        self._test_images = 0
+        self.test_metric.reset()
+
+    def on_test_epoch_end(self) -> None:
+        res = self.test_metric.compute()  # synced over DDP ranks by torchmetrics
+        n = torch.tensor(self._test_images, device=self.device)
+        n = self.all_gather(n).sum() if self.trainer.world_size > 1 else n
+        self.test_result = {k: v.detach().cpu() for k, v in res.items()} | {"num_images": int(n)}
+
+    def configure_optimizers(self) -> dict:
+        """SGD (momentum, wd) with poly decay `(1 - step/total) ** power` per optimizer step."""
+        t = self.cfg.train
+        opt = torch.optim.SGD(self.net.parameters(), lr=float(t.lr), momentum=float(t.momentum),
+                              weight_decay=float(t.weight_decay))
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, poly_lambda(total, float(t.get("poly_power", 0.9))))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rspnet"] = self.meta
+
+
+def _ckpt_summary(keys: list[str], limit: int = 8) -> str:
+    return ", ".join(keys[:limit]) + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_net_weights(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Strict load: any missing, unexpected or shape-mismatched key is one ArtifactError listing them."""
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or shapes:
+        parts = []
+        if shapes:
+            parts.append("shape mismatch: " + _ckpt_summary(
+                [f"{k} {list(state[k].shape)} vs {list(own[k].shape)}" for k in shapes]))
+        if missing:
+            parts.append(f"missing: {_ckpt_summary(missing)}")
+        if unexpected:
+            parts.append(f"unexpected: {_ckpt_summary(unexpected)}")
+        raise ArtifactError(f"{source}: weights do not fit this network (different model preset, rsp, head, "
+                            f"genotype/macro or num_classes?); {'; '.join(parts)}")
+    net.load_state_dict(state, strict=True)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """torch.load a Lightning checkpoint on CPU with one clear error for missing/corrupt files."""
+    path = Path(str(path))
+    if not path.is_file():
+        raise ArtifactError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - pickle/zip errors come in many types
+        raise ArtifactError(f"{path}: cannot read checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ArtifactError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
+    return ckpt
+
+
+def net_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The `net.*` weights of a checkpoint with the prefix stripped."""
+    return {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+
+
+def _arch_diff(user: DictConfig, stored: dict) -> list[str]:
+    """`group.key` entries where the user's model/rsp/head differ from the checkpoint's."""
+    diffs = []
+    for g in ARCH_GROUPS:
+        mine = OmegaConf.to_container(user[g], resolve=True) if g in user else {}
+        for k in sorted(set(mine) | set(stored.get(g, {}))):
+            if mine.get(k) != stored.get(g, {}).get(k):
+                diffs.append(f"{g}.{k}={stored.get(g, {}).get(k)!r} (config: {mine.get(k)!r})")
+    return diffs
+
+
+def load_seg_checkpoint(path: str | Path, cfg: DictConfig | None = None) -> tuple[SegModule, dict[str, Any]]:
+    """Rebuild the trained SegModule (eval mode) from a checkpoint; returns (module, checkpoint["rspnet"]).
+
+    The network shape (model/rsp/head) always comes from the checkpoint; `cfg` supplies the
+    rest (dataset, train.inference ...). Differences are logged, not errors.
+    """
+    ckpt = read_checkpoint(path)
+    meta = ckpt.get("rspnet")
+    if not isinstance(meta, dict) or meta.get("format") != CKPT_FORMAT:
+        raise ArtifactError(f"{path}: not an rspnet training checkpoint (no '{CKPT_FORMAT}' metadata); "
+                            "pass ckpt= a checkpoint written by stage=train")
+    stored = meta["config"]
+    if cfg is None:
+        cfg = OmegaConf.create(stored)
+    else:
+        diffs = _arch_diff(cfg, stored)
+        if diffs:
+            log.warning("%s: using the checkpoint's network config, which differs from the given one: %s", path, "; ".join(diffs))
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            for g in ARCH_GROUPS:
+                cfg[g] = OmegaConf.create(stored[g])
+    try:
+        module = SegModule(cfg, meta["genotype"], meta["macro"], meta["num_classes"], meta.get("classes"), meta.get("palette"))
+    except ArtifactError:
+        raise
+    except (KeyError, TypeError, ValueError) as e:
+        raise ArtifactError(f"{path}: cannot rebuild the network from its rspnet metadata ({type(e).__name__}: {e})") from e
+    load_net_weights(module.net, net_state(ckpt), str(path))
+    module.eval()
+    return module, meta
+
+
+def finite_or_none(value: float) -> float | None:
+    """JSON-safe number: NaN/inf (e.g. the IoU of a class absent from GT and prediction) -> None."""
+    value = float(value)
+    return value if math.isfinite(value) else None

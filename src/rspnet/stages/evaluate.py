@@ -1,0 +1,55 @@
+"""stage=eval: mIoU of a trained checkpoint on `split=` with `train.inference` -> DIR/metrics.json (SPEC §3)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from rspnet.errors import ConfigError
+from rspnet.utils.config import output_dir, require
+from rspnet.utils.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+def check_classes(ckpt: str, meta: dict, num_classes: int, dataset: str) -> None:
+    """The checkpoint's classifier must match the dataset's number of classes."""
+    if int(meta["num_classes"]) != int(num_classes):
+        raise ConfigError(f"ckpt={ckpt} predicts {meta['num_classes']} classes but dataset={dataset} has {num_classes}; "
+                          "evaluate on the dataset it was trained for (or fine-tune with train.init_ckpt)")
+
+
+def run_eval(cfg: DictConfig) -> dict:
+    """Evaluate `ckpt=` on `cfg.split` and write metrics.json atomically (absent classes: null)."""
+    from rspnet.data import build_datamodule
+    from rspnet.lit.seg_module import finite_or_none, load_seg_checkpoint
+    from rspnet.utils.trainer import build_trainer
+
+    out = output_dir(cfg)
+    ckpt = require(cfg, "ckpt", "pass ckpt=PATH to a checkpoint written by stage=train (e.g. DIR/checkpoints/last.ckpt)")
+    module, meta = load_seg_checkpoint(ckpt, cfg)
+    dm = build_datamodule(cfg)
+    dm.setup("test")
+    check_classes(ckpt, meta, dm.num_classes, cfg.dataset.name)
+    trainer = build_trainer(cfg, out, False, [], enable_checkpointing=False, enable_progress_bar=False)
+    trainer.test(module, dataloaders=dm.test_dataloader(), verbose=False)
+    res = module.test_result
+    assert res is not None
+    classes = list(dm.classes)
+    metrics = {
+        "miou": finite_or_none(res["miou"]),
+        "iou_per_class": {name: finite_or_none(v) for name, v in zip(classes, res["iou_per_class"].tolist())},
+        "pixel_acc": finite_or_none(res["pixel_acc"]),
+        "num_images": int(res["num_images"]),
+        "dataset": str(cfg.dataset.name),
+        "split": str(cfg.split),
+        "checkpoint": str(Path(ckpt).resolve()),
+    }
+    if trainer.is_global_zero:
+        atomic_write_json(out / "metrics.json", metrics)
+        miou = metrics["miou"]
+        log.info("%s %s mIoU = %s (%s images, inference=%s)", cfg.dataset.name, cfg.split,
+                 f"{100 * miou:.2f} %" if miou is not None else "n/a", metrics["num_images"], cfg.train.inference)
+    return metrics | {"objective": metrics["miou"]}

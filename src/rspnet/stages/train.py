@@ -1,0 +1,86 @@
+"""stage=train: fixed-architecture training of the derived network from genotype.json (+ macro.json)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from rspnet.errors import ArtifactError
+from rspnet.utils.config import output_dir, require
+from rspnet.utils.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+def load_architecture(cfg: DictConfig) -> tuple[Any, Any]:
+    """(Genotype, MacroArch) from `genotype=` (required) and `macro_arch=` (default: default_macro)."""
+    from rspnet.genotype import Genotype, MacroArch
+    from rspnet.models.derived import default_macro
+
+    genotype = Genotype.load(require(cfg, "genotype", "pass genotype=PATH (genotype.json from stage=cell_search, "
+                                                      "or experiments/genotypes/paper_like.json)"))
+    macro_path = cfg.get("macro_arch")
+    macro = MacroArch.load(str(macro_path)) if macro_path else default_macro(cfg)
+    return genotype, macro
+
+
+def init_from_checkpoint(module: Any, path: str) -> None:
+    """`train.init_ckpt`: copy the network weights of another training checkpoint (strict keys and shapes)."""
+    from rspnet.lit.seg_module import load_net_weights, net_state, read_checkpoint
+
+    state = net_state(read_checkpoint(path))
+    if not state:
+        raise ArtifactError(f"train.init_ckpt={path}: no 'net.*' weights in it; pass a checkpoint written by stage=train")
+    load_net_weights(module.net, state, f"train.init_ckpt={path}")
+    log.info("initialised the network from %s", path)
+
+
+def _checkpoint_callback(out: Path) -> Any:
+    """Best (max val/miou) and last checkpoints in DIR/checkpoints (Lightning saves through an fsspec transaction)."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    return ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best-epoch{epoch:03d}", monitor="val/miou",
+                           mode="max", save_top_k=1, save_last=True, auto_insert_metric_name=False,
+                           enable_version_counter=False)  # a moved run dir must overwrite last.ckpt, not add last-v1
+
+
+def run_train(cfg: DictConfig) -> dict:
+    """Train, keep best/last checkpoints, write DIR/train.json; objective = best val mIoU."""
+    from rspnet.data import build_datamodule
+    from rspnet.lit.seg_module import SegModule
+    from rspnet.utils.loggers import build_logger
+    from rspnet.utils.trainer import build_trainer, resolve_ckpt_path
+
+    out = output_dir(cfg)
+    genotype, macro = load_architecture(cfg)
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    module = SegModule(cfg, genotype.to_dict(), macro.to_dict(), dm.num_classes, list(dm.classes), list(dm.palette))
+    params = module.meta["params"]
+    log.info("derived network: %s params (%.3f M), head=%s, rsp=%s", params, params / 1e6, cfg.head.name, cfg.rsp.enabled)
+    if cfg.train.get("init_ckpt"):
+        init_from_checkpoint(module, str(cfg.train.init_ckpt))
+    ckpt_cb = _checkpoint_callback(out)
+    trainer = build_trainer(cfg, out, build_logger(cfg, out), [ckpt_cb])
+    trainer.fit(module, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg, out))
+
+    best_score = ckpt_cb.best_model_score
+    last_miou = trainer.callback_metrics.get("val/miou")
+    best = float(best_score) if best_score is not None else (float(last_miou) if last_miou is not None else None)
+    result = {
+        "best_ckpt": ckpt_cb.best_model_path or None,
+        "last_ckpt": ckpt_cb.last_model_path or None,
+        "best_val_miou": best,
+        "epochs": int(trainer.current_epoch),
+        "global_step": int(trainer.global_step),
+        "params": params,
+        "genotype": str(cfg.genotype),
+        "macro_arch": str(cfg.macro_arch) if cfg.get("macro_arch") else None,
+        "init_ckpt": str(cfg.train.init_ckpt) if cfg.train.get("init_ckpt") else None,
+    }
+    if trainer.is_global_zero:
+        atomic_write_json(out / "train.json", result)
+    return result | {"objective": best}

@@ -1,0 +1,101 @@
+"""stage=eval (metrics.json schema) and stage=predict (overlays, Cityscapes labelIds round-trip)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rspnet.errors import ArtifactError, DataError
+from rspnet.stages.evaluate import run_eval
+from rspnet.stages.predict import run_predict
+
+METRIC_KEYS = {"miou", "iou_per_class", "pixel_acc", "num_images", "dataset", "split", "checkpoint"}
+
+
+@pytest.mark.parametrize("mode", ["whole", "multiscale_flip"])
+def test_eval_writes_metrics_json_per_spec(trained: dict, tiny_cfg, mode: str) -> None:
+    cfg = tiny_cfg("stage=eval", f"ckpt={trained['best_ckpt']}", f"train.inference={mode}", "train.scales=[1.0]")
+    result = run_eval(cfg)
+    metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert set(metrics) == METRIC_KEYS and result["objective"] == metrics["miou"]
+    assert 0.0 <= metrics["miou"] <= 1.0 and 0.0 <= metrics["pixel_acc"] <= 1.0
+    assert len(metrics["iou_per_class"]) == 19 and "road" in metrics["iou_per_class"]
+    assert all(v is None or 0.0 <= v <= 1.0 for v in metrics["iou_per_class"].values())
+    present = [v for v in metrics["iou_per_class"].values() if v is not None]
+    assert metrics["miou"] == pytest.approx(sum(present) / len(present), abs=1e-6)
+    assert metrics["num_images"] == 4 and metrics["dataset"] == "synthetic" and metrics["split"] == "val"
+    assert metrics["checkpoint"] == str(Path(trained["best_ckpt"]).resolve())
+
+
+def test_eval_needs_a_checkpoint(tiny_cfg, tmp_path: Path) -> None:
+    from rspnet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ckpt"):
+        run_eval(tiny_cfg("stage=eval"))
+    with pytest.raises(ArtifactError, match="checkpoint not found"):
+        run_eval(tiny_cfg("stage=eval", f"ckpt={tmp_path / 'nope.ckpt'}"))
+
+
+def _write_inputs(folder: Path) -> dict[str, Path]:
+    """RGB, greyscale and RGBA images of odd sizes in Cityscapes-like city folders."""
+    rng = np.random.default_rng(0)
+    files = {
+        "aachen_000000_000019": (folder / "aachen" / "aachen_000000_000019_leftImg8bit.png", "RGB", (37, 70)),
+        "grey": (folder / "bonn" / "grey.png", "L", (32, 48)),
+        "rgba": (folder / "rgba.png", "RGBA", (30, 41)),
+    }
+    for path, mode, (h, w) in files.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        channels = {"RGB": 3, "L": 1, "RGBA": 4}[mode]
+        a = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
+        Image.fromarray(a[..., 0] if channels == 1 else a, mode).save(path)
+    return {stem: p for stem, (p, _, _) in files.items()}
+
+
+def test_predict_folder_writes_labelids_that_round_trip(trained: dict, tiny_cfg, tmp_path: Path) -> None:
+    from cityscapesscripts.helpers.labels import id2label
+
+    from rspnet.inference import infer_from_cfg
+    from rspnet.lit.seg_module import load_seg_checkpoint
+    from rspnet.stages.predict import _normalise, read_rgb
+
+    inputs = _write_inputs(tmp_path / "in")
+    cfg = tiny_cfg("stage=predict", f"ckpt={trained['best_ckpt']}", f"predict.input={tmp_path / 'in'}")
+    assert run_predict(cfg)["num_images"] == 3
+    pred_dir = Path(cfg.paths.output_dir) / "predictions"
+    module, _ = load_seg_checkpoint(trained["best_ckpt"], cfg)
+    for (stem, src), city in zip(inputs.items(), ["aachen", "bonn", "in"]):
+        ids = np.asarray(Image.open(pred_dir / "labelIds" / city / f"{stem}_labelIds.png"))
+        rgb = read_rgb(src)
+        assert ids.shape == rgb.shape[:2] and ids.dtype == np.uint8
+        # every value is a Cityscapes labelId of an evaluated class; mapping back gives the argmax
+        assert all(int(v) in id2label and id2label[int(v)].trainId < 19 for v in np.unique(ids))
+        back = np.vectorize(lambda v: id2label[int(v)].trainId)(ids)
+        with torch.no_grad():
+            argmax = infer_from_cfg(module, _normalise(rgb)[None], cfg).argmax(1)[0].numpy()
+        assert (back == argmax).all()
+        overlay = np.asarray(Image.open(pred_dir / "overlay" / f"{stem}.png"))
+        assert overlay.shape == (*rgb.shape[:2], 3)
+
+
+def test_predict_dataset_split(trained: dict, tiny_cfg) -> None:
+    cfg = tiny_cfg("stage=predict", f"ckpt={trained['best_ckpt']}", "predict.limit=2", "train.inference=slide",
+                   "train.slide_crop=[32,32]")
+    assert run_predict(cfg)["num_images"] == 2
+    written = sorted((Path(cfg.paths.output_dir) / "predictions" / "labelIds" / "unknown").glob("*_labelIds.png"))
+    assert len(written) == 2
+
+
+def test_predict_bad_inputs_are_clear_errors(trained: dict, tiny_cfg, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        run_predict(tiny_cfg("stage=predict", f"ckpt={trained['best_ckpt']}", f"predict.input={tmp_path / 'empty'}"))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"x\.png: cannot read image"):
+        run_predict(tiny_cfg("stage=predict", f"ckpt={trained['best_ckpt']}", f"predict.input={tmp_path / 'bad'}"))

@@ -1,0 +1,73 @@
+"""stage=train: fast_dev_run, checkpoints and train.json, resume, init_ckpt."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from rspnet.errors import ArtifactError, ConfigError
+from rspnet.stages.train import run_train
+
+
+def test_fast_dev_run_on_synthetic(tiny_cfg) -> None:
+    cfg = tiny_cfg("stage=train", "+trainer.fast_dev_run=true")
+    result = run_train(cfg)
+    assert "objective" in result and result["params"] > 0
+    info = json.loads((Path(cfg.paths.output_dir) / "train.json").read_text())
+    assert info["global_step"] == 1 and info["genotype"] == cfg.genotype
+
+
+def test_genotype_is_required(make_cfg) -> None:
+    with pytest.raises(ConfigError, match="genotype"):
+        run_train(make_cfg("stage=train"))
+
+
+def test_train_writes_best_last_and_train_json(trained: dict) -> None:
+    out = trained["out"]
+    info = json.loads((out / "train.json").read_text())
+    assert info["best_ckpt"] and info["last_ckpt"] == str(out / "checkpoints" / "last.ckpt")
+    assert 0.0 <= info["best_val_miou"] <= 1.0 and info["best_val_miou"] == trained["objective"]
+    ckpt = torch.load(info["best_ckpt"], map_location="cpu", weights_only=True)
+    meta = ckpt["rspnet"]
+    assert meta["format"] == "rspnet.seg/1" and meta["num_classes"] == 19 and len(meta["classes"]) == 19
+    assert meta["genotype"]["format"] == "rspnet.genotype/1" and meta["macro"]["layers"] == 2
+    assert any(k.startswith("net.") for k in ckpt["state_dict"])
+
+
+def test_resume_from_last_continues_the_epoch_count(trained: dict, tiny_cfg, tmp_path) -> None:
+    out = tmp_path / "resumed"
+    shutil.copytree(trained["out"], out)
+    first = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    result = run_train(tiny_cfg("stage=train", "ckpt_path=last", "trainer.max_epochs=2", out=out))
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    # the second epoch continued the first one's counters instead of restarting at zero
+    assert first["epoch"] == 0 and last["epoch"] >= 1 and result["epochs"] == 2
+    assert last["global_step"] == result["global_step"] == 2 * first["global_step"]
+    assert not list((out / "checkpoints").glob("last-v*.ckpt"))  # the moved run dir's last.ckpt was overwritten
+
+
+def test_resume_without_a_last_checkpoint_is_a_clear_error(tiny_cfg) -> None:
+    with pytest.raises(ConfigError, match="ckpt_path=last"):
+        run_train(tiny_cfg("stage=train", "ckpt_path=last"))
+
+
+def test_init_ckpt_copies_the_weights(trained: dict, tiny_cfg) -> None:
+    from rspnet.lit.seg_module import SegModule, net_state, read_checkpoint
+    from rspnet.stages.train import init_from_checkpoint, load_architecture
+
+    cfg = tiny_cfg("stage=train")
+    genotype, macro = load_architecture(cfg)
+    module = SegModule(cfg, genotype.to_dict(), macro.to_dict(), 19)
+    init_from_checkpoint(module, trained["best_ckpt"])
+    saved = net_state(read_checkpoint(trained["best_ckpt"]))
+    assert all(torch.equal(v, saved[k]) for k, v in module.net.state_dict().items())
+
+
+def test_init_ckpt_from_another_preset_lists_the_mismatched_keys(trained: dict, tiny_cfg) -> None:
+    cfg = tiny_cfg("stage=train", "model.base_width=16", f"train.init_ckpt={trained['best_ckpt']}")
+    with pytest.raises(ArtifactError, match=r"train.init_ckpt=.*shape mismatch: .*stem\.layers\.0\.weight \[8, 3, 3, 3\] vs \[16, 3, 3, 3\]"):
+        run_train(cfg)
