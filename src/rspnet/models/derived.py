@@ -27,8 +27,9 @@ def _key(node: Node) -> str:
 
 
 def _ceil_div(n: torch.Tensor | int, d: int) -> torch.Tensor | int:
-    # integer arithmetic (not math.ceil) so ONNX tracing keeps H, W symbolic
-    return -(-n // d)
+    # integer arithmetic (not math.ceil) keeps H, W symbolic when traced; n >= 0, so ONNX's
+    # truncating division equals floor division here (-(-n // d) would not survive export)
+    return (n + d - 1) // d
 
 
 def default_macro(cfg: DictConfig) -> MacroArch:
