@@ -1,0 +1,80 @@
+"""Hydra multirun through the real CLI: one output dir per job, summary.json/.md at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["logger=none", "print_config=false", "trainer.max_epochs=1", "+trainer.limit_train_batches=1",
+        "+trainer.limit_val_batches=1", "dataset.num_train=8", "dataset.num_val=4"]
+
+
+def _rspnet(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    """Run `python -m rspnet.cli ARGS` from the repo root with one CPU thread."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, "-m", "rspnet.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_multirun_cell_search_one_dir_per_job_and_summary(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = _rspnet("-m", "stage=cell_search", "search.arch_lr=0.003,0.005", *TINY, f"paths.output_dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((sweep / "summary.json").read_text())
+    jobs = summary["jobs"]
+    assert [j["num"] for j in jobs] == [0, 1]
+    assert {j["output_dir"] for j in jobs} == {str(sweep / "0"), str(sweep / "1")}
+    for job, lr in zip(jobs, (0.003, 0.005)):
+        job_dir = Path(job["output_dir"])
+        assert job["status"] == "completed"
+        assert f"search.arch_lr={lr}" in job["overrides"]
+        assert isinstance(job["objective"], float)  # final supernet val mIoU (what optuna maximises)
+        assert len(job["result"]["genotype_ops"]) == 3
+        cfg = OmegaConf.load(job_dir / "config.yaml")  # the job itself wrote into its own dir
+        assert cfg.paths.output_dir == str(job_dir) and cfg.search.arch_lr == lr
+        assert (job_dir / "genotype.json").is_file() and (job_dir / "checkpoints" / "last.ckpt").is_file()
+    table = (sweep / "summary.md").read_text()
+    assert "search.arch_lr=0.003" in table and "search.arch_lr=0.005" in table and "completed" in table
+
+
+def test_multirun_failed_job_is_recorded_and_others_run(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = _rspnet("-m", "stage=data_stats", "dataset=cityscapes,synthetic", f"dataset.root={tmp_path / 'missing'}",
+                   "logger=none", "print_config=false", f"paths.output_dir={sweep}", timeout=120)
+    assert proc.returncode != 0  # the sweep reports the failure...
+    assert "rspnet: error: dataset.root=" in proc.stderr
+    jobs = json.loads((sweep / "summary.json").read_text())["jobs"]
+    assert [j["status"] for j in jobs] == ["failed", "completed"]  # ...after running every job
+    assert "DataError" in jobs[0]["error"] and "dataset.root" in jobs[0]["error"]
+    assert (sweep / "1" / "data_stats.json").is_file()
+
+
+def test_optuna_sweeper_config() -> None:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["hparams_search=optuna"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
+    assert sweeper.storage is None and 1 <= sweeper.n_trials <= 20
+    assert set(sweeper.params) == {"search.arch_lr", "search.weight_lr", "search.warmup_epochs"}
+    assert cfg.stage.name == "cell_search" and str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    assert cfg.hydra.callbacks.sweep_summary._target_ == "rspnet.utils.callbacks.SweepSummary"
+
+
+@pytest.mark.slow
+def test_optuna_two_trials_end_to_end(tmp_path: Path) -> None:
+    sweep = tmp_path / "optuna"
+    proc = _rspnet("hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2",
+                   *TINY, f"paths.output_dir={sweep}", timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert len(summary["jobs"]) == 2 and all(isinstance(j["objective"], float) for j in summary["jobs"])
+    assert summary["optuna"]["name"] == "optuna" and "best_value" in summary["optuna"]
