@@ -1,0 +1,55 @@
+"""stage=data_stats on synthetic data: JSON layout, pool == in-process counts, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rspnet.data import build_dataset
+from rspnet.stages.data_stats import count_pixels, run_data_stats
+
+SMALL = ("stage=data_stats", "dataset.image_size=[24,40]", "dataset.num_train=20", "dataset.num_val=5")
+
+
+def test_synthetic_stats_json(make_cfg) -> None:
+    cfg = make_cfg(*SMALL, "stage.workers=1")
+    result = run_data_stats(cfg)
+    on_disk = json.loads((Path(cfg.paths.output_dir) / "data_stats.json").read_text())
+    assert on_disk == result
+    assert result["dataset"] == "synthetic" and len(result["classes"]) == 19
+    assert {k: v["num_images"] for k, v in result["splits"].items()} == {"train": 20, "val": 5}
+    ds = build_dataset(cfg, "val", train=False)
+    expected = np.zeros(256, dtype=np.int64)
+    for i in range(len(ds)):
+        expected += np.bincount(ds.load_label(i).ravel(), minlength=256)
+    assert result["splits"]["val"]["pixels_per_class"] == expected[:19].tolist()
+    assert result["splits"]["val"]["ignored_pixels"] == int(expected[255])
+    train = result["splits"]["train"]
+    assert sum(train["pixels_per_class"]) + train["ignored_pixels"] == 20 * 24 * 40
+
+
+def test_process_pool_gives_the_same_counts(make_cfg) -> None:
+    ds = build_dataset(make_cfg(*SMALL), "train", train=False)
+    pooled = count_pixels(ds, workers=2, chunk=3)
+    assert np.array_equal(pooled, count_pixels(ds, workers=1))
+
+
+@pytest.mark.slow  # a fresh interpreter importing torch + Lightning: ~10-30 s on a busy 2-core box
+def test_cli_reports_missing_root_in_one_line(tmp_path: Path) -> None:
+    rspnet = Path(sys.executable).with_name("rspnet")
+    proc = subprocess.run(
+        [str(rspnet), "stage=data_stats", "dataset=camvid", f"dataset.root={tmp_path / 'missing'}",
+         f"paths.output_dir={tmp_path / 'out'}", "logger=none", "print_config=false"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "WANDB_MODE": "offline"},
+    )
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("rspnet: error:")]
+    assert errors == [f"rspnet: error: dataset.root={tmp_path / 'missing'}: folder not found; "
+                      "download camvid there or fix dataset.root"]
+    assert "Traceback" not in proc.stderr
