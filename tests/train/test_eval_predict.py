@@ -62,7 +62,7 @@ def test_predict_folder_writes_labelids_that_round_trip(trained: dict, tiny_cfg,
 
     from rspnet.inference import infer_from_cfg
     from rspnet.lit.seg_module import load_seg_checkpoint
-    from rspnet.stages.predict import _normalise, read_rgb
+    from rspnet.stages.predict import prepare, read_rgb
 
     inputs = _write_inputs(tmp_path / "in")
     cfg = tiny_cfg("stage=predict", f"ckpt={trained['best_ckpt']}", f"predict.input={tmp_path / 'in'}")
@@ -77,7 +77,7 @@ def test_predict_folder_writes_labelids_that_round_trip(trained: dict, tiny_cfg,
         assert all(int(v) in id2label and id2label[int(v)].trainId < 19 for v in np.unique(ids))
         back = np.vectorize(lambda v: id2label[int(v)].trainId)(ids)
         with torch.no_grad():
-            argmax = infer_from_cfg(module, _normalise(rgb)[None], cfg).argmax(1)[0].numpy()
+            argmax = infer_from_cfg(module, prepare(rgb, cfg)[None], cfg).argmax(1)[0].numpy()
         assert (back == argmax).all()
         overlay = np.asarray(Image.open(pred_dir / "overlay" / f"{stem}.png"))
         assert overlay.shape == (*rgb.shape[:2], 3)
@@ -99,3 +99,13 @@ def test_predict_bad_inputs_are_clear_errors(trained: dict, tiny_cfg, tmp_path: 
     (tmp_path / "bad" / "x.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match=r"x\.png: cannot read image"):
         run_predict(tiny_cfg("stage=predict", f"ckpt={trained['best_ckpt']}", f"predict.input={tmp_path / 'bad'}"))
+
+
+def test_predict_with_resize_long_keeps_the_file_resolution(trained: dict, tiny_cfg, tmp_path: Path) -> None:
+    _write_inputs(tmp_path / "in")
+    cfg = tiny_cfg("stage=predict", f"ckpt={trained['best_ckpt']}", f"predict.input={tmp_path / 'in'}",
+                   "dataset.resize_long=32", "predict.overlay=false")
+    run_predict(cfg)
+    ids = Image.open(Path(cfg.paths.output_dir) / "predictions" / "labelIds" / "aachen" / "aachen_000000_000019_labelIds.png")
+    assert ids.size == (70, 37)  # PIL: (W, H) of the input file, not of the 32-px network input
+    assert not (Path(cfg.paths.output_dir) / "predictions" / "overlay").exists()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from rspnet.errors import DataError
@@ -35,12 +36,12 @@ def _stem_city(path: str | None, index: int, fallback: str) -> tuple[str, str]:
     return stem, p.parent.name or "unknown"
 
 
-def _normalise(rgb: np.ndarray) -> torch.Tensor:
-    """uint8 [H, W, 3] -> float [3, H, W] with the datasets' mean/std."""
-    from rspnet.data.transforms import MEAN, STD
+def prepare(rgb: np.ndarray, cfg: DictConfig) -> torch.Tensor:
+    """uint8 [H, W, 3] -> the network input [3, h, w]: the datasets' eval pipeline (normalise, optional resize_long)."""
+    from rspnet.data.transforms import eval_transform
 
-    x = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0
-    return (x - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+    x = eval_transform(cfg.dataset.get("resize_long"))(image=rgb)["image"]
+    return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1).float()
 
 
 def _denormalise(x: torch.Tensor) -> np.ndarray:
@@ -61,12 +62,12 @@ def read_rgb(path: Path) -> np.ndarray:
                 a = np.asarray(im, dtype=np.float64)
                 a = (255.0 * (a - a.min()) / max(float(a.max() - a.min()), 1.0)).astype(np.uint8)
                 return np.stack([a] * 3, axis=-1)
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+            return np.array(im.convert("RGB"), dtype=np.uint8)  # a writable copy (torch.from_numpy needs one)
     except (OSError, UnidentifiedImageError, ValueError) as e:
         raise DataError(f"{path}: cannot read image ({e})") from e
 
 
-def folder_items(folder: str, extensions: list[str]) -> Iterator[Item]:
+def folder_items(cfg: DictConfig, folder: str, extensions: list[str]) -> Iterator[Item]:
     """Images under `folder` (recursive, sorted)."""
     root = Path(folder)
     if not root.is_dir():
@@ -77,18 +78,22 @@ def folder_items(folder: str, extensions: list[str]) -> Iterator[Item]:
         raise DataError(f"predict.input={folder}: no images ({', '.join(sorted(exts))}) in it")
     for i, f in enumerate(files):
         rgb = read_rgb(f)
-        yield (*_stem_city(str(f), i, "image"), rgb, _normalise(rgb))
+        yield (*_stem_city(str(f), i, "image"), rgb, prepare(rgb, cfg))
 
 
 def dataset_items(cfg: DictConfig) -> Iterator[Item]:
-    """Images of the dataset split `split=` (no augmentation)."""
+    """Images of the dataset split `split=`; files are re-read so predictions keep the original resolution."""
     from rspnet.data import build_dataset
 
     ds = build_dataset(cfg, str(cfg.split), train=False)
     for i in range(len(ds)):
-        x, _ = ds[i]
         image_path = ds.items[i][0] if i < len(ds.items) else None
-        yield (*_stem_city(image_path, i, ds.name), _denormalise(x), x)
+        if image_path is None:  # generated data (synthetic): no file, use the dataset's own tensor
+            x = ds[i][0]
+            yield (*_stem_city(None, i, ds.name), _denormalise(x), x)
+        else:
+            rgb = read_rgb(Path(image_path))
+            yield (*_stem_city(str(image_path), i, ds.name), rgb, prepare(rgb, cfg))
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -124,7 +129,7 @@ def run_predict(cfg: DictConfig) -> dict:
                     "writing class-index PNGs to predictions/ids/ instead", meta["num_classes"])
     device = _device(cfg)
     module.to(device)
-    items = folder_items(str(p.input), list(p.extensions)) if p.get("input") else dataset_items(cfg)
+    items = folder_items(cfg, str(p.input), list(p.extensions)) if p.get("input") else dataset_items(cfg)
     limit = p.get("limit")
     n = 0
     with torch.inference_mode():
@@ -132,6 +137,8 @@ def run_predict(cfg: DictConfig) -> dict:
             if limit is not None and n >= int(limit):
                 break
             scores = infer_from_cfg(module, x[None].to(device), cfg)
+            if tuple(scores.shape[-2:]) != rgb.shape[:2]:  # back from dataset.resize_long to the file's size
+                scores = F.interpolate(scores, size=rgb.shape[:2], mode="bilinear", align_corners=False)
             pred = scores.argmax(1)[0].to(torch.uint8).cpu().numpy()
             if label_ids:
                 ids = trainid_to_labelid(pred).astype(np.uint8)
