@@ -215,7 +215,9 @@ def _rng_state() -> dict[str, Any]:
 
     import numpy as np
 
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    # plain lists/tensors only: Lightning loads checkpoints with torch.load(weights_only=True)
+    return {"python": random.getstate(), "numpy": [name, keys.tolist(), pos, has_gauss, gauss], "torch": torch.get_rng_state()}
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
@@ -224,5 +226,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     import numpy as np
 
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])

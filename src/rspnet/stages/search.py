@@ -33,7 +33,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def search_callbacks(out: Path) -> list:
-    """last.ckpt saved after every epoch (after the module's epoch-end export), plus lr logging."""
+    """Checkpoint after every epoch (after the module's epoch-end export); last.ckpt links to it."""
     from pytorch_lightning.callbacks import ModelCheckpoint
 
     return [
@@ -41,8 +41,10 @@ def search_callbacks(out: Path) -> list:
             dirpath=str(out / "checkpoints"),
             filename="epoch{epoch:03d}",
             auto_insert_metric_name=False,
-            save_last=True,
-            save_top_k=0,
+            # Lightning only writes last.ckpt when it saved a regular checkpoint in the same step;
+            # top-1 without a monitor keeps just the newest epoch file, last.ckpt is a link to it
+            save_last="link",
+            save_top_k=1,
             every_n_epochs=1,
             save_on_train_epoch_end=True,
         )
