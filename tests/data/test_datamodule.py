@@ -101,6 +101,10 @@ def test_config_checks(make_cfg) -> None:
         build_datamodule(make_cfg("dataset.name=kitti"))
     with pytest.raises(ConfigError, match="dataset.batch_size=0"):
         build_datamodule(make_cfg("dataset.batch_size=0"))
+    with pytest.raises(ConfigError, match=r"dataset.color_jitter=\[0.1\] must be"):
+        build_dataset(make_cfg("dataset.color_jitter=[0.1]"), "train", True)
+    with pytest.raises(ConfigError, match=r"dataset.scale_range=\[2.0, 1.0\]"):
+        build_dataset(make_cfg("dataset.scale_range=[2.0,1.0]"), "train", True)
     with pytest.raises(ConfigError, match="dataset.num_train=0"):
         build_dataset(make_cfg("dataset.num_train=0"), "train", True)
 
@@ -143,3 +147,10 @@ def test_synthetic_is_learnable_by_a_tiny_net(make_cfg) -> None:
         for x, y in dm.val_dataloader():
             metric.update(net(x), y)
     assert metric.compute()["miou"] > 0.2  # chance is about 1/19; this run gets about 0.31
+
+
+def test_resize_long_applies_to_eval_and_keeps_mask_ids(make_cfg) -> None:
+    ds = build_dataset(make_cfg(*SMALL, "dataset.resize_long=32"), "val", train=False)
+    image, mask = ds[0]
+    assert image.shape == (3, 16, 32) and mask.shape == (16, 32)
+    assert set(mask.unique().tolist()) <= set(np.unique(ds.load_label(0)).tolist())

@@ -91,15 +91,6 @@ def make_lut(mapping: dict[int, int], size: int = 256) -> np.ndarray:
     return lut
 
 
-def image_hw(path: Path) -> tuple[int, int]:
-    """(H, W) of an image file without decoding its pixels."""
-    try:
-        with Image.open(path) as im:
-            return im.height, im.width
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: cannot read image ({e}); re-download or remove the file") from e
-
-
 class SegDataset(Dataset):
     """Items of (image, label) files -> (image float32 [3,H,W] normalised, mask int64 [H,W])."""
 

@@ -50,6 +50,8 @@ def train_transform(dcfg: Any) -> A.Compose:
         ops.append(A.HorizontalFlip(p=0.5))
     jitter = dcfg.get("color_jitter")
     if jitter:
+        if len(jitter) != 4:
+            raise ConfigError(f"dataset.color_jitter={list(jitter)} must be [brightness, contrast, saturation, hue] or null")
         b, c, s, h = (float(v) for v in jitter)
         ops.append(A.ColorJitter(brightness=b, contrast=c, saturation=s, hue=h, p=0.8))
     ops.append(A.Normalize(mean=MEAN, std=STD, max_pixel_value=255.0))
