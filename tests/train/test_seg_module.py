@@ -91,3 +91,12 @@ def test_checkpoint_alone_rebuilds_the_trained_network(trained: dict, tiny_cfg) 
     with torch.no_grad():
         assert torch.equal(module(x)["out"], other(x)["out"])
     assert meta["classes"][0] == "road" and len(meta["palette"]) == 19
+
+
+def test_non_finite_loss_stops_with_a_clear_error(tiny_cfg) -> None:
+    from rspnet.errors import NonFiniteError
+
+    module = _module(tiny_cfg())
+    x = torch.full((2, 3, 32, 32), float("nan"))
+    with pytest.raises(NonFiniteError, match="training loss is nan"):
+        module.training_step((x, torch.zeros(2, 32, 32, dtype=torch.long)), 0)
