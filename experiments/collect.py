@@ -4,8 +4,9 @@
 
 A run is a folder with the `config.yaml` rspnet saves (or a W&B offline run folder).
 Its mIoU comes from, in order: metrics.json (stage=eval), pipeline.json, train.json,
-the CSV log (csv/metrics.csv, best `val/miou`), the W&B offline summary
-(wandb/offline-run-*/files/wandb-summary.json). Paper rows no run matches say "not run here".
+the CSV log (csv/metrics.csv, best `val/miou`), the W&B offline run (wandb/offline-run-*:
+its binary log, or files/wandb-summary.json in older wandb). Paper rows no run matches
+say "not run here".
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+
+from experiments.wandb_offline import read_offline_run
 
 FINAL_STAGES = {"train", "eval", "pipeline"}  # search stages report supernet mIoU, not the paper's
 
@@ -84,13 +87,18 @@ def _csv_best(path: Path, key: str = "val/miou") -> float | None:
     return max(values) if values else None
 
 
-def _wandb_config(run_dir: Path) -> dict[str, Any]:
-    """The rspnet config stored in a W&B offline run (values unwrapped from {'value': ...})."""
-    path = run_dir / "files" / "config.yaml"
-    if not path.is_file():
-        return {}
-    raw = OmegaConf.to_container(OmegaConf.load(path))
-    return {k: v.get("value") if isinstance(v, dict) else v for k, v in raw.items() if not str(k).startswith("_")}
+def _wandb(run_dir: Path) -> dict[str, Any]:
+    """Config/summary/history of a W&B offline run; empty if it cannot be read."""
+    try:
+        return read_offline_run(run_dir)
+    except (OSError, ValueError, ImportError):
+        return {"config": {}, "summary": {}, "history": []}
+
+
+def _wandb_best(run: dict[str, Any], key: str = "val/miou") -> float | None:
+    """Best logged `key` over the run's history (else its summary value)."""
+    values = [row[key] for row in run["history"] if isinstance(row.get(key), (int, float))]
+    return max(values) if values else run["summary"].get(key)
 
 
 def _describe(run: Run, cfg: dict[str, Any]) -> None:
@@ -121,7 +129,7 @@ def read_run(path: Path) -> Run:
     if (path / "config.yaml").is_file():
         _describe(run, OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=False))
     elif wandb_dirs:
-        _describe(run, _wandb_config(wandb_dirs[-1]))
+        _describe(run, _wandb(wandb_dirs[-1])["config"])
     sources: list[tuple[str, Any]] = []
     if (m := _read_json(path / "metrics.json")) is not None:
         sources.append(("metrics.json", m.get("miou")))
@@ -133,9 +141,9 @@ def read_run(path: Path) -> Run:
         run.params = run.params or t.get("params")
     sources.append(("csv/metrics.csv", _csv_best(path / "csv" / "metrics.csv")))
     for wdir in reversed(wandb_dirs):
-        summary = _read_json(wdir / "files" / "wandb-summary.json") or {}
-        sources.append((f"wandb/{wdir.name}", summary.get("val/miou")))
-        run.params = run.params or summary.get("params")
+        wrun = _wandb(wdir)
+        sources.append((f"wandb/{wdir.name}", _wandb_best(wrun)))
+        run.params = run.params or wrun["summary"].get("params")
     for name, value in sources:
         if isinstance(value, (int, float)):
             run.miou, run.source = float(value), name

@@ -1,0 +1,85 @@
+"""Read a W&B offline run folder (`wandb/offline-run-*`) without syncing it.
+
+Recent wandb versions keep an offline run's config, history and summary only in the binary
+`run-<id>.wandb` log (LevelDB-style 32 KiB blocks of protobuf `Record`s); `files/` then
+holds just the media. Older versions also wrote `files/wandb-summary.json` and
+`files/config.yaml`, which are used when present.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+BLOCK = 32 * 1024
+HEADER = 7  # file header: b":W&B" + 2-byte magic + 1-byte version; record header: crc32, length, type
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+
+
+def _chunks(data: bytes) -> Iterator[bytes]:
+    """Reassembled record payloads of a .wandb log."""
+    pos, pending = HEADER, b""
+    while pos + HEADER <= len(data):
+        left = BLOCK - pos % BLOCK
+        if left < HEADER:  # block trailer padding
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + HEADER])
+        pos += HEADER
+        if length == 0 and kind == 0:  # zero-filled rest of a block
+            pos += left - HEADER
+            continue
+        chunk, pos = data[pos : pos + length], pos + length
+        if kind == FULL:
+            yield chunk
+        elif kind == FIRST:
+            pending = chunk
+        elif kind == MIDDLE:
+            pending += chunk
+        elif kind == LAST:
+            yield pending + chunk
+            pending = b""
+
+
+def _key(item: Any) -> str:
+    return item.key or "/".join(item.nested_key)
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def read_offline_run(run_dir: Path) -> dict[str, Any]:
+    """{"config": {...}, "summary": {...}, "history": [row, ...]} of one offline run folder."""
+    run_dir = Path(run_dir)
+    out: dict[str, Any] = {"config": {}, "summary": {}, "history": []}
+    summary_file = run_dir / "files" / "wandb-summary.json"
+    if summary_file.is_file():
+        out["summary"] = json.loads(summary_file.read_text())
+    logs = sorted(run_dir.glob("run-*.wandb"))
+    if not logs:
+        return out
+    data = logs[0].read_bytes()
+    if not data.startswith(b":W&B"):
+        raise ValueError(f"{logs[0]}: not a W&B run log")
+    from wandb.proto import wandb_internal_pb2 as pb  # internal format: only needed for binary logs
+
+    for payload in _chunks(data):
+        record = pb.Record()
+        record.ParseFromString(payload)
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            out["config"].update({_key(i): _value(i.value_json) for i in record.run.config.update})
+        elif kind == "config":
+            out["config"].update({_key(i): _value(i.value_json) for i in record.config.update})
+        elif kind == "history":
+            out["history"].append({_key(i): _value(i.value_json) for i in record.history.item})
+        elif kind == "summary" and not summary_file.is_file():
+            out["summary"].update({_key(i): _value(i.value_json) for i in record.summary.update})
+    return out
