@@ -31,7 +31,7 @@ def compose_cfg(out: Path, *overrides: str) -> DictConfig:
     return cfg
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def genotype_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A valid genotype.json."""
     return Genotype.from_weights(OPS, rsp=True).save(tmp_path_factory.mktemp("geno") / "genotype.json")
@@ -47,7 +47,7 @@ def tiny_cfg(tmp_path: Path, genotype_file: Path) -> Callable[..., DictConfig]:
     return _make
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory, genotype_file: Path) -> dict:
     """One epoch of stage=train; returns its result dict plus `out` (shared, read-only for tests)."""
     from rspnet.stages.train import run_train

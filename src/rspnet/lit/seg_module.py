@@ -105,6 +105,7 @@ class SegModule(pl.LightningModule):
         self.val_metric = SegMetric(self.num_classes, ignore_index=self.ignore_index)
         self.test_metric = SegMetric(self.num_classes, ignore_index=self.ignore_index)
         self.test_result: dict[str, Any] | None = None
+        self._val_example: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._test_images = 0
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -129,14 +130,30 @@ class SegModule(pl.LightningModule):
         logits = out["out"]
         if logits.shape[-2:] != y.shape[-2:]:
             logits = F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False)
-        self.val_metric.update(logits.argmax(1), y)
+        pred = logits.argmax(1)
+        self.val_metric.update(pred, y)
+        if batch_idx == 0:  # one example per epoch for the W&B picture
+            self._val_example = (x[0].detach(), pred[0].detach(), y[0].detach())
 
     def on_validation_epoch_end(self) -> None:
         res = self.val_metric.compute()
         self.val_metric.reset()
-        miou = res["miou"]
-        self.log("val/miou", torch.nan_to_num(miou, nan=0.0), prog_bar=True)
+        self.log("val/miou", torch.nan_to_num(res["miou"], nan=0.0), prog_bar=True)
         self.log("val/pixel_acc", torch.nan_to_num(res["pixel_acc"], nan=0.0))
+        self._log_val_picture()
+
+    def _log_val_picture(self) -> None:
+        """Prediction | ground truth of the first val image to W&B (other loggers skip it)."""
+        from pytorch_lightning.loggers import WandbLogger
+
+        from rspnet.utils.loggers import log_image
+        from rspnet.viz.masks import prediction_panel
+
+        example, self._val_example = self._val_example, None
+        if example is None or self.trainer.sanity_checking or not any(isinstance(lg, WandbLogger) for lg in self.loggers):
+            return
+        if self.meta["palette"] is not None and self.global_rank == 0:
+            log_image(self.loggers, "val/prediction", prediction_panel(*example, self.meta["palette"]), step=self.global_step)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         from rspnet.inference import infer_from_cfg

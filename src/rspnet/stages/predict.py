@@ -44,14 +44,6 @@ def prepare(rgb: np.ndarray, cfg: DictConfig) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1).float()
 
 
-def _denormalise(x: torch.Tensor) -> np.ndarray:
-    """float [3, H, W] normalised -> uint8 [H, W, 3] (for overlays of dataset images)."""
-    from rspnet.data.transforms import MEAN, STD
-
-    x = x.float().cpu() * torch.tensor(STD).view(3, 1, 1) + torch.tensor(MEAN).view(3, 1, 1)
-    return (x.clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).numpy()
-
-
 def read_rgb(path: Path) -> np.ndarray:
     """Any PIL-readable image (grey, palette, RGBA, 16-bit) as uint8 RGB [H, W, 3]; clear error if unreadable."""
     from PIL import Image, UnidentifiedImageError
@@ -84,13 +76,14 @@ def folder_items(cfg: DictConfig, folder: str, extensions: list[str]) -> Iterato
 def dataset_items(cfg: DictConfig) -> Iterator[Item]:
     """Images of the dataset split `split=`; files are re-read so predictions keep the original resolution."""
     from rspnet.data import build_dataset
+    from rspnet.viz.masks import denormalise
 
     ds = build_dataset(cfg, str(cfg.split), train=False)
     for i in range(len(ds)):
         image_path = ds.items[i][0] if i < len(ds.items) else None
         if image_path is None:  # generated data (synthetic): no file, use the dataset's own tensor
             x = ds[i][0]
-            yield (*_stem_city(None, i, ds.name), _denormalise(x), x)
+            yield (*_stem_city(None, i, ds.name), denormalise(x), x)
         else:
             rgb = read_rgb(Path(image_path))
             yield (*_stem_city(str(image_path), i, ds.name), rgb, prepare(rgb, cfg))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 IGNORE_COLOR = (0, 0, 0)
 
@@ -32,3 +33,20 @@ def overlay(image: np.ndarray, mask: np.ndarray, palette: Sequence[Sequence[int]
     colors = colorize(mask, palette).astype(np.float32)
     blended = (1.0 - alpha) * image.astype(np.float32) + alpha * colors
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def denormalise(x: torch.Tensor) -> np.ndarray:
+    """Normalised float [3, H, W] (datasets' MEAN/STD) -> uint8 [H, W, 3] for pictures."""
+    from rspnet.data.transforms import MEAN, STD
+
+    x = x.detach().float().cpu() * torch.tensor(STD).view(3, 1, 1) + torch.tensor(MEAN).view(3, 1, 1)
+    return (x.clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).numpy()
+
+
+def prediction_panel(x: torch.Tensor, pred: torch.Tensor, target: torch.Tensor, palette: Sequence[Sequence[int]],
+                     alpha: float = 0.6) -> np.ndarray:
+    """[H, 2W, 3] picture: prediction overlay | ground-truth overlay (ignore pixels left unpainted black)."""
+    image = denormalise(x)
+    left = overlay(image, pred.cpu().numpy(), palette, alpha)
+    right = overlay(image, target.cpu().numpy(), palette, alpha)
+    return np.concatenate([left, right], axis=1)
