@@ -102,3 +102,10 @@ def test_bad_macro_json_is_one_clear_error(tmp_path: Path) -> None:
     path.write_text(json.dumps(bad))
     with pytest.raises(ArtifactError, match="earlier layers"):
         MacroArch.load(path)
+
+
+def test_unknown_head_name_is_a_config_error(make_cfg) -> None:
+    from rspnet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="head=psp"):
+        _net(make_cfg("head.name=psp"))
