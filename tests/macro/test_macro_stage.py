@@ -54,10 +54,12 @@ def test_checkpoint_holds_beta_cam_and_path_scores(make_cfg, genotype_file: Path
     # the stored mean path weights are exactly what macro.json reports
     macro = json.loads((Path(cfg.paths.output_dir) / "macro.json").read_text())
     top = max(i["score"] for n in macro["nodes"] if n["layer"] == 2 for i in n["inputs"])
-    assert torch.isfinite(state["score_mean"]).all() and state["score_count"] == 4
+    total = ckpt["rspnet"]["path_scores"]["total"]  # [sums over val images..., count]
+    assert total[-1] == 4
+    mean = total[:-1] / total[-1]
     # layout: the four layer-1 nodes (one candidate each), then the layer-2 nodes
-    assert torch.allclose(state["score_mean"][:4], torch.ones(4, dtype=torch.float64))
-    assert abs(float(state["score_mean"][4:].max()) - top) < 1e-5
+    assert torch.allclose(mean[:4], torch.ones(4, dtype=torch.float64))
+    assert abs(float(mean[4:].max()) - top) < 1e-5
     assert all(len(n["inputs"]) == 3 for n in macro["nodes"] if n["layer"] == 2)
 
 
@@ -85,7 +87,45 @@ def test_scores_average_the_last_score_epochs(make_cfg, genotype_file: Path, sco
     cfg = make_cfg(*TINY, f"genotype={genotype_file}", "trainer.max_epochs=2", "model.layers=1",
                    f"macro.score_epochs={score_epochs}")
     result = run_macro_search(cfg)
-    state = torch.load(result["checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
-    assert int(state["score_count"]) == expected_count  # 4 validation images per epoch
+    ckpt = torch.load(result["checkpoint"], map_location="cpu", weights_only=False)
+    assert ckpt["rspnet"]["path_scores"]["total"][-1] == expected_count  # 4 validation images per epoch
     macro = MacroArch.load(Path(cfg.paths.output_dir) / "macro.json")
     assert macro.search["score_first_epoch"] == first_epoch and macro.search["epochs"] == 2
+
+
+def test_resume_restores_the_path_score_accumulator(make_cfg, genotype_file: Path, tmp_path: Path) -> None:
+    common = [*TINY, f"genotype={genotype_file}", "model.layers=1", "macro.score_epochs=2"]
+    out = tmp_path / "resumed"
+    run_macro_search(make_cfg(*common, "trainer.max_epochs=1", out=out))
+    result = run_macro_search(make_cfg(*common, "trainer.max_epochs=2", "ckpt_path=last", out=out))
+    ckpt = torch.load(result["checkpoint"], map_location="cpu", weights_only=False)
+    # epoch 0's 4 validation images came back from the checkpoint, epoch 1 added 4
+    assert ckpt["rspnet"]["epochs_done"] == 2 and ckpt["rspnet"]["path_scores"]["total"][-1] == 8
+
+
+def test_accumulator_restore_splits_the_totals_across_ranks() -> None:
+    from rspnet.stages.macro_search import PathScoreAccumulator
+
+    acc = PathScoreAccumulator(3)
+    acc.add(slice(0, 3), torch.tensor([[0.2, 0.3, 0.5], [0.4, 0.4, 0.2]]))
+    acc.add_count(2)
+    acc.total = acc.local.clone()
+    assert torch.allclose(acc.mean, torch.tensor([0.3, 0.35, 0.35], dtype=torch.float64))
+    ranks = [PathScoreAccumulator(3) for _ in range(2)]
+    for r in ranks:
+        r.load_state_dict(acc.state_dict(), world_size=2)
+    # the next all-reduce (a sum over ranks) gives back exactly the saved totals
+    assert torch.allclose(ranks[0].local + ranks[1].local, acc.total)
+    with pytest.raises(ConfigError, match="macro.lookback"):
+        PathScoreAccumulator(4).load_state_dict(acc.state_dict(), world_size=1)
+
+
+@pytest.mark.slow
+def test_ddp_sim_reduces_the_path_scores_over_both_ranks(make_cfg, genotype_file: Path) -> None:
+    cfg = make_cfg(*TINY, f"genotype={genotype_file}", "trainer=ddp_sim", "trainer.max_epochs=1", "model.layers=1",
+                   "dataset.batch_size=2", "dataset.val_batch_size=2")
+    result = run_macro_search(cfg)
+    ckpt = torch.load(result["checkpoint"], map_location="cpu", weights_only=False)
+    # 4 validation images, 2 per rank: the saved count is the all-reduced one
+    assert ckpt["rspnet"]["path_scores"]["total"][-1] == 4
+    assert MacroArch.load(Path(cfg.paths.output_dir) / "macro.json").search["score_source"] == "val_path_weights"

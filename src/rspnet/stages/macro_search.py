@@ -22,13 +22,58 @@ from rspnet.models.macro_supernet import MacroSupernet
 log = logging.getLogger(__name__)
 
 
+class PathScoreAccumulator:
+    """Per-rank sums of path weights over validation samples (flat: node after node) + a count.
+
+    Plain tensors rather than module buffers: DDP broadcasts buffers from rank 0 on every
+    forward, which would overwrite the other ranks' sums before they are all-reduced.
+    `total` is the all-reduced [sums..., count], set at every validation epoch end.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.local = torch.zeros(size + 1, dtype=torch.float64)  # [sums..., count]
+        self.total: torch.Tensor | None = None
+        self.reset_epoch = self.first_epoch = -1
+
+    def reset(self, epoch: int) -> None:
+        # a new tensor, not zero_(): ddp_spawn pickles the module into shared memory, so an
+        # in-place update would be seen (and counted) by every rank
+        self.local = torch.zeros_like(self.local)
+        self.reset_epoch = self.first_epoch = epoch
+
+    def add(self, where: slice, weights: torch.Tensor) -> None:
+        """Add the path weights [B, K] of one node's candidates (positions `where`)."""
+        self.local[where] += weights.sum(0).to("cpu", torch.float64)
+
+    def add_count(self, n: int) -> None:
+        self.local[-1] += n
+
+    @property
+    def mean(self) -> torch.Tensor | None:
+        """Reduced mean path weight per candidate, or None before any validation sample."""
+        return None if self.total is None or self.total[-1] <= 0 else self.total[:-1] / self.total[-1]
+
+    def state_dict(self) -> dict[str, Any]:
+        total = self.local if self.total is None else self.total
+        return {"total": total.clone(), "reset_epoch": self.reset_epoch, "first_epoch": self.first_epoch}
+
+    def load_state_dict(self, state: dict[str, Any], world_size: int) -> None:
+        """Restore; each rank takes an equal share of the totals so the next all-reduce is exact."""
+        total = state["total"]
+        if total.shape != self.local.shape:
+            raise ConfigError("the checkpoint's path scores do not match this supernet; resume with the same model.* and macro.lookback")
+        self.total = total.clone()
+        self.local = total / world_size  # a new (per-process) tensor, see reset()
+        self.reset_epoch, self.first_epoch = int(state["reset_epoch"]), int(state["first_epoch"])
+
+
 class MacroSearchModule(SearchModule):
     """SearchModule that scores paths by their mean PAM weight on validation.
 
     The score of a candidate is the mean of its path weight w_k over every validation
     sample of the last `macro.score_epochs` epochs (SPEC §2.5). Before that window the
-    accumulators hold the latest validation epoch, so intermediate exports are meaningful.
-    Accumulators are buffers, hence in every checkpoint; under DDP they are all-reduced.
+    accumulator holds the latest validation epoch, so intermediate exports are meaningful.
+    It is saved in every checkpoint; under DDP the sums and counts are all-reduced.
     """
 
     net: MacroSupernet
@@ -42,12 +87,7 @@ class MacroSearchModule(SearchModule):
         for node, cands in net.candidates.items():
             self.slices[node] = slice(start, start + len(cands))
             start += len(cands)
-        self.register_buffer("score_sum", torch.zeros(start, dtype=torch.float64))
-        self.register_buffer("score_count", torch.zeros((), dtype=torch.float64))
-        # DDP-reduced mean of the window so far (what export_artifacts reads on rank 0)
-        self.register_buffer("score_mean", torch.full((start,), float("nan"), dtype=torch.float64))
-        self.register_buffer("score_reset_epoch", torch.tensor(-1))
-        self.register_buffer("score_first_epoch", torch.tensor(-1))
+        self.scores = PathScoreAccumulator(start)
 
     def window_start(self) -> int:
         """First epoch whose validation counts towards the final path scores."""
@@ -57,39 +97,44 @@ class MacroSearchModule(SearchModule):
         return max(0, int(max_epochs) - self.score_epochs)
 
     def on_validation_epoch_start(self) -> None:
-        if self.trainer.sanity_checking:
-            return
         epoch = self.current_epoch
         # reset once per epoch up to the window start; inside the window keep accumulating
-        if epoch <= self.window_start() and int(self.score_reset_epoch) != epoch:
-            self.score_sum.zero_()
-            self.score_count.zero_()
-            self.score_reset_epoch.fill_(epoch)
-            self.score_first_epoch.fill_(epoch)
+        if not self.trainer.sanity_checking and epoch <= self.window_start() and self.scores.reset_epoch != epoch:
+            self.scores.reset(epoch)
 
     def on_validation_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         if self.trainer.sanity_checking:
             return
         # path_weights were recorded (detached) by the forward in validation_step
         for node, w in self.net.path_weights.items():
-            self.score_sum[self.slices[node]] += w.sum(0).to(self.score_sum)
-        self.score_count += next(iter(self.net.path_weights.values())).shape[0]
+            self.scores.add(self.slices[node], w)
+        self.scores.add_count(next(iter(self.net.path_weights.values())).shape[0])
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
         if self.trainer.sanity_checking:
             return
-        total, count = self.score_sum.clone(), self.score_count.clone()
+        total = self.scores.local.clone()
         if self.trainer.world_size > 1:
-            total = self.trainer.strategy.reduce(total, reduce_op="sum")
-            count = self.trainer.strategy.reduce(count, reduce_op="sum")
-        if count > 0:
-            self.score_mean.copy_(total / count)
+            # one collective for sums and count; NCCL needs the tensor on the rank's device
+            total = self.trainer.strategy.reduce(total.to(self.device), reduce_op="sum").cpu()
+        self.scores.total = total
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["rspnet"]["path_scores"] = self.scores.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        if "path_scores" in checkpoint.get("rspnet", {}):
+            world_size = self.trainer.world_size if self._trainer is not None else 1
+            self.scores.load_state_dict(checkpoint["rspnet"]["path_scores"], world_size)
 
     def path_scores(self) -> tuple[dict[tuple[int, int], list[float]], str]:
         """Per node the candidate scores, and where they come from (validation or softmax(beta))."""
-        if not torch.isnan(self.score_mean).any():
-            mean = self.score_mean.cpu().tolist()
+        mean = self.scores.mean
+        if mean is not None:
+            mean = mean.tolist()
             return {node: mean[sl] for node, sl in self.slices.items()}, "val_path_weights"
         # no validation batch ran (e.g. limit_val_batches=0): fall back to the input-free prior
         betas = self.net.betas()
@@ -108,7 +153,7 @@ class MacroSearchModule(SearchModule):
             "lookback": self.net.lookback,
             "score_source": source,
             "score_epochs": self.score_epochs,
-            "score_first_epoch": int(self.score_first_epoch),
+            "score_first_epoch": self.scores.first_epoch,
             "rsp": bool(self.cfg.rsp.enabled),
         }
         return MacroArch(layers=self.net.layers, scales=list(self.net.scales), top_k=self.top_k, nodes=nodes, search=meta)
