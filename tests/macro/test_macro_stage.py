@@ -24,8 +24,12 @@ def genotype_file(tmp_path: Path) -> Path:
     return Genotype.from_weights(ops, rsp=True, search={"dataset": "synthetic"}).save(tmp_path / "genotype.json")
 
 
-def test_fast_dev_run_writes_macro_json_and_pictures(make_cfg, genotype_file: Path) -> None:
-    cfg = make_cfg(*TINY, f"genotype={genotype_file}", "+trainer.fast_dev_run=true")
+def test_fast_dev_run_writes_macro_json_and_pictures(make_cfg, genotype_file: Path, monkeypatch) -> None:
+    import rspnet.utils.loggers
+
+    logged = []
+    monkeypatch.setattr(rspnet.utils.loggers, "log_image", lambda lg, key, image, step=None: logged.append((key, image)))
+    cfg = make_cfg(*TINY, f"genotype={genotype_file}", "+trainer.fast_dev_run=true", "logger=csv")
     result = run_macro_search(cfg)
     out = Path(cfg.paths.output_dir)
     macro = MacroArch.load(out / "macro.json")
@@ -41,6 +45,9 @@ def test_fast_dev_run_writes_macro_json_and_pictures(make_cfg, genotype_file: Pa
     assert macro.search["genotype"] == str(genotype_file)
     for name in ("trellis.png", "beta.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    # the beta heatmap goes to the logger at every epoch end (W&B shows it; CSV skips images)
+    assert [key for key, _ in logged] == ["arch/beta_heatmap"]
+    assert logged[0][1].ndim == 3 and logged[0][1].shape[-1] == 3 and logged[0][1].dtype.name == "uint8"
 
 
 def test_checkpoint_holds_beta_cam_and_path_scores(make_cfg, genotype_file: Path) -> None:
