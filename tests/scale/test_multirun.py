@@ -78,3 +78,20 @@ def test_optuna_two_trials_end_to_end(tmp_path: Path) -> None:
     summary = json.loads((sweep / "summary.json").read_text())
     assert len(summary["jobs"]) == 2 and all(isinstance(j["objective"], float) for j in summary["jobs"])
     assert summary["optuna"]["name"] == "optuna" and "best_value" in summary["optuna"]
+
+
+def test_local_multirun_refuses_relaunching_ddp() -> None:
+    from rspnet.errors import ConfigError
+    from rspnet.utils.callbacks import check_ddp_in_multirun
+
+    def hydra_cfg(*overrides: str):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+
+    with pytest.raises(ConfigError, match="trainer.strategy=ddp re-launches"):
+        check_ddp_in_multirun(hydra_cfg("trainer=ddp"))
+    check_ddp_in_multirun(hydra_cfg("trainer=ddp", "trainer.strategy=ddp_spawn"))  # spawned from the job: fine
+    check_ddp_in_multirun(hydra_cfg("trainer=ddp_sim"))
+    check_ddp_in_multirun(hydra_cfg("trainer=ddp", "hydra/launcher=slurm"))  # ranks are SLURM tasks
+    check_ddp_in_multirun(hydra_cfg("trainer=gpu"))

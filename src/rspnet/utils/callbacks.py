@@ -10,7 +10,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from rspnet.errors import ArtifactError
+from rspnet.errors import ArtifactError, ConfigError
 from rspnet.utils.io import atomic_write_json, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,24 @@ def write_summary(sweep_dir: Path) -> dict[str, Any]:
     return summary
 
 
+def check_ddp_in_multirun(config: DictConfig) -> None:
+    """`-m` with a re-launching DDP strategy is only supported one-job-per-SLURM-task.
+
+    `strategy=ddp` starts the other ranks by re-running the command line; under `-m` that
+    would re-run the whole sweep in every rank. `ddp_spawn` (spawned from the job process)
+    or the SLURM launcher (ranks = SLURM tasks, nothing re-launched) are the working setups.
+    """
+    trainer = config.get("trainer") or {}
+    strategy, devices = str(trainer.get("strategy", "auto")), trainer.get("devices", 1)
+    relaunches = strategy.startswith("ddp") and "spawn" not in strategy and str(devices) not in ("1", "[0]")
+    launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+    if relaunches and not launcher.endswith("SlurmLauncher"):
+        raise ConfigError(
+            f"trainer.strategy={strategy} re-launches the command per rank, which under -m would re-run the whole "
+            "sweep; use trainer.strategy=ddp_spawn (or trainer=ddp_sim) in a local multirun, or hydra/launcher=slurm"
+        )
+
+
 class SweepSummary(Callback):
     """Records each job (`job.json` in its output dir) and summarises the sweep at its end."""
 
@@ -123,7 +141,8 @@ class SweepSummary(Callback):
         self.sweep_dir: Path | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Remember the resolved sweep dir (it may contain `${now:}`)."""
+        """Refuse DDP setups that cannot run inside a sweep; remember the resolved sweep dir."""
+        check_ddp_in_multirun(config)
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
