@@ -109,3 +109,17 @@ def test_predict_with_resize_long_keeps_the_file_resolution(trained: dict, tiny_
     ids = Image.open(Path(cfg.paths.output_dir) / "predictions" / "labelIds" / "aachen" / "aachen_000000_000019_labelIds.png")
     assert ids.size == (70, 37)  # PIL: (W, H) of the input file, not of the 32-px network input
     assert not (Path(cfg.paths.output_dir) / "predictions" / "overlay").exists()
+
+
+@pytest.mark.slow
+def test_ddp_sim_train_and_eval_match_single_process(trained: dict, tiny_cfg, tmp_path: Path) -> None:
+    from rspnet.stages.train import run_train
+
+    ddp = ["trainer=ddp_sim", "dataset.batch_size=2", "dataset.val_batch_size=2"]
+    result = run_train(tiny_cfg("stage=train", *ddp, out=tmp_path / "train"))
+    assert result["epochs"] == 1 and result["global_step"] == 2 and result["last_ckpt"]  # 8 images / 2 ranks / batch 2
+    ckpt = f"ckpt={trained['best_ckpt']}"
+    single = run_eval(tiny_cfg("stage=eval", ckpt, out=tmp_path / "single"))
+    multi = run_eval(tiny_cfg("stage=eval", ckpt, *ddp, out=tmp_path / "multi"))
+    assert multi["num_images"] == single["num_images"] == 4
+    assert multi["miou"] == pytest.approx(single["miou"], abs=1e-9)

@@ -138,8 +138,10 @@ class SegModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         res = self.val_metric.compute()
         self.val_metric.reset()
-        self.log("val/miou", torch.nan_to_num(res["miou"], nan=0.0), prog_bar=True)
-        self.log("val/pixel_acc", torch.nan_to_num(res["pixel_acc"], nan=0.0))
+        # compute() already reduced the confusion matrix over ranks, so the values agree on every
+        # rank; sync_dist (a mean of equal values) only tells Lightning so
+        self.log("val/miou", torch.nan_to_num(res["miou"], nan=0.0), prog_bar=True, sync_dist=True)
+        self.log("val/pixel_acc", torch.nan_to_num(res["pixel_acc"], nan=0.0), sync_dist=True)
         self._log_val_picture()
 
     def _log_val_picture(self) -> None:
@@ -171,8 +173,7 @@ class SegModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         res = self.test_metric.compute()  # synced over DDP ranks by torchmetrics
-        n = torch.tensor(self._test_images, device=self.device)
-        n = self.all_gather(n).sum() if self.trainer.world_size > 1 else n
+        n = self.trainer.strategy.reduce(torch.tensor(float(self._test_images), device=self.device), reduce_op="sum")
         self.test_result = {k: v.detach().cpu() for k, v in res.items()} | {"num_images": int(n)}
 
     def configure_optimizers(self) -> dict:
@@ -185,7 +186,17 @@ class SegModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from rspnet.utils.checkpoint import RNG_KEY, rng_state
+
         checkpoint["rspnet"] = self.meta
+        # beside the metadata: ckpt_path=last replays the same shuffles and augmentations
+        checkpoint[RNG_KEY] = rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from rspnet.utils.checkpoint import RNG_KEY, set_rng_state
+
+        if RNG_KEY in checkpoint:
+            set_rng_state(checkpoint[RNG_KEY])
 
 
 def _ckpt_summary(keys: list[str], limit: int = 8) -> str:

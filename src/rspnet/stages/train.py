@@ -70,12 +70,19 @@ def run_train(cfg: DictConfig) -> dict:
     best_score = ckpt_cb.best_model_score
     last_miou = trainer.callback_metrics.get("val/miou")
     best = float(best_score) if best_score is not None else (float(last_miou) if last_miou is not None else None)
+    last = Path(ckpt_cb.last_model_path or out / "checkpoints" / "last.ckpt")
+    epochs, step = int(trainer.current_epoch), int(trainer.global_step)
+    if step == 0 and last.is_file():  # strategy=ddp_spawn trained in child processes: read the counters back
+        from rspnet.lit.seg_module import read_checkpoint
+
+        ck = read_checkpoint(last)
+        epochs, step = int(ck["epoch"]) + 1, int(ck["global_step"])
     result = {
         "best_ckpt": ckpt_cb.best_model_path or None,
-        "last_ckpt": ckpt_cb.last_model_path or None,
+        "last_ckpt": str(last) if last.is_file() else None,
         "best_val_miou": best,
-        "epochs": int(trainer.current_epoch),
-        "global_step": int(trainer.global_step),
+        "epochs": epochs,
+        "global_step": step,
         "params": params,
         "genotype": str(cfg.genotype),
         "macro_arch": str(cfg.macro_arch) if cfg.get("macro_arch") else None,
