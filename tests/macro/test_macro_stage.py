@@ -29,7 +29,7 @@ def test_fast_dev_run_writes_macro_json_and_pictures(make_cfg, genotype_file: Pa
 
     logged = []
     monkeypatch.setattr(rspnet.utils.loggers, "log_image", lambda lg, key, image, step=None: logged.append((key, image)))
-    cfg = make_cfg(*TINY, f"genotype={genotype_file}", "+trainer.fast_dev_run=true", "logger=csv")
+    cfg = make_cfg(*TINY, f"genotype={genotype_file}", "trainer.fast_dev_run=true", "logger=csv")
     result = run_macro_search(cfg)
     out = Path(cfg.paths.output_dir)
     macro = MacroArch.load(out / "macro.json")
