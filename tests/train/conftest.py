@@ -16,8 +16,8 @@ CONF = str(Path(__file__).resolve().parents[2] / "conf")
 
 OPS = [[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 1]]  # conv_3x3, dw_conv_3x3, skip_connect
 # synthetic data small enough for seconds per epoch on one core
-TINY = ["logger=none", "print_config=false", "dataset.num_train=8", "dataset.num_val=4",
-        "dataset.image_size=[32,64]", "dataset.crop_size=[32,64]", "dataset.batch_size=4",
+TINY = ["logger=none", "print_config=false", "++dataset.num_train=8", "++dataset.num_val=4",
+        "++dataset.image_size=[32,64]", "dataset.crop_size=[32,64]", "dataset.batch_size=4",
         "dataset.val_batch_size=4", "trainer.max_epochs=1", "model.layers=2"]
 
 

@@ -123,3 +123,15 @@ def test_ddp_sim_train_and_eval_match_single_process(trained: dict, tiny_cfg, tm
     multi = run_eval(tiny_cfg("stage=eval", ckpt, *ddp, out=tmp_path / "multi"))
     assert multi["num_images"] == single["num_images"] == 4
     assert multi["miou"] == pytest.approx(single["miou"], abs=1e-9)
+
+
+def test_predict_cityscapes_test_split_lays_out_the_benchmark_folder(trained: dict, tiny_cfg, tmp_path: Path) -> None:
+    # the public test split has images only; predictions keep each file's size and city folder
+    img = tmp_path / "cs" / "leftImg8bit" / "test" / "berlin" / "berlin_000000_000019_leftImg8bit.png"
+    img.parent.mkdir(parents=True)
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 80, 3), dtype=np.uint8)).save(img)
+    cfg = tiny_cfg("stage=predict", "dataset=cityscapes", f"dataset.root={tmp_path / 'cs'}", "split=test",
+                   f"ckpt={trained['best_ckpt']}")
+    assert run_predict(cfg)["num_images"] == 1
+    out = Path(cfg.paths.output_dir) / "predictions" / "labelIds" / "berlin" / "berlin_000000_000019_labelIds.png"
+    assert Image.open(out).size == (80, 40)
