@@ -22,6 +22,7 @@ from torch import nn
 from rspnet.errors import ConfigError, NonFiniteError
 from rspnet.lit.unrolled import unrolled_arch_grads
 from rspnet.metrics import SegMetric
+from rspnet.utils.checkpoint import rng_state, set_rng_state
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -105,16 +106,30 @@ class SearchModule(pl.LightningModule):
         if self.search_cfg.second_order:
             xi = w_opt.param_groups[0]["lr"]
             loss, grads = unrolled_arch_grads(self.net, self.loss, self._params(self.weight_names), self._params(self.arch_names), weight_batch, arch_batch, xi, float(self.search_cfg.weight_wd))
-            if not self._finite_or_skip(loss, "arch"):
+            if not self._finite_or_skip(loss, "arch loss"):
                 return
             for p, g in zip(self._params(self.arch_names), grads):
                 p.grad = g
         else:
             loss = self.loss(self.net(x), y)
-            if not self._finite_or_skip(loss, "arch"):
+            if not self._finite_or_skip(loss, "arch loss"):
                 return
             self.manual_backward(loss)
+        arch = self._params(self.arch_names)
+        # under fp16 AMP inf gradients are routine: the GradScaler skips those steps itself
+        scaled = str(self.trainer.precision) == "16-mixed"
+        if not scaled and not self._finite_or_skip(_abs_sum(p.grad for p in arch), "arch gradient"):
+            return
+        before = [p.detach().clone() for p in arch]
         a_opt.step()
+        total = _abs_sum(arch)
+        if not torch.isfinite(total):
+            # roll back first, so a skipped step or the saved checkpoint holds the last finite alpha/beta
+            with torch.no_grad():
+                for p, b in zip(arch, before):
+                    p.copy_(b)
+            self._finite_or_skip(total, "sum |alpha/beta| after the arch step")
+            return
         self.log("train/arch_loss", loss.detach(), on_step=True, on_epoch=True, batch_size=x.shape[0])
 
     def weight_step(self, w_opt: Any, weight_batch: Batch) -> None:
@@ -122,7 +137,7 @@ class SearchModule(pl.LightningModule):
         w_opt.zero_grad()
         x, y = weight_batch
         loss = self.loss(self.net(x), y)
-        if not self._finite_or_skip(loss, "weight"):
+        if not self._finite_or_skip(loss, "weight loss"):
             return
         self.manual_backward(loss)
         w_opt.step()
@@ -145,7 +160,7 @@ class SearchModule(pl.LightningModule):
         path = self.out_dir / "checkpoints" / "nonfinite.ckpt"
         self.trainer.save_checkpoint(path)
         raise NonFiniteError(
-            f"{which} loss is {loss.item()} at {where}; checkpoint saved to {path}. "
+            f"{which} is {loss.item()} at {where}; checkpoint saved to {path}. "
             "Lower search.weight_lr / search.arch_lr, or set search.skip_nonfinite=true"
         )
 
@@ -197,7 +212,7 @@ class SearchModule(pl.LightningModule):
 
     # -- checkpoints --------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["rspnet"] = {"data_split": self.data_split, "epochs_done": self.epochs_done, "rng": _rng_state()}
+        checkpoint["rspnet"] = {"data_split": self.data_split, "epochs_done": self.epochs_done, "rng": rng_state()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("rspnet", {})
@@ -206,26 +221,10 @@ class SearchModule(pl.LightningModule):
             raise ConfigError("the checkpoint was searched on a different weight/arch data split; resume with the same seed and search.arch_split")
         self.epochs_done = int(state.get("epochs_done", 0))
         if "rng" in state:
-            _set_rng_state(state["rng"])
+            set_rng_state(state["rng"])
 
 
-def _rng_state() -> dict[str, Any]:
-    """Python, numpy and torch CPU RNG states (resume reproduces the data order)."""
-    import random
-
-    import numpy as np
-
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    # plain lists/tensors only: Lightning loads checkpoints with torch.load(weights_only=True)
-    return {"python": random.getstate(), "numpy": [name, keys.tolist(), pos, has_gauss, gauss], "torch": torch.get_rng_state()}
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    import random
-
-    import numpy as np
-
-    random.setstate(state["python"])
-    name, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(state["torch"])
+def _abs_sum(tensors: Any) -> torch.Tensor:
+    """Sum of |values| over `tensors` (None skipped): NaN/inf iff any value is."""
+    sums = [t.detach().float().abs().sum() for t in tensors if t is not None]
+    return torch.stack(sums).sum() if sums else torch.zeros(())
