@@ -14,7 +14,7 @@ from rspnet.stages.train import run_train
 
 
 def test_fast_dev_run_on_synthetic(tiny_cfg) -> None:
-    cfg = tiny_cfg("stage=train", "+trainer.fast_dev_run=true")
+    cfg = tiny_cfg("stage=train", "trainer.fast_dev_run=true")
     result = run_train(cfg)
     assert "objective" in result and result["params"] > 0
     info = json.loads((Path(cfg.paths.output_dir) / "train.json").read_text())
