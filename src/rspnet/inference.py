@@ -67,8 +67,13 @@ def slide_logits(net: Net, x: torch.Tensor, crop: Sequence[int] | int, stride: S
     return (total / count.to(total.dtype))[..., :h, :w]
 
 
-def multiscale_flip_scores(net: Net, x: torch.Tensor, scales: Sequence[float], flip: bool = True) -> torch.Tensor:
-    """Log of the softmax averaged over `scales` and (optionally) horizontal flips, at input size."""
+def multiscale_flip_scores(net: Net, x: torch.Tensor, scales: Sequence[float], flip: bool = True,
+                           predict: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Log of the softmax averaged over `scales` and (optionally) horizontal flips, at input size.
+
+    `predict(x) -> logits` runs one scale (default: whole image; sliding window for big images).
+    """
+    predict = predict or (lambda t: _logits(net, t))
     h, w = x.shape[-2:]
     probs: torch.Tensor | None = None
     n = 0
@@ -79,7 +84,7 @@ def multiscale_flip_scores(net: Net, x: torch.Tensor, scales: Sequence[float], f
         xs = x if size == (h, w) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         for flipped in (False, True) if flip else (False,):
             inp = xs.flip(-1) if flipped else xs
-            out = _logits(net, inp)
+            out = predict(inp)
             out = out.flip(-1) if flipped else out
             if tuple(out.shape[-2:]) != (h, w):
                 out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
@@ -92,24 +97,35 @@ def multiscale_flip_scores(net: Net, x: torch.Tensor, scales: Sequence[float], f
 
 def infer(net: Net, x: torch.Tensor, mode: str = "whole", *, crop: Sequence[int] | None = None,
           stride: Sequence[int] | None = None, scales: Sequence[float] = (1.0,)) -> torch.Tensor:
-    """Class scores [B, K, H, W] for a normalised batch; argmax over K is the prediction."""
+    """Class scores [B, K, H, W] for a normalised batch; argmax over K is the prediction.
+
+    multiscale_flip with a `crop` runs every scale as a sliding window (bounded memory for big images).
+    """
+    def slide(t: torch.Tensor) -> torch.Tensor:
+        window = _pair(crop, "train.slide_crop")  # type: ignore[arg-type]
+        # default stride 2/3 of the window (mmsegmentation's usual overlap)
+        step = stride if stride is not None else tuple(max(1, (2 * c) // 3) for c in window)
+        return slide_logits(net, t, window, step)
+
     if mode == "whole":
         return _logits(net, x)
     if mode == "slide":
         if crop is None:
             raise ConfigError("inference=slide needs train.slide_crop=[H,W] (or dataset.crop_size)")
-        crop = _pair(crop, "train.slide_crop")
-        # default stride 2/3 of the window (mmsegmentation's usual overlap)
-        stride = stride if stride is not None else tuple(max(1, (2 * c) // 3) for c in crop)
-        return slide_logits(net, x, crop, stride)
+        return slide(x)
     if mode == "multiscale_flip":
-        return multiscale_flip_scores(net, x, scales)
+        return multiscale_flip_scores(net, x, scales, predict=slide if crop is not None else None)
     raise ConfigError(f"train.inference={mode} is unknown; use one of: {', '.join(MODES)}")
 
 
 def infer_from_cfg(net: Net, x: torch.Tensor, cfg: DictConfig) -> torch.Tensor:
-    """`infer` with the mode and its options read from `cfg.train` (slide window defaults to dataset.crop_size)."""
+    """`infer` with the options of `cfg.train`.
+
+    slide: window `train.slide_crop`, default dataset.crop_size; multiscale_flip slides only when
+    `train.slide_crop` is set explicitly, otherwise each scale is one whole-image pass.
+    """
     t = cfg.train
-    crop = t.get("slide_crop") or cfg.dataset.get("crop_size")
-    return infer(net, x, str(t.get("inference", "whole")), crop=list(crop) if crop is not None else None,
+    mode = str(t.get("inference", "whole"))
+    crop = t.get("slide_crop") or (cfg.dataset.get("crop_size") if mode == "slide" else None)
+    return infer(net, x, mode, crop=list(crop) if crop is not None else None,
                  stride=list(t.slide_stride) if t.get("slide_stride") else None, scales=list(t.get("scales") or [1.0]))

@@ -65,3 +65,13 @@ def test_infer_from_cfg_reads_train_options(make_cfg, net: nn.Module) -> None:
         assert infer_from_cfg(net, x, cfg).shape == (1, 4, 40, 56)
     with pytest.raises(ConfigError, match="train.inference=bogus"):
         infer_from_cfg(net, x, make_cfg("train.inference=bogus"))
+
+
+def test_multiscale_flip_can_slide_each_scale(net: nn.Module, make_cfg) -> None:
+    x = torch.randn(1, 3, 32, 48)
+    with torch.no_grad():
+        plain = infer(net, x, "multiscale_flip", scales=(1.0,))
+        # a window covering the image reproduces the whole-image pass; a smaller one still gives the shape
+        assert torch.allclose(infer(net, x, "multiscale_flip", scales=(1.0,), crop=(32, 48)), plain, atol=1e-5)
+        cfg = make_cfg("train.inference=multiscale_flip", "train.slide_crop=[16,16]", "train.scales=[0.5,1.0]")
+        assert infer_from_cfg(net, x, cfg).shape == plain.shape
