@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,17 +14,18 @@ from rspnet.errors import ConfigError
 from rspnet.genotype import Genotype
 from rspnet.lit.search_module import SearchModule
 from rspnet.stages.search import run_cell_search
+from rspnet.utils import loggers
 
 TINY = (
     "stage=cell_search", "dataset=synthetic", "model=tiny", "trainer=cpu", "model.search_layers=1",
     "model.scales=[4,8]", "model.base_width=4", "dataset.image_size=[32,64]", "dataset.crop_size=[32,64]",
-    "dataset.num_train=8", "dataset.num_val=4", "+trainer.enable_progress_bar=false",
+    "dataset.num_train=8", "dataset.num_val=4", "trainer.enable_progress_bar=false",
 )
 
 
 def test_fast_dev_run_writes_genotype_and_cell_picture(make_cfg, tmp_path: Path) -> None:
     out = tmp_path / "search"
-    result = run_cell_search(make_cfg(*TINY, "+trainer.fast_dev_run=true", out=out))
+    result = run_cell_search(make_cfg(*TINY, "trainer.fast_dev_run=true", out=out))
     genotype = Genotype.load(out / "genotype.json")
     assert len(genotype.ops) == 3 and genotype.rsp is True
     assert genotype.search == {"dataset": "synthetic", "epochs": 1, "seed": 0}
@@ -32,6 +34,19 @@ def test_fast_dev_run_writes_genotype_and_cell_picture(make_cfg, tmp_path: Path)
         assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result["genotype"] == str(out / "genotype.json")
     assert 0.0 <= result["val/miou"] <= 1.0
+
+
+def test_epoch_logs_val_miou_alpha_and_heatmap(make_cfg, tmp_path: Path, monkeypatch) -> None:
+    images: list[tuple[str, np.ndarray]] = []
+    monkeypatch.setattr(loggers, "log_image", lambda logger, key, image, step=None: images.append((key, image)))
+    out = tmp_path / "search"
+    limits = ("trainer.max_epochs=1", "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1")
+    run_cell_search(make_cfg(*TINY, *limits, "logger=csv", out=out))
+    logged = (out / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "val/miou" in logged and "arch/alpha/0-1/conv_3x3" in logged
+    [(key, image)] = images  # the alpha heatmap, once per epoch
+    assert key == "arch/alpha_heatmap" and image.dtype == np.uint8 and image.shape[-1] == 3
+    assert (out / "checkpoints" / "last.ckpt").is_file()
 
 
 def _weights(out: Path) -> list[float]:

@@ -81,9 +81,10 @@ def test_second_order_runs_and_differs_from_first_order(make_cfg, tiny_net, tiny
     assert F.cosine_similarity(first.flatten(), second.flatten(), dim=0) > 0
 
 
-def test_second_order_is_refused_under_ddp(make_cfg, tiny_net) -> None:
+@pytest.mark.parametrize(("world_size", "precision"), [(2, "32-true"), (1, "16-mixed")], ids=["ddp", "fp16"])
+def test_second_order_is_refused_under_ddp_and_fp16(make_cfg, tiny_net, world_size: int, precision: str) -> None:
     module = SearchModule(tiny_net(), make_cfg("dataset.num_classes=3", "search.second_order=true"))
-    module._trainer = SimpleNamespace(world_size=2, precision="32-true")
+    module._trainer = SimpleNamespace(world_size=world_size, precision=precision)
     with pytest.raises(ConfigError, match="search.second_order"):
         module.on_fit_start()
 
