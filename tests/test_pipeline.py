@@ -1,0 +1,73 @@
+"""stage=pipeline end to end at a micro size, and the inspection notebook run on its outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from rspnet.genotype import Genotype, MacroArch
+from rspnet.stages.pipeline import run_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+MICRO = (
+    "stage=pipeline", "dataset=synthetic", "model=tiny", "model.search_layers=2", "model.layers=2",
+    "model.cells_per_node=1", "dataset.num_train=8", "dataset.num_val=4", "dataset.image_size=[32,64]",
+    "dataset.crop_size=[32,64]", "dataset.batch_size=2", "dataset.val_batch_size=2",
+    "stage.cell_search_epochs=1", "stage.macro_search_epochs=1", "stage.train_epochs=1",
+    "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
+)
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory) -> Path:
+    """Run the micro pipeline once for the tests of this module."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    out = tmp_path_factory.mktemp("pipeline")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["logger=none", "print_config=false", *MICRO])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+    result = run_pipeline(cfg)
+    assert result["objective"] == result["miou"]
+    return out
+
+
+def test_pipeline_writes_every_artifact(pipeline_run):
+    out = pipeline_run
+    summary = json.loads((out / "pipeline.json").read_text())
+    Genotype.load(out / "cell_search" / "genotype.json")
+    macro = MacroArch.load(out / "macro_search" / "macro.json")
+    assert macro.layers == 2
+    for name in ("cell_picture", "trellis_picture", "checkpoint", "metrics"):
+        assert Path(summary["artifacts"][name]).is_file(), name
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert 0.0 <= metrics["miou"] <= 1.0 and metrics["split"] == "val"
+    assert summary["miou"] == pytest.approx(metrics["miou"])
+    assert summary["params"] > 0
+    # the train stage read the searched artifacts, not defaults
+    train = json.loads((out / "train" / "train.json").read_text())
+    assert train["genotype"].endswith("cell_search/genotype.json")
+    assert train["macro_arch"].endswith("macro_search/macro.json")
+
+
+def test_notebook_runs_on_pipeline_outputs(pipeline_run):
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(REPO / "notebooks" / "inspect_run.ipynb", as_version=4)
+    os.environ["RSPNET_RUN_DIR"] = str(pipeline_run)
+    try:
+        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    finally:
+        os.environ.pop("RSPNET_RUN_DIR", None)
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 3  # cell, trellis, predictions
