@@ -12,7 +12,7 @@ import torch
 from rspnet.genotype import Genotype
 from rspnet.lit.search_module import SearchModule
 
-TINY = ["trainer=ddp_sim", "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
+TINY = ["trainer=ddp_sim", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
         "dataset.num_train=16", "dataset.num_val=4", "dataset.batch_size=2", "dataset.val_batch_size=2",
         "search.warmup_epochs=0"]
 

@@ -14,8 +14,8 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["logger=none", "print_config=false", "trainer.max_epochs=1", "+trainer.limit_train_batches=1",
-        "+trainer.limit_val_batches=1", "dataset.num_train=8", "dataset.num_val=4"]
+TINY = ["logger=none", "print_config=false", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1", "dataset.num_train=8", "dataset.num_val=4"]
 
 
 def _rspnet(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:

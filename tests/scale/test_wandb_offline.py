@@ -16,7 +16,7 @@ def test_wandb_offline_run_has_images(make_cfg, tmp_path: Path, monkeypatch) -> 
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))  # W&B's own cache/settings stay in tmp too
     out = tmp_path / "run"
     cfg = make_cfg("stage=cell_search", "logger=wandb", "logger.group=test_group", "logger.tags=[t1]",
-                   "trainer.max_epochs=1", "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1",
+                   "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
                    "dataset.num_train=8", "dataset.num_val=4", out=out)
     try:
         run_cell_search(cfg)
