@@ -9,6 +9,7 @@ a trailing `_leftImg8bit` is dropped from the stem, as the benchmark expects
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,9 +127,7 @@ def run_predict(cfg: DictConfig) -> dict:
     limit = p.get("limit")
     n = 0
     with torch.inference_mode():
-        for stem, city, rgb, x in items:
-            if limit is not None and n >= int(limit):
-                break
+        for stem, city, rgb, x in itertools.islice(items, None if limit is None else int(limit)):
             scores = infer_from_cfg(module, x[None].to(device), cfg)
             if tuple(scores.shape[-2:]) != rgb.shape[:2]:  # back from dataset.resize_long to the file's size
                 scores = F.interpolate(scores, size=rgb.shape[:2], mode="bilinear", align_corners=False)
