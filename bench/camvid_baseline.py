@@ -1,0 +1,130 @@
+"""CamVid: rspnet (`experiment=camvid`, search -> macro -> train -> eval) vs a library baseline.
+
+The baseline is MONAI's `BasicUNet` (2-D, library default widths, random init — no downloaded
+weights; timm / segmentation-models-pytorch cannot be imported here, see docs/design.md),
+trained by the same SegModule recipe (same data module, crop, batch, SGD + poly lr, epochs)
+and evaluated by the same metric. Both runs get the same number of training epochs; rspnet
+additionally spends its search epochs, and the table reports every run's wall time.
+
+    python -m bench.camvid_baseline --root ../shared/data/camvid --write
+    python -m bench.camvid_baseline --quick          # smoke run on synthetic data (seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, open_dict
+
+from bench.common import compose_cfg, device_line, md_table, write_section
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cfg(out: Path, overrides: list[str]) -> DictConfig:
+    cfg = compose_cfg(*overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+    return cfg
+
+
+def run_rspnet(out: Path, overrides: list[str]) -> dict[str, Any]:
+    """The whole rspnet pipeline (what `rspnet experiment=camvid ...` runs)."""
+    from rspnet.stages.pipeline import run_pipeline
+
+    t0 = time.perf_counter()
+    summary = run_pipeline(_cfg(out, ["stage=pipeline", *overrides]))
+    train = json.loads((out / "train" / "train.json").read_text())
+    return {"model": "rspnet (searched, RSP, FCN head)", "miou": summary["miou"], "params": summary["params"],
+            "train_epochs": train["epochs"], "seconds": time.perf_counter() - t0, "detail": summary["seconds"]}
+
+
+def baseline_net(num_classes: int) -> torch.nn.Module:
+    """MONAI BasicUNet with its default features (32, 32, 64, 128, 256, 32)."""
+    from monai.networks.nets import BasicUNet
+
+    return BasicUNet(spatial_dims=2, in_channels=3, out_channels=num_classes)
+
+
+def run_baseline(out: Path, overrides: list[str], epochs: int) -> dict[str, Any]:
+    """Train + evaluate the baseline with the rspnet SegModule recipe (only the network differs)."""
+    from rspnet.data import build_datamodule
+    from rspnet.lit.seg_module import SegModule
+    from rspnet.models.derived import default_macro
+    from rspnet.utils.trainer import build_trainer
+
+    cfg = _cfg(out, ["stage=train", *overrides])
+    with open_dict(cfg):
+        cfg.trainer.max_epochs = epochs
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    genotype = json.loads((REPO / "experiments" / "genotypes" / "paper_like.json").read_text())
+    module = SegModule(cfg, genotype, default_macro(cfg).to_dict(), dm.num_classes, list(dm.classes), list(dm.palette))
+    module.net = baseline_net(dm.num_classes)  # same recipe, different network
+    params = sum(p.numel() for p in module.net.parameters())
+    module.meta["params"] = params
+    t0 = time.perf_counter()
+    trainer = build_trainer(cfg, out, False, enable_checkpointing=False)
+    trainer.fit(module, datamodule=dm)
+    with open_dict(cfg):
+        cfg.train.inference = "whole"
+    trainer.test(module, datamodule=dm, verbose=False)
+    miou = float(module.test_result["miou"])
+    return {"model": "MONAI BasicUNet (library default, random init)", "miou": miou, "params": params,
+            "train_epochs": epochs, "seconds": time.perf_counter() - t0, "detail": {}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "camvid"), help="CamVid root (SegNet layout)")
+    ap.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_camvid")
+    ap.add_argument("--train-epochs", type=int, default=None, help="override stage.train_epochs of experiment=camvid")
+    ap.add_argument("--search-epochs", type=int, default=None, help="override both search stages' epochs")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="tiny smoke run on synthetic data")
+    ap.add_argument("extra", nargs="*", help="more Hydra overrides for both runs")
+    from bench.common import add_write_arg
+
+    add_write_arg(ap)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.quick:
+        over = ["dataset=synthetic", "model.search_layers=2", "model.layers=2", "model.cells_per_node=1",
+                "dataset.num_train=8", "dataset.num_val=4", "dataset.image_size=[32,64]", "dataset.crop_size=[32,64]",
+                "dataset.batch_size=2", "dataset.val_batch_size=2", "trainer.limit_train_batches=2",
+                "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false"]
+        epochs, search = 1, 1
+    else:
+        if not Path(args.root).is_dir():
+            print(f"camvid_baseline: CamVid not found at {args.root}; pass --root", file=sys.stderr)
+            return 2
+        over = ["experiment=camvid", f"dataset.root={Path(args.root).resolve()}", "trainer.enable_progress_bar=false"]
+        probe = compose_cfg(*over)
+        epochs = args.train_epochs or int(probe.stage.train_epochs)
+        search = args.search_epochs
+    over += list(args.extra)
+    pipe = [f"stage.train_epochs={epochs}"]
+    if search is not None:
+        pipe += [f"stage.cell_search_epochs={search}", f"stage.macro_search_epochs={search}"]
+    started = device_line(threads=args.threads)
+    rows = [run_rspnet(args.out / "rspnet", over + pipe), run_baseline(args.out / "baseline", over, epochs)]
+    table = md_table(["model", "val mIoU (%)", "params (M)", "train epochs", "wall time (min)"],
+                     [[r["model"], 100 * r["miou"], r["params"] / 1e6, r["train_epochs"], r["seconds"] / 60] for r in rows])
+    cmd = "python -m bench.camvid_baseline " + " ".join(argv if argv is not None else sys.argv[1:])
+    body = (f"## CamVid: rspnet vs library baseline (issue 6)\n\n{started}\n\nCommand: `{cmd}`\n\n{table}\n\n"
+            f"rspnet stage times (s): {rows[0]['detail']}. Same data module, crop, batch, optimiser, "
+            "schedule and training epochs for both; rspnet's wall time includes its two search stages.")
+    print(body)
+    if args.write and not args.quick:
+        write_section(args.write, "camvid_baseline", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
