@@ -71,3 +71,28 @@ def test_init_ckpt_from_another_preset_lists_the_mismatched_keys(trained: dict, 
     cfg = tiny_cfg("stage=train", "model.base_width=16", f"train.init_ckpt={trained['best_ckpt']}")
     with pytest.raises(ArtifactError, match=r"train.init_ckpt=.*shape mismatch: .*stem\.layers\.0\.weight \[8, 3, 3, 3\] vs \[16, 3, 3, 3\]"):
         run_train(cfg)
+
+
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(tiny_cfg, tmp_path, monkeypatch) -> None:
+    from rspnet.lit.seg_module import SegModule
+    from rspnet.utils.config import seed_everything
+
+    args = ("stage=train", "trainer.max_epochs=2", "trainer.deterministic=true")
+    seed_everything(0)
+    run_train(tiny_cfg(*args, out=tmp_path / "full"))
+
+    def killed(self: SegModule) -> None:
+        if self.current_epoch == 1:
+            raise KeyError("killed")  # not a Lightning-handled interrupt: the process would die here
+
+    monkeypatch.setattr(SegModule, "on_train_epoch_start", killed, raising=False)
+    seed_everything(0)
+    with pytest.raises(KeyError, match="killed"):
+        run_train(tiny_cfg(*args, out=tmp_path / "part"))
+    monkeypatch.undo()
+    seed_everything(0)
+    run_train(tiny_cfg(*args, "ckpt_path=last", out=tmp_path / "part"))
+    full = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    part = torch.load(tmp_path / "part" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert full["global_step"] == part["global_step"] == 4
+    assert all(torch.equal(v, part["state_dict"][k]) for k, v in full["state_dict"].items())
