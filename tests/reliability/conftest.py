@@ -1,0 +1,81 @@
+"""Fixtures for the reliability suite: tiny configs, a CLI runner and a killable CLI process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from rspnet.genotype import Genotype
+
+REPO = Path(__file__).resolve().parents[2]
+# data and nets small enough for about a second per epoch on one core
+DATA = ("dataset.num_train=8", "dataset.num_val=4", "dataset.image_size=[32,64]", "dataset.crop_size=[32,64]",
+        "dataset.batch_size=4", "dataset.val_batch_size=4", "trainer.enable_progress_bar=false")
+CELL = ("stage=cell_search", *DATA, "model.search_layers=1", "model.scales=[4,8]", "model.base_width=4")
+MACRO = ("stage=macro_search", *DATA, "model.layers=1", "model.scales=[4,8]", "model.base_width=4")
+TRAIN = ("stage=train", *DATA, "model.layers=1", "model.scales=[4,8]", "model.base_width=4", "model.cells_per_node=1")
+OPS = [[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 1]]  # conv_3x3, dw_conv_3x3, skip_connect
+
+
+def cli_env() -> dict[str, str]:
+    """Environment for CLI subprocesses: one thread (same float reductions as in-process), no W&B network."""
+    return os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "offline", "PYTHONHASHSEED": "0"}
+
+
+def cli_args(*overrides: str) -> list[str]:
+    """argv for `python -m rspnet.cli` with quiet, logger-free defaults."""
+    return [sys.executable, "-m", "rspnet.cli", "logger=none", "print_config=false", *overrides]
+
+
+@pytest.fixture
+def cli() -> Callable[..., subprocess.CompletedProcess]:
+    """`cli(*overrides)` runs the real `rspnet` entry point and returns the finished process."""
+
+    def _run(*overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(cli_args(*overrides), cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=timeout)
+
+    return _run
+
+
+def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 300) -> bool:
+    """SIGKILL `proc` as soon as `ready()` holds; False if the process ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            proc.kill()
+            proc.wait()
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.02)
+    proc.kill()
+    raise TimeoutError("the CLI run never reached the kill point")
+
+
+@pytest.fixture
+def start_cli() -> Callable[..., subprocess.Popen]:
+    """`start_cli(*overrides)` starts the CLI in the background (killed at teardown if still alive)."""
+    procs: list[subprocess.Popen] = []
+
+    def _start(*overrides: str) -> subprocess.Popen:
+        proc = subprocess.Popen(cli_args(*overrides), cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        procs.append(proc)
+        return proc
+
+    yield _start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def genotype_file(tmp_path: Path) -> Path:
+    """A valid genotype.json as stage 1 writes it."""
+    return Genotype.from_weights(OPS, rsp=True, search={"dataset": "synthetic"}).save(tmp_path / "genotype.json")
