@@ -67,6 +67,28 @@ def slide_logits(net: Net, x: torch.Tensor, crop: Sequence[int] | int, stride: S
     return (total / count.to(total.dtype))[..., :h, :w]
 
 
+def upsample_argmax(scores: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """argmax over K of bilinearly resized scores [B, K, h, w] -> [B, H, W] (int64).
+
+    One class at a time with a running max, so a 6000x4000 Mapillary image needs a few
+    H*W buffers instead of a K*H*W one; equals `interpolate(scores).argmax(1)`.
+    """
+    size = tuple(int(v) for v in size)
+    if tuple(scores.shape[-2:]) == size:
+        return scores.argmax(1)
+    best = best_idx = None
+    for k in range(scores.shape[1]):
+        up = F.interpolate(scores[:, k : k + 1].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+        if best is None:
+            best, best_idx = up, torch.zeros_like(up, dtype=torch.long)
+        else:
+            better = up > best  # strict: ties keep the lower class id, as argmax does
+            best = torch.where(better, up, best)
+            best_idx = torch.where(better, torch.full_like(best_idx, k), best_idx)
+    assert best_idx is not None
+    return best_idx
+
+
 def multiscale_flip_scores(net: Net, x: torch.Tensor, scales: Sequence[float], flip: bool = True,
                            predict: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Log of the softmax averaged over `scales` and (optionally) horizontal flips, at input size.

@@ -75,3 +75,15 @@ def test_multiscale_flip_can_slide_each_scale(net: nn.Module, make_cfg) -> None:
         assert torch.allclose(infer(net, x, "multiscale_flip", scales=(1.0,), crop=(32, 48)), plain, atol=1e-5)
         cfg = make_cfg("train.inference=multiscale_flip", "train.slide_crop=[16,16]", "train.scales=[0.5,1.0]")
         assert infer_from_cfg(net, x, cfg).shape == plain.shape
+
+
+def test_upsample_argmax_equals_interpolate_then_argmax() -> None:
+    import torch.nn.functional as F
+
+    from rspnet.inference import upsample_argmax
+
+    torch.manual_seed(0)
+    scores = torch.randn(2, 6, 9, 13)
+    full = F.interpolate(scores, size=(37, 50), mode="bilinear", align_corners=False).argmax(1)
+    assert torch.equal(upsample_argmax(scores, (37, 50)), full)
+    assert torch.equal(upsample_argmax(scores, (9, 13)), scores.argmax(1))

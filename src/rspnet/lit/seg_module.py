@@ -158,13 +158,11 @@ class SegModule(pl.LightningModule):
             log_image(self.loggers, "val/prediction", prediction_panel(*example, self.meta["palette"]), step=self.global_step)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        from rspnet.inference import infer_from_cfg
+        from rspnet.inference import infer_from_cfg, upsample_argmax
 
         x, y = batch
         scores = infer_from_cfg(lambda t: self(t), x, self.cfg)
-        if scores.shape[-2:] != y.shape[-2:]:
-            scores = F.interpolate(scores, size=y.shape[-2:], mode="bilinear", align_corners=False)
-        self.test_metric.update(scores.argmax(1), y)
+        self.test_metric.update(upsample_argmax(scores, y.shape[-2:]), y)
         self._test_images += x.shape[0]
 
     def on_test_epoch_start(self) -> None:

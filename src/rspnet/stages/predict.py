@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from rspnet.errors import DataError
@@ -108,7 +107,7 @@ def _device(cfg: DictConfig) -> torch.device:
 def run_predict(cfg: DictConfig) -> dict:
     """Predict every image; write overlays and (19-class models) Cityscapes labelIds PNGs atomically."""
     from rspnet.data.cityscapes import trainid_to_labelid
-    from rspnet.inference import infer_from_cfg
+    from rspnet.inference import infer_from_cfg, upsample_argmax
     from rspnet.lit.seg_module import load_seg_checkpoint
     from rspnet.viz.masks import overlay
 
@@ -129,9 +128,8 @@ def run_predict(cfg: DictConfig) -> dict:
     with torch.inference_mode():
         for stem, city, rgb, x in itertools.islice(items, None if limit is None else int(limit)):
             scores = infer_from_cfg(module, x[None].to(device), cfg)
-            if tuple(scores.shape[-2:]) != rgb.shape[:2]:  # back from dataset.resize_long to the file's size
-                scores = F.interpolate(scores, size=rgb.shape[:2], mode="bilinear", align_corners=False)
-            pred = scores.argmax(1)[0].to(torch.uint8).cpu().numpy()
+            # back from dataset.resize_long to the file's size, memory-bounded for huge images
+            pred = upsample_argmax(scores, rgb.shape[:2])[0].to(torch.uint8).cpu().numpy()
             if label_ids:
                 ids = trainid_to_labelid(pred).astype(np.uint8)
                 atomic_write_bytes(out / "labelIds" / city / f"{stem}_labelIds.png", _png(ids))
