@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
+from rspnet.utils.checkpoint import AtomicCheckpointIO
 from rspnet.utils.config import output_dir
-
-try:  # the CheckpointIO base lives in lightning_fabric, a hard dependency of pytorch-lightning
-    from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
-except ImportError:  # pragma: no cover
-    from pytorch_lightning.plugins.io import TorchCheckpointIO
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """torch.save to a temp file in the same folder, then os.replace: a kill never leaves half a checkpoint."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            super().save_checkpoint(checkpoint, tmp, storage_options)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-
 
 def search_callbacks(out: Path) -> list:
     """Checkpoint after every epoch (after the module's epoch-end export); last.ckpt links to it."""

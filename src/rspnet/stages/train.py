@@ -39,7 +39,7 @@ def init_from_checkpoint(module: Any, path: str) -> None:
 
 
 def _checkpoint_callback(out: Path) -> Any:
-    """Best (max val/miou) and last checkpoints in DIR/checkpoints (Lightning saves through an fsspec transaction)."""
+    """Best (max val/miou) and last checkpoints in DIR/checkpoints (written by AtomicCheckpointIO)."""
     from pytorch_lightning.callbacks import ModelCheckpoint
 
     return ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best-epoch{epoch:03d}", monitor="val/miou",
@@ -51,6 +51,7 @@ def run_train(cfg: DictConfig) -> dict:
     """Train, keep best/last checkpoints, write DIR/train.json; objective = best val mIoU."""
     from rspnet.data import build_datamodule
     from rspnet.lit.seg_module import SegModule
+    from rspnet.utils.checkpoint import AtomicCheckpointIO
     from rspnet.utils.loggers import build_logger
     from rspnet.utils.trainer import build_trainer, resolve_ckpt_path
 
@@ -64,7 +65,7 @@ def run_train(cfg: DictConfig) -> dict:
     if cfg.train.get("init_ckpt"):
         init_from_checkpoint(module, str(cfg.train.init_ckpt))
     ckpt_cb = _checkpoint_callback(out)
-    trainer = build_trainer(cfg, out, build_logger(cfg, out), [ckpt_cb])
+    trainer = build_trainer(cfg, out, build_logger(cfg, out), [ckpt_cb], plugins=[AtomicCheckpointIO()])
     trainer.fit(module, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg, out))
 
     best_score = ckpt_cb.best_model_score

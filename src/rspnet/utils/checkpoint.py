@@ -1,14 +1,40 @@
-"""Checkpoint helpers shared by the search and training modules: RNG state for exact resume."""
+"""Checkpoint helpers shared by the search and training stages: atomic checkpoint IO, RNG state."""
 
 from __future__ import annotations
 
+import io
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from rspnet.utils.io import atomic_write_bytes
+
+try:  # the CheckpointIO base lives in lightning_fabric, a hard dependency of pytorch-lightning
+    from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+except ImportError:  # pragma: no cover
+    from pytorch_lightning.plugins.io import TorchCheckpointIO
+
 RNG_KEY = "rspnet_rng"  # top-level checkpoint key of the training module's RNG state
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written through `atomic_write_bytes`: temp file in the same folder, fsync, os.replace.
+
+    Lightning's own writer stages the file in the system temp dir and `shutil.move`s it, which
+    is a non-atomic copy when the output dir is on another filesystem (NFS, scratch); a kill
+    then leaves half a `last.ckpt`. A full disk becomes one ArtifactError and the old file stays.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        """Serialise in memory, then write atomically (`storage_options` is not supported)."""
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options")
+        buf = io.BytesIO()
+        torch.save(checkpoint, buf)
+        atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def rng_state() -> dict[str, Any]:
