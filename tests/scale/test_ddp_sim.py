@@ -20,9 +20,14 @@ TINY = ["trainer=ddp_sim", "trainer.max_epochs=1", "trainer.limit_train_batches=
 class RankRecordingSearchModule(SearchModule):
     """SearchModule that also saves, per rank, its alpha and a fingerprint of the batches it saw."""
 
+    drift = 0.0  # > 0: rank 1 nudges alpha after every step, as a non-all-reduced arch update would
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self.seen = [*getattr(self, "seen", []), float(batch["arch"][0].sum())]
         super().training_step(batch, batch_idx)
+        if self.drift and self.global_rank == 1:
+            with torch.no_grad():
+                self.net.arch_parameters()[0].add_(self.drift)
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
@@ -53,6 +58,24 @@ def test_ddp_sim_cell_search_keeps_alpha_identical_across_ranks(make_cfg, tmp_pa
     saved = Genotype.load(out / "genotype.json")  # written once, by rank 0
     assert saved.ops == Genotype.from_weights(torch.softmax(r0["alpha"][0], -1).tolist(), True, {}).ops
     assert isinstance(result["objective"], float)
+
+
+class DriftingSearchModule(RankRecordingSearchModule):
+    drift = 1e-3
+
+
+@pytest.mark.slow
+def test_ddp_sim_search_stops_when_ranks_disagree(make_cfg, tmp_path: Path) -> None:
+    from rspnet.data import build_datamodule
+    from rspnet.models.supernet import CellSupernet
+    from rspnet.stages.search import fit_search
+
+    cfg = make_cfg("stage=cell_search", *TINY, out=tmp_path / "cell")
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    with pytest.raises(Exception, match="differs between DDP rank 0 and rank 1"):
+        fit_search(cfg, DriftingSearchModule(CellSupernet.from_cfg(cfg, dm.num_classes), cfg), dm)
+    assert not (tmp_path / "cell" / "genotype.json").exists()  # no genotype from a desynchronised search
 
 
 @pytest.mark.slow

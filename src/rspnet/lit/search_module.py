@@ -22,6 +22,7 @@ from torch import nn
 from rspnet.errors import ConfigError, NonFiniteError
 from rspnet.lit.unrolled import unrolled_arch_grads
 from rspnet.metrics import SegMetric
+from rspnet.utils.distributed import assert_same_across_ranks
 from rspnet.utils.checkpoint import rng_state, set_rng_state
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -168,6 +169,8 @@ class SearchModule(pl.LightningModule):
         for sched in self.lr_schedulers() if isinstance(self.lr_schedulers(), list) else [self.lr_schedulers()]:
             sched.step()
         self.epochs_done = self.current_epoch + 1
+        for name, param in zip(self.arch_names, self._params(self.arch_names)):
+            assert_same_across_ranks(param, name)  # rank 0 exports; the others must hold the same arch
         if self.trainer.is_global_zero:
             self.export_artifacts(self.out_dir, final=False)
 
