@@ -92,7 +92,7 @@ def _wandb(run_dir: Path) -> dict[str, Any]:
     try:
         return read_offline_run(run_dir)
     except (OSError, ValueError, ImportError):
-        return {"config": {}, "summary": {}, "history": []}
+        return {"config": {}, "summary": {}, "history": [], "artifacts": []}
 
 
 def _wandb_best(run: dict[str, Any], key: str = "val/miou") -> float | None:

@@ -56,9 +56,9 @@ def _value(text: str) -> Any:
 
 
 def read_offline_run(run_dir: Path) -> dict[str, Any]:
-    """{"config": {...}, "summary": {...}, "history": [row, ...]} of one offline run folder."""
+    """{"config", "summary", "history": [row, ...], "artifacts": [{"name", "type"}]} of one offline run."""
     run_dir = Path(run_dir)
-    out: dict[str, Any] = {"config": {}, "summary": {}, "history": []}
+    out: dict[str, Any] = {"config": {}, "summary": {}, "history": [], "artifacts": []}
     summary_file = run_dir / "files" / "wandb-summary.json"
     if summary_file.is_file():
         out["summary"] = json.loads(summary_file.read_text())
@@ -80,6 +80,8 @@ def read_offline_run(run_dir: Path) -> dict[str, Any]:
             out["config"].update({_key(i): _value(i.value_json) for i in record.config.update})
         elif kind == "history":
             out["history"].append({_key(i): _value(i.value_json) for i in record.history.item})
+        elif kind == "artifact":
+            out["artifacts"].append({"name": record.artifact.name, "type": record.artifact.type})
         elif kind == "summary" and not summary_file.is_file():
             out["summary"].update({_key(i): _value(i.value_json) for i in record.summary.update})
     return out

@@ -1,4 +1,4 @@
-"""logger=wandb with WANDB_MODE=offline: the run folder holds the logged images and summary."""
+"""logger=wandb with WANDB_MODE=offline: the run folder holds images, metrics, config and artifacts."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ def test_wandb_offline_run_has_images(make_cfg, tmp_path: Path, monkeypatch) -> 
     from rspnet.utils.loggers import finish_loggers
 
     monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))  # W&B's own cache/settings stay in tmp too
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb_home"))  # W&B's caches and artifact staging stay in tmp
     out = tmp_path / "run"
     cfg = make_cfg("stage=cell_search", "logger=wandb", "logger.group=test_group", "logger.tags=[t1]",
                    "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
@@ -25,12 +26,15 @@ def test_wandb_offline_run_has_images(make_cfg, tmp_path: Path, monkeypatch) -> 
     runs = sorted((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     images = list((runs[0] / "files" / "media" / "images").rglob("*.png"))
-    assert any("alpha_heatmap" in p.name for p in images), images
+    names = " ".join(p.name for p in images)
+    assert "alpha_heatmap" in names and "cell" in names  # per-epoch heatmap and cell picture
+    assert all(f"prediction_{i}" in names for i in range(4))  # val overlays (batch size 4)
     logged = read_offline_run(runs[0])
     assert logged["config"]["stage"] == {"name": "cell_search"}  # the resolved rspnet config
     assert logged["config"]["logger"]["group"] == "test_group"
     assert isinstance(logged["summary"]["val/miou"], float)
     assert any("arch/alpha_heatmap/filenames" in row for row in logged["history"])
+    assert {a["type"] for a in logged["artifacts"]} == {"genotype"}  # genotype.json as an artifact
     (found,) = find_runs([out])  # experiments.collect reads the same run
     assert found.stage == "cell_search" and found.miou == max(
         row["val/miou"] for row in logged["history"] if "val/miou" in row)

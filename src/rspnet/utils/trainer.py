@@ -18,8 +18,13 @@ def build_trainer(cfg: DictConfig, out: Path, logger: Any, callbacks: list | Non
     assert isinstance(kwargs, dict)
     kwargs.setdefault("default_root_dir", str(out))
     kwargs.update(overrides)
+    callbacks = list(callbacks or [])
+    if isinstance(logger, pl.loggers.WandbLogger):  # prediction overlays, stage pictures, artifacts
+        from rspnet.utils.wandb_media import WandbMedia
+
+        callbacks.append(WandbMedia(out))
     try:
-        return pl.Trainer(logger=logger, callbacks=callbacks or [], **kwargs)
+        return pl.Trainer(logger=logger, callbacks=callbacks, **kwargs)
     except TypeError as e:
         raise ConfigError(f"trainer: {e}; every trainer.* key must be a Lightning Trainer argument") from e
     except (ValueError, pl.utilities.exceptions.MisconfigurationException) as e:
