@@ -40,7 +40,7 @@ def test_epoch_logs_val_miou_alpha_and_heatmap(make_cfg, tmp_path: Path, monkeyp
     images: list[tuple[str, np.ndarray]] = []
     monkeypatch.setattr(loggers, "log_image", lambda logger, key, image, step=None: images.append((key, image)))
     out = tmp_path / "search"
-    limits = ("trainer.max_epochs=1", "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1")
+    limits = ("trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1")
     run_cell_search(make_cfg(*TINY, *limits, "logger=csv", out=out))
     logged = (out / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "val/miou" in logged and "arch/alpha/0-1/conv_3x3" in logged
