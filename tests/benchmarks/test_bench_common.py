@@ -1,0 +1,51 @@
+"""bench.common: the doc sections, per-config subprocesses, memory and device facts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import common
+
+
+def test_write_section_appends_then_replaces(tmp_path: Path) -> None:
+    doc = tmp_path / "b.md"
+    common.write_section(doc, "a", "first")
+    common.write_section(doc, "b", "other")
+    common.write_section(doc, "a", "second")
+    text = doc.read_text()
+    assert text.startswith("# Benchmarks")
+    assert "second" in text and "first" not in text and "other" in text
+    assert text.index("bench:a:start") < text.index("bench:b:start")  # replaced in place, not moved
+
+
+def test_peak_memory_sees_an_allocation() -> None:
+    with common.PeakMemory("cpu") as mem:
+        x = torch.ones(64, 2**20 // 4)  # 64 MiB, touched
+        del x
+    assert mem.mib > 40
+
+
+def test_device_info_names_cpu_and_torch() -> None:
+    info = common.device_info()
+    assert info["cpu"] and info["cores"] >= 1 and info["torch"] == torch.__version__
+    assert "torch" in common.device_line(info) and "load average" in common.device_line(info)
+
+
+def test_run_worker_reports_a_failed_worker() -> None:
+    # bench.common has no worker entry point: the subprocess prints no JSON line
+    with pytest.raises(RuntimeError, match="worker"):
+        common.run_worker("bench.common", {"x": 1})
+
+
+def test_search_step_updates_alpha_and_weights() -> None:
+    from rspnet.models.supernet import CellSupernet
+
+    torch.manual_seed(0)
+    net = CellSupernet(5, base_width=4, scales=[4, 8], layers=1, rsp=True)
+    before = [p.detach().clone() for p in (net.alpha, net.head.classifier.weight)]
+    x, y = torch.randn(1, 3, 16, 16), torch.randint(0, 5, (1, 16, 16))
+    common.search_step(net, x, y, second_order=True)()
+    assert not torch.equal(before[0], net.alpha) and not torch.equal(before[1], net.head.classifier.weight)
