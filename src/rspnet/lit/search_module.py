@@ -23,7 +23,7 @@ from rspnet.errors import ConfigError, NonFiniteError
 from rspnet.lit.unrolled import unrolled_arch_grads
 from rspnet.metrics import SegMetric
 from rspnet.utils.distributed import assert_same_across_ranks
-from rspnet.utils.checkpoint import rng_state, set_rng_state
+from rspnet.utils.checkpoint import check_state_dict, rng_state, set_rng_state
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -218,6 +218,8 @@ class SearchModule(pl.LightningModule):
         checkpoint["rspnet"] = {"data_split": self.data_split, "epochs_done": self.epochs_done, "rng": rng_state()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # runs before Lightning's strict load_state_dict: a checkpoint of another preset is one clear line
+        check_state_dict(self, checkpoint["state_dict"], f"ckpt_path={self.trainer.ckpt_path}")
         state = checkpoint.get("rspnet", {})
         saved = state.get("data_split")
         if saved is not None and self.data_split is not None and saved != self.data_split:

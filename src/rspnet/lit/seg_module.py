@@ -191,33 +191,19 @@ class SegModule(pl.LightningModule):
         checkpoint[RNG_KEY] = rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from rspnet.utils.checkpoint import RNG_KEY, set_rng_state
+        from rspnet.utils.checkpoint import RNG_KEY, check_state_dict, set_rng_state
 
+        # runs before Lightning's strict load_state_dict: a checkpoint of another preset is one clear line
+        check_state_dict(self, checkpoint["state_dict"], f"ckpt_path={self.trainer.ckpt_path}")
         if RNG_KEY in checkpoint:
             set_rng_state(checkpoint[RNG_KEY])
 
 
-def _ckpt_summary(keys: list[str], limit: int = 8) -> str:
-    return ", ".join(keys[:limit]) + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
-
-
 def load_net_weights(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Strict load: any missing, unexpected or shape-mismatched key is one ArtifactError listing them."""
-    own = net.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or shapes:
-        parts = []
-        if shapes:
-            parts.append("shape mismatch: " + _ckpt_summary(
-                [f"{k} {list(state[k].shape)} vs {list(own[k].shape)}" for k in shapes]))
-        if missing:
-            parts.append(f"missing: {_ckpt_summary(missing)}")
-        if unexpected:
-            parts.append(f"unexpected: {_ckpt_summary(unexpected)}")
-        raise ArtifactError(f"{source}: weights do not fit this network (different model preset, rsp, head, "
-                            f"genotype/macro or num_classes?); {'; '.join(parts)}")
+    from rspnet.utils.checkpoint import check_state_dict
+
+    check_state_dict(net, state, source)
     net.load_state_dict(state, strict=True)
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
+from rspnet.errors import ArtifactError
 from rspnet.utils.io import atomic_write_bytes
 
 try:  # the CheckpointIO base lives in lightning_fabric, a hard dependency of pytorch-lightning
@@ -35,6 +38,32 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         buf = io.BytesIO()
         torch.save(checkpoint, buf)
         atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def _listing(keys: list[str], limit: int = 8) -> str:
+    return ", ".join(keys[:limit]) + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """One ArtifactError listing missing, unexpected and shape-mismatched keys, if `state` does not fit `module`.
+
+    Called before `load_state_dict`, whose multi-line RuntimeError would otherwise reach the user.
+    """
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if not (missing or unexpected or shapes):
+        return
+    parts = []
+    if shapes:
+        parts.append("shape mismatch: " + _listing([f"{k} {list(state[k].shape)} vs {list(own[k].shape)}" for k in shapes]))
+    if missing:
+        parts.append(f"missing: {_listing(missing)}")
+    if unexpected:
+        parts.append(f"unexpected: {_listing(unexpected)}")
+    raise ArtifactError(f"{source}: weights do not fit this network (different model preset, rsp, head, "
+                        f"genotype/macro or num_classes?); {'; '.join(parts)}")
 
 
 def rng_state() -> dict[str, Any]:
