@@ -62,8 +62,27 @@ def _main(cfg: DictConfig) -> float | None:
     return float(metric) if metric is not None else None
 
 
+def _check_output_dir_arg(argv: list[str]) -> None:
+    """Exit 2 with one line if a given `paths.output_dir=` cannot be used.
+
+    Hydra creates the run dir before `run` could check it, and reports a failure there
+    with a traceback; interpolations and sweeps are left to Hydra.
+    """
+    from rspnet.utils.config import output_dir
+
+    values = [a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("paths.output_dir=")]
+    if not values or "${" in values[-1] or "," in values[-1]:
+        return
+    try:
+        output_dir(OmegaConf.create({"paths": {"output_dir": values[-1]}}))
+    except RSPNetError as e:
+        print(f"rspnet: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main() -> None:
     """Console-script entry (`rspnet ...`)."""
+    _check_output_dir_arg(sys.argv[1:])
     _main()
 
 
