@@ -40,27 +40,6 @@ def _spawn(fn, tmp_path: Path) -> list[dict]:
     return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD)]
 
 
-def _check_worker(rank: int, port: int, tmp: str) -> None:
-    _init(rank, port)
-    try:
-        same = torch.arange(6.0).reshape(2, 3)
-        assert_same_across_ranks(same, "alpha")  # equal: passes
-        raised = None
-        try:
-            assert_same_across_ranks(same + rank, "alpha")  # rank 1 differs
-        except RSPNetError as e:
-            raised = str(e)
-        Path(tmp, f"rank{rank}.json").write_text(json.dumps({"raised": raised}))
-    finally:
-        dist.destroy_process_group()
-
-
-def test_assert_same_across_ranks_detects_drift(tmp_path: Path) -> None:
-    results = _spawn(_check_worker, tmp_path)
-    for res in results:  # both ranks raise together, so none of them hangs in the next collective
-        assert res["raised"] is not None and "alpha differs between DDP rank 0 and rank 1" in res["raised"]
-
-
 def test_assert_same_across_ranks_is_noop_without_ddp() -> None:
     assert not is_distributed()
     assert_same_across_ranks(torch.randn(3, 5), "alpha")
@@ -75,28 +54,39 @@ def _data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return preds, target
 
 
-def _metric_worker(rank: int, port: int, tmp: str) -> None:
+def _worker(rank: int, port: int, tmp: str) -> None:
+    """On each rank: the rank-consistency check (equal, then differing) and SegMetric on half the data."""
     from rspnet.metrics import SegMetric
 
     _init(rank, port)
     try:
+        same = torch.arange(6.0).reshape(2, 3)
+        assert_same_across_ranks(same, "alpha")  # equal: passes
+        raised = None
+        try:
+            assert_same_across_ranks(same + rank, "alpha")  # rank 1 differs
+        except RSPNetError as e:
+            raised = str(e)
         preds, target = _data()
         metric = SegMetric(NUM_CLASSES, ignore_index=255)
         metric.update(preds[rank::WORLD], target[rank::WORLD])  # each rank sees half the images
-        out = metric.compute()
-        Path(tmp, f"rank{rank}.json").write_text(json.dumps({k: v.tolist() for k, v in out.items()}))
+        out = {k: v.tolist() for k, v in metric.compute().items()}
+        Path(tmp, f"rank{rank}.json").write_text(json.dumps({"raised": raised, "metric": out}))
     finally:
         dist.destroy_process_group()
 
 
-def test_segmetric_reduced_across_ranks_equals_single_process(tmp_path: Path) -> None:
+def test_two_gloo_ranks_check_alpha_and_reduce_metrics(tmp_path: Path) -> None:
     from rspnet.metrics import SegMetric
 
+    results = _spawn(_worker, tmp_path)
+    for res in results:  # both ranks raise together, so none of them hangs in the next collective
+        assert res["raised"] is not None and "alpha differs between DDP rank 0 and rank 1" in res["raised"]
     preds, target = _data()
     single = SegMetric(NUM_CLASSES, ignore_index=255)
     single.update(preds, target)
     expected = {k: v.tolist() for k, v in single.compute().items()}
-    for res in _spawn(_metric_worker, tmp_path):
-        assert res["miou"] == pytest.approx(expected["miou"], abs=1e-6)
-        assert res["pixel_acc"] == pytest.approx(expected["pixel_acc"], abs=1e-6)
-        assert res["iou_per_class"] == pytest.approx(expected["iou_per_class"], abs=1e-6, nan_ok=True)
+    for res in results:  # the confusion matrix summed over ranks == one process on all images
+        assert res["metric"]["miou"] == pytest.approx(expected["miou"], abs=1e-6)
+        assert res["metric"]["pixel_acc"] == pytest.approx(expected["pixel_acc"], abs=1e-6)
+        assert res["metric"]["iou_per_class"] == pytest.approx(expected["iou_per_class"], abs=1e-6, nan_ok=True)
