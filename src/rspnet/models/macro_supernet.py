@@ -61,7 +61,6 @@ class MacroSupernet(nn.Module):
             raise ValueError(f"model.scales must start at the stem scale {STEM_SCALE}, got {self.scales}")
         self.reuse_alignment = reuse_alignment
         width = {s: scale_width(base_width, s) for s in self.scales}
-        width_of = lambda n: width[n[1]]  # noqa: E731  (the stem has the scale-4 width)
         # BN affine=False inside search nets (SPEC §2.1), as in the stage-1 supernet
         self.stem = Stem(3, width[STEM_SCALE], affine=False)
         self.candidates: dict[NodeId, list[NodeId]] = {}
@@ -79,7 +78,8 @@ class MacroSupernet(nn.Module):
                 for src in cands:
                     name = self._align_name(src, s)
                     if name not in self.aligns:
-                        self.aligns[name] = Align(width_of(src), width[s], affine=False)
+                        # src[1] is the source's scale (the stem's is 4, so it has the scale-4 width)
+                        self.aligns[name] = Align(width[src[1]], width[s], affine=False)
         self.head = SearchHead([width[s] for s in self.scales], head_channels, num_classes)
         self.path_weights: dict[NodeId, torch.Tensor] = {}
 

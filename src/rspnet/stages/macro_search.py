@@ -36,6 +36,7 @@ class PathScoreAccumulator:
         self.reset_epoch = self.first_epoch = -1
 
     def reset(self, epoch: int) -> None:
+        """Start accumulating afresh at validation of `epoch`."""
         # a new tensor, not zero_(): ddp_spawn pickles the module into shared memory, so an
         # in-place update would be seen (and counted) by every rank
         self.local = torch.zeros_like(self.local)
@@ -46,6 +47,7 @@ class PathScoreAccumulator:
         self.local[where] += weights.sum(0).to("cpu", torch.float64)
 
     def add_count(self, n: int) -> None:
+        """Count `n` more validation samples."""
         self.local[-1] += n
 
     @property
@@ -54,6 +56,7 @@ class PathScoreAccumulator:
         return None if self.total is None or self.total[-1] <= 0 else self.total[:-1] / self.total[-1]
 
     def state_dict(self) -> dict[str, Any]:
+        """The reduced totals (what every rank agrees on) and the window bookkeeping."""
         total = self.local if self.total is None else self.total
         return {"total": total.clone(), "reset_epoch": self.reset_epoch, "first_epoch": self.first_epoch}
 
