@@ -57,6 +57,9 @@ def test_checkpoint_holds_beta_cam_and_path_scores(make_cfg, genotype_file: Path
     state = ckpt["state_dict"]
     betas = [k for k in state if k.endswith(".beta")]
     assert len(betas) == 2 * 4 and any(".cam.mlp." in k for k in state)
+    # beta starts at 0; the arch steps moved it wherever there is a choice (layer 2: 5 candidates)
+    assert all(state[k].abs().sum() > 0 for k in betas if ".l2_" in k)
+    assert all(torch.equal(state[k], torch.zeros(1)) for k in betas if ".l1_" in k)
     assert len(ckpt["optimizer_states"]) == 2
     # the stored mean path weights are exactly what macro.json reports
     macro = json.loads((Path(cfg.paths.output_dir) / "macro.json").read_text())
@@ -136,3 +139,9 @@ def test_ddp_sim_reduces_the_path_scores_over_both_ranks(make_cfg, genotype_file
     # 4 validation images, 2 per rank: the saved count is the all-reduced one
     assert ckpt["rspnet"]["path_scores"]["total"][-1] == 4
     assert MacroArch.load(Path(cfg.paths.output_dir) / "macro.json").search["score_source"] == "val_path_weights"
+
+
+def test_second_order_search_with_adam_runs(make_cfg, genotype_file: Path) -> None:
+    cfg = make_cfg(*TINY, f"genotype={genotype_file}", "trainer.fast_dev_run=true", "model.layers=1",
+                   "search.second_order=true", "search.arch_optim=adam")
+    assert MacroArch.load(run_macro_search(cfg)["macro"]).layers == 1
