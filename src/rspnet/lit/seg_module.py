@@ -105,7 +105,6 @@ class SegModule(pl.LightningModule):
         self.val_metric = SegMetric(self.num_classes, ignore_index=self.ignore_index)
         self.test_metric = SegMetric(self.num_classes, ignore_index=self.ignore_index)
         self.test_result: dict[str, Any] | None = None
-        self._val_example: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._test_images = 0
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -130,10 +129,8 @@ class SegModule(pl.LightningModule):
         logits = out["out"]
         if logits.shape[-2:] != y.shape[-2:]:
             logits = F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False)
-        pred = logits.argmax(1)
-        self.val_metric.update(pred, y)
-        if batch_idx == 0:  # one example per epoch for the W&B picture
-            self._val_example = (x[0].detach(), pred[0].detach(), y[0].detach())
+        # W&B prediction pictures: rspnet.utils.wandb_media.WandbMedia (added by build_trainer)
+        self.val_metric.update(logits.argmax(1), y)
 
     def on_validation_epoch_end(self) -> None:
         res = self.val_metric.compute()
@@ -142,20 +139,6 @@ class SegModule(pl.LightningModule):
         # rank; sync_dist (a mean of equal values) only tells Lightning so
         self.log("val/miou", torch.nan_to_num(res["miou"], nan=0.0), prog_bar=True, sync_dist=True)
         self.log("val/pixel_acc", torch.nan_to_num(res["pixel_acc"], nan=0.0), sync_dist=True)
-        self._log_val_picture()
-
-    def _log_val_picture(self) -> None:
-        """Prediction | ground truth of the first val image to W&B (other loggers skip it)."""
-        from pytorch_lightning.loggers import WandbLogger
-
-        from rspnet.utils.loggers import log_image
-        from rspnet.viz.masks import prediction_panel
-
-        example, self._val_example = self._val_example, None
-        if example is None or self.trainer.sanity_checking or not any(isinstance(lg, WandbLogger) for lg in self.loggers):
-            return
-        if self.meta["palette"] is not None and self.global_rank == 0:
-            log_image(self.loggers, "val/prediction", prediction_panel(*example, self.meta["palette"]), step=self.global_step)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         from rspnet.inference import infer_from_cfg, upsample_argmax
@@ -215,7 +198,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - pickle/zip errors come in many types
-        raise ArtifactError(f"{path}: cannot read checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
+        raise ArtifactError(f"{path}: cannot read checkpoint ({type(e).__name__}: {(str(e).splitlines() or ['empty or truncated file'])[0][:200]})") from e
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ArtifactError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
     return ckpt
