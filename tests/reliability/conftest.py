@@ -79,3 +79,8 @@ def start_cli() -> Callable[..., subprocess.Popen]:
 def genotype_file(tmp_path: Path) -> Path:
     """A valid genotype.json as stage 1 writes it."""
     return Genotype.from_weights(OPS, rsp=True, search={"dataset": "synthetic"}).save(tmp_path / "genotype.json")
+
+
+# the on-disk dataset trees of the data tests (Cityscapes, CamVid, Mapillary layouts)
+# (tests/ is on sys.path through its rootdir conftest, so the data tests are the package `data`)
+from data.conftest import camvid_root, cityscapes_root, make_mapillary  # noqa: E402, F401

@@ -1,0 +1,274 @@
+"""Bad input of every kind is one clear error line (ConfigError/DataError/ArtifactError), through
+the CLI as `rspnet: error: ...` with exit status 2 and no traceback; nothing is written half-way
+and the artifacts of a previous run stay intact."""
+
+from __future__ import annotations
+
+import copy
+import errno
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rspnet.cli import run
+from rspnet.data import build_dataset
+from rspnet.errors import ArtifactError, ConfigError, DataError
+from rspnet.genotype import Genotype
+from rspnet.stages.train import run_train
+
+from .conftest import CELL, OPS, TRAIN
+
+TRAIN_IMG = "leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png"
+
+
+def one_line(err: pytest.ExceptionInfo) -> str:
+    msg = str(err.value)
+    assert msg and "\n" not in msg
+    return msg
+
+
+def _previous_run(out: Path) -> dict[Path, bytes]:
+    """Artifacts of an earlier run in `out` (contents to compare afterwards)."""
+    files = {out / "train.json": b'{"best_val_miou": 0.5}\n', out / "checkpoints" / "last.ckpt": b"previous checkpoint"}
+    for path, data in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return files
+
+
+def _assert_intact(out: Path, files: dict[Path, bytes]) -> None:
+    assert all(path.read_bytes() == data for path, data in files.items())
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == \
+        sorted([p.relative_to(out).as_posix() for p in files] + ["config.yaml"])
+
+
+# --- images ------------------------------------------------------------------------------
+
+def _truncated_png(path: Path) -> None:
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 32, 3), dtype=np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:-200])
+
+
+def _corrupt_jpeg(path: Path) -> None:
+    path.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 4)
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+@pytest.mark.parametrize("damage", [_truncated_png, _corrupt_jpeg, _empty], ids=["truncated_png", "corrupt_jpeg", "empty_file"])
+def test_unreadable_image_names_the_file(make_cfg, cityscapes_root: Path, damage) -> None:
+    damage(cityscapes_root / TRAIN_IMG)
+    ds = build_dataset(make_cfg("dataset=cityscapes", f"dataset.root={cityscapes_root}"), "train", True)
+    with pytest.raises(DataError) as err:
+        ds[0]
+    assert str(cityscapes_root / TRAIN_IMG) in one_line(err) and "cannot read image" in one_line(err)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P"])
+def test_grayscale_and_alpha_images_are_converted_to_rgb(make_cfg, cityscapes_root: Path, mode: str) -> None:
+    rgb = np.random.default_rng(1).integers(0, 256, (16, 32, 3), dtype=np.uint8)
+    Image.fromarray(rgb).convert(mode).save(cityscapes_root / TRAIN_IMG)
+    image, mask = build_dataset(make_cfg("dataset=cityscapes", f"dataset.root={cityscapes_root}"), "train", False)[0]
+    assert image.shape == (3, 16, 32) and image.dtype == torch.float32 and torch.isfinite(image).all()
+    assert mask.shape == (16, 32)
+
+
+# --- genotype / macro files through a stage ------------------------------------------------
+
+def _genotype_doc(edit) -> str:  # noqa: ANN001
+    doc = Genotype.from_weights(OPS, rsp=True).to_dict()
+    edit(doc)
+    return json.dumps(doc)
+
+
+GENOTYPES = {
+    "empty_file": ("", "not valid JSON"),
+    "truncated": ('{"format": "rspnet.genotype/1", "edges": [', "not valid JSON"),
+    "not_an_object": ("[1, 2, 3]", "'format'"),
+    "nan_weight": (_genotype_doc(lambda d: d["edges"][0]["weights"].__setitem__(0, float("nan"))), "'edges[0].weights'"),
+    "short_weights": (_genotype_doc(lambda d: d["edges"][0].__setitem__("weights", [0.25] * 4)), "'edges[0].weights'"),
+    "not_an_edge": (_genotype_doc(lambda d: d["edges"][2].__setitem__("src", 2)), "'edges[2].src/dst'"),
+    "edges_not_a_list": (_genotype_doc(lambda d: d.__setitem__("edges", "conv")), "'edges'"),
+    "op_not_a_string": (_genotype_doc(lambda d: d["edges"][0].__setitem__("op", 3)), "'edges[0].op'"),
+    "unknown_op": (_genotype_doc(lambda d: d["edges"][0].__setitem__("op", "sep_conv_7x7")), "'edges[0].op'"),
+    "other_format": (_genotype_doc(lambda d: d.__setitem__("format", "rspnet.genotype/9")), "'format'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GENOTYPES))
+def test_bad_genotype_file_stops_the_stage_before_anything_is_written(make_cfg, tmp_path: Path, case: str) -> None:
+    text, field = GENOTYPES[case]
+    bad, out = tmp_path / "genotype.json", tmp_path / "run"
+    bad.write_text(text)
+    previous = _previous_run(out)
+    with pytest.raises(ArtifactError) as err:
+        run(make_cfg(*TRAIN, f"genotype={bad}", out=out))
+    assert str(bad) in one_line(err) and field in one_line(err)
+    _assert_intact(out, previous)
+
+
+def _macro_doc(edit) -> str:  # noqa: ANN001
+    doc = {"format": "rspnet.macro/1", "layers": 2, "scales": [4, 8], "top_k": 2, "nodes": [
+        {"layer": 1, "scale": 4, "inputs": [{"layer": 0, "scale": 4, "score": 1.0}]},
+        {"layer": 1, "scale": 8, "inputs": [{"layer": 0, "scale": 4, "score": 1.0}]},
+        {"layer": 2, "scale": 4, "inputs": [{"layer": 1, "scale": 4, "score": 0.6}, {"layer": 1, "scale": 8, "score": 0.4}]},
+        {"layer": 2, "scale": 8, "inputs": [{"layer": 1, "scale": 8, "score": 0.6}, {"layer": 0, "scale": 4, "score": 0.4}]}]}
+    edit(doc)
+    return json.dumps(doc)
+
+
+MACROS = {
+    "valid": (_macro_doc(lambda d: None), None),
+    "empty_file": ("", "not valid JSON"),
+    "node_past_the_last_layer": (_macro_doc(lambda d: d["nodes"][3].__setitem__("layer", 9)), "'nodes[3].layer'"),
+    "duplicate_node": (_macro_doc(lambda d: d["nodes"].append(copy.deepcopy(d["nodes"][0]))), "'nodes[4]'"),
+    "input_from_a_later_layer": (_macro_doc(lambda d: d["nodes"][0]["inputs"][0].__setitem__("layer", 2)), "'nodes[0].inputs[0].layer'"),
+    "nan_score": (_macro_doc(lambda d: d["nodes"][0]["inputs"][0].__setitem__("score", float("nan"))), "'nodes[0].inputs[0].score'"),
+    "no_inputs": (_macro_doc(lambda d: d["nodes"][0].__setitem__("inputs", [])), "'nodes[0].inputs'"),
+    "layers_not_an_int": (_macro_doc(lambda d: d.__setitem__("layers", "2")), "'layers'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MACROS))
+def test_bad_macro_file_stops_the_stage_before_anything_is_written(make_cfg, tmp_path: Path, genotype_file: Path,
+                                                                   case: str) -> None:
+    text, field = MACROS[case]
+    bad, out = tmp_path / "macro.json", tmp_path / "run"
+    bad.write_text(text)
+    if field is None:  # the valid file really is accepted: the failures below are the file's fault
+        from rspnet.stages.train import load_architecture
+
+        _, macro = load_architecture(make_cfg(*TRAIN, f"genotype={genotype_file}", f"macro_arch={bad}", out=out))
+        assert macro.layers == 2
+        return
+    previous = _previous_run(out)
+    with pytest.raises(ArtifactError) as err:
+        run(make_cfg(*TRAIN, f"genotype={genotype_file}", f"macro_arch={bad}", out=out))
+    assert str(bad) in one_line(err) and field in one_line(err)
+    _assert_intact(out, previous)
+
+
+# --- checkpoints ----------------------------------------------------------------------------
+
+def test_resuming_a_checkpoint_of_another_preset_lists_the_mismatched_keys(make_cfg, tmp_path: Path, genotype_file: Path) -> None:
+    first = tmp_path / "first"
+    run_train(make_cfg(*TRAIN, "trainer.max_epochs=1", "trainer.limit_train_batches=1", f"genotype={genotype_file}", out=first))
+    ckpt = first / "checkpoints" / "last.ckpt"
+    before = ckpt.read_bytes()
+    with pytest.raises(ArtifactError) as err:
+        run_train(make_cfg(*TRAIN, "model.base_width=8", f"ckpt_path={ckpt}", f"genotype={genotype_file}", out=tmp_path / "other"))
+    msg = one_line(err)
+    assert f"ckpt_path={ckpt}" in msg and "shape mismatch: net.head" in msg and "[32, 12, 1, 1] vs [32, 24, 1, 1]" in msg
+    assert ckpt.read_bytes() == before and not (tmp_path / "other" / "checkpoints").exists()
+
+
+def test_cell_search_resume_from_another_preset_lists_the_mismatched_keys(make_cfg, tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    run(make_cfg(*CELL, "trainer.max_epochs=1", "trainer.limit_train_batches=1", out=first))
+    ckpt = first / "checkpoints" / "last.ckpt"
+    with pytest.raises(ArtifactError, match=r"weights do not fit this network .*shape mismatch: net\.") as err:
+        run(make_cfg(*CELL, "model.base_width=8", f"ckpt_path={ckpt}", out=tmp_path / "other"))
+    one_line(err)
+    assert not (tmp_path / "other" / "genotype.json").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 not a zip", b"garbage"], ids=["empty", "bad_zip", "garbage"])
+def test_corrupt_checkpoint_is_one_clear_error(make_cfg, tmp_path: Path, content: bytes) -> None:
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(content)
+    with pytest.raises(ArtifactError, match="cannot read checkpoint") as err:
+        run(make_cfg("stage=eval", f"ckpt={ckpt}", out=tmp_path / "eval"))
+    assert str(ckpt) in one_line(err)
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
+# --- output dir and disk ---------------------------------------------------------------------
+
+def test_output_dir_not_writable(make_cfg, tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "readonly"
+    out.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == out else real_access(p, mode, **kw))
+    with pytest.raises(ConfigError, match=r"paths.output_dir=.*readonly: folder is not writable") as err:
+        run(make_cfg(*CELL, out=out))
+    one_line(err)
+    assert not any(out.iterdir())
+    (tmp_path / "file").write_text("a regular file")
+    with pytest.raises(ConfigError, match="cannot create it"):
+        run(make_cfg(*CELL, out=tmp_path / "file" / "run"))
+
+
+def test_disk_full_during_a_search_keeps_the_previous_genotype(make_cfg, tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "run"
+    previous = Genotype.from_weights(OPS, rsp=True).save(out / "genotype.json").read_bytes()
+    real_write = Path.write_text
+
+    def write_text(self: Path, data: str, *args, **kwargs) -> int:
+        if self.name.startswith(".genotype.json."):  # the temp file of the atomic writer
+            real_write(self, data[:20])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    with pytest.raises(ArtifactError, match=r"genotype\.json: No space left on device; the previous file .* intact") as err:
+        run(make_cfg(*CELL, "trainer.max_epochs=1", "trainer.limit_train_batches=1", out=out))
+    one_line(err)
+    assert (out / "genotype.json").read_bytes() == previous
+    assert not list(out.glob(".genotype.json.*"))
+
+
+# --- through the CLI: one line, exit 2, no traceback -------------------------------------------
+
+def _expect_cli_error(proc, *needles: str) -> str:  # noqa: ANN001
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("rspnet: error:")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+def test_cli_bad_genotype_keeps_the_previous_run(cli, tmp_path: Path) -> None:
+    bad, out = tmp_path / "genotype.json", tmp_path / "run"
+    bad.write_text(GENOTYPES["unknown_op"][0])
+    previous = _previous_run(out)
+    _expect_cli_error(cli(*TRAIN, f"genotype={bad}", f"paths.output_dir={out}"), str(bad), "'edges[0].op'", "sep_conv_7x7")
+    assert all(path.read_bytes() == data for path, data in previous.items())
+
+
+def test_cli_output_dir_under_a_regular_file(cli, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("a regular file")
+    _expect_cli_error(cli(*CELL, f"paths.output_dir={tmp_path / 'file' / 'run'}"), "paths.output_dir=", "cannot create it")
+
+
+@pytest.mark.slow
+def test_cli_corrupt_image_during_a_search(cli, tmp_path: Path, cityscapes_root: Path) -> None:
+    _truncated_png(cityscapes_root / TRAIN_IMG)
+    proc = cli(*CELL, "dataset=cityscapes", f"dataset.root={cityscapes_root}", "dataset.batch_size=1", "dataset.val_batch_size=1",
+               "dataset.crop_size=[16,32]", f"paths.output_dir={tmp_path / 'run'}")
+    _expect_cli_error(proc, str(cityscapes_root / TRAIN_IMG), "cannot read image")
+    assert not (tmp_path / "run" / "genotype.json").exists()
+
+
+@pytest.mark.slow
+def test_cli_missing_mapillary_config(cli, tmp_path: Path, make_mapillary) -> None:
+    root = make_mapillary("v1.2")
+    (root / "config_v1.2.json").unlink()
+    proc = cli(*CELL, "dataset=mapillary", f"dataset.root={root}", f"paths.output_dir={tmp_path / 'run'}")
+    _expect_cli_error(proc, "config_v1.2.json", "not found")
+
+
+@pytest.mark.slow
+def test_cli_empty_split_folder(cli, tmp_path: Path, camvid_root: Path) -> None:
+    for f in (camvid_root / "train").iterdir():
+        f.unlink()
+    proc = cli(*CELL, "dataset=camvid", f"dataset.root={camvid_root}", f"paths.output_dir={tmp_path / 'run'}")
+    _expect_cli_error(proc, str(camvid_root / "train"), "no images")
