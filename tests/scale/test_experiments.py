@@ -45,7 +45,6 @@ def test_recipe_sweeps(make_cfg) -> None:
     assert dict(ocr.hydra.sweeper.params) == {"head": "fcn,ocr", "rsp": "off,on"}
 
 
-@pytest.mark.slow
 def test_camvid_recipe_runs_end_to_end_on_a_fixture(make_cfg, tmp_path: Path) -> None:
     from rspnet.stages.pipeline import run_pipeline
 

@@ -44,7 +44,6 @@ def _net_params(ckpt: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if k.startswith("net.") and "running_" not in k and "num_batches" not in k}
 
 
-@pytest.mark.slow
 def test_mapillary_pretrain_then_cityscapes_finetune(make_cfg, tmp_path: Path) -> None:
     from rspnet.stages.train import run_train
 
