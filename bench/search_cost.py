@@ -32,7 +32,11 @@ import torch
 
 from rspnet.utils.io import atomic_write_text
 
-START, END = "<!-- bench:search_cost:start -->", "<!-- bench:search_cost:end -->"
+
+def markers(model: str) -> tuple[str, str]:
+    """Section markers in docs/benchmarks.md, one section per model preset."""
+    return f"<!-- bench:search_cost:{model}:start -->", f"<!-- bench:search_cost:{model}:end -->"
+
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 
@@ -128,9 +132,10 @@ def section(rows: list[dict[str, Any]], device: str, threads: int, command: str)
     """The docs/benchmarks.md section, between markers so a rerun replaces it."""
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {threads} thread(s))"
     r = rows[0]
+    start, end = markers(r["model"])
     return "\n".join([
-        START,
-        "## Cell search cost (stage 1): RSP on vs off",
+        start,
+        f"## Cell search cost (stage 1): RSP on vs off, model={r['model']}",
         "",
         f"Device: {name}; torch {torch.__version__}; date {dt.date.today().isoformat()}.",
         f"Command: `{command}`",
@@ -145,11 +150,11 @@ def section(rows: list[dict[str, Any]], device: str, threads: int, command: str)
         "",
         table(rows, device),
         "",
-        END,
+        end,
     ])
 
 
-def write_section(path: Path, text: str, start: str = START, end: str = END) -> Path:
+def write_section(path: Path, text: str, start: str, end: str) -> Path:
     """Replace the section between `start` and `end` in `path` (or append it), atomically."""
     old = path.read_text() if path.is_file() else "# Benchmarks\n"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
@@ -183,7 +188,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     print(table(rows, args.device))
     if args.write:
         command = "python -m bench.search_cost " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-        write_section(args.write, section(rows, args.device, args.threads, command.strip()))
+        write_section(args.write, section(rows, args.device, args.threads, command.strip()), *markers(args.model))
         print(f"wrote {args.write}")
     return rows
 
