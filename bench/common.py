@@ -105,17 +105,24 @@ class PeakMemory:
             self.mib = peak_rss_mib() - self.base
 
 
-def time_calls(fn: Callable[[], Any], steps: int, warmup: int, device: str | torch.device = "cpu") -> list[float]:
-    """Seconds per call of `fn` for `steps` calls after `warmup` untimed ones."""
+def time_calls(fn: Callable[[], Any], steps: int, warmup: int, device: str | torch.device = "cpu",
+               clock: Callable[[], float] | None = None) -> list[float]:
+    """Seconds per call of `fn` for `steps` calls after `warmup` untimed ones.
+
+    Default clock: on CPU the process's CPU time (`time.process_time`; benchmarks run torch
+    with 1 thread, so it equals wall time on an idle machine but does not count the time
+    the process waits for a core that other users hold); on CUDA wall time after a sync.
+    """
+    clock = clock or (time.perf_counter if torch.device(device).type == "cuda" else time.process_time)
     for _ in range(warmup):
         fn()
     sync(device)
     times = []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
         sync(device)
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return times
 
 
@@ -125,18 +132,21 @@ def median(values: Sequence[float]) -> float:
 
 
 # -- subprocess per configuration ------------------------------------------------------------
-def run_worker(module: str, spec: dict[str, Any], timeout: float = 1800, inprocess: bool = False) -> dict[str, Any]:
+def run_worker(module: str, spec: dict[str, Any], timeout: float = 1800, inprocess: bool = False,
+               src: Path | None = None) -> dict[str, Any]:
     """Run `python -m <module> --worker '<spec json>'` in a fresh interpreter; return its JSON line.
 
     `inprocess=True` (the `--quick` smoke runs) calls `<module>.worker(spec)` here instead:
     seconds instead of an interpreter start per config, but memory numbers are then shared.
+    `src`: import `rspnet` from this folder instead of the installed tree (A/B of two versions).
     """
     if inprocess:
         import importlib
 
         return json.loads(json.dumps(importlib.import_module(module).worker(spec)))
     cmd = [sys.executable, "-m", module, "--worker", json.dumps(spec)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    paths = [str(src) if src else None, str(REPO), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode or not lines:
