@@ -89,3 +89,8 @@ def test_resume_from_last_checkpoint_gives_the_uninterrupted_genotype(make_cfg, 
 def test_resume_without_a_checkpoint_is_a_clear_error(make_cfg, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="ckpt_path=last"):
         run_cell_search(make_cfg(*TINY, "ckpt_path=last", out=tmp_path / "empty"))
+
+
+def test_second_order_under_ddp_is_refused_before_any_process_starts(make_cfg, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="search.second_order=true runs on one device only"):
+        run_cell_search(make_cfg(*TINY, "trainer=ddp_sim", "search.second_order=true", out=tmp_path / "so"))

@@ -43,6 +43,16 @@ def split_parameters(net: nn.Module) -> tuple[list[str], list[str]]:
     return weight, arch
 
 
+def check_trainer(search_cfg: DictConfig, trainer: Any) -> None:
+    """Refuse search.second_order under DDP (no all-reduce of the unrolled gradient) and fp16."""
+    if not search_cfg.second_order:
+        return
+    if trainer.world_size > 1:
+        raise ConfigError("search.second_order=true runs on one device only; use search.second_order=false under DDP")
+    if str(trainer.precision) == "16-mixed":
+        raise ConfigError("search.second_order=true needs trainer.precision=32-true or bf16-mixed (no fp16 loss scaling)")
+
+
 class SearchModule(pl.LightningModule):
     """DARTS alternation (arch step, then weight step) over `net`; logs val/miou each epoch."""
 
@@ -88,10 +98,7 @@ class SearchModule(pl.LightningModule):
 
     # -- training -----------------------------------------------------------------------
     def on_fit_start(self) -> None:
-        if self.search_cfg.second_order and self.trainer.world_size > 1:
-            raise ConfigError("search.second_order=true runs on one device only; use search.second_order=false under DDP")
-        if self.search_cfg.second_order and str(self.trainer.precision) == "16-mixed":
-            raise ConfigError("search.second_order=true needs trainer.precision=32-true or bf16-mixed (no fp16 loss scaling)")
+        check_trainer(self.search_cfg, self.trainer)
 
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
         """(1) arch step on batch['arch'] unless warming up, (2) weight step on batch['weight']."""

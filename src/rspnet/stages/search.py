@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from rspnet.utils.checkpoint import AtomicCheckpointIO
 from rspnet.utils.config import output_dir
 
+
 def search_callbacks(out: Path) -> list:
     """Checkpoint after every epoch (after the module's epoch-end export); last.ckpt links to it."""
     from pytorch_lightning.callbacks import ModelCheckpoint
@@ -33,12 +34,14 @@ def fit_search(cfg: DictConfig, module: Any, datamodule: Any) -> dict:
     """Fit a SearchModule on {weight, arch} halves of the train split; returns final val metrics."""
     from pytorch_lightning.utilities import CombinedLoader
 
+    from rspnet.lit.search_module import check_trainer
     from rspnet.utils.loggers import build_logger
     from rspnet.utils.trainer import build_trainer, resolve_ckpt_path
 
     out = output_dir(cfg)
     ckpt_path = resolve_ckpt_path(cfg, out)
     trainer = build_trainer(cfg, out, build_logger(cfg, out), search_callbacks(out), plugins=[AtomicCheckpointIO()])
+    check_trainer(cfg.search, trainer)  # here too: inside spawned DDP ranks the error would not be one line
     datamodule.setup("fit")
     weight_loader, arch_loader = datamodule.search_dataloaders()
     module.data_split = datamodule.split_state()
