@@ -1,0 +1,29 @@
+"""Profiling and A/B tools behind the optimisation numbers in docs/benchmarks.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench import ab, profile_search
+
+
+def test_profile_groups_ops_and_writes_a_section(tmp_path: Path) -> None:
+    doc = tmp_path / "b.md"
+    on, off = profile_search.main(["--quick", "--write", str(doc)])
+    for prof in (on, off):
+        assert prof["kinds"]["conv forward"] > 0 and prof["kinds"]["conv backward"] > 0
+        assert abs(sum(prof["kinds"].values()) - prof["total_ms"]) < 1e-6 * max(prof["total_ms"], 1.0)
+    assert off["ops"]["aten::convolution_backward"][1] == on["ops"]["aten::convolution_backward"][1]  # same graph
+    assert "bench:search_profile_tiny:start" in doc.read_text()
+
+
+def test_kind_of_classifies_aten_ops() -> None:
+    assert profile_search.kind_of("aten::convolution_backward") == "conv backward"
+    assert profile_search.kind_of("aten::mkldnn_convolution") == "conv forward"
+    assert profile_search.kind_of("aten::upsample_bilinear2d_backward") == "resize (bilinear)"
+    assert profile_search.kind_of("aten::cat") == "copies, cat, slicing"
+
+
+def test_ab_exports_a_revision_of_src(tmp_path: Path) -> None:
+    src = ab.export_src("HEAD", tmp_path)
+    assert (src / "rspnet" / "search_space" / "cell.py").is_file()
