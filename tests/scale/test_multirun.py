@@ -43,6 +43,7 @@ def test_multirun_cell_search_one_dir_per_job_and_summary(tmp_path: Path) -> Non
         assert (job_dir / "genotype.json").is_file() and (job_dir / "checkpoints" / "last.ckpt").is_file()
     table = (sweep / "summary.md").read_text()
     assert "search.arch_lr=0.003" in table and "search.arch_lr=0.005" in table and "completed" in table
+    assert " ".join(jobs[0]["result"]["genotype_ops"]) in table
 
 
 def test_multirun_failed_job_is_recorded_and_others_run(tmp_path: Path) -> None:
@@ -95,3 +96,14 @@ def test_local_multirun_refuses_relaunching_ddp() -> None:
     check_ddp_in_multirun(hydra_cfg("trainer=ddp_sim"))
     check_ddp_in_multirun(hydra_cfg("trainer=ddp", "hydra/launcher=slurm"))  # ranks are SLURM tasks
     check_ddp_in_multirun(hydra_cfg("trainer=gpu"))
+
+
+@pytest.mark.slow
+def test_multirun_with_ddp_spawn_jobs(tmp_path: Path) -> None:
+    sweep = tmp_path / "ddp_sweep"  # the supported local DDP + multirun combination: ranks spawned per job
+    proc = _rspnet("-m", "stage=cell_search", "trainer=ddp_sim", "rsp=on,off", *TINY, "dataset.batch_size=2",
+                   "dataset.val_batch_size=2", f"paths.output_dir={sweep}", timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = json.loads((sweep / "summary.json").read_text())["jobs"]
+    assert [j["status"] for j in jobs] == ["completed", "completed"]
+    assert all((Path(j["output_dir"]) / "genotype.json").is_file() for j in jobs)

@@ -80,17 +80,18 @@ def _num(name: str) -> int:
 def _markdown(sweep_dir: Path, jobs: list[dict[str, Any]]) -> str:
     """The summary as a markdown table (one row per job)."""
     lines = [f"# Sweep summary: `{sweep_dir}`", "", f"{len(jobs)} job(s).", ""]
-    lines += ["| # | overrides | status | objective | mIoU | output dir |", "|---|---|---|---|---|---|"]
+    lines += ["| # | overrides | status | objective | mIoU | genotype | output dir |", "|---|---|---|---|---|---|---|"]
     for job in jobs:
         res = job.get("result", {})
         miou = next((res[k] for k in ("miou", "pipeline_miou", "best_val_miou") if res.get(k) is not None), None)
         lines.append(
-            "| {} | {} | {} | {} | {} | `{}` |".format(
+            "| {} | {} | {} | {} | {} | {} | `{}` |".format(
                 job.get("num"),
                 " ".join(f"`{o}`" for o in job.get("overrides", [])),
                 job.get("status"),
                 _fmt(job.get("objective")),
                 _fmt(miou),
+                " ".join(res.get("genotype_ops", [])) or "–",
                 job.get("output_dir"),
             )
         )
