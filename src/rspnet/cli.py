@@ -53,13 +53,22 @@ def _main(cfg: DictConfig) -> float | None:
     try:
         result = run(cfg)
     except RSPNetError as e:
-        print(f"rspnet: error: {e}", file=sys.stderr)
+        print(f"rspnet: error: {_message(e)}", file=sys.stderr)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # Hydra marks this job failed, runs the others, then reports (sweep summary)
         sys.exit(2)
     # the optuna sweeper optimises the value returned here
     metric = (result or {}).get("objective")
     return float(metric) if metric is not None else None
+
+
+def _message(e: RSPNetError) -> str:
+    """The one-line message of `e`, also when a DataLoader worker wrapped it with its traceback."""
+    msg = str(e)
+    if "\nOriginal Traceback" in msg:  # torch re-raises a worker's error as "Caught X in ... worker\n<traceback>"
+        last = msg.rstrip().splitlines()[-1]  # "rspnet.errors.DataError: <message>"
+        msg = last.split(": ", 1)[-1]
+    return msg
 
 
 def _check_output_dir_arg(argv: list[str]) -> None:

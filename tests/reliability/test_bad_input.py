@@ -249,11 +249,15 @@ def test_cli_output_dir_under_a_regular_file(cli, tmp_path: Path) -> None:
     _expect_cli_error(cli(*CELL, f"paths.output_dir={tmp_path / 'file' / 'run'}"), "paths.output_dir=", "cannot create it")
 
 
+# a file dataset has no synthetic-only keys (num_train, image_size)
+ON_FILES = tuple(o for o in CELL if not o.startswith(("dataset.num_", "dataset.image_size", "dataset.crop_size"))) + \
+    ("dataset.crop_size=[16,32]", "dataset.batch_size=1", "dataset.val_batch_size=1")
+
+
 @pytest.mark.slow
 def test_cli_corrupt_image_during_a_search(cli, tmp_path: Path, cityscapes_root: Path) -> None:
     _truncated_png(cityscapes_root / TRAIN_IMG)
-    proc = cli(*CELL, "dataset=cityscapes", f"dataset.root={cityscapes_root}", "dataset.batch_size=1", "dataset.val_batch_size=1",
-               "dataset.crop_size=[16,32]", f"paths.output_dir={tmp_path / 'run'}")
+    proc = cli(*ON_FILES, "dataset=cityscapes", f"dataset.root={cityscapes_root}", f"paths.output_dir={tmp_path / 'run'}")
     _expect_cli_error(proc, str(cityscapes_root / TRAIN_IMG), "cannot read image")
     assert not (tmp_path / "run" / "genotype.json").exists()
 
@@ -262,7 +266,7 @@ def test_cli_corrupt_image_during_a_search(cli, tmp_path: Path, cityscapes_root:
 def test_cli_missing_mapillary_config(cli, tmp_path: Path, make_mapillary) -> None:
     root = make_mapillary("v1.2")
     (root / "config_v1.2.json").unlink()
-    proc = cli(*CELL, "dataset=mapillary", f"dataset.root={root}", f"paths.output_dir={tmp_path / 'run'}")
+    proc = cli(*ON_FILES, "dataset=mapillary", f"dataset.root={root}", f"paths.output_dir={tmp_path / 'run'}")
     _expect_cli_error(proc, "config_v1.2.json", "not found")
 
 
@@ -270,5 +274,23 @@ def test_cli_missing_mapillary_config(cli, tmp_path: Path, make_mapillary) -> No
 def test_cli_empty_split_folder(cli, tmp_path: Path, camvid_root: Path) -> None:
     for f in (camvid_root / "train").iterdir():
         f.unlink()
-    proc = cli(*CELL, "dataset=camvid", f"dataset.root={camvid_root}", f"paths.output_dir={tmp_path / 'run'}")
+    proc = cli(*ON_FILES, "dataset=camvid", f"dataset.root={camvid_root}", f"paths.output_dir={tmp_path / 'run'}")
     _expect_cli_error(proc, str(camvid_root / "train"), "no images")
+
+
+class _Broken(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        raise DataError(f"/data/img{index}.png: cannot read image (image file is truncated)")
+
+
+def test_an_error_from_a_dataloader_worker_is_still_one_line() -> None:
+    from rspnet.cli import _message
+
+    loader = torch.utils.data.DataLoader(_Broken(), num_workers=1)
+    with pytest.raises(DataError) as err:
+        next(iter(loader))
+    assert "Original Traceback" in str(err.value)  # how torch re-raises a worker's exception
+    assert _message(err.value) == "/data/img0.png: cannot read image (image file is truncated)"
