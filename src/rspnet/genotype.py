@@ -39,6 +39,19 @@ def _get(d: Any, key: str, source: str, where: str, types: type | tuple[type, ..
     return value
 
 
+def _check_format(d: Any, source: str, expected: str) -> None:
+    fmt = _get(d, "format", source, "", str)
+    if fmt != expected:
+        raise _fail(source, "format", f"expected {expected!r}, got {fmt!r}")
+
+
+def _search_meta(d: dict, source: str) -> dict[str, Any]:
+    search = d.get("search", {})
+    if not isinstance(search, dict):
+        raise _fail(source, "search", "expected an object")
+    return search
+
+
 @dataclass(frozen=True)
 class Edge:
     """One cell edge with the chosen op and the softmax weights of all primitives."""
@@ -88,9 +101,7 @@ class Genotype:
     @classmethod
     def from_dict(cls, d: Any, source: str = "genotype") -> Genotype:
         """Validate and build; errors name `source` and the field."""
-        fmt = _get(d, "format", source, "", str)
-        if fmt != GENOTYPE_FORMAT:
-            raise _fail(source, "format", f"expected {GENOTYPE_FORMAT!r}, got {fmt!r}")
+        _check_format(d, source, GENOTYPE_FORMAT)
         prims = _get(d, "primitives", source, "", list)
         if prims != PRIMITIVES:
             raise _fail(source, "primitives", f"expected {PRIMITIVES}, got {prims}")
@@ -116,9 +127,7 @@ class Genotype:
             if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in weights):
                 raise _fail(source, f"{where}weights", "must be finite numbers")
             edges.append(Edge(src, dst, op, tuple(float(w) for w in weights)))
-        search = d.get("search", {})
-        if not isinstance(search, dict):
-            raise _fail(source, "search", "expected an object")
+        search = _search_meta(d, source)
         return cls(edges=edges, rsp=rsp, primitives=list(prims), search=search)
 
     def save(self, path: str | Path) -> Path:
@@ -182,9 +191,7 @@ class MacroArch:
     @classmethod
     def from_dict(cls, d: Any, source: str = "macro") -> MacroArch:
         """Validate: format, scales, every node of layers 1..L once, inputs from earlier layers."""
-        fmt = _get(d, "format", source, "", str)
-        if fmt != MACRO_FORMAT:
-            raise _fail(source, "format", f"expected {MACRO_FORMAT!r}, got {fmt!r}")
+        _check_format(d, source, MACRO_FORMAT)
         layers = _get(d, "layers", source, "", int)
         if layers < 1:
             raise _fail(source, "layers", f"must be >= 1, got {layers}")
@@ -231,9 +238,7 @@ class MacroArch:
         missing = sorted(known - {STEM} - seen)
         if missing:
             raise _fail(source, "nodes", f"missing nodes (layer, scale): {missing}")
-        search = d.get("search", {})
-        if not isinstance(search, dict):
-            raise _fail(source, "search", "expected an object")
+        search = _search_meta(d, source)
         return cls(layers=layers, scales=list(scales), top_k=top_k, nodes=nodes, search=search)
 
     def save(self, path: str | Path) -> Path:
