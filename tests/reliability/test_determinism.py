@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from rspnet.cli import run
+from rspnet.errors import ConfigError
+from rspnet.utils.trainer import build_trainer
 
 from .conftest import CELL
 
@@ -27,3 +30,9 @@ def test_same_seed_same_genotype_and_alpha(make_cfg, tmp_path: Path) -> None:
     # the check can fail: another seed moves alpha elsewhere
     run(make_cfg(*ONE_EPOCH, "seed=4", out=c))
     assert not torch.equal(_alpha(a), _alpha(c))
+
+
+def test_deterministic_true_on_a_gpu_is_refused_up_front(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg("trainer=gpu", "trainer.deterministic=true")
+    with pytest.raises(ConfigError, match="trainer.deterministic=warn"):
+        build_trainer(cfg, tmp_path, logger=False)

@@ -18,6 +18,7 @@ def build_trainer(cfg: DictConfig, out: Path, logger: Any, callbacks: list | Non
     assert isinstance(kwargs, dict)
     kwargs.setdefault("default_root_dir", str(out))
     kwargs.update(overrides)
+    _check_deterministic(kwargs)
     callbacks = list(callbacks or [])
     if isinstance(logger, pl.loggers.WandbLogger):  # prediction overlays, stage pictures, artifacts
         from rspnet.utils.wandb_media import WandbMedia
@@ -29,6 +30,17 @@ def build_trainer(cfg: DictConfig, out: Path, logger: Any, callbacks: list | Non
         raise ConfigError(f"trainer: {e}; every trainer.* key must be a Lightning Trainer argument") from e
     except (ValueError, pl.utilities.exceptions.MisconfigurationException) as e:
         raise ConfigError(f"trainer: {e}") from e
+
+
+def _check_deterministic(kwargs: dict[str, Any]) -> None:
+    """`deterministic=true` on a GPU fails deep inside backward; say so up front (docs/reliability.md)."""
+    import torch
+
+    accel = str(kwargs.get("accelerator", "auto"))
+    on_gpu = accel in ("gpu", "cuda") or (accel == "auto" and torch.cuda.is_available())
+    if kwargs.get("deterministic") is True and on_gpu:
+        raise ConfigError("trainer.deterministic=true cannot run on a GPU: bilinear-upsampling backward and NLL loss "
+                          "have no deterministic CUDA kernels; use trainer.deterministic=warn (see docs/reliability.md)")
 
 
 def resolve_ckpt_path(cfg: DictConfig, out: Path) -> str | None:
