@@ -105,6 +105,7 @@ def test_nan_training_loss_keeps_the_last_good_checkpoint(make_cfg, tmp_path: Pa
     assert ckpt["epoch"] == 0 and all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_cli_reports_non_finite_alpha_in_one_line(cli, tmp_path: Path) -> None:
     proc = cli(*CELL, "trainer.max_epochs=1", "search.arch_lr=inf", f"paths.output_dir={tmp_path / 'run'}")
     assert proc.returncode == 2
