@@ -169,7 +169,7 @@ def test_resuming_a_checkpoint_of_another_preset_lists_the_mismatched_keys(make_
     assert ckpt.read_bytes() == before and not (tmp_path / "other" / "checkpoints").exists()
 
 
-def test_cell_search_resume_from_another_preset_lists_the_mismatched_keys(make_cfg, tmp_path: Path) -> None:
+def test_cell_search_resume_from_another_preset_or_seed_is_refused(make_cfg, tmp_path: Path) -> None:
     first = tmp_path / "first"
     run(make_cfg(*CELL, "trainer.max_epochs=1", "trainer.limit_train_batches=1", out=first))
     ckpt = first / "checkpoints" / "last.ckpt"
@@ -177,6 +177,9 @@ def test_cell_search_resume_from_another_preset_lists_the_mismatched_keys(make_c
         run(make_cfg(*CELL, "model.base_width=8", f"ckpt_path={ckpt}", out=tmp_path / "other"))
     one_line(err)
     assert not (tmp_path / "other" / "genotype.json").exists()
+    # another seed means another weight/arch split of the train images: resuming would mix them
+    with pytest.raises(ConfigError, match="different weight/arch data split"):
+        run(make_cfg(*CELL, "seed=5", f"ckpt_path={ckpt}", out=tmp_path / "reseeded"))
 
 
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04 not a zip", b"garbage"], ids=["empty", "bad_zip", "garbage"])

@@ -30,6 +30,19 @@ def _assert_same_state(a: Path, b: Path) -> None:
     assert not differ, f"resumed run differs in {differ[:5]}"
 
 
+def _assert_resumable(ckpt: dict, search: bool) -> None:
+    """What a resume needs is in the checkpoint (and loads with weights_only=True)."""
+    assert ckpt["epoch"] == 0 and ckpt["global_step"] > 0 and ckpt["lr_schedulers"]
+    rng = ckpt["rspnet"]["rng"] if search else ckpt["rspnet_rng"]
+    assert {"python", "numpy", "torch"} <= set(rng)
+    if search:  # weights + alpha, weight and arch optimisers, the weight/arch data split
+        assert "net.alpha" in ckpt["state_dict"] and len(ckpt["optimizer_states"]) == 2
+        split = ckpt["rspnet"]["data_split"]
+        assert split["weight"] and split["arch"] and not set(split["weight"]) & set(split["arch"])
+    else:
+        assert len(ckpt["optimizer_states"]) == 1 and ckpt["rspnet"]["format"] == "rspnet.seg/1"
+
+
 def _interrupt_at_epoch(epoch: int) -> Callable[[object], None]:
     def on_train_epoch_start(self: object) -> None:
         if self.current_epoch == epoch:  # type: ignore[attr-defined]
@@ -48,7 +61,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(make_cfg, tmp_path: Path,
         m.setattr(module, "on_train_epoch_start", _interrupt_at_epoch(1), raising=False)
         with pytest.raises(RuntimeError, match="interrupted"):
             run(make_cfg(*args, out=cut))
-    assert torch.load(cut / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 0
+    _assert_resumable(torch.load(cut / "checkpoints" / "last.ckpt", weights_only=True), search=module is SearchModule)
     run(make_cfg(*args, "ckpt_path=last", out=cut))
     _assert_same_state(full, cut)
     if module is SearchModule:
