@@ -77,6 +77,26 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _status_mib(field: str) -> float | None:
+    """A `VmRSS`/`VmHWM` line of /proc/self/status in MiB (None off Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS to its current RSS (Linux: `5` > /proc/self/clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
 def sync(device: str | torch.device) -> None:
     """Wait for queued CUDA work (timings must include it); no-op on CPU."""
     if torch.device(device).type == "cuda":
@@ -94,7 +114,12 @@ class PeakMemory:
         if self.cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        self.base = 0.0 if self.cuda else peak_rss_mib()
+            self.base = 0.0
+        elif reset_peak_rss() and _status_mib("VmRSS") is not None:
+            # peak counted from now: building the model may have peaked higher than the steps do
+            self.base, self.field = _status_mib("VmRSS") or 0.0, "VmHWM"
+        else:
+            self.base, self.field = peak_rss_mib(), ""
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -102,7 +127,8 @@ class PeakMemory:
             torch.cuda.synchronize()
             self.mib = torch.cuda.max_memory_allocated() / 2**20
         else:
-            self.mib = peak_rss_mib() - self.base
+            peak = _status_mib(self.field) if self.field else None
+            self.mib = (peak if peak is not None else peak_rss_mib()) - self.base
 
 
 def time_calls(fn: Callable[[], Any], steps: int, warmup: int, device: str | torch.device = "cpu",

@@ -64,8 +64,23 @@ def build(spec: dict[str, Any]) -> tuple[nn.Module, Any]:
 
     cfg = common.compose_cfg(f"model={spec['model']}", f"rsp={'on' if spec['rsp'] else 'off'}",
                              *spec.get("overrides", []))
-    net = CellSupernet.from_cfg(cfg, int(cfg.dataset.num_classes))
-    return (partial_channel(net, spec["pc_k"]) if spec.get("pc_k") else net), cfg
+    if not spec.get("pc_k"):
+        return CellSupernet.from_cfg(cfg, int(cfg.dataset.num_classes)), cfg
+    with torch.device("meta"):  # never allocate the full-width ops that partial_channel replaces
+        net = partial_channel(CellSupernet.from_cfg(cfg, int(cfg.dataset.num_classes)), spec["pc_k"])
+    return materialise(net), cfg
+
+
+def materialise(net: nn.Module) -> nn.Module:
+    """Allocate a meta-device supernet on CPU with the modules' own initialisation."""
+    net = net.to_empty(device="cpu")
+    for m in net.modules():
+        if m is not net and hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    with torch.no_grad():
+        for p in net.arch_parameters():
+            p.normal_(0.0, 1e-3)  # CellSupernet's alpha init
+    return net
 
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:

@@ -27,21 +27,28 @@ NAME = "run_all"
 
 def steps(doc: Path, quick: bool, cuda: bool) -> dict[str, Callable[[], Any]]:
     """Benchmark name -> call (each writes its section into `doc`)."""
-    from bench import data_throughput, derived_cost, pcdarts, scaling
+    from bench import data_throughput, derived_cost, pcdarts, profile_search, scaling, train_options
 
     w = ["--write", str(doc)]
     q = ["--quick"] if quick else []
+    # the small preset on CPU: batch 2 of 64x128 keeps a step at seconds; on a GPU the paper preset at paper crop
+    small = ["--model", "small", "--batch", "2", "--crop", "64", "128", "--steps", "3", "--warmup", "1", "--repeats", "1"]
+    paper = ["--model", "paper", "--batch", "2", "--crop", "512", "1024", "--steps", "5", "--warmup", "2", "--repeats", "1"]
     out: dict[str, Callable[[], Any]] = {}
     if not quick:  # the stage-1/2 owners' scripts have no smoke mode; they run in the full benchmark
         from bench import macro_cost, search_cost
 
-        out["search_cost"] = lambda: search_cost.main(w)
+        out["search_cost_tiny"] = lambda: search_cost.main(w)
+        out["search_cost_small"] = lambda: search_cost.main([*small, *w])
         out["macro_cost"] = lambda: macro_cost.main(w)
-    out["search_cost_peers"] = lambda: pcdarts.main(q + w)
+    out["search_cost_peers_tiny"] = lambda: pcdarts.main(q + w)
+    if not quick:
+        out["search_cost_peers_small"] = lambda: pcdarts.main([*small, *w])
     if cuda and not quick:
-        out["search_cost_peers_paper"] = lambda: pcdarts.main(
-            ["--model", "paper", "--batch", "2", "--crop", "512", "1024", "--repeats", "1", *w])
+        out["search_cost_peers_paper"] = lambda: pcdarts.main([*paper, *w])
+    out["search_profile_tiny"] = lambda: profile_search.main(q + w)
     out["derived_cost"] = lambda: derived_cost.main(q + w)
+    out["train_options"] = lambda: train_options.main(q + w)
     out["data_throughput"] = lambda: data_throughput.main(q + w)
     plot = doc.parent / "img" / scaling.PLOT.name  # the doc links img/<name>: keep the picture beside it
     out["search_scaling"] = lambda: scaling.main([*q, *w, "--plot", str(plot)])
@@ -63,7 +70,7 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
         shown = "-" if value is None else f"{value:.2f}"
         rows.append([name, f"{'>=' if higher else '<='} {target}", shown, verdict(value, target, higher), where])
 
-    for key in ("search_cost_peers", "search_cost_peers_paper"):
+    for key in ("search_cost_peers_tiny", "search_cost_peers_small", "search_cost_peers_paper"):
         res = results.get(key)
         if res and "RSP on" in res and "RSP off" in res:
             on, off = res["RSP on"], res["RSP off"]

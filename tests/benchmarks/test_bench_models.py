@@ -63,3 +63,13 @@ def test_partial_channel_replaces_every_mixed_op() -> None:
     assert sum(p.numel() for p in net.parameters()) < full
     out = net(torch.randn(1, 3, 32, 32))
     assert out.shape == (1, 19, 32, 32)
+
+
+def test_pc_supernet_is_built_without_the_full_width_ops() -> None:
+    from bench.pcdarts import build
+
+    net, _ = build({"model": "tiny", "rsp": False, "pc_k": 4})
+    assert not any(p.is_meta for p in net.parameters()) and not any(b.is_meta for b in net.buffers())
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+    assert 0 < float(net.alpha.detach().abs().max()) < 0.01  # DARTS-style near-uniform init
+    assert net(torch.randn(1, 3, 32, 64)).shape == (1, 19, 32, 64)
