@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)  ## create .venv if missing and install rspnet (+dev extras)
 
 demo: install  ## run the whole pipeline (cell search -> macro search -> train -> eval) on synthetic data
-	$(RSPNET) stage=pipeline dataset=synthetic model=tiny trainer=cpu logger=csv paths.output_dir=outputs/demo print_config=false
+	$(RSPNET) experiment=demo paths.output_dir=outputs/demo print_config=false
 
 test: install  ## run the test suite
 	$(PY) -m pytest -q
