@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rspnet.search_space.ops import PRIMITIVES, make_op
@@ -25,16 +26,37 @@ def conv_bn(c_in: int, c_out: int, affine: bool = True) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out, affine=affine))
 
 
+def _starts_with_relu(op: nn.Module) -> bool:
+    """True for ReLU -> ... Sequentials (the conv ops), whose ReLU MixedOp shares."""
+    return isinstance(op, nn.Sequential) and len(op) > 1 and isinstance(op[0], nn.ReLU)
+
+
 class MixedOp(nn.Module):
     """Softmax-weighted sum of all candidate ops on one edge."""
 
     def __init__(self, channels: int, affine: bool = False) -> None:
         super().__init__()
         self.ops = nn.ModuleList(make_op(name, channels, affine) for name in PRIMITIVES)
+        self._relu_first = [_starts_with_relu(op) for op in self.ops]
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """`weights`: [num_ops] softmax of this edge's alpha row."""
-        return sum(w * op(x) for w, op in zip(weights, self.ops))
+        # every conv op starts with the same ReLU: applying (and saving for backward) it once
+        # instead of once per op is the same function for less time and memory
+        # (docs/benchmarks.md "Optimisations")
+        r = F.relu(x)
+        out = None
+        for w, op, relu_first in zip(weights.unbind(0), self.ops, self._relu_first):
+            y = _rest(op, r) if relu_first else op(x)
+            out = w * y if out is None else out + w * y
+        return out
+
+
+def _rest(op: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """`op` without its first layer (the ReLU that MixedOp already applied)."""
+    for layer in list(op)[1:]:
+        x = layer(x)
+    return x
 
 
 class _CellBase(nn.Module):
@@ -98,5 +120,8 @@ class RSP(nn.Module):
         if not self.enabled:
             return self.cell(x, *args)
         x_a, x_b = x[:, : self.split], x[:, self.split :]
-        y = torch.cat([self.cell(x_a, *args), x_b], dim=1)
-        return channel_shuffle(y, 2) if self.shuffle else y
+        y = self.cell(x_a, *args)
+        if not self.shuffle:
+            return torch.cat([y, x_b], dim=1)
+        # == channel_shuffle(cat([y, x_b]), 2) with one copy instead of two: channels y0, b0, y1, b1, ...
+        return torch.stack([y, x_b], dim=2).flatten(1, 2)  # B, C/2, 2, H, W -> B, C, H, W
