@@ -92,6 +92,11 @@ class SegModule(pl.LightningModule):
         self.aux_weight = aux_weight(cfg)
         self.net = build_derived(cfg, Genotype.from_dict(genotype, "checkpoint genotype"),
                                  MacroArch.from_dict(macro, "checkpoint macro"), self.num_classes)
+        self.channels_last = bool(cfg.train.get("channels_last", False))
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        if cfg.train.get("compile", False):
+            self.net.compile()  # in place: parameter names (and so checkpoints) stay those of the eager net
         self.meta: dict[str, Any] = {
             "format": CKPT_FORMAT,
             "genotype": genotype,
@@ -108,6 +113,8 @@ class SegModule(pl.LightningModule):
         self._test_images = 0
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return _as_dict(self.net(x))
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
