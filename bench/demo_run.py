@@ -36,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
             return proc.returncode
         summary = json.loads((Path(tmp) / "pipeline.json").read_text())
     rows = [[stage, secs] for stage, secs in summary["seconds"].items()] + [["total (process wall time)", round(wall, 1)]]
-    body = (f"## `make demo` (experiment=demo)\n\n{started}\n\nCommand: `python -m bench.demo_run "
-            f"{' '.join(args.overrides)}`".rstrip() + "` (runs `rspnet experiment=demo`, as `make demo` does, without the install step)\n\n"
-            f"{md_table(['stage', 'seconds'], rows)}\n\nFinal synthetic val mIoU: {100 * summary['miou']:.2f} % "
+    command = " ".join(["python -m bench.demo_run", *args.overrides])
+    body = (f"## `make demo` (experiment=demo)\n\n{started}\n\nCommand: `{command}` (runs `rspnet experiment=demo` "
+            f"as `make demo` does, without the install step)\n\n{md_table(['stage', 'seconds'], rows)}\n\nFinal synthetic val mIoU: {100 * summary['miou']:.2f} % "
             f"(19 classes; chance ≈ 5 %), derived network {summary['params'] / 1e6:.3f} M params.")
     print(body)
     if args.write:
