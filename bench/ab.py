@@ -30,6 +30,12 @@ CASES = {  # label -> (worker module, spec)
                                                     "steps": 5, "warmup": 1}),
     "search step, tiny, RSP off": ("bench.pcdarts", {"model": "tiny", "rsp": False, "pc_k": 0, "second_order": False,
                                                      "steps": 5, "warmup": 1}),
+    "search step, small (batch 2, 64x128), RSP on": ("bench.pcdarts", {"model": "small", "rsp": True, "pc_k": 0,
+                                                                      "second_order": False, "steps": 3, "warmup": 1,
+                                                                      "batch": 2, "crop": [64, 128]}),
+    "search step, small (batch 2, 64x128), RSP off": ("bench.pcdarts", {"model": "small", "rsp": False, "pc_k": 0,
+                                                                       "second_order": False, "steps": 3, "warmup": 1,
+                                                                       "batch": 2, "crop": [64, 128]}),
     "derived forward, tiny 64x128, RSP on": ("bench.derived_cost", {"net": "rspnet", "model": "tiny", "rsp": True,
                                                                      "channels_last": False, "size": [64, 128],
                                                                      "steps": 9, "warmup": 2}),
@@ -37,8 +43,8 @@ CASES = {  # label -> (worker module, spec)
 
 
 def export_src(rev: str, dest: Path) -> Path:
-    """`src/` of git revision `rev` extracted under `dest`; returns the folder to put on PYTHONPATH."""
-    tar = subprocess.run(["git", "archive", "--format=tar", rev, "src"], cwd=common.REPO, capture_output=True, check=True).stdout
+    """`src/` (+ `experiments/`, which src reads) of git revision `rev` under `dest`; returns dest/src."""
+    tar = subprocess.run(["git", "archive", "--format=tar", rev, "src", "experiments"], cwd=common.REPO, capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(tar)) as t:
         t.extractall(dest, filter="data")
     return dest / "src"
@@ -51,13 +57,14 @@ def metrics(res: dict[str, Any]) -> tuple[float, float]:
     return res["cpu_latency_s"], res["cpu_memory_mib"]
 
 
-def run(before: str, repeats: int) -> dict[str, dict[str, list[tuple[float, float]]]]:
+def run(before: str, repeats: int, cases: list[str] | None = None) -> dict[str, dict[str, list[tuple[float, float]]]]:
     """{case: {"before": [(s, MiB)...], "after": [...]}} measured alternately."""
-    out: dict[str, dict[str, list[tuple[float, float]]]] = {c: {"before": [], "after": []} for c in CASES}
+    chosen = {c: v for c, v in CASES.items() if not cases or any(k in c for k in cases)}
+    out: dict[str, dict[str, list[tuple[float, float]]]] = {c: {"before": [], "after": []} for c in chosen}
     with tempfile.TemporaryDirectory(prefix="bench_ab_") as tmp:
         old = export_src(before, Path(tmp))
         for _ in range(repeats):
-            for case, (module, spec) in CASES.items():
+            for case, (module, spec) in chosen.items():
                 out[case]["before"].append(metrics(common.run_worker(module, spec, src=old)))
                 out[case]["after"].append(metrics(common.run_worker(module, spec)))
     return out
@@ -67,7 +74,8 @@ def table(res: dict[str, dict[str, list[tuple[float, float]]]]) -> str:
     """Medians before/after and their ratio."""
     rows = []
     for case, sides in res.items():
-        (tb, mb), (ta, ma) = ((common.median([v[i] for v in sides[k]]) for i in (0, 1)) for k in ("before", "after"))
+        tb, mb = (common.median([v[i] for v in sides["before"]]) for i in (0, 1))
+        ta, ma = (common.median([v[i] for v in sides["after"]]) for i in (0, 1))
         rows.append([case, f"{tb:.3f}", f"{ta:.3f}", f"{ta / tb:.2f}", f"{mb:.0f}", f"{ma:.0f}", f"{ma / max(mb, 1e-9):.2f}"])
     return common.md_table(["case", "before (s)", "after (s)", "after / before", "before (MiB)", "after (MiB)",
                             "after / before"], rows)
@@ -79,12 +87,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", required=True, help="git revision of the 'before' version")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cases", nargs="+", default=None, help="only cases whose label contains one of these")
     ap.add_argument("--title", default="Optimisations: before/after")
     ap.add_argument("--note", default="", help="what changed (a sentence for the doc)")
     common.add_write_arg(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    res = run(args.before, args.repeats)
+    res = run(args.before, args.repeats, args.cases)
     text = table(res)
     print(text)
     if args.write:

@@ -27,3 +27,9 @@ def test_kind_of_classifies_aten_ops() -> None:
 def test_ab_exports_a_revision_of_src(tmp_path: Path) -> None:
     src = ab.export_src("HEAD", tmp_path)
     assert (src / "rspnet" / "search_space" / "cell.py").is_file()
+
+
+def test_ab_table_keeps_before_and_after_apart() -> None:
+    res = {"case": {"before": [(2.0, 100.0), (4.0, 300.0)], "after": [(1.0, 50.0), (1.0, 50.0)]}}
+    row = ab.table(res).splitlines()[-1]
+    assert row == "| case | 3.000 | 1.000 | 0.33 | 200 | 50 | 0.25 |"
