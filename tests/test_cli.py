@@ -60,3 +60,32 @@ def test_unknown_option_is_one_clear_error(tmp_path):
     assert proc.returncode != 0
     assert "Could not override 'foo'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_run_prints_tree_saves_config_and_closes_wandb(make_cfg, tmp_path, capsys, monkeypatch):
+    import yaml
+
+    from rspnet import cli
+
+    closed = []
+    monkeypatch.setattr("rspnet.utils.loggers.finish_loggers", lambda: closed.append(True))
+    cfg = make_cfg("stage=data_stats", "dataset.num_train=2", "dataset.num_val=1", "print_config=true",
+                   "stage.workers=1", out=tmp_path / "run")
+    result = cli.run(cfg)
+    assert "CONFIG" in capsys.readouterr().out  # the rich tree
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["stage"]["name"] == "data_stats" and saved["paths"]["output_dir"] == str(tmp_path / "run")
+    assert result["splits"]["train"]["num_images"] == 2
+    assert closed == [True]
+
+
+def test_loggers_close_even_when_the_stage_fails(make_cfg, tmp_path, monkeypatch):
+    from rspnet import cli
+    from rspnet.errors import DataError
+
+    closed = []
+    monkeypatch.setattr("rspnet.utils.loggers.finish_loggers", lambda: closed.append(True))
+    cfg = make_cfg("stage=data_stats", "dataset=camvid", f"dataset.root={tmp_path / 'missing'}")
+    with pytest.raises(DataError):
+        cli.run(cfg)
+    assert closed == [True]
