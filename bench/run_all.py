@@ -46,8 +46,11 @@ def steps(doc: Path, quick: bool, cuda: bool) -> dict[str, Callable[[], Any]]:
         out["search_cost_peers_small"] = lambda: pcdarts.main([*small, *w])
     if cuda and not quick:
         out["search_cost_peers_paper"] = lambda: pcdarts.main([*paper, *w])
-    if not quick:  # its smoke run is a test of its own (tests/benchmarks/test_bench_tools.py)
+    if not quick:  # their smoke runs are tests of their own (tests/benchmarks/test_bench_tools.py)
+        from bench import profile_stage
+
         out["search_profile_tiny"] = lambda: profile_search.main(w)
+        out["demo_stage1_profile"] = lambda: profile_stage.main(w)
     out["derived_cost"] = lambda: derived_cost.main(q + w)
     out["train_options"] = lambda: train_options.main(q + w)
     out["data_throughput"] = lambda: data_throughput.main(q + w)

@@ -33,3 +33,21 @@ def test_ab_table_keeps_before_and_after_apart() -> None:
     res = {"case": {"before": [(2.0, 100.0), (4.0, 300.0)], "after": [(1.0, 50.0), (1.0, 50.0)]}}
     row = ab.table(res).splitlines()[-1]
     assert row == "| case | 3.000 | 1.000 | 0.33 | 200 | 50 | 0.25 |"
+
+
+def test_profile_stage_sums_a_function_and_tables_the_rest() -> None:
+    import cProfile
+    import pstats
+
+    from bench import profile_stage
+
+    def work() -> int:
+        return sum(range(10000))
+
+    prof = cProfile.Profile()
+    prof.runcall(lambda: [work() for _ in range(3)])
+    seconds, calls = profile_stage.cumulative(pstats.Stats(prof), "test_bench_tools.py", "work")
+    assert calls == 3 and seconds > 0
+    res = {"wall_s": 10.0, "cpu_s": 9.0, "parts": {"a": (4.0, 1), "b": (1.0, 2)}}
+    text = profile_stage.table(res)
+    assert "| a | 1 | 4.00 | 40% |" in text and "5.00 | 50% |" in text  # the rest: 10 - 4 - 1
