@@ -99,25 +99,36 @@ def run(model: str, steps: int, warmup: int, repeats: int, device: str, batch: i
     """Every variant `repeats` times (interleaved); per variant the median step time and memory."""
     names = variants or list(VARIANTS)
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    errors: dict[str, str] = {}
     for _ in range(repeats):
         for n in names:
             rsp, k, second = VARIANTS[n]
             spec = {"model": model, "rsp": rsp, "pc_k": k, "second_order": second, "steps": steps,
                     "warmup": warmup, "device": device, "batch": batch, "crop": crop}
-            runs[n].append(common.run_worker("bench.pcdarts", spec, inprocess=inprocess))
-    return {n: {"step_s": common.median([r["step_s"] for r in rs]),
-                "memory_mib": common.median([r["memory_mib"] for r in rs]),
-                "params_m": rs[0]["params_m"], "batch": rs[0]["batch"], "crop": rs[0]["crop"]}
-            for n, rs in runs.items()}
+            try:
+                runs[n].append(common.run_worker("bench.pcdarts", spec, inprocess=inprocess))
+            except RuntimeError as e:  # e.g. out of memory at the paper preset: keep the other rows
+                errors[n] = str(e).splitlines()[-1][:120]
+    out = {n: {"step_s": common.median([r["step_s"] for r in rs]),
+               "memory_mib": common.median([r["memory_mib"] for r in rs]),
+               "params_m": rs[0]["params_m"], "batch": rs[0]["batch"], "crop": rs[0]["crop"]}
+           for n, rs in runs.items() if rs}
+    if not out:
+        raise RuntimeError(f"every variant failed: {errors}")
+    return out | {n: {"error": msg} for n, msg in errors.items() if n not in out}
 
 
 def table(res: dict[str, dict[str, Any]], device: str) -> str:
     """Rows per variant, with time and memory relative to RSP off (same order)."""
     mem = "peak CUDA memory (MiB)" if device == "cuda" else "peak RSS growth (MiB)"
     off = {False: res.get("RSP off"), True: res.get("RSP off, 2nd order")}
+    off = {k: v for k, v in off.items() if v and "error" not in v}
     rows = []
     for n, r in res.items():
-        ref = off[VARIANTS[n][2]]
+        if "error" in r:
+            rows.append([n, "-", f"failed: {r['error']}", "-", "-", "-"])
+            continue
+        ref = off.get(VARIANTS[n][2])
         rel = (f"{r['step_s'] / ref['step_s']:.2f}", f"{r['memory_mib'] / max(ref['memory_mib'], 1e-9):.2f}") if ref else ("", "")
         rows.append([n, f"{r['params_m']:.3f}", f"{r['step_s']:.3f}", f"{r['memory_mib']:.0f}", *rel])
     return common.md_table(["variant", "params (M)", "step (s)", mem, "time / RSP off", "memory / RSP off"], rows)
@@ -125,7 +136,7 @@ def table(res: dict[str, dict[str, Any]], device: str) -> str:
 
 def section(res: dict[str, dict[str, Any]], args: argparse.Namespace, command: str) -> str:
     """The docs/benchmarks.md section."""
-    r = next(iter(res.values()))
+    r = next(v for v in res.values() if "error" not in v)
     return "\n".join([
         f"## Stage-1 search cost: RSP on/off, first/second order, PC-DARTS peer (model={args.model})",
         "",

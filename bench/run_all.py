@@ -76,7 +76,7 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
 
     for key in ("search_cost_peers_tiny", "search_cost_peers_small", "search_cost_peers_paper"):
         res = results.get(key)
-        if res and "RSP on" in res and "RSP off" in res:
+        if res and "step_s" in res.get("RSP on", {}) and "step_s" in res.get("RSP off", {}):
             on, off = res["RSP on"], res["RSP off"]
             add(f"RSP search time / RSP off ({key})", on["step_s"] / off["step_s"], 0.6, False, key)
             add(f"RSP search memory / RSP off ({key})", on["memory_mib"] / max(off["memory_mib"], 1e-9), 0.5, False, key)

@@ -73,3 +73,13 @@ def test_pc_supernet_is_built_without_the_full_width_ops() -> None:
     assert all(torch.isfinite(p).all() for p in net.parameters())
     assert 0 < float(net.alpha.detach().abs().max()) < 0.01  # DARTS-style near-uniform init
     assert net(torch.randn(1, 3, 32, 64)).shape == (1, 19, 32, 64)
+
+
+def test_pcdarts_table_keeps_rows_when_a_variant_fails() -> None:
+    from bench.pcdarts import table
+
+    ok = {"step_s": 1.0, "memory_mib": 100.0, "params_m": 1.0, "batch": 2, "crop": [8, 8]}
+    res = {"RSP on": {**ok, "step_s": 0.5, "memory_mib": 40.0}, "RSP off": ok, "RSP off, 2nd order": {"error": "CUDA out of memory"}}
+    text = table(res, "cuda")
+    assert "| RSP on | 1.000 | 0.500 | 40 | 0.50 | 0.40 |" in text
+    assert "failed: CUDA out of memory" in text
