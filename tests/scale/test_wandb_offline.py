@@ -38,3 +38,22 @@ def test_wandb_offline_run_has_images(make_cfg, tmp_path: Path, monkeypatch) -> 
     (found,) = find_runs([out])  # experiments.collect reads the same run
     assert found.stage == "cell_search" and found.miou == max(
         row["val/miou"] for row in logged["history"] if "val/miou" in row)
+
+
+def test_each_stage_gets_its_own_wandb_run(make_cfg, tmp_path: Path, monkeypatch) -> None:
+    """A second logger in the same process (the next pipeline stage) must not attach to the first run."""
+    from rspnet.utils.loggers import build_logger, finish_loggers
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb_home"))
+    try:
+        first = build_logger(make_cfg("stage=cell_search", "logger=wandb"), tmp_path / "a")
+        first_id = first.experiment.id
+        second = build_logger(make_cfg("stage=macro_search", "logger=wandb"), tmp_path / "b")
+        assert second.experiment.id != first_id
+        assert second.experiment.config["stage"] == {"name": "macro_search"}
+    finally:
+        finish_loggers()
+    assert len(list((tmp_path / "a" / "wandb").glob("offline-run-*"))) == 1
+    assert len(list((tmp_path / "b" / "wandb").glob("offline-run-*"))) == 1

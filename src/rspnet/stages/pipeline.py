@@ -13,6 +13,7 @@ from omegaconf import DictConfig, open_dict
 from rspnet.stages import get_stage
 from rspnet.utils.config import output_dir, save_config
 from rspnet.utils.io import atomic_write_json
+from rspnet.utils.loggers import finish_loggers
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,10 @@ def _run(cfg: DictConfig, name: str) -> dict:
     out = output_dir(cfg)
     save_config(cfg, out)
     t0 = time.perf_counter()
-    result = get_stage(name)(cfg) or {}
+    try:
+        result = get_stage(name)(cfg) or {}
+    finally:
+        finish_loggers()  # each stage is its own W&B run
     result["seconds"] = round(time.perf_counter() - t0, 1)
     return result
 

@@ -23,6 +23,9 @@ def build_logger(cfg: DictConfig, out: Path) -> Any:
     if name == "wandb":
         os.environ.setdefault("WANDB_MODE", "offline")
         os.environ.setdefault("WANDB_SILENT", "true")
+        # one W&B run per stage: Lightning would otherwise attach to a run still open in this
+        # process (an earlier pipeline stage) and log into it with that stage's config
+        finish_loggers()
         from pytorch_lightning.loggers import WandbLogger
 
         return WandbLogger(
