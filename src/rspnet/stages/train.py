@@ -17,14 +17,12 @@ log = logging.getLogger(__name__)
 
 def load_architecture(cfg: DictConfig) -> tuple[Any, Any]:
     """(Genotype, MacroArch) from `genotype=` (required) and `macro_arch=` (default: default_macro)."""
-    from rspnet.genotype import Genotype, MacroArch
-    from rspnet.models.derived import default_macro
+    from rspnet.stages.summary import load_architecture as load_with_defaults
 
-    genotype = Genotype.load(require(cfg, "genotype", "pass genotype=PATH (genotype.json from stage=cell_search, "
-                                                      "or experiments/genotypes/paper_like.json)"))
-    macro_path = cfg.get("macro_arch")
-    macro = MacroArch.load(str(macro_path)) if macro_path else default_macro(cfg)
-    return genotype, macro
+    # training has no default cell: the genotype must be given; the macro default is shared
+    require(cfg, "genotype", "pass genotype=PATH (genotype.json from stage=cell_search, "
+                             "or experiments/genotypes/paper_like.json)")
+    return load_with_defaults(cfg)
 
 
 def init_from_checkpoint(module: Any, path: str) -> None:
