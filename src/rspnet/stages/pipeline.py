@@ -60,13 +60,18 @@ def run_pipeline(cfg: DictConfig) -> dict:
 
     train_cfg = _stage_cfg(cfg, "train", out, p.get("train_epochs"), genotype=genotype, macro_arch=macro)
     results["train"] = _run(train_cfg, "train")
-    ckpt = results["train"].get("best_ckpt") or str(out / "train" / "checkpoints" / "last.ckpt")
+    # the checkpoint train.select picked (best on the held-out slice by default, or last)
+    ckpt = (results["train"].get("selected_ckpt") or results["train"].get("best_ckpt")
+            or str(out / "train" / "checkpoints" / "last.ckpt"))
 
     eval_cfg = _stage_cfg(cfg, "eval", out, None, ckpt=ckpt)
     results["eval"] = _run(eval_cfg, "eval")
 
     summary = {
         "miou": results["eval"].get("miou"),
+        "split": str(cfg.split),  # the reported split (eval); selection_* below picked the checkpoint
+        "selected_on": (results["train"].get("selection") or {}).get("selected_on"),
+        "selection_miou": results["train"].get("best_val_miou"),
         "params": results["train"].get("params"),
         "artifacts": {
             "genotype": genotype,
@@ -77,7 +82,9 @@ def run_pipeline(cfg: DictConfig) -> dict:
             "metrics": str(out / "eval" / "metrics.json"),
         },
         "seconds": {k: v.get("seconds") for k, v in results.items()},
-        "objective": results["eval"].get("miou"),
+        # what a sweep optimises: the selection-split score, never the reported split's
+        # (train.select=val makes them the same split; train.select=last with no slice gives null)
+        "objective": results["train"].get("objective"),
     }
     atomic_write_json(out / "pipeline.json", summary)
     _print_summary(summary, cfg)

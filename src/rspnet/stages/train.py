@@ -36,19 +36,33 @@ def init_from_checkpoint(module: Any, path: str) -> None:
     log.info("initialised the network from %s", path)
 
 
-def _checkpoint_callback(out: Path) -> Any:
-    """Best (max val/miou) and last checkpoints in DIR/checkpoints (written by AtomicCheckpointIO)."""
+def _checkpoint_callback(out: Path, select: bool = True) -> Any:
+    """Best (max val/miou on the selection split) and last checkpoints in DIR/checkpoints (AtomicCheckpointIO).
+
+    `select=False` (train.select=last): no monitored metric, only last.ckpt is the result.
+    """
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    return ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best-epoch{epoch:03d}", monitor="val/miou",
-                           mode="max", save_top_k=1, save_last=True, auto_insert_metric_name=False,
+    return ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best-epoch{epoch:03d}" if select else "epoch{epoch:03d}",
+                           monitor="val/miou" if select else None, mode="max", save_top_k=1, save_last=True,
+                           auto_insert_metric_name=False,
                            enable_version_counter=False)  # a moved run dir must overwrite last.ckpt, not add last-v1
 
 
+def selection_info(dm: Any) -> dict[str, Any]:
+    """What picks the checkpoint (train.json, checkpoint metadata and metrics.json carry it)."""
+    sel = dm.selection
+    hold = dm.holdout_state()
+    return {"select": sel.select, "split": sel.split,
+            "holdout": None if hold is None else {"fraction": sel.fraction, "seed": sel.seed, "images": len(hold["holdout"])},
+            "selected_on": sel.describe(None if hold is None else len(hold["holdout"]))}
+
+
 def run_train(cfg: DictConfig) -> dict:
-    """Train, keep best/last checkpoints, write DIR/train.json; objective = best val mIoU."""
+    """Train, keep best/last checkpoints, write DIR/train.json; objective = best selection-split mIoU."""
     from rspnet.data import build_datamodule
     from rspnet.lit.seg_module import SegModule
+    from rspnet.losses import resolve_class_weights
     from rspnet.utils.checkpoint import AtomicCheckpointIO
     from rspnet.utils.loggers import build_logger
     from rspnet.utils.trainer import build_trainer, resolve_ckpt_path
@@ -57,19 +71,26 @@ def run_train(cfg: DictConfig) -> dict:
     genotype, macro = load_architecture(cfg)
     dm = build_datamodule(cfg)
     dm.setup("fit")
-    module = SegModule(cfg, genotype.to_dict(), macro.to_dict(), dm.num_classes, list(dm.classes), list(dm.palette))
+    selection = selection_info(dm)
+    weights = resolve_class_weights(cfg, dm, out)
+    module = SegModule(cfg, genotype.to_dict(), macro.to_dict(), dm.num_classes, list(dm.classes), list(dm.palette),
+                       weights, selection)
+    log.info("checkpoint selection: %s", selection["selected_on"])
     params = module.meta["params"]
     log.info("derived network: %s params (%.3f M), head=%s, rsp=%s", params, params / 1e6, cfg.head.name, cfg.rsp.enabled)
     if cfg.train.get("init_ckpt"):
         init_from_checkpoint(module, str(cfg.train.init_ckpt))
-    ckpt_cb = _checkpoint_callback(out)
-    trainer = build_trainer(cfg, out, build_logger(cfg, out), [ckpt_cb], plugins=[AtomicCheckpointIO()])
+    select = dm.selection.select != "last"
+    ckpt_cb = _checkpoint_callback(out, select)
+    no_val = {"limit_val_batches": 0} if dm.selection.split is None else {}
+    trainer = build_trainer(cfg, out, build_logger(cfg, out), [ckpt_cb], plugins=[AtomicCheckpointIO()], **no_val)
     trainer.fit(module, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg, out))
 
-    best_score = ckpt_cb.best_model_score
+    best_score = ckpt_cb.best_model_score if select else None
     last_miou = trainer.callback_metrics.get("val/miou")
     best = float(best_score) if best_score is not None else (float(last_miou) if last_miou is not None else None)
     last = Path(ckpt_cb.last_model_path or out / "checkpoints" / "last.ckpt")
+    best_path = (ckpt_cb.best_model_path or None) if select else None
     epochs, step = int(trainer.current_epoch), int(trainer.global_step)
     if step == 0 and last.is_file():  # strategy=ddp_spawn trained in child processes: read the counters back
         from rspnet.lit.seg_module import read_checkpoint
@@ -77,9 +98,16 @@ def run_train(cfg: DictConfig) -> dict:
         ck = read_checkpoint(last)
         epochs, step = int(ck["epoch"]) + 1, int(ck["global_step"])
     result = {
-        "best_ckpt": ckpt_cb.best_model_path or None,
+        "best_ckpt": best_path,
         "last_ckpt": str(last) if last.is_file() else None,
+        # the checkpoint to report (pipeline evaluates it): best on the selection split, or last
+        "selected_ckpt": best_path or (str(last) if last.is_file() else None),
+        "selection": selection,
+        # mIoU on the selection split (`selection.split`; the held-out slice of train by default):
+        # best for train.select=holdout|val, last validation for train.select=last (null: no validation)
         "best_val_miou": best,
+        "class_weights": {"source": str(cfg.train.get("class_weights")), "scheme": str(cfg.train.get("class_weighting")),
+                          "weights": weights} if weights is not None else None,
         "epochs": epochs,
         "global_step": step,
         "params": params,
