@@ -36,26 +36,45 @@ def init_from_checkpoint(module: Any, path: str) -> None:
     log.info("initialised the network from %s", path)
 
 
-def _checkpoint_callback(out: Path, select: bool = True) -> Any:
-    """Best (max val/miou on the selection split) and last checkpoints in DIR/checkpoints (AtomicCheckpointIO).
+def _checkpoint_callbacks(out: Path, select: bool = True) -> tuple[Any, Any]:
+    """(best, last) checkpoint callbacks writing DIR/checkpoints (through AtomicCheckpointIO).
 
-    `select=False` (train.select=last): no monitored metric, only last.ckpt is the result.
+    best: max val/miou on the selection split (None for train.select=last). last.ckpt has its own
+    callback because Lightning >= 2.5 rewrites `save_last` only in epochs where top-k saved, so
+    after an epoch without a new best it would hold an older epoch (a resume would repeat work).
     """
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    return ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best-epoch{epoch:03d}" if select else "epoch{epoch:03d}",
-                           monitor="val/miou" if select else None, mode="max", save_top_k=1, save_last=True,
-                           auto_insert_metric_name=False,
-                           enable_version_counter=False)  # a moved run dir must overwrite last.ckpt, not add last-v1
+    # enable_version_counter=False: a moved run dir must overwrite last.ckpt, not add last-v1
+    last = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="last", monitor=None, save_top_k=1,
+                           auto_insert_metric_name=False, enable_version_counter=False)
+    if not select:
+        return None, last
+    best = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best-epoch{epoch:03d}", monitor="val/miou",
+                           mode="max", save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
+    return best, last
 
 
 def selection_info(dm: Any) -> dict[str, Any]:
     """What picks the checkpoint (train.json, checkpoint metadata and metrics.json carry it)."""
-    sel = dm.selection
-    hold = dm.holdout_state()
+    from rspnet.data.selection import Selection
+
+    hold = dm.holdout_state()  # the slice in use: a resumed run keeps its checkpoint's
+    sel = dm.selection if hold is None else Selection(dm.selection.select, float(hold["fraction"]), int(hold["seed"]))
     return {"select": sel.select, "split": sel.split,
             "holdout": None if hold is None else {"fraction": sel.fraction, "seed": sel.seed, "images": len(hold["holdout"])},
             "selected_on": sel.describe(None if hold is None else len(hold["holdout"]))}
+
+
+def restore_holdout(dm: Any, ckpt_path: str | None) -> None:
+    """On resume, take the held-out slice from the checkpoint before anything is computed from it."""
+    if ckpt_path is None:
+        return
+    from rspnet.lit.seg_module import read_checkpoint
+
+    state = read_checkpoint(ckpt_path).get(type(dm).__qualname__)  # where Lightning saves dm.state_dict()
+    if isinstance(state, dict):
+        dm.load_state_dict(state)
 
 
 def run_train(cfg: DictConfig) -> dict:
@@ -71,6 +90,8 @@ def run_train(cfg: DictConfig) -> dict:
     genotype, macro = load_architecture(cfg)
     dm = build_datamodule(cfg)
     dm.setup("fit")
+    ckpt_path = resolve_ckpt_path(cfg, out)
+    restore_holdout(dm, ckpt_path)
     selection = selection_info(dm)
     weights = resolve_class_weights(cfg, dm, out)
     module = SegModule(cfg, genotype.to_dict(), macro.to_dict(), dm.num_classes, list(dm.classes), list(dm.palette),
@@ -81,16 +102,17 @@ def run_train(cfg: DictConfig) -> dict:
     if cfg.train.get("init_ckpt"):
         init_from_checkpoint(module, str(cfg.train.init_ckpt))
     select = dm.selection.select != "last"
-    ckpt_cb = _checkpoint_callback(out, select)
+    best_cb, last_cb = _checkpoint_callbacks(out, select)
     no_val = {"limit_val_batches": 0} if dm.selection.split is None else {}
-    trainer = build_trainer(cfg, out, build_logger(cfg, out), [ckpt_cb], plugins=[AtomicCheckpointIO()], **no_val)
-    trainer.fit(module, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg, out))
+    trainer = build_trainer(cfg, out, build_logger(cfg, out), [c for c in (best_cb, last_cb) if c is not None],
+                            plugins=[AtomicCheckpointIO()], **no_val)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
 
-    best_score = ckpt_cb.best_model_score if select else None
+    best_score = best_cb.best_model_score if best_cb is not None else None
     last_miou = trainer.callback_metrics.get("val/miou")
     best = float(best_score) if best_score is not None else (float(last_miou) if last_miou is not None else None)
-    last = Path(ckpt_cb.last_model_path or out / "checkpoints" / "last.ckpt")
-    best_path = (ckpt_cb.best_model_path or None) if select else None
+    last = Path(last_cb.best_model_path or out / "checkpoints" / "last.ckpt")
+    best_path = (best_cb.best_model_path or None) if best_cb is not None else None
     epochs, step = int(trainer.current_epoch), int(trainer.global_step)
     if step == 0 and last.is_file():  # strategy=ddp_spawn trained in child processes: read the counters back
         from rspnet.lit.seg_module import read_checkpoint
