@@ -13,8 +13,10 @@ from rspnet.genotype import Genotype, MacroArch
 from rspnet.stages.macro_search import run_macro_search
 
 # synthetic data small enough for a second per epoch on one core
+# paths are scored on the held-out slice of train (4 of the 8 images here), never on val
 TINY = ["stage=macro_search", "dataset.num_train=8", "dataset.num_val=4", "dataset.image_size=[32,64]",
-        "dataset.crop_size=[32,64]", "dataset.batch_size=4", "dataset.val_batch_size=4", "model.layers=2"]
+        "dataset.crop_size=[32,64]", "dataset.batch_size=4", "dataset.val_batch_size=4", "model.layers=2",
+        "train.holdout_fraction=0.5"]
 
 
 @pytest.fixture
@@ -64,7 +66,7 @@ def test_checkpoint_holds_beta_cam_and_path_scores(make_cfg, genotype_file: Path
     # the stored mean path weights are exactly what macro.json reports
     macro = json.loads((Path(cfg.paths.output_dir) / "macro.json").read_text())
     top = max(i["score"] for n in macro["nodes"] if n["layer"] == 2 for i in n["inputs"])
-    total = ckpt["rspnet"]["path_scores"]["total"]  # [sums over val images..., count]
+    total = ckpt["rspnet"]["path_scores"]["total"]  # [sums over held-out images..., count]
     assert total[-1] == 4
     mean = total[:-1] / total[-1]
     # layout: the four layer-1 nodes (one candidate each), then the layer-2 nodes
