@@ -169,7 +169,7 @@ def metric_name(name: str) -> str:
 def per_class_line(epoch: int, res: dict[str, torch.Tensor], names: list[str], selection: dict | None) -> str:
     """'val epoch 3 (holdout): mIoU 45.2 | sky 87.1 road 80.2 ...' (IoU in %, '-' = absent)."""
     split = (selection or {}).get("split") or "val"
-    ious = " ".join(f"{n} {'-' if math.isnan(float(v)) else f'{100 * float(v):.1f}'}"
+    ious = " ".join(f"{metric_name(n)} {'-' if math.isnan(float(v)) else f'{100 * float(v):.1f}'}"
                     for n, v in zip(names, res["iou_per_class"]))
     return f"val epoch {epoch} ({split}): mIoU {100 * float(torch.nan_to_num(res['miou'])):.1f} | {ious}"
 

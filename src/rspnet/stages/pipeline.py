@@ -101,6 +101,8 @@ def _print_summary(summary: dict, cfg: DictConfig) -> None:
     table.add_column("value", overflow="fold")
     miou = summary["miou"]
     table.add_row(f"val mIoU ({cfg.split})", f"{100 * miou:.2f} %" if miou is not None else "n/a")
+    if summary.get("selected_on"):
+        table.add_row("checkpoint selected on", str(summary["selected_on"]))
     if summary["params"] is not None:
         table.add_row("params", f"{summary['params'] / 1e6:.3f} M")
     for stage, secs in summary["seconds"].items():
