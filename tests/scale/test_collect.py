@@ -57,3 +57,16 @@ def test_collect_fills_paper_rows_from_json_csv_and_wandb(tmp_path: Path) -> Non
 def test_collect_cli_rejects_missing_folder(tmp_path: Path, capsys) -> None:
     assert main([str(tmp_path / "nope")]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_held_out_validation_is_not_reported_as_val(tmp_path: Path) -> None:
+    from experiments.collect import read_run
+
+    run = tmp_path / "train_only"
+    (run / "csv").mkdir(parents=True)
+    (run / "csv" / "metrics.csv").write_text("epoch,val/miou\n0,0.5\n")
+    (run / "train.json").write_text(json.dumps({"best_val_miou": 0.5, "params": 10,
+                                                "selection": {"split": "holdout"}}))
+    assert read_run(run).miou is None  # a held-out-slice number is not the reported val mIoU
+    (run / "train.json").write_text(json.dumps({"best_val_miou": 0.5, "params": 10, "selection": {"split": "val"}}))
+    assert read_run(run).miou == 0.5 and read_run(run).source == "train.json"
