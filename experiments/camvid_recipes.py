@@ -86,7 +86,8 @@ def commands(v: Variant, folder: Path, base: list[str], genotype: str | None, ma
     if genotype is None:
         return [[*common, f"paths.output_dir={folder}"]]
     arch = [f"genotype={genotype}"] + ([f"macro_arch={macro}"] if macro else [])
-    return [[*common, "stage=train", *arch, "trainer.max_epochs=${stage.train_epochs}", f"paths.output_dir={folder / 'train'}"],
+    return [[*common, "stage=train", *arch, "trainer.max_epochs=${stage.train_epochs}",
+             f"paths.output_dir={folder / 'train'}"],
             [*common, "stage=eval", f"paths.output_dir={folder / 'eval'}"]]
 
 
@@ -181,7 +182,8 @@ def main(argv: list[str] | None = None, runner: Callable[[list[str], Path], int]
     base = [*(DEBUG if a.debug else [f"dataset.root={a.root}"]), *a.overrides]
     if a.list:
         for v in variants:
-            print(v.name, "::", " ;; ".join("rspnet " + shlex.join(c) for c in commands(v, a.out / v.name, base, a.genotype, a.macro_arch)))
+            cmds = commands(v, a.out / v.name, base, a.genotype, a.macro_arch)
+            print(v.name, "::", " ;; ".join("rspnet " + shlex.join(c) for c in cmds))
         return 0
     rows = []
     for v in variants:

@@ -19,7 +19,8 @@ def _fake_runner(calls: list[list[str]]):
         weighted = "train.class_weights=auto" in args
         train = {"params": 123_000, "best_val_miou": 0.3, "selected_ckpt": str(out / "train" / "last.ckpt"),
                  "selection": {"selected_on": "held-out 0.1 of train (seed 0, 37 images)"}}
-        metrics = {"miou": 0.5 if weighted else 0.4, "split": "val", "iou_per_class": {"sky": 0.9, "pole": 0.1 if weighted else None}}
+        metrics = {"miou": 0.5 if weighted else 0.4, "split": "val",
+                   "iou_per_class": {"sky": 0.9, "pole": 0.1 if weighted else None}}
         if "stage=eval" in args:
             (out).mkdir(parents=True, exist_ok=True)
             (out / "metrics.json").write_text(json.dumps(metrics))

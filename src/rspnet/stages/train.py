@@ -62,7 +62,8 @@ def selection_info(dm: Any) -> dict[str, Any]:
     hold = dm.holdout_state()  # the slice in use: a resumed run keeps its checkpoint's
     sel = dm.selection if hold is None else Selection(dm.selection.select, float(hold["fraction"]), int(hold["seed"]))
     return {"select": sel.select, "split": sel.split,
-            "holdout": None if hold is None else {"fraction": sel.fraction, "seed": sel.seed, "images": len(hold["holdout"])},
+            "holdout": None if hold is None else {"fraction": sel.fraction, "seed": sel.seed,
+                                                  "images": len(hold["holdout"])},
             "selected_on": sel.describe(None if hold is None else len(hold["holdout"]))}
 
 
