@@ -28,6 +28,7 @@ def run(cfg: DictConfig) -> dict:
     """Run the stage named by `cfg.stage.name` with loggers closed in `finally`."""
     from rspnet.stages import get_stage
     from rspnet.utils.config import output_dir, print_config_tree, save_config, seed_everything
+    from rspnet.utils.distributed import rank_errors
     from rspnet.utils.loggers import finish_loggers
 
     stage = get_stage(str(cfg.stage.name))
@@ -37,7 +38,8 @@ def run(cfg: DictConfig) -> dict:
     save_config(cfg, out)
     seed_everything(cfg.get("seed", 0))
     try:
-        return stage(cfg)
+        with rank_errors():
+            return stage(cfg)
     finally:
         finish_loggers()
 
