@@ -52,6 +52,8 @@ def _main(cfg: DictConfig) -> float | None:
     with open_dict(cfg):
         # the run dir is paths.output_dir when given; in multirun each job gets its own subdir
         cfg.paths.output_dir = HydraConfig.get().runtime.output_dir
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        _check_sweep_job(cfg)
     try:
         result = run(cfg)
     except RSPNetError as e:
@@ -62,6 +64,23 @@ def _main(cfg: DictConfig) -> float | None:
     # the optuna sweeper optimises the value returned here
     metric = (result or {}).get("objective")
     return float(metric) if metric is not None else None
+
+
+def _check_sweep_job(cfg: DictConfig) -> None:
+    """Before any Trainer exists: a job whose DDP strategy re-runs the command line stops the sweep.
+
+    Also when the sweep-level check passed (`-m trainer=cpu,ddp`: swept values are per job).
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    from rspnet.utils.callbacks import fail_sweep
+    from rspnet.utils.trainer import check_ddp_in_multirun
+
+    hydra_cfg = HydraConfig.get()
+    try:
+        check_ddp_in_multirun(cfg.trainer, str(OmegaConf.select(hydra_cfg, "launcher._target_", default="")))
+    except RSPNetError as e:
+        fail_sweep(str(e), Path(str(hydra_cfg.sweep.dir)), Path(str(hydra_cfg.runtime.output_dir)))
 
 
 def _message(e: RSPNetError) -> str:

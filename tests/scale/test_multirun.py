@@ -75,19 +75,61 @@ def test_optuna_two_trials_end_to_end(tmp_path: Path) -> None:
 
 def test_local_multirun_refuses_relaunching_ddp() -> None:
     from rspnet.errors import ConfigError
-    from rspnet.utils.callbacks import check_ddp_in_multirun
+    from rspnet.utils.trainer import check_ddp_in_multirun
 
-    def hydra_cfg(*overrides: str):
+    def check(*overrides: str) -> None:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+            cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+        check_ddp_in_multirun(cfg.trainer, str(cfg.hydra.launcher._target_))
 
-    with pytest.raises(ConfigError, match="trainer.strategy=ddp re-launches"):
-        check_ddp_in_multirun(hydra_cfg("trainer=ddp"))
-    check_ddp_in_multirun(hydra_cfg("trainer=ddp", "trainer.strategy=ddp_spawn"))  # spawned from the job: fine
-    check_ddp_in_multirun(hydra_cfg("trainer=ddp_sim"))
-    check_ddp_in_multirun(hydra_cfg("trainer=ddp", "hydra/launcher=slurm"))  # ranks are SLURM tasks
-    check_ddp_in_multirun(hydra_cfg("trainer=gpu"))
+    for relaunching in (["trainer=ddp"], ["trainer=gpu", "trainer.devices=2"], ["trainer=gpu", "trainer.devices=-1"],
+                        ["trainer=gpu", "trainer.devices=[0,1]"], ["trainer=gpu", "trainer.strategy=fsdp", "trainer.devices=2"],
+                        ["trainer=cpu", "trainer.num_nodes=2", "trainer.strategy=ddp"]):
+        with pytest.raises(ConfigError, match="re-launches the command per rank.*hydra/launcher=slurm"):
+            check(*relaunching)
+    check("trainer=ddp", "trainer.strategy=ddp_spawn")  # spawned from the job: fine
+    check("trainer=ddp", "trainer.strategy=ddp_fork")
+    check("trainer=ddp_sim")
+    check("trainer=ddp", "hydra/launcher=slurm")  # ranks are SLURM tasks
+    check("trainer=gpu")
+    check("trainer=cpu", "trainer.devices=auto")  # one CPU device
+
+
+def _leftovers(marker: str) -> list[int]:
+    """Processes (any parent) whose environment carries `marker`: what a test's CLI run left behind."""
+    import psutil
+
+    pids = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("RSPNET_TEST_MARKER") == marker:
+                pids.append(proc.pid)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return pids
+
+
+@pytest.mark.parametrize("swept", [False, True], ids=["sweep_level", "job_level"])
+def test_relaunching_ddp_stops_the_sweep_in_one_line(tmp_path: Path, swept: bool) -> None:
+    import uuid
+
+    marker, sweep = uuid.uuid4().hex, tmp_path / "sweep"
+    # sweep level: trainer=ddp is in the sweep's own config (Hydra callback, before any job);
+    # job level: swept per job, so job 0 (CPU) runs and job 1 stops the sweep before its Trainer exists
+    trainer = ["trainer=cpu,ddp"] if swept else ["trainer=ddp", "rsp=on,off"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "RSPNET_TEST_MARKER": marker}
+    proc = subprocess.run([sys.executable, "-m", "rspnet.cli", "-m", "stage=data_stats", "stage.workers=1", *TINY, *trainer,
+                           f"paths.output_dir={sweep}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("rspnet: error:")]
+    assert len(errors) == 1 and "trainer.strategy=ddp" in errors[0] and "hydra/launcher=slurm" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert _leftovers(marker) == []  # no rank was ever started
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert "re-launches the command per rank" in summary["error"] and "The sweep stopped" in (sweep / "summary.md").read_text()
+    statuses = [j["status"] for j in summary["jobs"]]
+    assert statuses == (["completed", "failed"] if swept else [])
 
 
 @pytest.mark.slow
