@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,7 @@ def test_optuna_sweeper_config() -> None:
         cfg = compose(config_name="config", overrides=["hparams_search=optuna"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
-    assert sweeper.storage is None and 1 <= sweeper.n_trials <= 20
+    assert sweeper.storage.startswith("sqlite:///") and 1 <= sweeper.n_trials <= 20  # a study that survives the sweeper
     assert set(sweeper.params) == {"search.arch_lr", "search.weight_lr", "search.warmup_epochs"}
     assert cfg.stage.name == "cell_search" and str(cfg.hydra.mode) == "RunMode.MULTIRUN"
     assert cfg.hydra.callbacks.sweep_summary._target_ == "rspnet.utils.callbacks.SweepSummary"
@@ -66,11 +67,46 @@ def test_optuna_sweeper_config() -> None:
 def test_optuna_two_trials_end_to_end(tmp_path: Path) -> None:
     sweep = tmp_path / "optuna"
     proc = _rspnet("hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2",
-                   *TINY, f"paths.output_dir={sweep}", timeout=400)
+                   "hydra.sweeper.storage=null", *TINY, f"paths.output_dir={sweep}", timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((sweep / "summary.json").read_text())
     assert len(summary["jobs"]) == 2 and all(isinstance(j["objective"], float) for j in summary["jobs"])
     assert summary["optuna"]["name"] == "optuna" and "best_value" in summary["optuna"]
+
+
+SMALL = ["model.search_layers=1", "model.scales=[4,8]", "model.base_width=4", "dataset.image_size=[32,64]",
+         "dataset.crop_size=[32,64]", "trainer.enable_progress_bar=false"]
+
+
+def test_optuna_study_resumes_from_sqlite_after_the_sweeper_is_killed(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    args = [sys.executable, "-m", "rspnet.cli", "hparams_search=optuna", f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=resume", "hydra.sweeper.sampler.n_startup_trials=1", *TINY, *SMALL]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    first = subprocess.Popen([*args, "hydra.sweeper.n_trials=3", f"paths.output_dir={tmp_path / 'first'}"], cwd=REPO,
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:  # the sweeper dies as soon as its first trial is recorded in the study
+        deadline = time.monotonic() + 240
+        while not _completed(storage) and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        first.kill()
+        first.wait()
+    proc = _rspnet(*args[3:], "hydra.sweeper.n_trials=1", f"paths.output_dir={tmp_path / 'second'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    done = _completed(storage)
+    assert len(done) == 2 and all(isinstance(t.value, float) for t in done)  # the killed sweep's trial is kept
+
+
+def _completed(storage: str) -> list:
+    """The completed trials of study `resume` in `storage` (none while it does not exist yet)."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name="resume", storage=storage)
+    except KeyError:
+        return []
+    return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
 
 
 def test_local_multirun_refuses_relaunching_ddp() -> None:
