@@ -30,8 +30,10 @@ def run(cfg: DictConfig) -> dict:
     from rspnet.utils.config import output_dir, print_config_tree, save_config, seed_everything
     from rspnet.utils.distributed import rank_errors
     from rspnet.utils.loggers import finish_loggers
+    from rspnet.utils.validate import validate_config
 
     stage = get_stage(str(cfg.stage.name))
+    validate_config(cfg)  # a wrong type is one line naming the key, not a traceback from deep inside
     out = output_dir(cfg)
     if cfg.get("print_config", True):
         print_config_tree(cfg)
