@@ -1,7 +1,12 @@
-"""Logger factory: `logger=wandb|csv|none`. W&B is offline unless WANDB_MODE says otherwise."""
+"""Logger factory: `logger=wandb|csv|tensorboard|none`, each a `_target_` config instantiated by Hydra.
+
+W&B is offline unless WANDB_MODE says otherwise; its run id is kept in the run dir so that
+`ckpt_path=last` continues the same W&B run.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -10,35 +15,56 @@ from omegaconf import DictConfig, OmegaConf
 
 from rspnet.errors import ConfigError
 
+WANDB_ID_FILE = "wandb_id.txt"
+
 
 def build_logger(cfg: DictConfig, out: Path) -> Any:
-    """Return a Lightning logger for `cfg.logger.name`, or False for `none`."""
-    name = cfg.logger.get("name", "none")
-    if name == "none":
+    """Instantiate `cfg.logger` (a `_target_` config) writing under `out`, or False for `logger=none`."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    spec = cfg.get("logger")
+    target = str(spec.get("_target_") or "") if isinstance(spec, DictConfig) else ""
+    if not target:
         return False
-    if name == "csv":
-        from pytorch_lightning.loggers import CSVLogger
+    kwargs: dict[str, Any] = {"save_dir": str(out)}
+    if target.endswith("WandbLogger"):
+        kwargs.update(_wandb_kwargs(cfg, out))
+    elif target.endswith("TensorBoardLogger") and not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
+        raise ConfigError("logger=tensorboard needs the tensorboard or tensorboardX package: "
+                          "pip install 'rspnet[tensorboard]' (or use logger=csv)")
+    try:
+        # partial first: `config` (the whole cfg, with its own `_target_`s) must not be instantiated
+        logger = instantiate(spec, _partial_=True, _convert_="all")(**kwargs)
+    except (InstantiationException, TypeError) as e:
+        raise ConfigError(f"logger ({target}): {str(e).splitlines()[0]}; check the logger.* keys") from e
+    if target.endswith("WandbLogger"):
+        _store_wandb_id(logger, out)
+    return logger
 
-        return CSVLogger(save_dir=str(out), name="csv", version="")
-    if name == "wandb":
-        os.environ.setdefault("WANDB_MODE", "offline")
-        os.environ.setdefault("WANDB_SILENT", "true")
-        # one W&B run per stage: Lightning would otherwise attach to a run still open in this
-        # process (an earlier pipeline stage) and log into it with that stage's config
-        finish_loggers()
-        from pytorch_lightning.loggers import WandbLogger
 
-        return WandbLogger(
-            project=cfg.logger.get("project", "rspnet"),
-            group=cfg.logger.get("group"),
-            tags=list(cfg.logger.get("tags") or []),
-            job_type=cfg.logger.get("job_type"),
-            entity=cfg.logger.get("entity"),
-            save_dir=str(out),
-            log_model=bool(cfg.logger.get("log_model", False)),
-            config=OmegaConf.to_container(cfg, resolve=True),
-        )
-    raise ConfigError(f"logger={name} is unknown; use logger=wandb, logger=csv or logger=none")
+def _wandb_kwargs(cfg: DictConfig, out: Path) -> dict[str, Any]:
+    """W&B offline by default, the resolved config, and the stored run id when resuming."""
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    # one W&B run per stage: Lightning would otherwise attach to a run still open in this
+    # process (an earlier pipeline stage) and log into it with that stage's config
+    finish_loggers()
+    kwargs: dict[str, Any] = {"config": OmegaConf.to_container(cfg, resolve=True)}
+    stored = out / WANDB_ID_FILE
+    if cfg.get("ckpt_path") and not cfg.logger.get("id") and stored.is_file():
+        kwargs.update(id=stored.read_text().strip(), resume="allow")  # ckpt_path=last: the same W&B run
+    return kwargs
+
+
+def _store_wandb_id(logger: Any, out: Path) -> None:
+    """Write the W&B run id to `<out>/wandb_id.txt` (rank 0; starting the run is what assigns it)."""
+    from pytorch_lightning.utilities import rank_zero_only
+
+    from rspnet.utils.io import atomic_write_text
+
+    if rank_zero_only.rank == 0:
+        atomic_write_text(out / WANDB_ID_FILE, str(logger.experiment.id) + "\n")
 
 
 def finish_loggers() -> None:
