@@ -56,3 +56,49 @@ def test_ckpt_path_last_resumes_the_same_wandb_run(make_cfg, tmp_path: Path, off
     finish_loggers()
     fresh = build_logger(make_cfg("logger=wandb"), out).experiment.id  # without ckpt_path: a new run
     assert resumed == first and fresh != first
+
+
+@pytest.mark.parametrize("logger", ["csv", "wandb"])
+def test_a_stage_run_prints_no_lightning_tip_or_known_deprecation(tmp_path: Path, logger: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wandb_home")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "rspnet.cli", "stage=cell_search", f"logger={logger}", "print_config=false",
+         "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "dataset.num_train=8",
+         "dataset.num_val=4", "model.search_layers=1", "model.scales=[4,8]", "model.base_width=4",
+         "dataset.image_size=[32,64]", "dataset.crop_size=[32,64]", "trainer.enable_progress_bar=false",
+         f"paths.output_dir={tmp_path / 'run'}"], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    output = proc.stdout + proc.stderr
+    assert "`Trainer.fit` stopped" in output  # Lightning's own info lines still come through
+    for noise in ("Tip:", "litlogger", "litmodels", "LeafSpec", "anonymous setting"):
+        assert noise not in output, noise
+
+
+def test_callbacks_group_instantiates_the_chosen_callbacks(make_cfg) -> None:
+    from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, RichProgressBar
+
+    from rspnet.utils.trainer import user_callbacks
+
+    cfg = make_cfg("callbacks=[default,early_stopping,rich_progress]", "callbacks.early_stopping.patience=3")
+    made = user_callbacks(cfg, logger=object())
+    assert [type(c) for c in made] == [LearningRateMonitor, EarlyStopping, RichProgressBar]
+    assert made[1].patience == 3 and made[1].monitor == "val/miou"
+    assert user_callbacks(cfg, logger=False)[0].__class__ is EarlyStopping  # no logger: no LR monitor
+    assert user_callbacks(make_cfg("callbacks=default", "callbacks.lr_monitor=null"), logger=object()) == []
+    assert user_callbacks(make_cfg("callbacks=none"), logger=object()) == []
+    with pytest.raises(ConfigError, match="callbacks.early_stopping .*EarlyStopping"):
+        user_callbacks(make_cfg("callbacks=early_stopping", "+callbacks.early_stopping.colour=red"), logger=False)
+
+
+def test_build_trainer_adds_the_configured_callbacks(make_cfg, tmp_path: Path) -> None:
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    from rspnet.utils.trainer import build_trainer
+
+    trainer = build_trainer(make_cfg("callbacks=[default,early_stopping]"), tmp_path, logger=False)
+    assert any(isinstance(c, EarlyStopping) for c in trainer.callbacks)

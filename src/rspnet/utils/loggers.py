@@ -7,7 +7,9 @@ W&B is offline unless WANDB_MODE says otherwise; its run id is kept in the run d
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,11 @@ def build_logger(cfg: DictConfig, out: Path) -> Any:
     except (InstantiationException, TypeError) as e:
         raise ConfigError(f"logger ({target}): {str(e).splitlines()[0]}; check the logger.* keys") from e
     if target.endswith("WandbLogger"):
+        # Lightning always passes anonymous=None, which wandb >= 0.22 answers with a deprecation
+        # warning on every run; leaving the key out is the same setting
+        init = getattr(logger, "_wandb_init", {})
+        if init.get("anonymous", False) is None:
+            del init["anonymous"]
         _store_wandb_id(logger, out)
     return logger
 
@@ -86,3 +93,32 @@ def log_image(logger: Any, key: str, image: Any, step: int | None = None) -> Non
     for lg in logger if isinstance(logger, (list, tuple)) else [logger]:
         if isinstance(lg, WandbLogger):
             lg.log_image(key=key, images=[image], step=step)
+
+
+# Lightning's advertisements, logged at INFO by its rank-zero logger on every Trainer
+# ("💡 Tip: ... litlogger / litmodels"); only these records are dropped
+_TIP_PREFIX = "💡 Tip:"
+_RANK_ZERO_LOGGERS = ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
+                      "lightning_utilities.core.rank_zero")
+# known deprecation noise from library internals, not actionable by users: (message regex, category)
+_KNOWN_NOISE = (
+    # torch >= 2.10 deprecates LeafSpec, which pytorch_lightning.utilities._pytree still builds
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),
+)
+
+
+class _DropTips(logging.Filter):
+    """Drops Lightning's marketing tips, passes every other record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_TIP_PREFIX)
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's tips and the known deprecation noise (targeted filters; idempotent)."""
+    for name in _RANK_ZERO_LOGGERS:
+        lg = logging.getLogger(name)
+        if not any(isinstance(f, _DropTips) for f in lg.filters):
+            lg.addFilter(_DropTips())
+    for message, category in _KNOWN_NOISE:
+        warnings.filterwarnings("ignore", message=message, category=category)

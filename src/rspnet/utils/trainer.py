@@ -15,12 +15,15 @@ def build_trainer(cfg: DictConfig, out: Path, logger: Any, callbacks: list | Non
     """Return `pl.Trainer(**cfg.trainer)` writing under `out`, with `overrides` applied last."""
     import pytorch_lightning as pl
 
+    from rspnet.utils.loggers import quiet_lightning
+
+    quiet_lightning()  # before the Trainer: it logs Lightning's tips while it is built
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     assert isinstance(kwargs, dict)
     kwargs.setdefault("default_root_dir", str(out))
     kwargs.update(overrides)
     _check_deterministic(kwargs)
-    callbacks = list(callbacks or [])
+    callbacks = list(callbacks or []) + user_callbacks(cfg, logger)
     if isinstance(logger, pl.loggers.WandbLogger):  # prediction overlays, stage pictures, artifacts
         from rspnet.utils.wandb_media import WandbMedia
 
@@ -31,6 +34,26 @@ def build_trainer(cfg: DictConfig, out: Path, logger: Any, callbacks: list | Non
         raise ConfigError(f"trainer: {e}; every trainer.* key must be a Lightning Trainer argument") from e
     except (ValueError, pl.utilities.exceptions.MisconfigurationException) as e:
         raise ConfigError(f"trainer: {e}") from e
+
+
+def user_callbacks(cfg: DictConfig, logger: Any) -> list:
+    """Instantiate the `callbacks.<name>` entries (`_target_` configs); null entries are dropped."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    out = []
+    for name, spec in (cfg.get("callbacks") or {}).items():
+        if spec is None:
+            continue
+        if not isinstance(spec, DictConfig) or "_target_" not in spec:
+            raise ConfigError(f"callbacks.{name}: expected a config with a _target_ (a Lightning callback class) or null")
+        if str(spec._target_).endswith("LearningRateMonitor") and not logger:
+            continue  # it raises without a logger, and there is nothing to log to
+        try:
+            out.append(instantiate(spec, _convert_="all"))
+        except InstantiationException as e:
+            raise ConfigError(f"callbacks.{name} ({spec._target_}): {str(e).splitlines()[0]}") from e
+    return out
 
 
 def _check_deterministic(kwargs: dict[str, Any]) -> None:
