@@ -30,10 +30,11 @@ def _optional(check: Check) -> Check:
     return (lambda v: v is None or check[0](v)), f"{check[1]} or null"
 
 
-def _list(item: Check, size: int | None = None) -> Check:
-    what = f"a list of {size} " if size else "a list of "
+def _list(item: Check, items: str, size: int | None = None) -> Check:
+    """A non-empty list (of `size` entries when given) whose entries pass `item`, described as `items`."""
+    what = f"a list of {size} {items}" if size else f"a list of {items}"
     return (lambda v: isinstance(v, (list, tuple, ListConfig)) and (size is None or len(v) == size) and len(v) > 0
-            and all(item[0](x) for x in v)), what + item[1].replace("a ", "", 1).replace("an ", "", 1) + "s"
+            and all(item[0](x) for x in v)), what
 
 
 def _choice(*options: str) -> Check:
@@ -45,6 +46,7 @@ NONNEG_INT: Check = (lambda v: _int(v) and v >= 0, "an integer >= 0")
 INT: Check = (_int, "an integer")
 NUM: Check = (_num, "a number")
 NONNEG: Check = (lambda v: _num(v) and v >= 0, "a number >= 0")
+POSITIVE: Check = (lambda v: _num(v) and v > 0, "a positive number")
 FRACTION: Check = (lambda v: _num(v) and 0 < v < 1, "a number between 0 and 1 (exclusive)")
 BOOL: Check = (lambda v: isinstance(v, bool), "true or false")
 STR: Check = (lambda v: isinstance(v, str), "a string")
@@ -56,16 +58,16 @@ SCHEMA: dict[str, Check] = {
     "print_config": BOOL,
     **{f"model.{k}": POS_INT for k in ("base_width", "search_layers", "layers", "cells_per_node", "head_channels",
                                         "ocr_mid_channels", "ocr_key_channels")},
-    "model.scales": _list(POS_INT),
+    "model.scales": _list(POS_INT, "positive integers"),
     "dataset.num_classes": POS_INT,
     "dataset.ignore_index": INT,
-    "dataset.image_size": _list(POS_INT, 2),
-    "dataset.crop_size": _list(POS_INT, 2),
+    "dataset.image_size": _list(POS_INT, "positive integers", 2),
+    "dataset.crop_size": _list(POS_INT, "positive integers", 2),
     "dataset.num_train": POS_INT,
     "dataset.num_val": POS_INT,
-    "dataset.scale_range": _list((lambda v: _num(v) and v > 0, "positive number"), 2),
+    "dataset.scale_range": _list(POSITIVE, "positive numbers", 2),
     "dataset.hflip": BOOL,
-    "dataset.color_jitter": _optional(_list(NONNEG, 4)),
+    "dataset.color_jitter": _optional(_list(NONNEG, "numbers >= 0", 4)),
     "dataset.resize_long": _optional(POS_INT),
     "dataset.batch_size": POS_INT,
     "dataset.val_batch_size": POS_INT,
@@ -74,7 +76,7 @@ SCHEMA: dict[str, Check] = {
     "dataset.unknown_ids": _choice("error", "ignore"),
     **{f"search.{k}": NONNEG for k in ("weight_lr", "weight_lr_min", "weight_momentum", "weight_wd", "arch_lr",
                                         "arch_wd", "arch_momentum", "arch_adam_lr")},
-    "search.arch_adam_betas": _list((lambda v: _num(v) and 0 <= v < 1, "number in [0, 1)"), 2),
+    "search.arch_adam_betas": _list((lambda v: _num(v) and 0 <= v < 1, ""), "numbers in [0, 1)", 2),
     "search.arch_optim": _choice("sgd", "adam"),
     "search.second_order": BOOL,
     "search.warmup_epochs": NONNEG_INT,
@@ -92,9 +94,9 @@ SCHEMA: dict[str, Check] = {
     "train.aux_weight": _optional(NONNEG),
     "train.init_ckpt": _optional(STR),
     "train.inference": _choice("whole", "slide", "multiscale_flip"),
-    "train.slide_crop": _optional(_list(POS_INT, 2)),
-    "train.slide_stride": _optional(_list(POS_INT, 2)),
-    "train.scales": _list((lambda v: _num(v) and v > 0, "positive number")),
+    "train.slide_crop": _optional(_list(POS_INT, "positive integers", 2)),
+    "train.slide_stride": _optional(_list(POS_INT, "positive integers", 2)),
+    "train.scales": _list(POSITIVE, "positive numbers"),
     "train.channels_last": BOOL,
     "train.compile": BOOL,
     "rsp.enabled": BOOL,
