@@ -102,3 +102,19 @@ def test_build_trainer_adds_the_configured_callbacks(make_cfg, tmp_path: Path) -
 
     trainer = build_trainer(make_cfg("callbacks=[default,early_stopping]"), tmp_path, logger=False)
     assert any(isinstance(c, EarlyStopping) for c in trainer.callbacks)
+
+
+def test_a_resumed_stage_logs_into_the_same_offline_wandb_run(make_cfg, tmp_path: Path, offline_wandb) -> None:
+    from rspnet.stages.search import run_cell_search
+
+    out = tmp_path / "run"
+    tiny = ["stage=cell_search", "logger=wandb", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
+            "dataset.num_train=8", "dataset.num_val=4", "model.search_layers=1", "model.scales=[4,8]", "model.base_width=4",
+            "dataset.image_size=[32,64]", "dataset.crop_size=[32,64]"]
+    run_cell_search(make_cfg(*tiny, "trainer.max_epochs=1", out=out))
+    finish_loggers()
+    run_id = (out / WANDB_ID_FILE).read_text().strip()
+    run_cell_search(make_cfg(*tiny, "trainer.max_epochs=2", "ckpt_path=last", out=out))
+    finish_loggers()
+    runs = sorted((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(r.name.endswith(f"-{run_id}") for r in runs)  # two sessions, one W&B run id
