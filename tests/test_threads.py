@@ -58,6 +58,8 @@ def test_affinity_and_quota(tmp_path: Path, no_cgroup: dict[str, Path]) -> None:
     assert usable_cores(affinity=4, root=tiny, proc_cgroup=no_cgroup["proc_cgroup"]) == 1  # 0.2 cores -> 1
     unlimited = _files(tmp_path / "max", {"cpu.max": "max 100000\n"})
     assert cgroup_cpu_limit(unlimited, no_cgroup["proc_cgroup"]) is None
+    garbled = _files(tmp_path / "bad", {"cpu.max": "lots 100000\n"})
+    assert usable_cores(affinity=2, root=garbled, proc_cgroup=no_cgroup["proc_cgroup"]) == 2
 
 
 def test_cgroup_of_the_process_and_v1(tmp_path: Path) -> None:
@@ -78,6 +80,7 @@ def test_ranks_per_node(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ranks_per_node(OmegaConf.create({"strategy": "auto", "devices": 1})) == 1
     assert ranks_per_node(OmegaConf.create({"strategy": "ddp", "devices": 2})) == 2
     assert ranks_per_node(OmegaConf.create({"strategy": "ddp_spawn", "devices": [0, 1, 2]})) == 3
+    assert ranks_per_node(OmegaConf.create({"strategy": "ddp", "devices": "auto"})) == 1
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun / SLURM launch: the launcher knows best
     assert ranks_per_node(OmegaConf.create({"strategy": "ddp", "devices": 2})) == 4
     cfg = OmegaConf.create({"threads": {"intra_op": None, "inter_op": None}, "dataset": {"num_workers": 0},

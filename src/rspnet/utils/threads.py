@@ -57,6 +57,15 @@ def _read(path: Path) -> str | None:
         return None
 
 
+def _ratio(quota: str, period: str) -> float | None:
+    """quota / period in cores, or None when unlimited ("max", -1) or unreadable."""
+    try:
+        q, p = int(quota), int(period)
+    except ValueError:
+        return None
+    return q / p if q > 0 and p > 0 else None
+
+
 def _own_cgroups(proc_cgroup: Path) -> dict[str, str]:
     """controller -> this process's cgroup path, from /proc/self/cgroup ('' is the v2 entry)."""
     paths: dict[str, str] = {}
@@ -80,14 +89,12 @@ def cgroup_cpu_limit(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) 
     limits: list[float] = []
     for d in _dirs(root, own.get("", "")):  # v2: "<quota> <period>" or "max <period>"
         fields = (_read(d / "cpu.max") or "").split()
-        if len(fields) == 2 and fields[0] != "max":
-            limits.append(int(fields[0]) / int(fields[1]))
+        limits.append(_ratio(*fields) if len(fields) == 2 else None)
     for name in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):  # v1: quota -1 = unlimited
         for d in _dirs(root / name, own.get("cpu", "")):
-            quota, period = _read(d / "cpu.cfs_quota_us"), _read(d / "cpu.cfs_period_us")
-            if quota and period and int(quota) > 0 and int(period) > 0:
-                limits.append(int(quota) / int(period))
-    return min(limits) if limits else None
+            limits.append(_ratio(_read(d / "cpu.cfs_quota_us") or "", _read(d / "cpu.cfs_period_us") or ""))
+    found = [v for v in limits if v is not None]
+    return min(found) if found else None
 
 
 def usable_cores(affinity: int | None = None, root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> int:
@@ -107,11 +114,11 @@ def ranks_per_node(trainer: Any = None) -> int:
     if trainer is None or "ddp" not in str(trainer.get("strategy", "")):
         return 1
     devices = trainer.get("devices", 1)
+    if isinstance(devices, str):  # "2", or "auto" / "-1" (unknown here: assume one)
+        return int(devices) if devices.isdigit() and int(devices) > 0 else 1
     if isinstance(devices, int):
         return max(1, devices)
-    if isinstance(devices, str) and devices.isdigit():
-        return max(1, int(devices))
-    return max(1, len(devices)) if hasattr(devices, "__len__") and not isinstance(devices, str) else 1
+    return max(1, len(devices))  # a list of device ids
 
 
 def _positive(key: str, value: Any) -> int | None:
