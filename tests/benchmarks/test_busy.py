@@ -84,3 +84,14 @@ def test_demo_run_busy_reports_both_arms(monkeypatch: pytest.MonkeyPatch, tmp_pa
     text = doc.read_text()
     assert "bench:demo_busy:start" in text and "python -m bench.demo_run --busy stage.train_epochs=1" in text
     assert "| cell_search | 10.0 | 20.0 | 2.00x |" in text and "| total (process wall time) | 35.0 | 70.0 | **2.00x** |" in text
+
+
+def test_run_all_reports_the_issue_16_targets() -> None:
+    from bench import run_all
+
+    runs = {"idle": [{"wall_s": 10.0}, {"wall_s": 12.0}], "busy": [{"wall_s": 30.0}, {"wall_s": 20.0}]}
+    rows = run_all.targets({"busy": {"macro_search": runs},
+                            "search_profile_stages": ({"total_ms": 60.0}, {"total_ms": 100.0})})
+    by_name = {r[0]: r for r in rows}
+    assert by_name["demo macro_search epoch wall: beside a busy core / idle"][2:4] == ["2.27", "missed"]  # 25 / 11
+    assert by_name["demo macro-search step / cell-search step (CPU)"][2:4] == ["0.60", "met"]
