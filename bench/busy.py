@@ -9,13 +9,15 @@ CPU-bound `python -c "while True: pass"` process (pinned to core CORE with --pin
 alternated in one run. Reports median wall time first, process CPU time beside it (this
 process's threads plus its loader workers), and the busy/idle wall ratio. On a machine with
 C usable cores a fair share is C / (C - 1) of idle, i.e. 2x on 2 cores. Hydra overrides
-are passed to every run, e.g. `threads.intra_op=2` to see the pre-policy default on 2 cores.
+are passed to every run, e.g. `threads.intra_op=2` to see the pre-policy default on 2 cores
+(written to its own section, beside the default run's).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -123,8 +125,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, list[dict]]]:
         f"{args.reps} run(s). Wall time is what a user waits for; CPU time (all threads plus loader workers) "
         "is beside it. Fair share on C cores: busy / idle <= C / (C - 1).", "", table(res)])
     print(body)
-    if args.write:
-        common.write_section(args.write, NAME, body)
+    if args.write:  # one section per set of overrides, so a before/after pair sits side by side
+        common.write_section(args.write, "_".join([NAME, *(re.sub(r"[^\w.=]+", "_", o) for o in args.overrides)]), body)
     return res
 
 

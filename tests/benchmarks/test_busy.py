@@ -45,7 +45,7 @@ def test_arms_alternate_and_table_is_wall_first(monkeypatch: pytest.MonkeyPatch,
                      ("macro_search", True), ("macro_search", False), ("train", True), ("train", False)]
     assert all(len(arms["idle"]) == len(arms["busy"]) == 2 for arms in res.values())
     text = doc.read_text()
-    assert "bench:busy:start" in text and "python -m bench.busy --reps 2" in text
+    assert "bench:busy_threads.intra_op=1:start" in text and "python -m bench.busy --reps 2" in text
     header = next(line for line in text.splitlines() if line.startswith("| workload"))
     assert header.split("|")[2].strip().startswith("wall idle")  # wall time is the first number
     assert "| macro_search (1 epoch) | 2.0 | 4.0 | **2.00x** | 1.5 | 1.5 | 1 |" in text
