@@ -29,6 +29,7 @@ def run(cfg: DictConfig) -> dict:
     from rspnet.stages import get_stage
     from rspnet.utils.config import output_dir, print_config_tree, save_config, seed_everything
     from rspnet.utils.loggers import finish_loggers
+    from rspnet.utils.threads import apply as apply_thread_policy
 
     stage = get_stage(str(cfg.stage.name))
     out = output_dir(cfg)
@@ -36,6 +37,7 @@ def run(cfg: DictConfig) -> dict:
         print_config_tree(cfg)
     save_config(cfg, out)
     seed_everything(cfg.get("seed", 0))
+    apply_thread_policy(cfg)
     try:
         return stage(cfg)
     finally:

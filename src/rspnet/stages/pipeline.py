@@ -14,6 +14,7 @@ from rspnet.stages import get_stage
 from rspnet.utils.config import output_dir, save_config
 from rspnet.utils.io import atomic_write_json
 from rspnet.utils.loggers import finish_loggers
+from rspnet.utils.threads import apply as apply_thread_policy
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def _run(cfg: DictConfig, name: str) -> dict:
     """Run one sub-stage, saving its config next to its outputs."""
     out = output_dir(cfg)
     save_config(cfg, out)
+    apply_thread_policy(cfg)  # logs the pools this stage runs with
     t0 = time.perf_counter()
     try:
         result = get_stage(name)(cfg) or {}
