@@ -61,7 +61,8 @@ def run_record(study: Path, run: str) -> dict[str, Any]:
     return {"miou": (metrics or {}).get("miou"), "params": train.get("params"), "gflops": gflops,
             "wall_s": sum(m["wall_s"] for m in timing) if timing else None,
             "cpu_s": sum(m["cpu_s"] for m in timing) if timing else None,
-            "provenance": (metrics or {}).get("arch_provenance") or train.get("arch_provenance"), "dir": run}
+            "provenance": (metrics or {}).get("arch_provenance") or train.get("arch_provenance"), "dir": run,
+            "dataset": (metrics or {}).get("dataset")}
 
 
 def arm_rows(study: Path, plan: dict) -> list[dict[str, Any]]:
@@ -86,6 +87,11 @@ def arm_rows(study: Path, plan: dict) -> list[dict[str, Any]]:
 def _mean(values: list) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.fmean(values) if values else None
+
+
+def _dataset(rows: list[dict]) -> str:
+    """The evaluated dataset's name (from the first metrics.json), e.g. camvid."""
+    return next((r["records"][0]["dataset"] for r in rows if r["records"] and r["records"][0].get("dataset")), "?")
 
 
 def verdict(rows: list[dict]) -> list[dict[str, Any]]:
@@ -143,13 +149,19 @@ def figures(study: Path, rows: list[dict], img: Path) -> dict[str, Path]:
     rng = np.random.default_rng(0)
     for x, g in enumerate(groups):
         for r in (r for r in rows if r["group"] == g and r["mious"]):
-            ax.scatter(x + rng.uniform(-0.15, 0.15, len(r["mious"])), 100 * np.array(r["mious"]), s=14, alpha=0.5, c=GROUP_COLOURS[g])
-            ax.scatter([x], [100 * r["mean"]], s=60, marker="_", c="black")
+            at = x + rng.uniform(-0.25, 0.25)  # one position per arm: its seeds and its mean line up
+            ax.scatter(np.full(len(r["mious"]), at), 100 * np.array(r["mious"]), s=16, alpha=0.6, c=GROUP_COLOURS[g])
+            ax.plot([at - 0.06, at + 0.06], [100 * r["mean"]] * 2, c="black", lw=1.5)
             if g != "random":
-                ax.annotate(r["name"], (x + 0.18, 100 * r["mean"]), fontsize=7)
+                ax.annotate(r["name"], (at + 0.08, 100 * r["mean"]), fontsize=7)
+    random = [100 * r["mean"] for r in rows if r["group"] == "random" and r["mean"] is not None]
+    if random:
+        ax.axhline(float(np.mean(random)), ls="--", c="tab:grey", lw=0.8, label="random mean")
+        ax.axhline(float(np.percentile(random, 90)), ls=":", c="tab:grey", lw=0.8, label="random 90th pct")
+        ax.legend(fontsize=7, loc="best")
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel("val mIoU (%)  (dots: seeds, bars: arm mean)")
-    ax.set_title("searched vs random architectures (CamVid val)")
+    ax.set_title(f"searched vs random architectures ({_dataset(rows)} val)")
     pics["strip"] = save_figure(fig, img / "strip.png")
     fig = new_figure(6, 4)
     ax = fig.add_subplot(1, 1, 1)
@@ -157,7 +169,9 @@ def figures(study: Path, rows: list[dict], img: Path) -> dict[str, Path]:
         if r["mean"] is not None and r["params"]:
             ax.scatter([r["params"] / 1e6], [100 * r["mean"]], c=GROUP_COLOURS[r["group"]], s=30, label=r["group"])
     handles, labels = ax.get_legend_handles_labels()
-    ax.legend(*zip(*dict(zip(labels, handles)).items()) if labels else ([], []), fontsize=8)
+    unique = dict(zip(labels, handles))  # one legend entry per group
+    if unique:
+        ax.legend(list(unique.values()), list(unique.keys()), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("parameters (M, log)")
     ax.set_ylabel("val mIoU (%)")
@@ -192,12 +206,12 @@ def render(study: Path, out: Path, img: Path) -> str:
                   "are a dry run of the pipeline and say nothing about the search.", ""]
     lines += [f"Study: `{plan['command']}` — epochs {plan['epochs']}. Page: `python -m experiments.results --study {study} --out {out}` "
               f"on {info['cpu']} ({info['cores']} cores), {info['date']}.", "",
-              "mIoU: CamVid **val** (never used during search or training: macro path scores come from the arch half "
+              f"mIoU: {_dataset(rows)} **val** (never used during search or training: macro path scores come from the arch half "
               "of train, and the *last* checkpoint of every run is evaluated once). Mean ± std over training seeds; "
               "wall/CPU time: train + eval of one run (CPU = user + system of the job's process tree).", ""]
     table = [[r["name"], r["group"], r["label"], len(r["mious"]),
               f"{_fmt(r['mean'], 2, 100)} ± {_fmt(r['std'], 2, 100)}" if r["std"] is not None else _fmt(r["mean"], 2, 100),
-              _fmt(r["params"] and r["params"] / 1e6, 3), _fmt(r["gflops"], 2), _fmt(r["wall_s"] and r["wall_s"] / 60, 1),
+              _fmt(r["params"] and r["params"] / 1e6, 3), _fmt(r["gflops"], 3), _fmt(r["wall_s"] and r["wall_s"] / 60, 1),
               _fmt(r["cpu_s"] and r["cpu_s"] / 60, 1)] for r in rows]
     lines += ["## Every arm", "", _table(["arm", "group", "what", "seeds", "val mIoU (%)", "params (M)", "GFLOPs",
                                           "wall (min)", "CPU (min)"], table), ""]
