@@ -95,7 +95,7 @@ class MacroSearchModule(SearchModule):
         self.scores = PathScoreAccumulator(start)
 
     def window_start(self) -> int:
-        """First epoch whose validation counts towards the final path scores."""
+        """First epoch whose arch steps count towards the final path scores."""
         max_epochs = self.trainer.max_epochs if self._trainer is not None else None
         if max_epochs is None or max_epochs < 0:
             return 0  # step-limited run: no known last epoch, so every epoch counts
