@@ -14,7 +14,7 @@ from rspnet.errors import ArtifactError, DataError
 from rspnet.stages.evaluate import run_eval
 from rspnet.stages.predict import run_predict
 
-METRIC_KEYS = {"miou", "iou_per_class", "pixel_acc", "num_images", "dataset", "split", "checkpoint"}
+METRIC_KEYS = {"miou", "iou_per_class", "pixel_acc", "num_images", "dataset", "split", "checkpoint", "arch_provenance"}
 
 
 @pytest.mark.parametrize("mode", ["whole", "multiscale_flip"])

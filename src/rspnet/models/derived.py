@@ -44,7 +44,8 @@ def default_macro(cfg: DictConfig) -> MacroArch:
             else:
                 srcs = [(layer - 1, s)] + ([(layer - 1, s // 2)] if s // 2 in scales else [])
             nodes.append(MacroNode(layer, s, tuple(MacroInput(l, sc, 1.0) for l, sc in srcs)))
-    d = MacroArch(layers=layers, scales=scales, top_k=2, nodes=nodes, search={"source": "default_macro"}).to_dict()
+    d = MacroArch(layers=layers, scales=scales, top_k=2, nodes=nodes, search={"source": "default_macro"},
+                  provenance="preset").to_dict()
     return MacroArch.from_dict(d, source="default_macro")  # validated like a file
 
 

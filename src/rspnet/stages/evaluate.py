@@ -23,10 +23,14 @@ def check_classes(ckpt: str, meta: dict, num_classes: int, dataset: str) -> None
                           "evaluate on the dataset it was trained for (or fine-tune with train.init_ckpt)")
 
 
-def metrics_dict(result: dict, classes: list[str], cfg: DictConfig, ckpt: str) -> dict:
+def metrics_dict(result: dict, classes: list[str], cfg: DictConfig, ckpt: str, meta: dict | None = None) -> dict:
     """SPEC §3 metrics.json from SegModule.test_result (NaN, e.g. classes absent from GT and prediction -> null)."""
+    from rspnet.genotype import arch_provenance
     from rspnet.lit.seg_module import finite_or_none
 
+    meta = meta or {}
+    # checkpoints older than the provenance key: read it from the stored artifacts (None if absent)
+    provenance = meta.get("arch_provenance") or arch_provenance(meta.get("genotype"), meta.get("macro"))
     return {
         "miou": finite_or_none(result["miou"]),
         "iou_per_class": {name: finite_or_none(v) for name, v in zip(classes, result["iou_per_class"].tolist())},
@@ -35,18 +39,19 @@ def metrics_dict(result: dict, classes: list[str], cfg: DictConfig, ckpt: str) -
         "dataset": str(cfg.dataset.name),
         "split": str(cfg.split),
         "checkpoint": str(Path(ckpt).resolve()),
+        "arch_provenance": provenance,
     }
 
 
 class WriteMetrics(Callback):
     """Writes metrics.json on global rank 0 where the test ran (also inside ddp_spawn workers)."""
 
-    def __init__(self, path: Path, classes: list[str], cfg: DictConfig, ckpt: str) -> None:
-        self.path, self.classes, self.cfg, self.ckpt = path, classes, cfg, ckpt
+    def __init__(self, path: Path, classes: list[str], cfg: DictConfig, ckpt: str, meta: dict | None = None) -> None:
+        self.path, self.classes, self.cfg, self.ckpt, self.meta = path, classes, cfg, ckpt, meta
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
-            atomic_write_json(self.path, metrics_dict(pl_module.test_result, self.classes, self.cfg, self.ckpt))
+            atomic_write_json(self.path, metrics_dict(pl_module.test_result, self.classes, self.cfg, self.ckpt, self.meta))
 
 
 def run_eval(cfg: DictConfig) -> dict:
@@ -63,7 +68,7 @@ def run_eval(cfg: DictConfig) -> dict:
     check_classes(ckpt, meta, dm.num_classes, cfg.dataset.name)
     path = out / "metrics.json"
     path.unlink(missing_ok=True)  # never report a previous run's numbers
-    writer = WriteMetrics(path, list(dm.classes), cfg, ckpt)
+    writer = WriteMetrics(path, list(dm.classes), cfg, ckpt, meta)
     trainer = build_trainer(cfg, out, False, [writer], enable_checkpointing=False, enable_progress_bar=False)
     trainer.test(module, dataloaders=dm.test_dataloader(), verbose=False)
     metrics = read_json(path, "metrics")

@@ -83,6 +83,7 @@ def run_train(cfg: DictConfig) -> dict:
         "epochs": epochs,
         "global_step": step,
         "params": params,
+        "arch_provenance": module.meta["arch_provenance"],
         "genotype": str(cfg.genotype),
         "macro_arch": str(cfg.macro_arch) if cfg.get("macro_arch") else None,
         "init_ckpt": str(cfg.train.init_ckpt) if cfg.train.get("init_ckpt") else None,
