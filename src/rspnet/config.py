@@ -1,0 +1,45 @@
+"""Hydra from Python: `compose(*overrides)` builds the CLI's config, `run(stage, *overrides)` runs a stage."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, open_dict
+
+
+def config_dir() -> str:
+    """The folder of the root `config.yaml` (the one the `rspnet` CLI composes)."""
+    from rspnet.cli import CONFIG_DIR
+
+    return str(CONFIG_DIR)
+
+
+def compose(*overrides: str) -> DictConfig:
+    """The config `rspnet <overrides>` would run with, composed outside any Hydra app.
+
+    As on the command line, `paths.output_dir` defaults to `outputs/<date>/<time>`.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()  # a notebook may compose many times; Hydra allows one init at a time
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=list(overrides))
+    if cfg.paths.get("output_dir") in (None, ""):
+        with open_dict(cfg):  # the CLI's default run dir (Hydra's ${now:...} is not resolvable outside the app)
+            cfg.paths.output_dir = str(Path("outputs") / dt.datetime.now().strftime("%Y-%m-%d/%H-%M-%S"))
+    return cfg
+
+
+def run(stage: str, *overrides: str) -> dict[str, Any]:
+    """Run `rspnet stage=<stage> <overrides>` in this process; returns the stage's result dict.
+
+    Same behaviour as the CLI: the resolved config is saved to `paths.output_dir/config.yaml`,
+    the run is seeded, loggers are closed at the end. Errors raise `rspnet.errors.RSPNetError`.
+    """
+    import rspnet.cli
+
+    return rspnet.cli.run(compose(f"stage={stage}", *overrides))
