@@ -24,10 +24,16 @@ def compose(*overrides: str) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+
+    from rspnet.errors import ConfigError
 
     GlobalHydra.instance().clear()  # a notebook may compose many times; Hydra allows one init at a time
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = hydra_compose(config_name="config", overrides=list(overrides))
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+    except HydraException as e:  # unknown group option, bad override syntax: one line, as the CLI's errors
+        raise ConfigError(f"overrides {' '.join(overrides)}: {str(e).splitlines()[0]}") from e
     if cfg.paths.get("output_dir") in (None, ""):
         with open_dict(cfg):  # the CLI's default run dir (Hydra's ${now:...} is not resolvable outside the app)
             cfg.paths.output_dir = str(Path("outputs") / dt.datetime.now().strftime("%Y-%m-%d/%H-%M-%S"))

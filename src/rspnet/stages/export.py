@@ -108,7 +108,7 @@ def run_export(cfg: DictConfig) -> dict:
         onnx_bytes = export_onnx(net, size, opset)
     except Exception as e:  # noqa: BLE001 - the exporter raises many types; report one line
         raise ArtifactError(f"{ckpt}: ONNX export failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
-    crop = cfg.dataset.get("crop_size")
+    crop = meta.get("config", {}).get("dataset", {}).get("crop_size")  # the training crop: Segmenter's slide window
     onnx_bytes = with_metadata(onnx_bytes, {"num_classes": int(meta["num_classes"]), "classes": meta.get("classes"),
                                             "palette": meta.get("palette"), "crop_size": list(crop) if crop else None})
     diff = onnx_parity(onnx_bytes, net, check)
