@@ -14,7 +14,7 @@ from rspnet.errors import ArtifactError, DataError
 from rspnet.stages.evaluate import run_eval
 from rspnet.stages.predict import run_predict
 
-METRIC_KEYS = {"miou", "iou_per_class", "pixel_acc", "num_images", "dataset", "split", "checkpoint"}
+METRIC_KEYS = {"miou", "iou_per_class", "pixel_acc", "macc", "acc_per_class", "num_images", "dataset", "split", "checkpoint"}
 
 
 @pytest.mark.parametrize("mode", ["whole", "multiscale_flip"])
@@ -30,6 +30,17 @@ def test_eval_writes_metrics_json_per_spec(trained: dict, tiny_cfg, mode: str) -
     assert metrics["miou"] == pytest.approx(sum(present) / len(present), abs=1e-6)
     assert metrics["num_images"] == 4 and metrics["dataset"] == "synthetic" and metrics["split"] == "val"
     assert metrics["checkpoint"] == str(Path(trained["best_ckpt"]).resolve())
+    # mmseg IoUMetric extras: class accuracy = diagonal / GT row sum of the saved confusion matrix
+    confusion = json.loads((Path(cfg.paths.output_dir) / "confusion_matrix.json").read_text())
+    cm = np.asarray(confusion["counts"])
+    assert confusion["classes"] == list(metrics["iou_per_class"]) and cm.shape == (19, 19)
+    assert cm.sum() == 4 * 32 * 64  # every pixel of the 4 val images (synthetic: no ignore pixels)
+    gt = cm.sum(1)
+    acc = [None if gt[c] == 0 else cm[c, c] / gt[c] for c in range(19)]
+    assert list(metrics["acc_per_class"].values()) == pytest.approx(acc)
+    assert metrics["macc"] == pytest.approx(np.mean([a for a in acc if a is not None]))
+    assert metrics["pixel_acc"] == pytest.approx(np.trace(cm) / cm.sum())
+    assert (Path(cfg.paths.output_dir) / "confusion_matrix.png").stat().st_size > 1000
 
 
 def test_eval_needs_a_checkpoint(tiny_cfg, tmp_path: Path) -> None:
