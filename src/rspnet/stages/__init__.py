@@ -18,6 +18,7 @@ STAGES: dict[str, str] = {
     "predict": "rspnet.stages.predict",
     "export": "rspnet.stages.export",
     "summary": "rspnet.stages.summary",
+    "profile": "rspnet.stages.profile",
     "pipeline": "rspnet.stages.pipeline",
 }
 
