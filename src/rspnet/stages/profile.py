@@ -111,7 +111,12 @@ def device_name(device: torch.device) -> str:
     """The GPU's name, or the CPU model with the torch thread count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} torch threads"
+    cpu = platform.processor() or platform.machine()
+    try:  # the model name is only in /proc/cpuinfo on Linux
+        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {torch.get_num_threads()} torch threads"
 
 
 def run_profile(cfg: DictConfig) -> dict:
