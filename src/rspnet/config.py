@@ -40,12 +40,36 @@ def compose(*overrides: str) -> DictConfig:
     return cfg
 
 
-def run(stage: str, *overrides: str) -> dict[str, Any]:
+def from_saved(config: DictConfig | str | Path, stage: str, *overrides: str) -> DictConfig:
+    """A saved run's config (its `config.yaml`) with `stage`'s own options and `key=value` overrides on top.
+
+    `paths.output_dir` is a new run dir unless given, so the saved run is never overwritten;
+    group choices (`dataset=camvid`) cannot be re-applied to a resolved config and are refused.
+    """
+    from omegaconf import OmegaConf
+
+    from rspnet.errors import ConfigError
+
+    base = OmegaConf.load(config) if isinstance(config, (str, Path)) else config.copy()
+    for o in overrides:
+        key = o.lstrip("+").split("=", 1)[0]
+        if "=" not in o or ("." not in key and isinstance(base.get(key), DictConfig)):
+            raise ConfigError(f"override {o}: with config= only key=value options apply (not group choices like dataset=NAME)")
+    fresh = compose(f"stage={stage}")
+    cfg = OmegaConf.merge(base, {"stage": fresh.stage, "paths": {"output_dir": fresh.paths.output_dir}},
+                          OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
+    assert isinstance(cfg, DictConfig)
+    return cfg
+
+
+def run(stage: str, *overrides: str, config: DictConfig | str | Path | None = None) -> dict[str, Any]:
     """Run `rspnet stage=<stage> <overrides>` in this process; returns the stage's result dict.
 
     Same behaviour as the CLI: the resolved config is saved to `paths.output_dir/config.yaml`,
     the run is seeded, loggers are closed at the end. Errors raise `rspnet.errors.RSPNetError`.
+    `config=`: start from a saved run's `config.yaml` instead of the defaults (see `from_saved`).
     """
     import rspnet.cli
 
-    return rspnet.cli.run(compose(f"stage={stage}", *overrides))
+    cfg = compose(f"stage={stage}", *overrides) if config is None else from_saved(config, stage, *overrides)
+    return rspnet.cli.run(cfg)

@@ -110,3 +110,18 @@ def test_bad_arguments_are_clear_errors(tiny_ckpt: Path, tmp_path: Path) -> None
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no images"):
         rspnet.Segmenter(tiny_ckpt).predict(tmp_path / "empty")
+
+
+def test_run_from_a_saved_config(tiny_ckpt: Path, tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from tests.train.conftest import compose_cfg
+
+    saved = tmp_path / "saved.yaml"  # what a run of the tiny setup saves as config.yaml
+    OmegaConf.save(compose_cfg(tmp_path / "old", "stage=train"), saved, resolve=True)
+    result = rspnet.run("eval", f"ckpt={tiny_ckpt}", f"paths.output_dir={tmp_path / 'new'}", "split=val", config=saved)
+    assert result["num_images"] == 4  # the saved run's dataset.num_val, not the default
+    assert (tmp_path / "new" / "metrics.json").is_file() and (tmp_path / "new" / "config.yaml").is_file()
+    assert not (tmp_path / "old").exists()  # the saved run's dir is not written to
+    with pytest.raises(ConfigError, match="group choices"):
+        rspnet.run("eval", "dataset=camvid", config=saved)
