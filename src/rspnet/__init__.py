@@ -18,6 +18,7 @@ _EXPORTS = {
     "load_model": "rspnet.api",
     "Model": "rspnet.api",
     "Segmenter": "rspnet.segmenter",
+    "list_images": "rspnet.segmenter",
     "Genotype": "rspnet.genotype",
     "MacroArch": "rspnet.genotype",
     "cell_figure": "rspnet.viz.cell",
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from rspnet.api import Model, load_model
     from rspnet.config import compose, config_dir, run
     from rspnet.genotype import Genotype, MacroArch
-    from rspnet.segmenter import Segmenter
+    from rspnet.segmenter import Segmenter, list_images
     from rspnet.viz.cell import cell_figure
     from rspnet.viz.trellis import trellis_figure
 
