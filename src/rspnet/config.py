@@ -28,10 +28,12 @@ def compose(*overrides: str) -> DictConfig:
 
     from rspnet.errors import ConfigError
 
-    GlobalHydra.instance().clear()  # a notebook may compose many times; Hydra allows one init at a time
     try:
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        if GlobalHydra.instance().is_initialized():  # inside the CLI's app (a stage loading zoo:): its own search path
             cfg = hydra_compose(config_name="config", overrides=list(overrides))
+        else:
+            with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+                cfg = hydra_compose(config_name="config", overrides=list(overrides))
     except HydraException as e:  # unknown group option, bad override syntax: one line, as the CLI's errors
         raise ConfigError(f"overrides {' '.join(overrides)}: {str(e).splitlines()[0]}") from e
     if cfg.paths.get("output_dir") in (None, ""):
