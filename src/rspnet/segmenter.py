@@ -8,6 +8,7 @@ from typing import Union
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
 from rspnet.api import Model, load_model
 from rspnet.errors import ConfigError, DataError
@@ -15,6 +16,7 @@ from rspnet.inference import MODES, infer
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 ImageLike = Union[np.ndarray, str, Path]
+Prediction = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]  # class map, or (class map, probabilities)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -92,7 +94,7 @@ class Segmenter:
             raise ConfigError("fp16=True needs a CUDA device and a torch model (checkpoint or zoo)")
 
     @classmethod
-    def from_config(cls, model: Model, cfg, device: str | torch.device | None = None, batch_size: int = 1) -> Segmenter:
+    def from_config(cls, model: Model, cfg: DictConfig, device: str | torch.device | None = None, batch_size: int = 1) -> Segmenter:
         """The inference options of `cfg.train` (`inference`, `slide_crop`, `slide_stride`, `scales`, `sw_batch`)."""
         t = cfg.train
         mode = str(t.get("inference", "whole"))
@@ -118,7 +120,7 @@ class Segmenter:
             return infer(self.model, x, self.inference, crop=self.crop, stride=self.stride, scales=self.scales,
                          sw_batch=self.sw_batch).float()
 
-    def predict(self, inputs: ImageLike | Iterable[ImageLike], probs: bool = False):  # noqa: ANN201 - see docstring
+    def predict(self, inputs: ImageLike | Iterable[ImageLike], probs: bool = False) -> Prediction | list[Prediction]:
         """Class maps (int64 [H, W]) of an image array, an image path, a list of them or a folder (sorted, recursive).
 
         One image in -> one map; a list or a folder -> a list of maps. `probs=True` returns
@@ -134,7 +136,7 @@ class Segmenter:
         results = list(self.iter_predict(items, probs))
         return results[0] if single else results
 
-    def iter_predict(self, images: Iterable[ImageLike], probs: bool = False) -> Iterator:
+    def iter_predict(self, images: Iterable[ImageLike], probs: bool = False) -> Iterator[Prediction]:
         """`predict` as a generator over any iterable (video frames, a long list): batches of `batch_size`."""
         batch: list[np.ndarray] = []
         for image in images:
@@ -145,9 +147,9 @@ class Segmenter:
         if batch:
             yield from self._run(batch, probs)
 
-    def _run(self, rgbs: list[np.ndarray], probs: bool) -> Iterator:
+    def _run(self, rgbs: list[np.ndarray], probs: bool) -> Iterator[Prediction]:
         """Predict a list of images, batching those of equal size; results in input order."""
-        out: list = [None] * len(rgbs)
+        out: list[Prediction] = [np.empty(0)] * len(rgbs)
         by_size: dict[tuple[int, int], list[int]] = {}
         for i, rgb in enumerate(rgbs):
             by_size.setdefault(rgb.shape[:2], []).append(i)

@@ -14,6 +14,7 @@ import io
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,9 @@ from omegaconf import DictConfig
 from rspnet.errors import DataError
 from rspnet.utils.config import output_dir, require
 from rspnet.utils.io import atomic_write_bytes, atomic_write_json
+
+if TYPE_CHECKING:
+    from rspnet.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
 CITYSCAPES_CLASSES = 19
@@ -177,7 +181,7 @@ def write_prediction(out: Path, stem: str, city: str, pred: np.ndarray, rgb: np.
         atomic_write_bytes(out / "overlay" / f"{stem}.png", _png(overlay(rgb, pred, palette, alpha)))
 
 
-def predict_batch(seg, xs: list[torch.Tensor], sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+def predict_batch(seg: Segmenter, xs: list[torch.Tensor], sizes: list[tuple[int, int]]) -> list[np.ndarray]:
     """uint8 class maps at `sizes` (the files' sizes) of network inputs `xs`, batching inputs of equal shape."""
     from rspnet.inference import upsample_argmax
 
@@ -193,7 +197,7 @@ def predict_batch(seg, xs: list[torch.Tensor], sizes: list[tuple[int, int]]) -> 
     return preds  # type: ignore[return-value]
 
 
-def _predict_items(cfg: DictConfig, seg, items, out: Path, save: bool, label_ids: bool, limit: int | None) -> int:
+def _predict_items(cfg: DictConfig, seg: Segmenter, items: FolderImages | SplitImages, out: Path, save: bool, label_ids: bool, limit: int | None) -> int:
     """Folder or split images through a DataLoader (`predict.batch_size`, `predict.num_workers`) with a progress bar."""
     from torch.utils.data import DataLoader, Subset
     from tqdm.auto import tqdm

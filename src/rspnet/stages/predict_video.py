@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from omegaconf import DictConfig
 
 from rspnet.errors import DataError
 
+if TYPE_CHECKING:
+    from rspnet.segmenter import Segmenter
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 
-def _frames(cap, limit: int | None) -> Iterator[np.ndarray]:
+def _frames(cap: Any, limit: int | None) -> Iterator[np.ndarray]:
     """RGB uint8 frames of an opened cv2.VideoCapture (at most `limit`)."""
     import cv2
 
@@ -42,7 +46,7 @@ def _batches(frames: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarra
         yield batch
 
 
-def predict_video(cfg: DictConfig, seg, path: Path, out: Path, save: bool, label_ids: bool, limit: int | None) -> dict:
+def predict_video(cfg: DictConfig, seg: Segmenter, path: Path, out: Path, save: bool, label_ids: bool, limit: int | None) -> dict:
     """Overlay video + optional per-frame class maps of `path`; returns {"num_images", "video", "fps"}."""
     import cv2
     from tqdm.auto import tqdm
