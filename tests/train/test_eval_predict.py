@@ -146,3 +146,21 @@ def test_predict_cityscapes_test_split_lays_out_the_benchmark_folder(trained: di
     assert run_predict(cfg)["num_images"] == 1
     out = Path(cfg.paths.output_dir) / "predictions" / "labelIds" / "berlin" / "berlin_000000_000019_labelIds.png"
     assert Image.open(out).size == (80, 40)
+
+
+def test_predict_batches_give_the_same_files_and_report_throughput(trained: dict, tiny_cfg, tmp_path: Path) -> None:
+    _write_inputs(tmp_path / "in")
+    rng = np.random.default_rng(2)
+    for i in range(2):  # same size as the aachen image: a batch of 3 puts these through the network together
+        Image.fromarray(rng.integers(0, 256, (37, 70, 3), dtype=np.uint8)).save(tmp_path / "in" / "aachen" / f"x{i}.png")
+    written = {}
+    for batch in (1, 3):
+        cfg = tiny_cfg("stage=predict", f"ckpt={trained['best_ckpt']}", f"predict.input={tmp_path / 'in'}",
+                       f"predict.batch_size={batch}", "predict.num_workers=1", out=tmp_path / f"b{batch}")
+        result = run_predict(cfg)
+        report = json.loads((tmp_path / f"b{batch}" / "predict.json").read_text())
+        assert report["num_images"] == result["num_images"] == 5 and report["batch_size"] == batch
+        assert report["images_per_s"] > 0 and report["seconds"] > 0
+        written[batch] = {p.relative_to(tmp_path / f"b{batch}"): p.read_bytes()
+                          for p in sorted((tmp_path / f"b{batch}" / "predictions").rglob("*.png"))}
+    assert len(written[1]) == 10 and written[1] == written[3]  # 5 labelIds + 5 overlays, byte-identical
