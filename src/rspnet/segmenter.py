@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Union
@@ -116,7 +117,8 @@ class Segmenter:
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Class scores [B, K, H, W] (logits, or log-probabilities for multiscale_flip) of a normalised batch."""
         x = x.to(self.device)
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
+        amp = torch.autocast("cuda", dtype=torch.float16) if self.fp16 else contextlib.nullcontext()
+        with torch.inference_mode(), amp:
             return infer(self.model, x, self.inference, crop=self.crop, stride=self.stride, scales=self.scales,
                          sw_batch=self.sw_batch).float()
 

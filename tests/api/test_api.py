@@ -103,6 +103,8 @@ def test_bad_arguments_are_clear_errors(tiny_ckpt: Path, tmp_path: Path) -> None
 
     with pytest.raises(ArtifactError, match="model not found"):
         rspnet.load_model(tmp_path / "missing.ckpt")
+    with pytest.raises(ConfigError, match="fp16"):
+        rspnet.Segmenter(tiny_ckpt, device="cpu", fp16=True)
     with pytest.raises(ConfigError, match="inference=tiles is unknown"):
         rspnet.Segmenter(tiny_ckpt, inference="tiles")
     with pytest.raises(DataError, match="must be uint8"):
