@@ -127,3 +127,11 @@ def test_run_from_a_saved_config(tiny_ckpt: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "old").exists()  # the saved run's dir is not written to
     with pytest.raises(ConfigError, match="group choices"):
         rspnet.run("eval", "dataset=camvid", config=saved)
+
+
+def test_a_checkpoint_trained_with_compile_loads_uncompiled(tiny_ckpt: Path, tmp_path: Path) -> None:
+    ckpt = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)
+    ckpt["rspnet"]["config"]["train"]["compile"] = True
+    torch.save(ckpt, tmp_path / "compiled.ckpt")
+    net = rspnet.load_model(tmp_path / "compiled.ckpt").net
+    assert getattr(net, "_compiled_call_impl", None) is None  # predicting never waits for torch.compile
