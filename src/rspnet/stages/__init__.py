@@ -19,6 +19,7 @@ STAGES: dict[str, str] = {
     "export": "rspnet.stages.export",
     "summary": "rspnet.stages.summary",
     "sample_arch": "rspnet.stages.sample_arch",
+    "profile": "rspnet.stages.profile",
     "pipeline": "rspnet.stages.pipeline",
 }
 

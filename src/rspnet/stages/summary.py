@@ -57,11 +57,13 @@ def summarize(cfg: DictConfig, genotype: Genotype, macro: MacroArch, flops: bool
         net = build_derived(cfg, genotype, macro, int(cfg.dataset.num_classes))
     parts = param_counts(net)
     size = tuple(int(v) for v in cfg.dataset.crop_size)
+    gflops = count_gflops(net, size) if flops else None
     return {
         "params": sum(parts.values()),
         "params_by_part": parts,
-        "gflops": round(count_gflops(net, size), 3) if flops else None,
-        "gflops_convention": "torch.utils.flop_counter: 2 FLOPs per multiply-accumulate, batch 1",
+        "gflops": round(gflops, 3) if gflops is not None else None,
+        "gmacs": round(gflops / 2, 3) if gflops is not None else None,
+        "gflops_convention": "torch.utils.flop_counter: 2 FLOPs per multiply-accumulate (GFLOPs = 2 x GMACs), batch 1",
         "input_size": list(size),
         "model": str(cfg.model.name),
         "head": str(cfg.head.name),
