@@ -54,14 +54,18 @@ class PaperRow:
 
 
 PAPER_ROWS = (
-    PaperRow("Table 1", "Ours", 81.4, 68.67, False, "fcn", False, "rspnet -m experiment=rsp_ablation"),
-    PaperRow("Table 1", "Ours + RSP", 81.0, 17.20, True, "fcn", False, "rspnet -m experiment=rsp_ablation"),
+    PaperRow("Table 1", "Ours", 81.4, 68.67, False, "fcn", False, "rspnet experiment=rsp_ablation"),
+    PaperRow("Table 1", "Ours + RSP", 81.0, 17.20, True, "fcn", False, "rspnet experiment=rsp_ablation"),
     PaperRow("Table 2", "Ours (Mapillary)", 82.1, 68.67, False, "fcn", True,
-             "rspnet experiment=mapillary_pretrain rsp=off; rspnet experiment=cityscapes_finetune rsp=off ckpt=..."),
+             "rspnet experiment=mapillary_pretrain rsp=off genotype=G macro_arch=M; "
+             "rspnet experiment=cityscapes_finetune rsp=off genotype=G macro_arch=M ckpt=..."),
     PaperRow("Table 2", "Ours + RSP (Mapillary)", 81.7, 17.20, True, "fcn", True,
-             "rspnet experiment=mapillary_pretrain; rspnet experiment=cityscapes_finetune ckpt=..."),
-    PaperRow("Table 3", "Ours + OCR", 83.2, float("nan"), False, "ocr", False, "rspnet -m experiment=ocr_ablation"),
-    PaperRow("Table 3", "Ours + RSP + OCR", 82.5, float("nan"), True, "ocr", False, "rspnet -m experiment=ocr_ablation"),
+             "rspnet experiment=mapillary_pretrain genotype=G macro_arch=M; "
+             "rspnet experiment=cityscapes_finetune genotype=G macro_arch=M ckpt=..."),
+    PaperRow("Table 3", "Ours + OCR", 83.2, float("nan"), False, "ocr", False,
+             "rspnet experiment=ocr_ablation genotype=G macro_arch=M"),
+    PaperRow("Table 3", "Ours + RSP + OCR", 82.5, float("nan"), True, "ocr", False,
+             "rspnet experiment=ocr_ablation genotype=G macro_arch=M"),
 )
 
 
@@ -207,7 +211,8 @@ def _budgets_and_provenance(run: Run, cfg: dict[str, Any]) -> None:
         _recorded(run, _read_json(path / "metrics.json"))
         return
     if run.stage == "train":
-        _from_artifacts(run, cfg.get("genotype"), None if cfg.get("macro_arch") in (None, "default_macro") else cfg["macro_arch"])
+        macro = cfg.get("macro_arch")
+        _from_artifacts(run, cfg.get("genotype"), None if macro in (None, "default_macro") else macro)
         t = _read_json(path / "train.json") or {}
         run.epochs["train"] = t.get("epochs") if isinstance(t.get("epochs"), int) else None
         _recorded(run, t)
