@@ -54,8 +54,10 @@ class PaperRow:
 
 
 PAPER_ROWS = (
-    PaperRow("Table 1", "Ours", 81.4, 68.67, False, "fcn", False, "rspnet experiment=rsp_ablation"),
-    PaperRow("Table 1", "Ours + RSP", 81.0, 17.20, True, "fcn", False, "rspnet experiment=rsp_ablation"),
+    PaperRow("Table 1", "Ours", 81.4, 68.67, False, "fcn", False,
+             "rspnet experiment=rsp_ablation hydra/launcher=slurm"),
+    PaperRow("Table 1", "Ours + RSP", 81.0, 17.20, True, "fcn", False,
+             "rspnet experiment=rsp_ablation hydra/launcher=slurm"),
     PaperRow("Table 2", "Ours (Mapillary)", 82.1, 68.67, False, "fcn", True,
              "rspnet experiment=mapillary_pretrain rsp=off genotype=G macro_arch=M; "
              "rspnet experiment=cityscapes_finetune rsp=off genotype=G macro_arch=M ckpt=..."),
@@ -63,9 +65,9 @@ PAPER_ROWS = (
              "rspnet experiment=mapillary_pretrain genotype=G macro_arch=M; "
              "rspnet experiment=cityscapes_finetune genotype=G macro_arch=M ckpt=..."),
     PaperRow("Table 3", "Ours + OCR", 83.2, float("nan"), False, "ocr", False,
-             "rspnet experiment=ocr_ablation genotype=G macro_arch=M"),
+             "rspnet experiment=ocr_ablation hydra/launcher=slurm genotype=G macro_arch=M"),
     PaperRow("Table 3", "Ours + RSP + OCR", 82.5, float("nan"), True, "ocr", False,
-             "rspnet experiment=ocr_ablation genotype=G macro_arch=M"),
+             "rspnet experiment=ocr_ablation hydra/launcher=slurm genotype=G macro_arch=M"),
 )
 
 
