@@ -58,3 +58,15 @@ def test_the_preset_is_chosen_by_name_and_labelled(tmp_path: Path, caplog) -> No
     assert genotype.ops == ["conv_3x3", "dw_conv_3x3", "dil_conv_3x3"] and macro.layers == cfg.model.layers
     assert arch_provenance(cfg) == {"genotype": "preset", "macro": "preset"}
     assert any("not a search result (genotype: preset, macro: preset)" in r.getMessage() for r in caplog.records)
+
+
+def test_the_logger_records_the_architecture_provenance(tiny_cfg, tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from rspnet.stages.train import run_train
+
+    out = tmp_path / "csvrun"
+    run_train(tiny_cfg("stage=train", "logger=csv", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
+                       "genotype=paper_like", "macro_arch=default_macro", out=out))
+    hparams = OmegaConf.load(out / "csv" / "hparams.yaml")
+    assert hparams.arch_provenance == {"genotype": "preset", "macro": "preset"}

@@ -80,7 +80,10 @@ def run_train(cfg: DictConfig) -> dict:
     if cfg.train.get("init_ckpt"):
         init_from_checkpoint(module, str(cfg.train.init_ckpt))
     ckpt_cb, last_cb = _checkpoint_callbacks(out)
-    trainer = build_trainer(cfg, out, build_logger(cfg, out), [ckpt_cb, last_cb], plugins=[AtomicCheckpointIO()])
+    logger = build_logger(cfg, out)
+    if logger:  # W&B config / CSV hparams say whether the architecture was searched
+        logger.log_hyperparams({"arch_provenance": arch_provenance(cfg)})
+    trainer = build_trainer(cfg, out, logger, [ckpt_cb, last_cb], plugins=[AtomicCheckpointIO()])
     trainer.fit(module, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg, out))
 
     best_score = ckpt_cb.best_model_score
