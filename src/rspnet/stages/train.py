@@ -25,8 +25,8 @@ def load_architecture(cfg: DictConfig) -> tuple[Any, Any]:
                              "or genotype=paper_like for the shipped, unsearched preset)")
     architecture = load_with_defaults(cfg)
     if not artifact_arg(cfg, "macro_arch"):
-        log.warning("no macro_arch= given: training on default_macro, the hand-made HRNet-style trellis "
-                    "(provenance: preset, not a searched macro.json); pass macro_arch=DIR/macro.json")
+        log.warning("training on default_macro, the hand-made HRNet-style trellis (provenance: preset, not a "
+                    "searched macro.json); pass macro_arch=DIR/macro.json for a searched one")
     provenance = arch_provenance(cfg)
     if set(provenance.values()) != {"searched"}:
         log.warning("architecture is not a search result (genotype: %s, macro: %s); results are reported as such",
