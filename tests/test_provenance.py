@@ -22,7 +22,7 @@ def test_provenance_round_trips_and_legacy_files_have_none(tmp_path: Path) -> No
     assert "provenance" not in json.loads((tmp_path / "legacy.json").read_text())
     g.provenance = "random"
     assert Genotype.load(g.save(tmp_path / "g.json")).provenance == "random"
-    assert arch_provenance(g.to_dict(), None) == {"genotype": "random", "macro": None}
+    assert arch_provenance(g.to_dict(), None) == {"genotype": "random", "macro": "unknown"}
 
 
 @pytest.mark.parametrize("kind", ["genotype", "macro"])

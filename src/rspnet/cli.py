@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rspnet.errors import RSPNetError
+from rspnet.resources import config_dir  # also registers the ${rspnet.genotype:NAME} resolver
 
 log = logging.getLogger("rspnet")
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+CONFIG_DIR = str(config_dir())  # package data (rspnet.conf); users add theirs with --config-dir
 
 
 def _run_dir(output_dir: str | None, default: str) -> str:

@@ -64,9 +64,11 @@ def normalized_entropy(probs: Sequence[float]) -> float:
     return h / math.log(len(p))
 
 
-def arch_provenance(genotype: dict | None, macro: dict | None) -> dict[str, str | None]:
+def arch_provenance(genotype: dict | None, macro: dict | None) -> dict[str, str]:
     """`{"genotype": ..., "macro": ...}` as written into train.json / metrics.json / checkpoints."""
-    return {"genotype": (genotype or {}).get("provenance"), "macro": (macro or {}).get("provenance")}
+    from rspnet.provenance import of_artifact
+
+    return {"genotype": of_artifact(genotype), "macro": of_artifact(macro)}
 
 
 def _search_meta(d: dict, source: str) -> dict[str, Any]:
