@@ -8,6 +8,9 @@ STAMP  := $(VENV)/.installed
 CPU_ONLY   ?=
 TORCH_CPU  := torch==2.13.0
 TORCH_SPEC := torch>=2.1,<2.15
+# a machine with an NVIDIA driver gets the index's default (CUDA) torch when none is importable;
+# one without gets the pinned wheel (on the project's CPU machines a local CPU build, no CUDA download)
+HAS_GPU    ?= $(shell command -v nvidia-smi 2>/dev/null)
 # VENV_FLAGS=--system-site-packages: a new .venv sees the cluster's / conda's CUDA torch
 VENV_FLAGS ?=
 export WANDB_MODE ?= offline
@@ -26,8 +29,9 @@ ifeq ($(CPU_ONLY),1)
 	# torch first: resolves to the local CPU wheel, so nothing pulls a CUDA build
 	$(PY) -m pip install $(TORCH_CPU)
 else
-	# keep an importable torch (e.g. CUDA via VENV_FLAGS=--system-site-packages), else the index's default build
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install '$(TORCH_SPEC)'
+	# keep an importable torch (e.g. CUDA via VENV_FLAGS=--system-site-packages); else the index's
+	# default build on a GPU machine, the pinned wheel on one without a GPU
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install '$(if $(HAS_GPU),$(TORCH_SPEC),$(TORCH_CPU))'
 endif
 	$(PY) -m pip install -e '.[dev]'
 ifeq ($(CPU_ONLY),1)

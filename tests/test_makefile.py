@@ -42,10 +42,16 @@ def test_default_keeps_an_importable_torch_and_tolerates_cuda(tmp_path: Path) ->
     assert "-m pip install -e .[dev]" in calls
 
 
-def test_default_installs_torch_from_the_index_when_missing(tmp_path: Path) -> None:
-    proc, calls = _install(tmp_path, FAKE_NO_TORCH="1")
+def test_default_installs_torch_from_the_index_when_missing_on_a_gpu_machine(tmp_path: Path) -> None:
+    proc, calls = _install(tmp_path, "HAS_GPU=1", FAKE_NO_TORCH="1")
     assert "-m pip install torch>=2.1,<2.15" in calls
     assert calls.index("-m pip install torch>=2.1,<2.15") < calls.index("-m pip install -e .[dev]")
+
+
+def test_default_without_a_gpu_installs_the_pinned_wheel_when_missing(tmp_path: Path) -> None:
+    proc, calls = _install(tmp_path, "HAS_GPU=", FAKE_NO_TORCH="1")
+    assert proc.returncode == 0, proc.stderr
+    assert calls.index("-m pip install torch==2.13.0") < calls.index("-m pip install -e .[dev]")
 
 
 def test_cpu_only_pins_the_cpu_wheel_first(tmp_path: Path) -> None:
