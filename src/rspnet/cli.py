@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rspnet.errors import RSPNetError
+from rspnet.resources import config_dir  # also registers the ${rspnet.genotype:NAME} resolver
 
 log = logging.getLogger("rspnet")
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+CONFIG_DIR = str(config_dir())  # package data (rspnet.conf); users add theirs with --config-dir
 
 
 def _run_dir(output_dir: str | None, default: str) -> str:
@@ -30,6 +30,7 @@ def run(cfg: DictConfig) -> dict:
     from rspnet.utils.config import output_dir, print_config_tree, save_config, seed_everything
     from rspnet.utils.distributed import rank_errors
     from rspnet.utils.loggers import finish_loggers
+    from rspnet.utils.threads import apply as apply_thread_policy
     from rspnet.utils.validate import validate_config
 
     stage = get_stage(str(cfg.stage.name))
@@ -39,6 +40,7 @@ def run(cfg: DictConfig) -> dict:
         print_config_tree(cfg)
     save_config(cfg, out)
     seed_everything(cfg.get("seed", 0))
+    apply_thread_policy(cfg)
     try:
         with rank_errors():
             return stage(cfg)
@@ -73,6 +75,8 @@ def _check_sweep_job(cfg: DictConfig) -> None:
 
     Also when the sweep-level check passed (`-m trainer=cpu,ddp`: swept values are per job).
     """
+    from pathlib import Path
+
     from hydra.core.hydra_config import HydraConfig
 
     from rspnet.utils.callbacks import fail_sweep

@@ -14,7 +14,8 @@ from rspnet.lit.seg_module import read_checkpoint
 from tests.data.conftest import MAPILLARY_LABELS, W, _colour, write_image, write_label
 
 TINY = ["model=tiny", "trainer=cpu", "trainer.max_epochs=1", "dataset.crop_size=[16,32]", "dataset.batch_size=2",
-        "dataset.val_batch_size=1", "dataset.num_workers=0", "dataset.pin_memory=false", "dataset.resize_long=null"]
+        "dataset.val_batch_size=1", "dataset.num_workers=0", "dataset.pin_memory=false", "dataset.resize_long=null",
+        "genotype=paper_like", "macro_arch=default_macro"]  # the recipes require an architecture
 
 
 def _mapillary(root: Path) -> Path:

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from rspnet.data.base import IGNORE, SegDataset
 from rspnet.errors import ConfigError, DataError
+from rspnet.utils.threads import worker_init
 
 
 class SegDataModule(pl.LightningDataModule):
@@ -74,6 +75,7 @@ class SegDataModule(pl.LightningDataModule):
             num_workers=workers,
             pin_memory=bool(self.dcfg.get("pin_memory", False)),
             persistent_workers=workers > 0,
+            worker_init_fn=worker_init,  # one thread per worker (the main process holds the rest)
         )
 
     def _require(self, ds: SegDataset | None, stage: str) -> SegDataset:

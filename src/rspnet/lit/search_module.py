@@ -10,6 +10,7 @@ Subclasses (stage 2) override `export_artifacts` and the validation hooks.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -215,8 +216,15 @@ class SearchModule(pl.LightningModule):
 
     # -- artifacts ----------------------------------------------------------------------
     def search_meta(self) -> dict[str, Any]:
-        """The `search` block of the artifacts: dataset, epochs completed, seed."""
-        return {"dataset": str(self.cfg.dataset.name), "epochs": int(self.epochs_done), "seed": int(self.cfg.get("seed", 0))}
+        """The `search` block of the artifacts: dataset, seed, and the budget (epochs, arch optimiser, split)."""
+        s = self.search_cfg
+        arch_lr = s.arch_lr if s.arch_optim == "sgd" else s.arch_adam_lr
+        max_epochs = self.trainer.max_epochs if self._trainer is not None else None
+        return {"dataset": str(self.cfg.dataset.name), "epochs": int(self.epochs_done), "seed": int(self.cfg.get("seed", 0)),
+                "max_epochs": int(max_epochs) if max_epochs is not None else None, "model": str(self.cfg.model.name),
+                "arch_optim": str(s.arch_optim), "arch_lr": _json_number(arch_lr), "weight_lr": _json_number(s.weight_lr),
+                "warmup_epochs": int(s.warmup_epochs), "arch_split": float(s.arch_split),
+                "second_order": bool(s.second_order)}
 
     def export_artifacts(self, out: Path, final: bool) -> None:
         """Stage 1: DIR/genotype.json, DIR/cell.png, DIR/alpha.png (+ heatmap to the logger)."""
@@ -247,6 +255,12 @@ class SearchModule(pl.LightningModule):
         self.epochs_done = int(state.get("epochs_done", 0))
         if "rng" in state:
             set_rng_state(state["rng"])
+
+
+def _json_number(value: Any) -> float | str:
+    """A float for the artifact's JSON; inf/NaN (only in deliberate stress tests) as its string."""
+    value = float(value)
+    return value if math.isfinite(value) else str(value)
 
 
 def _abs_sum(tensors: Any) -> torch.Tensor:

@@ -83,7 +83,7 @@ class SegModule(pl.LightningModule):
     def __init__(self, cfg: DictConfig, genotype: dict, macro: dict, num_classes: int,
                  classes: list[str] | None = None, palette: list | None = None) -> None:
         super().__init__()
-        from rspnet.genotype import Genotype, MacroArch
+        from rspnet.genotype import Genotype, MacroArch, arch_provenance
         from rspnet.metrics import SegMetric
         from rspnet.models.derived import build_derived
 
@@ -107,6 +107,8 @@ class SegModule(pl.LightningModule):
             "palette": [list(map(int, c)) for c in palette] if palette is not None else None,
             "config": {g: OmegaConf.to_container(cfg[g], resolve=True) for g in (*ARCH_GROUPS, "dataset", "train")},
             "params": sum(p.numel() for p in self.net.parameters()),
+            # searched | random | preset per artifact (None = legacy file without the key)
+            "arch_provenance": arch_provenance(genotype, macro),
         }
         self.val_metric = SegMetric(self.num_classes, ignore_index=self.ignore_index)
         self.test_metric = SegMetric(self.num_classes, ignore_index=self.ignore_index)

@@ -71,6 +71,9 @@ def run_cell_search(cfg: DictConfig) -> dict:
     net = CellSupernet.from_cfg(cfg, datamodule.num_classes)
     result = fit_search(cfg, SearchModule(net, cfg), datamodule)
     genotype = out / "genotype.json"
-    result.update(genotype=str(genotype), cell_picture=str(out / "cell.png"))
-    print(f"cell search: genotype {net.genotype().ops} -> {genotype}")
+    entropy = net.alpha_entropy()
+    result.update(genotype=str(genotype), cell_picture=str(out / "cell.png"), alpha_entropy=entropy["mean"])
+    # normalised entropy 1.0 = softmax(alpha) still uniform: the argmax is noise, not a decision
+    print(f"cell search: genotype {net.genotype().ops} -> {genotype} "
+          f"(alpha entropy / log 5: per edge {entropy['per_edge']}, mean {entropy['mean']:.3f})")
     return result
