@@ -29,6 +29,12 @@ def test_each_logger_choice_is_instantiated_from_its_target(make_cfg, tmp_path: 
     assert any((tmp_path / "run").rglob("*")), "the logger writes under the run dir"
 
 
+@pytest.mark.parametrize("choice", ["csv", "tensorboard"])
+def test_recipe_run_labels_do_not_reach_loggers_without_them(make_cfg, tmp_path: Path, choice: str) -> None:
+    cfg = make_cfg(f"logger={choice}", "+logger.group=camvid", "+logger.tags=[a]")  # as experiment=camvid sets them
+    assert build_logger(cfg, tmp_path) is not False
+
+
 def test_logger_none_is_no_logger(make_cfg, tmp_path: Path) -> None:
     assert build_logger(make_cfg("logger=none"), tmp_path) is False
 

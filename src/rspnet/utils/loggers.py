@@ -18,6 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from rspnet.errors import ConfigError
 
 WANDB_ID_FILE = "wandb_id.txt"
+# keys recipes set to group runs (W&B arguments); other loggers do not take them
+RUN_LABELS = ("group", "tags")
 
 
 def build_logger(cfg: DictConfig, out: Path) -> Any:
@@ -32,7 +34,9 @@ def build_logger(cfg: DictConfig, out: Path) -> Any:
     kwargs: dict[str, Any] = {"save_dir": str(out)}
     if target.endswith("WandbLogger"):
         kwargs.update(_wandb_kwargs(cfg, out))
-    elif target.endswith("TensorBoardLogger") and not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
+    else:  # run labels the recipes set for every logger (kept in config.yaml for experiments.collect)
+        spec = OmegaConf.masked_copy(spec, [k for k in spec if k not in RUN_LABELS])
+    if target.endswith("TensorBoardLogger") and not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
         raise ConfigError("logger=tensorboard needs the tensorboard or tensorboardX package: "
                           "pip install 'rspnet[tensorboard]' (or use logger=csv)")
     try:
