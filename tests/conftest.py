@@ -37,3 +37,13 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return cfg
 
     return _make
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`requires_gpu` tests skip cleanly without CUDA (they run on a GPU machine: `pytest -m requires_gpu`)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="requires_gpu: no CUDA device")
+    for item in items:
+        if "requires_gpu" in item.keywords:
+            item.add_marker(skip)

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from rspnet.errors import ArtifactError, NonFiniteError
+from rspnet.utils.distributed import all_ranks_finite
 
 log = logging.getLogger(__name__)
 CKPT_FORMAT = "rspnet.seg/1"
@@ -122,8 +123,9 @@ class SegModule(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = seg_loss(self(x), y, self.cfg.train, self.ignore_index, self.aux_weight)
-        if not torch.isfinite(loss):
-            raise NonFiniteError(f"training loss is {loss.item()} at epoch {self.current_epoch} step {self.global_step}; "
+        if not all_ranks_finite(loss):  # one decision for all DDP ranks, before the backward all-reduce
+            value = loss.item() if not torch.isfinite(loss) else "non-finite on another DDP rank"
+            raise NonFiniteError(f"training loss is {value} at epoch {self.current_epoch} step {self.global_step}; "
                                  "lower train.lr or use trainer.precision=32-true (last.ckpt holds the last good epoch)")
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)

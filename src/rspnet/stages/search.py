@@ -35,6 +35,7 @@ def fit_search(cfg: DictConfig, module: Any, datamodule: Any) -> dict:
     from pytorch_lightning.utilities import CombinedLoader
 
     from rspnet.lit.search_module import check_trainer
+    from rspnet.utils.distributed import rank_errors
     from rspnet.utils.loggers import build_logger
     from rspnet.utils.trainer import build_trainer, resolve_ckpt_path
 
@@ -46,7 +47,8 @@ def fit_search(cfg: DictConfig, module: Any, datamodule: Any) -> dict:
     weight_loader, arch_loader = datamodule.search_dataloaders()
     module.data_split = datamodule.split_state()
     train_loader = CombinedLoader({"weight": weight_loader, "arch": arch_loader}, mode=str(cfg.search.combine_mode))
-    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=datamodule.val_dataloader(), ckpt_path=ckpt_path)
+    with rank_errors():  # an error in a spawned DDP rank stays one line
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=datamodule.val_dataloader(), ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     result: dict[str, Any] = {"output_dir": str(out), "epochs": int(module.epochs_done), **metrics}
     if "val/miou" in metrics:
