@@ -50,7 +50,12 @@ def steps(doc: Path, quick: bool, cuda: bool) -> dict[str, Callable[[], Any]]:
         from bench import profile_stage
 
         out["search_profile_tiny"] = lambda: profile_search.main(w)
+        out["search_profile_stages"] = lambda: profile_search.main(["--stages", *w])
         out["demo_stage1_profile"] = lambda: profile_stage.main(w)
+    if not quick:  # minutes of stage runs; its smoke run is tests/benchmarks/test_busy.py
+        from bench import busy
+
+        out["busy"] = lambda: busy.main(w)
     out["derived_cost"] = lambda: derived_cost.main(q + w)
     out["train_options"] = lambda: train_options.main(q + w)
     out["data_throughput"] = lambda: data_throughput.main(q + w)
@@ -67,7 +72,7 @@ def verdict(value: float | None, target: float, higher_is_better: bool) -> str:
 
 
 def targets(results: dict[str, Any]) -> list[list[str]]:
-    """The issue-9 targets as rows (target, measured, verdict) from the benchmarks' return values."""
+    """The issue-9 and issue-16 targets as rows (target, measured, verdict) from the benchmarks' return values."""
     rows: list[list[str]] = []
 
     def add(name: str, value: float | None, target: float, higher: bool, where: str) -> None:
@@ -92,7 +97,23 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
             by_ds[r["dataset"]] = max(by_ds.get(r["dataset"], 0.0), r["ratio"])
     for ds, ratio in by_ds.items():
         add(f"loader / train step rate, {ds} (best worker count)", ratio, 2.0, True, "data_throughput")
+    stages = results.get("search_profile_stages")
+    if stages:  # issue 16
+        add("demo macro-search step / cell-search step (CPU)", stages[0]["total_ms"] / stages[1]["total_ms"], 1.5, False,
+            "search_profile_stages")
+    for workload, arms in (results.get("busy") or {}).items():
+        ratio = busy_ratio(arms)
+        add(f"demo {workload} epoch wall: beside a busy core / idle", ratio, 2.2, False, "busy")
     return rows
+
+
+def busy_ratio(arms: dict[str, list[dict]]) -> float | None:
+    """Median wall time beside the busy loop / median idle wall time (None if an arm is empty)."""
+    import statistics
+
+    if not arms.get("idle") or not arms.get("busy"):
+        return None
+    return statistics.median(r["wall_s"] for r in arms["busy"]) / statistics.median(r["wall_s"] for r in arms["idle"])
 
 
 def header(info: dict[str, Any], command: str, ran: dict[str, float], failed: dict[str, str], rows: list[list[str]]) -> str:
@@ -111,7 +132,7 @@ def header(info: dict[str, Any], command: str, ran: dict[str, float], failed: di
     if not info["gpu"]:
         lines += ["", "No GPU in this run: the paper-preset search cost and the GPU throughput rows are",
                   "not run; on a CUDA machine `make bench` runs them (same command)."]
-    lines += ["", "### Issue-9 targets", "",
+    lines += ["", "### Targets (issues 9 and 16)", "",
               common.md_table(["target", "goal", "measured", "verdict", "from"], rows)]
     return "\n".join(lines)
 

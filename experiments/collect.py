@@ -8,6 +8,12 @@ the CSV log (csv/metrics.csv, best `val/miou`), the W&B offline run (wandb/offli
 its binary log, or files/wandb-summary.json in older wandb). The last three are skipped when
 train.json says validation ran on the held-out slice of train (`train.select`), which is not
 the reported split. Paper rows no run matches say "not run here".
+
+Each run's budgets (epochs of cell search, macro search and training, as run) and the
+provenance of its architecture (searched | random | preset | unknown, rspnet.provenance)
+are recorded. Only a run on a searched architecture with at least the paper's budgets
+(PAPER_BUDGETS) is filed under a paper row; a run with a paper row's setting that falls
+short is listed below the table with the reason.
 """
 
 from __future__ import annotations
@@ -24,8 +30,14 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from experiments.wandb_offline import read_offline_run
+from rspnet.provenance import of_file, search_epochs
+from rspnet.resources import genotype_path, shipped_genotypes
 
 FINAL_STAGES = {"train", "eval", "pipeline"}  # search stages report supernet mIoU, not the paper's
+SUB_STAGES = ("cell_search", "macro_search", "train")
+# epochs per stage of the paper's protocol (conf/experiment/rsp_ablation.yaml): 300 cell-search
+# and 40 macro-search epochs (paper), the HRNetV2/OCR Cityscapes schedule for training
+PAPER_BUDGETS = {"cell_search": 300, "macro_search": 40, "train": 484}
 
 
 @dataclass(frozen=True)
@@ -43,14 +55,20 @@ class PaperRow:
 
 
 PAPER_ROWS = (
-    PaperRow("Table 1", "Ours", 81.4, 68.67, False, "fcn", False, "rspnet -m experiment=rsp_ablation"),
-    PaperRow("Table 1", "Ours + RSP", 81.0, 17.20, True, "fcn", False, "rspnet -m experiment=rsp_ablation"),
+    PaperRow("Table 1", "Ours", 81.4, 68.67, False, "fcn", False,
+             "rspnet experiment=rsp_ablation hydra/launcher=slurm"),
+    PaperRow("Table 1", "Ours + RSP", 81.0, 17.20, True, "fcn", False,
+             "rspnet experiment=rsp_ablation hydra/launcher=slurm"),
     PaperRow("Table 2", "Ours (Mapillary)", 82.1, 68.67, False, "fcn", True,
-             "rspnet experiment=mapillary_pretrain rsp=off; rspnet experiment=cityscapes_finetune rsp=off ckpt=..."),
+             "rspnet experiment=mapillary_pretrain rsp=off genotype=G macro_arch=M; "
+             "rspnet experiment=cityscapes_finetune rsp=off genotype=G macro_arch=M ckpt=..."),
     PaperRow("Table 2", "Ours + RSP (Mapillary)", 81.7, 17.20, True, "fcn", True,
-             "rspnet experiment=mapillary_pretrain; rspnet experiment=cityscapes_finetune ckpt=..."),
-    PaperRow("Table 3", "Ours + OCR", 83.2, float("nan"), False, "ocr", False, "rspnet -m experiment=ocr_ablation"),
-    PaperRow("Table 3", "Ours + RSP + OCR", 82.5, float("nan"), True, "ocr", False, "rspnet -m experiment=ocr_ablation"),
+             "rspnet experiment=mapillary_pretrain genotype=G macro_arch=M; "
+             "rspnet experiment=cityscapes_finetune genotype=G macro_arch=M ckpt=..."),
+    PaperRow("Table 3", "Ours + OCR", 83.2, float("nan"), False, "ocr", False,
+             "rspnet experiment=ocr_ablation hydra/launcher=slurm genotype=G macro_arch=M"),
+    PaperRow("Table 3", "Ours + RSP + OCR", 82.5, float("nan"), True, "ocr", False,
+             "rspnet experiment=ocr_ablation hydra/launcher=slurm genotype=G macro_arch=M"),
 )
 
 
@@ -68,6 +86,8 @@ class Run:
     source: str = ""
     params: float | None = None
     tags: list[str] = field(default_factory=list)
+    epochs: dict[str, int | None] = field(default_factory=lambda: dict.fromkeys(SUB_STAGES))
+    arch: dict[str, str] = field(default_factory=lambda: {"genotype": "unknown", "macro": "unknown"})
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -127,10 +147,13 @@ def read_run(path: Path) -> Run:
     wandb_dirs = sorted(path.glob("wandb/offline-run-*")) + sorted(path.glob("wandb/run-*"))
     if path.name.startswith(("offline-run-", "run-")):
         wandb_dirs = [path]
+    cfg: dict[str, Any] = {}
     if (path / "config.yaml").is_file():
-        _describe(run, OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=False))
+        cfg = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=False)
+        _describe(run, cfg)
     elif wandb_dirs:
         _describe(run, _wandb(wandb_dirs[-1])["config"])
+    _budgets_and_provenance(run, cfg)
     sources: list[tuple[str, Any]] = []
     if (m := _read_json(path / "metrics.json")) is not None:
         sources.append(("metrics.json", m.get("miou")))
@@ -155,6 +178,66 @@ def read_run(path: Path) -> Run:
             run.miou, run.source = float(value), name
             break
     return run
+
+
+def _from_artifacts(run: Run, genotype: Any, macro: Any, macro_default: str = "preset") -> None:
+    """Search epochs and provenance read from the genotype/macro files a run used (no macro file: default_macro)."""
+    if genotype and not Path(str(genotype)).exists() and str(genotype) in shipped_genotypes():
+        genotype = genotype_path(str(genotype))  # `genotype=paper_like`
+    run.epochs["cell_search"] = search_epochs(genotype)
+    run.epochs["macro_search"] = search_epochs(macro)
+    run.arch = {"genotype": of_file(genotype), "macro": of_file(macro, default=macro_default)}
+
+
+def _recorded(run: Run, record: dict[str, Any] | None) -> bool:
+    """Take arch_provenance (and per-stage epochs) from a stage's JSON when it has them."""
+    prov = (record or {}).get("arch_provenance")
+    if isinstance(prov, dict) and {"genotype", "macro"} <= prov.keys():
+        run.arch = {"genotype": str(prov["genotype"]), "macro": str(prov["macro"])}
+    epochs = (record or {}).get("epochs")
+    if isinstance(epochs, dict):
+        run.epochs |= {k: v for k, v in epochs.items() if k in SUB_STAGES and isinstance(v, int)}
+    return isinstance(prov, dict)
+
+
+def _budgets_and_provenance(run: Run, cfg: dict[str, Any]) -> None:
+    """Fill run.epochs / run.arch from the run's JSON records, else from the artifacts its config names."""
+    path = run.path
+    if run.stage == "pipeline":
+        p = _read_json(path / "pipeline.json") or {}
+        if not _recorded(run, p):  # older pipeline.json: read the stage folders
+            _from_artifacts(run, path / "cell_search" / "genotype.json", path / "macro_search" / "macro.json",
+                            macro_default="unknown")
+            run.epochs["train"] = (_read_json(path / "train" / "train.json") or {}).get("epochs")
+        return
+    if run.stage == "eval":  # the checkpoint's training run knows the budgets: <train>/checkpoints/x.ckpt
+        ckpt = cfg.get("ckpt")
+        train_dir = Path(str(ckpt)).parent.parent if ckpt else None
+        if train_dir is not None and (train_dir / "config.yaml").is_file() and train_dir != path:
+            trained = read_run(train_dir)
+            run.epochs, run.arch = trained.epochs, trained.arch
+        _recorded(run, _read_json(path / "metrics.json"))
+        return
+    if run.stage == "train":
+        macro = cfg.get("macro_arch")
+        _from_artifacts(run, cfg.get("genotype"), None if macro in (None, "default_macro") else macro)
+        t = _read_json(path / "train.json") or {}
+        run.epochs["train"] = t.get("epochs") if isinstance(t.get("epochs"), int) else None
+        _recorded(run, t)
+
+
+def shortfalls(run: Run) -> list[str]:
+    """Why a run with a paper row's setting is not filed under it (empty: it is)."""
+    why = []
+    if set(run.arch.values()) != {"searched"}:
+        why.append(f"architecture not searched (genotype: {run.arch['genotype']}, macro: {run.arch['macro']})")
+    for stage, need in PAPER_BUDGETS.items():
+        done = run.epochs.get(stage)
+        if done is None:
+            why.append(f"{stage} epochs unknown")
+        elif done < need:
+            why.append(f"{stage} {done}/{need} epochs")
+    return why
 
 
 SKIP = {".hydra", "checkpoints", "csv", "files", "logs", ".submitit"}
@@ -192,26 +275,48 @@ def _m(value: float | None) -> str:
     return "–" if value is None or value != value else f"{value / 1e6:.2f}" if value > 1000 else f"{value:.2f}"
 
 
+def _epochs(run: Run) -> str:
+    return " / ".join("?" if run.epochs.get(s) is None else str(run.epochs[s]) for s in SUB_STAGES)
+
+
+def _arch(run: Run) -> str:
+    g, m = run.arch["genotype"], run.arch["macro"]
+    return g if g == m else f"{g} cell, {m} macro"
+
+
 def render(runs: list[Run]) -> str:
-    """The README results table (paper rows, then our other runs) as markdown."""
+    """The README results table (paper rows, held-back runs, then our other runs) as markdown."""
     lines = ["| Paper | Row | Paper mIoU (%) | Paper params (M) | Command | Our mIoU (%) | Our params (M) | Runs |",
              "|---|---|---|---|---|---|---|---|"]
     used: set[Path] = set()
+    held: list[tuple[PaperRow, Run]] = []
     for row in PAPER_ROWS:
-        hits = [r for r in runs if _matches(row, r)]
+        matched = [r for r in runs if _matches(row, r)]
+        hits = [r for r in matched if not shortfalls(r)]
+        held += [(row, r) for r in matched if shortfalls(r)]
         best = max(hits, key=lambda r: r.miou or 0.0) if hits else None
-        used.update(r.path for r in hits)
+        used.update(r.path for r in matched)
         lines.append(f"| {row.table} | {row.row} | {row.miou:.1f} | {_m(row.params)} | `{row.command}` | "
                      f"{_pct(best.miou if best else None)} | {_m(best.params) if best else '–'} | {len(hits)} |")
+    lines.append(f"\nPaper rows take only runs on a searched architecture with at least the paper's budgets "
+                 f"(epochs cell search / macro search / train: {' / '.join(str(PAPER_BUDGETS[s]) for s in SUB_STAGES)}).")
+    if held:
+        lines += ["", "Not filed under a paper row (same setting, but unsearched or under budget):", "",
+                  "| Run | Setting of | mIoU (%) | Params (M) | Epochs (cell / macro / train) | Architecture | Why not |",
+                  "|---|---|---|---|---|---|---|"]
+        for row, r in held:
+            lines.append(f"| `{r.path}` | {row.table} {row.row} | {_pct(r.miou)} | {_m(r.params)} | {_epochs(r)} | "
+                         f"{_arch(r)} | {'; '.join(shortfalls(r))} |")
     others = [r for r in runs if r.path not in used and r.miou is not None]
     if others:
         lines += ["", "Other local runs (not paper rows):", "",
-                  "| Run | Stage | Dataset | RSP | Head | Pretrained | mIoU (%) | Params (M) | From |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| Run | Stage | Dataset | RSP | Head | Pretrained | mIoU (%) | Params (M) | Epochs (cell / macro / train) "
+                  "| Architecture | From |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in sorted(others, key=lambda r: str(r.path)):
             rsp = "?" if r.rsp is None else ("on" if r.rsp else "off")
             lines.append(f"| `{r.path}` | {r.stage} | {r.dataset} | {rsp} | {r.head} | {'yes' if r.pretrain else 'no'} | "
-                         f"{_pct(r.miou)} | {_m(r.params)} | {r.source} |")
+                         f"{_pct(r.miou)} | {_m(r.params)} | {_epochs(r)} | {_arch(r)} | {r.source} |")
     return "\n".join(lines) + "\n"
 
 

@@ -16,6 +16,7 @@ import rspnet.cli  # noqa: F401  (registers the rspnet_run_dir resolver)
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # the thread policy honours it: 1 thread in cli.run and subprocesses
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,3 +37,13 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return cfg
 
     return _make
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`requires_gpu` tests skip cleanly without CUDA (they run on a GPU machine: `pytest -m requires_gpu`)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="requires_gpu: no CUDA device")
+    for item in items:
+        if "requires_gpu" in item.keywords:
+            item.add_marker(skip)

@@ -89,3 +89,46 @@ def test_loggers_close_even_when_the_stage_fails(make_cfg, tmp_path, monkeypatch
     with pytest.raises(DataError):
         cli.run(cfg)
     assert closed == [True]
+
+
+BAD_VALUES = [
+    ("model.layers=abc", "model.layers=abc is invalid: expected a positive integer"),
+    ("model.scales=[4,x]", r"model.scales=\[4,x\] is invalid: expected a list of positive integers"),
+    ("dataset.batch_size=0", "dataset.batch_size=0 is invalid"),
+    ("dataset.crop_size=[32]", r"dataset.crop_size=\[32\] is invalid: expected a list of 2 positive integers"),
+    ("dataset.hflip=maybe", "dataset.hflip=maybe is invalid: expected true or false"),
+    ("search.arch_lr=fast", "search.arch_lr=fast is invalid: expected a number >= 0"),
+    ("search.arch_split=1.5", "search.arch_split=1.5 is invalid"),
+    ("search.second_order=yes", "search.second_order=yes is invalid"),
+    ("macro.top_k=two", "macro.top_k=two is invalid"),
+    ("train.lr=[1]", r"train.lr=\[1\] is invalid"),
+    ("train.inference=sliding", "train.inference=sliding is invalid: expected one of whole | slide | multiscale_flip"),
+    ("trainer.max_epochs=1.5", "trainer.max_epochs=1.5 is invalid: expected an integer >= -1 or null"),
+    ("trainer.limit_train_batches=few", "trainer.limit_train_batches=few is invalid"),
+    ("seed=abc", "seed=abc is invalid: expected an integer"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), BAD_VALUES, ids=[b[0].split("=")[0] for b in BAD_VALUES])
+def test_a_wrong_type_is_one_config_error_naming_the_key(make_cfg, override: str, message: str) -> None:
+    from rspnet import cli
+
+    with pytest.raises(ConfigError, match=message) as info:
+        cli.run(make_cfg("stage=data_stats", override))
+    assert "\n" not in str(info.value)
+
+
+def test_every_shipped_recipe_passes_the_type_check(make_cfg) -> None:
+    from rspnet.utils.validate import validate_config
+
+    for recipe in sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml")):
+        validate_config(make_cfg(f"experiment={recipe}"))
+    validate_config(make_cfg("model=paper", "trainer=ddp", "head=ocr", "dataset=mapillary"))
+
+
+@pytest.mark.parametrize("override", ["model.layers=abc", "trainer.max_epochs=1.5"])
+def test_cli_wrong_type_is_one_line(tmp_path, override: str) -> None:
+    proc = _rspnet("stage=cell_search", override, f"paths.output_dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("rspnet: error:")]
+    assert len(errors) == 1 and override.split("=")[0] in errors[0] and "Traceback" not in proc.stderr

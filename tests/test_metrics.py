@@ -64,9 +64,12 @@ def test_hand_computed_example_ignore_and_absent_classes() -> None:
     assert out["iou_per_class"][2:].isnan().all()
     assert float(out["miou"]) == pytest.approx((0.5 + 2 / 3) / 2)
     assert float(out["pixel_acc"]) == pytest.approx(3 / 4)
+    # class accuracy (recall): class 0: 1 of 2 GT pixels, class 1: 2 of 2; 2, 3 absent from GT -> None
     assert summarize(out, ["a", "b", "c", "d"]) == {
         "miou": pytest.approx((0.5 + 2 / 3) / 2), "pixel_acc": pytest.approx(0.75),
-        "iou_per_class": {"a": 0.5, "b": pytest.approx(2 / 3), "c": None, "d": None}}
+        "iou_per_class": {"a": 0.5, "b": pytest.approx(2 / 3), "c": None, "d": None},
+        "macc": pytest.approx(0.75), "acc_per_class": {"a": 0.5, "b": 1.0, "c": None, "d": None}}
+    assert out["confmat"].tolist()[:2] == [[1, 1, 0, 0], [0, 2, 0, 0]]
 
 
 def test_accumulates_accepts_logits_and_resets() -> None:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rspnet.errors import RSPNetError
+from rspnet.resources import config_dir  # also registers the ${rspnet.genotype:NAME} resolver
 
 log = logging.getLogger("rspnet")
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+CONFIG_DIR = str(config_dir())  # package data (rspnet.conf); users add theirs with --config-dir
 
 
 def _run_dir(output_dir: str | None, default: str) -> str:
@@ -28,16 +28,22 @@ def run(cfg: DictConfig) -> dict:
     """Run the stage named by `cfg.stage.name` with loggers closed in `finally`."""
     from rspnet.stages import get_stage
     from rspnet.utils.config import output_dir, print_config_tree, save_config, seed_everything
+    from rspnet.utils.distributed import rank_errors
     from rspnet.utils.loggers import finish_loggers
+    from rspnet.utils.threads import apply as apply_thread_policy
+    from rspnet.utils.validate import validate_config
 
     stage = get_stage(str(cfg.stage.name))
+    validate_config(cfg)  # a wrong type is one line naming the key, not a traceback from deep inside
     out = output_dir(cfg)
     if cfg.get("print_config", True):
         print_config_tree(cfg)
     save_config(cfg, out)
     seed_everything(cfg.get("seed", 0))
+    apply_thread_policy(cfg)
     try:
-        return stage(cfg)
+        with rank_errors():
+            return stage(cfg)
     finally:
         finish_loggers()
 
@@ -50,6 +56,8 @@ def _main(cfg: DictConfig) -> float | None:
     with open_dict(cfg):
         # the run dir is paths.output_dir when given; in multirun each job gets its own subdir
         cfg.paths.output_dir = HydraConfig.get().runtime.output_dir
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        _check_sweep_job(cfg)
     try:
         result = run(cfg)
     except RSPNetError as e:
@@ -60,6 +68,25 @@ def _main(cfg: DictConfig) -> float | None:
     # the optuna sweeper optimises the value returned here
     metric = (result or {}).get("objective")
     return float(metric) if metric is not None else None
+
+
+def _check_sweep_job(cfg: DictConfig) -> None:
+    """Before any Trainer exists: a job whose DDP strategy re-runs the command line stops the sweep.
+
+    Also when the sweep-level check passed (`-m trainer=cpu,ddp`: swept values are per job).
+    """
+    from pathlib import Path
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from rspnet.utils.callbacks import fail_sweep
+    from rspnet.utils.trainer import check_ddp_in_multirun
+
+    hydra_cfg = HydraConfig.get()
+    try:
+        check_ddp_in_multirun(cfg.trainer, str(OmegaConf.select(hydra_cfg, "launcher._target_", default="")))
+    except RSPNetError as e:
+        fail_sweep(str(e), Path(str(hydra_cfg.sweep.dir)), Path(str(hydra_cfg.runtime.output_dir)))
 
 
 def _message(e: RSPNetError) -> str:

@@ -21,6 +21,8 @@ GENOTYPE_FORMAT = "rspnet.genotype/1"
 MACRO_FORMAT = "rspnet.macro/1"
 VALID_SCALES = (4, 8, 16, 32)
 STEM = (0, 4)  # (layer, scale) of the stem node
+# where an architecture came from (optional top-level "provenance"; absent = legacy/unknown)
+PROVENANCES = ("searched", "random", "preset")
 
 
 def _fail(source: str, fieldname: str, msg: str) -> ArtifactError:
@@ -43,6 +45,30 @@ def _check_format(d: Any, source: str, expected: str) -> None:
     fmt = _get(d, "format", source, "", str)
     if fmt != expected:
         raise _fail(source, "format", f"expected {expected!r}, got {fmt!r}")
+
+
+def _provenance(d: dict, source: str) -> str | None:
+    value = d.get("provenance")
+    if value is not None and value not in PROVENANCES:
+        raise _fail(source, "provenance", f"must be one of {', '.join(PROVENANCES)}, got {value!r}")
+    return value
+
+
+def normalized_entropy(probs: Sequence[float]) -> float:
+    """Entropy of a distribution divided by log(len): 1 = uniform (decided nothing), 0 = one-hot."""
+    p = [float(v) for v in probs]
+    total = sum(p)
+    if len(p) < 2 or total <= 0:
+        return 0.0
+    h = -sum(v / total * math.log(v / total) for v in p if v > 0)
+    return h / math.log(len(p))
+
+
+def arch_provenance(genotype: dict | None, macro: dict | None) -> dict[str, str]:
+    """`{"genotype": ..., "macro": ...}` as written into train.json / metrics.json / checkpoints."""
+    from rspnet.provenance import of_artifact
+
+    return {"genotype": of_artifact(genotype), "macro": of_artifact(macro)}
 
 
 def _search_meta(d: dict, source: str) -> dict[str, Any]:
@@ -70,6 +96,7 @@ class Genotype:
     rsp: bool = True
     primitives: list[str] = field(default_factory=lambda: list(PRIMITIVES))
     search: dict[str, Any] = field(default_factory=dict)
+    provenance: str | None = None
 
     @property
     def ops(self) -> list[str]:
@@ -96,7 +123,7 @@ class Genotype:
             "rsp": bool(self.rsp),
             "edges": [{"src": e.src, "dst": e.dst, "op": e.op, "weights": list(e.weights)} for e in self.edges],
             "search": dict(self.search),
-        }
+        } | ({"provenance": self.provenance} if self.provenance else {})
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "genotype") -> Genotype:
@@ -128,7 +155,7 @@ class Genotype:
                 raise _fail(source, f"{where}weights", "must be finite numbers")
             edges.append(Edge(src, dst, op, tuple(float(w) for w in weights)))
         search = _search_meta(d, source)
-        return cls(edges=edges, rsp=rsp, primitives=list(prims), search=search)
+        return cls(edges=edges, rsp=rsp, primitives=list(prims), search=search, provenance=_provenance(d, source))
 
     def save(self, path: str | Path) -> Path:
         """Atomic JSON write."""
@@ -164,6 +191,7 @@ class MacroArch:
     top_k: int
     nodes: list[MacroNode]
     search: dict[str, Any] = field(default_factory=dict)
+    provenance: str | None = None
 
     def node(self, layer: int, scale: int) -> MacroNode:
         for n in self.nodes:
@@ -186,7 +214,7 @@ class MacroArch:
                 for n in self.nodes
             ],
             "search": dict(self.search),
-        }
+        } | ({"provenance": self.provenance} if self.provenance else {})
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "macro") -> MacroArch:
@@ -239,7 +267,8 @@ class MacroArch:
         if missing:
             raise _fail(source, "nodes", f"missing nodes (layer, scale): {missing}")
         search = _search_meta(d, source)
-        return cls(layers=layers, scales=list(scales), top_k=top_k, nodes=nodes, search=search)
+        return cls(layers=layers, scales=list(scales), top_k=top_k, nodes=nodes, search=search,
+                   provenance=_provenance(d, source))
 
     def save(self, path: str | Path) -> Path:
         return atomic_write_json(path, self.to_dict())

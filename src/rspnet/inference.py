@@ -39,15 +39,19 @@ def _starts(size: int, crop: int, stride: int) -> list[int]:
     return sorted(set(starts))
 
 
-def slide_logits(net: Net, x: torch.Tensor, crop: Sequence[int] | int, stride: Sequence[int] | int) -> torch.Tensor:
+def slide_logits(net: Net, x: torch.Tensor, crop: Sequence[int] | int, stride: Sequence[int] | int,
+                 sw_batch: int = 1) -> torch.Tensor:
     """Sliding-window logits: windows of `crop` every `stride`, overlaps averaged.
 
     Images smaller than the window are zero-padded (zero = the dataset mean after
-    normalisation) and the padding is cropped off again. Only one window is on the
-    network at a time, so memory is bounded by the window, not the image.
+    normalisation) and the padding is cropped off again. `sw_batch` windows (of every image
+    of the batch) go through the network together: fewer, larger calls, and memory bounded
+    by `sw_batch` windows rather than by the image.
     """
     ch, cw = _pair(crop, "train.slide_crop")
     sh, sw = _pair(stride, "train.slide_stride")
+    if int(sw_batch) < 1:
+        raise ConfigError(f"train.sw_batch={sw_batch} must be >= 1")
     b, _, h, w = x.shape
     ph, pw = max(ch - h, 0), max(cw - w, 0)
     if ph or pw:
@@ -55,12 +59,14 @@ def slide_logits(net: Net, x: torch.Tensor, crop: Sequence[int] | int, stride: S
     H, W = x.shape[-2:]
     total: torch.Tensor | None = None
     count = torch.zeros(1, 1, H, W, device=x.device, dtype=x.dtype)
-    for y0 in _starts(H, ch, sh):
-        for x0 in _starts(W, cw, sw):
-            win = x[..., y0 : y0 + ch, x0 : x0 + cw]
-            out = _logits(net, win)
-            if total is None:  # K is known only after the first window
-                total = x.new_zeros(b, out.shape[1], H, W, dtype=out.dtype)
+    starts = [(y0, x0) for y0 in _starts(H, ch, sh) for x0 in _starts(W, cw, sw)]
+    for i in range(0, len(starts), int(sw_batch)):
+        group = starts[i : i + int(sw_batch)]
+        wins = torch.cat([x[..., y0 : y0 + ch, x0 : x0 + cw] for y0, x0 in group])  # [len(group) * B, 3, ch, cw]
+        outs = _logits(net, wins).split(b)
+        if total is None:  # K is known only after the first window
+            total = x.new_zeros(b, outs[0].shape[1], H, W, dtype=outs[0].dtype)
+        for (y0, x0), out in zip(group, outs):
             total[..., y0 : y0 + ch, x0 : x0 + cw] += out
             count[..., y0 : y0 + ch, x0 : x0 + cw] += 1
     assert total is not None
@@ -118,7 +124,7 @@ def multiscale_flip_scores(net: Net, x: torch.Tensor, scales: Sequence[float], f
 
 
 def infer(net: Net, x: torch.Tensor, mode: str = "whole", *, crop: Sequence[int] | None = None,
-          stride: Sequence[int] | None = None, scales: Sequence[float] = (1.0,)) -> torch.Tensor:
+          stride: Sequence[int] | None = None, scales: Sequence[float] = (1.0,), sw_batch: int = 1) -> torch.Tensor:
     """Class scores [B, K, H, W] for a normalised batch; argmax over K is the prediction.
 
     multiscale_flip with a `crop` runs every scale as a sliding window (bounded memory for big images).
@@ -127,7 +133,7 @@ def infer(net: Net, x: torch.Tensor, mode: str = "whole", *, crop: Sequence[int]
         window = _pair(crop, "train.slide_crop")  # type: ignore[arg-type]
         # default stride 2/3 of the window (mmsegmentation's usual overlap)
         step = stride if stride is not None else tuple(max(1, (2 * c) // 3) for c in window)
-        return slide_logits(net, t, window, step)
+        return slide_logits(net, t, window, step, sw_batch)
 
     if mode == "whole":
         return _logits(net, x)
@@ -150,4 +156,5 @@ def infer_from_cfg(net: Net, x: torch.Tensor, cfg: DictConfig) -> torch.Tensor:
     mode = str(t.get("inference", "whole"))
     crop = t.get("slide_crop") or (cfg.dataset.get("crop_size") if mode == "slide" else None)
     return infer(net, x, mode, crop=list(crop) if crop is not None else None,
-                 stride=list(t.slide_stride) if t.get("slide_stride") else None, scales=list(t.get("scales") or [1.0]))
+                 stride=list(t.slide_stride) if t.get("slide_stride") else None, scales=list(t.get("scales") or [1.0]),
+                 sw_batch=int(t.get("sw_batch") or 1))

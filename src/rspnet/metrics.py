@@ -13,7 +13,9 @@ class SegMetric(Metric):
     """Accumulates a [K, K] confusion matrix (rows = ground truth); DDP-reduced by sum.
 
     `compute()` -> {"miou", "iou_per_class" (nan for classes absent from both ground truth
-    and prediction, which the mean skips, as cityscapesscripts does), "pixel_acc"}.
+    and prediction, which the mean skips, as cityscapesscripts does), "pixel_acc", "macc",
+    "acc_per_class" (recall of each class; nan for classes absent from the ground truth, skipped
+    by the mean, as mmsegmentation's IoUMetric does), "confmat"}.
     Pixels whose ground truth is `ignore_index` are not counted at all.
     """
 
@@ -46,7 +48,7 @@ class SegMetric(Metric):
         self.confmat += torch.bincount(t * k + p, minlength=k * k).reshape(k, k)
 
     def compute(self) -> dict[str, torch.Tensor]:
-        """mIoU over classes present in GT or prediction, per-class IoU, pixel accuracy."""
+        """mIoU over classes present in GT or prediction, per-class IoU, pixel accuracy, mAcc, the confusion matrix."""
         cm = self.confmat.double()
         tp = cm.diag()
         union = cm.sum(0) + cm.sum(1) - tp
@@ -55,11 +57,16 @@ class SegMetric(Metric):
         miou = iou[present].mean() if present.any() else torch.tensor(float("nan"), dtype=cm.dtype)
         total = cm.sum()
         acc = tp.sum() / total if total > 0 else torch.tensor(float("nan"), dtype=cm.dtype)
-        return {"miou": miou.float(), "iou_per_class": iou.float(), "pixel_acc": acc.float()}
+        gt = cm.sum(1)
+        class_acc = torch.where(gt > 0, tp / gt.clamp(min=1), torch.full_like(tp, float("nan")))
+        in_gt = ~class_acc.isnan()
+        macc = class_acc[in_gt].mean() if in_gt.any() else torch.tensor(float("nan"), dtype=cm.dtype)
+        return {"miou": miou.float(), "iou_per_class": iou.float(), "pixel_acc": acc.float(),
+                "macc": macc.float(), "acc_per_class": class_acc.float(), "confmat": self.confmat.clone()}
 
 
 def summarize(result: dict[str, torch.Tensor], classes: Sequence[str]) -> dict:
-    """JSON-ready metrics: floats, per-class IoU by name (None for absent classes)."""
+    """JSON-ready metrics: floats, per-class IoU and accuracy by name (None for absent classes)."""
 
     def num(x: torch.Tensor) -> float | None:
         value = float(x)
@@ -69,4 +76,6 @@ def summarize(result: dict[str, torch.Tensor], classes: Sequence[str]) -> dict:
         "miou": num(result["miou"]),
         "iou_per_class": {name: num(v) for name, v in zip(classes, result["iou_per_class"])},
         "pixel_acc": num(result["pixel_acc"]),
+        "macc": num(result["macc"]),
+        "acc_per_class": {name: num(v) for name, v in zip(classes, result["acc_per_class"])},
     }

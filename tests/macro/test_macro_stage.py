@@ -13,10 +13,8 @@ from rspnet.genotype import Genotype, MacroArch
 from rspnet.stages.macro_search import run_macro_search
 
 # synthetic data small enough for a second per epoch on one core
-# paths are scored on the held-out slice of train (4 of the 8 images here), never on val
 TINY = ["stage=macro_search", "dataset.num_train=8", "dataset.num_val=4", "dataset.image_size=[32,64]",
-        "dataset.crop_size=[32,64]", "dataset.batch_size=4", "dataset.val_batch_size=4", "model.layers=2",
-        "train.holdout_fraction=0.5"]
+        "dataset.crop_size=[32,64]", "dataset.batch_size=4", "dataset.val_batch_size=4", "model.layers=2"]
 
 
 @pytest.fixture
@@ -43,7 +41,7 @@ def test_fast_dev_run_writes_macro_json_and_pictures(make_cfg, genotype_file: Pa
         assert len(node.inputs) == (1 if node.layer == 1 else 2)
         scores = [i.score for i in node.inputs]
         assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
-    assert macro.search["score_source"] == "val_path_weights"
+    assert macro.search["score_source"] == "arch_path_weights"
     assert macro.search["genotype"] == str(genotype_file)
     for name in ("trellis.png", "beta.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
@@ -66,7 +64,7 @@ def test_checkpoint_holds_beta_cam_and_path_scores(make_cfg, genotype_file: Path
     # the stored mean path weights are exactly what macro.json reports
     macro = json.loads((Path(cfg.paths.output_dir) / "macro.json").read_text())
     top = max(i["score"] for n in macro["nodes"] if n["layer"] == 2 for i in n["inputs"])
-    total = ckpt["rspnet"]["path_scores"]["total"]  # [sums over held-out images..., count]
+    total = ckpt["rspnet"]["path_scores"]["total"]  # [sums over arch-step images..., count]
     assert total[-1] == 4
     mean = total[:-1] / total[-1]
     # layout: the four layer-1 nodes (one candidate each), then the layer-2 nodes
@@ -100,7 +98,7 @@ def test_scores_average_the_last_score_epochs(make_cfg, genotype_file: Path, sco
                    f"macro.score_epochs={score_epochs}")
     result = run_macro_search(cfg)
     ckpt = torch.load(result["checkpoint"], map_location="cpu", weights_only=False)
-    assert ckpt["rspnet"]["path_scores"]["total"][-1] == expected_count  # 4 validation images per epoch
+    assert ckpt["rspnet"]["path_scores"]["total"][-1] == expected_count  # 4 arch-half images per epoch
     macro = MacroArch.load(Path(cfg.paths.output_dir) / "macro.json")
     assert macro.search["score_first_epoch"] == first_epoch and macro.search["epochs"] == 2
 
@@ -111,7 +109,7 @@ def test_resume_restores_the_path_score_accumulator(make_cfg, genotype_file: Pat
     run_macro_search(make_cfg(*common, "trainer.max_epochs=1", out=out))
     result = run_macro_search(make_cfg(*common, "trainer.max_epochs=2", "ckpt_path=last", out=out))
     ckpt = torch.load(result["checkpoint"], map_location="cpu", weights_only=False)
-    # epoch 0's 4 validation images came back from the checkpoint, epoch 1 added 4
+    # epoch 0's 4 arch-step images came back from the checkpoint, epoch 1 added 4
     assert ckpt["rspnet"]["epochs_done"] == 2 and ckpt["rspnet"]["path_scores"]["total"][-1] == 8
 
 
@@ -138,12 +136,35 @@ def test_ddp_sim_reduces_the_path_scores_over_both_ranks(make_cfg, genotype_file
                    "dataset.batch_size=2", "dataset.val_batch_size=2")
     result = run_macro_search(cfg)
     ckpt = torch.load(result["checkpoint"], map_location="cpu", weights_only=False)
-    # 4 validation images, 2 per rank: the saved count is the all-reduced one
+    # 4 arch-half images, 2 per rank: the saved count is the all-reduced one
     assert ckpt["rspnet"]["path_scores"]["total"][-1] == 4
-    assert MacroArch.load(Path(cfg.paths.output_dir) / "macro.json").search["score_source"] == "val_path_weights"
+    assert MacroArch.load(Path(cfg.paths.output_dir) / "macro.json").search["score_source"] == "arch_path_weights"
 
 
 def test_second_order_search_with_adam_runs(make_cfg, genotype_file: Path) -> None:
     cfg = make_cfg(*TINY, f"genotype={genotype_file}", "trainer.fast_dev_run=true", "model.layers=1",
                    "search.second_order=true", "search.arch_optim=adam")
     assert MacroArch.load(run_macro_search(cfg)["macro"]).layers == 1
+
+
+@pytest.mark.parametrize("scoring", ["pam", "beta"])
+def test_macro_json_records_scoring_entropy_and_provenance(make_cfg, genotype_file: Path, scoring: str) -> None:
+    cfg = make_cfg(*TINY, f"genotype={genotype_file}", "trainer.max_epochs=1", f"macro.scoring={scoring}",
+                   "search.arch_optim=adam", "search.arch_adam_lr=0.05")
+    result = run_macro_search(cfg)
+    macro = MacroArch.load(result["macro"])
+    assert macro.provenance == "searched" and macro.search["scoring"] == scoring
+    assert macro.search["score_source"] == "arch_path_weights" and macro.search["seed"] == 0
+    assert macro.search["arch_optim"] == "adam" and macro.search["arch_lr"] == 0.05 and macro.search["max_epochs"] == 1
+    # the one arch step moved beta; the scored path weights come from its forward (before the update),
+    # so with beta-only scoring they are still uniform, while the CAM already differs per path
+    assert 0.0 < macro.search["beta_entropy"] < 1.0
+    assert (macro.search["path_entropy"] < 1.0) == (scoring == "pam")
+    assert result["path_entropy"] == macro.search["path_entropy"]
+    state = torch.load(result["checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
+    assert any(".cam." in k for k in state) == (scoring == "pam")
+
+
+def test_unknown_scoring_is_a_config_error(make_cfg, genotype_file: Path) -> None:
+    with pytest.raises(ConfigError, match="macro.scoring=cam"):
+        run_macro_search(make_cfg(*TINY, f"genotype={genotype_file}", "macro.scoring=cam"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -56,15 +57,22 @@ def test_rsp_on_has_fewer_cell_params_than_off(make_cfg) -> None:
     assert on < 0.4 * off, (on, off)
 
 
-def test_default_macro_is_valid_plain_trellis(make_cfg, tmp_path: Path) -> None:
+def test_default_macro_is_hrnet_style_exchange(make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg("model.layers=4")
     macro = default_macro(cfg)
     reloaded = MacroArch.load(macro.save(tmp_path / "macro.json"))
     assert reloaded.layers == 4 and reloaded.top_k == 2
     assert {(i.layer, i.scale) for i in macro.node(1, 16).inputs} == {(0, 4)}
+    # even layers read the coarser neighbour (coarse -> fine), odd layers the finer one
+    assert {(i.layer, i.scale) for i in macro.node(2, 8).inputs} == {(1, 8), (1, 16)}
     assert {(i.layer, i.scale) for i in macro.node(3, 16).inputs} == {(2, 16), (2, 8)}
-    assert {(i.layer, i.scale) for i in macro.node(3, 4).inputs} == {(2, 4)}
+    assert {(i.layer, i.scale) for i in macro.node(3, 4).inputs} == {(2, 4), (2, 8)}  # no finer scale: coarser
+    assert {(i.layer, i.scale) for i in macro.node(2, 32).inputs} == {(1, 32), (1, 16)}
+    for s in macro.scales:  # every scale receives from both a coarser and a finer one (ends: the only neighbour)
+        srcs = {i.scale for layer in (2, 3) for i in macro.node(layer, s).inputs} - {s}
+        assert srcs == {x for x in macro.scales if x in (s // 2, s * 2)}
     assert len(live_nodes(macro)) == 4 * len(macro.scales)
+    assert json.loads((tmp_path / "macro.json").read_text())["search"]["source"] == "default_macro"
 
 
 def _far_macro() -> dict:

@@ -145,7 +145,8 @@ def test_bad_macro_file_stops_the_stage_before_anything_is_written(make_cfg, tmp
     if field is None:  # the valid file really is accepted: the failures below are the file's fault
         from rspnet.stages.train import load_architecture
 
-        _, macro = load_architecture(make_cfg(*TRAIN, f"genotype={genotype_file}", f"macro_arch={bad}", out=out))
+        cfg = make_cfg(*TRAIN, "model.layers=2", f"genotype={genotype_file}", f"macro_arch={bad}", out=out)
+        _, macro = load_architecture(cfg)  # (model.layers must match the file: tests/train/test_architecture_args.py)
         assert macro.layers == 2
         return
     previous = _previous_run(out)

@@ -56,6 +56,11 @@ def test_a_2048x1024_image_is_processed_window_by_window(tiny_net: torch.nn.Modu
     assert scores.shape == (1, 3, 1024, 2048) and torch.isfinite(scores).all()
     # the network never sees more than one window: activation memory is bounded by the window
     assert net.calls == (1024 // 256) * (2048 // 512) and net.max_pixels == 256 * 512
+    # train.sw_batch=4: 4 windows per call, still window-sized inputs (memory bounded by 4 windows)
+    batched = Recorder(tiny_net)
+    with torch.no_grad():
+        again = infer(batched, torch.randn(1, 3, 1024, 2048), "slide", crop=crop, stride=stride, sw_batch=4)
+    assert again.shape == scores.shape and batched.calls == 4 and batched.max_pixels == 256 * 512
 
 
 @pytest.fixture

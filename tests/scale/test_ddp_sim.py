@@ -11,6 +11,7 @@ import torch
 
 from rspnet.genotype import Genotype
 from rspnet.lit.search_module import SearchModule
+from rspnet.lit.seg_module import SegModule
 
 TINY = ["trainer=ddp_sim", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
         "dataset.num_train=16", "dataset.num_val=4", "dataset.batch_size=2", "dataset.val_batch_size=2",
@@ -92,3 +93,77 @@ def test_ddp_sim_macro_search_and_train(make_cfg, tmp_path: Path) -> None:
                                f"macro_arch={tmp_path / 'macro' / 'macro.json'}", out=tmp_path / "train"))
     assert json.loads((tmp_path / "train" / "train.json").read_text())["epochs"] >= 0
     assert (tmp_path / "train" / "checkpoints" / "last.ckpt").is_file() and train["objective"] is not None
+
+
+class NanOnRankOneSearchModule(SearchModule):
+    """Training losses are NaN on rank 1 only; each rank records the NonFiniteError it raised."""
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        value = super().loss(logits, target)
+        return value * float("nan") if self.training and self.global_rank == 1 else value
+
+    def _finite_or_skip(self, loss: torch.Tensor, which: str) -> bool:
+        from rspnet.errors import NonFiniteError
+
+        try:
+            return super()._finite_or_skip(loss, which)
+        except NonFiniteError as e:
+            (self.out_dir / f"rank{self.global_rank}.error").write_text(str(e))
+            raise
+
+
+@pytest.mark.timeout(120)
+def test_ddp_sim_nan_on_one_rank_stops_every_rank_with_one_error(make_cfg, tmp_path: Path) -> None:
+    from rspnet.data import build_datamodule
+    from rspnet.errors import NonFiniteError
+    from rspnet.models.supernet import CellSupernet
+    from rspnet.stages.search import fit_search
+
+    out = tmp_path / "cell"
+    cfg = make_cfg("stage=cell_search", *TINY, out=out)
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    # the finite flag is all-reduced before manual_backward: rank 0 stops too instead of
+    # waiting in the gradient all-reduce for a rank that has already left
+    with pytest.raises(NonFiniteError, match=r"arch loss is .* at epoch 0.*nonfinite\.ckpt") as info:
+        fit_search(cfg, NanOnRankOneSearchModule(CellSupernet.from_cfg(cfg, dm.num_classes), cfg), dm)
+    assert "\n" not in str(info.value)
+    errors = {r: (out / f"rank{r}.error").read_text() for r in (0, 1)}  # both ranks raised, at the same step
+    assert "arch loss is nan" in errors[1] and "arch loss is non-finite on another DDP rank" in errors[0]
+    assert (out / "checkpoints" / "nonfinite.ckpt").is_file()
+
+
+class NanInputOnRankOneSegModule(SegModule):
+    """Rank 1 trains on NaN images (a NaN loss there only); each rank records the NonFiniteError it raised."""
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        from rspnet.errors import NonFiniteError
+
+        x, y = batch
+        try:
+            return super().training_step((x * float("nan") if self.global_rank == 1 else x, y), batch_idx)
+        except NonFiniteError as e:
+            (Path(str(self.cfg.paths.output_dir)) / f"rank{self.global_rank}.error").write_text(str(e))
+            raise
+
+
+@pytest.mark.timeout(120)
+def test_ddp_sim_training_nan_on_one_rank_stops_every_rank(make_cfg, tmp_path: Path) -> None:
+    from rspnet.data import build_datamodule
+    from rspnet.errors import NonFiniteError
+    from rspnet.genotype import Genotype
+    from rspnet.models.derived import default_macro
+    from rspnet.utils.distributed import rank_errors
+    from rspnet.utils.trainer import build_trainer
+
+    out = tmp_path / "train"
+    out.mkdir()
+    cfg = make_cfg("stage=train", *TINY, "model.layers=1", "model.scales=[4,8]", "model.cells_per_node=1", out=out)
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    genotype = Genotype.from_weights([[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 1]], rsp=True, search={})
+    module = NanInputOnRankOneSegModule(cfg, genotype.to_dict(), default_macro(cfg).to_dict(), dm.num_classes)
+    with pytest.raises(NonFiniteError, match="training loss is"), rank_errors():
+        build_trainer(cfg, out, logger=False, enable_checkpointing=False).fit(module, datamodule=dm)
+    errors = {r: (out / f"rank{r}.error").read_text() for r in (0, 1)}
+    assert "training loss is nan" in errors[1] and "non-finite on another DDP rank" in errors[0]

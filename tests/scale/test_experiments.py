@@ -10,7 +10,7 @@ import pytest
 from tests.data.conftest import write_image, write_label
 
 REPO = Path(__file__).resolve().parents[2]
-RECIPES = ("rsp_ablation", "ocr_ablation", "mapillary_pretrain", "cityscapes_finetune", "camvid")
+RECIPES = ("rsp_ablation", "ocr_ablation", "mapillary_pretrain", "cityscapes_finetune", "camvid", "camvid_study")
 
 
 def test_paper_recipes_exist() -> None:

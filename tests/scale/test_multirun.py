@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,7 @@ def test_optuna_sweeper_config() -> None:
         cfg = compose(config_name="config", overrides=["hparams_search=optuna"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
-    assert sweeper.storage is None and 1 <= sweeper.n_trials <= 20
+    assert sweeper.storage.startswith("sqlite:///") and 1 <= sweeper.n_trials <= 20  # a study that survives the sweeper
     assert set(sweeper.params) == {"search.arch_lr", "search.weight_lr", "search.warmup_epochs"}
     assert cfg.stage.name == "cell_search" and str(cfg.hydra.mode) == "RunMode.MULTIRUN"
     assert cfg.hydra.callbacks.sweep_summary._target_ == "rspnet.utils.callbacks.SweepSummary"
@@ -66,28 +67,105 @@ def test_optuna_sweeper_config() -> None:
 def test_optuna_two_trials_end_to_end(tmp_path: Path) -> None:
     sweep = tmp_path / "optuna"
     proc = _rspnet("hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2",
-                   *TINY, f"paths.output_dir={sweep}", timeout=400)
+                   "hydra.sweeper.storage=null", *TINY, f"paths.output_dir={sweep}", timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((sweep / "summary.json").read_text())
     assert len(summary["jobs"]) == 2 and all(isinstance(j["objective"], float) for j in summary["jobs"])
     assert summary["optuna"]["name"] == "optuna" and "best_value" in summary["optuna"]
 
 
+SMALL = ["model.search_layers=1", "model.scales=[4,8]", "model.base_width=4", "dataset.image_size=[32,64]",
+         "dataset.crop_size=[32,64]", "trainer.enable_progress_bar=false"]
+
+
+def test_optuna_study_resumes_from_sqlite_after_the_sweeper_is_killed(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    args = [sys.executable, "-m", "rspnet.cli", "hparams_search=optuna", f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=resume", "hydra.sweeper.sampler.n_startup_trials=1", *TINY, *SMALL]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    first = subprocess.Popen([*args, "hydra.sweeper.n_trials=3", f"paths.output_dir={tmp_path / 'first'}"], cwd=REPO,
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:  # the sweeper dies as soon as its first trial is recorded in the study
+        deadline = time.monotonic() + 240
+        while not _completed(storage) and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        first.kill()
+        first.wait()
+    proc = _rspnet(*args[3:], "hydra.sweeper.n_trials=1", f"paths.output_dir={tmp_path / 'second'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    done = _completed(storage)
+    assert len(done) == 2 and all(isinstance(t.value, float) for t in done)  # the killed sweep's trial is kept
+
+
+def _completed(storage: str) -> list:
+    """The completed trials of study `resume` in `storage` (none while it does not exist yet)."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name="resume", storage=storage)
+    except KeyError:
+        return []
+    return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
 def test_local_multirun_refuses_relaunching_ddp() -> None:
     from rspnet.errors import ConfigError
-    from rspnet.utils.callbacks import check_ddp_in_multirun
+    from rspnet.utils.trainer import check_ddp_in_multirun
 
-    def hydra_cfg(*overrides: str):
+    def check(*overrides: str) -> None:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+            cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+        check_ddp_in_multirun(cfg.trainer, str(cfg.hydra.launcher._target_))
 
-    with pytest.raises(ConfigError, match="trainer.strategy=ddp re-launches"):
-        check_ddp_in_multirun(hydra_cfg("trainer=ddp"))
-    check_ddp_in_multirun(hydra_cfg("trainer=ddp", "trainer.strategy=ddp_spawn"))  # spawned from the job: fine
-    check_ddp_in_multirun(hydra_cfg("trainer=ddp_sim"))
-    check_ddp_in_multirun(hydra_cfg("trainer=ddp", "hydra/launcher=slurm"))  # ranks are SLURM tasks
-    check_ddp_in_multirun(hydra_cfg("trainer=gpu"))
+    for relaunching in (["trainer=ddp"], ["trainer=gpu", "trainer.devices=2"], ["trainer=gpu", "trainer.devices=-1"],
+                        ["trainer=gpu", "trainer.devices=[0,1]"], ["trainer=gpu", "trainer.strategy=fsdp", "trainer.devices=2"],
+                        ["trainer=cpu", "trainer.num_nodes=2", "trainer.strategy=ddp"]):
+        with pytest.raises(ConfigError, match="re-launches the command per rank.*hydra/launcher=slurm"):
+            check(*relaunching)
+    check("trainer=ddp", "trainer.strategy=ddp_spawn")  # spawned from the job: fine
+    check("trainer=ddp", "trainer.strategy=ddp_fork")
+    check("trainer=ddp_sim")
+    check("trainer=ddp", "hydra/launcher=slurm")  # ranks are SLURM tasks
+    check("trainer=gpu")
+    check("trainer=cpu", "trainer.devices=auto")  # one CPU device
+
+
+def _leftovers(marker: str) -> list[int]:
+    """Processes (any parent) whose environment carries `marker`: what a test's CLI run left behind."""
+    import psutil
+
+    pids = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("RSPNET_TEST_MARKER") == marker:
+                pids.append(proc.pid)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return pids
+
+
+@pytest.mark.parametrize("swept", [False, True], ids=["sweep_level", "job_level"])
+def test_relaunching_ddp_stops_the_sweep_in_one_line(tmp_path: Path, swept: bool) -> None:
+    import uuid
+
+    marker, sweep = uuid.uuid4().hex, tmp_path / "sweep"
+    # sweep level: trainer=ddp is in the sweep's own config (Hydra callback, before any job);
+    # job level: swept per job, so job 0 (CPU) runs and job 1 stops the sweep before its Trainer exists
+    trainer = ["trainer=cpu,ddp"] if swept else ["trainer=ddp", "rsp=on,off"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "RSPNET_TEST_MARKER": marker}
+    proc = subprocess.run([sys.executable, "-m", "rspnet.cli", "-m", "stage=data_stats", "stage.workers=1", *TINY, *trainer,
+                           f"paths.output_dir={sweep}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("rspnet: error:")]
+    assert len(errors) == 1 and "trainer.strategy=ddp" in errors[0] and "hydra/launcher=slurm" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert _leftovers(marker) == []  # no rank was ever started
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert "re-launches the command per rank" in summary["error"] and "The sweep stopped" in (sweep / "summary.md").read_text()
+    statuses = [j["status"] for j in summary["jobs"]]
+    assert statuses == (["completed", "failed"] if swept else [])
 
 
 @pytest.mark.slow

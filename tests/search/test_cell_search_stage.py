@@ -28,7 +28,11 @@ def test_fast_dev_run_writes_genotype_and_cell_picture(make_cfg, tmp_path: Path)
     result = run_cell_search(make_cfg(*TINY, "trainer.fast_dev_run=true", out=out))
     genotype = Genotype.load(out / "genotype.json")
     assert len(genotype.ops) == 3 and genotype.rsp is True
-    assert genotype.search == {"dataset": "synthetic", "epochs": 1, "seed": 0}
+    assert {k: genotype.search[k] for k in ("dataset", "epochs", "seed")} == {"dataset": "synthetic", "epochs": 1, "seed": 0}
+    # provenance and the search budget are recorded; alpha entropy is normalised to [0, 1]
+    assert genotype.provenance == "searched" and genotype.search["arch_optim"] == "sgd"
+    entropy = genotype.search["alpha_entropy"]
+    assert len(entropy["per_edge"]) == 3 and 0.99 < entropy["mean"] <= 1.0  # one tiny step: still ~uniform
     assert json.loads((out / "genotype.json").read_text())["format"] == "rspnet.genotype/1"
     for picture in ("cell.png", "alpha.png"):
         assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -43,7 +47,7 @@ def test_epoch_logs_val_miou_alpha_and_heatmap(make_cfg, tmp_path: Path, monkeyp
     limits = ("trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1")
     run_cell_search(make_cfg(*TINY, *limits, "logger=csv", out=out))
     logged = (out / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert "val/miou" in logged and "arch/alpha/0-1/conv_3x3" in logged
+    assert "val/miou" in logged and "arch/alpha/0-1/conv_3x3" in logged and "arch/alpha_entropy" in logged
     [(key, image)] = images  # the alpha heatmap, once per epoch
     assert key == "arch/alpha_heatmap" and image.dtype == np.uint8 and image.shape[-1] == 3
     assert (out / "checkpoints" / "last.ckpt").is_file()

@@ -14,8 +14,8 @@ from rspnet.errors import ArtifactError, DataError
 from rspnet.stages.evaluate import run_eval
 from rspnet.stages.predict import run_predict
 
-METRIC_KEYS = {"miou", "iou_per_class", "pixel_acc", "num_images", "dataset", "split", "checkpoint",
-               "checkpoint_selected_on"}
+METRIC_KEYS = {"miou", "iou_per_class", "pixel_acc", "macc", "acc_per_class", "num_images", "dataset", "split", "checkpoint",
+               "arch_provenance", "checkpoint_selected_on"}
 
 
 @pytest.mark.parametrize("mode", ["whole", "multiscale_flip"])
@@ -33,6 +33,17 @@ def test_eval_writes_metrics_json_per_spec(trained: dict, tiny_cfg, mode: str) -
     assert metrics["miou"] == pytest.approx(sum(present) / len(present), abs=1e-6)
     assert metrics["num_images"] == 4 and metrics["dataset"] == "synthetic" and metrics["split"] == "val"
     assert metrics["checkpoint"] == str(Path(trained["best_ckpt"]).resolve())
+    # mmseg IoUMetric extras: class accuracy = diagonal / GT row sum of the saved confusion matrix
+    confusion = json.loads((Path(cfg.paths.output_dir) / "confusion_matrix.json").read_text())
+    cm = np.asarray(confusion["counts"])
+    assert confusion["classes"] == list(metrics["iou_per_class"]) and cm.shape == (19, 19)
+    assert cm.sum() == 4 * 32 * 64  # every pixel of the 4 val images (synthetic: no ignore pixels)
+    gt = cm.sum(1)
+    acc = [None if gt[c] == 0 else cm[c, c] / gt[c] for c in range(19)]
+    assert list(metrics["acc_per_class"].values()) == pytest.approx(acc)
+    assert metrics["macc"] == pytest.approx(np.mean([a for a in acc if a is not None]))
+    assert metrics["pixel_acc"] == pytest.approx(np.trace(cm) / cm.sum())
+    assert (Path(cfg.paths.output_dir) / "confusion_matrix.png").stat().st_size > 1000
 
 
 def test_eval_needs_a_checkpoint(tiny_cfg, tmp_path: Path) -> None:
@@ -138,3 +149,21 @@ def test_predict_cityscapes_test_split_lays_out_the_benchmark_folder(trained: di
     assert run_predict(cfg)["num_images"] == 1
     out = Path(cfg.paths.output_dir) / "predictions" / "labelIds" / "berlin" / "berlin_000000_000019_labelIds.png"
     assert Image.open(out).size == (80, 40)
+
+
+def test_predict_batches_give_the_same_files_and_report_throughput(trained: dict, tiny_cfg, tmp_path: Path) -> None:
+    _write_inputs(tmp_path / "in")
+    rng = np.random.default_rng(2)
+    for i in range(2):  # same size as the aachen image: a batch of 3 puts these through the network together
+        Image.fromarray(rng.integers(0, 256, (37, 70, 3), dtype=np.uint8)).save(tmp_path / "in" / "aachen" / f"x{i}.png")
+    written = {}
+    for batch in (1, 3):
+        cfg = tiny_cfg("stage=predict", f"ckpt={trained['best_ckpt']}", f"predict.input={tmp_path / 'in'}",
+                       f"predict.batch_size={batch}", "predict.num_workers=1", out=tmp_path / f"b{batch}")
+        result = run_predict(cfg)
+        report = json.loads((tmp_path / f"b{batch}" / "predict.json").read_text())
+        assert report["num_images"] == result["num_images"] == 5 and report["batch_size"] == batch
+        assert report["images_per_s"] > 0 and report["seconds"] > 0
+        written[batch] = {p.relative_to(tmp_path / f"b{batch}"): p.read_bytes()
+                          for p in sorted((tmp_path / f"b{batch}" / "predictions").rglob("*.png"))}
+    assert len(written[1]) == 10 and written[1] == written[3]  # 5 labelIds + 5 overlays, byte-identical

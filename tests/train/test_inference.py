@@ -87,3 +87,23 @@ def test_upsample_argmax_equals_interpolate_then_argmax() -> None:
     full = F.interpolate(scores, size=(37, 50), mode="bilinear", align_corners=False).argmax(1)
     assert torch.equal(upsample_argmax(scores, (37, 50)), full)
     assert torch.equal(upsample_argmax(scores, (9, 13)), scores.argmax(1))
+
+
+def test_sw_batch_gives_the_same_logits_in_fewer_calls(net: nn.Module) -> None:
+    calls = []
+
+    def counted(t: torch.Tensor) -> torch.Tensor:
+        calls.append(t.shape[0])
+        return net(t)["out"]
+
+    x = torch.randn(2, 3, 40, 72)
+    with torch.no_grad():
+        one = slide_logits(counted, x, crop=(32, 32), stride=(16, 16), sw_batch=1)
+        n_one = len(calls)
+        calls.clear()
+        batched = slide_logits(counted, x, crop=(32, 32), stride=(16, 16), sw_batch=4)
+    assert n_one == 2 * 4  # 2 x 4 windows, one network call each
+    assert calls == [8, 8]  # 4 windows of both images per call
+    assert torch.allclose(one, batched, atol=1e-5)
+    with pytest.raises(ConfigError, match="sw_batch"):
+        slide_logits(counted, x, crop=(32, 32), stride=(16, 16), sw_batch=0)

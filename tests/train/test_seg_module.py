@@ -29,7 +29,7 @@ def test_loss_is_finite_and_decreases_on_a_fixed_batch(tiny_cfg, head: str) -> N
     y[:, :4] = 255  # some ignored pixels
     opt = torch.optim.SGD(module.net.parameters(), lr=0.05, momentum=0.9)
     losses = []
-    for _ in range(10):
+    for _ in range(20):  # OCR on the HRNet-style default_macro is noisier over the first 10 steps
         loss = seg_loss(module(x), y, cfg.train, 255, module.aux_weight)
         opt.zero_grad()
         loss.backward()

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from rspnet.data.base import IGNORE, SegDataset
 from rspnet.data.selection import Selection, carve_holdout
 from rspnet.errors import ConfigError, DataError
+from rspnet.utils.threads import worker_init
 
 
 class SegDataModule(pl.LightningDataModule):
@@ -81,6 +82,7 @@ class SegDataModule(pl.LightningDataModule):
             num_workers=workers,
             pin_memory=bool(self.dcfg.get("pin_memory", False)),
             persistent_workers=workers > 0,
+            worker_init_fn=worker_init,  # one thread per worker (the main process holds the rest)
         )
 
     def _require(self, ds: SegDataset | None, stage: str) -> SegDataset:
@@ -175,9 +177,9 @@ class SegDataModule(pl.LightningDataModule):
                 self._loader(Subset(ds, state["arch"]), self.batch_size, train=True))
 
     def search_val_dataloader(self) -> DataLoader:
-        """Validation (and macro path scoring) of the searches: the selection split, else the arch half."""
+        """Validation of the searches: the selection split, else the arch half."""
         ds = self.selection_dataset()
-        if ds is None:  # train.select=last with nothing held out: score on the arch half (eval pipeline)
+        if ds is None:  # train.select=last with nothing held out: the arch half (eval pipeline)
             ds = Subset(self._build(self.cfg, "train", False), self._split_indices()["arch"])
         return self._loader(ds, self.val_batch_size, train=False)
 

@@ -2,8 +2,7 @@
 
 `train.select`:
 * `holdout` (default): a seeded slice of `train` (`train.holdout_fraction`, `train.holdout_seed`)
-  is held out from training and the search; validation, the best checkpoint and the macro
-  search's path scores use it, and `val` is reported once at the end (stage=eval).
+  is held out from training and the searches; validation and the best checkpoint use it, and `val` is reported once at the end (stage=eval).
 * `last`: no selection; the last checkpoint is reported. With `train.holdout_fraction > 0`
   the slice is still held out and validated on (monitoring only); with 0 all of `train` is used.
 * `val`: validate and select on `val`, the split that is reported (optimistic; labelled so).

@@ -10,6 +10,7 @@ Subclasses (stage 2) override `export_artifacts` and the validation hooks.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from torch import nn
 from rspnet.errors import ConfigError, NonFiniteError
 from rspnet.lit.unrolled import unrolled_arch_grads
 from rspnet.metrics import SegMetric
-from rspnet.utils.distributed import assert_same_across_ranks
+from rspnet.utils.distributed import all_ranks_finite, assert_same_across_ranks
 from rspnet.utils.checkpoint import check_state_dict, rng_state, set_rng_state
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -43,14 +44,22 @@ def split_parameters(net: nn.Module) -> tuple[list[str], list[str]]:
     return weight, arch
 
 
+# precisions whose parameters are fp32 (or fp64) and that need no loss scaler: the unrolled
+# gradient then runs in fp32 with autocast off (lit/unrolled.py); fp16 scaling and half
+# parameters would turn its finite-difference Hessian term into rounding noise
+SECOND_ORDER_PRECISIONS = ("32-true", "32", "64-true", "64", "bf16-mixed")
+
+
 def check_trainer(search_cfg: DictConfig, trainer: Any) -> None:
-    """Refuse search.second_order under DDP (no all-reduce of the unrolled gradient) and fp16."""
+    """Refuse search.second_order under DDP (no all-reduce of the unrolled gradient) and non-fp32 params/fp16."""
     if not search_cfg.second_order:
         return
     if trainer.world_size > 1:
         raise ConfigError("search.second_order=true runs on one device only; use search.second_order=false under DDP")
-    if str(trainer.precision) == "16-mixed":
-        raise ConfigError("search.second_order=true needs trainer.precision=32-true or bf16-mixed (no fp16 loss scaling)")
+    if str(trainer.precision) not in SECOND_ORDER_PRECISIONS:
+        raise ConfigError(f"search.second_order=true cannot run with trainer.precision={trainer.precision}: the unrolled "
+                          "gradient needs fp32 parameters and no fp16 loss scaling; use trainer.precision=32-true "
+                          "or bf16-mixed (the unrolled step then runs in fp32), or search.second_order=false")
 
 
 class SearchModule(pl.LightningModule):
@@ -158,8 +167,12 @@ class SearchModule(pl.LightningModule):
             nn.utils.clip_grad_norm_(self._params(self.weight_names), float(clip))
 
     def _finite_or_skip(self, loss: torch.Tensor, which: str) -> bool:
-        """True if `loss` is finite; else skip (search.skip_nonfinite) or checkpoint and raise."""
-        if torch.isfinite(loss).all():
+        """True if `loss` is finite on every rank; else skip (search.skip_nonfinite) or checkpoint and raise.
+
+        Taken before `manual_backward`, the decision is all-reduced so that all DDP ranks skip or
+        stop together (a rank left in the gradient all-reduce would hang).
+        """
+        if all_ranks_finite(loss):
             return True
         where = f"epoch {self.current_epoch}, batch {self.trainer.fit_loop.epoch_loop.batch_progress.current.completed}"
         if self.search_cfg.skip_nonfinite:
@@ -167,8 +180,9 @@ class SearchModule(pl.LightningModule):
             return False
         path = self.out_dir / "checkpoints" / "nonfinite.ckpt"
         self.trainer.save_checkpoint(path)
+        value = loss.item() if not torch.isfinite(loss).all() else "non-finite on another DDP rank"
         raise NonFiniteError(
-            f"{which} is {loss.item()} at {where}; checkpoint saved to {path}. "
+            f"{which} is {value} at {where}; checkpoint saved to {path}. "
             "Lower search.weight_lr / search.arch_lr, or set search.skip_nonfinite=true"
         )
 
@@ -202,8 +216,15 @@ class SearchModule(pl.LightningModule):
 
     # -- artifacts ----------------------------------------------------------------------
     def search_meta(self) -> dict[str, Any]:
-        """The `search` block of the artifacts: dataset, epochs completed, seed."""
-        return {"dataset": str(self.cfg.dataset.name), "epochs": int(self.epochs_done), "seed": int(self.cfg.get("seed", 0))}
+        """The `search` block of the artifacts: dataset, seed, and the budget (epochs, arch optimiser, split)."""
+        s = self.search_cfg
+        arch_lr = s.arch_lr if s.arch_optim == "sgd" else s.arch_adam_lr
+        max_epochs = self.trainer.max_epochs if self._trainer is not None else None
+        return {"dataset": str(self.cfg.dataset.name), "epochs": int(self.epochs_done), "seed": int(self.cfg.get("seed", 0)),
+                "max_epochs": int(max_epochs) if max_epochs is not None else None, "model": str(self.cfg.model.name),
+                "arch_optim": str(s.arch_optim), "arch_lr": _json_number(arch_lr), "weight_lr": _json_number(s.weight_lr),
+                "warmup_epochs": int(s.warmup_epochs), "arch_split": float(s.arch_split),
+                "second_order": bool(s.second_order)}
 
     def export_artifacts(self, out: Path, final: bool) -> None:
         """Stage 1: DIR/genotype.json, DIR/cell.png, DIR/alpha.png (+ heatmap to the logger)."""
@@ -234,6 +255,12 @@ class SearchModule(pl.LightningModule):
         self.epochs_done = int(state.get("epochs_done", 0))
         if "rng" in state:
             set_rng_state(state["rng"])
+
+
+def _json_number(value: Any) -> float | str:
+    """A float for the artifact's JSON; inf/NaN (only in deliberate stress tests) as its string."""
+    value = float(value)
+    return value if math.isfinite(value) else str(value)
 
 
 def _abs_sum(tensors: Any) -> torch.Tensor:

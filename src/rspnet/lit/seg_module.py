@@ -21,6 +21,7 @@ from torch import nn
 
 from rspnet.errors import ArtifactError, NonFiniteError
 from rspnet.losses import aux_weight, ohem_cross_entropy, seg_loss  # noqa: F401 - re-exported (losses live in rspnet.losses)
+from rspnet.utils.distributed import all_ranks_finite
 
 log = logging.getLogger(__name__)
 CKPT_FORMAT = "rspnet.seg/1"
@@ -45,7 +46,7 @@ class SegModule(pl.LightningModule):
                  classes: list[str] | None = None, palette: list | None = None,
                  class_weights: list[float] | None = None, selection: dict[str, Any] | None = None) -> None:
         super().__init__()
-        from rspnet.genotype import Genotype, MacroArch
+        from rspnet.genotype import Genotype, MacroArch, arch_provenance
         from rspnet.metrics import SegMetric
         from rspnet.models.derived import build_derived
 
@@ -73,6 +74,8 @@ class SegModule(pl.LightningModule):
             "params": sum(p.numel() for p in self.net.parameters()),
             "class_weights": list(class_weights) if class_weights is not None else None,
             "selection": selection,  # which split picked the checkpoint (train.select)
+            # searched | random | preset per artifact (None = legacy file without the key)
+            "arch_provenance": arch_provenance(genotype, macro),
         }
         self.val_metric = SegMetric(self.num_classes, ignore_index=self.ignore_index)
         self.test_metric = SegMetric(self.num_classes, ignore_index=self.ignore_index)
@@ -87,8 +90,9 @@ class SegModule(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = seg_loss(self(x), y, self.cfg.train, self.ignore_index, self.aux_weight, self.class_weights)
-        if not torch.isfinite(loss):
-            raise NonFiniteError(f"training loss is {loss.item()} at epoch {self.current_epoch} step {self.global_step}; "
+        if not all_ranks_finite(loss):  # one decision for all DDP ranks, before the backward all-reduce
+            value = loss.item() if not torch.isfinite(loss) else "non-finite on another DDP rank"
+            raise NonFiniteError(f"training loss is {value} at epoch {self.current_epoch} step {self.global_step}; "
                                  "lower train.lr or use trainer.precision=32-true (last.ckpt holds the last good epoch)")
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)

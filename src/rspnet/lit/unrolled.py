@@ -39,7 +39,23 @@ def unrolled_arch_grads(
     The virtual step is plain SGD with weight decay (no momentum, a documented
     simplification); the Hessian-vector product uses DARTS' central finite difference
     with eps = r / ||grad_w' L_val||. The weights are restored before returning.
+    Always computed in fp32 with autocast off: under bf16 the finite difference
+    (g+ - g-) / 2eps is rounding noise. The parameters must be fp32 (`check_trainer`).
     """
+    with torch.autocast(device_type=weight_batch[0].device.type, enabled=False):
+        return _unrolled(net, loss_fn, weights, arch, _fp32(weight_batch), _fp32(arch_batch), xi, weight_decay, r)
+
+
+def _fp32(batch: Batch) -> Batch:
+    """Images as fp32 (labels unchanged)."""
+    x, y = batch
+    return (x.float() if x.is_floating_point() else x), y
+
+
+def _unrolled(net: nn.Module, loss_fn: LossFn, weights: Sequence[nn.Parameter], arch: Sequence[nn.Parameter],
+              weight_batch: Batch, arch_batch: Batch, xi: float, weight_decay: float, r: float
+              ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """`unrolled_arch_grads` in the caller's autocast state."""
     (xw, yw), (xa, ya) = weight_batch, arch_batch
     backup = [w.detach().clone() for w in weights]
     g_train = _grads(loss_fn(net(xw), yw), weights)

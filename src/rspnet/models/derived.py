@@ -32,8 +32,25 @@ def _ceil_div(n: torch.Tensor | int, d: int) -> torch.Tensor | int:
     return (n + d - 1) // d
 
 
+def _partner(layer: int, scale: int, scales: list[int]) -> int:
+    """The other-scale input of node (layer, scale) in default_macro.
+
+    Even layers read the next coarser scale (coarse -> fine, upsampled), odd layers the next
+    finer one (fine -> coarse, downsampled), so across two layers every scale receives from
+    both neighbours; at the ends of the scale range the only neighbour is used.
+    """
+    i = scales.index(scale)
+    coarser, finer = scales[i + 1] if i + 1 < len(scales) else None, scales[i - 1] if i > 0 else None
+    first, second = (coarser, finer) if layer % 2 == 0 else (finer, coarser)
+    return first if first is not None else second  # type: ignore[return-value]
+
+
 def default_macro(cfg: DictConfig) -> MacroArch:
-    """Plain HRNet-like trellis: node (l, s) <- (l-1, s) and (l-1, s/2); layer 1 <- the stem."""
+    """HRNet-style exchange within top-2: node (l, s) <- (l-1, s) and (l-1, neighbour); layer 1 <- the stem.
+
+    The neighbour alternates between the coarser (even l) and the finer (odd l) scale, see
+    `_partner`. It is a preset, not a search result: the file says `"provenance": "preset"`.
+    """
     scales = [int(s) for s in cfg.model.scales]
     layers = int(cfg.model.layers)
     nodes = []
@@ -42,9 +59,10 @@ def default_macro(cfg: DictConfig) -> MacroArch:
             if layer == 1:
                 srcs = [STEM]
             else:
-                srcs = [(layer - 1, s)] + ([(layer - 1, s // 2)] if s // 2 in scales else [])
+                srcs = [(layer - 1, s)] + ([(layer - 1, _partner(layer, s, scales))] if len(scales) > 1 else [])
             nodes.append(MacroNode(layer, s, tuple(MacroInput(l, sc, 1.0) for l, sc in srcs)))
-    d = MacroArch(layers=layers, scales=scales, top_k=2, nodes=nodes, search={"source": "default_macro"}).to_dict()
+    d = MacroArch(layers=layers, scales=scales, top_k=2, nodes=nodes, search={"source": "default_macro"},
+                  provenance="preset").to_dict()
     return MacroArch.from_dict(d, source="default_macro")  # validated like a file
 
 

@@ -52,6 +52,7 @@ class MacroSupernet(nn.Module):
         shuffle: bool = True,
         head_channels: int = 32,
         reuse_alignment: bool = True,
+        scoring: str = "pam",
     ) -> None:
         super().__init__()
         if lookback is not None and int(lookback) < 1:
@@ -60,6 +61,9 @@ class MacroSupernet(nn.Module):
         if self.scales[0] != STEM_SCALE:
             raise ValueError(f"model.scales must start at the stem scale {STEM_SCALE}, got {self.scales}")
         self.reuse_alignment = reuse_alignment
+        if scoring not in ("pam", "beta"):
+            raise ValueError(f"macro.scoring must be pam or beta, got {scoring!r}")
+        self.scoring = scoring
         width = {s: scale_width(base_width, s) for s in self.scales}
         # BN affine=False inside search nets (SPEC §2.1), as in the stage-1 supernet
         self.stem = Stem(3, width[STEM_SCALE], affine=False)
@@ -73,7 +77,7 @@ class MacroSupernet(nn.Module):
             for s in self.scales:
                 node = (l, s)
                 self.candidates[node] = cands
-                self.pams[_key(node)] = PathAttention(width[s], len(cands), mlp_hidden)
+                self.pams[_key(node)] = PathAttention(width[s], len(cands), mlp_hidden, use_cam=scoring == "pam")
                 self.cells[_key(node)] = RSP(width[s], lambda c: FixedCell(c, ops, affine=False), rsp, shuffle)
                 for src in cands:
                     name = self._align_name(src, s)
@@ -102,6 +106,7 @@ class MacroSupernet(nn.Module):
             rsp=bool(cfg.rsp.enabled),
             shuffle=bool(cfg.rsp.get("shuffle", True)),
             head_channels=int(m.head_channels),
+            scoring=str(cfg.macro.get("scoring", "pam")),
         )
 
     def nodes(self) -> list[NodeId]:

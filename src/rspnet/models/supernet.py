@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from rspnet.genotype import Genotype
+from rspnet.genotype import Genotype, normalized_entropy
 from rspnet.search_space.cell import EDGES, RSP, SearchCell
 from rspnet.search_space.ops import PRIMITIVES
 from rspnet.search_space.trellis import STEM_SCALE, Align, Stem, scale_size, scale_width
@@ -62,8 +62,13 @@ class CellSupernet(nn.Module):
         shuffle: bool = True,
         head_channels: int = 32,
         in_channels: int = 3,
+        alpha_temperature: float = 1.0,
     ) -> None:
         super().__init__()
+        if not alpha_temperature > 0:
+            raise ValueError(f"search.alpha_temperature must be > 0, got {alpha_temperature}")
+        # op weights are softmax(alpha / T): T < 1 sharpens them (T = 1 is plain DARTS)
+        self.alpha_temperature = float(alpha_temperature)
         self.num_classes, self.scales, self.layers, self.rsp = num_classes, list(scales), int(layers), bool(rsp)
         if self.scales[0] != STEM_SCALE:
             raise ValueError(f"model.scales must start at the stem scale {STEM_SCALE}, got {self.scales}")
@@ -98,6 +103,7 @@ class CellSupernet(nn.Module):
             rsp=bool(cfg.rsp.enabled),
             shuffle=bool(cfg.rsp.get("shuffle", True)),
             head_channels=int(m.head_channels),
+            alpha_temperature=float(cfg.search.get("alpha_temperature", 1.0)),
         )
 
     def arch_parameters(self) -> list[nn.Parameter]:
@@ -110,7 +116,7 @@ class CellSupernet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Image [B, 3, H, W] -> logits [B, K, H, W] at input resolution."""
-        weights = F.softmax(self.alpha, dim=-1)  # once per forward, shared by all cells
+        weights = F.softmax(self.alpha / self.alpha_temperature, dim=-1)  # once per forward, shared by all cells
         feats: dict[tuple[int, int], torch.Tensor] = {(0, STEM_SCALE): self.stem(x)}
         stem_hw = tuple(feats[(0, STEM_SCALE)].shape[-2:])
         for node, srcs in self.inputs.items():
@@ -121,14 +127,23 @@ class CellSupernet(nn.Module):
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
     def arch_weights(self) -> torch.Tensor:
-        """softmax(alpha) [3, 5], detached, on CPU."""
-        return F.softmax(self.alpha.detach().float(), dim=-1).cpu()
+        """softmax(alpha / T) [3, 5] (the op weights the cells use), detached, on CPU."""
+        return F.softmax(self.alpha.detach().float() / self.alpha_temperature, dim=-1).cpu()
+
+    def alpha_entropy(self) -> dict[str, Any]:
+        """Per-edge entropy of the op weights / log(#ops) (1 = uniform, undecided) and its mean."""
+        per_edge = [round(normalized_entropy(row), 6) for row in self.arch_weights().tolist()]
+        return {"per_edge": per_edge, "mean": round(sum(per_edge) / len(per_edge), 6)}
 
     def arch_metrics(self) -> dict[str, float]:
         """Per-edge op weights for logging, keyed `alpha/<src>-<dst>/<op>`."""
         w = self.arch_weights()
-        return {f"alpha/{a}-{b}/{op}": float(w[i, j]) for i, (a, b) in enumerate(EDGES) for j, op in enumerate(PRIMITIVES)}
+        weights = {f"alpha/{a}-{b}/{op}": float(w[i, j]) for i, (a, b) in enumerate(EDGES) for j, op in enumerate(PRIMITIVES)}
+        return weights | {"alpha_entropy": self.alpha_entropy()["mean"]}
 
     def genotype(self, search: dict[str, Any] | None = None) -> Genotype:
-        """Derive the cell: per edge the op with the largest softmax(alpha) weight."""
-        return Genotype.from_weights(self.arch_weights().tolist(), rsp=self.rsp, search=search)
+        """Derive the cell: per edge the op with the largest softmax(alpha) weight (provenance: searched)."""
+        search = dict(search or {}) | {"alpha_entropy": self.alpha_entropy(), "alpha_temperature": self.alpha_temperature}
+        genotype = Genotype.from_weights(self.arch_weights().tolist(), rsp=self.rsp, search=search)
+        genotype.provenance = "searched"
+        return genotype

@@ -18,6 +18,8 @@ STAGES: dict[str, str] = {
     "predict": "rspnet.stages.predict",
     "export": "rspnet.stages.export",
     "summary": "rspnet.stages.summary",
+    "sample_arch": "rspnet.stages.sample_arch",
+    "profile": "rspnet.stages.profile",
     "pipeline": "rspnet.stages.pipeline",
 }
 

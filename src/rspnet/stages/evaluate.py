@@ -1,9 +1,14 @@
-"""stage=eval: mIoU of a trained checkpoint on `split=` with `train.inference` -> DIR/metrics.json (SPEC §3)."""
+"""stage=eval: mIoU of a trained checkpoint on `split=` with `train.inference` -> DIR/metrics.json (SPEC §3).
+
+Also, as mmsegmentation's IoUMetric: mAcc and per-class accuracy in metrics.json, and the
+confusion matrix (rows: ground truth) as DIR/confusion_matrix.json and DIR/confusion_matrix.png.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig
@@ -23,32 +28,51 @@ def check_classes(ckpt: str, meta: dict, num_classes: int, dataset: str) -> None
                           "evaluate on the dataset it was trained for (or fine-tune with train.init_ckpt)")
 
 
-def metrics_dict(result: dict, classes: list[str], cfg: DictConfig, ckpt: str, selected_on: str | None = None) -> dict:
+def metrics_dict(result: dict, classes: list[str], cfg: DictConfig, ckpt: str, meta: dict | None = None) -> dict:
     """SPEC §3 metrics.json from SegModule.test_result (NaN, e.g. classes absent from GT and prediction -> null)."""
+    from rspnet.genotype import arch_provenance
     from rspnet.lit.seg_module import finite_or_none
 
+    meta = meta or {}
+    # checkpoints older than the provenance key: read it from the stored artifacts (None if absent)
+    provenance = meta.get("arch_provenance") or arch_provenance(meta.get("genotype"), meta.get("macro"))
     return {
         "miou": finite_or_none(result["miou"]),
         "iou_per_class": {name: finite_or_none(v) for name, v in zip(classes, result["iou_per_class"].tolist())},
         "pixel_acc": finite_or_none(result["pixel_acc"]),
+        "macc": finite_or_none(result["macc"]),
+        "acc_per_class": {name: finite_or_none(v) for name, v in zip(classes, result["acc_per_class"].tolist())},
         "num_images": int(result["num_images"]),
         "dataset": str(cfg.dataset.name),
         "split": str(cfg.split),  # the reported split
         "checkpoint": str(Path(ckpt).resolve()),
-        "checkpoint_selected_on": selected_on,  # from the checkpoint (train.select); null for older ones
+        "arch_provenance": provenance,
+        "checkpoint_selected_on": (meta.get("selection") or {}).get("selected_on"),  # train.select; null for older ones
     }
 
 
 class WriteMetrics(Callback):
     """Writes metrics.json on global rank 0 where the test ran (also inside ddp_spawn workers)."""
 
-    def __init__(self, path: Path, classes: list[str], cfg: DictConfig, ckpt: str, selected_on: str | None = None) -> None:
-        self.path, self.classes, self.cfg, self.ckpt, self.selected_on = path, classes, cfg, ckpt, selected_on
+    def __init__(self, path: Path, classes: list[str], cfg: DictConfig, ckpt: str, meta: dict | None = None) -> None:
+        self.path, self.classes, self.cfg, self.ckpt, self.meta = path, classes, cfg, ckpt, meta
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
-            atomic_write_json(self.path, metrics_dict(pl_module.test_result, self.classes, self.cfg, self.ckpt,
-                                                       self.selected_on))
+            result = pl_module.test_result
+            write_confusion(self.path.parent, result["confmat"], self.classes)
+            atomic_write_json(self.path, metrics_dict(result, self.classes, self.cfg, self.ckpt, self.meta))
+
+
+def write_confusion(out: Path, confmat: Any, classes: list[str]) -> None:
+    """DIR/confusion_matrix.json (pixel counts, rows = ground truth) and its row-normalised picture."""
+    from rspnet.viz import save_figure
+    from rspnet.viz.heatmap import confusion_figure
+
+    counts = [[int(v) for v in row] for row in confmat.tolist()]
+    atomic_write_json(out / "confusion_matrix.json", {"classes": classes, "rows": "ground truth", "columns": "prediction",
+                                                       "counts": counts})
+    save_figure(confusion_figure(counts, classes), out / "confusion_matrix.png")
 
 
 def run_eval(cfg: DictConfig) -> dict:
@@ -64,12 +88,17 @@ def run_eval(cfg: DictConfig) -> dict:
     dm.setup("test")
     check_classes(ckpt, meta, dm.num_classes, cfg.dataset.name)
     path = out / "metrics.json"
-    path.unlink(missing_ok=True)  # never report a previous run's numbers
-    writer = WriteMetrics(path, list(dm.classes), cfg, ckpt, (meta.get("selection") or {}).get("selected_on"))
-    trainer = build_trainer(cfg, out, False, [writer], enable_checkpointing=False, enable_progress_bar=False)
+    for old in (path, out / "confusion_matrix.json", out / "confusion_matrix.png"):
+        old.unlink(missing_ok=True)  # never report a previous run's numbers
+    writer = WriteMetrics(path, list(dm.classes), cfg, ckpt, meta)
+    # the progress bar counts test batches (images / dataset.val_batch_size)
+    trainer = build_trainer(cfg, out, False, [writer], enable_checkpointing=False,
+                            enable_progress_bar=bool(cfg.stage.get("progress", True)))
     trainer.test(module, dataloaders=dm.test_dataloader(), verbose=False)
     metrics = read_json(path, "metrics")
     miou = metrics["miou"]
-    log.info("%s %s mIoU = %s (%s images, inference=%s)", cfg.dataset.name, cfg.split,
-             f"{100 * miou:.2f} %" if miou is not None else "n/a", metrics["num_images"], cfg.train.inference)
+    macc = metrics["macc"]
+    log.info("%s %s mIoU = %s, mAcc = %s (%s images, inference=%s)", cfg.dataset.name, cfg.split,
+             f"{100 * miou:.2f} %" if miou is not None else "n/a", f"{100 * macc:.2f} %" if macc is not None else "n/a",
+             metrics["num_images"], cfg.train.inference)
     return metrics | {"objective": miou}

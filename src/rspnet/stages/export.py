@@ -73,6 +73,18 @@ def onnx_parity(onnx_bytes: bytes, net: nn.Module, size: tuple[int, int], seed: 
     return float(np.abs(got - ref).max())
 
 
+def with_metadata(onnx_bytes: bytes, meta: dict) -> bytes:
+    """The model with `meta` (classes, palette, ...) as JSON under the `rspnet` metadata key (`rspnet.load_model` reads it)."""
+    import json
+
+    import onnx
+
+    model = onnx.load_from_string(onnx_bytes)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "rspnet", json.dumps(meta)
+    return model.SerializeToString()
+
+
 def count_batchnorms(onnx_bytes: bytes) -> int:
     """BatchNormalization nodes left in the graph (0 when every BN was folded into its conv)."""
     import onnx
@@ -96,6 +108,9 @@ def run_export(cfg: DictConfig) -> dict:
         onnx_bytes = export_onnx(net, size, opset)
     except Exception as e:  # noqa: BLE001 - the exporter raises many types; report one line
         raise ArtifactError(f"{ckpt}: ONNX export failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
+    crop = meta.get("config", {}).get("dataset", {}).get("crop_size")  # the training crop: Segmenter's slide window
+    onnx_bytes = with_metadata(onnx_bytes, {"num_classes": int(meta["num_classes"]), "classes": meta.get("classes"),
+                                            "palette": meta.get("palette"), "crop_size": list(crop) if crop else None})
     diff = onnx_parity(onnx_bytes, net, check)
     report = {
         "onnx": str(out / "model.onnx"), "checkpoint": str(ckpt), "opset": opset,

@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig
 
 from rspnet.errors import ConfigError
-from rspnet.genotype import Genotype, MacroArch, MacroInput, MacroNode
+from rspnet.genotype import Genotype, MacroArch, MacroInput, MacroNode, normalized_entropy
 from rspnet.lit.search_module import SearchModule
 from rspnet.models.macro_supernet import MacroSupernet
 
@@ -23,11 +23,11 @@ log = logging.getLogger(__name__)
 
 
 class PathScoreAccumulator:
-    """Per-rank sums of path weights over validation samples (flat: node after node) + a count.
+    """Per-rank sums of path weights over scoring samples (flat: node after node) + a count.
 
     Plain tensors rather than module buffers: DDP broadcasts buffers from rank 0 on every
     forward, which would overwrite the other ranks' sums before they are all-reduced.
-    `total` is the all-reduced [sums..., count], set at every validation epoch end.
+    `total` is the all-reduced [sums..., count], set at every training epoch end.
     """
 
     def __init__(self, size: int) -> None:
@@ -36,7 +36,7 @@ class PathScoreAccumulator:
         self.reset_epoch = self.first_epoch = -1
 
     def reset(self, epoch: int) -> None:
-        """Start accumulating afresh at validation of `epoch`."""
+        """Start accumulating afresh at `epoch`."""
         # a new tensor, not zero_(): ddp_spawn pickles the module into shared memory, so an
         # in-place update would be seen (and counted) by every rank
         self.local = torch.zeros_like(self.local)
@@ -47,12 +47,12 @@ class PathScoreAccumulator:
         self.local[where] += weights.sum(0).to("cpu", torch.float64)
 
     def add_count(self, n: int) -> None:
-        """Count `n` more validation samples."""
+        """Count `n` more scoring samples."""
         self.local[-1] += n
 
     @property
     def mean(self) -> torch.Tensor | None:
-        """Reduced mean path weight per candidate, or None before any validation sample."""
+        """Reduced mean path weight per candidate, or None before any scoring sample."""
         return None if self.total is None or self.total[-1] <= 0 else self.total[:-1] / self.total[-1]
 
     def state_dict(self) -> dict[str, Any]:
@@ -71,12 +71,14 @@ class PathScoreAccumulator:
 
 
 class MacroSearchModule(SearchModule):
-    """SearchModule that scores paths by their mean PAM weight on validation.
+    """SearchModule that scores paths by their mean PAM weight on the arch half of train.
 
-    The score of a candidate is the mean of its path weight w_k over every validation
-    sample of the last `macro.score_epochs` epochs (SPEC §2.5). Before that window the
-    accumulator holds the latest validation epoch, so intermediate exports are meaningful.
-    It is saved in every checkpoint; under DDP the sums and counts are all-reduced.
+    The score of a candidate is the mean of its path weight w_k over every architecture-step
+    batch (the held-out arch half of the train split, never `val`) of the last
+    `macro.score_epochs` epochs, taken from the arch step's own forward pass, i.e. in train
+    mode, the BN mode the CAM is trained in (SPEC §2.5). Before that window the accumulator
+    holds the latest epoch, so intermediate exports are meaningful. It is saved in every
+    checkpoint; under DDP the sums and counts are all-reduced at every training epoch end.
     """
 
     net: MacroSupernet
@@ -93,35 +95,45 @@ class MacroSearchModule(SearchModule):
         self.scores = PathScoreAccumulator(start)
 
     def window_start(self) -> int:
-        """First epoch whose validation counts towards the final path scores."""
+        """First epoch whose arch steps count towards the final path scores."""
         max_epochs = self.trainer.max_epochs if self._trainer is not None else None
         if max_epochs is None or max_epochs < 0:
             return 0  # step-limited run: no known last epoch, so every epoch counts
         return max(0, int(max_epochs) - self.score_epochs)
 
-    def on_validation_epoch_start(self) -> None:
+    def on_train_epoch_start(self) -> None:
         epoch = self.current_epoch
         # reset once per epoch up to the window start; inside the window keep accumulating
-        if not self.trainer.sanity_checking and epoch <= self.window_start() and self.scores.reset_epoch != epoch:
+        if epoch <= self.window_start() and self.scores.reset_epoch != epoch:
             self.scores.reset(epoch)
 
-    def on_validation_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        if self.trainer.sanity_checking:
-            return
-        # path_weights were recorded (detached) by the forward in validation_step
-        for node, w in self.net.path_weights.items():
-            self.scores.add(self.slices[node], w)
-        self.scores.add_count(next(iter(self.net.path_weights.values())).shape[0])
+    def arch_step(self, a_opt: Any, arch_batch: Any, weight_batch: Any, w_opt: Any) -> None:
+        """The architecture step; the path weights of its forward on the arch batch are scored."""
+        x = arch_batch[0]
+        seen: list[dict] = []
 
-    def on_validation_epoch_end(self) -> None:
-        super().on_validation_epoch_end()
-        if self.trainer.sanity_checking:
-            return
+        def capture(module: Any, inputs: tuple, output: Any) -> None:
+            if inputs and inputs[0] is x:  # second order also runs forwards on the weight batch
+                seen.append(dict(module.path_weights))
+
+        handle = self.net.register_forward_hook(capture)
+        try:
+            super().arch_step(a_opt, arch_batch, weight_batch, w_opt)
+        finally:
+            handle.remove()
+        if seen and all(torch.isfinite(w).all() for w in seen[-1].values()):
+            for node, w in seen[-1].items():
+                self.scores.add(self.slices[node], w)
+            self.scores.add_count(x.shape[0])
+
+    def on_train_epoch_end(self) -> None:
         total = self.scores.local.clone()
         if self.trainer.world_size > 1:
             # one collective for sums and count; NCCL needs the tensor on the rank's device
             total = self.trainer.strategy.reduce(total.to(self.device), reduce_op="sum").cpu()
         self.scores.total = total
+        self.log_dict(self.arch_metrics())
+        super().on_train_epoch_end()  # exports macro.json from the reduced scores
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
@@ -134,12 +146,12 @@ class MacroSearchModule(SearchModule):
             self.scores.load_state_dict(checkpoint["rspnet"]["path_scores"], world_size)
 
     def path_scores(self) -> tuple[dict[tuple[int, int], list[float]], str]:
-        """Per node the candidate scores, and where they come from (validation or softmax(beta))."""
+        """Per node the candidate scores, and where they come from (arch-step path weights or softmax(beta))."""
         mean = self.scores.mean
         if mean is not None:
             mean = mean.tolist()
-            return {node: mean[sl] for node, sl in self.slices.items()}, "val_path_weights"
-        # no validation batch ran (e.g. limit_val_batches=0): fall back to the input-free prior
+            return {node: mean[sl] for node, sl in self.slices.items()}, "arch_path_weights"
+        # no architecture step ran (e.g. search.warmup_epochs >= epochs): the input-free prior
         betas = self.net.betas()
         return {node: torch.softmax(betas[node].detach().float(), 0).cpu().tolist() for node in self.slices}, "softmax_beta"
 
@@ -151,15 +163,29 @@ class MacroSearchModule(SearchModule):
             ranked = sorted(range(len(cands)), key=lambda k: -scores[node][k])[: self.top_k]
             inputs = tuple(MacroInput(cands[k][0], cands[k][1], round(float(scores[node][k]), 6)) for k in ranked)
             nodes.append(MacroNode(node[0], node[1], inputs))
+        betas = {node: torch.softmax(b.detach().float(), 0).tolist() for node, b in self.net.betas().items()}
         meta = self.search_meta() | {
             "genotype": str(self.cfg.get("genotype")),
             "lookback": self.net.lookback,
+            "top_k": self.top_k,
+            "scoring": self.net.scoring,
             "score_source": source,
+            "score_split": "train arch half (search.arch_split)",
             "score_epochs": self.score_epochs,
             "score_first_epoch": self.scores.first_epoch,
             "rsp": bool(self.cfg.rsp.enabled),
+            # 1 = every node weighs its candidates uniformly (the search decided nothing), 0 = one-hot
+            "path_entropy": _mean_entropy(scores.values()),
+            "beta_entropy": _mean_entropy(betas.values()),
         }
-        return MacroArch(layers=self.net.layers, scales=list(self.net.scales), top_k=self.top_k, nodes=nodes, search=meta)
+        return MacroArch(layers=self.net.layers, scales=list(self.net.scales), top_k=self.top_k, nodes=nodes,
+                         search=meta, provenance="searched")
+
+    def arch_metrics(self) -> dict[str, float]:
+        """Mean normalised entropy of the path scores and of softmax(beta), logged each epoch."""
+        search = self.macro_arch().search
+        return {"arch/path_entropy": search["path_entropy"], "arch/beta_entropy": search["beta_entropy"]}
+
 
     def export_artifacts(self, out: Path, final: bool) -> None:
         """DIR/macro.json, DIR/trellis.png, DIR/beta.png (+ beta heatmap to the logger)."""
@@ -177,6 +203,12 @@ class MacroSearchModule(SearchModule):
             log_image(self.logger, "arch/beta_heatmap", figure_to_rgb(fig), step=self.global_step)
 
 
+def _mean_entropy(dists: Any) -> float:
+    """Mean over nodes of the normalised entropy of each node's candidate distribution (1-candidate nodes skipped)."""
+    values = [normalized_entropy(d) for d in dists if len(d) > 1]
+    return round(sum(values) / len(values), 6) if values else 0.0
+
+
 def _check_macro_cfg(cfg: DictConfig) -> None:
     """One-line ConfigErrors for bad macro.* values (before any data is loaded)."""
     m = cfg.macro
@@ -186,6 +218,8 @@ def _check_macro_cfg(cfg: DictConfig) -> None:
         raise ConfigError(f"macro.score_epochs={m.score_epochs}: must be >= 1")
     if m.get("lookback") is not None and int(m.lookback) < 1:
         raise ConfigError(f"macro.lookback={m.lookback}: must be >= 1, or null for all earlier layers")
+    if str(m.get("scoring", "pam")) not in ("pam", "beta"):
+        raise ConfigError(f"macro.scoring={m.scoring}: use pam (CAM + beta, the paper) or beta (beta only, no CAM)")
     if int(m.mlp_hidden) < 1:
         raise ConfigError(f"macro.mlp_hidden={m.mlp_hidden}: must be >= 1")
 
@@ -207,5 +241,8 @@ def run_macro_search(cfg: DictConfig) -> dict:
     module = MacroSearchModule(net, cfg)
     result = fit_search(cfg, module, datamodule)
     out = Path(str(cfg.paths.output_dir))
-    print(f"macro search: top-{module.top_k} inputs for {len(net.nodes())} nodes -> {out / 'macro.json'}")
-    return dict(result or {}) | {"macro": str(out / "macro.json"), "trellis": str(out / "trellis.png")}
+    search = module.macro_arch().search
+    print(f"macro search: top-{module.top_k} inputs for {len(net.nodes())} nodes -> {out / 'macro.json'} "
+          f"(scoring={net.scoring}; mean path entropy / log K {search['path_entropy']:.3f}, beta {search['beta_entropy']:.3f})")
+    return dict(result or {}) | {"macro": str(out / "macro.json"), "trellis": str(out / "trellis.png"),
+                                 "path_entropy": search["path_entropy"]}

@@ -1,18 +1,20 @@
-"""stage=predict: colour overlays and Cityscapes-format `*_labelIds.png` for a folder or a dataset split.
+"""stage=predict: colour overlays and Cityscapes-format `*_labelIds.png` for a folder, a dataset split or a video.
 
 Layout under DIR/predictions: `overlay/<stem>.png` and `labelIds/<city>/<stem>_labelIds.png`
 (city = the image's parent folder, as in leftImg8bit/<split>/<city>/, else "unknown";
 a trailing `_leftImg8bit` is dropped from the stem, as the benchmark expects
-`<city>_<seq>_<frame>*.png`).
+`<city>_<seq>_<frame>*.png`). A video (`predict.input=clip.mp4`) gives `overlay.mp4` (see
+predict_video). Images go through a DataLoader in batches of `predict.batch_size`, with a progress
+bar; DIR/predict.json reports images (frames)/s.
 """
 
 from __future__ import annotations
 
 import io
-import itertools
 import logging
-from collections.abc import Iterator
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,7 +22,10 @@ from omegaconf import DictConfig
 
 from rspnet.errors import DataError
 from rspnet.utils.config import output_dir, require
-from rspnet.utils.io import atomic_write_bytes
+from rspnet.utils.io import atomic_write_bytes, atomic_write_json
+
+if TYPE_CHECKING:
+    from rspnet.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
 CITYSCAPES_CLASSES = 19
@@ -59,34 +64,48 @@ def read_rgb(path: Path) -> np.ndarray:
         raise DataError(f"{path}: cannot read image ({e})") from e
 
 
-def folder_items(cfg: DictConfig, folder: str, extensions: list[str]) -> Iterator[Item]:
-    """Images under `folder` (recursive, sorted)."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise DataError(f"predict.input={folder}: folder not found")
-    exts = {e.lower() for e in extensions}
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in exts)
-    if not files:
-        raise DataError(f"predict.input={folder}: no images ({', '.join(sorted(exts))}) in it")
-    for i, f in enumerate(files):
-        rgb = read_rgb(f)
-        yield (*_stem_city(str(f), i, "image"), rgb, prepare(rgb, cfg))
+class FolderImages:
+    """Images under a folder (recursive, sorted) as `Item`s; a map-style dataset for the DataLoader."""
+
+    def __init__(self, cfg: DictConfig, folder: str, extensions: list[str]) -> None:
+        root = Path(folder)
+        if not root.is_dir():
+            raise DataError(f"predict.input={folder}: folder not found")
+        exts = {e.lower() for e in extensions}
+        self.files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in exts)
+        if not self.files:
+            raise DataError(f"predict.input={folder}: no images ({', '.join(sorted(exts))}) in it")
+        self.cfg = cfg
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> Item:
+        rgb = read_rgb(self.files[i])
+        return (*_stem_city(str(self.files[i]), i, "image"), rgb, prepare(rgb, self.cfg))
 
 
-def dataset_items(cfg: DictConfig) -> Iterator[Item]:
+class SplitImages:
     """Images of the dataset split `split=`; files are re-read so predictions keep the original resolution."""
-    from rspnet.data import build_dataset
-    from rspnet.viz.masks import denormalise
 
-    ds = build_dataset(cfg, str(cfg.split), train=False)
-    for i in range(len(ds)):
-        image_path = ds.items[i][0] if i < len(ds.items) else None
+    def __init__(self, cfg: DictConfig) -> None:
+        from rspnet.data import build_dataset
+
+        self.ds = build_dataset(cfg, str(cfg.split), train=False)
+        self.cfg = cfg
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> Item:
+        from rspnet.viz.masks import denormalise
+
+        image_path = self.ds.items[i][0] if i < len(self.ds.items) else None
         if image_path is None:  # generated data (synthetic): no file, use the dataset's own tensor
-            x = ds[i][0]
-            yield (*_stem_city(None, i, ds.name), denormalise(x), x)
-        else:
-            rgb = read_rgb(Path(image_path))
-            yield (*_stem_city(str(image_path), i, ds.name), rgb, prepare(rgb, cfg))
+            x = self.ds[i][0]
+            return (*_stem_city(None, i, self.ds.name), denormalise(x), x)
+        rgb = read_rgb(Path(image_path))
+        return (*_stem_city(str(image_path), i, self.ds.name), rgb, prepare(rgb, self.cfg))
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -98,45 +117,104 @@ def _png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _device(cfg: DictConfig) -> torch.device:
-    """CUDA when the trainer asks for a GPU and one is present, else CPU."""
-    wants_gpu = str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda", "auto")
-    return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
+def _label_ids(cfg: DictConfig, num_classes: int, video: bool) -> tuple[bool, bool]:
+    """(write per-image class maps, as Cityscapes labelIds); `predict.label_ids: null` = images yes, video frames no."""
+    want = cfg.predict.get("label_ids")
+    want = (not video) if want is None else bool(want)
+    cityscapes = num_classes == CITYSCAPES_CLASSES
+    if want and not cityscapes:
+        log.warning("labelIds PNGs need a 19-class (Cityscapes trainId) model; this one has %s classes: "
+                    "writing class-index PNGs to predictions/ids/ instead", num_classes)
+    return want, want and cityscapes
 
 
 def run_predict(cfg: DictConfig) -> dict:
-    """Predict every image; write overlays and (19-class models) Cityscapes labelIds PNGs atomically."""
+    """Predict a folder, a dataset split or a video (`predict.input`) in batches; write DIR/predictions + predict.json."""
+    from rspnet.api import load_model
+    from rspnet.segmenter import Segmenter
+    from rspnet.stages.predict_video import VIDEO_EXTENSIONS, predict_video
+
+    out = output_dir(cfg)
+    ckpt = require(cfg, "ckpt", "pass ckpt=PATH to a checkpoint written by stage=train (or a model.onnx from stage=export)")
+    p = cfg.predict
+    batch_size = int(p.get("batch_size") or 1)
+    model = load_model(ckpt, "cuda" if _wants_gpu(cfg) else "cpu")
+    seg = Segmenter.from_config(model, cfg, "cuda" if _wants_gpu(cfg) else "cpu", batch_size)
+    source = str(p.input) if p.get("input") else None
+    video = source is not None and Path(source).suffix.lower() in VIDEO_EXTENSIONS
+    save, label_ids = _label_ids(cfg, model.num_classes, video)
+    limit = None if p.get("limit") is None else int(p.limit)
+    t0 = time.perf_counter()
+    if video:
+        result = predict_video(cfg, seg, Path(source), out / "predictions", save, label_ids, limit)  # type: ignore[arg-type]
+    else:
+        items = FolderImages(cfg, source, list(p.extensions)) if source else SplitImages(cfg)
+        result = {"num_images": _predict_items(cfg, seg, items, out / "predictions", save, label_ids, limit)}
+    seconds = time.perf_counter() - t0
+    n = result["num_images"]
+    report = {**result, "predictions": str(out / "predictions"), "label_ids": label_ids, "input": source or f"split={cfg.split}",
+              "seconds": round(seconds, 3), "images_per_s": round(n / seconds, 3) if seconds > 0 else None,
+              "batch_size": batch_size, "device": str(seg.device), "model": str(ckpt)}
+    atomic_write_json(out / "predict.json", report)
+    log.info("wrote predictions for %d %s to %s (%.2f %s/s)", n, "frames" if video else "images", out / "predictions",
+             report["images_per_s"] or 0.0, "frames" if video else "images")
+    return report
+
+
+def _wants_gpu(cfg: DictConfig) -> bool:
+    """The trainer asks for a GPU and one is present."""
+    wants = str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda", "auto")
+    return wants and torch.cuda.is_available()
+
+
+def write_prediction(out: Path, stem: str, city: str, pred: np.ndarray, rgb: np.ndarray | None, palette: list,
+                     alpha: float, save: bool, label_ids: bool) -> None:
+    """labelIds (or class-index) PNG and the overlay PNG of one image, atomically."""
     from rspnet.data.cityscapes import trainid_to_labelid
-    from rspnet.inference import infer_from_cfg, upsample_argmax
-    from rspnet.lit.seg_module import load_seg_checkpoint
     from rspnet.viz.masks import overlay
 
-    out = output_dir(cfg) / "predictions"
-    ckpt = require(cfg, "ckpt", "pass ckpt=PATH to a checkpoint written by stage=train")
-    module, meta = load_seg_checkpoint(ckpt, cfg)
-    p = cfg.predict
-    palette = meta.get("palette") or [[(37 * i) % 256, (91 * i) % 256, (173 * i) % 256] for i in range(meta["num_classes"])]
-    label_ids = bool(p.get("label_ids", True)) and int(meta["num_classes"]) == CITYSCAPES_CLASSES
-    if p.get("label_ids", True) and not label_ids:
-        log.warning("labelIds PNGs need a 19-class (Cityscapes trainId) model; this one has %s classes: "
-                    "writing class-index PNGs to predictions/ids/ instead", meta["num_classes"])
-    device = _device(cfg)
-    module.to(device)
-    items = folder_items(cfg, str(p.input), list(p.extensions)) if p.get("input") else dataset_items(cfg)
-    limit = p.get("limit")
-    n = 0
-    with torch.inference_mode():
-        for stem, city, rgb, x in itertools.islice(items, None if limit is None else int(limit)):
-            scores = infer_from_cfg(module, x[None].to(device), cfg)
+    if label_ids:
+        atomic_write_bytes(out / "labelIds" / city / f"{stem}_labelIds.png", _png(trainid_to_labelid(pred).astype(np.uint8)))
+    elif save:
+        atomic_write_bytes(out / "ids" / city / f"{stem}.png", _png(pred))
+    if rgb is not None:
+        atomic_write_bytes(out / "overlay" / f"{stem}.png", _png(overlay(rgb, pred, palette, alpha)))
+
+
+def predict_batch(seg: Segmenter, xs: list[torch.Tensor], sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+    """uint8 class maps at `sizes` (the files' sizes) of network inputs `xs`, batching inputs of equal shape."""
+    from rspnet.inference import upsample_argmax
+
+    preds: list[np.ndarray | None] = [None] * len(xs)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, x in enumerate(xs):
+        groups.setdefault(tuple(x.shape), []).append(i)
+    for idx in groups.values():
+        scores = seg.scores(torch.stack([xs[i] for i in idx]))
+        for j, i in enumerate(idx):
             # back from dataset.resize_long to the file's size, memory-bounded for huge images
-            pred = upsample_argmax(scores, rgb.shape[:2])[0].to(torch.uint8).cpu().numpy()
-            if label_ids:
-                ids = trainid_to_labelid(pred).astype(np.uint8)
-                atomic_write_bytes(out / "labelIds" / city / f"{stem}_labelIds.png", _png(ids))
-            else:
-                atomic_write_bytes(out / "ids" / city / f"{stem}.png", _png(pred))
-            if p.get("overlay", True):
-                atomic_write_bytes(out / "overlay" / f"{stem}.png", _png(overlay(rgb, pred, palette, float(p.alpha))))
-            n += 1
-    log.info("wrote predictions for %d images to %s", n, out)
-    return {"num_images": n, "predictions": str(out), "label_ids": label_ids}
+            preds[i] = upsample_argmax(scores[j : j + 1], sizes[i])[0].to(torch.uint8).cpu().numpy()
+    return preds  # type: ignore[return-value]
+
+
+def _predict_items(cfg: DictConfig, seg: Segmenter, items: FolderImages | SplitImages, out: Path, save: bool, label_ids: bool, limit: int | None) -> int:
+    """Folder or split images through a DataLoader (`predict.batch_size`, `predict.num_workers`) with a progress bar."""
+    from torch.utils.data import DataLoader, Subset
+    from tqdm.auto import tqdm
+
+    p = cfg.predict
+    data = Subset(items, range(min(limit, len(items)))) if limit is not None else items
+    workers = p.get("num_workers")
+    workers = int(cfg.dataset.get("num_workers", 0) if workers is None else workers)
+    batches = -(-len(data) // seg.batch_size)
+    loader = DataLoader(data, batch_size=seg.batch_size, num_workers=min(workers, batches), collate_fn=list)
+    n = 0
+    with tqdm(total=len(data), unit="img", desc="predict", disable=not p.get("progress", True)) as bar:
+        for batch in loader:
+            preds = predict_batch(seg, [x for *_, x in batch], [rgb.shape[:2] for _, _, rgb, _ in batch])
+            for (stem, city, rgb, _), pred in zip(batch, preds):
+                write_prediction(out, stem, city, pred, rgb if p.get("overlay", True) else None, seg.palette,
+                                 float(p.alpha), save, label_ids)
+            n += len(batch)
+            bar.update(len(batch))
+    return n

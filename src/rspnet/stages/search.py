@@ -34,11 +34,12 @@ def fit_search(cfg: DictConfig, module: Any, datamodule: Any) -> dict:
     """Fit a SearchModule on {weight, arch} halves of the training images; validates on the selection split.
 
     The selection split (`train.select`, rspnet.data.selection) is the held-out slice of train by
-    default, so the macro search's path scores and the `val/*` numbers never see the reported split.
+    default, so the `val/*` numbers (a search sweep's objective) never see the reported split.
     """
     from pytorch_lightning.utilities import CombinedLoader
 
     from rspnet.lit.search_module import check_trainer
+    from rspnet.utils.distributed import rank_errors
     from rspnet.utils.loggers import build_logger
     from rspnet.utils.trainer import build_trainer, resolve_ckpt_path
 
@@ -50,8 +51,9 @@ def fit_search(cfg: DictConfig, module: Any, datamodule: Any) -> dict:
     weight_loader, arch_loader = datamodule.search_dataloaders()
     module.data_split = datamodule.split_state()
     train_loader = CombinedLoader({"weight": weight_loader, "arch": arch_loader}, mode=str(cfg.search.combine_mode))
-    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=datamodule.search_val_dataloader(),
-                ckpt_path=ckpt_path)
+    with rank_errors():  # an error in a spawned DDP rank stays one line
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=datamodule.search_val_dataloader(),
+                    ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     result: dict[str, Any] = {"output_dir": str(out), "epochs": int(module.epochs_done), **metrics}
     if "val/miou" in metrics:
@@ -74,6 +76,9 @@ def run_cell_search(cfg: DictConfig) -> dict:
     net = CellSupernet.from_cfg(cfg, datamodule.num_classes)
     result = fit_search(cfg, SearchModule(net, cfg), datamodule)
     genotype = out / "genotype.json"
-    result.update(genotype=str(genotype), cell_picture=str(out / "cell.png"))
-    print(f"cell search: genotype {net.genotype().ops} -> {genotype}")
+    entropy = net.alpha_entropy()
+    result.update(genotype=str(genotype), cell_picture=str(out / "cell.png"), alpha_entropy=entropy["mean"])
+    # normalised entropy 1.0 = softmax(alpha) still uniform: the argmax is noise, not a decision
+    print(f"cell search: genotype {net.genotype().ops} -> {genotype} "
+          f"(alpha entropy / log 5: per edge {entropy['per_edge']}, mean {entropy['mean']:.3f})")
     return result

@@ -14,22 +14,62 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from rspnet.errors import ConfigError
 from rspnet.genotype import Genotype, MacroArch
 from rspnet.models.derived import build_derived, default_macro
+from rspnet.provenance import of_file
+from rspnet.resources import genotype_path, shipped_genotypes
 from rspnet.utils.config import output_dir
 from rspnet.utils.io import atomic_write_json
 
 log = logging.getLogger("rspnet")
-REPO = Path(__file__).resolve().parents[3]
-PAPER_GENOTYPE = REPO / "experiments" / "genotypes" / "paper_like.json"
+PAPER_GENOTYPE = genotype_path("paper_like")
 PARTS = ("stem", "trellis", "head")
+DEFAULT_MACRO = "default_macro"  # `macro_arch=default_macro`: the preset trellis
+REQUIRED = "REQUIRED"  # recipes set `genotype: "REQUIRED: ..."` (a `???` cannot override the root null)
+
+
+def artifact_arg(cfg: DictConfig, key: str) -> str | None:
+    """The file given as `genotype=`/`macro_arch=`; None = none (default_macro).
+
+    A shipped genotype may be named (`genotype=paper_like`), the preset trellis chosen with
+    `macro_arch=default_macro`.
+    """
+    value = cfg.get(key)
+    if value in (None, ""):
+        return None
+    value = str(value)
+    if value.startswith(REQUIRED):
+        raise ConfigError(f"option {key} is required by this recipe: {value.split(':', 1)[-1].strip()}")
+    if key == "genotype" and not Path(value).exists() and value in shipped_genotypes():
+        return str(genotype_path(value))
+    if key == "macro_arch" and value == DEFAULT_MACRO:
+        return None  # the preset trellis, chosen explicitly
+    return value
+
+
+def check_macro(macro: MacroArch, cfg: DictConfig, source: str) -> MacroArch:
+    """ConfigError naming the file if its layers/scales differ from `model.layers`/`model.scales`."""
+    layers, scales = int(cfg.model.layers), [int(s) for s in cfg.model.scales]
+    if macro.layers != layers or list(macro.scales) != scales:
+        raise ConfigError(f"{source}: layers={macro.layers} scales={list(macro.scales)} do not match "
+                          f"model.layers={layers} model.scales={scales} (model={cfg.model.name}); pass the "
+                          "macro.json searched for this model, or set model.layers/model.scales to match it")
+    return macro
 
 
 def load_architecture(cfg: DictConfig, default_genotype: Path | None = PAPER_GENOTYPE) -> tuple[Genotype, MacroArch]:
     """Genotype from `genotype=` (else `default_genotype`), macro from `macro_arch=` (else default_macro)."""
-    genotype = Genotype.load(cfg.genotype if cfg.get("genotype") else default_genotype)
-    macro = MacroArch.load(cfg.macro_arch) if cfg.get("macro_arch") else default_macro(cfg)
+    genotype = Genotype.load(artifact_arg(cfg, "genotype") or default_genotype)
+    macro_file = artifact_arg(cfg, "macro_arch")
+    macro = check_macro(MacroArch.load(macro_file), cfg, macro_file) if macro_file else default_macro(cfg)
     return genotype, macro
+
+
+def arch_provenance(cfg: DictConfig, default_genotype: Path | None = PAPER_GENOTYPE) -> dict[str, str]:
+    """{"genotype": ..., "macro": ...}: searched | random | preset | unknown (rspnet.provenance)."""
+    return {"genotype": of_file(artifact_arg(cfg, "genotype") or default_genotype),
+            "macro": of_file(artifact_arg(cfg, "macro_arch"), default="preset")}
 
 
 def param_counts(net: nn.Module) -> dict[str, int]:
@@ -57,11 +97,13 @@ def summarize(cfg: DictConfig, genotype: Genotype, macro: MacroArch, flops: bool
         net = build_derived(cfg, genotype, macro, int(cfg.dataset.num_classes))
     parts = param_counts(net)
     size = tuple(int(v) for v in cfg.dataset.crop_size)
+    gflops = count_gflops(net, size) if flops else None
     return {
         "params": sum(parts.values()),
         "params_by_part": parts,
-        "gflops": round(count_gflops(net, size), 3) if flops else None,
-        "gflops_convention": "torch.utils.flop_counter: 2 FLOPs per multiply-accumulate, batch 1",
+        "gflops": round(gflops, 3) if gflops is not None else None,
+        "gmacs": round(gflops / 2, 3) if gflops is not None else None,
+        "gflops_convention": "torch.utils.flop_counter: 2 FLOPs per multiply-accumulate (GFLOPs = 2 x GMACs), batch 1",
         "input_size": list(size),
         "model": str(cfg.model.name),
         "head": str(cfg.head.name),
@@ -75,9 +117,10 @@ def summarize(cfg: DictConfig, genotype: Genotype, macro: MacroArch, flops: bool
 def run_summary(cfg: DictConfig) -> dict:
     """Write DIR/summary.json: {"params", "params_by_part", "gflops", "input_size", ...}."""
     out = output_dir(cfg)
-    summary = summarize(cfg, *load_architecture(cfg))
+    summary = summarize(cfg, *load_architecture(cfg)) | {"arch_provenance": arch_provenance(cfg)}
     atomic_write_json(out / "summary.json", summary)
     msg = (f"model={summary['model']} head={summary['head']} rsp={'on' if summary['rsp'] else 'off'}: "
-           f"{summary['params'] / 1e6:.2f}M params, {summary['gflops']:.2f} GFLOPs at {summary['input_size']}")
+           f"{summary['params'] / 1e6:.2f}M params, {summary['gflops']:.2f} GFLOPs at {summary['input_size']} "
+           f"(architecture: genotype {summary['arch_provenance']['genotype']}, macro {summary['arch_provenance']['macro']})")
     log.info(msg)
     return {**summary, "summary": str(out / "summary.json")}

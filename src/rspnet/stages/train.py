@@ -16,13 +16,22 @@ log = logging.getLogger(__name__)
 
 
 def load_architecture(cfg: DictConfig) -> tuple[Any, Any]:
-    """(Genotype, MacroArch) from `genotype=` (required) and `macro_arch=` (default: default_macro)."""
+    """(Genotype, MacroArch) from `genotype=` (required) and `macro_arch=` (default: default_macro, with a warning)."""
+    from rspnet.stages.summary import arch_provenance, artifact_arg
     from rspnet.stages.summary import load_architecture as load_with_defaults
 
     # training has no default cell: the genotype must be given; the macro default is shared
     require(cfg, "genotype", "pass genotype=PATH (genotype.json from stage=cell_search, "
-                             "or experiments/genotypes/paper_like.json)")
-    return load_with_defaults(cfg)
+                             "or genotype=paper_like for the shipped, unsearched preset)")
+    architecture = load_with_defaults(cfg)
+    if not artifact_arg(cfg, "macro_arch"):
+        log.warning("training on default_macro, the hand-made HRNet-style trellis (provenance: preset, not a "
+                    "searched macro.json); pass macro_arch=DIR/macro.json for a searched one")
+    provenance = arch_provenance(cfg)
+    if set(provenance.values()) != {"searched"}:
+        log.warning("architecture is not a search result (genotype: %s, macro: %s); results are reported as such",
+                    provenance["genotype"], provenance["macro"])
+    return architecture
 
 
 def init_from_checkpoint(module: Any, path: str) -> None:
@@ -83,6 +92,7 @@ def run_train(cfg: DictConfig) -> dict:
     from rspnet.data import build_datamodule
     from rspnet.lit.seg_module import SegModule
     from rspnet.losses import resolve_class_weights
+    from rspnet.stages.summary import arch_provenance, artifact_arg
     from rspnet.utils.checkpoint import AtomicCheckpointIO
     from rspnet.utils.loggers import build_logger
     from rspnet.utils.trainer import build_trainer, resolve_ckpt_path
@@ -105,7 +115,10 @@ def run_train(cfg: DictConfig) -> dict:
     select = dm.selection.select != "last"
     best_cb, last_cb = _checkpoint_callbacks(out, select)
     no_val = {"limit_val_batches": 0} if dm.selection.split is None else {}
-    trainer = build_trainer(cfg, out, build_logger(cfg, out), [c for c in (best_cb, last_cb) if c is not None],
+    logger = build_logger(cfg, out)
+    if logger:  # W&B config / CSV hparams say whether the architecture was searched
+        logger.log_hyperparams({"arch_provenance": arch_provenance(cfg)})
+    trainer = build_trainer(cfg, out, logger, [c for c in (best_cb, last_cb) if c is not None],
                             plugins=[AtomicCheckpointIO()], **no_val)
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
 
@@ -134,7 +147,8 @@ def run_train(cfg: DictConfig) -> dict:
         "epochs": epochs,
         "global_step": step,
         "params": params,
-        "genotype": str(cfg.genotype),
+        "arch_provenance": module.meta["arch_provenance"],
+        "genotype": artifact_arg(cfg, "genotype"),
         "macro_arch": str(cfg.macro_arch) if cfg.get("macro_arch") else None,
         "init_ckpt": str(cfg.train.init_ckpt) if cfg.train.get("init_ckpt") else None,
     }

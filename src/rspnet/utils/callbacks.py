@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -18,6 +20,8 @@ log = logging.getLogger(__name__)
 JOB_FILE = "job.json"
 # artifacts a stage leaves in its output dir, read into the summary when present
 RESULT_FILES = ("metrics.json", "train.json", "genotype.json", "macro.json", "pipeline.json")
+# the message of fail_sweep in this process, kept for the summary written at exit
+_stopped: list[str] = []
 
 
 def _is_rank_zero() -> bool:
@@ -105,34 +109,37 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def write_summary(sweep_dir: Path) -> dict[str, Any]:
-    """Write `summary.json` and `summary.md` for the jobs under `sweep_dir`; return the summary."""
+def write_summary(sweep_dir: Path, error: str | None = None) -> dict[str, Any]:
+    """Write `summary.json` and `summary.md` for the jobs under `sweep_dir` (and the sweep's error); return it."""
     jobs = collect_jobs(sweep_dir)
     summary: dict[str, Any] = {"format": "rspnet.sweep/1", "sweep_dir": str(sweep_dir), "jobs": jobs}
+    if error is not None:
+        summary["error"] = error
     optuna = sweep_dir / "optimization_results.yaml"
     if optuna.is_file():
         summary["optuna"] = OmegaConf.to_container(OmegaConf.load(optuna))
     atomic_write_json(sweep_dir / "summary.json", summary)
-    atomic_write_text(sweep_dir / "summary.md", _markdown(sweep_dir, jobs))
+    table = _markdown(sweep_dir, jobs) + (f"\n**The sweep stopped:** {error}\n" if error else "")
+    atomic_write_text(sweep_dir / "summary.md", table)
     return summary
 
 
-def check_ddp_in_multirun(config: DictConfig) -> None:
-    """`-m` with a re-launching DDP strategy is only supported one-job-per-SLURM-task.
+def fail_sweep(message: str, sweep_dir: Path, job_dir: Path | None = None) -> NoReturn:
+    """Stop the whole sweep: record the error (job.json, summary), print one line, exit 2.
 
-    `strategy=ddp` starts the other ranks by re-running the command line; under `-m` that
-    would re-run the whole sweep in every rank. `ddp_spawn` (spawned from the job process)
-    or the SLURM launcher (ranks = SLURM tasks, nothing re-launched) are the working setups.
+    A SystemExit, unlike an Exception, is neither turned into a warning by Hydra's callback
+    runner nor recorded as one failed job by its launcher, so no further job starts.
     """
-    trainer = config.get("trainer") or {}
-    strategy, devices = str(trainer.get("strategy", "auto")), trainer.get("devices", 1)
-    relaunches = strategy.startswith("ddp") and "spawn" not in strategy and str(devices) not in ("1", "[0]")
-    launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
-    if relaunches and not launcher.endswith("SlurmLauncher"):
-        raise ConfigError(
-            f"trainer.strategy={strategy} re-launches the command per rank, which under -m would re-run the whole "
-            "sweep; use trainer.strategy=ddp_spawn (or trainer=ddp_sim) in a local multirun, or hydra/launcher=slurm"
-        )
+    _stopped.append(message)
+    if _is_rank_zero():
+        if job_dir is not None:
+            job_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(job_dir / JOB_FILE, {"num": _num(job_dir.name), "output_dir": str(job_dir),
+                                                   "status": "failed", "error": f"ConfigError: {message}"})
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        write_summary(sweep_dir, error=message)
+    print(f"rspnet: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 class SweepSummary(Callback):
@@ -140,11 +147,27 @@ class SweepSummary(Callback):
 
     def __init__(self) -> None:
         self.sweep_dir: Path | None = None
+        self.finished = False
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Refuse DDP setups that cannot run inside a sweep; remember the resolved sweep dir."""
-        check_ddp_in_multirun(config)
+        """Refuse DDP setups that cannot run inside a sweep; remember the sweep dir; summarise at exit."""
+        from rspnet.utils.trainer import check_ddp_in_multirun
+
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:
+            check_ddp_in_multirun(config.get("trainer") or {}, str(OmegaConf.select(config, "hydra.launcher._target_", default="")))
+        except ConfigError as e:
+            fail_sweep(str(e), self.sweep_dir)
+        if _is_rank_zero():  # a sweep that fails (a job's SystemExit, the sweeper raising) skips on_multirun_end
+            atexit.register(self._summary_at_exit)
+
+    def _summary_at_exit(self) -> None:
+        """Write the summary if on_multirun_end did not (the sweep failed); never raises at exit."""
+        if self.sweep_dir is not None and self.sweep_dir.is_dir() and not self.finished:
+            try:
+                write_summary(self.sweep_dir, error=_stopped[-1] if _stopped else None)
+            except Exception as e:  # noqa: BLE001 - at interpreter exit a summary error must not mask the sweep's own
+                log.warning("could not write the sweep summary: %s", e)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         """Write `<job output dir>/job.json`: overrides, status, the value the app returned."""
@@ -177,4 +200,5 @@ class SweepSummary(Callback):
         if not sweep_dir.is_dir():
             return
         summary = write_summary(sweep_dir)
+        self.finished = True
         log.info("sweep summary (%d jobs): %s", len(summary["jobs"]), sweep_dir / "summary.md")

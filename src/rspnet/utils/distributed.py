@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.distributed as dist
 
@@ -39,3 +42,44 @@ def assert_same_across_ranks(tensor: torch.Tensor, name: str, atol: float = 1e-6
                 "the architecture gradient is not all-reduced — keep it a registered parameter "
                 "used in forward and use first-order search (search.second_order=false)"
             )
+
+
+def all_ranks_finite(value: torch.Tensor) -> bool:
+    """True iff `value` is finite on every rank: one decision for all (a MIN all-reduce under DDP).
+
+    A rank that stops on a NaN while another enters the gradient all-reduce of `manual_backward`
+    would hang the run; with one shared flag every rank skips, or stops, together.
+    """
+    flag = torch.isfinite(value.detach()).all().to(torch.float32)
+    if is_distributed():
+        flag = flag.to(value.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item() > 0)
+
+
+def error_from_rank(error: BaseException) -> RSPNetError | None:
+    """The RSPNetError a spawned DDP rank raised, rebuilt from torch's `ProcessRaisedException` text.
+
+    `ddp_spawn` ranks report their exception to the parent as a traceback string; its last line
+    is `rspnet.errors.<Class>: <message>`. None if `error` is not such a report.
+    """
+    import rspnet.errors as errors
+
+    lines = str(error).rstrip().splitlines()
+    if type(error).__name__ != "ProcessRaisedException" or not lines:
+        return None
+    name, _, message = lines[-1].partition(": ")
+    cls = getattr(errors, name.rsplit(".", 1)[-1], None) if name.startswith("rspnet.errors.") else None
+    return cls(message) if isinstance(cls, type) and issubclass(cls, RSPNetError) else None
+
+
+@contextmanager
+def rank_errors() -> Iterator[None]:
+    """Re-raise a spawned rank's RSPNetError as itself (one line), not as torch's traceback text."""
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - only ProcessRaisedException reports are rewritten
+        error = error_from_rank(e)
+        if error is None:
+            raise
+        raise error from e

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,15 @@ def build_trainer(cfg: DictConfig, out: Path, logger: Any, callbacks: list | Non
     """Return `pl.Trainer(**cfg.trainer)` writing under `out`, with `overrides` applied last."""
     import pytorch_lightning as pl
 
+    from rspnet.utils.loggers import quiet_lightning
+
+    quiet_lightning()  # before the Trainer: it logs Lightning's tips while it is built
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     assert isinstance(kwargs, dict)
     kwargs.setdefault("default_root_dir", str(out))
     kwargs.update(overrides)
     _check_deterministic(kwargs)
-    callbacks = list(callbacks or [])
+    callbacks = list(callbacks or []) + user_callbacks(cfg, logger)
     if isinstance(logger, pl.loggers.WandbLogger):  # prediction overlays, stage pictures, artifacts
         from rspnet.utils.wandb_media import WandbMedia
 
@@ -30,6 +34,26 @@ def build_trainer(cfg: DictConfig, out: Path, logger: Any, callbacks: list | Non
         raise ConfigError(f"trainer: {e}; every trainer.* key must be a Lightning Trainer argument") from e
     except (ValueError, pl.utilities.exceptions.MisconfigurationException) as e:
         raise ConfigError(f"trainer: {e}") from e
+
+
+def user_callbacks(cfg: DictConfig, logger: Any) -> list:
+    """Instantiate the `callbacks.<name>` entries (`_target_` configs); null entries are dropped."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    out = []
+    for name, spec in (cfg.get("callbacks") or {}).items():
+        if spec is None:
+            continue
+        if not isinstance(spec, DictConfig) or "_target_" not in spec:
+            raise ConfigError(f"callbacks.{name}: expected a config with a _target_ (a Lightning callback class) or null")
+        if str(spec._target_).endswith("LearningRateMonitor") and not logger:
+            continue  # it raises without a logger, and there is nothing to log to
+        try:
+            out.append(instantiate(spec, _convert_="all"))
+        except InstantiationException as e:
+            raise ConfigError(f"callbacks.{name} ({spec._target_}): {str(e).splitlines()[0]}") from e
+    return out
 
 
 def _check_deterministic(kwargs: dict[str, Any]) -> None:
@@ -56,3 +80,49 @@ def resolve_ckpt_path(cfg: DictConfig, out: Path) -> str | None:
     if not Path(str(value)).is_file():
         raise ConfigError(f"ckpt_path={value}: file not found")
     return str(value)
+
+
+# strategies whose ranks Lightning starts with `_SubprocessScriptLauncher`, i.e. by re-running
+# `sys.argv` (ddp and its variants, fsdp, deepspeed, model_parallel); *_spawn/fork/notebook
+# start them from the calling process instead
+RELAUNCHING = ("ddp", "fsdp", "deepspeed", "model_parallel")
+IN_PROCESS = ("spawn", "fork", "notebook")
+
+
+def _device_count(devices: Any, accelerator: str) -> int | None:
+    """Devices a `trainer.devices` value asks for; None when it depends on the machine (`auto`, -1)."""
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    text = str(devices).strip()
+    if "," in text:
+        return len([d for d in text.split(",") if d.strip()])
+    if text.lstrip("-").isdigit() and int(text) >= 0:
+        return int(text)
+    return 1 if accelerator == "cpu" else None
+
+
+def relaunches_script(trainer: Mapping[str, Any]) -> bool:
+    """True if `trainer.*` makes Lightning start its extra ranks by re-running the command line."""
+    strategy = str(trainer.get("strategy") or "auto")
+    count = _device_count(trainer.get("devices", 1), str(trainer.get("accelerator", "auto")))
+    if count == 1 and int(trainer.get("num_nodes") or 1) == 1:
+        return False
+    if strategy == "auto":  # Lightning picks `ddp` for more than one device or node
+        return True
+    return strategy.startswith(RELAUNCHING) and not any(k in strategy for k in IN_PROCESS)
+
+
+def check_ddp_in_multirun(trainer: Mapping[str, Any], launcher_target: str) -> None:
+    """`-m` with a re-launching DDP strategy is only supported one-job-per-SLURM-task.
+
+    `strategy=ddp` starts the other ranks by re-running the command line; under `-m` that
+    would re-run the whole sweep in every rank. `ddp_spawn` (spawned from the job process)
+    or the SLURM launcher (ranks = SLURM tasks, nothing re-launched) are the working setups.
+    """
+    if relaunches_script(trainer) and not launcher_target.endswith("SlurmLauncher"):
+        strategy = trainer.get("strategy", "auto")
+        raise ConfigError(
+            f"trainer.strategy={strategy} (devices={trainer.get('devices')}) re-launches the command per rank, which "
+            "under -m would re-run the whole sweep in every rank; run DDP arms with hydra/launcher=slurm, or use "
+            "trainer.strategy=ddp_spawn (trainer=ddp_sim on CPU) in a local multirun (docs/scaling.md)"
+        )

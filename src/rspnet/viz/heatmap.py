@@ -48,3 +48,16 @@ def heatmap_figure(
 def alpha_heatmap(weights: Any, title: str = "softmax(alpha)") -> Any:
     """softmax(alpha) [3, 5]: one row per cell edge, one column per primitive."""
     return heatmap_figure(weights, [f"edge {a}->{b}" for a, b in EDGES], PRIMITIVES, title=title)
+
+
+def confusion_figure(confmat: Any, classes: Sequence[str], title: str = "confusion matrix") -> Any:
+    """Row-normalised confusion matrix (rows: ground truth, columns: prediction); rows without GT stay blank."""
+    cm = np.asarray(confmat, dtype=float)
+    gt = cm.sum(1, keepdims=True)
+    norm = np.where(gt > 0, cm / np.maximum(gt, 1.0), np.nan)
+    fig = heatmap_figure(norm, list(classes), list(classes), title=f"{title} (rows: ground truth, normalised)",
+                         annotate=len(classes) <= 24, vmin=0.0, vmax=1.0)
+    ax = fig.axes[0]
+    ax.set_xlabel("prediction", fontsize=8)
+    ax.set_ylabel("ground truth", fontsize=8)
+    return fig

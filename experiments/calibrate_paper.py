@@ -1,18 +1,19 @@
 """Calibrate the `model=paper` preset against paper Table 1 (68.67M params RSP off, 17.20M on).
 
-Searches, honestly and exhaustively, the derived-network depth L (default_macro trellis,
+A recipe script (it chooses `model.layers` of `conf/model/paper.yaml` and the shipped
+`experiments/genotypes/paper_like.json`). Searches, honestly and exhaustively, the
+derived-network depth L (default_macro trellis,
 N = 4 cells per node, B = 48) and every cell genotype (params depend only on the multiset of
 the three edge ops) for both heads, and ranks the candidates by their worst relative error
 against the two targets. Models are built on the meta device, so this takes a few minutes on CPU.
 
-    .venv/bin/python bench/calibrate_paper.py [--top 15]
+    python -m experiments.calibrate_paper [--top 15]
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -20,16 +21,16 @@ from omegaconf import DictConfig, open_dict
 
 from rspnet.genotype import Genotype
 from rspnet.models.derived import default_macro
+from rspnet.resources import config_dir
 from rspnet.search_space.ops import PRIMITIVES
 from rspnet.stages.summary import summarize
 
 TARGET_OFF, TARGET_ON = 68.67e6, 17.20e6
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def paper_cfg(*overrides: str) -> DictConfig:
     """The composed `model=paper` config with extra overrides."""
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose(config_name="config", overrides=["model=paper", "logger=none", *overrides])
 
 

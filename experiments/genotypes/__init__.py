@@ -1,0 +1,1 @@
+"""Shipped genotypes as package data (`rspnet.genotypes`, see rspnet.resources)."""

@@ -1,0 +1,67 @@
+"""The library-baseline arm of experiments/camvid_study.py: MONAI BasicUNet, trained like every arm.
+
+    python -m experiments.study_baseline experiment=camvid_study dataset.root=... seed=0 \
+        trainer.max_epochs=40 paths.output_dir=DIR
+
+Same SegModule recipe as stage=train (data module, crop, batch, SGD + poly lr decaying over the
+epochs this run actually trains — `trainer.max_epochs`, no wall-clock cap), same checkpoint rule
+(the last one; no validation while training), same metric (evaluated once on `split=val`).
+Writes DIR/checkpoints/last.ckpt (a killed run resumes from it), DIR/train.json, DIR/metrics.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NETWORK = "monai.networks.nets.BasicUNet (spatial_dims=2, default features, random init)"
+
+
+def run(overrides: list[str]) -> dict:
+    """Train + evaluate; returns the metrics dict."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from bench.camvid_baseline import baseline_net
+    from bench.common import compose_cfg
+    from rspnet.data import build_datamodule
+    from rspnet.lit.seg_module import SegModule
+    from rspnet.models.derived import default_macro
+    from rspnet.stages.evaluate import metrics_dict
+    from rspnet.stages.summary import count_gflops
+    from rspnet.utils.checkpoint import AtomicCheckpointIO
+    from rspnet.utils.config import output_dir, seed_everything
+    from rspnet.utils.io import atomic_write_json
+    from rspnet.utils.trainer import build_trainer
+
+    cfg = compose_cfg("stage=train", *overrides)
+    out = output_dir(cfg)
+    seed_everything(int(cfg.seed))
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    # SegModule supplies the recipe; its rspnet network is replaced by the library net
+    genotype = json.loads((REPO / "experiments" / "genotypes" / "paper_like.json").read_text())
+    module = SegModule(cfg, genotype, default_macro(cfg).to_dict(), dm.num_classes, list(dm.classes), list(dm.palette))
+    module.net = baseline_net(dm.num_classes)
+    params = sum(p.numel() for p in module.net.parameters())
+    module.meta.update(params=params, network=NETWORK, arch_provenance={"genotype": None, "macro": None})
+    ckpt_cb = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="epoch{epoch:03d}", save_last=True,
+                              save_top_k=1, every_n_epochs=1, save_on_train_epoch_end=True, auto_insert_metric_name=False)
+    trainer = build_trainer(cfg, out, False, [ckpt_cb], plugins=[AtomicCheckpointIO()])
+    last = out / "checkpoints" / "last.ckpt"
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
+    gflops = count_gflops(module.net, tuple(int(v) for v in cfg.dataset.crop_size))
+    dm.setup("test")
+    trainer.test(module, dataloaders=dm.test_dataloader(), verbose=False)
+    metrics = metrics_dict(module.test_result, list(dm.classes), cfg, str(last), module.meta)
+    atomic_write_json(out / "metrics.json", metrics | {"network": NETWORK})
+    atomic_write_json(out / "train.json", {"network": NETWORK, "params": params, "gflops": round(gflops, 3),
+                                           "epochs": int(trainer.current_epoch), "global_step": int(trainer.global_step),
+                                           "last_ckpt": str(last), "arch_provenance": module.meta["arch_provenance"]})
+    print(f"baseline: {NETWORK}: {params / 1e6:.2f}M params, val mIoU {metrics['miou']}")
+    return metrics
+
+
+if __name__ == "__main__":
+    run(sys.argv[1:])

@@ -1,0 +1,195 @@
+"""`load_model`: a segmentation network with its classes and palette, from a checkpoint, an ONNX file or the zoo.
+
+Every model is called the same way: a normalised float batch [B, 3, H, W] (datasets' MEAN/STD)
+-> logits [B, K, h, w] (`rspnet.inference` resizes them to the input).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rspnet.errors import ArtifactError, ConfigError
+
+log = logging.getLogger("rspnet")
+ZOO_PREFIX = "zoo:"
+
+
+def default_palette(num_classes: int) -> list[list[int]]:
+    """Distinct-enough colours for models that carry no palette."""
+    return [[(37 * i) % 256, (91 * i) % 256, (173 * i) % 256] for i in range(num_classes)]
+
+
+class OnnxNet:
+    """An onnxruntime session with the torch call interface: tensor in, logits tensor out."""
+
+    def __init__(self, path: Path, device: str = "cpu", threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise ArtifactError(f"{path}: cannot load ONNX model ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
+        self.path, self.device = path, device
+        self.input = self.session.get_inputs()[0].name
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(None, {self.input: x.detach().float().cpu().numpy()})[0]
+        return torch.from_numpy(np.asarray(out)).to(x.device)
+
+    def params(self) -> int:
+        """Number of weights stored in the graph (BatchNorms are folded into the convs at export)."""
+        import onnx
+        from onnx import numpy_helper
+
+        graph = onnx.load(str(self.path), load_external_data=False).graph
+        return int(sum(numpy_helper.to_array(t).size for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT))
+
+
+@dataclass
+class Model:
+    """A segmentation network plus what is needed to read its output (classes, palette)."""
+
+    net: Any  # torch nn.Module or OnnxNet
+    classes: list[str]
+    palette: list[list[int]]
+    source: str
+    kind: str  # "checkpoint" | "onnx" | "zoo"
+    trained: bool = True
+    crop_size: tuple[int, int] | None = None  # training crop: the default window of inference="slide"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes the network predicts."""
+        return len(self.classes)
+
+    @property
+    def is_onnx(self) -> bool:
+        """True for an onnxruntime session (no torch parameters, no fp16 cast)."""
+        return isinstance(self.net, OnnxNet)
+
+    def params(self) -> int:
+        """Parameter count of the network."""
+        return self.net.params() if self.is_onnx else sum(p.numel() for p in self.net.parameters())
+
+    def to(self, device: str | torch.device) -> Model:
+        """Move the torch network to `device` (an ONNX session keeps the provider it was made with)."""
+        if not self.is_onnx:
+            self.net.to(device)
+        return self
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        return out["out"] if isinstance(out, dict) else out
+
+
+def load_model(path: str | Path, device: str = "cpu") -> Model:
+    """A model from a training checkpoint (`*.ckpt`), an exported ONNX file (`*.onnx`) or `zoo:<name>`.
+
+    `zoo:<name>` builds the shipped architecture of `experiments/zoo.yaml` with random
+    weights (no trained weights are published): useful to measure speed, not to segment.
+    """
+    text = str(path)
+    if text.startswith(ZOO_PREFIX):
+        return _from_zoo(text[len(ZOO_PREFIX):])
+    p = Path(text).expanduser()
+    if not p.is_file():
+        raise ArtifactError(f"model not found: {p}; pass a *.ckpt from stage=train, a *.onnx from stage=export or zoo:<name>")
+    if p.suffix.lower() == ".onnx":
+        return _from_onnx(p, device)
+    return _from_checkpoint(p)
+
+
+def _crop(value: Any) -> tuple[int, int] | None:
+    return (int(value[0]), int(value[1])) if value else None
+
+
+def _from_checkpoint(path: Path) -> Model:
+    from omegaconf import OmegaConf, open_dict
+
+    from rspnet.lit.seg_module import load_seg_checkpoint, read_checkpoint
+
+    stored = (read_checkpoint(path).get("rspnet") or {}).get("config")
+    cfg = OmegaConf.create(stored) if isinstance(stored, dict) else None
+    if cfg is not None and "train" in cfg:
+        with open_dict(cfg):
+            cfg.train.compile = False  # a checkpoint trained with train.compile=true: no minutes-long compile to predict
+    module, meta = load_seg_checkpoint(path, cfg)
+    classes = list(meta.get("classes") or [str(i) for i in range(int(meta["num_classes"]))])
+    palette = meta.get("palette") or default_palette(len(classes))
+    crop = meta.get("config", {}).get("dataset", {}).get("crop_size")
+    return Model(module.net.eval(), classes, [list(c) for c in palette], str(path), "checkpoint",
+                 crop_size=_crop(crop), meta=meta)
+
+
+def _from_onnx(path: Path, device: str) -> Model:
+    net = OnnxNet(path, device)
+    meta = json.loads(net.metadata.get("rspnet", "{}"))
+    k = meta.get("num_classes")
+    if k is None:  # an ONNX file from elsewhere: the class count is the logits' channel dimension
+        dim = net.session.get_outputs()[0].shape[1]
+        if not isinstance(dim, int):
+            raise ArtifactError(f"{path}: the number of classes is unknown (no rspnet metadata, symbolic output channels)")
+        k = dim
+    classes = list(meta.get("classes") or [str(i) for i in range(int(k))])
+    palette = meta.get("palette") or default_palette(len(classes))
+    return Model(net, classes, [list(c) for c in palette], str(path), "onnx", crop_size=_crop(meta.get("crop_size")), meta=meta)
+
+
+def zoo_file() -> Path:
+    """`experiments/zoo.yaml`, beside the shipped genotypes."""
+    from rspnet.stages.summary import PAPER_GENOTYPE
+
+    return PAPER_GENOTYPE.parents[1] / "zoo.yaml"
+
+
+def zoo_entries() -> dict[str, dict[str, Any]]:
+    """The zoo's entries by name."""
+    import yaml
+
+    path = zoo_file()
+    if not path.is_file():
+        raise ArtifactError(f"{path}: model zoo file not found")
+    return {str(e["name"]): e for e in yaml.safe_load(path.read_text())["models"]}
+
+
+def build_zoo_net(entry: dict[str, Any]) -> tuple[torch.nn.Module, Any]:
+    """(untrained derived net, composed config) of a zoo entry: its genotype, macro and config overrides."""
+    from rspnet.config import compose
+    from rspnet.genotype import Genotype, MacroArch
+    from rspnet.models.derived import build_derived, default_macro
+
+    cfg = compose(*entry["overrides"])
+    root = zoo_file().parents[1]
+    genotype = Genotype.load(root / entry["genotype"])
+    macro = default_macro(cfg) if entry["macro"] == "default_macro" else MacroArch.load(root / entry["macro"])
+    return build_derived(cfg, genotype, macro, int(cfg.dataset.num_classes)), cfg
+
+
+def _from_zoo(name: str) -> Model:
+    from rspnet.data import dataset_module
+
+    entries = zoo_entries()
+    if name not in entries:
+        raise ConfigError(f"zoo:{name} is not in {zoo_file().name}; choose one of: {', '.join(entries)}")
+    torch.manual_seed(0)
+    net, cfg = build_zoo_net(entries[name])
+    data = dataset_module(cfg)
+    log.warning("zoo:%s is an architecture with random weights (no trained weights are published): "
+                "fine for measuring speed, its predictions are noise", name)
+    return Model(net.eval(), list(data.CLASSES), [list(c) for c in data.PALETTE], f"zoo:{name}", "zoo", trained=False,
+                 crop_size=_crop(cfg.dataset.get("crop_size")), meta=entries[name])

@@ -1,0 +1,176 @@
+"""`Segmenter`: class maps for images, files, lists and folders with any inference mode, in batches."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from rspnet.api import Model, load_model
+from rspnet.errors import ConfigError, DataError
+from rspnet.inference import MODES, infer
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+ImageLike = Union[np.ndarray, str, Path]
+Prediction = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]  # class map, or (class map, probabilities)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`None`/"auto" -> CUDA when present, else CPU; "cuda" without a GPU is a ConfigError."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device}: no CUDA device is visible; use device=cpu")
+    return dev
+
+
+def list_images(folder: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[Path]:
+    """Image files under `folder` (recursive, sorted): the order of `Segmenter.predict(folder)`."""
+    root = Path(folder)
+    exts = {e.lower() for e in extensions}
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in exts)
+    if not files:
+        raise DataError(f"{root}: no images ({', '.join(sorted(exts))}) in it")
+    return files
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """uint8 RGB [H, W, 3] -> the network's normalised float input [3, H, W] (datasets' MEAN/STD)."""
+    from rspnet.data.transforms import MEAN, STD
+
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+    return (x - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+
+
+def as_rgb(image: ImageLike) -> np.ndarray:
+    """A path (any PIL-readable image) or an array ([H, W] grey, [H, W, 3] RGB, [H, W, 4] RGBA) -> uint8 RGB."""
+    from rspnet.stages.predict import read_rgb
+
+    if isinstance(image, (str, Path)):
+        return read_rgb(Path(image))
+    a = np.asarray(image)
+    if a.ndim == 2:
+        a = np.stack([a] * 3, axis=-1)
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise DataError(f"image array must be [H, W], [H, W, 3] or [H, W, 4], got shape {a.shape}")
+    if a.dtype != np.uint8:
+        raise DataError(f"image array must be uint8 (0-255), got {a.dtype}")
+    return a[..., :3]
+
+
+class Segmenter:
+    """Segment images with a model: `Segmenter(load_model("best.ckpt")).predict("street.png")` -> [H, W] class ids.
+
+    `inference`: "whole" (one pass), "slide" (windows of `crop`, default the model's training
+    crop, every `stride`, `sw_batch` windows per call) or "multiscale_flip" (`scales` + flips).
+    Images of equal size are batched `batch_size` at a time.
+    """
+
+    def __init__(self, model: Model | str | Path, inference: str = "whole", device: str | torch.device | None = None,
+                 batch_size: int = 1, crop: Sequence[int] | None = None, stride: Sequence[int] | None = None,
+                 scales: Sequence[float] = (0.75, 1.0, 1.25), sw_batch: int = 4, fp16: bool = False) -> None:
+        if inference not in MODES:
+            raise ConfigError(f"inference={inference} is unknown; use one of: {', '.join(MODES)}")
+        if int(batch_size) < 1:
+            raise ConfigError(f"batch_size={batch_size} must be >= 1")
+        self.device = resolve_device(device)
+        self.model = model if isinstance(model, Model) else load_model(model, str(self.device))
+        self.model.to(self.device)
+        self.inference, self.batch_size, self.sw_batch = inference, int(batch_size), int(sw_batch)
+        # multiscale_flip slides each scale only with an explicit crop (as stage=eval does)
+        self.crop = tuple(int(v) for v in crop) if crop is not None else (
+            self.model.crop_size if inference == "slide" else None)
+        if inference == "slide" and self.crop is None:
+            raise ConfigError("inference=slide needs crop=(H, W): this model does not record its training crop")
+        self.stride = tuple(int(v) for v in stride) if stride is not None else None
+        self.scales = tuple(float(v) for v in scales) if inference == "multiscale_flip" else (1.0,)
+        self.fp16 = bool(fp16)
+        if self.fp16 and (self.device.type != "cuda" or self.model.is_onnx):
+            raise ConfigError("fp16=True needs a CUDA device and a torch model (checkpoint or zoo)")
+
+    @classmethod
+    def from_config(cls, model: Model, cfg: DictConfig, device: str | torch.device | None = None, batch_size: int = 1) -> Segmenter:
+        """The inference options of `cfg.train` (`inference`, `slide_crop`, `slide_stride`, `scales`, `sw_batch`)."""
+        t = cfg.train
+        mode = str(t.get("inference", "whole"))
+        crop = t.get("slide_crop") or (cfg.dataset.get("crop_size") if mode == "slide" else None)
+        return cls(model, mode, device, batch_size, crop=list(crop) if crop else None,
+                   stride=list(t.slide_stride) if t.get("slide_stride") else None,
+                   scales=list(t.get("scales") or [1.0]), sw_batch=int(t.get("sw_batch") or 1))
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names of the model (index = class id)."""
+        return self.model.classes
+
+    @property
+    def palette(self) -> list[list[int]]:
+        """RGB colour of each class."""
+        return self.model.palette
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores [B, K, H, W] (logits, or log-probabilities for multiscale_flip) of a normalised batch."""
+        x = x.to(self.device)
+        amp = torch.autocast("cuda", dtype=torch.float16) if self.fp16 else contextlib.nullcontext()
+        with torch.inference_mode(), amp:
+            return infer(self.model, x, self.inference, crop=self.crop, stride=self.stride, scales=self.scales,
+                         sw_batch=self.sw_batch).float()
+
+    def predict(self, inputs: ImageLike | Iterable[ImageLike], probs: bool = False) -> Prediction | list[Prediction]:
+        """Class maps (int64 [H, W]) of an image array, an image path, a list of them or a folder (sorted, recursive).
+
+        One image in -> one map; a list or a folder -> a list of maps. `probs=True` returns
+        (map, class probabilities float32 [K, H, W]) pairs instead.
+        """
+        single = isinstance(inputs, np.ndarray) or (isinstance(inputs, (str, Path)) and not Path(inputs).is_dir())
+        if single:
+            items: Iterable[ImageLike] = [inputs]  # type: ignore[list-item]
+        elif isinstance(inputs, (str, Path)):
+            items = list_images(inputs)
+        else:
+            items = inputs  # type: ignore[assignment]
+        results = list(self.iter_predict(items, probs))
+        return results[0] if single else results
+
+    def iter_predict(self, images: Iterable[ImageLike], probs: bool = False) -> Iterator[Prediction]:
+        """`predict` as a generator over any iterable (video frames, a long list): batches of `batch_size`."""
+        batch: list[np.ndarray] = []
+        for image in images:
+            batch.append(as_rgb(image))
+            if len(batch) == self.batch_size:
+                yield from self._run(batch, probs)
+                batch = []
+        if batch:
+            yield from self._run(batch, probs)
+
+    def _run(self, rgbs: list[np.ndarray], probs: bool) -> Iterator[Prediction]:
+        """Predict a list of images, batching those of equal size; results in input order."""
+        out: list[Prediction] = [np.empty(0)] * len(rgbs)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, rgb in enumerate(rgbs):
+            by_size.setdefault(rgb.shape[:2], []).append(i)
+        for idx in by_size.values():
+            s = self.scores(torch.stack([to_tensor(rgbs[i]) for i in idx]))
+            maps = s.argmax(1).cpu().numpy().astype(np.int64)
+            p = s.softmax(1).cpu().numpy() if probs else None
+            for j, i in enumerate(idx):
+                out[i] = (maps[j], p[j]) if probs else maps[j]
+        yield from out
+
+    def colorize(self, mask: np.ndarray) -> np.ndarray:
+        """[H, W] class ids -> [H, W, 3] uint8 picture in the model's palette."""
+        from rspnet.viz.masks import colorize
+
+        return colorize(mask, self.palette)
+
+    def overlay(self, image: ImageLike, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+        """The coloured mask blended over the image (`alpha` = mask opacity) -> [H, W, 3] uint8."""
+        from rspnet.viz.masks import overlay
+
+        return overlay(as_rgb(image), mask, self.palette, alpha)

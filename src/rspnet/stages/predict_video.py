@@ -1,0 +1,93 @@
+"""stage=predict on a video: DIR/predictions/overlay.mp4 (mp4v, the source's fps) and, if asked, per-frame labelIds.
+
+Frames are read with OpenCV, predicted `predict.batch_size` at a time through the same
+`Segmenter` as images, and written in order; labelIds go to
+`labelIds/<video stem>/<video stem>_<frame:06d>_labelIds.png` (`predict.label_ids=true`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from rspnet.errors import DataError
+
+if TYPE_CHECKING:
+    from rspnet.segmenter import Segmenter
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+
+
+def _frames(cap: Any, limit: int | None) -> Iterator[np.ndarray]:
+    """RGB uint8 frames of an opened cv2.VideoCapture (at most `limit`)."""
+    import cv2
+
+    n = 0
+    while limit is None or n < limit:
+        ok, bgr = cap.read()
+        if not ok:
+            return
+        n += 1
+        yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _batches(frames: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    batch: list[np.ndarray] = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def predict_video(cfg: DictConfig, seg: Segmenter, path: Path, out: Path, save: bool, label_ids: bool, limit: int | None) -> dict:
+    """Overlay video + optional per-frame class maps of `path`; returns {"num_images", "video", "fps"}."""
+    import cv2
+    from tqdm.auto import tqdm
+
+    from rspnet.stages.predict import predict_batch, prepare, write_prediction
+    from rspnet.viz.masks import overlay
+
+    if not path.is_file():
+        raise DataError(f"predict.input={path}: video file not found")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise DataError(f"predict.input={path}: OpenCV cannot open this video (unsupported codec or corrupt file)")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    total = min(total, limit) if total and limit is not None else total
+    p = cfg.predict
+    out.mkdir(parents=True, exist_ok=True)
+    video_path = out / "overlay.mp4"
+    tmp = out / ".overlay.mp4.part.mp4"  # renamed when complete: a killed run leaves no half video under the final name
+    writer = None
+    n = 0
+    try:
+        with tqdm(total=total, unit="frame", desc="predict", disable=not p.get("progress", True)) as bar:
+            for batch in _batches(_frames(cap, limit), seg.batch_size):
+                preds = predict_batch(seg, [prepare(f, cfg) for f in batch], [f.shape[:2] for f in batch])
+                for frame, pred in zip(batch, preds):
+                    if writer is None:
+                        h, w = frame.shape[:2]
+                        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                    blended = overlay(frame, pred, seg.palette, float(p.alpha))
+                    writer.write(cv2.cvtColor(blended, cv2.COLOR_RGB2BGR))
+                    if save:
+                        write_prediction(out, f"{path.stem}_{n:06d}", path.stem, pred, None, seg.palette, 0.0, save, label_ids)
+                    n += 1
+                bar.update(len(batch))
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+    if n == 0:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"predict.input={path}: no frame could be read from this video")
+    tmp.replace(video_path)
+    return {"num_images": n, "video": str(video_path), "fps": fps}

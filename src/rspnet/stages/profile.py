@@ -1,0 +1,166 @@
+"""`stage=profile`: params, GMACs, latency and images/s of a model on this machine -> DIR/profile.json.
+
+The model is `ckpt=` (a training checkpoint, an exported `model.onnx` or `zoo:<name>`), or else
+the configured architecture (`genotype=`/`macro_arch=`, as stage=summary) with random weights.
+Latency is the median wall time of `stage.repeats` forward passes (no_grad, batch
+`stage.batch_size` at `stage.size`) after `stage.warmup` untimed ones; on CUDA each pass is
+synchronised. GMACs count the multiply-accumulates of convolutions and matrix products
+(torch.utils.flop_counter for torch models, the graph's Conv/MatMul/Gemm nodes for ONNX);
+GFLOPs = 2 x GMACs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import statistics
+import time
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from rspnet.errors import ConfigError
+from rspnet.utils.config import output_dir
+from rspnet.utils.io import atomic_write_json
+
+log = logging.getLogger("rspnet")
+PRECISIONS = ("fp32", "fp16")
+
+
+def onnx_gmacs(path: str, size: tuple[int, int], batch: int = 1) -> float:
+    """MACs (1e9) of the Conv/MatMul/Gemm nodes of an ONNX graph at `size`.
+
+    The shapes come from one onnxruntime run with those nodes' tensors exposed as outputs
+    (static shape inference cannot follow the size arithmetic of the resizes).
+    """
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(path)
+    nodes = [n for n in model.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]
+    known = {t.name: list(t.dims) for t in model.graph.initializer}
+    have = {o.name for o in model.graph.output}
+    wanted = {name for n in nodes for name in (n.input[0], n.input[1], n.output[0]) if name not in known}
+    for name in sorted(wanted - have - {i.name for i in model.graph.input}):
+        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    x = np.zeros((batch, 3, *size), dtype=np.float32)
+    shapes = {**known, **{n: list(v.shape) for n, v in zip(names, session.run(names, {session.get_inputs()[0].name: x}))},
+              session.get_inputs()[0].name: list(x.shape)}
+    macs = 0
+    for node in nodes:
+        out, a, w = shapes[node.output[0]], shapes[node.input[0]], shapes[node.input[1]]
+        if node.op_type == "Conv":
+            macs += math.prod(out) * math.prod(w[1:])  # per output element: Cin/groups * kh * kw
+        elif node.op_type == "MatMul":
+            macs += math.prod(out) * a[-1]
+        else:
+            trans_a = any(attr.name == "transA" and attr.i for attr in node.attribute)
+            macs += math.prod(out) * (a[0] if trans_a else a[-1])
+    return macs / 1e9
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"stage.device={name} is invalid; use auto, cpu or cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("stage.device=cuda: no CUDA device is visible; use stage.device=cpu")
+    return torch.device(name)
+
+
+def _model(cfg: DictConfig, device: torch.device) -> Any:
+    """`ckpt=` through rspnet.load_model, else the configured architecture with random weights."""
+    from rspnet.api import Model, load_model
+
+    if cfg.get("ckpt"):
+        return load_model(str(cfg.ckpt), device.type)
+    from rspnet.models.derived import build_derived
+    from rspnet.stages.summary import load_architecture
+
+    torch.manual_seed(int(cfg.get("seed", 0)))
+    net = build_derived(cfg, *load_architecture(cfg), int(cfg.dataset.num_classes))
+    k = int(cfg.dataset.num_classes)
+    return Model(net.eval(), [str(i) for i in range(k)], [[0, 0, 0]] * k, "config", "config", trained=False)
+
+
+def time_forward(fn: Any, x: torch.Tensor, warmup: int, repeats: int) -> list[float]:
+    """Wall seconds of `repeats` calls of `fn(x)` after `warmup` untimed ones (CUDA synchronised)."""
+    cuda = x.device.type == "cuda"
+    with torch.inference_mode():
+        for _ in range(warmup):
+            fn(x)
+        times = []
+        for _ in range(repeats):
+            if cuda:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn(x)
+            if cuda:
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU model with the torch thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:  # the model name is only in /proc/cpuinfo on Linux
+        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {torch.get_num_threads()} torch threads"
+
+
+def run_profile(cfg: DictConfig) -> dict:
+    """Measure the model; write DIR/profile.json and log one line."""
+    from rspnet.stages.summary import count_gflops
+
+    out = output_dir(cfg)
+    opts = cfg.stage
+    precision = str(opts.get("precision", "fp32"))
+    if precision not in PRECISIONS:
+        raise ConfigError(f"stage.precision={precision} is invalid; use fp32 or fp16")
+    device = _device(str(opts.get("device", "auto")))
+    if opts.get("threads"):
+        torch.set_num_threads(int(opts.threads))
+    size = tuple(int(v) for v in (opts.get("size") or cfg.dataset.crop_size))
+    batch, warmup, repeats = int(opts.get("batch_size", 1)), int(opts.get("warmup", 3)), int(opts.get("repeats", 20))
+    if min(batch, repeats) < 1 or warmup < 0:
+        raise ConfigError("stage.batch_size and stage.repeats must be >= 1, stage.warmup >= 0")
+    model = _model(cfg, device)
+    if precision == "fp16" and (device.type != "cuda" or model.is_onnx):
+        raise ConfigError("stage.precision=fp16 needs stage.device=cuda and a torch model (not ONNX)")
+    x = torch.randn(batch, 3, *size, device=device)
+    if model.is_onnx:
+        gmacs = onnx_gmacs(model.source, size)
+    else:
+        model.to(device)
+        gmacs = count_gflops(model.net, size) / 2
+        if precision == "fp16":
+            model.net.half()
+            x = x.half()
+    times = time_forward(model, x, warmup, repeats)
+    latency = statistics.median(times)
+    report = {
+        "model": model.source, "kind": model.kind, "trained": model.trained, "params": model.params(),
+        "gmacs": round(gmacs, 3) if gmacs is not None else None,
+        "gflops": round(2 * gmacs, 3) if gmacs is not None else None,
+        "flops_convention": "GFLOPs = 2 x GMACs (multiply-accumulates of conv/matmul ops), batch 1",
+        "input_size": list(size), "batch_size": batch, "precision": precision, "device": str(device),
+        "device_name": device_name(device), "threads": torch.get_num_threads(), "warmup": warmup, "repeats": repeats,
+        "latency_ms": round(1000 * latency, 3), "latency_ms_all": [round(1000 * t, 3) for t in times],
+        "images_per_s": round(batch / latency, 3), "torch": torch.__version__,
+    }
+    atomic_write_json(out / "profile.json", report)
+    log.info("%s: %.2fM params, %s GMACs (%s GFLOPs) at %s; %s %s batch %d: %.1f ms median, %.2f images/s",
+             model.source, report["params"] / 1e6, report["gmacs"], report["gflops"], list(size), report["device_name"],
+             precision, batch, report["latency_ms"], report["images_per_s"])
+    return {**report, "profile": str(out / "profile.json")}

@@ -1,0 +1,137 @@
+"""Public API: lazy import, compose/run, load_model (checkpoint, ONNX, zoo), Segmenter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import rspnet
+from rspnet.errors import ArtifactError, ConfigError
+
+
+def _image(h: int = 40, w: int = 70, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_import_is_lazy_and_names_resolve() -> None:
+    code = "import sys, rspnet; print('torch' in sys.modules, 'hydra' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
+    assert rspnet.Segmenter.__name__ == "Segmenter" and callable(rspnet.load_model)
+    with pytest.raises(AttributeError):
+        rspnet.no_such_name  # noqa: B018
+
+
+def test_compose_and_run_behave_like_the_cli(tmp_path: Path) -> None:
+    import rspnet.cli
+
+    assert rspnet.config_dir() == str(rspnet.cli.CONFIG_DIR)
+    cfg = rspnet.compose("model=small", "rsp=off")
+    assert cfg.model.name == "small" and cfg.rsp.enabled is False and cfg.paths.output_dir
+    result = rspnet.run("summary", "print_config=false", "logger=none", f"paths.output_dir={tmp_path}")
+    assert (tmp_path / "config.yaml").is_file() and json.loads((tmp_path / "summary.json").read_text())["params"] == result["params"]
+    with pytest.raises(ConfigError, match="nope"):
+        rspnet.run("nope", f"paths.output_dir={tmp_path}")
+
+
+def test_segmenter_matches_the_eval_inference(tiny_ckpt: Path) -> None:
+    from rspnet.inference import infer
+    from rspnet.lit.seg_module import load_seg_checkpoint
+    from rspnet.segmenter import to_tensor
+
+    model = rspnet.load_model(tiny_ckpt)
+    assert model.kind == "checkpoint" and model.num_classes == 19 and len(model.palette) == 19 and model.classes[0] == "road"
+    seg = rspnet.Segmenter(model, inference="slide", device="cpu", crop=(32, 32))
+    img = _image()
+    mask = seg.predict(img)
+    module, _ = load_seg_checkpoint(tiny_ckpt)
+    with torch.no_grad():
+        ref = infer(module, to_tensor(img)[None], "slide", crop=(32, 32)).argmax(1)[0].numpy()
+    assert mask.shape == (40, 70) and mask.dtype == np.int64 and (mask == ref).all()
+    mask2, probs = seg.predict(img, probs=True)
+    assert probs.shape == (19, 40, 70) and np.allclose(probs.sum(0), 1.0, atol=1e-4) and (probs.argmax(0) == mask2).all()
+    assert seg.colorize(mask).shape == (40, 70, 3) and seg.overlay(img, mask, 0.3).dtype == np.uint8
+
+
+def test_predict_lists_folders_and_paths_in_batches(tiny_ckpt: Path, tmp_path: Path) -> None:
+    images = [_image(40, 70, 0), _image(32, 48, 1), _image(40, 70, 2)]
+    for i, a in enumerate(images):
+        Image.fromarray(a).save(tmp_path / f"{i}.png")
+    one = rspnet.Segmenter(tiny_ckpt, batch_size=1).predict(images)
+    batched = rspnet.Segmenter(tiny_ckpt, batch_size=3, inference="multiscale_flip", scales=[1.0])
+    folder = batched.predict(tmp_path)
+    assert [m.shape for m in folder] == [(40, 70), (32, 48), (40, 70)]
+    assert batched.predict(tmp_path / "1.png").shape == (32, 48)
+    plain = rspnet.Segmenter(tiny_ckpt, batch_size=3).predict([str(tmp_path / f"{i}.png") for i in range(3)])
+    assert all((a == b).all() for a, b in zip(one, plain))  # batching does not change the result
+
+
+def test_onnx_model_has_classes_and_the_same_predictions(tiny_ckpt: Path, make_cfg, tmp_path: Path) -> None:
+    from rspnet.stages.export import run_export
+
+    run_export(make_cfg("stage=export", f"ckpt={tiny_ckpt}", "stage.size=[64,64]", out=tmp_path))
+    onnx = rspnet.load_model(tmp_path / "model.onnx")
+    ckpt = rspnet.load_model(tiny_ckpt)
+    assert onnx.kind == "onnx" and onnx.classes == ckpt.classes and onnx.palette == ckpt.palette
+    assert onnx.crop_size == ckpt.crop_size and onnx.params() > 0
+    img = _image(64, 96)
+    a, b = rspnet.Segmenter(onnx).predict(img), rspnet.Segmenter(ckpt).predict(img)
+    assert (a == b).mean() > 0.99
+
+
+def test_zoo_models_are_untrained_architectures() -> None:
+    import yaml
+
+    from rspnet.api import zoo_file
+
+    entry = {e["name"]: e for e in yaml.safe_load(zoo_file().read_text())["models"]}["paper_like-tiny"]
+    model = rspnet.load_model("zoo:paper_like-tiny")
+    assert model.kind == "zoo" and not model.trained and model.params() == entry["params"] and model.num_classes == 19
+    with pytest.raises(ConfigError, match="zoo:nope is not in zoo.yaml"):
+        rspnet.load_model("zoo:nope")
+
+
+def test_bad_arguments_are_clear_errors(tiny_ckpt: Path, tmp_path: Path) -> None:
+    from rspnet.errors import DataError
+
+    with pytest.raises(ArtifactError, match="model not found"):
+        rspnet.load_model(tmp_path / "missing.ckpt")
+    with pytest.raises(ConfigError, match="fp16"):
+        rspnet.Segmenter(tiny_ckpt, device="cpu", fp16=True)
+    with pytest.raises(ConfigError, match="inference=tiles is unknown"):
+        rspnet.Segmenter(tiny_ckpt, inference="tiles")
+    with pytest.raises(DataError, match="must be uint8"):
+        rspnet.Segmenter(tiny_ckpt).predict(np.zeros((8, 8, 3), dtype=np.float32))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        rspnet.Segmenter(tiny_ckpt).predict(tmp_path / "empty")
+
+
+def test_run_from_a_saved_config(tiny_ckpt: Path, tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from tests.train.conftest import compose_cfg
+
+    saved = tmp_path / "saved.yaml"  # what a run of the tiny setup saves as config.yaml
+    OmegaConf.save(compose_cfg(tmp_path / "old", "stage=train"), saved, resolve=True)
+    result = rspnet.run("eval", f"ckpt={tiny_ckpt}", f"paths.output_dir={tmp_path / 'new'}", "split=val", config=saved)
+    assert result["num_images"] == 4  # the saved run's dataset.num_val, not the default
+    assert (tmp_path / "new" / "metrics.json").is_file() and (tmp_path / "new" / "config.yaml").is_file()
+    assert not (tmp_path / "old").exists()  # the saved run's dir is not written to
+    with pytest.raises(ConfigError, match="group choices"):
+        rspnet.run("eval", "dataset=camvid", config=saved)
+
+
+def test_a_checkpoint_trained_with_compile_loads_uncompiled(tiny_ckpt: Path, tmp_path: Path) -> None:
+    ckpt = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)
+    ckpt["rspnet"]["config"]["train"]["compile"] = True
+    torch.save(ckpt, tmp_path / "compiled.ckpt")
+    net = rspnet.load_model(tmp_path / "compiled.ckpt").net
+    assert getattr(net, "_compiled_call_impl", None) is None  # predicting never waits for torch.compile

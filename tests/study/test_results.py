@@ -1,0 +1,64 @@
+"""experiments.results on a hand-made study folder: arm summaries, the searched-vs-random verdict, the page."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from experiments.results import main, verdict, arm_rows
+
+
+def _write(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> Path:
+    """searched (2 seeds: 50, 52), 10 random arms (40..49), a baseline; train.json carries params/gflops."""
+    out = tmp_path / "study"
+    arms, jobs = [], []
+    runs = {"searched_s0": [0.50, 0.52], "baseline_unet": [0.30]} | {f"random_r{i}": [0.40 + i / 100] for i in range(10)}
+    for name, mious in runs.items():
+        group = "searched" if name.startswith("searched") else "baseline" if name.startswith("baseline") else "random"
+        arm = {"name": name, "group": group, "label": name, "runs": {}, "search_jobs": []}
+        for t, miou in enumerate(mious):
+            run = f"train/{name}_t{t}"
+            metrics = out / run / ("metrics.json" if group == "baseline" else "eval/metrics.json")
+            _write(metrics, {"miou": miou, "dataset": "camvid"})
+            _write(out / run / "train.json", {"params": 1000, "gflops": 0.5})
+            _write(out / run / "done", {"wall_s": 60.0, "cpu_s": 100.0})
+            if group != "baseline":
+                _write(out / run / "eval" / "done", {"wall_s": 6.0, "cpu_s": 10.0})
+            arm["runs"][t] = run
+        arms.append(arm)
+    _write(out / "search/cell_s0/genotype.json", {"search": {"alpha_entropy": {"mean": 0.87}, "epochs": 15}})
+    _write(out / "search/cell_s0/done", {"wall_s": 120.0, "cpu_s": 200.0})
+    jobs.append({"name": "search/cell_s0", "kind": "rspnet", "deps": []})
+    _write(out / "study.json", {"debug": False, "command": "python -m experiments.camvid_study", "epochs": {}, "jobs": jobs, "arms": arms})
+    return out
+
+
+def test_arm_summaries_and_verdict(study: Path) -> None:
+    plan = json.loads((study / "study.json").read_text())
+    rows = {r["name"]: r for r in arm_rows(study, plan)}
+    assert rows["searched_s0"]["mean"] == pytest.approx(0.51) and rows["searched_s0"]["std"] == pytest.approx(0.01414, abs=1e-4)
+    assert rows["searched_s0"]["wall_s"] == pytest.approx(66.0) and rows["random_r3"]["cpu_s"] == pytest.approx(110.0)
+    [v] = verdict(list(rows.values()))
+    # random means 0.40..0.49: mean 0.445, 90th percentile 0.481; 0.51 beats all ten
+    assert v["rank"] == 1 and v["of"] == 11 and v["diff"] == pytest.approx(0.065)
+    assert v["p90"] == pytest.approx(0.4810) and v["goal_met"]
+
+
+def test_page_has_the_table_verdict_entropies_and_pictures(study: Path, tmp_path: Path) -> None:
+    page = tmp_path / "docs" / "results.md"
+    assert main(["--study", str(study), "--out", str(page)]) == 0
+    text = page.read_text()
+    assert "| searched_s0 | searched | searched_s0 | 2 | 51.00 ± 1.41 | 0.001 | 0.500 | 1.1 | 1.8 |" in text
+    assert "| searched_s0 | 51.00 | 1 of 11 | 44.50 | +6.50 | 48.10 | met |" in text
+    assert "| search/cell_s0 | cell (alpha) | 0.870 |" in text and "PLACEHOLDER" not in text
+    assert "camvid **val**" in text
+    for pic in ("strip.png", "miou_vs_params.png"):
+        assert (tmp_path / "docs" / "img" / "results" / pic).is_file() and f"img/results/{pic}" in text
