@@ -33,8 +33,9 @@ def one_line(err: pytest.ExceptionInfo) -> str:
 
 
 def _previous_run(out: Path) -> dict[Path, bytes]:
-    """Artifacts of an earlier run in `out` (contents to compare afterwards)."""
-    files = {out / "train.json": b'{"best_val_miou": 0.5}\n', out / "checkpoints" / "last.ckpt": b"previous checkpoint"}
+    """Artifacts of an earlier run in `out`, its config.yaml included (contents to compare afterwards)."""
+    files = {out / "train.json": b'{"best_val_miou": 0.5}\n', out / "checkpoints" / "last.ckpt": b"previous checkpoint",
+             out / "config.yaml": b"seed: 123\n"}
     for path, data in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -42,9 +43,10 @@ def _previous_run(out: Path) -> dict[Path, bytes]:
 
 
 def _assert_intact(out: Path, files: dict[Path, bytes]) -> None:
+    """Byte-identical: every previous file unchanged and no file added (config.yaml included)."""
     assert all(path.read_bytes() == data for path, data in files.items())
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == \
-        sorted([p.relative_to(out).as_posix() for p in files] + ["config.yaml"])
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == \
+        sorted({p.relative_to(out).as_posix() for p in files} | {"checkpoints"})
 
 
 # --- images ------------------------------------------------------------------------------
@@ -244,7 +246,13 @@ def test_cli_bad_genotype_keeps_the_previous_run(cli, tmp_path: Path) -> None:
     bad.write_text(GENOTYPES["unknown_op"][0])
     previous = _previous_run(out)
     _expect_cli_error(cli(*TRAIN, f"genotype={bad}", f"paths.output_dir={out}"), str(bad), "'edges[0].op'", "sep_conv_7x7")
-    assert all(path.read_bytes() == data for path, data in previous.items())
+    # Hydra writes its run record (.hydra/, <job>.log) before rspnet runs; nothing else may change
+    hydra_record = {p.relative_to(out).as_posix() for p in out.rglob("*")
+                    if p.relative_to(out).parts[0] == ".hydra" or p.name == "cli.log"}
+    assert hydra_record <= {".hydra", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "cli.log"}
+    for extra in sorted(hydra_record, reverse=True):
+        (out / extra).rmdir() if (out / extra).is_dir() else (out / extra).unlink()
+    _assert_intact(out, previous)
 
 
 def test_cli_output_dir_under_a_regular_file(cli, tmp_path: Path) -> None:
@@ -297,3 +305,16 @@ def test_an_error_from_a_dataloader_worker_is_still_one_line() -> None:
         next(iter(loader))
     assert "Original Traceback" in str(err.value)  # how torch re-raises a worker's exception
     assert _message(err.value) == "/data/img0.png: cannot read image (image file is truncated)"
+
+
+def test_config_is_saved_before_the_first_checkpoint(make_cfg, tmp_path: Path, monkeypatch) -> None:
+    """config.yaml is deferred past the input checks, but a run killed after its first checkpoint has it."""
+    from rspnet.utils.checkpoint import AtomicCheckpointIO
+
+    out, seen = tmp_path / "run", []
+    original = AtomicCheckpointIO.save_checkpoint
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint",
+                        lambda self, ckpt, path, storage_options=None: (seen.append((out / "config.yaml").is_file()), original(self, ckpt, path))[1])
+    run(make_cfg(*CELL, "trainer.max_epochs=1", "trainer.limit_train_batches=1", "seed=7", out=out))
+    assert seen and all(seen)
+    assert "seed: 7" in (out / "config.yaml").read_text().splitlines()

@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, open_dict
 
 from rspnet.stages import get_stage
-from rspnet.utils.config import output_dir, save_config
+from rspnet.utils.config import flush_config, output_dir, save_config_on_first_write
 from rspnet.utils.io import atomic_write_json
 from rspnet.utils.loggers import finish_loggers
 
@@ -34,11 +34,14 @@ def _stage_cfg(cfg: DictConfig, name: str, out: Path, epochs: int | None, **top:
 def _run(cfg: DictConfig, name: str) -> dict:
     """Run one sub-stage, saving its config next to its outputs."""
     out = output_dir(cfg)
-    save_config(cfg, out)
+    save_config_on_first_write(cfg, out)
     t0 = time.perf_counter()
+    ok = False
     try:
         result = get_stage(name)(cfg) or {}
+        ok = True
     finally:
+        flush_config(out, write=ok)
         finish_loggers()  # each stage is its own W&B run
     result["seconds"] = round(time.perf_counter() - t0, 1)
     return result

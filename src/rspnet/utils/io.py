@@ -11,10 +11,39 @@ from typing import Any
 
 from rspnet.errors import ArtifactError
 
+# folder -> action to run just before the first artifact is written under it (see `before_first_write`)
+_PENDING: dict[Path, Callable[[], None]] = {}
+
+
+def before_first_write(folder: str | os.PathLike, action: Callable[[], None]) -> None:
+    """Run `action` once, just before the first atomic write under `folder`.
+
+    The CLI saves `config.yaml` this way, so a run that stops on bad input before writing
+    anything leaves a previous run's folder byte-identical.
+    """
+    _PENDING[Path(folder).resolve()] = action
+
+
+def take_pending(folder: str | os.PathLike) -> Callable[[], None] | None:
+    """Remove and return the action still pending for `folder` (None if it ran or none was set)."""
+    return _PENDING.pop(Path(folder).resolve(), None)
+
+
+def _run_pending(path: Path) -> None:
+    """Run (once) the pending actions of the folders that contain `path`."""
+    if not _PENDING:
+        return
+    target = path.resolve()
+    for folder in [f for f in _PENDING if f == target.parent or f in target.parents]:
+        action = _PENDING.pop(folder, None)
+        if action is not None:
+            action()
+
 
 def _atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Write to a temp file in the same folder, fsync, then rename over `path`."""
     path = Path(path)
+    _run_pending(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
