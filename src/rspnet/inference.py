@@ -42,17 +42,15 @@ def _starts(size: int, crop: int, stride: int) -> list[int]:
 def slide_logits(net: Net, x: torch.Tensor, crop: Sequence[int] | int, stride: Sequence[int] | int) -> torch.Tensor:
     """Sliding-window logits: windows of `crop` every `stride`, overlaps averaged.
 
-    Images smaller than the window are zero-padded (zero = the dataset mean after
-    normalisation) and the padding is cropped off again. Only one window is on the
-    network at a time, so memory is bounded by the window, not the image.
+    A side shorter than the window is covered by one window of that side's length (not
+    zero-padded: padding changes what the border pixels see, so an image smaller than the
+    window gets exactly the `whole` logits). Only one window is on the network at a time,
+    so memory is bounded by the window, not the image.
     """
     ch, cw = _pair(crop, "train.slide_crop")
     sh, sw = _pair(stride, "train.slide_stride")
-    b, _, h, w = x.shape
-    ph, pw = max(ch - h, 0), max(cw - w, 0)
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph))
-    H, W = x.shape[-2:]
+    b, _, H, W = x.shape
+    ch, cw = min(ch, H), min(cw, W)
     total: torch.Tensor | None = None
     count = torch.zeros(1, 1, H, W, device=x.device, dtype=x.dtype)
     for y0 in _starts(H, ch, sh):
@@ -64,7 +62,7 @@ def slide_logits(net: Net, x: torch.Tensor, crop: Sequence[int] | int, stride: S
             total[..., y0 : y0 + ch, x0 : x0 + cw] += out
             count[..., y0 : y0 + ch, x0 : x0 + cw] += 1
     assert total is not None
-    return (total / count.to(total.dtype))[..., :h, :w]
+    return total / count.to(total.dtype)
 
 
 def upsample_argmax(scores: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

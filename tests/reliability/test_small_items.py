@@ -34,3 +34,27 @@ def test_step_limited_search_anneals_the_lr_once(make_cfg, tmp_path: Path, monke
     run(make_cfg(*CELL, "trainer.max_epochs=-1", "trainer.max_steps=10", "trainer.limit_val_batches=0", out=tmp_path / "run"))
     assert len(lrs) == 5 and set(t_max) == {5}
     assert all(a > b for a, b in zip(lrs, lrs[1:])), lrs  # strictly decreasing: no restart of the cosine
+
+
+def _derived(make_cfg, *overrides: str) -> torch.nn.Module:
+    from rspnet.genotype import Genotype
+    from rspnet.models.derived import build_derived, default_macro
+
+    from .conftest import OPS
+
+    torch.manual_seed(0)
+    cfg = make_cfg(*overrides)
+    return build_derived(cfg, Genotype.from_weights(OPS, rsp=True), default_macro(cfg), num_classes=4).eval()
+
+
+@pytest.mark.parametrize("size", [(20, 28), (7, 9), (32, 20)], ids=["both_smaller", "tiny", "one_side_smaller"])
+def test_slide_equals_whole_on_images_smaller_than_the_window(make_cfg, size: tuple[int, int]) -> None:
+    """One window covers the image: slide must run exactly what whole runs (no zero padding)."""
+    from rspnet.inference import infer
+
+    net = _derived(make_cfg)
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        whole = infer(net, x, "whole")
+        slide = infer(net, x, "slide", crop=(32, 64), stride=(16, 32))
+    assert torch.allclose(slide, whole, atol=1e-6), float((slide - whole).abs().max())
