@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
+from rspnet.errors import ConfigError
 from rspnet.stages import get_stage
-from rspnet.utils.config import flush_config, output_dir, save_config_on_first_write
-from rspnet.utils.io import atomic_write_json
+from rspnet.utils.config import flush_config, output_dir, save_config_on_first_write, seed_everything
+from rspnet.utils.io import atomic_write_json, before_first_write, read_json, take_pending
 from rspnet.utils.loggers import finish_loggers
 
 log = logging.getLogger(__name__)
 
 
-def _stage_cfg(cfg: DictConfig, name: str, out: Path, epochs: int | None, **top: Any) -> DictConfig:
-    """A copy of `cfg` for one sub-stage: its own output dir, epoch budget and inputs."""
+STAGES = ("cell_search", "macro_search", "train", "eval")
+DONE = "done.json"  # written into a sub-stage's folder when it finished; `ckpt_path=last` skips it
+
+
+def _stage_cfg(cfg: DictConfig, name: str, out: Path, epochs: int | None, resume: bool, **top: Any) -> DictConfig:
+    """A copy of `cfg` for one sub-stage: its own output dir, epoch budget, inputs and resume point."""
     sub = copy.deepcopy(cfg)
     with open_dict(sub):
         sub.stage.name = name
@@ -28,13 +34,34 @@ def _stage_cfg(cfg: DictConfig, name: str, out: Path, epochs: int | None, **top:
             sub.trainer.max_epochs = int(epochs)
         for key, value in top.items():
             sub[key] = value
+        # resuming: a sub-stage killed after a checkpoint goes on from it, one killed before restarts
+        has_last = (out / name / "checkpoints" / "last.ckpt").is_file()
+        sub.ckpt_path = "last" if resume and has_last else None
     return sub
 
 
-def _run(cfg: DictConfig, name: str) -> dict:
-    """Run one sub-stage, saving its config next to its outputs."""
+def _resuming(cfg: DictConfig) -> bool:
+    """`ckpt_path=last` resumes a killed pipeline; any other ckpt_path is refused."""
+    value = cfg.get("ckpt_path")
+    if value in (None, "", False):
+        return False
+    if str(value) != "last":
+        raise ConfigError(f"ckpt_path={value}: stage=pipeline resumes with ckpt_path=last only "
+                          "(finished stages are skipped, a killed one goes on from its last.ckpt)")
+    return True
+
+
+def _run(cfg: DictConfig, name: str, resume: bool) -> dict:
+    """Run one sub-stage (or reuse its result when resuming and it finished), saving its config and done marker."""
     out = output_dir(cfg)
+    done = out / DONE
+    if resume and done.is_file():
+        log.info("pipeline: %s finished before (%s); skipping it", name, done)
+        return read_json(done, "done marker")
     save_config_on_first_write(cfg, out)
+    # each stage starts from the seed, as when run alone: a resumed pipeline that skips the
+    # finished stages then draws the same initialisation and batches as an uninterrupted one
+    seed_everything(int(cfg.get("seed", 0)))
     t0 = time.perf_counter()
     ok = False
     try:
@@ -44,29 +71,51 @@ def _run(cfg: DictConfig, name: str) -> dict:
         flush_config(out, write=ok)
         finish_loggers()  # each stage is its own W&B run
     result["seconds"] = round(time.perf_counter() - t0, 1)
+    atomic_write_json(done, _finite(result))
     return result
 
 
+def _finite(value: Any) -> Any:
+    """`value` with NaN/inf floats as None (JSON artifacts never hold them)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _forget_done(out: Path) -> None:
+    """Remove the done markers of an earlier pipeline run in `out`."""
+    for name in STAGES:
+        (out / name / DONE).unlink(missing_ok=True)
+
+
 def run_pipeline(cfg: DictConfig) -> dict:
-    """Run the four stages in order; print and save a summary (`pipeline.json`)."""
+    """Run the four stages in order; print and save a summary (`pipeline.json`).
+
+    `ckpt_path=last` resumes a killed pipeline: stages with a done marker are skipped, the
+    killed stage goes on from its `last.ckpt` (or restarts if it had none), later ones run.
+    """
     out = output_dir(cfg)
     p = cfg.stage
+    resume = _resuming(cfg)
+    if not resume:  # a fresh run: older done markers must not count, once this run writes anything
+        before_first_write(out, lambda: _forget_done(out), name="done")
     results: dict[str, dict] = {}
 
-    cell_cfg = _stage_cfg(cfg, "cell_search", out, p.get("cell_search_epochs"))
-    results["cell_search"] = _run(cell_cfg, "cell_search")
+    def stage(name: str, epochs: int | None, **top: Any) -> dict:
+        return _run(_stage_cfg(cfg, name, out, epochs, resume, **top), name, resume)
+
     genotype = str(out / "cell_search" / "genotype.json")
-
-    macro_cfg = _stage_cfg(cfg, "macro_search", out, p.get("macro_search_epochs"), genotype=genotype)
-    results["macro_search"] = _run(macro_cfg, "macro_search")
     macro = str(out / "macro_search" / "macro.json")
-
-    train_cfg = _stage_cfg(cfg, "train", out, p.get("train_epochs"), genotype=genotype, macro_arch=macro)
-    results["train"] = _run(train_cfg, "train")
-    ckpt = results["train"].get("best_ckpt") or str(out / "train" / "checkpoints" / "last.ckpt")
-
-    eval_cfg = _stage_cfg(cfg, "eval", out, None, ckpt=ckpt)
-    results["eval"] = _run(eval_cfg, "eval")
+    try:
+        results["cell_search"] = stage("cell_search", p.get("cell_search_epochs"))
+        results["macro_search"] = stage("macro_search", p.get("macro_search_epochs"), genotype=genotype)
+        results["train"] = stage("train", p.get("train_epochs"), genotype=genotype, macro_arch=macro)
+        ckpt = results["train"].get("best_ckpt") or str(out / "train" / "checkpoints" / "last.ckpt")
+        results["eval"] = stage("eval", None, ckpt=ckpt)
+    finally:
+        take_pending(out, name="done")  # a run that wrote nothing leaves the markers alone
 
     summary = {
         "miou": results["eval"].get("miou"),
