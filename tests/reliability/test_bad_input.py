@@ -171,7 +171,7 @@ def test_resuming_a_checkpoint_of_another_preset_lists_the_mismatched_keys(make_
     assert ckpt.read_bytes() == before and not (tmp_path / "other" / "checkpoints").exists()
 
 
-def test_cell_search_resume_from_another_preset_or_seed_is_refused(make_cfg, tmp_path: Path) -> None:
+def test_cell_search_resume_from_another_preset_seed_or_arch_split_is_refused(make_cfg, tmp_path: Path) -> None:
     first = tmp_path / "first"
     run(make_cfg(*CELL, "trainer.max_epochs=1", "trainer.limit_train_batches=1", out=first))
     ckpt = first / "checkpoints" / "last.ckpt"
@@ -182,6 +182,11 @@ def test_cell_search_resume_from_another_preset_or_seed_is_refused(make_cfg, tmp
     # another seed means another weight/arch split of the train images: resuming would mix them
     with pytest.raises(ConfigError, match="different weight/arch data split"):
         run(make_cfg(*CELL, "seed=5", f"ckpt_path={ckpt}", out=tmp_path / "reseeded"))
+    # another search.arch_split, same seed: also another split
+    with pytest.raises(ConfigError, match="different weight/arch data split") as err:
+        run(make_cfg(*CELL, "search.arch_split=0.25", f"ckpt_path={ckpt}", out=tmp_path / "resplit"))
+    one_line(err)
+    assert not (tmp_path / "resplit" / "genotype.json").exists() and not (tmp_path / "resplit" / "config.yaml").exists()
 
 
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04 not a zip", b"garbage"], ids=["empty", "bad_zip", "garbage"])

@@ -82,6 +82,7 @@ def test_pipeline_killed_in_every_stage_resumes_to_the_uninterrupted_result(cli,
         killed.append(stage or "start")
         if stage == target:
             targets.pop(0)
+    print("killed in:", killed)
     assert len(killed) >= 5 and set(STAGES) <= set(killed), killed
     resumed = cli(*PIPELINE, f"paths.output_dir={cut}", RESUME)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
