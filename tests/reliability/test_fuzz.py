@@ -25,14 +25,16 @@ from .conftest import OPS
 
 # cases per parser (docs/reliability.md reports them): many for the JSON parsers (milliseconds each),
 # fewer where a case builds a network or decodes images
-EXAMPLES = {"genotype": 200, "macro": 200, "checkpoint": 100, "labels": 100}
+EXAMPLES = {"genotype": 200, "macro": 200, "checkpoint": 100, "labels": 10, "mapillary_config": 100}  # labels: per kind
 
 
 def fuzz(parser: str) -> Any:
     return settings(max_examples=EXAMPLES[parser], derandomize=True, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-ODD_VALUES = [None, True, False, 0, -1, 1, 7, 2**63, 10**400, 1e308, -1e308, float("nan"), float("inf"), -float("inf"),
-              "", "x", "nan", "conv_3x3", [], [1, 2], [[1]], {}, {"a": 1}, 0.5, -0.0]
+NUMBERS = [float("nan"), float("inf"), -float("inf"), 1e308, -1e308, 10**400, 2**63, -1, 0, 1, 7, 0.5, -0.0]
+OTHERS = [None, True, False, "", "x", "nan", "conv_3x3", [], [1, 2], [[1]], {}, {"a": 1}]
+# half the replacements are odd numbers (NaN, inf, huge), half wrong types
+ODD_VALUES = st.one_of(st.sampled_from(NUMBERS), st.sampled_from(OTHERS))
 
 
 def _paths(doc: Any, prefix: tuple = ()) -> list[tuple]:
@@ -53,14 +55,14 @@ def _mutate(doc: Any, data: st.DataObject) -> Any:
     for _ in range(data.draw(st.integers(1, 3), label="edits")):
         path = data.draw(st.sampled_from(_paths(doc)), label="path")
         if not path:
-            return copy.deepcopy(data.draw(st.sampled_from(ODD_VALUES), label="root"))
+            return copy.deepcopy(data.draw(ODD_VALUES, label="root"))
         parent = doc
         for key in path[:-1]:
             parent = parent[key]
         key = path[-1]
         action = data.draw(st.sampled_from(["replace", "delete", "duplicate", "rename"]), label="action")
         if action == "replace":
-            parent[key] = copy.deepcopy(data.draw(st.sampled_from(ODD_VALUES), label="value"))  # never share ODD_VALUES
+            parent[key] = copy.deepcopy(data.draw(ODD_VALUES, label="value"))  # never share the listed values
         elif action == "delete":
             del parent[key]
         elif action == "duplicate" and isinstance(parent, list):
@@ -76,8 +78,8 @@ def _text(doc: Any, data: st.DataObject) -> str:
         text = json.dumps(doc)
     except (ValueError, OverflowError):  # 10**400 as a float key path: write it as a literal
         text = json.dumps(doc, default=str)
-    if data.draw(st.booleans(), label="truncate"):
-        text = text[: data.draw(st.integers(0, max(0, len(text) - 1)), label="cut")]
+    if data.draw(st.integers(0, 3), label="truncate") == 0:  # a quarter of the files are cut short
+        text = text[: len(text) * data.draw(st.integers(0, 99), label="cut %") // 100]
     return text
 
 
@@ -167,8 +169,8 @@ def test_fuzzed_checkpoint_metadata(tmp_path: Path, seg_checkpoint: dict, data: 
     buf = io.BytesIO()
     torch.save(ckpt, buf)
     raw = buf.getvalue()
-    if data.draw(st.booleans(), label="truncate"):
-        raw = raw[: data.draw(st.integers(0, len(raw) - 1), label="cut")]
+    if data.draw(st.integers(0, 3), label="truncate") == 0:
+        raw = raw[: len(raw) * data.draw(st.integers(0, 99), label="cut %") // 100]
     path.write_bytes(raw)
     try:
         module, meta = load_seg_checkpoint(path)
@@ -181,10 +183,11 @@ def test_fuzzed_checkpoint_metadata(tmp_path: Path, seg_checkpoint: dict, data: 
     _only(folder, "model.ckpt")
 
 
-def _label_bytes(data: st.DataObject, h: int, w: int) -> bytes:
+LABEL_KINDS = ["truncated", "size", "rgb", "uint16", "int32", "float", "random", "empty", "values", "jpeg"]
+
+
+def _label_bytes(data: st.DataObject, kind: str, h: int, w: int) -> bytes:
     """A damaged or odd label file: truncated PNG, wrong size/mode/depth, random bytes, other formats."""
-    kind = data.draw(st.sampled_from(["truncated", "size", "rgb", "uint16", "int32", "float", "random", "empty",
-                                      "values", "jpeg"]), label="kind")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16), label="seed"))
     arr = rng.integers(0, 12, (h, w), dtype=np.uint8)
     buf = io.BytesIO()
@@ -209,16 +212,17 @@ def _label_bytes(data: st.DataObject, h: int, w: int) -> bytes:
     else:
         Image.fromarray(arr).save(buf, "PNG")
         raw = buf.getvalue()
-        return raw[: data.draw(st.integers(0, len(raw) - 1), label="cut")]
+        return raw[: len(raw) * data.draw(st.integers(0, 99), label="cut %") // 100]
     return buf.getvalue()
 
 
 _LABEL_CASE: dict[str, tuple[Any, bytes]] = {}
 
 
+@pytest.mark.parametrize("kind", LABEL_KINDS)
 @fuzz("labels")
 @given(data=st.data())
-def test_fuzzed_dataset_label_files(make_cfg, camvid_root: Path, data: st.DataObject) -> None:
+def test_fuzzed_dataset_label_files(make_cfg, camvid_root: Path, kind: str, data: st.DataObject) -> None:
     from rspnet.data import build_dataset
 
     label = camvid_root / "trainannot" / "a.png"
@@ -226,7 +230,7 @@ def test_fuzzed_dataset_label_files(make_cfg, camvid_root: Path, data: st.DataOb
         _LABEL_CASE[str(camvid_root)] = (make_cfg("dataset=camvid", f"dataset.root={camvid_root}"), label.read_bytes())
     cfg, original = _LABEL_CASE[str(camvid_root)]
     h, w = np.asarray(Image.open(io.BytesIO(original))).shape
-    label.write_bytes(_label_bytes(data, h, w))
+    label.write_bytes(_label_bytes(data, kind, h, w))
     before = sorted(p.relative_to(camvid_root) for p in camvid_root.rglob("*"))
     try:
         image, mask = build_dataset(cfg, "train", False)[0]
@@ -237,3 +241,31 @@ def test_fuzzed_dataset_label_files(make_cfg, camvid_root: Path, data: st.DataOb
         assert set(mask.unique().tolist()) <= set(range(11)) | {255}
     assert sorted(p.relative_to(camvid_root) for p in camvid_root.rglob("*")) == before
     label.write_bytes(original)
+
+
+_MAPILLARY_CASE: dict[str, tuple[Any, str]] = {}
+
+
+@fuzz("mapillary_config")
+@given(data=st.data())
+def test_fuzzed_mapillary_label_config(make_cfg, make_mapillary, data: st.DataObject) -> None:
+    """Mapillary's label definitions (config_v1.2.json: names, colours) through the dataset."""
+    from rspnet.data import build_dataset
+
+    if "root" not in _MAPILLARY_CASE:
+        root = make_mapillary("v1.2")
+        _MAPILLARY_CASE["root"] = (root, (root / "config_v1.2.json").read_text())
+        _MAPILLARY_CASE["cfg"] = (make_cfg("dataset=mapillary", f"dataset.root={root}"), "")
+    (root, original), (cfg, _) = _MAPILLARY_CASE["root"], _MAPILLARY_CASE["cfg"]
+    config = root / "config_v1.2.json"
+    config.write_text(_text(_mutate(json.loads(original), data), data))
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    try:
+        image, mask = build_dataset(cfg, "train", False)[0]
+    except RSPNetError as e:
+        msg = str(e)
+        assert msg and "\n" not in msg and (str(config) in msg or "label" in msg), msg
+    else:
+        assert mask.shape == image.shape[-2:] and set(mask.unique().tolist()) <= set(range(19)) | {255}
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+    config.write_text(original)
