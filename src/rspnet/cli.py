@@ -52,69 +52,6 @@ def run(cfg: DictConfig) -> dict:
         finish_loggers()
 
 
-@hydra.main app dispatching on `stage=`."""
-
-from __future__ import annotations
-
-import logging
-import sys
-
-import hydra
-from omegaconf import DictConfig, OmegaConf, open_dict
-
-from rspnet.errors import RSPNetError
-from rspnet.resources import config_dir  # also registers the ${rspnet.genotype:NAME} resolver
-
-log = logging.getLogger("rspnet")
-CONFIG_DIR = str(config_dir())  # package data (rspnet.conf); users add theirs with --config-dir
-
-
-def _run_dir(output_dir: str | None, default: str) -> str:
-    """Hydra run/sweep dir: `paths.output_dir` when the user gave one, else Hydra's default."""
-    return default if output_dir in (None, "", "None", "null") else str(output_dir)
-
-
-if not OmegaConf.has_resolver("rspnet_run_dir"):
-    OmegaConf.register_new_resolver("rspnet_run_dir", _run_dir)
-
-
-def run(cfg: DictConfig) -> dict:
-    """Run the stage named by `cfg.stage.name` with loggers closed in `finally`."""
-    from rspnet.stages import get_stage
-<<<<<<< HEAD
-    from rspnet.utils.config import output_dir, print_config_tree, save_config, seed_everything
-    from rspnet.utils.distributed import rank_errors
-=======
-    from rspnet.utils.config import flush_config, output_dir, print_config_tree, save_config_on_first_write, seed_everything
->>>>>>> rel
-    from rspnet.utils.loggers import finish_loggers
-    from rspnet.utils.threads import apply as apply_thread_policy
-    from rspnet.utils.validate import validate_config
-
-    stage = get_stage(str(cfg.stage.name))
-    validate_config(cfg)  # a wrong type is one line naming the key, not a traceback from deep inside
-    out = output_dir(cfg)
-    if cfg.get("print_config", True):
-        print_config_tree(cfg)
-    save_config_on_first_write(cfg, out)  # not before the stage checked its inputs (docs/reliability.md)
-    seed_everything(cfg.get("seed", 0))
-<<<<<<< HEAD
-    apply_thread_policy(cfg)
-    try:
-        with rank_errors():
-            return stage(cfg)
-=======
-    ok = False
-    try:
-        result = stage(cfg)
-        ok = True
-        return result
->>>>>>> rel
-    finally:
-        flush_config(out, write=ok)
-        finish_loggers()
-
-
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def _main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig

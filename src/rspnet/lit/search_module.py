@@ -267,12 +267,12 @@ class SearchModule(pl.LightningModule):
             set_rng_state(state["rng"])
 
 
-<<<<<<< HEAD
 def _json_number(value: Any) -> float | str:
     """A float for the artifact's JSON; inf/NaN (only in deliberate stress tests) as its string."""
     value = float(value)
     return value if math.isfinite(value) else str(value)
-=======
+
+
 def steps_to_epochs(max_steps: int, batches: float, warmup_epochs: int) -> int:
     """Epochs until `max_steps` optimizer steps: one per batch while warming up, two (arch + weight) after."""
     if not 0 < batches < float("inf"):
@@ -282,7 +282,6 @@ def steps_to_epochs(max_steps: int, batches: float, warmup_epochs: int) -> int:
         steps += int(batches) * (1 if epochs < warmup_epochs else 2)
         epochs += 1
     return max(1, epochs)
->>>>>>> rel
 
 
 def _abs_sum(tensors: Any) -> torch.Tensor:
