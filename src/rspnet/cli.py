@@ -27,7 +27,7 @@ if not OmegaConf.has_resolver("rspnet_run_dir"):
 def run(cfg: DictConfig) -> dict:
     """Run the stage named by `cfg.stage.name` with loggers closed in `finally`."""
     from rspnet.stages import get_stage
-    from rspnet.utils.config import output_dir, print_config_tree, save_config, seed_everything
+    from rspnet.utils.config import flush_config, output_dir, print_config_tree, save_config_on_first_write, seed_everything
     from rspnet.utils.distributed import rank_errors
     from rspnet.utils.loggers import finish_loggers
     from rspnet.utils.threads import apply as apply_thread_policy
@@ -38,13 +38,17 @@ def run(cfg: DictConfig) -> dict:
     out = output_dir(cfg)
     if cfg.get("print_config", True):
         print_config_tree(cfg)
-    save_config(cfg, out)
-    seed_everything(cfg.get("seed", 0))
     apply_thread_policy(cfg)
+    seed_everything(cfg.get("seed", 0))
+    save_config_on_first_write(cfg, out)  # not before the stage checked its inputs (docs/reliability.md)
+    ok = False
     try:
         with rank_errors():
-            return stage(cfg)
+            result = stage(cfg)
+        ok = True
+        return result
     finally:
+        flush_config(out, write=ok)
         finish_loggers()
 
 

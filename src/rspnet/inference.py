@@ -43,20 +43,18 @@ def slide_logits(net: Net, x: torch.Tensor, crop: Sequence[int] | int, stride: S
                  sw_batch: int = 1) -> torch.Tensor:
     """Sliding-window logits: windows of `crop` every `stride`, overlaps averaged.
 
-    Images smaller than the window are zero-padded (zero = the dataset mean after
-    normalisation) and the padding is cropped off again. `sw_batch` windows (of every image
-    of the batch) go through the network together: fewer, larger calls, and memory bounded
-    by `sw_batch` windows rather than by the image.
+    A side shorter than the window is covered by one window of that side's length (not
+    zero-padded: padding changes what the border pixels see, so an image smaller than the
+    window gets exactly the `whole` logits). `sw_batch` windows (of every image of the batch)
+    go through the network together: fewer, larger calls, and memory bounded by `sw_batch`
+    windows rather than by the image.
     """
     ch, cw = _pair(crop, "train.slide_crop")
     sh, sw = _pair(stride, "train.slide_stride")
     if int(sw_batch) < 1:
         raise ConfigError(f"train.sw_batch={sw_batch} must be >= 1")
-    b, _, h, w = x.shape
-    ph, pw = max(ch - h, 0), max(cw - w, 0)
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph))
-    H, W = x.shape[-2:]
+    b, _, H, W = x.shape
+    ch, cw = min(ch, H), min(cw, W)
     total: torch.Tensor | None = None
     count = torch.zeros(1, 1, H, W, device=x.device, dtype=x.dtype)
     starts = [(y0, x0) for y0 in _starts(H, ch, sh) for x0 in _starts(W, cw, sw)]
@@ -70,7 +68,7 @@ def slide_logits(net: Net, x: torch.Tensor, crop: Sequence[int] | int, stride: S
             total[..., y0 : y0 + ch, x0 : x0 + cw] += out
             count[..., y0 : y0 + ch, x0 : x0 + cw] += 1
     assert total is not None
-    return (total / count.to(total.dtype))[..., :h, :w]
+    return total / count.to(total.dtype)
 
 
 def upsample_argmax(scores: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

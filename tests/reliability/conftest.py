@@ -75,6 +75,39 @@ def start_cli() -> Callable[..., subprocess.Popen]:
             proc.wait()
 
 
+# `python COUNTING_CLI ...`: the real CLI, counting the training steps it runs (written to $RSPNET_STEPS_FILE at exit)
+COUNTING_CLI = """
+import atexit, os
+from rspnet.lit.search_module import SearchModule
+from rspnet.lit.seg_module import SegModule
+steps = [0]
+for cls in (SearchModule, SegModule):
+    def counted(self, *args, _step=cls.training_step, **kwargs):
+        steps[0] += 1
+        return _step(self, *args, **kwargs)
+    cls.training_step = counted
+atexit.register(lambda: open(os.environ["RSPNET_STEPS_FILE"], "w").write(str(steps[0])))
+from rspnet.cli import main
+main()
+"""
+
+
+@pytest.fixture
+def counting_cli(tmp_path: Path) -> Callable[..., tuple[subprocess.CompletedProcess, int]]:
+    """`counting_cli(*overrides)` runs the CLI and returns (finished process, training steps it ran)."""
+    script, steps = tmp_path / "counting_cli.py", tmp_path / "steps.txt"
+    script.write_text(COUNTING_CLI)
+
+    def _run(*overrides: str, timeout: float = 300) -> tuple[subprocess.CompletedProcess, int]:
+        steps.unlink(missing_ok=True)
+        argv = [sys.executable, str(script), *cli_args(*overrides)[3:]]
+        proc = subprocess.run(argv, cwd=REPO, env=cli_env() | {"RSPNET_STEPS_FILE": str(steps)},
+                              capture_output=True, text=True, timeout=timeout)
+        return proc, int(steps.read_text()) if steps.is_file() else -1
+
+    return _run
+
+
 @pytest.fixture
 def genotype_file(tmp_path: Path) -> Path:
     """A valid genotype.json as stage 1 writes it."""

@@ -83,7 +83,8 @@ def test_crash_mid_write_keeps_the_previous_genotype(tmp_path: Path, monkeypatch
         _die_half_way(m, "write_text")
         with pytest.raises(KeyboardInterrupt):
             other.save(path)
-    assert path.read_bytes() == before and Genotype.load(path).ops == Genotype.load(path).ops
+    assert path.read_bytes() == before
+    assert Genotype.load(path).ops == Genotype.from_weights(OPS, rsp=True).ops != other.ops  # the old genotype, not the new
     assert sorted(p.name for p in tmp_path.iterdir()) == ["genotype.json"]  # no temp file left
 
 
@@ -137,3 +138,32 @@ def test_training_checkpoints_go_through_the_atomic_writer(tmp_path: Path, make_
                         lambda self, ckpt, path, storage_options=None: (written.append(Path(path).name), original(self, ckpt, path))[1])
     run_train(make_cfg(*TRAIN, "trainer.max_epochs=1", f"genotype={genotype_file}", out=tmp_path / "run"))
     assert "last.ckpt" in written and any(name.startswith("best") for name in written)
+
+
+def test_disk_full_at_a_search_checkpoint_keeps_the_previous_one(make_cfg, tmp_path: Path, monkeypatch) -> None:
+    """Epoch 2's checkpoint hits a full disk (simulated: its temp file write stops with ENOSPC): the run
+    stops with one ArtifactError naming the file; epoch 1's checkpoint stays complete and resumable."""
+    from rspnet.cli import run
+
+    from .conftest import CELL
+
+    out = tmp_path / "run"
+    real_write = Path.write_bytes
+
+    def write_bytes(self: Path, data: bytes) -> int:
+        if self.name.startswith(".epoch001.ckpt."):  # the atomic writer's temp file for epoch 2
+            real_write(self, data[:100])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    with pytest.raises(ArtifactError) as info:
+        run(make_cfg(*CELL, "trainer.max_epochs=2", out=out))
+    msg = str(info.value)
+    assert "\n" not in msg and str(out / "checkpoints" / "epoch001.ckpt") in msg and "No space left on device" in msg
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["epoch"] == 0 and "net.alpha" in ckpt["state_dict"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch000.ckpt", "last.ckpt"]  # no temp file
+    monkeypatch.undo()  # disk freed: the run resumes from epoch 1's checkpoint
+    run(make_cfg(*CELL, "trainer.max_epochs=2", "ckpt_path=last", out=out))
+    assert json.loads((out / "genotype.json").read_text())["search"]["epochs"] == 2

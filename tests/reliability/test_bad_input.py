@@ -33,8 +33,9 @@ def one_line(err: pytest.ExceptionInfo) -> str:
 
 
 def _previous_run(out: Path) -> dict[Path, bytes]:
-    """Artifacts of an earlier run in `out` (contents to compare afterwards)."""
-    files = {out / "train.json": b'{"best_val_miou": 0.5}\n', out / "checkpoints" / "last.ckpt": b"previous checkpoint"}
+    """Artifacts of an earlier run in `out`, its config.yaml included (contents to compare afterwards)."""
+    files = {out / "train.json": b'{"best_val_miou": 0.5}\n', out / "checkpoints" / "last.ckpt": b"previous checkpoint",
+             out / "config.yaml": b"seed: 123\n"}
     for path, data in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -42,9 +43,10 @@ def _previous_run(out: Path) -> dict[Path, bytes]:
 
 
 def _assert_intact(out: Path, files: dict[Path, bytes]) -> None:
+    """Byte-identical: every previous file unchanged and no file added (config.yaml included)."""
     assert all(path.read_bytes() == data for path, data in files.items())
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == \
-        sorted([p.relative_to(out).as_posix() for p in files] + ["config.yaml"])
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == \
+        sorted({p.relative_to(out).as_posix() for p in files} | {"checkpoints"})
 
 
 # --- images ------------------------------------------------------------------------------
@@ -170,7 +172,7 @@ def test_resuming_a_checkpoint_of_another_preset_lists_the_mismatched_keys(make_
     assert ckpt.read_bytes() == before and not (tmp_path / "other" / "checkpoints").exists()
 
 
-def test_cell_search_resume_from_another_preset_or_seed_is_refused(make_cfg, tmp_path: Path) -> None:
+def test_cell_search_resume_from_another_preset_seed_or_arch_split_is_refused(make_cfg, tmp_path: Path) -> None:
     first = tmp_path / "first"
     run(make_cfg(*CELL, "trainer.max_epochs=1", "trainer.limit_train_batches=1", out=first))
     ckpt = first / "checkpoints" / "last.ckpt"
@@ -181,6 +183,11 @@ def test_cell_search_resume_from_another_preset_or_seed_is_refused(make_cfg, tmp
     # another seed means another weight/arch split of the train images: resuming would mix them
     with pytest.raises(ConfigError, match="different weight/arch data split"):
         run(make_cfg(*CELL, "seed=5", f"ckpt_path={ckpt}", out=tmp_path / "reseeded"))
+    # another search.arch_split, same seed: also another split
+    with pytest.raises(ConfigError, match="different weight/arch data split") as err:
+        run(make_cfg(*CELL, "search.arch_split=0.25", f"ckpt_path={ckpt}", out=tmp_path / "resplit"))
+    one_line(err)
+    assert not (tmp_path / "resplit" / "genotype.json").exists() and not (tmp_path / "resplit" / "config.yaml").exists()
 
 
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04 not a zip", b"garbage"], ids=["empty", "bad_zip", "garbage"])
@@ -245,7 +252,13 @@ def test_cli_bad_genotype_keeps_the_previous_run(cli, tmp_path: Path) -> None:
     bad.write_text(GENOTYPES["unknown_op"][0])
     previous = _previous_run(out)
     _expect_cli_error(cli(*TRAIN, f"genotype={bad}", f"paths.output_dir={out}"), str(bad), "'edges[0].op'", "sep_conv_7x7")
-    assert all(path.read_bytes() == data for path, data in previous.items())
+    # Hydra writes its run record (.hydra/, <job>.log) before rspnet runs; nothing else may change
+    hydra_record = {p.relative_to(out).as_posix() for p in out.rglob("*")
+                    if p.relative_to(out).parts[0] == ".hydra" or p.name == "cli.log"}
+    assert hydra_record <= {".hydra", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "cli.log"}
+    for extra in sorted(hydra_record, reverse=True):
+        (out / extra).rmdir() if (out / extra).is_dir() else (out / extra).unlink()
+    _assert_intact(out, previous)
 
 
 def test_cli_output_dir_under_a_regular_file(cli, tmp_path: Path) -> None:
@@ -298,3 +311,16 @@ def test_an_error_from_a_dataloader_worker_is_still_one_line() -> None:
         next(iter(loader))
     assert "Original Traceback" in str(err.value)  # how torch re-raises a worker's exception
     assert _message(err.value) == "/data/img0.png: cannot read image (image file is truncated)"
+
+
+def test_config_is_saved_before_the_first_checkpoint(make_cfg, tmp_path: Path, monkeypatch) -> None:
+    """config.yaml is deferred past the input checks, but a run killed after its first checkpoint has it."""
+    from rspnet.utils.checkpoint import AtomicCheckpointIO
+
+    out, seen = tmp_path / "run", []
+    original = AtomicCheckpointIO.save_checkpoint
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint",
+                        lambda self, ckpt, path, storage_options=None: (seen.append((out / "config.yaml").is_file()), original(self, ckpt, path))[1])
+    run(make_cfg(*CELL, "trainer.max_epochs=1", "trainer.limit_train_batches=1", "seed=7", out=out))
+    assert seen and all(seen)
+    assert "seed: 7" in (out / "config.yaml").read_text().splitlines()

@@ -12,6 +12,7 @@ import torch
 from rspnet.genotype import Genotype
 from rspnet.lit.search_module import SearchModule
 from rspnet.lit.seg_module import SegModule
+from rspnet.stages.macro_search import MacroSearchModule
 
 TINY = ["trainer=ddp_sim", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
         "dataset.num_train=16", "dataset.num_val=4", "dataset.batch_size=2", "dataset.val_batch_size=2",
@@ -61,6 +62,44 @@ def test_ddp_sim_cell_search_keeps_alpha_identical_across_ranks(make_cfg, tmp_pa
     assert isinstance(result["objective"], float)
 
 
+class RankRecordingMacroModule(MacroSearchModule):
+    """MacroSearchModule that saves, per rank, its beta, CAM MLPs and path scores after the epoch."""
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self.seen = [*getattr(self, "seen", []), float(batch["arch"][0].sum())]
+        super().training_step(batch, batch_idx)
+
+    def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
+        state = {"arch": [p.detach().clone() for p in self.net.arch_parameters()],
+                 "beta": [b.detach().clone() for b in self.net.betas().values()], "seen": self.seen,
+                 "scores": self.scores.mean, "world_size": self.trainer.world_size}
+        torch.save(state, self.out_dir / f"rank{self.global_rank}.pt")
+
+
+@pytest.mark.slow
+def test_ddp_sim_macro_search_keeps_beta_identical_across_ranks(make_cfg, tmp_path: Path) -> None:
+    from rspnet.data import build_datamodule
+    from rspnet.models.macro_supernet import MacroSupernet
+    from rspnet.stages.search import fit_search
+
+    out = tmp_path / "macro"
+    genotype = Genotype.from_weights([[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 1]], rsp=True)
+    cfg = make_cfg("stage=macro_search", *TINY, "model.layers=2", out=out)
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    net = MacroSupernet.from_cfg(cfg, genotype, dm.num_classes)
+    beta0 = [b.detach().clone() for b in net.betas().values()]
+    fit_search(cfg, RankRecordingMacroModule(net, cfg), dm)
+
+    r0, r1 = (torch.load(out / f"rank{r}.pt") for r in (0, 1))
+    assert r0["world_size"] == r1["world_size"] == 2 and r0["seen"] != r1["seen"]
+    assert all(torch.equal(a, b) for a, b in zip(r0["arch"], r1["arch"]))  # beta and the CAM MLPs
+    assert all(torch.equal(a, b) for a, b in zip(r0["beta"], r1["beta"]))
+    assert any(not torch.equal(b, init) for b, init in zip(r0["beta"], beta0))  # the arch steps moved beta
+    assert torch.equal(r0["scores"], r1["scores"])  # path scores all-reduced: macro.json is the same from any rank
+
+
 class DriftingSearchModule(RankRecordingSearchModule):
     drift = 1e-3
 
@@ -91,7 +130,9 @@ def test_ddp_sim_macro_search_and_train(make_cfg, tmp_path: Path) -> None:
     assert (tmp_path / "macro" / "macro.json").is_file() and isinstance(macro["objective"], float)
     train = run_train(make_cfg("stage=train", *TINY, f"genotype={genotype}",
                                f"macro_arch={tmp_path / 'macro' / 'macro.json'}", out=tmp_path / "train"))
-    assert json.loads((tmp_path / "train" / "train.json").read_text())["epochs"] >= 0
+    saved = json.loads((tmp_path / "train" / "train.json").read_text())
+    # one epoch of limit_train_batches=2 batches per rank: the counters come back from the ddp_spawn workers
+    assert (saved["epochs"], saved["global_step"]) == (1, 2)
     assert (tmp_path / "train" / "checkpoints" / "last.ckpt").is_file() and train["objective"] is not None
 
 

@@ -106,10 +106,16 @@ def load_config(root: Path, version: str) -> list[dict]:
         raise DataError(f"{path}: Mapillary config not found; check dataset.root and dataset.version={version}")
     try:
         labels = json.loads(path.read_text())["labels"]
+        if not isinstance(labels, list) or not labels:
+            raise TypeError("labels must be a non-empty list")
         for i, lb in enumerate(labels):
             if not isinstance(lb.get("name"), str):
                 raise KeyError(f"labels[{i}].name")
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            colour = lb.get("color")
+            if colour is not None and not (isinstance(colour, list) and len(colour) == 3
+                    and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in colour)):
+                raise KeyError(f"labels[{i}].color must be [r, g, b], ints 0..255")  # or absent
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
         raise DataError(f"{path}: not a Mapillary config (need labels[].name, color): {e}") from e
     return labels
 

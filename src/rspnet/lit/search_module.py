@@ -101,9 +101,19 @@ class SearchModule(pl.LightningModule):
             a_opt = torch.optim.Adam(arch, lr=float(s.arch_adam_lr), betas=tuple(s.arch_adam_betas), weight_decay=float(s.arch_wd))
         else:
             raise ConfigError(f"search.arch_optim={s.arch_optim} is unknown; use sgd or adam")
-        epochs = max(1, int(self.trainer.max_epochs or 1)) if self._trainer is not None else 1
+        epochs = self._schedule_epochs() if self._trainer is not None else 1
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=epochs, eta_min=float(s.weight_lr_min))
         return [w_opt, a_opt], [sched]
+
+    def _schedule_epochs(self) -> int:
+        """Epochs the cosine schedule spans: trainer.max_epochs, or the epochs trainer.max_steps takes."""
+        trainer = self.trainer
+        if trainer.max_epochs is not None and trainer.max_epochs > 0:
+            return int(trainer.max_epochs)
+        if trainer.max_steps is None or trainer.max_steps < 0:
+            return 1  # unbounded run: nothing to anneal towards
+        trainer.fit_loop.setup_data()  # the train loader's length (Lightning sets it up here or right after)
+        return steps_to_epochs(int(trainer.max_steps), trainer.num_training_batches, int(self.search_cfg.warmup_epochs))
 
     # -- training -----------------------------------------------------------------------
     def on_fit_start(self) -> None:
@@ -261,6 +271,17 @@ def _json_number(value: Any) -> float | str:
     """A float for the artifact's JSON; inf/NaN (only in deliberate stress tests) as its string."""
     value = float(value)
     return value if math.isfinite(value) else str(value)
+
+
+def steps_to_epochs(max_steps: int, batches: float, warmup_epochs: int) -> int:
+    """Epochs until `max_steps` optimizer steps: one per batch while warming up, two (arch + weight) after."""
+    if not 0 < batches < float("inf"):
+        return 1
+    epochs = steps = 0
+    while steps < max_steps:
+        steps += int(batches) * (1 if epochs < warmup_epochs else 2)
+        epochs += 1
+    return max(1, epochs)
 
 
 def _abs_sum(tensors: Any) -> torch.Tensor:

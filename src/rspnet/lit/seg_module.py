@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
-from rspnet.errors import ArtifactError, NonFiniteError
+from rspnet.errors import ArtifactError, NonFiniteError, RSPNetError
 from rspnet.losses import aux_weight, ohem_cross_entropy, seg_loss  # noqa: F401 - re-exported (losses live in rspnet.losses)
 from rspnet.utils.distributed import all_ranks_finite
 
@@ -222,11 +222,10 @@ def load_seg_checkpoint(path: str | Path, cfg: DictConfig | None = None) -> tupl
     The network shape (model/rsp/head) always comes from the checkpoint; `cfg` supplies the
     rest (dataset, train.inference ...). Differences are logged, not errors.
     """
+    from rspnet.utils.checkpoint import check_seg_meta
+
     ckpt = read_checkpoint(path)
-    meta = ckpt.get("rspnet")
-    if not isinstance(meta, dict) or meta.get("format") != CKPT_FORMAT:
-        raise ArtifactError(f"{path}: not an rspnet training checkpoint (no '{CKPT_FORMAT}' metadata); "
-                            "pass ckpt= a checkpoint written by stage=train")
+    meta = check_seg_meta(ckpt.get("rspnet"), path, CKPT_FORMAT, (*ARCH_GROUPS, "dataset", "train"))
     stored = meta["config"]
     if cfg is None:
         cfg = OmegaConf.create(stored)
@@ -241,10 +240,13 @@ def load_seg_checkpoint(path: str | Path, cfg: DictConfig | None = None) -> tupl
     try:
         module = SegModule(cfg, meta["genotype"], meta["macro"], meta["num_classes"], meta.get("classes"), meta.get("palette"),
                            meta.get("class_weights"), meta.get("selection"))
-    except ArtifactError:
+    except ArtifactError as e:  # the stored genotype/macro: name the checkpoint it came from
+        raise ArtifactError(f"{path}: {e}") from e
+    except RSPNetError:
         raise
-    except (KeyError, TypeError, ValueError) as e:
-        raise ArtifactError(f"{path}: cannot rebuild the network from its rspnet metadata ({type(e).__name__}: {e})") from e
+    except Exception as e:  # noqa: BLE001 - any failure to rebuild from the stored config is the checkpoint's
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise ArtifactError(f"{path}: cannot rebuild the network from its rspnet metadata ({type(e).__name__}: {first})") from e
     load_net_weights(module.net, net_state(ckpt), str(path))
     module.eval()
     return module, meta

@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from rspnet.errors import ConfigError
 from rspnet.provenance import of_file, search_epochs
 from rspnet.stages import get_stage
-from rspnet.utils.config import output_dir, save_config
-from rspnet.utils.io import atomic_write_json
+from rspnet.utils.config import flush_config, output_dir, save_config_on_first_write, seed_everything
+from rspnet.utils.io import atomic_write_json, before_first_write, read_json, take_pending
 from rspnet.utils.loggers import finish_loggers
 from rspnet.utils.threads import apply as apply_thread_policy
 
 log = logging.getLogger(__name__)
 
 
-def _stage_cfg(cfg: DictConfig, name: str, out: Path, **top: Any) -> DictConfig:
-    """A copy of `cfg` for one sub-stage: its own output dir, budgets (`stage.<name>_*`) and inputs."""
+STAGES = ("cell_search", "macro_search", "train", "eval")
+DONE = "done.json"  # written into a sub-stage's folder when it finished; `ckpt_path=last` skips it
+
+
+def _stage_cfg(cfg: DictConfig, name: str, out: Path, resume: bool, **top: Any) -> DictConfig:
+    """A copy of `cfg` for one sub-stage: its own output dir, budgets (`stage.<name>_*`), inputs and resume point."""
     p = cfg.stage
     sub = copy.deepcopy(cfg)
     with open_dict(sub):
@@ -35,44 +41,90 @@ def _stage_cfg(cfg: DictConfig, name: str, out: Path, **top: Any) -> DictConfig:
                 OmegaConf.update(sub, target, int(value), merge=False)
         for key, value in top.items():
             sub[key] = value
+        # resuming: a sub-stage killed after a checkpoint goes on from it, one killed before restarts
+        has_last = (out / name / "checkpoints" / "last.ckpt").is_file()
+        sub.ckpt_path = "last" if resume and has_last else None
     return sub
 
 
-def _run(cfg: DictConfig, name: str) -> dict:
-    """Run one sub-stage, saving its config next to its outputs."""
+def _resuming(cfg: DictConfig) -> bool:
+    """`ckpt_path=last` resumes a killed pipeline; any other ckpt_path is refused."""
+    value = cfg.get("ckpt_path")
+    if value in (None, "", False):
+        return False
+    if str(value) != "last":
+        raise ConfigError(f"ckpt_path={value}: stage=pipeline resumes with ckpt_path=last only "
+                          "(finished stages are skipped, a killed one goes on from its last.ckpt)")
+    return True
+
+
+def _run(cfg: DictConfig, name: str, resume: bool) -> dict:
+    """Run one sub-stage (or reuse its result when resuming and it finished), saving its config and done marker."""
     out = output_dir(cfg)
-    save_config(cfg, out)
+    done = out / DONE
+    if resume and done.is_file():
+        log.info("pipeline: %s finished before (%s); skipping it", name, done)
+        return read_json(done, "done marker")
+    save_config_on_first_write(cfg, out)
+    # each stage starts from the seed, as when run alone: a resumed pipeline that skips the
+    # finished stages then draws the same initialisation and batches as an uninterrupted one
+    seed_everything(int(cfg.get("seed", 0)))
     apply_thread_policy(cfg)  # logs the pools this stage runs with
     t0 = time.perf_counter()
+    ok = False
     try:
         result = get_stage(name)(cfg) or {}
+        ok = True
     finally:
+        flush_config(out, write=ok)
         finish_loggers()  # each stage is its own W&B run
     result["seconds"] = round(time.perf_counter() - t0, 1)
+    atomic_write_json(done, _finite(result))
     return result
 
 
+def _finite(value: Any) -> Any:
+    """`value` with NaN/inf floats as None (JSON artifacts never hold them)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _forget_done(out: Path) -> None:
+    """Remove the done markers of an earlier pipeline run in `out`."""
+    for name in STAGES:
+        (out / name / DONE).unlink(missing_ok=True)
+
+
 def run_pipeline(cfg: DictConfig) -> dict:
-    """Run the four stages in order; print and save a summary (`pipeline.json`)."""
+    """Run the four stages in order; print and save a summary (`pipeline.json`).
+
+    `ckpt_path=last` resumes a killed pipeline: stages with a done marker are skipped, the
+    killed stage goes on from its `last.ckpt` (or restarts if it had none), later ones run.
+    """
     out = output_dir(cfg)
+    resume = _resuming(cfg)
+    if not resume:  # a fresh run: older done markers must not count, once this run writes anything
+        before_first_write(out, lambda: _forget_done(out), name="done")
     results: dict[str, dict] = {}
 
-    cell_cfg = _stage_cfg(cfg, "cell_search", out)
-    results["cell_search"] = _run(cell_cfg, "cell_search")
+    def stage(name: str, **top: Any) -> dict:
+        return _run(_stage_cfg(cfg, name, out, resume, **top), name, resume)
+
     genotype = str(out / "cell_search" / "genotype.json")
-
-    macro_cfg = _stage_cfg(cfg, "macro_search", out, genotype=genotype)
-    results["macro_search"] = _run(macro_cfg, "macro_search")
     macro = str(out / "macro_search" / "macro.json")
-
-    train_cfg = _stage_cfg(cfg, "train", out, genotype=genotype, macro_arch=macro)
-    results["train"] = _run(train_cfg, "train")
-    # the checkpoint train.select picked (best on the held-out slice by default, or last)
-    ckpt = (results["train"].get("selected_ckpt") or results["train"].get("best_ckpt")
-            or str(out / "train" / "checkpoints" / "last.ckpt"))
-
-    eval_cfg = _stage_cfg(cfg, "eval", out, ckpt=ckpt)
-    results["eval"] = _run(eval_cfg, "eval")
+    try:
+        results["cell_search"] = stage("cell_search")
+        results["macro_search"] = stage("macro_search", genotype=genotype)
+        results["train"] = stage("train", genotype=genotype, macro_arch=macro)
+        # the checkpoint train.select picked (best on the held-out slice by default, or last)
+        ckpt = (results["train"].get("selected_ckpt") or results["train"].get("best_ckpt")
+                or str(out / "train" / "checkpoints" / "last.ckpt"))
+        results["eval"] = stage("eval", ckpt=ckpt)
+    finally:
+        take_pending(out, name="done")  # a run that wrote nothing leaves the markers alone
 
     summary = {
         "miou": results["eval"].get("miou"),
@@ -92,8 +144,8 @@ def run_pipeline(cfg: DictConfig) -> dict:
         # budgets as run (epochs done per stage, the paper needs 300 / 40 / a full schedule)
         "epochs": {"cell_search": search_epochs(genotype), "macro_search": search_epochs(macro),
                    "train": results["train"].get("epochs")},
-        "batch_size": {k: int(c.dataset.batch_size) for k, c in (("cell_search", cell_cfg),
-                       ("macro_search", macro_cfg), ("train", train_cfg))},
+        "batch_size": {k: int(_stage_cfg(cfg, k, out, False).dataset.batch_size)
+                       for k in ("cell_search", "macro_search", "train")},
         "arch_provenance": {"genotype": of_file(genotype), "macro": of_file(macro)},
         # what a sweep optimises: the selection-split score, never the reported split's
         # (train.select=val makes them the same split; train.select=last with no slice gives null)

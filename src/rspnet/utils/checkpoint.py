@@ -66,6 +66,42 @@ def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], sourc
                         f"genotype/macro or num_classes?); {'; '.join(parts)}")
 
 
+def check_seg_meta(meta: Any, path: Any, fmt: str, groups: tuple[str, ...]) -> dict[str, Any]:
+    """The `rspnet` metadata of a training checkpoint, checked field by field (one ArtifactError otherwise).
+
+    The genotype and macro inside are checked when the network is rebuilt (Genotype/MacroArch.from_dict).
+    """
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise ArtifactError(f"{path}: not an rspnet training checkpoint (no '{fmt}' metadata); "
+                            "pass ckpt= a checkpoint written by stage=train")
+
+    def bad(field: str, msg: str) -> ArtifactError:
+        return ArtifactError(f"{path}: rspnet metadata field '{field}': {msg}; the checkpoint is damaged or "
+                             "not written by stage=train")
+
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise bad("config", "expected an object")
+    for group in groups:
+        if not isinstance(config.get(group), dict):
+            raise bad(f"config.{group}", "expected an object")
+    n = meta.get("num_classes")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 65536:
+        raise bad("num_classes", f"expected an int in 1..65536, got {n!r}")
+    classes = meta.get("classes")
+    if classes is not None and (not isinstance(classes, list) or len(classes) != n or not all(isinstance(c, str) for c in classes)):
+        raise bad("classes", f"expected {n} class names")
+    palette = meta.get("palette")
+    if palette is not None and (not isinstance(palette, list) or not all(
+            isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in c)
+            for c in palette)):
+        raise bad("palette", "expected a list of [r, g, b] colours (ints 0..255)")
+    for key in ("genotype", "macro"):
+        if not isinstance(meta.get(key), dict):
+            raise bad(key, "expected an object")
+    return meta
+
+
 def rng_state() -> dict[str, Any]:
     """Python, numpy and torch (CPU + CUDA) RNG states as plain lists/tensors.
 

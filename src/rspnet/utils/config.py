@@ -9,7 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from rspnet.errors import ConfigError
-from rspnet.utils.io import atomic_write_text
+from rspnet.utils.io import atomic_write_text, before_first_write, take_pending
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -57,6 +57,27 @@ def print_config_tree(
 def save_config(cfg: DictConfig, out: Path) -> Path:
     """Save the resolved config as `<out>/config.yaml` (atomic)."""
     return atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def save_config_on_first_write(cfg: DictConfig, out: Path) -> None:
+    """Save `<out>/config.yaml` just before the first artifact/checkpoint is written under `out`.
+
+    Inputs are checked before anything is written, so a run refused for bad input leaves a
+    previous run's folder byte-identical (a written config.yaml would replace that run's).
+    """
+    text = OmegaConf.to_yaml(cfg, resolve=True)  # resolved now: later edits of cfg do not leak in
+
+    def write() -> None:
+        atomic_write_text(out / "config.yaml", text)
+
+    before_first_write(out, write)
+
+
+def flush_config(out: Path, write: bool) -> None:
+    """End of a run: write a still-pending config.yaml (`write`, the run succeeded) or drop it."""
+    action = take_pending(out)
+    if write and action is not None:
+        action()
 
 
 def seed_everything(seed: int) -> None:

@@ -11,10 +11,39 @@ from typing import Any
 
 from rspnet.errors import ArtifactError
 
+# (folder, name) -> action to run just before the first artifact is written under folder
+_PENDING: dict[tuple[Path, str], Callable[[], None]] = {}
+
+
+def before_first_write(folder: str | os.PathLike, action: Callable[[], None], name: str = "config") -> None:
+    """Run `action` once, just before the first atomic write under `folder`.
+
+    The CLI saves `config.yaml` this way, so a run that stops on bad input before writing
+    anything leaves a previous run's folder byte-identical.
+    """
+    _PENDING[(Path(folder).resolve(), name)] = action
+
+
+def take_pending(folder: str | os.PathLike, name: str = "config") -> Callable[[], None] | None:
+    """Remove and return the action still pending for `folder` (None if it ran or none was set)."""
+    return _PENDING.pop((Path(folder).resolve(), name), None)
+
+
+def _run_pending(path: Path) -> None:
+    """Run (once, outermost folder first) the pending actions of the folders that contain `path`."""
+    if not _PENDING:
+        return
+    target = path.resolve()
+    for key in sorted((k for k in _PENDING if k[0] in target.parents), key=lambda k: len(k[0].parts)):
+        action = _PENDING.pop(key, None)
+        if action is not None:
+            action()
+
 
 def _atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Write to a temp file in the same folder, fsync, then rename over `path`."""
     path = Path(path)
+    _run_pending(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
