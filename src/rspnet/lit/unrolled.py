@@ -47,9 +47,9 @@ def unrolled_arch_grads(
 
 
 def _fp32(batch: Batch) -> Batch:
-    """Images as fp32 (labels unchanged)."""
+    """Half-precision images as fp32 (fp32/fp64 and labels unchanged)."""
     x, y = batch
-    return (x.float() if x.is_floating_point() else x), y
+    return (x.float() if x.dtype in (torch.float16, torch.bfloat16) else x), y
 
 
 def _unrolled(net: nn.Module, loss_fn: LossFn, weights: Sequence[nn.Parameter], arch: Sequence[nn.Parameter],

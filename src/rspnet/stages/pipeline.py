@@ -26,7 +26,7 @@ STAGES = ("cell_search", "macro_search", "train", "eval")
 DONE = "done.json"  # written into a sub-stage's folder when it finished; `ckpt_path=last` skips it
 
 
-def _stage_cfg(cfg: DictConfig, name: str, out: Path, resume: bool, **top: Any) -> DictConfig:
+def _stage_cfg(cfg: DictConfig, name: str, out: Path, resume: bool = False, **top: Any) -> DictConfig:
     """A copy of `cfg` for one sub-stage: its own output dir, budgets (`stage.<name>_*`), inputs and resume point."""
     p = cfg.stage
     sub = copy.deepcopy(cfg)
@@ -111,7 +111,7 @@ def run_pipeline(cfg: DictConfig) -> dict:
     results: dict[str, dict] = {}
 
     def stage(name: str, **top: Any) -> dict:
-        return _run(_stage_cfg(cfg, name, out, resume, **top), name, resume)
+        return _run(_stage_cfg(cfg, name, out, resume=resume, **top), name, resume)
 
     genotype = str(out / "cell_search" / "genotype.json")
     macro = str(out / "macro_search" / "macro.json")
