@@ -1,11 +1,17 @@
 """Estimate the wall time of `experiment=camvid` from measured step costs (no data needed).
 
-    python -m experiments.camvid_sizing [--overhead 1.5] [hydra overrides...]
+    python -m experiments.camvid_sizing [--overhead 1.5] [--threads 1] [hydra overrides...]
+    python -m experiments.camvid_sizing --compare tiny:model=tiny small:model=cpu_small \
+        crop180:dataset.crop_size=[180,240] --budget-min 60
 
-Times one forward+backward of each network the recipe trains (1 CPU thread, process time,
-best of 3) at the recipe's crop and batch size, multiplies by the steps per epoch of the
-SegNet CamVid split (367 train / 101 val images) and the recipe's epochs, and scales by
-`--overhead` for data loading, logging, pictures and checkpoints. Prints a markdown table.
+Times one forward+backward of each network the recipe trains (`--threads` CPU threads, process
+time, best of 3) at the recipe's crop and batch size, multiplies by the steps per epoch of the
+SegNet CamVid split (367 train / 101 val images; the held-out selection slice of train,
+`train.holdout_fraction`, is validated on and not trained on) and the recipe's epochs, and
+scales by `--overhead` for data loading, logging, pictures and checkpoints. Prints a markdown
+table. `--compare NAME:OVERRIDE[,OVERRIDE...]` prints one row per variant instead (the sizing
+trade-offs: width/depth preset vs crop/batch vs epochs): params, seconds per epoch of every
+stage, the total, and how many training epochs fit in `--budget-min` after the searches.
 """
 
 from __future__ import annotations
@@ -46,6 +52,15 @@ def step_seconds_eval(net: torch.nn.Module, batch: int, hw: tuple[int, int]) -> 
     return time.process_time() - t0
 
 
+def split_sizes(cfg: DictConfig) -> tuple[int, int]:
+    """(training images, images validated on per epoch) under `train.select` (rspnet.data.selection)."""
+    from rspnet.data.selection import Selection
+
+    sel = Selection.from_cfg(cfg)
+    hold = min(max(round(TRAIN_IMAGES * sel.fraction), 1), TRAIN_IMAGES - 1) if sel.holds_out else 0
+    return TRAIN_IMAGES - hold, hold if sel.holds_out else (VAL_IMAGES if sel.select == "val" else 0)
+
+
 def estimate(cfg: DictConfig, overhead: float) -> list[tuple[str, int, float, float]]:
     """(stage, epochs, seconds per epoch, total seconds) for the pipeline of `cfg`."""
     from rspnet.genotype import Genotype
@@ -55,8 +70,9 @@ def estimate(cfg: DictConfig, overhead: float) -> list[tuple[str, int, float, fl
 
     k, b, hw = int(cfg.dataset.num_classes), int(cfg.dataset.batch_size), tuple(cfg.dataset.crop_size)
     genotype = Genotype.load(REPO / "experiments" / "genotypes" / "paper_like.json")
-    half = TRAIN_IMAGES // 2 // b  # search: weight and arch halves, one step of each per batch
-    val = math.ceil(VAL_IMAGES / int(cfg.dataset.val_batch_size))
+    train_images, val_images = split_sizes(cfg)
+    half = train_images // 2 // b  # search: weight and arch halves, one step of each per batch
+    val = math.ceil(val_images / int(cfg.dataset.val_batch_size))
     derived = build_derived(cfg, genotype, default_macro(cfg), k)
     with torch.no_grad():
         derived.eval()
@@ -66,27 +82,75 @@ def estimate(cfg: DictConfig, overhead: float) -> list[tuple[str, int, float, fl
     for name, net, steps, per_step, epochs in (
         ("cell_search", CellSupernet.from_cfg(cfg, k), half, 2, cfg.stage.cell_search_epochs),
         ("macro_search", MacroSupernet.from_cfg(cfg, genotype, k), half, 2, cfg.stage.macro_search_epochs),
-        ("train", derived, TRAIN_IMAGES // b, 1, cfg.stage.train_epochs),
+        ("train", derived, train_images // b, 1, cfg.stage.train_epochs),
     ):
         epoch_s = (steps * per_step * step_seconds(net, b, hw, k) + val * val_s) * overhead
         rows.append((name, int(epochs), epoch_s, epoch_s * int(epochs)))
-    rows.append(("eval", 1, val * val_s * overhead, val * val_s * overhead))
+    report = math.ceil(VAL_IMAGES / int(cfg.dataset.val_batch_size))  # val, once, by stage=eval
+    rows.append(("eval", 1, report * val_s * overhead, report * val_s * overhead))
     return rows
 
 
-def main() -> None:
+def params_of(cfg: DictConfig) -> int:
+    """Parameters of the derived network (paper_like genotype, default macro) at `cfg`."""
+    from rspnet.stages.summary import load_architecture, summarize
+
+    return int(summarize(cfg, *load_architecture(cfg), flops=False)["params"])
+
+
+def compare_row(name: str, cfg: DictConfig, overhead: float, budget_min: float) -> str:
+    """One markdown row of the --compare table."""
+    rows = {r[0]: r for r in estimate(cfg, overhead)}
+    search = rows["cell_search"][3] + rows["macro_search"][3] + rows["eval"][3]
+    fit = max(0, int((budget_min * 60 - search) // rows["train"][2]))
+    total = sum(r[3] for r in rows.values())
+    return (f"| {name} | {params_of(cfg) / 1e6:.3f} | {list(cfg.dataset.crop_size)} x {cfg.dataset.batch_size} | "
+            f"{rows['cell_search'][2]:.0f} | {rows['macro_search'][2]:.0f} | {rows['train'][2]:.0f} | "
+            f"{rows['cell_search'][1]}/{rows['macro_search'][1]}/{rows['train'][1]} | {total / 60:.1f} | {fit} |")
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    """'NAME:a=1,b=2' -> ('NAME', ['a=1', 'b=2']); commas inside [...] stay in one override."""
+    name, _, rest = text.partition(":")
+    overrides, depth, cur = [], 0, ""
+    for ch in rest:
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "," and depth == 0:
+            overrides.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return name, [o for o in [*overrides, cur] if o]
+
+
+def main(argv: list[str] | None = None) -> None:
     """Print the estimate as a markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--overhead", type=float, default=1.5, help="factor for data loading, logging, pictures")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads while timing")
+    parser.add_argument("--compare", nargs="+", metavar="NAME:OVERRIDES", default=None,
+                        help="variants to compare, each NAME:override[,override...] on top of the overrides")
+    parser.add_argument("--budget-min", type=float, default=60.0, help="wall budget for the fit column of --compare")
     parser.add_argument("overrides", nargs="*", help="hydra overrides on top of experiment=camvid")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=["experiment=camvid", *args.overrides])
+        variants = [(n, compose(config_name="config", overrides=["experiment=camvid", *args.overrides, *o]))
+                    for n, o in map(parse_variant, args.compare or [])]
+    if variants:
+        print(f"{args.threads} CPU thread(s), overhead x{args.overhead}, budget {args.budget_min:g} min, "
+              f"torch {torch.__version__}\n")
+        print("| variant | params (M) | crop x batch | cell s/ep | macro s/ep | train s/ep | epochs cell/macro/train "
+              "| total (min) | train epochs in budget |\n|---|---|---|---|---|---|---|---|---|")
+        for name, vcfg in variants:
+            print(compare_row(name, vcfg, args.overhead, args.budget_min))
+        return
     rows = estimate(cfg, args.overhead)
     print(f"crop {list(cfg.dataset.crop_size)}, batch {cfg.dataset.batch_size}, model={cfg.model.name}, "
-          f"1 CPU thread, overhead x{args.overhead}, torch {torch.__version__}\n")
+          f"{args.threads} CPU thread(s), overhead x{args.overhead}, torch {torch.__version__}\n")
     print("| stage | epochs | s/epoch | total (min) |\n|---|---|---|---|")
     for name, epochs, per_epoch, total in rows:
         print(f"| {name} | {epochs} | {per_epoch:.0f} | {total / 60:.1f} |")

@@ -5,8 +5,9 @@
 A run is a folder with the `config.yaml` rspnet saves (or a W&B offline run folder).
 Its mIoU comes from, in order: metrics.json (stage=eval), pipeline.json, train.json,
 the CSV log (csv/metrics.csv, best `val/miou`), the W&B offline run (wandb/offline-run-*:
-its binary log, or files/wandb-summary.json in older wandb). Paper rows no run matches
-say "not run here".
+its binary log, or files/wandb-summary.json in older wandb). The last three are skipped when
+train.json says validation ran on the held-out slice of train (`train.select`), which is not
+the reported split. Paper rows no run matches say "not run here".
 
 Each run's budgets (epochs of cell search, macro search and training, as run) and the
 provenance of its architecture (searched | random | preset | unknown, rspnet.provenance)
@@ -159,13 +160,18 @@ def read_run(path: Path) -> Run:
     if (p := _read_json(path / "pipeline.json")) is not None:
         sources.append(("pipeline.json", p.get("miou")))
         run.params = p.get("params")
+    held_out = False
     if (t := _read_json(path / "train.json")) is not None:
-        sources.append(("train.json", t.get("best_val_miou")))
+        # since train.select: validation during training ran on a held-out slice of train, not val
+        held_out = (t.get("selection") or {}).get("split", "val") != "val"
+        if not held_out:
+            sources.append(("train.json", t.get("best_val_miou")))
         run.params = run.params or t.get("params")
-    sources.append(("csv/metrics.csv", _csv_best(path / "csv" / "metrics.csv")))
+    if not held_out:
+        sources.append(("csv/metrics.csv", _csv_best(path / "csv" / "metrics.csv")))
     for wdir in reversed(wandb_dirs):
         wrun = _wandb(wdir)
-        sources.append((f"wandb/{wdir.name}", _wandb_best(wrun)))
+        sources.append((f"wandb/{wdir.name}", None if held_out else _wandb_best(wrun)))
         run.params = run.params or wrun["summary"].get("params")
     for name, value in sources:
         if isinstance(value, (int, float)):

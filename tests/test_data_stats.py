@@ -32,6 +32,20 @@ def test_synthetic_stats_json(make_cfg) -> None:
     assert result["splits"]["val"]["ignored_pixels"] == int(expected[255])
     train = result["splits"]["train"]
     assert sum(train["pixels_per_class"]) + train["ignored_pixels"] == 20 * 24 * 40
+    # presence counts for median-frequency balancing, and both weight vectors
+    present, image_pixels = np.zeros(19, dtype=np.int64), np.zeros(19, dtype=np.int64)
+    ds = build_dataset(cfg, "train", train=False)
+    for i in range(len(ds)):
+        mask = ds.load_label(i)
+        ids = np.unique(mask[mask != 255])
+        present[ids] += 1
+        image_pixels[ids] += int((mask != 255).sum())
+    assert train["images_with_class"] == present.tolist() and train["pixels_of_images_with_class"] == image_pixels.tolist()
+    freq = np.array(train["pixels_per_class"]) / np.maximum(image_pixels, 1)
+    median_freq = np.median(freq[present > 0]) / np.where(present > 0, freq, np.inf)
+    assert train["class_weights"]["median_freq"] == pytest.approx(median_freq.tolist(), rel=1e-5)
+    p = np.array(train["pixels_per_class"]) / sum(train["pixels_per_class"])
+    assert train["class_weights"]["enet"] == pytest.approx((1 / np.log(1.02 + p)).tolist(), rel=1e-5)
 
 
 def test_process_pool_gives_the_same_counts(make_cfg) -> None:

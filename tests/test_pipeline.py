@@ -35,7 +35,10 @@ def pipeline_run(tmp_path_factory) -> Path:
     with open_dict(cfg):
         cfg.paths.output_dir = str(out)
     result = run_pipeline(cfg)
-    assert result["objective"] == result["miou"]
+    # a sweep optimises the selection split (held-out slice of train), never the reported val
+    train = json.loads((out / "train" / "train.json").read_text())
+    assert result["objective"] == train["best_val_miou"] == result["selection_miou"] and result["split"] == "val"
+    assert result["artifacts"]["checkpoint"] == train["selected_ckpt"] == train["best_ckpt"]
     return out
 
 

@@ -15,7 +15,8 @@ SMALL = ("dataset.image_size=[32,64]", "dataset.crop_size=[32,64]", "dataset.num
 
 
 def test_loaders_yield_normalised_batches(make_cfg) -> None:
-    dm = build_datamodule(make_cfg(*SMALL, "dataset.batch_size=4", "dataset.val_batch_size=2"))
+    # train.select=val: validation during fit runs on val itself (the held-out slice is tested below)
+    dm = build_datamodule(make_cfg(*SMALL, "dataset.batch_size=4", "dataset.val_batch_size=2", "train.select=val"))
     assert dm.num_classes == 19 and dm.ignore_index == 255 and len(dm.palette) == 19 and dm.classes[0] == "road"
     dm.setup()
     x, y = next(iter(dm.train_dataloader()))
@@ -31,18 +32,18 @@ def test_loaders_yield_normalised_batches(make_cfg) -> None:
 
 
 def test_drop_last_only_when_dataset_holds_a_batch(make_cfg) -> None:
-    dm = build_datamodule(make_cfg(*SMALL, "dataset.num_train=3", "dataset.batch_size=4"))
+    dm = build_datamodule(make_cfg(*SMALL, "dataset.num_train=3", "dataset.batch_size=4", "train.select=val"))
     dm.setup("fit")
     loader = dm.train_dataloader()
     assert not loader.drop_last and len(loader) == 1
 
 
 def test_workers_pin_memory_and_persistent_workers(make_cfg) -> None:
-    dm = build_datamodule(make_cfg(*SMALL, "dataset.num_workers=2", "dataset.pin_memory=true"))
+    dm = build_datamodule(make_cfg(*SMALL, "dataset.num_workers=2", "dataset.pin_memory=true", "train.select=val"))
     dm.setup()
     loader = dm.val_dataloader()
     assert loader.num_workers == 2 and loader.persistent_workers and loader.pin_memory
-    assert not build_datamodule(make_cfg(*SMALL)).val_dataloader().persistent_workers
+    assert not build_datamodule(make_cfg(*SMALL, "train.select=val")).val_dataloader().persistent_workers
 
 
 def test_train_pipeline_pads_mask_with_ignore_and_crops(make_cfg) -> None:
@@ -69,7 +70,9 @@ def test_search_split_is_disjoint_deterministic_and_restorable(make_cfg) -> None
     dm.setup("fit")
     weight, arch = dm.search_dataloaders()
     state = dm.split_state()
-    assert sorted(state["weight"] + state["arch"]) == list(range(10)) and len(state["arch"]) == 5
+    # the halves split the training images: train minus the held-out slice (1 of 10 by default)
+    assert len(state["holdout"]) == 1 and sorted(state["weight"] + state["arch"] + state["holdout"]) == list(range(10))
+    assert len(state["arch"]) == 4  # round(9 * 0.5)
     assert list(weight.dataset.indices) == state["weight"] and list(arch.dataset.indices) == state["arch"]
     assert weight.drop_last and len(next(iter(arch))[0]) == 2
     again = build_datamodule(make_cfg(*SMALL, "seed=1"))
@@ -89,7 +92,7 @@ def test_search_split_options_are_checked(make_cfg) -> None:
     dm = build_datamodule(make_cfg(*SMALL, "search.arch_split=1.0"))
     with pytest.raises(ConfigError, match="search.arch_split=1.0"):
         dm.search_dataloaders()
-    dm = build_datamodule(make_cfg(*SMALL, "dataset.num_train=1"))
+    dm = build_datamodule(make_cfg(*SMALL, "dataset.num_train=1", "train.select=last", "train.holdout_fraction=0"))
     with pytest.raises(DataError, match="needs >= 2"):
         dm.search_dataloaders()
 

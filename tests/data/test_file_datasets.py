@@ -34,7 +34,9 @@ def test_cityscapes_stats_map_labelids_and_trainids(make_cfg, cityscapes_root: P
     assert train["num_images"] == 2
     assert train["pixels_per_class"] == counts(sky=128, building=128, road=128, car=64, vegetation=256)
     assert train["ignored_pixels"] == 32 + 32 + 256  # unlabeled + caravan (void) + 255 train ids
-    assert stats["splits"]["val"] == {"num_images": 1, "pixels_per_class": counts(person=512), "ignored_pixels": 0}
+    val = {k: stats["splits"]["val"][k] for k in ("num_images", "pixels_per_class", "ignored_pixels", "images_with_class")}
+    assert val == {"num_images": 1, "pixels_per_class": counts(person=512), "ignored_pixels": 0,
+                   "images_with_class": [int(c == "person") for c in CS]}
     assert (Path(cfg.paths.output_dir) / "data_stats.json").is_file()
 
 

@@ -45,3 +45,16 @@ def test_gflops_scale_with_pixels(make_cfg) -> None:
 def test_paper_preset_matches_table1_within_10_percent(make_cfg, tmp_path, rsp: str, target: float) -> None:
     summary = run_summary(make_cfg("stage=summary", "model=paper", f"rsp={rsp}", out=tmp_path / rsp))
     assert summary["params"] == pytest.approx(target, rel=0.10)
+
+
+def test_cpu_small_preset_stays_under_enet_size_at_the_camvid_recipe(make_cfg) -> None:
+    from rspnet.genotype import Genotype
+    from rspnet.models.derived import default_macro
+    from rspnet.stages.summary import load_architecture, summarize
+
+    cfg = make_cfg("experiment=camvid", "model=cpu_small")
+    tiny = make_cfg("experiment=camvid")
+    paper_like = summarize(cfg, *load_architecture(cfg), flops=False)["params"]
+    all_conv = Genotype.from_weights([[1, 0, 0, 0, 0]] * 3, rsp=True)  # conv_3x3 on every edge
+    heavy = summarize(cfg, all_conv, default_macro(cfg), flops=False)["params"]
+    assert summarize(tiny, *load_architecture(tiny), flops=False)["params"] < paper_like < heavy <= 400_000

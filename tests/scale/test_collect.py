@@ -111,3 +111,16 @@ def test_collect_refuses_unsearched_and_under_budget_runs(tmp_path: Path) -> Non
     assert "cell_search 3/300 epochs; macro_search 3/40 epochs; train 8/484 epochs" in held[f"`{short}`"]
     assert "genotype: random" in held[f"`{rnd}`"] and "| 90.0 |" in held[f"`{rnd}`"]
     assert f"`{full}`" not in held
+
+
+def test_held_out_validation_is_not_reported_as_val(tmp_path: Path) -> None:
+    from experiments.collect import read_run
+
+    run = tmp_path / "train_only"
+    (run / "csv").mkdir(parents=True)
+    (run / "csv" / "metrics.csv").write_text("epoch,val/miou\n0,0.5\n")
+    (run / "train.json").write_text(json.dumps({"best_val_miou": 0.5, "params": 10,
+                                                "selection": {"split": "holdout"}}))
+    assert read_run(run).miou is None  # a held-out-slice number is not the reported val mIoU
+    (run / "train.json").write_text(json.dumps({"best_val_miou": 0.5, "params": 10, "selection": {"split": "val"}}))
+    assert read_run(run).miou == 0.5 and read_run(run).source == "train.json"

@@ -49,7 +49,8 @@ def test_camvid_recipe_runs_end_to_end_on_a_fixture(make_cfg, tmp_path: Path) ->
     from rspnet.stages.pipeline import run_pipeline
 
     root = tmp_path / "camvid"  # SegNet layout, 16x32 images, pixel 11 = void
-    for split, names in (("train", "abcd"), ("val", "ef")):
+    # 6 train images: 1 held out for selection, 5 split into the search's weight/arch halves
+    for split, names in (("train", "abcdef"), ("val", "gh")):
         for i, name in enumerate(names):
             write_image(root / split / f"{name}.png", seed=i)
             write_label(root / f"{split}annot" / f"{name}.png", [(8, i % 11), (4, 3), (4, 11)])

@@ -18,7 +18,7 @@ def test_wandb_offline_run_has_images(make_cfg, tmp_path: Path, monkeypatch) -> 
     out = tmp_path / "run"
     cfg = make_cfg("stage=cell_search", "logger=wandb", "logger.group=test_group", "logger.tags=[t1]",
                    "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
-                   "dataset.num_train=8", "dataset.num_val=4", out=out)
+                   "dataset.num_train=8", "dataset.num_val=4", "train.holdout_fraction=0.5", out=out)  # 4 held out
     try:
         run_cell_search(cfg)
     finally:
@@ -28,7 +28,7 @@ def test_wandb_offline_run_has_images(make_cfg, tmp_path: Path, monkeypatch) -> 
     images = list((runs[0] / "files" / "media" / "images").rglob("*.png"))
     names = " ".join(p.name for p in images)
     assert "alpha_heatmap" in names and "cell" in names  # per-epoch heatmap and cell picture
-    assert all(f"prediction_{i}" in names for i in range(4))  # val overlays (batch size 4)
+    assert all(f"prediction_{i}" in names for i in range(4))  # validation overlays (batch size 4)
     logged = read_offline_run(runs[0])
     assert logged["config"]["stage"] == {"name": "cell_search"}  # the resolved rspnet config
     assert logged["config"]["logger"]["group"] == "test_group"

@@ -14,7 +14,8 @@ from rspnet.errors import ArtifactError, DataError
 from rspnet.stages.evaluate import run_eval
 from rspnet.stages.predict import run_predict
 
-METRIC_KEYS = {"miou", "iou_per_class", "pixel_acc", "macc", "acc_per_class", "num_images", "dataset", "split", "checkpoint", "arch_provenance"}
+METRIC_KEYS = {"miou", "iou_per_class", "pixel_acc", "macc", "acc_per_class", "num_images", "dataset", "split", "checkpoint",
+               "arch_provenance", "checkpoint_selected_on"}
 
 
 @pytest.mark.parametrize("mode", ["whole", "multiscale_flip"])
@@ -25,6 +26,8 @@ def test_eval_writes_metrics_json_per_spec(trained: dict, tiny_cfg, mode: str) -
     assert set(metrics) == METRIC_KEYS and result["objective"] == metrics["miou"]
     assert 0.0 <= metrics["miou"] <= 1.0 and 0.0 <= metrics["pixel_acc"] <= 1.0
     assert len(metrics["iou_per_class"]) == 19 and "road" in metrics["iou_per_class"]
+    # the reported split, and what picked the checkpoint (the held-out slice of train by default)
+    assert metrics["split"] == "val" and metrics["checkpoint_selected_on"].startswith("held-out 0.1 of train")
     assert all(v is None or 0.0 <= v <= 1.0 for v in metrics["iou_per_class"].values())
     present = [v for v in metrics["iou_per_class"].values() if v is not None]
     assert metrics["miou"] == pytest.approx(sum(present) / len(present), abs=1e-6)

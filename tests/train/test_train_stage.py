@@ -77,7 +77,8 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tiny_cfg, tmp_path, 
     from rspnet.lit.seg_module import SegModule
     from rspnet.utils.config import seed_everything
 
-    args = ("stage=train", "trainer.max_epochs=2", "trainer.deterministic=true")
+    # 9 images, 1 held out: 2 batches of 4 per epoch
+    args = ("stage=train", "trainer.max_epochs=2", "trainer.deterministic=true", "dataset.num_train=9")
     seed_everything(0)
     run_train(tiny_cfg(*args, out=tmp_path / "full"))
 
@@ -96,3 +97,45 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tiny_cfg, tmp_path, 
     part = torch.load(tmp_path / "part" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert full["global_step"] == part["global_step"] == 4
     assert all(torch.equal(v, part["state_dict"][k]) for k, v in full["state_dict"].items())
+
+
+def test_selection_is_recorded_and_per_class_iou_logged(trained: dict) -> None:
+    out = trained["out"]
+    info = json.loads((out / "train.json").read_text())
+    sel = info["selection"]
+    assert sel["select"] == "holdout" and sel["split"] == "holdout" and sel["holdout"]["images"] == 1
+    assert info["selected_ckpt"] == info["best_ckpt"] and sel["selected_on"].startswith("held-out 0.1 of train")
+    meta = torch.load(info["best_ckpt"], map_location="cpu", weights_only=True)["rspnet"]
+    assert meta["selection"] == sel and meta["class_weights"] is None
+
+
+def test_select_last_without_slice_and_select_val(tiny_cfg, tmp_path, caplog) -> None:
+    import csv
+    import logging
+
+    out = tmp_path / "last"
+    run_train(tiny_cfg("stage=train", "train.select=last", "train.holdout_fraction=0", out=out))
+    info = json.loads((out / "train.json").read_text())
+    assert info["best_ckpt"] is None and info["selected_ckpt"] == info["last_ckpt"] and info["best_val_miou"] is None
+    assert info["selection"]["split"] is None and info["selection"]["selected_on"] == "none — last checkpoint"
+    out = tmp_path / "val"
+    with caplog.at_level(logging.INFO, logger="rspnet"):
+        run_train(tiny_cfg("stage=train", "train.select=val", "logger=csv", "train.class_weights=auto", out=out))
+    info = json.loads((out / "train.json").read_text())
+    assert "selected on the reported split" in info["selection"]["selected_on"]
+    assert info["class_weights"]["scheme"] == "median_freq" and len(info["class_weights"]["weights"]) == 19
+    rows = list(csv.DictReader((out / "csv" / "metrics.csv").open()))
+    assert any(r.get("val/iou/road") not in (None, "") for r in rows)  # per-class IoU logged every validation
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("val epoch 0 (val): mIoU")]
+    assert len(lines) == 1 and " road " in lines[0] and "sky" in lines[0]
+
+
+def test_resume_keeps_the_held_out_slice(trained: dict, tiny_cfg, tmp_path) -> None:
+    out = tmp_path / "resumed"
+    shutil.copytree(trained["out"], out)
+    before = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    saved = before["SegDataModule"]["holdout"]
+    run_train(tiny_cfg("stage=train", "ckpt_path=last", "trainer.max_epochs=2", "train.holdout_seed=5", out=out))
+    after = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    info = json.loads((out / "train.json").read_text())
+    assert after["SegDataModule"]["holdout"] == saved and info["selection"]["holdout"]["seed"] == 0

@@ -1,4 +1,5 @@
-"""One LightningDataModule for every dataset, plus the 50/50 weight/arch split for the searches."""
+"""One LightningDataModule for every dataset, the held-out selection slice of train, and the
+50/50 weight/arch split (of the rest of train) for the searches."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from rspnet.data.base import IGNORE, SegDataset
+from rspnet.data.selection import Selection, carve_holdout
 from rspnet.errors import ConfigError, DataError
 from rspnet.utils.threads import worker_init
 
@@ -36,6 +38,9 @@ class SegDataModule(pl.LightningDataModule):
         self.val_dataset: SegDataset | None = None
         self.test_dataset: SegDataset | None = None
         self._search_split: dict[str, Any] | None = None
+        self.selection = Selection.from_cfg(cfg)
+        self._holdout: dict[str, Any] | None = None  # {"fit", "holdout", ...}: see selection.carve_holdout
+        self.holdout_dataset: Dataset | None = None
         self.batch_size = self._positive("batch_size")
         self.val_batch_size = self._positive("val_batch_size")
 
@@ -49,6 +54,8 @@ class SegDataModule(pl.LightningDataModule):
         """Build the datasets a stage needs (fit/None: train + val; validate: val; test/predict: cfg.split)."""
         if stage in (None, "fit") and self.train_dataset is None:
             self.train_dataset = self._build(self.cfg, "train", True)
+            if self.selection.holds_out:
+                self._set_holdout(carve_holdout(len(self.train_dataset), self.selection, str(self.dcfg.name)))
         if stage in (None, "fit", "validate") and self.val_dataset is None:
             self.val_dataset = self._build(self.cfg, "val", False)
         if stage in ("test", "predict"):
@@ -86,21 +93,68 @@ class SegDataModule(pl.LightningDataModule):
         return ds
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled, augmented train loader."""
-        return self._loader(self._require(self.train_dataset, "fit"), self.batch_size, train=True)
+        """Shuffled, augmented loader over the training images (train minus the held-out slice)."""
+        return self._loader(self._fit_dataset(), self.batch_size, train=True)
 
-    def val_dataloader(self) -> DataLoader:
-        """Val loader (normalise only)."""
-        return self._loader(self._require(self.val_dataset, "validate"), self.val_batch_size, train=False)
+    def val_dataloader(self) -> DataLoader | list:
+        """Validation during fit = the selection split: the held-out slice, else val (train.select=val),
+        else nothing (train.select=last with no slice); normalise only."""
+        ds = self.selection_dataset()
+        return [] if ds is None else self._loader(ds, self.val_batch_size, train=False)
 
     def test_dataloader(self) -> DataLoader:
         """Loader over `cfg.split` (normalise only)."""
         return self._loader(self._test(), self.val_batch_size, train=False)
 
-    # --- bi-level search: deterministic weight/arch halves of the train split ---------------
+    # --- selection: the held-out slice of train ----------------------------------------------
+    def _set_holdout(self, state: dict[str, Any]) -> None:
+        """Use this held-out slice: the eval-pipeline dataset of its images; the search split is redone."""
+        self._holdout = dict(state)
+        self.holdout_dataset = Subset(self._build(self.cfg, "train", False), self._holdout["holdout"])
+        self._search_split = None
+
+    def fit_indices(self) -> list[int]:
+        """Indices of the train split that are trained on (all of them when nothing is held out)."""
+        ds = self._require(self.train_dataset, "fit")
+        return list(self._holdout["fit"]) if self._holdout is not None else list(range(len(ds)))
+
+    def _fit_dataset(self) -> Dataset:
+        ds = self._require(self.train_dataset, "fit")
+        return Subset(ds, self._holdout["fit"]) if self._holdout is not None else ds
+
+    def selection_dataset(self) -> Dataset | None:
+        """The held-out slice, val (train.select=val) or None."""
+        if self.selection.holds_out:
+            self._require(self.train_dataset, "fit")
+            return self.holdout_dataset
+        return self._require(self.val_dataset, "validate") if self.selection.select == "val" else None
+
+    def holdout_state(self) -> dict[str, Any] | None:
+        """The held-out slice (plain data), or None when nothing is held out."""
+        self._require(self.train_dataset, "fit")
+        return None if self._holdout is None else dict(self._holdout)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in training checkpoints by Lightning: the held-out slice, so a resume keeps it."""
+        return {"holdout": self._holdout} if self._holdout is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the held-out slice of a checkpoint (it must fit the current train split)."""
+        saved = state.get("holdout")
+        if saved is None:
+            return
+        n = len(self._require(self.train_dataset, "fit"))
+        if int(saved.get("num_train", -1)) != n:
+            raise DataError(f"checkpoint held-out slice was made for {saved.get('num_train')} train images, "
+                            f"dataset={self.dcfg.name} has {n}; resume with the same dataset")
+        if saved != self._holdout:
+            self._set_holdout(saved)
+
+    # --- bi-level search: deterministic weight/arch halves of the training images ------------
     def _split_indices(self) -> dict[str, Any]:
         if self._search_split is None:
-            n = len(self._require(self.train_dataset, "fit"))
+            pool = self.fit_indices()
+            n = len(pool)
             frac = float(self.cfg.get("search", {}).get("arch_split", 0.5))
             if not 0.0 < frac < 1.0:
                 raise ConfigError(f"search.arch_split={frac} must be between 0 and 1 (exclusive)")
@@ -110,9 +164,10 @@ class SegDataModule(pl.LightningDataModule):
             seed = int(self.cfg.get("seed", 0))
             perm = np.random.default_rng(seed).permutation(n)
             n_arch = min(max(int(round(n * frac)), 1), n - 1)
-            self._search_split = {"seed": seed, "arch_split": frac, "num_train": n,
-                                  "weight": sorted(int(i) for i in perm[n_arch:]),
-                                  "arch": sorted(int(i) for i in perm[:n_arch])}
+            self._search_split = {"seed": seed, "arch_split": frac, "num_train": len(self.train_dataset or []),
+                                  "weight": sorted(pool[int(i)] for i in perm[n_arch:]),
+                                  "arch": sorted(pool[int(i)] for i in perm[:n_arch]),
+                                  "holdout": self._holdout["holdout"] if self._holdout is not None else []}
         return self._search_split
 
     def search_dataloaders(self) -> tuple[DataLoader, DataLoader]:
@@ -120,6 +175,13 @@ class SegDataModule(pl.LightningDataModule):
         state, ds = self._split_indices(), self._require(self.train_dataset, "fit")
         return (self._loader(Subset(ds, state["weight"]), self.batch_size, train=True),
                 self._loader(Subset(ds, state["arch"]), self.batch_size, train=True))
+
+    def search_val_dataloader(self) -> DataLoader:
+        """Validation of the searches: the selection split, else the arch half."""
+        ds = self.selection_dataset()
+        if ds is None:  # train.select=last with nothing held out: the arch half (eval pipeline)
+            ds = Subset(self._build(self.cfg, "train", False), self._split_indices()["arch"])
+        return self._loader(ds, self.val_batch_size, train=False)
 
     def split_state(self) -> dict[str, Any]:
         """The weight/arch split (plain data; stored in checkpoints)."""

@@ -20,51 +20,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from rspnet.errors import ArtifactError, NonFiniteError, RSPNetError
+from rspnet.losses import aux_weight, ohem_cross_entropy, seg_loss  # noqa: F401 - re-exported (losses live in rspnet.losses)
 from rspnet.utils.distributed import all_ranks_finite
 
 log = logging.getLogger(__name__)
 CKPT_FORMAT = "rspnet.seg/1"
 # config groups that define the network's shape; stored in (and restored from) the checkpoint
 ARCH_GROUPS = ("model", "rsp", "head")
-
-
-def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index: int, thresh: float, min_kept: int) -> torch.Tensor:
-    """OHEM CE: mean over pixels whose true-class prob < `thresh`, keeping at least `min_kept` hardest."""
-    pixel_loss = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none").flatten()
-    valid = target.flatten() != ignore_index
-    if not valid.any():
-        return pixel_loss.sum() * 0.0  # keeps the graph; no labelled pixel in this batch
-    with torch.no_grad():
-        prob = (-pixel_loss[valid]).exp()  # softmax prob of the true class
-        k = min(max(int(min_kept), 1), prob.numel())
-        # raise the threshold so that at least k pixels are kept (mmsegmentation's OHEM sampler)
-        threshold = max(float(thresh), float(prob.kthvalue(k).values))
-        keep = prob <= threshold
-    return pixel_loss[valid][keep].mean()
-
-
-def aux_weight(cfg: DictConfig) -> float:
-    """`train.aux_weight` when set, else the head's own default (`head.aux_weight`: ocr 0.4)."""
-    w = cfg.train.get("aux_weight")
-    return float(w if w is not None else cfg.head.get("aux_weight", 0.0) or 0.0)
-
-
-def seg_loss(out: dict[str, torch.Tensor], target: torch.Tensor, t: DictConfig, ignore_index: int,
-             aux: float = 0.0) -> torch.Tensor:
-    """CE (or OHEM CE) on "out" + `aux` * CE on "aux" when the head has one."""
-
-    def ce(logits: torch.Tensor) -> torch.Tensor:
-        if logits.shape[-2:] != target.shape[-2:]:
-            logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
-        logits = logits.float()  # loss in fp32 also under AMP
-        if t.get("ohem", False):
-            return ohem_cross_entropy(logits, target, ignore_index, t.ohem_thresh, t.ohem_min_kept)
-        return F.cross_entropy(logits, target, ignore_index=ignore_index)
-
-    loss = ce(out["out"])
-    if out.get("aux") is not None and aux > 0:
-        loss = loss + aux * ce(out["aux"])
-    return loss
 
 
 def poly_lambda(total_steps: int, power: float) -> Callable[[int], float]:
@@ -81,7 +43,8 @@ class SegModule(pl.LightningModule):
     """Trains `self.net = build_derived(...)` with SGD + poly lr; logs `val/miou` every epoch."""
 
     def __init__(self, cfg: DictConfig, genotype: dict, macro: dict, num_classes: int,
-                 classes: list[str] | None = None, palette: list | None = None) -> None:
+                 classes: list[str] | None = None, palette: list | None = None,
+                 class_weights: list[float] | None = None, selection: dict[str, Any] | None = None) -> None:
         super().__init__()
         from rspnet.genotype import Genotype, MacroArch, arch_provenance
         from rspnet.metrics import SegMetric
@@ -91,6 +54,8 @@ class SegModule(pl.LightningModule):
         self.num_classes = int(num_classes)
         self.ignore_index = int(cfg.dataset.get("ignore_index", 255))
         self.aux_weight = aux_weight(cfg)
+        # a plain tensor, not a buffer: checkpoints (and their strict loading) stay those of the network
+        self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.net = build_derived(cfg, Genotype.from_dict(genotype, "checkpoint genotype"),
                                  MacroArch.from_dict(macro, "checkpoint macro"), self.num_classes)
         self.channels_last = bool(cfg.train.get("channels_last", False))
@@ -107,6 +72,8 @@ class SegModule(pl.LightningModule):
             "palette": [list(map(int, c)) for c in palette] if palette is not None else None,
             "config": {g: OmegaConf.to_container(cfg[g], resolve=True) for g in (*ARCH_GROUPS, "dataset", "train")},
             "params": sum(p.numel() for p in self.net.parameters()),
+            "class_weights": list(class_weights) if class_weights is not None else None,
+            "selection": selection,  # which split picked the checkpoint (train.select)
             # searched | random | preset per artifact (None = legacy file without the key)
             "arch_provenance": arch_provenance(genotype, macro),
         }
@@ -122,7 +89,7 @@ class SegModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
-        loss = seg_loss(self(x), y, self.cfg.train, self.ignore_index, self.aux_weight)
+        loss = seg_loss(self(x), y, self.cfg.train, self.ignore_index, self.aux_weight, self.class_weights)
         if not all_ranks_finite(loss):  # one decision for all DDP ranks, before the backward all-reduce
             value = loss.item() if not torch.isfinite(loss) else "non-finite on another DDP rank"
             raise NonFiniteError(f"training loss is {value} at epoch {self.current_epoch} step {self.global_step}; "
@@ -135,7 +102,7 @@ class SegModule(pl.LightningModule):
         # validation during training uses whole-image inference (fast); eval picks train.inference
         x, y = batch
         out = self(x)
-        loss = seg_loss(out, y, self.cfg.train, self.ignore_index, self.aux_weight)
+        loss = seg_loss(out, y, self.cfg.train, self.ignore_index, self.aux_weight, self.class_weights)
         self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=x.shape[0])
         logits = out["out"]
         if logits.shape[-2:] != y.shape[-2:]:
@@ -150,6 +117,11 @@ class SegModule(pl.LightningModule):
         # rank; sync_dist (a mean of equal values) only tells Lightning so
         self.log("val/miou", torch.nan_to_num(res["miou"], nan=0.0), prog_bar=True, sync_dist=True)
         self.log("val/pixel_acc", torch.nan_to_num(res["pixel_acc"], nan=0.0), sync_dist=True)
+        names = self.meta["classes"]
+        # NaN = class absent from both ground truth and prediction (left out of the mean)
+        self.log_dict({f"val/iou/{metric_name(n)}": v for n, v in zip(names, res["iou_per_class"])}, sync_dist=True)
+        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            log.info("%s", per_class_line(self.current_epoch, res, names, self.meta.get("selection")))
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         from rspnet.inference import infer_from_cfg, upsample_argmax
@@ -191,6 +163,19 @@ class SegModule(pl.LightningModule):
         check_state_dict(self, checkpoint["state_dict"], f"ckpt_path={self.trainer.ckpt_path}")
         if RNG_KEY in checkpoint:
             set_rng_state(checkpoint[RNG_KEY])
+
+
+def metric_name(name: str) -> str:
+    """A class name as a metric key part (no spaces or slashes)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
+
+
+def per_class_line(epoch: int, res: dict[str, torch.Tensor], names: list[str], selection: dict | None) -> str:
+    """'val epoch 3 (holdout): mIoU 45.2 | sky 87.1 road 80.2 ...' (IoU in %, '-' = absent)."""
+    split = (selection or {}).get("split") or "val"
+    ious = " ".join(f"{metric_name(n)} {'-' if math.isnan(float(v)) else f'{100 * float(v):.1f}'}"
+                    for n, v in zip(names, res["iou_per_class"]))
+    return f"val epoch {epoch} ({split}): mIoU {100 * float(torch.nan_to_num(res['miou'])):.1f} | {ious}"
 
 
 def load_net_weights(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -253,7 +238,8 @@ def load_seg_checkpoint(path: str | Path, cfg: DictConfig | None = None) -> tupl
             for g in ARCH_GROUPS:
                 cfg[g] = OmegaConf.create(stored[g])
     try:
-        module = SegModule(cfg, meta["genotype"], meta["macro"], meta["num_classes"], meta.get("classes"), meta.get("palette"))
+        module = SegModule(cfg, meta["genotype"], meta["macro"], meta["num_classes"], meta.get("classes"), meta.get("palette"),
+                           meta.get("class_weights"), meta.get("selection"))
     except ArtifactError as e:  # the stored genotype/macro: name the checkpoint it came from
         raise ArtifactError(f"{path}: {e}") from e
     except RSPNetError:

@@ -2,6 +2,8 @@
 
 Counts are taken at the label files' own resolution with no transforms, so they show
 exactly what the label mapping does. Files are processed in chunks by a process pool.
+Per class it also counts the images holding the class and their labelled pixels, which
+SegNet's median-frequency balancing needs; both class-weight vectors are written too.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,16 +34,24 @@ def _init_worker(dataset: SegDataset) -> None:
 
 
 def count_chunk(dataset: SegDataset | None, indices: list[int]) -> np.ndarray:
-    """Pixel counts [K + 1] (last = ignored) over the labels of `indices`."""
+    """Counts [3, K + 1] over the labels of `indices` (column K = ignored).
+
+    Rows: pixels per class; images holding the class; labelled pixels of those images.
+    """
     ds = dataset if dataset is not None else _DATASET
     assert ds is not None
-    counts = np.zeros(ds.num_classes + 1, dtype=np.int64)
+    counts = np.zeros((3, ds.num_classes + 1), dtype=np.int64)
     for i in indices:
         mask = ds.load_label(i)
         if mask is None:  # unlabelled split (e.g. a benchmark test set)
             continue
         flat = np.where(mask == IGNORE, ds.num_classes, mask).ravel()
-        counts += np.bincount(flat, minlength=ds.num_classes + 1)[: ds.num_classes + 1]
+        pixels = np.bincount(flat, minlength=ds.num_classes + 1)[: ds.num_classes + 1]
+        present = pixels > 0
+        present[-1] = False  # "ignored" is not a class
+        counts[0] += pixels
+        counts[1] += present
+        counts[2] += present * int(pixels[:-1].sum())
     return counts
 
 
@@ -48,11 +59,13 @@ def _pool_chunk(indices: list[int]) -> tuple[int, np.ndarray]:
     return len(indices), count_chunk(None, indices)
 
 
-def count_pixels(ds: SegDataset, workers: int, chunk: int = 8, desc: str = "") -> np.ndarray:
-    """Counts [K + 1] over the whole dataset, in a pool of `workers` processes (1 = in-process)."""
-    chunks = [list(range(i, min(i + chunk, len(ds)))) for i in range(0, len(ds), chunk)]
-    total = np.zeros(ds.num_classes + 1, dtype=np.int64)
-    with tqdm(total=len(ds), desc=desc, unit="img", leave=False) as bar:
+def count_pixels(ds: SegDataset, workers: int, chunk: int = 8, desc: str = "",
+                 indices: list[int] | None = None) -> np.ndarray:
+    """`count_chunk` counts over the dataset (or `indices`), in a pool of `workers` processes (1 = in-process)."""
+    todo = list(range(len(ds))) if indices is None else list(indices)
+    chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
+    total = np.zeros((3, ds.num_classes + 1), dtype=np.int64)
+    with tqdm(total=len(todo), desc=desc, unit="img", leave=False) as bar:
         if workers <= 1 or len(chunks) < 2:
             for c in chunks:
                 total += count_chunk(ds, c)
@@ -67,13 +80,39 @@ def count_pixels(ds: SegDataset, workers: int, chunk: int = 8, desc: str = "") -
     return total
 
 
-def split_stats(ds: SegDataset, workers: int, split: str) -> dict[str, Any]:
-    """{"num_images", "pixels_per_class", "ignored_pixels"} for one split."""
-    counts = count_pixels(ds, workers, desc=f"{ds.name}/{split}")
-    stats = {"num_images": len(ds), "pixels_per_class": [int(v) for v in counts[:-1]],
-             "ignored_pixels": int(counts[-1])}
+def split_stats(ds: SegDataset, workers: int, split: str, indices: list[int] | None = None) -> dict[str, Any]:
+    """{"num_images", "pixels_per_class", "ignored_pixels", presence counts, class weights} for one split."""
+    from rspnet.losses import WEIGHTINGS, weights_from_stats
+
+    counts = count_pixels(ds, workers, desc=f"{ds.name}/{split}", indices=indices)
+    stats: dict[str, Any] = {
+        "num_images": len(ds) if indices is None else len(indices),
+        "pixels_per_class": [int(v) for v in counts[0, :-1]],
+        "ignored_pixels": int(counts[0, -1]),
+        "images_with_class": [int(v) for v in counts[1, :-1]],
+        "pixels_of_images_with_class": [int(v) for v in counts[2, :-1]],
+    }
     if all(label is None for _, label in ds.items) and ds.items[0][0] is not None:
         stats["labelled"] = False
+    elif sum(stats["pixels_per_class"]) > 0:
+        stats["class_weights"] = {s: [round(w, 6) for w in weights_from_stats(stats, s)] for s in WEIGHTINGS}
+    return stats
+
+
+def cached_training_stats(cfg: DictConfig, datamodule: Any, path: Path) -> dict[str, Any]:
+    """`split_stats` of the images trained on (held-out slice excluded), cached at `path`."""
+    from rspnet.utils.io import read_json
+
+    indices = datamodule.fit_indices()
+    key = {"dataset": str(cfg.dataset.name), "root": str(cfg.dataset.get("root")), "indices": indices}
+    if path.is_file():
+        cached = read_json(path, "class statistics")
+        if cached.get("key") == key:
+            return cached["stats"]
+    workers = int(cfg.stage.get("workers") or os.cpu_count() or 1)
+    ds = build_dataset(cfg, "train", train=False)
+    stats = split_stats(ds, workers, "train", indices)
+    atomic_write_json(path, {"key": key, "stats": stats})
     return stats
 
 

@@ -44,9 +44,10 @@ def metrics_dict(result: dict, classes: list[str], cfg: DictConfig, ckpt: str, m
         "acc_per_class": {name: finite_or_none(v) for name, v in zip(classes, result["acc_per_class"].tolist())},
         "num_images": int(result["num_images"]),
         "dataset": str(cfg.dataset.name),
-        "split": str(cfg.split),
+        "split": str(cfg.split),  # the reported split
         "checkpoint": str(Path(ckpt).resolve()),
         "arch_provenance": provenance,
+        "checkpoint_selected_on": (meta.get("selection") or {}).get("selected_on"),  # train.select; null for older ones
     }
 
 

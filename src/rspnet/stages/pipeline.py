@@ -119,13 +119,18 @@ def run_pipeline(cfg: DictConfig) -> dict:
         results["cell_search"] = stage("cell_search")
         results["macro_search"] = stage("macro_search", genotype=genotype)
         results["train"] = stage("train", genotype=genotype, macro_arch=macro)
-        ckpt = results["train"].get("best_ckpt") or str(out / "train" / "checkpoints" / "last.ckpt")
+        # the checkpoint train.select picked (best on the held-out slice by default, or last)
+        ckpt = (results["train"].get("selected_ckpt") or results["train"].get("best_ckpt")
+                or str(out / "train" / "checkpoints" / "last.ckpt"))
         results["eval"] = stage("eval", ckpt=ckpt)
     finally:
         take_pending(out, name="done")  # a run that wrote nothing leaves the markers alone
 
     summary = {
         "miou": results["eval"].get("miou"),
+        "split": str(cfg.split),  # the reported split (eval); selection_* below picked the checkpoint
+        "selected_on": (results["train"].get("selection") or {}).get("selected_on"),
+        "selection_miou": results["train"].get("best_val_miou"),
         "params": results["train"].get("params"),
         "artifacts": {
             "genotype": genotype,
@@ -142,7 +147,9 @@ def run_pipeline(cfg: DictConfig) -> dict:
         "batch_size": {k: int(_stage_cfg(cfg, k, out, False).dataset.batch_size)
                        for k in ("cell_search", "macro_search", "train")},
         "arch_provenance": {"genotype": of_file(genotype), "macro": of_file(macro)},
-        "objective": results["eval"].get("miou"),
+        # what a sweep optimises: the selection-split score, never the reported split's
+        # (train.select=val makes them the same split; train.select=last with no slice gives null)
+        "objective": results["train"].get("objective"),
     }
     atomic_write_json(out / "pipeline.json", summary)
     _print_summary(summary, cfg)
@@ -159,6 +166,8 @@ def _print_summary(summary: dict, cfg: DictConfig) -> None:
     table.add_column("value", overflow="fold")
     miou = summary["miou"]
     table.add_row(f"val mIoU ({cfg.split})", f"{100 * miou:.2f} %" if miou is not None else "n/a")
+    if summary.get("selected_on"):
+        table.add_row("checkpoint selected on", str(summary["selected_on"]))
     if summary["params"] is not None:
         table.add_row("params", f"{summary['params'] / 1e6:.3f} M")
     for stage, secs in summary["seconds"].items():

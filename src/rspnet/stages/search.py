@@ -31,7 +31,11 @@ def search_callbacks(out: Path) -> list:
 
 
 def fit_search(cfg: DictConfig, module: Any, datamodule: Any) -> dict:
-    """Fit a SearchModule on {weight, arch} halves of the train split; returns final val metrics."""
+    """Fit a SearchModule on {weight, arch} halves of the training images; validates on the selection split.
+
+    The selection split (`train.select`, rspnet.data.selection) is the held-out slice of train by
+    default, so the `val/*` numbers (a search sweep's objective) never see the reported split.
+    """
     from pytorch_lightning.utilities import CombinedLoader
 
     from rspnet.lit.search_module import check_trainer
@@ -48,7 +52,8 @@ def fit_search(cfg: DictConfig, module: Any, datamodule: Any) -> dict:
     module.data_split = datamodule.split_state()
     train_loader = CombinedLoader({"weight": weight_loader, "arch": arch_loader}, mode=str(cfg.search.combine_mode))
     with rank_errors():  # an error in a spawned DDP rank stays one line
-        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=datamodule.val_dataloader(), ckpt_path=ckpt_path)
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=datamodule.search_val_dataloader(),
+                    ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     result: dict[str, Any] = {"output_dir": str(out), "epochs": int(module.epochs_done), **metrics}
     if "val/miou" in metrics:

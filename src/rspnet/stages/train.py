@@ -45,26 +45,53 @@ def init_from_checkpoint(module: Any, path: str) -> None:
     log.info("initialised the network from %s", path)
 
 
-def _checkpoint_callbacks(out: Path) -> tuple[Any, Any]:
-    """(best, last): best (max val/miou) and last checkpoints in DIR/checkpoints (written by AtomicCheckpointIO).
+def _checkpoint_callbacks(out: Path, select: bool = True) -> tuple[Any, Any]:
+    """(best, last) checkpoint callbacks writing DIR/checkpoints (through AtomicCheckpointIO).
 
-    Lightning 2.6 writes `save_last`'s last.ckpt only in a step where the monitored top-k file
-    was saved too, so it would stay at the best epoch once val/miou stops improving (and
-    `ckpt_path=last` would resume from there); an unmonitored top-1 callback named "last"
-    rewrites last.ckpt every epoch instead.
+    best: max val/miou on the selection split (None for train.select=last). last.ckpt has its own
+    callback because Lightning >= 2.5 rewrites `save_last` only in epochs where top-k saved, so
+    after an epoch without a new best it would hold an older epoch (a resume would repeat work).
     """
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    common = {"dirpath": str(out / "checkpoints"), "save_top_k": 1, "auto_insert_metric_name": False,
-              "enable_version_counter": False}  # a moved run dir must overwrite last.ckpt, not add last-v1
-    return (ModelCheckpoint(filename="best-epoch{epoch:03d}", monitor="val/miou", mode="max", **common),
-            ModelCheckpoint(filename="last", **common))
+    # enable_version_counter=False: a moved run dir must overwrite last.ckpt, not add last-v1
+    last = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="last", monitor=None, save_top_k=1,
+                           auto_insert_metric_name=False, enable_version_counter=False)
+    if not select:
+        return None, last
+    best = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best-epoch{epoch:03d}", monitor="val/miou",
+                           mode="max", save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
+    return best, last
+
+
+def selection_info(dm: Any) -> dict[str, Any]:
+    """What picks the checkpoint (train.json, checkpoint metadata and metrics.json carry it)."""
+    from rspnet.data.selection import Selection
+
+    hold = dm.holdout_state()  # the slice in use: a resumed run keeps its checkpoint's
+    sel = dm.selection if hold is None else Selection(dm.selection.select, float(hold["fraction"]), int(hold["seed"]))
+    return {"select": sel.select, "split": sel.split,
+            "holdout": None if hold is None else {"fraction": sel.fraction, "seed": sel.seed,
+                                                  "images": len(hold["holdout"])},
+            "selected_on": sel.describe(None if hold is None else len(hold["holdout"]))}
+
+
+def restore_holdout(dm: Any, ckpt_path: str | None) -> None:
+    """On resume, take the held-out slice from the checkpoint before anything is computed from it."""
+    if ckpt_path is None:
+        return
+    from rspnet.lit.seg_module import read_checkpoint
+
+    state = read_checkpoint(ckpt_path).get(type(dm).__qualname__)  # where Lightning saves dm.state_dict()
+    if isinstance(state, dict):
+        dm.load_state_dict(state)
 
 
 def run_train(cfg: DictConfig) -> dict:
-    """Train, keep best/last checkpoints, write DIR/train.json; objective = best val mIoU."""
+    """Train, keep best/last checkpoints, write DIR/train.json; objective = best selection-split mIoU."""
     from rspnet.data import build_datamodule
     from rspnet.lit.seg_module import SegModule
+    from rspnet.losses import resolve_class_weights
     from rspnet.stages.summary import arch_provenance, artifact_arg
     from rspnet.utils.checkpoint import AtomicCheckpointIO
     from rspnet.utils.loggers import build_logger
@@ -74,22 +101,32 @@ def run_train(cfg: DictConfig) -> dict:
     genotype, macro = load_architecture(cfg)
     dm = build_datamodule(cfg)
     dm.setup("fit")
-    module = SegModule(cfg, genotype.to_dict(), macro.to_dict(), dm.num_classes, list(dm.classes), list(dm.palette))
+    ckpt_path = resolve_ckpt_path(cfg, out)
+    restore_holdout(dm, ckpt_path)
+    selection = selection_info(dm)
+    weights = resolve_class_weights(cfg, dm, out)
+    module = SegModule(cfg, genotype.to_dict(), macro.to_dict(), dm.num_classes, list(dm.classes), list(dm.palette),
+                       weights, selection)
+    log.info("checkpoint selection: %s", selection["selected_on"])
     params = module.meta["params"]
     log.info("derived network: %s params (%.3f M), head=%s, rsp=%s", params, params / 1e6, cfg.head.name, cfg.rsp.enabled)
     if cfg.train.get("init_ckpt"):
         init_from_checkpoint(module, str(cfg.train.init_ckpt))
-    ckpt_cb, last_cb = _checkpoint_callbacks(out)
+    select = dm.selection.select != "last"
+    best_cb, last_cb = _checkpoint_callbacks(out, select)
+    no_val = {"limit_val_batches": 0} if dm.selection.split is None else {}
     logger = build_logger(cfg, out)
     if logger:  # W&B config / CSV hparams say whether the architecture was searched
         logger.log_hyperparams({"arch_provenance": arch_provenance(cfg)})
-    trainer = build_trainer(cfg, out, logger, [ckpt_cb, last_cb], plugins=[AtomicCheckpointIO()])
-    trainer.fit(module, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg, out))
+    trainer = build_trainer(cfg, out, logger, [c for c in (best_cb, last_cb) if c is not None],
+                            plugins=[AtomicCheckpointIO()], **no_val)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
 
-    best_score = ckpt_cb.best_model_score
+    best_score = best_cb.best_model_score if best_cb is not None else None
     last_miou = trainer.callback_metrics.get("val/miou")
     best = float(best_score) if best_score is not None else (float(last_miou) if last_miou is not None else None)
     last = Path(last_cb.best_model_path or out / "checkpoints" / "last.ckpt")
+    best_path = (best_cb.best_model_path or None) if best_cb is not None else None
     epochs, step = int(trainer.current_epoch), int(trainer.global_step)
     if step == 0 and last.is_file():  # strategy=ddp_spawn trained in child processes: read the counters back
         from rspnet.lit.seg_module import read_checkpoint
@@ -97,9 +134,16 @@ def run_train(cfg: DictConfig) -> dict:
         ck = read_checkpoint(last)
         epochs, step = int(ck["epoch"]) + 1, int(ck["global_step"])
     result = {
-        "best_ckpt": ckpt_cb.best_model_path or None,
+        "best_ckpt": best_path,
         "last_ckpt": str(last) if last.is_file() else None,
+        # the checkpoint to report (pipeline evaluates it): best on the selection split, or last
+        "selected_ckpt": best_path or (str(last) if last.is_file() else None),
+        "selection": selection,
+        # mIoU on the selection split (`selection.split`; the held-out slice of train by default):
+        # best for train.select=holdout|val, last validation for train.select=last (null: no validation)
         "best_val_miou": best,
+        "class_weights": {"source": str(cfg.train.get("class_weights")), "scheme": str(cfg.train.get("class_weighting")),
+                          "weights": weights} if weights is not None else None,
         "epochs": epochs,
         "global_step": step,
         "params": params,
