@@ -8,7 +8,7 @@ training step of the derived network (`model=tiny`, RSP on, paper_like genotype,
 `default_macro`, FCN head) — forward, CE loss, backward, SGD — on random tensors of the
 loader's batch shape, 1 torch thread. The loader must not be the bottleneck (issue 9 target:
 loader >= 2x the step rate on 2 cores). CamVid is read from `--camvid-root` (default
-/work/shared/data/camvid) and skipped with a note when absent.
+../shared/data/camvid next to the repo) and skipped with a note when absent.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from bench import common
 
 NAME = "data_throughput"
-CAMVID = Path("/work/shared/data/camvid")
+CAMVID = Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid"  # ../shared/data/camvid
 
 
 def dataset_overrides(name: str, camvid_root: Path, quick: bool) -> list[str]:
