@@ -125,6 +125,25 @@ def search_rows(study: Path, plan: dict) -> list[list[Any]]:
     return rows
 
 
+def decide_section(study: Path) -> list[str]:
+    """The search-recipe attempts (experiments.search_decide, run into STUDY/decide) and the searched cells' agreement."""
+    from experiments.search_decide import agreement
+
+    lines = []
+    attempts = study / "decide" / "decide.md"
+    if attempts.is_file():
+        lines += ["### Search-recipe attempts (cell search only, before any training)", "",
+                  "Each attempt a row (`python -m experiments.search_decide`): decisiveness and agreement between search "
+                  "seeds, measured on train only; the study's recipe was chosen from this table, not from val.", "",
+                  attempts.read_text().strip(), ""]
+    cells = [_json(study / f"search/cell_s{s}" / "genotype.json") for s in range(2)]
+    if all(cells):
+        ops = [[e["op"] for e in c["edges"]] for c in cells]
+        lines += [f"The study's two cell searches (seeds 0, 1) agree on {agreement(ops):.0%} of the edges "
+                  f"({' / '.join(ops[0])} vs {' / '.join(ops[1])}; chance: 20 % per edge).", ""]
+    return lines
+
+
 def _fmt(v: Any, digits: int = 1, scale: float = 1.0) -> str:
     return "–" if v is None or v is False else f"{v * scale:.{digits}f}"
 
@@ -227,6 +246,7 @@ def render(study: Path, out: Path, img: Path) -> str:
     lines += ["## Did the search decide?", "",
               "Normalised entropy (1 = uniform, the argmax is noise; 0 = one-hot) at the end of each search.", "",
               _table(["search job", "what", "entropy", "beta entropy", "epochs", "wall (min)", "CPU (min)"], search_rows(study, plan)), ""]
+    lines += decide_section(study)
     lines += ["## Pictures", ""] + [f"![{k}]({rel(p)})" for k, p in pics.items()] + [""]
     return "\n".join(lines)
 

@@ -62,3 +62,18 @@ def test_page_has_the_table_verdict_entropies_and_pictures(study: Path, tmp_path
     assert "camvid **val**" in text
     for pic in ("strip.png", "miou_vs_params.png"):
         assert (tmp_path / "docs" / "img" / "results" / pic).is_file() and f"img/results/{pic}" in text
+
+
+def test_decide_section_shows_attempts_and_seed_agreement(tmp_path: Path) -> None:
+    from experiments.results import decide_section
+
+    assert decide_section(tmp_path) == []  # nothing run yet: no section
+    (tmp_path / "decide").mkdir()
+    (tmp_path / "decide" / "decide.md").write_text("| attempt |\n|---|\n| adam003 |\n")
+    for s, ops in ((0, ["conv_3x3", "conv_5x5", "skip_connect"]), (1, ["conv_3x3", "dw_conv_3x3", "skip_connect"])):
+        d = tmp_path / "search" / f"cell_s{s}"
+        d.mkdir(parents=True)
+        (d / "genotype.json").write_text(json.dumps({"edges": [{"op": o} for o in ops]}))
+    text = "\n".join(decide_section(tmp_path))
+    assert "| adam003 |" in text
+    assert "agree on 67% of the edges" in text
