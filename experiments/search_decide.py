@@ -100,6 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help=f"a search recipe to try (repeatable; default: {' '.join(ATTEMPTS)})")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--epochs", type=int, default=15, help="cell-search epochs (the study's --search-epochs)")
+    ap.add_argument("--jobs", type=int, default=1, help="searches run at once (see camvid_study --jobs)")
     ap.add_argument("--debug", action="store_true", help="synthetic data, 1 epoch of 2 batches")
     ap.add_argument("--table", type=Path, help="write the table here too (default: OUT/decide.md)")
     ap.add_argument("overrides", nargs="*", help="more Hydra overrides for every job")
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     jobs = plan(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    status = run_study(jobs, args.out)
+    status = run_study(jobs, args.out, workers=args.jobs)
     text = table(args.out, jobs)
     for path in (args.out / "decide.md", args.table):
         if path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,43 @@ def test_debug_study_runs_end_to_end_and_the_results_page_builds(tmp_path: Path)
     for pic in ("strip.png", "miou_vs_params.png", "searched_cell.png", "searched_trellis.png"):
         assert (tmp_path / "docs" / "img" / "results" / pic).is_file()
     assert list((tmp_path / "docs" / "img" / "results").glob("overlay_*.png"))
+
+
+def test_two_workers_run_independent_jobs_at_once_and_keep_dependency_order(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    jobs, _ = plan(parse_args(["--debug", "--out", str(tmp_path)]))
+    lock, active, most, order = threading.Lock(), [0], [0], []
+
+    def fake(job: Job, d: Path) -> dict:
+        for dep in job.deps:  # a job starts only after its deps wrote their done markers
+            assert (tmp_path / dep / "done").is_file(), (job.name, dep)
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+            order.append(job.name)
+        time.sleep(0.02)
+        with lock:
+            active[0] -= 1
+        if job.name == "search/macro_beta_s0":
+            raise subprocess.CalledProcessError(1, ["rspnet"])
+        return {"wall_s": 1.0, "cpu_s": 0.5}
+
+    status = run_study(jobs, tmp_path, fake, workers=2)
+    assert most[0] == 2  # independent jobs overlapped, never more than asked
+    assert status["failed"] == ["search/macro_beta_s0"]
+    assert sorted(status["blocked"]) == ["train/abl_macro_beta_t0", "train/abl_macro_beta_t0/eval"]
+    assert len(status["ran"]) == len(jobs) - 3 and set(order) == {j.name for j in jobs} - set(status["blocked"])
+
+
+def test_run_job_counts_the_cpu_time_of_its_own_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from experiments import camvid_study
+
+    burn = [sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"]
+    monkeypatch.setattr(camvid_study, "command", lambda job, d: burn)
+    rec = camvid_study.run_job(Job("x", "rspnet", lambda d: []), tmp_path / "x")
+    assert 0.3 <= rec["cpu_s"] < 2.0 and rec["wall_s"] >= 0.3
+    monkeypatch.setattr(camvid_study, "command", lambda job, d: [sys.executable, "-c", "raise SystemExit(3)"])
+    with pytest.raises(subprocess.CalledProcessError):
+        camvid_study.run_job(Job("y", "rspnet", lambda d: []), tmp_path / "y")
