@@ -107,7 +107,7 @@ class MacroSearchModule(SearchModule):
         if epoch <= self.window_start() and self.scores.reset_epoch != epoch:
             self.scores.reset(epoch)
 
-    def arch_step(self, a_opt: Any, arch_batch: Any, weight_batch: Any, w_opt: Any) -> None:
+    def arch_step(self, arch_batch: Any, weight_batch: Any) -> None:
         """The architecture step; the path weights of its forward on the arch batch are scored."""
         x = arch_batch[0]
         seen: list[dict] = []
@@ -118,7 +118,7 @@ class MacroSearchModule(SearchModule):
 
         handle = self.net.register_forward_hook(capture)
         try:
-            super().arch_step(a_opt, arch_batch, weight_batch, w_opt)
+            super().arch_step(arch_batch, weight_batch)
         finally:
             handle.remove()
         if seen and all(torch.isfinite(w).all() for w in seen[-1].values()):
