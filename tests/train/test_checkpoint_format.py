@@ -35,7 +35,7 @@ def test_an_unknown_format_version_is_one_clear_error(tmp_path: Path) -> None:
     ckpt = read_checkpoint(OLD_CKPT)
     ckpt["rspnet"]["format"] = "rspnet.seg/9"
     torch.save(ckpt, tmp_path / "future.ckpt")
-    with pytest.raises(ArtifactError, match=r"future.ckpt: checkpoint format rspnet.seg/9 is not one this rspnet reads"):
+    with pytest.raises(ArtifactError, match=r"future.ckpt: checkpoint format rspnet.seg/9 is not one this rspnet"):
         load_seg_checkpoint(tmp_path / "future.ckpt")
 
 

@@ -84,8 +84,8 @@ def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], sourc
                         f"genotype/macro or num_classes?); {'; '.join(parts)}")
 
 
-def check_seg_meta(meta: Any, path: Any, fmt: str = CKPT_FORMAT, groups: tuple[str, ...] = (*ARCH_GROUPS, "dataset", "train")
-                   ) -> dict[str, Any]:
+def check_seg_meta(meta: Any, path: Any, fmt: str = CKPT_FORMAT,
+                   groups: tuple[str, ...] = (*ARCH_GROUPS, "dataset", "train")) -> dict[str, Any]:
     """The `rspnet` metadata of a training checkpoint, checked field by field (one ArtifactError otherwise).
 
     The genotype and macro inside are checked when the network is rebuilt (Genotype/MacroArch.from_dict).
