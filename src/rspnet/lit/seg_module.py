@@ -15,12 +15,12 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from rspnet.errors import ArtifactError, NonFiniteError, RSPNetError
 from rspnet.losses import aux_weight, ohem_cross_entropy, seg_loss  # noqa: F401 - re-exported (losses live in rspnet.losses)
+from rspnet.models.layers import resize
 from rspnet.utils.distributed import all_ranks_finite
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def _as_dict(out: Any) -> dict[str, torch.Tensor]:
 
 
 class SegModule(pl.LightningModule):
-    """Trains `self.net = build_derived(...)` with SGD + poly lr; logs `val/miou` every epoch."""
+    """Trains `self.net = DerivedNet.from_cfg(...)` with SGD + poly lr; logs `val/miou` every epoch."""
 
     def __init__(self, cfg: DictConfig, genotype: dict, macro: dict, num_classes: int,
                  classes: list[str] | None = None, palette: list | None = None,
@@ -48,7 +48,7 @@ class SegModule(pl.LightningModule):
         super().__init__()
         from rspnet.genotype import Genotype, MacroArch, arch_provenance
         from rspnet.metrics import SegMetric
-        from rspnet.models.derived import build_derived
+        from rspnet.models.derived import DerivedNet
 
         self.cfg = cfg
         self.num_classes = int(num_classes)
@@ -56,7 +56,7 @@ class SegModule(pl.LightningModule):
         self.aux_weight = aux_weight(cfg)
         # a plain tensor, not a buffer: checkpoints (and their strict loading) stay those of the network
         self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
-        self.net = build_derived(cfg, Genotype.from_dict(genotype, "checkpoint genotype"),
+        self.net = DerivedNet.from_cfg(cfg, Genotype.from_dict(genotype, "checkpoint genotype"),
                                  MacroArch.from_dict(macro, "checkpoint macro"), self.num_classes)
         self.channels_last = bool(cfg.train.get("channels_last", False))
         if self.channels_last:
@@ -106,7 +106,7 @@ class SegModule(pl.LightningModule):
         self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=x.shape[0])
         logits = out["out"]
         if logits.shape[-2:] != y.shape[-2:]:
-            logits = F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False)
+            logits = resize(logits, y.shape[-2:])
         # W&B prediction pictures: rspnet.utils.wandb_media.WandbMedia (added by build_trainer)
         self.val_metric.update(logits.argmax(1), y)
 
