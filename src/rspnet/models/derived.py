@@ -16,7 +16,7 @@ from torch import nn
 from rspnet.genotype import Genotype, MacroArch, MacroInput, MacroNode
 from rspnet.models.heads import build_head
 from rspnet.search_space.cell import RSP, FixedCell
-from rspnet.search_space.trellis import STEM, STEM_SCALE, Align, Node, Stem, Trellis, node_key, scale_width
+from rspnet.search_space.trellis import STEM, Align, Node, Trellis, node_key
 
 
 def _partner(layer: int, scale: int, scales: list[int]) -> int:
@@ -85,8 +85,7 @@ class DerivedNet(Trellis):
                  rsp: bool, shuffle: bool, make_head: Callable[[list[int]], nn.Module]) -> None:
         super().__init__()
         self.macro, self.scales, self.layers = macro, list(macro.scales), int(macro.layers)
-        width = {s: scale_width(base_width, s) for s in self.scales}
-        self.stem = Stem(3, width[STEM_SCALE], affine=True)
+        width = self.build_stem(3, base_width, affine=True)
         self.inputs = {}
         self.trellis = nn.ModuleDict()
         for node in live_nodes(macro):

@@ -18,9 +18,10 @@ from torch import nn
 
 from rspnet.genotype import Genotype
 from rspnet.models.heads.fcn import FCNHead
+from rspnet.models.supernet import SearchTrellis
 from rspnet.search_space.attention import PathAttention
 from rspnet.search_space.cell import RSP, FixedCell
-from rspnet.search_space.trellis import STEM, STEM_SCALE, Align, Node, Stem, Trellis, node_key, scale_width
+from rspnet.search_space.trellis import STEM, Align, Node, node_key
 
 
 def candidate_inputs(layer: int, scales: Sequence[int], lookback: int | None) -> list[Node]:
@@ -29,7 +30,7 @@ def candidate_inputs(layer: int, scales: Sequence[int], lookback: int | None) ->
     return [STEM] + [(l, s) for l in range(first, layer) for s in scales]
 
 
-class MacroSupernet(Trellis):
+class MacroSupernet(SearchTrellis):
     """Stem + L x S nodes, each = PAM over aligned candidates -> one fixed searched cell (RSP)."""
 
     def __init__(
@@ -51,15 +52,12 @@ class MacroSupernet(Trellis):
         if lookback is not None and int(lookback) < 1:
             raise ValueError(f"macro.lookback must be >= 1 or null, got {lookback}")
         self.num_classes, self.scales, self.layers, self.lookback = num_classes, list(scales), int(layers), lookback
-        if self.scales[0] != STEM_SCALE:
-            raise ValueError(f"model.scales must start at the stem scale {STEM_SCALE}, got {self.scales}")
         self.reuse_alignment = reuse_alignment
         if scoring not in ("pam", "beta"):
             raise ValueError(f"macro.scoring must be pam or beta, got {scoring!r}")
         self.scoring = scoring
-        width = {s: scale_width(base_width, s) for s in self.scales}
         # BN affine=False inside search nets (SPEC §2.1), as in the stage-1 supernet
-        self.stem = Stem(3, width[STEM_SCALE], affine=False)
+        width = self.build_stem(3, base_width, affine=False)
         self.inputs = {}
         self.aligns = nn.ModuleDict()
         self.pams = nn.ModuleDict()
@@ -88,20 +86,9 @@ class MacroSupernet(Trellis):
     @classmethod
     def from_cfg(cls, cfg: DictConfig, genotype: Genotype, num_classes: int) -> MacroSupernet:
         """Build from `cfg.model`, `cfg.macro` and `cfg.rsp`."""
-        m = cfg.model
-        return cls(
-            genotype,
-            num_classes,
-            base_width=int(m.base_width),
-            scales=list(m.scales),
-            layers=int(m.layers),
-            lookback=cfg.macro.get("lookback"),
-            mlp_hidden=int(cfg.macro.get("mlp_hidden", 16)),
-            rsp=bool(cfg.rsp.enabled),
-            shuffle=bool(cfg.rsp.get("shuffle", True)),
-            head_channels=int(m.head_channels),
-            scoring=str(cfg.macro.get("scoring", "pam")),
-        )
+        return cls(genotype, num_classes, **cls.cfg_kwargs(cfg, int(cfg.model.layers)),
+                   lookback=cfg.macro.get("lookback"), mlp_hidden=int(cfg.macro.get("mlp_hidden", 16)),
+                   scoring=str(cfg.macro.get("scoring", "pam")))
 
     @property
     def candidates(self) -> dict[Node, list[Node]]:
@@ -144,7 +131,3 @@ class MacroSupernet(Trellis):
             return super().forward_features(x)
         finally:
             self._aligned = {}  # the cache holds activations: free them with the forward
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        """Image [B, 3, H, W] -> logits [B, K, H, W] at input resolution."""
-        return super().forward(x)["out"]

@@ -19,7 +19,7 @@ from rspnet.genotype import Genotype, normalized_entropy
 from rspnet.models.heads.fcn import FCNHead
 from rspnet.search_space.cell import EDGES, RSP, SearchCell
 from rspnet.search_space.ops import PRIMITIVES
-from rspnet.search_space.trellis import STEM, STEM_SCALE, Align, Node, Stem, Trellis, node_key, scale_width
+from rspnet.search_space.trellis import STEM, Align, Node, Trellis, node_key
 
 ARCH_NAMES = ("alpha",)  # parameter names owned by the architecture optimiser
 
@@ -31,7 +31,22 @@ def neighbour_inputs(layer: int, scale: int, scales: Sequence[int]) -> list[Node
     return [(layer - 1, s) for s in (scale // 2, scale, scale * 2) if s in scales]
 
 
-class CellSupernet(Trellis):
+class SearchTrellis(Trellis):
+    """A search net: the trellis and an FCN head, whose forward returns the logits tensor (no dict)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """Image [B, 3, H, W] -> logits [B, K, H, W] at input resolution."""
+        return super().forward(x)["out"]
+
+    @staticmethod
+    def cfg_kwargs(cfg: DictConfig, layers: int) -> dict[str, Any]:
+        """The constructor arguments both supernets read from `cfg.model` and `cfg.rsp`."""
+        m = cfg.model
+        return dict(base_width=int(m.base_width), scales=list(m.scales), layers=layers, rsp=bool(cfg.rsp.enabled),
+                    shuffle=bool(cfg.rsp.get("shuffle", True)), head_channels=int(m.head_channels))
+
+
+class CellSupernet(SearchTrellis):
     """Stem + L x S nodes (one SearchCell each, RSP-wrapped) + FCN head (affine=False); shared alpha [3, 5]."""
 
     def __init__(
@@ -52,12 +67,9 @@ class CellSupernet(Trellis):
         # op weights are softmax(alpha / T): T < 1 sharpens them (T = 1 is plain DARTS)
         self.alpha_temperature = float(alpha_temperature)
         self.num_classes, self.scales, self.layers, self.rsp = num_classes, list(scales), int(layers), bool(rsp)
-        if self.scales[0] != STEM_SCALE:
-            raise ValueError(f"model.scales must start at the stem scale {STEM_SCALE}, got {self.scales}")
-        width = {s: scale_width(base_width, s) for s in self.scales}
         # DARTS init: small random logits so the ops start (almost) uniformly weighted
         self.alpha = nn.Parameter(1e-3 * torch.randn(len(EDGES), len(PRIMITIVES)))
-        self.stem = Stem(in_channels, width[STEM_SCALE], affine=False)
+        width = self.build_stem(in_channels, base_width, affine=False)
         self.inputs = {}
         self.aligns = nn.ModuleDict()
         self.cells = nn.ModuleDict()
@@ -77,17 +89,8 @@ class CellSupernet(Trellis):
     @classmethod
     def from_cfg(cls, cfg: DictConfig, num_classes: int) -> CellSupernet:
         """Build from `cfg.model` (base_width, scales, search_layers, head_channels) and `cfg.rsp`."""
-        m = cfg.model
-        return cls(
-            num_classes,
-            base_width=int(m.base_width),
-            scales=list(m.scales),
-            layers=int(m.search_layers),
-            rsp=bool(cfg.rsp.enabled),
-            shuffle=bool(cfg.rsp.get("shuffle", True)),
-            head_channels=int(m.head_channels),
-            alpha_temperature=float(cfg.search.get("alpha_temperature", 1.0)),
-        )
+        return cls(num_classes, **cls.cfg_kwargs(cfg, int(cfg.model.search_layers)),
+                   alpha_temperature=float(cfg.search.get("alpha_temperature", 1.0)))
 
     def arch_parameters(self) -> list[nn.Parameter]:
         """Parameters whose name is in ARCH_NAMES (just `alpha`)."""
@@ -110,10 +113,6 @@ class CellSupernet(Trellis):
             return super().forward_features(x)
         finally:
             self._weights = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        """Image [B, 3, H, W] -> logits [B, K, H, W] at input resolution."""
-        return super().forward(x)["out"]
 
     def arch_weights(self) -> torch.Tensor:
         """softmax(alpha / T) [3, 5] (the op weights the cells use), detached, on CPU."""

@@ -76,7 +76,7 @@ class Align(nn.Module):
 class Trellis(nn.Module):
     """Stem -> nodes in `inputs` order -> last-layer outputs; subclasses define `combine` and a `head`.
 
-    Subclasses set `scales`, `layers`, `stem` and fill `inputs` (node -> its input nodes, in forward
+    Subclasses set `scales` and `layers`, call `build_stem` and fill `inputs` (node -> its input nodes, in forward
     order) in their own `__init__`, in the order that keeps their parameter creation (and so the
     seeded init and the state_dict) what it always was.
     """
@@ -86,6 +86,14 @@ class Trellis(nn.Module):
     stem: nn.Module
     head: nn.Module
     inputs: dict[Node, list[Node]]
+
+    def build_stem(self, in_channels: int, base_width: int, affine: bool) -> dict[int, int]:
+        """Check `self.scales`, create `self.stem`; -> channels per scale (B * s / 4)."""
+        if self.scales[0] != STEM_SCALE:
+            raise ValueError(f"model.scales must start at the stem scale {STEM_SCALE}, got {self.scales}")
+        width = {s: scale_width(base_width, s) for s in self.scales}
+        self.stem = Stem(in_channels, width[STEM_SCALE], affine=affine)
+        return width
 
     def combine(self, node: Node, xs: list[torch.Tensor], size: tuple) -> torch.Tensor:
         """Output of `node` from its inputs' outputs `xs` (in `inputs[node]` order), at spatial `size`."""
