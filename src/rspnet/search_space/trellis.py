@@ -76,9 +76,9 @@ class Align(nn.Module):
 class Trellis(nn.Module):
     """Stem -> nodes in `inputs` order -> last-layer outputs; subclasses define `combine` and a `head`.
 
-    Subclasses set `scales` and `layers`, call `build_stem` and fill `inputs` (node -> its input nodes, in forward
-    order) in their own `__init__`, in the order that keeps their parameter creation (and so the
-    seeded init and the state_dict) what it always was.
+    Subclasses set `scales` and `layers`, call `build_stem` and fill `inputs` (node -> its input
+    nodes, in forward order) in their own `__init__`, in the order that keeps their parameter
+    creation (and so the seeded init and the state_dict) what it always was.
     """
 
     scales: list[int]
