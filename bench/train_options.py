@@ -31,7 +31,8 @@ OPTIONS = {  # label -> (channels_last, compile)
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Median step time of one option combination (and the first step's time: compile)."""
-    from rspnet.lit.seg_module import SegModule, seg_loss
+    from rspnet.lit.seg_module import build_seg_module
+    from rspnet.losses import seg_loss
     from rspnet.stages.summary import load_architecture
 
     cl, comp = spec["channels_last"], spec["compile"]
@@ -40,7 +41,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     genotype, macro = load_architecture(cfg)
     torch.manual_seed(0)
     device = spec.get("device", "cpu")
-    module = SegModule(cfg, genotype.to_dict(), macro.to_dict(), 19).to(device)
+    module = build_seg_module(cfg, genotype.to_dict(), macro.to_dict(), 19).to(device)
     opt = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
     b, (h, w) = spec["batch"], spec["size"]
     x, y = torch.randn(b, 3, h, w, device=device), torch.randint(0, 19, (b, h, w), device=device)
