@@ -67,11 +67,11 @@ def step_rate(cfg: Any, steps: int) -> float:
     """Training steps/s of the tiny derived network at the loader's batch shape."""
     import torch.nn.functional as F
 
-    from rspnet.models.derived import build_derived
+    from rspnet.models.derived import DerivedNet
     from rspnet.stages.summary import load_architecture
 
     torch.manual_seed(0)
-    net = build_derived(cfg, *load_architecture(cfg), int(cfg.dataset.num_classes))
+    net = DerivedNet.from_cfg(cfg, *load_architecture(cfg), int(cfg.dataset.num_classes))
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     b, (h, w) = int(cfg.dataset.batch_size), (int(v) for v in cfg.dataset.crop_size)
     x, y = torch.randn(b, 3, h, w), torch.randint(0, int(cfg.dataset.num_classes), (b, h, w))

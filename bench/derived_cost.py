@@ -42,11 +42,11 @@ def build(net: str, model: str, rsp: bool) -> nn.Module:
         from bench.hrnet_ref import hrnetv2_w48
 
         return hrnetv2_w48(NUM_CLASSES)
-    from rspnet.models.derived import build_derived
+    from rspnet.models.derived import DerivedNet
     from rspnet.stages.summary import load_architecture
 
     cfg = common.compose_cfg(f"model={model}", f"rsp={'on' if rsp else 'off'}", "head=fcn", "genotype=null", "macro_arch=null")
-    return build_derived(cfg, *load_architecture(cfg), NUM_CLASSES)
+    return DerivedNet.from_cfg(cfg, *load_architecture(cfg), NUM_CLASSES)
 
 
 def count(net: str, model: str, rsp: bool, size: tuple[int, int]) -> tuple[float, float]:

@@ -64,7 +64,7 @@ def split_sizes(cfg: DictConfig) -> tuple[int, int]:
 def estimate(cfg: DictConfig, overhead: float) -> list[tuple[str, int, float, float]]:
     """(stage, epochs, seconds per epoch, total seconds) for the pipeline of `cfg`."""
     from rspnet.genotype import Genotype
-    from rspnet.models.derived import build_derived, default_macro
+    from rspnet.models.derived import DerivedNet, default_macro
     from rspnet.models.macro_supernet import MacroSupernet
     from rspnet.models.supernet import CellSupernet
 
@@ -73,7 +73,7 @@ def estimate(cfg: DictConfig, overhead: float) -> list[tuple[str, int, float, fl
     train_images, val_images = split_sizes(cfg)
     half = train_images // 2 // b  # search: weight and arch halves, one step of each per batch
     val = math.ceil(val_images / int(cfg.dataset.val_batch_size))
-    derived = build_derived(cfg, genotype, default_macro(cfg), k)
+    derived = DerivedNet.from_cfg(cfg, genotype, default_macro(cfg), k)
     with torch.no_grad():
         derived.eval()
         val_s = step_seconds_eval(derived, int(cfg.dataset.val_batch_size), hw)

@@ -171,13 +171,13 @@ def build_zoo_net(entry: dict[str, Any]) -> tuple[torch.nn.Module, Any]:
     """(untrained derived net, composed config) of a zoo entry: its genotype, macro and config overrides."""
     from rspnet.config import compose
     from rspnet.genotype import Genotype, MacroArch
-    from rspnet.models.derived import build_derived, default_macro
+    from rspnet.models.derived import DerivedNet, default_macro
 
     cfg = compose(*entry["overrides"])
     root = zoo_file().parents[1]
     genotype = Genotype.load(root / entry["genotype"])
     macro = default_macro(cfg) if entry["macro"] == "default_macro" else MacroArch.load(root / entry["macro"])
-    return build_derived(cfg, genotype, macro, int(cfg.dataset.num_classes)), cfg
+    return DerivedNet.from_cfg(cfg, genotype, macro, int(cfg.dataset.num_classes)), cfg
 
 
 def _from_zoo(name: str) -> Model:

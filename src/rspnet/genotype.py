@@ -15,12 +15,12 @@ from typing import Any
 from rspnet.errors import ArtifactError
 from rspnet.search_space.cell import EDGES
 from rspnet.search_space.ops import PRIMITIVES
+from rspnet.search_space.trellis import STEM  # (layer, scale) of the stem node; re-exported
 from rspnet.utils.io import atomic_write_json, read_json
 
 GENOTYPE_FORMAT = "rspnet.genotype/1"
 MACRO_FORMAT = "rspnet.macro/1"
 VALID_SCALES = (4, 8, 16, 32)
-STEM = (0, 4)  # (layer, scale) of the stem node
 # where an architecture came from (optional top-level "provenance"; absent = legacy/unknown)
 PROVENANCES = ("searched", "random", "preset")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from rspnet.errors import ConfigError
+from rspnet.models.layers import resize
 
 MODES = ("whole", "slide", "multiscale_flip")
 Net = Callable[[torch.Tensor], "torch.Tensor | dict[str, torch.Tensor]"]
@@ -19,7 +19,7 @@ def _logits(net: Net, x: torch.Tensor) -> torch.Tensor:
     y = net(x)
     y = y["out"] if isinstance(y, dict) else y
     if tuple(y.shape[-2:]) != tuple(x.shape[-2:]):
-        y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        y = resize(y, x.shape[-2:])
     return y
 
 
@@ -82,7 +82,7 @@ def upsample_argmax(scores: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         return scores.argmax(1)
     best = best_idx = None
     for k in range(scores.shape[1]):
-        up = F.interpolate(scores[:, k : k + 1].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+        up = resize(scores[:, k : k + 1].float(), size)[:, 0]
         if best is None:
             best, best_idx = up, torch.zeros_like(up, dtype=torch.long)
         else:
@@ -107,13 +107,13 @@ def multiscale_flip_scores(net: Net, x: torch.Tensor, scales: Sequence[float], f
         if s <= 0:
             raise ConfigError(f"train.scales must be positive, got {list(scales)}")
         size = (max(1, round(h * s)), max(1, round(w * s)))
-        xs = x if size == (h, w) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        xs = x if size == (h, w) else resize(x, size)
         for flipped in (False, True) if flip else (False,):
             inp = xs.flip(-1) if flipped else xs
             out = predict(inp)
             out = out.flip(-1) if flipped else out
             if tuple(out.shape[-2:]) != (h, w):
-                out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
+                out = resize(out, (h, w))
             p = out.float().softmax(dim=1)
             probs = p if probs is None else probs + p
             n += 1

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from rspnet.errors import ArtifactError, ConfigError
+from rspnet.models.layers import resize
 
 log = logging.getLogger(__name__)
 WEIGHTINGS = ("median_freq", "enet")
@@ -54,7 +55,7 @@ def aux_weight(cfg: DictConfig) -> float:
 def _resized(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Logits at the target's resolution, in fp32 (the loss stays fp32 under AMP)."""
     if logits.shape[-2:] != target.shape[-2:]:
-        logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        logits = resize(logits, target.shape[-2:])
     return logits.float()
 
 

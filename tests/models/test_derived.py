@@ -10,7 +10,7 @@ import torch
 
 from rspnet.errors import ArtifactError
 from rspnet.genotype import Genotype, MacroArch
-from rspnet.models.derived import build_derived, default_macro, live_nodes
+from rspnet.models.derived import DerivedNet, default_macro, live_nodes
 
 # every op type once, so every primitive's parameters are exercised by the grad test
 OPS = [[0, 0, 1, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 1, 0]]  # conv_5x5, dw_conv_3x3, dil_conv_3x3
@@ -22,7 +22,7 @@ def _genotype() -> Genotype:
 
 def _net(cfg, macro: MacroArch | None = None) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_derived(cfg, _genotype(), macro or default_macro(cfg), num_classes=5)
+    return DerivedNet.from_cfg(cfg, _genotype(), macro or default_macro(cfg), num_classes=5)
 
 
 @pytest.mark.parametrize("head", ["fcn", "ocr"])

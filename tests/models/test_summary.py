@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rspnet.genotype import Genotype
-from rspnet.models.derived import build_derived, default_macro
+from rspnet.models.derived import DerivedNet, default_macro
 from rspnet.stages.summary import PAPER_GENOTYPE, count_gflops, run_summary
 
 
@@ -21,7 +21,7 @@ def test_summary_json_schema_and_counts_match_a_real_model(make_cfg, tmp_path) -
     assert summary["params"] == sum(summary["params_by_part"].values()) == result["params"]
     assert summary["input_size"] == list(cfg.dataset.crop_size)
     assert summary["gflops"] > 0
-    real = build_derived(cfg, Genotype.load(PAPER_GENOTYPE), default_macro(cfg), cfg.dataset.num_classes)
+    real = DerivedNet.from_cfg(cfg, Genotype.load(PAPER_GENOTYPE), default_macro(cfg), cfg.dataset.num_classes)
     assert summary["params"] == sum(p.numel() for p in real.parameters())
 
 
@@ -36,7 +36,7 @@ def test_summary_uses_the_given_genotype(make_cfg, tmp_path) -> None:
 def test_gflops_scale_with_pixels(make_cfg) -> None:
     cfg = make_cfg()
     with torch.device("meta"):
-        net = build_derived(cfg, Genotype.load(PAPER_GENOTYPE), default_macro(cfg), 19)
+        net = DerivedNet.from_cfg(cfg, Genotype.load(PAPER_GENOTYPE), default_macro(cfg), 19)
     small, big = count_gflops(net, (64, 64)), count_gflops(net, (128, 128))
     assert big == pytest.approx(4 * small, rel=0.05)
 

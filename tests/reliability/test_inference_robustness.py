@@ -12,7 +12,7 @@ from PIL import Image
 
 from rspnet.genotype import Genotype
 from rspnet.inference import infer
-from rspnet.models.derived import build_derived, default_macro
+from rspnet.models.derived import DerivedNet, default_macro
 
 from .conftest import OPS, TRAIN
 
@@ -24,7 +24,7 @@ def tiny_net(make_cfg) -> torch.nn.Module:
     """A derived network of the tiny preset at B = 4 with 3 classes (eval mode)."""
     cfg = make_cfg(*TRAIN)
     torch.manual_seed(0)
-    return build_derived(cfg, Genotype.from_weights(OPS, rsp=True), default_macro(cfg), 3).eval()
+    return DerivedNet.from_cfg(cfg, Genotype.from_weights(OPS, rsp=True), default_macro(cfg), 3).eval()
 
 
 @pytest.mark.parametrize("mode", ["whole", "slide", "multiscale_flip"])

@@ -9,7 +9,7 @@ import torch
 
 from rspnet.genotype import STEM, Genotype, MacroArch
 from rspnet.lit.macro_module import MacroSearchModule
-from rspnet.models.derived import build_derived, live_nodes
+from rspnet.models.derived import DerivedNet, live_nodes
 from rspnet.models.macro_supernet import MacroSupernet
 
 from .conftest import OPS
@@ -55,7 +55,7 @@ def test_derived_network_is_wired_as_macro_json_says(make_cfg, tmp_path: Path) -
     macro = MacroArch.load(path)
     cfg = make_cfg("stage=train", *MODEL)
     torch.manual_seed(0)
-    net = build_derived(cfg, Genotype.from_weights(OPS, rsp=True), macro, num_classes=4).eval()
+    net = DerivedNet.from_cfg(cfg, Genotype.from_weights(OPS, rsp=True), macro, num_classes=4).eval()
     live = live_nodes(macro)
     modules = {STEM: net.stem} | {n: net.trellis[f"l{n[0]}_s{n[1]}"] for n in live}
     outputs: dict[tuple[int, int], torch.Tensor] = {}

@@ -38,13 +38,13 @@ def test_step_limited_search_anneals_the_lr_once(make_cfg, tmp_path: Path, monke
 
 def _derived(make_cfg, *overrides: str) -> torch.nn.Module:
     from rspnet.genotype import Genotype
-    from rspnet.models.derived import build_derived, default_macro
+    from rspnet.models.derived import DerivedNet, default_macro
 
     from .conftest import OPS
 
     torch.manual_seed(0)
     cfg = make_cfg(*overrides)
-    return build_derived(cfg, Genotype.from_weights(OPS, rsp=True), default_macro(cfg), num_classes=4).eval()
+    return DerivedNet.from_cfg(cfg, Genotype.from_weights(OPS, rsp=True), default_macro(cfg), num_classes=4).eval()
 
 
 @pytest.mark.parametrize("size", [(20, 28), (7, 9), (32, 20)], ids=["both_smaller", "tiny", "one_side_smaller"])

@@ -9,7 +9,7 @@ from torch import nn
 from rspnet.errors import ConfigError
 from rspnet.genotype import Genotype
 from rspnet.inference import infer, infer_from_cfg, slide_logits
-from rspnet.models.derived import build_derived, default_macro
+from rspnet.models.derived import DerivedNet, default_macro
 
 OPS = [[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 1]]
 
@@ -18,7 +18,7 @@ OPS = [[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 1]]
 def net(make_cfg) -> nn.Module:
     torch.manual_seed(0)
     cfg = make_cfg()
-    return build_derived(cfg, Genotype.from_weights(OPS, rsp=True), default_macro(cfg), num_classes=4).eval()
+    return DerivedNet.from_cfg(cfg, Genotype.from_weights(OPS, rsp=True), default_macro(cfg), num_classes=4).eval()
 
 
 def test_modes_give_the_whole_image_shape(net: nn.Module) -> None:

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
@@ -24,6 +23,7 @@ from rspnet.errors import NonFiniteError
 from rspnet.inference import infer as default_infer
 from rspnet.inference import infer_from_cfg, upsample_argmax
 from rspnet.losses import aux_weight, seg_loss
+from rspnet.models.layers import resize
 from rspnet.utils.checkpoint import RNG_KEY, check_state_dict, rng_state, seg_meta, set_rng_state
 from rspnet.utils.distributed import all_ranks_finite
 
@@ -92,7 +92,7 @@ class SegModule(pl.LightningModule):
         self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=x.shape[0])
         logits = out["out"]
         if logits.shape[-2:] != y.shape[-2:]:
-            logits = F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False)
+            logits = resize(logits, y.shape[-2:])
         # W&B prediction pictures: rspnet.utils.wandb_media.WandbMedia (added by build_trainer)
         self.val_metric.update(logits.argmax(1), y)
 
@@ -163,10 +163,10 @@ def build_seg_module(cfg: DictConfig, genotype: dict, macro: dict, num_classes: 
                      class_weights: list[float] | None = None, selection: dict[str, Any] | None = None) -> SegModule:
     """A SegModule around the rspnet derived net of `genotype` + `macro` (stage=train, eval, predict, export)."""
     from rspnet.genotype import Genotype, MacroArch
-    from rspnet.models.derived import build_derived
+    from rspnet.models.derived import DerivedNet
 
-    net = build_derived(cfg, Genotype.from_dict(genotype, "checkpoint genotype"),
-                        MacroArch.from_dict(macro, "checkpoint macro"), int(num_classes))
+    net = DerivedNet.from_cfg(cfg, Genotype.from_dict(genotype, "checkpoint genotype"),
+                              MacroArch.from_dict(macro, "checkpoint macro"), int(num_classes))
     meta = seg_meta(cfg, net, num_classes, genotype=genotype, macro=macro, classes=classes, palette=palette,
                     class_weights=class_weights, selection=selection)
     return SegModule(net, cfg.train, int(cfg.dataset.get("ignore_index", 255)), meta, aux_weight=aux_weight(cfg),

@@ -13,23 +13,10 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from rspnet.genotype import STEM, Genotype, MacroArch, MacroInput, MacroNode
+from rspnet.genotype import Genotype, MacroArch, MacroInput, MacroNode
 from rspnet.models.heads import build_head
 from rspnet.search_space.cell import RSP, FixedCell
-from rspnet.search_space.trellis import STEM_SCALE, Align, Stem, scale_width
-
-Node = tuple[int, int]  # (layer, scale)
-
-
-def _key(node: Node) -> str:
-    """ModuleDict key of a node (state_dict-stable: `l{layer}_s{scale}`)."""
-    return f"l{node[0]}_s{node[1]}"
-
-
-def _ceil_div(n: torch.Tensor | int, d: int) -> torch.Tensor | int:
-    # integer arithmetic (not math.ceil) keeps H, W symbolic when traced; n >= 0, so ONNX's
-    # truncating division equals floor division here (-(-n // d) would not survive export)
-    return (n + d - 1) // d
+from rspnet.search_space.trellis import STEM, Align, Node, Trellis, node_key
 
 
 def _partner(layer: int, scale: int, scales: list[int]) -> int:
@@ -91,41 +78,31 @@ class TrellisNode(nn.Module):
         return self.cells(x)
 
 
-class DerivedNet(nn.Module):
+class DerivedNet(Trellis):
     """Fixed-architecture RSPNet: `forward_features` (last layer, per scale) then `head`."""
 
     def __init__(self, genotype: Genotype, macro: MacroArch, base_width: int, cells_per_node: int,
                  rsp: bool, shuffle: bool, make_head: Callable[[list[int]], nn.Module]) -> None:
         super().__init__()
-        self.macro, self.scales = macro, list(macro.scales)
-        width = {s: scale_width(base_width, s) for s in self.scales}
-        self.stem = Stem(3, width[STEM_SCALE], affine=True)
-        self.inputs: dict[Node, list[Node]] = {}
+        self.macro, self.scales, self.layers = macro, list(macro.scales), int(macro.layers)
+        width = self.build_stem(3, base_width, affine=True)
+        self.inputs = {}
         self.trellis = nn.ModuleDict()
         for node in live_nodes(macro):
             srcs = [(i.layer, i.scale) for i in macro.node(*node).inputs]
             self.inputs[node] = srcs
-            self.trellis[_key(node)] = TrellisNode([width[s] for _, s in srcs], width[node[1]], genotype.ops,
-                                                   cells_per_node, rsp, shuffle)
+            self.trellis[node_key(node)] = TrellisNode([width[s] for _, s in srcs], width[node[1]], genotype.ops,
+                                                       cells_per_node, rsp, shuffle)
         self.out_channels = [width[s] for s in self.scales]
         self.head = make_head(self.out_channels)
 
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Image -> last-layer outputs, one per scale (scale 4 first)."""
-        feats: dict[Node, torch.Tensor] = {STEM: self.stem(x)}
-        h4, w4 = feats[STEM].shape[-2:]
-        sizes = {s: (_ceil_div(h4, s // STEM_SCALE), _ceil_div(w4, s // STEM_SCALE)) for s in self.scales}
-        for node, srcs in self.inputs.items():
-            feats[node] = self.trellis[_key(node)]([feats[n] for n in srcs], sizes[node[1]])
-        return [feats[(self.macro.layers, s)] for s in self.scales]
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig, genotype: Genotype, macro: MacroArch, num_classes: int) -> DerivedNet:
+        """Build for `cfg.model`/`cfg.rsp`/`cfg.head` from the two artifacts (`head` from the HEADS registry)."""
+        return cls(genotype, macro, base_width=int(cfg.model.base_width),
+                   cells_per_node=int(cfg.model.cells_per_node), rsp=bool(cfg.rsp.enabled),
+                   shuffle=bool(cfg.rsp.shuffle), make_head=lambda widths: build_head(cfg, widths, int(num_classes)))
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """-> {"out": logits [B, K, H, W] at input size, "aux": (OCR only) aux logits at input size}."""
-        return self.head(self.forward_features(x), tuple(x.shape[-2:]))
-
-
-def build_derived(cfg: DictConfig, genotype: Genotype, macro: MacroArch, num_classes: int) -> DerivedNet:
-    """Build the derived network for `cfg.model`/`cfg.rsp`/`cfg.head` from the two artifacts."""
-    return DerivedNet(genotype, macro, base_width=int(cfg.model.base_width),
-                      cells_per_node=int(cfg.model.cells_per_node), rsp=bool(cfg.rsp.enabled),
-                      shuffle=bool(cfg.rsp.shuffle), make_head=lambda widths: build_head(cfg, widths, int(num_classes)))
+    def combine(self, node: Node, xs: list[torch.Tensor], size: tuple) -> torch.Tensor:
+        """Sum of the aligned inputs -> the node's N stacked fixed cells."""
+        return self.trellis[node_key(node)](xs, size)

@@ -16,41 +16,38 @@ from omegaconf import DictConfig
 from torch import nn
 
 from rspnet.genotype import Genotype, normalized_entropy
+from rspnet.models.heads.fcn import FCNHead
 from rspnet.search_space.cell import EDGES, RSP, SearchCell
 from rspnet.search_space.ops import PRIMITIVES
-from rspnet.search_space.trellis import STEM_SCALE, Align, Stem, scale_size, scale_width
+from rspnet.search_space.trellis import STEM, Align, Node, Trellis, node_key
 
 ARCH_NAMES = ("alpha",)  # parameter names owned by the architecture optimiser
 
 
-class SearchHead(nn.Module):
-    """Upsample every scale to the finest one, concat, 1x1 conv-BN-ReLU, 1x1 classifier."""
-
-    def __init__(self, widths: Sequence[int], head_channels: int, num_classes: int) -> None:
-        super().__init__()
-        self.fuse = nn.Sequential(
-            nn.Conv2d(sum(widths), head_channels, 1, bias=False),
-            nn.BatchNorm2d(head_channels, affine=False),
-            nn.ReLU(inplace=True),
-        )
-        self.classifier = nn.Conv2d(head_channels, num_classes, 1)
-
-    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Per-scale features (finest first) -> logits at the finest scale."""
-        size = feats[0].shape[-2:]
-        up = [feats[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]]
-        return self.classifier(self.fuse(torch.cat(up, dim=1)))
-
-
-def neighbour_inputs(layer: int, scale: int, scales: Sequence[int]) -> list[tuple[int, int]]:
+def neighbour_inputs(layer: int, scale: int, scales: Sequence[int]) -> list[Node]:
     """Inputs (layer, scale) of node (layer, scale): layer-1 at s/2, s, 2s; layer 1 reads the stem."""
     if layer == 1:
-        return [(0, STEM_SCALE)]
+        return [STEM]
     return [(layer - 1, s) for s in (scale // 2, scale, scale * 2) if s in scales]
 
 
-class CellSupernet(nn.Module):
-    """Stem + L x S nodes (one SearchCell each, RSP-wrapped) + SearchHead; shared alpha [3, 5]."""
+class SearchTrellis(Trellis):
+    """A search net: the trellis and an FCN head, whose forward returns the logits tensor (no dict)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """Image [B, 3, H, W] -> logits [B, K, H, W] at input resolution."""
+        return super().forward(x)["out"]
+
+    @staticmethod
+    def cfg_kwargs(cfg: DictConfig, layers: int) -> dict[str, Any]:
+        """The constructor arguments both supernets read from `cfg.model` and `cfg.rsp`."""
+        m = cfg.model
+        return dict(base_width=int(m.base_width), scales=list(m.scales), layers=layers, rsp=bool(cfg.rsp.enabled),
+                    shuffle=bool(cfg.rsp.get("shuffle", True)), head_channels=int(m.head_channels))
+
+
+class CellSupernet(SearchTrellis):
+    """Stem + L x S nodes (one SearchCell each, RSP-wrapped) + FCN head (affine=False); shared alpha [3, 5]."""
 
     def __init__(
         self,
@@ -70,13 +67,10 @@ class CellSupernet(nn.Module):
         # op weights are softmax(alpha / T): T < 1 sharpens them (T = 1 is plain DARTS)
         self.alpha_temperature = float(alpha_temperature)
         self.num_classes, self.scales, self.layers, self.rsp = num_classes, list(scales), int(layers), bool(rsp)
-        if self.scales[0] != STEM_SCALE:
-            raise ValueError(f"model.scales must start at the stem scale {STEM_SCALE}, got {self.scales}")
-        width = {s: scale_width(base_width, s) for s in self.scales}
         # DARTS init: small random logits so the ops start (almost) uniformly weighted
         self.alpha = nn.Parameter(1e-3 * torch.randn(len(EDGES), len(PRIMITIVES)))
-        self.stem = Stem(in_channels, width[STEM_SCALE], affine=False)
-        self.inputs: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        width = self.build_stem(in_channels, base_width, affine=False)
+        self.inputs = {}
         self.aligns = nn.ModuleDict()
         self.cells = nn.ModuleDict()
         for l in range(1, self.layers + 1):
@@ -84,27 +78,19 @@ class CellSupernet(nn.Module):
                 self.inputs[(l, s)] = neighbour_inputs(l, s, self.scales)
                 for src in self.inputs[(l, s)]:
                     self.aligns[self._align_key(src, (l, s))] = Align(width[src[1]], width[s], affine=False)
-                self.cells[f"l{l}_s{s}"] = RSP(width[s], lambda c: SearchCell(c, affine=False), self.rsp, shuffle)
-        self.head = SearchHead([width[s] for s in self.scales], head_channels, num_classes)
+                self.cells[node_key((l, s))] = RSP(width[s], lambda c: SearchCell(c, affine=False), self.rsp, shuffle)
+        self.head = FCNHead([width[s] for s in self.scales], head_channels, num_classes, affine=False)
+        self._weights: torch.Tensor | None = None  # softmax(alpha / T) during a forward
 
     @staticmethod
-    def _align_key(src: tuple[int, int], dst: tuple[int, int]) -> str:
-        return f"l{src[0]}_s{src[1]}_to_l{dst[0]}_s{dst[1]}"
+    def _align_key(src: Node, dst: Node) -> str:
+        return f"{node_key(src)}_to_{node_key(dst)}"
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig, num_classes: int) -> CellSupernet:
         """Build from `cfg.model` (base_width, scales, search_layers, head_channels) and `cfg.rsp`."""
-        m = cfg.model
-        return cls(
-            num_classes,
-            base_width=int(m.base_width),
-            scales=list(m.scales),
-            layers=int(m.search_layers),
-            rsp=bool(cfg.rsp.enabled),
-            shuffle=bool(cfg.rsp.get("shuffle", True)),
-            head_channels=int(m.head_channels),
-            alpha_temperature=float(cfg.search.get("alpha_temperature", 1.0)),
-        )
+        return cls(num_classes, **cls.cfg_kwargs(cfg, int(cfg.model.search_layers)),
+                   alpha_temperature=float(cfg.search.get("alpha_temperature", 1.0)))
 
     def arch_parameters(self) -> list[nn.Parameter]:
         """Parameters whose name is in ARCH_NAMES (just `alpha`)."""
@@ -114,17 +100,19 @@ class CellSupernet(nn.Module):
         """Every other parameter: stem, alignments, cells, head."""
         return [p for n, p in self.named_parameters() if n.split(".")[-1] not in ARCH_NAMES]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Image [B, 3, H, W] -> logits [B, K, H, W] at input resolution."""
-        weights = F.softmax(self.alpha / self.alpha_temperature, dim=-1)  # once per forward, shared by all cells
-        feats: dict[tuple[int, int], torch.Tensor] = {(0, STEM_SCALE): self.stem(x)}
-        stem_hw = tuple(feats[(0, STEM_SCALE)].shape[-2:])
-        for node, srcs in self.inputs.items():
-            size = scale_size(stem_hw, node[1])
-            h = sum(self.aligns[self._align_key(src, node)](feats[src], size) for src in srcs)
-            feats[node] = self.cells[f"l{node[0]}_s{node[1]}"](h, weights)
-        logits = self.head([feats[(self.layers, s)] for s in self.scales])
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    def combine(self, node: Node, xs: list[torch.Tensor], size: tuple) -> torch.Tensor:
+        """Sum of the inputs aligned to the node, then its MixedOp cell under this forward's op weights."""
+        h = sum(self.aligns[self._align_key(src, node)](x, size) for src, x in zip(self.inputs[node], xs))
+        return self.cells[node_key(node)](h, self._weights)
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The trellis loop, with the op weights softmax(alpha / T) computed for this forward."""
+        # once per forward, shared by all cells (one softmax node: alpha's gradient is summed in one place)
+        self._weights = F.softmax(self.alpha / self.alpha_temperature, dim=-1)
+        try:
+            return super().forward_features(x)
+        finally:
+            self._weights = None
 
     def arch_weights(self) -> torch.Tensor:
         """softmax(alpha / T) [3, 5] (the op weights the cells use), detached, on CPU."""

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rspnet.search_space.ops import PRIMITIVES, make_op
+from rspnet.models.layers import conv_bn
+from rspnet.search_space.ops import PRIMITIVES, RELU_FIRST, make_op
 
 # (src, dst) of the three edges: n1 = o01(x0); n2 = o02(x0) + o12(n1)
 EDGES: list[tuple[int, int]] = [(0, 1), (0, 2), (1, 2)]
@@ -21,27 +22,17 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
 
 
-def conv_bn(c_in: int, c_out: int, affine: bool = True) -> nn.Sequential:
-    """1x1 conv -> BN (the cell output projection and the path alignment)."""
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out, affine=affine))
-
-
-def _starts_with_relu(op: nn.Module) -> bool:
-    """True for ReLU -> ... Sequentials (the conv ops), whose ReLU MixedOp shares."""
-    return isinstance(op, nn.Sequential) and len(op) > 1 and isinstance(op[0], nn.ReLU)
-
-
 class MixedOp(nn.Module):
     """Softmax-weighted sum of all candidate ops on one edge."""
 
     def __init__(self, channels: int, affine: bool = False) -> None:
         super().__init__()
         self.ops = nn.ModuleList(make_op(name, channels, affine) for name in PRIMITIVES)
-        self._relu_first = [_starts_with_relu(op) for op in self.ops]
+        self._relu_first = [name in RELU_FIRST for name in PRIMITIVES]
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """`weights`: [num_ops] softmax of this edge's alpha row."""
-        # every conv op starts with the same ReLU: applying (and saving for backward) it once
+        # every RELU_FIRST op starts with the same ReLU: applying (and saving for backward) it once
         # instead of once per op is the same function for less time and memory
         # (docs/benchmarks.md "Optimisations")
         r = F.relu(x)
@@ -67,7 +58,7 @@ class _CellBase(nn.Module):
     def __init__(self, channels: int, affine: bool) -> None:
         super().__init__()
         self.channels = channels
-        self.project = conv_bn(2 * channels, channels, affine)
+        self.project = conv_bn(2 * channels, channels, affine=affine)
 
     def _dag(self, x: torch.Tensor, edge_fn: Callable[[int, torch.Tensor], torch.Tensor]) -> torch.Tensor:
         n1 = edge_fn(0, x)

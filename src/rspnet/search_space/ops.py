@@ -38,6 +38,9 @@ OPS: dict[str, Callable[[int, bool], nn.Module]] = {
 }
 assert list(OPS) == PRIMITIVES, "OPS and PRIMITIVES must list the same names in the same order"
 
+# ops built as ReLU -> ...: MixedOp applies that ReLU once for all of them (`_rest` skips it per op)
+RELU_FIRST: frozenset[str] = frozenset({"conv_3x3", "dw_conv_3x3", "conv_5x5", "dil_conv_3x3"})
+
 
 def make_op(name: str, channels: int, affine: bool = True) -> nn.Module:
     """Build the op `name` at width `channels` (KeyError names the valid ops)."""

@@ -80,11 +80,11 @@ def _model(cfg: DictConfig, device: torch.device) -> Any:
 
     if cfg.get("ckpt"):
         return load_model(str(cfg.ckpt), device.type)
-    from rspnet.models.derived import build_derived
+    from rspnet.models.derived import DerivedNet
     from rspnet.stages.summary import load_architecture
 
     torch.manual_seed(int(cfg.get("seed", 0)))
-    net = build_derived(cfg, *load_architecture(cfg), int(cfg.dataset.num_classes))
+    net = DerivedNet.from_cfg(cfg, *load_architecture(cfg), int(cfg.dataset.num_classes))
     k = int(cfg.dataset.num_classes)
     return Model(net.eval(), [str(i) for i in range(k)], [[0, 0, 0]] * k, "config", "config", trained=False)
 

@@ -50,10 +50,10 @@ def sample_macro(rng: random.Random, scales: list[int], layers: int, lookback: i
 
 def count_params(cfg: DictConfig, genotype: Genotype, macro: MacroArch) -> int:
     """Parameters of the derived network for cfg.model/rsp/head/dataset, built on the meta device (no memory)."""
-    from rspnet.models.derived import build_derived
+    from rspnet.models.derived import DerivedNet
 
     with torch.device("meta"):
-        net = build_derived(cfg, genotype, macro, int(cfg.dataset.num_classes))
+        net = DerivedNet.from_cfg(cfg, genotype, macro, int(cfg.dataset.num_classes))
     return sum(p.numel() for p in net.parameters())
 
 

@@ -16,7 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from rspnet.errors import ConfigError
 from rspnet.genotype import Genotype, MacroArch
-from rspnet.models.derived import build_derived, default_macro
+from rspnet.models.derived import DerivedNet, default_macro
 from rspnet.provenance import of_file
 from rspnet.resources import genotype_path, shipped_genotypes
 from rspnet.utils.config import output_dir
@@ -94,7 +94,7 @@ def count_gflops(net: nn.Module, input_size: tuple[int, int]) -> float:
 def summarize(cfg: DictConfig, genotype: Genotype, macro: MacroArch, flops: bool = True) -> dict:
     """The summary dict for `cfg.model`/`cfg.rsp`/`cfg.head` at `dataset.crop_size` (built on meta)."""
     with torch.device("meta"):
-        net = build_derived(cfg, genotype, macro, int(cfg.dataset.num_classes))
+        net = DerivedNet.from_cfg(cfg, genotype, macro, int(cfg.dataset.num_classes))
     parts = param_counts(net)
     size = tuple(int(v) for v in cfg.dataset.crop_size)
     gflops = count_gflops(net, size) if flops else None

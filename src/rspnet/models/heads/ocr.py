@@ -7,9 +7,10 @@ object attention (pixel queries against region keys/values) -> augmented pixels 
 from __future__ import annotations
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
-from rspnet.models.heads import conv_bn_relu, fuse_scales, upsample
+from rspnet.models.layers import conv_bn_relu, fuse_scales, resize
 
 
 def spatial_gather(feats: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
@@ -56,10 +57,15 @@ class OCRHead(nn.Module):
         self.fuse = nn.Sequential(conv_bn_relu(2 * mid, mid), nn.Dropout2d(dropout))
         self.classifier = nn.Conv2d(mid, num_classes, 1)
 
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig, in_channels: list[int], num_classes: int) -> OCRHead:
+        """Sized by `cfg.model.ocr_mid_channels` and `cfg.model.ocr_key_channels`."""
+        return cls(in_channels, int(cfg.model.ocr_mid_channels), int(cfg.model.ocr_key_channels), num_classes)
+
     def forward(self, feats: list[torch.Tensor], size: tuple) -> dict[str, torch.Tensor]:
         x = fuse_scales(feats)
         aux = self.aux_head(x)
         pixels = self.bottleneck(x)
         context = self.attention(pixels, spatial_gather(pixels, aux))
         out = self.classifier(self.fuse(torch.cat([context, pixels], dim=1)))
-        return {"out": upsample(out, size), "aux": upsample(aux, size)}
+        return {"out": resize(out, size), "aux": resize(aux, size)}
