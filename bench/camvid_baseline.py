@@ -6,7 +6,7 @@ trained by the same SegModule recipe (same data module, crop, batch, SGD + poly 
 and evaluated by the same metric. Both runs get the same number of training epochs; rspnet
 additionally spends its search epochs, and the table reports every run's wall time.
 
-    python -m bench.camvid_baseline --root ../shared/data/camvid --write
+    python -m bench.camvid_baseline --root DIR --write   # DIR: CamVid in the SegNet layout
     python -m bench.camvid_baseline --quick          # smoke run on synthetic data (seconds)
 """
 
@@ -22,9 +22,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, open_dict
 
-from bench.common import compose_cfg, device_line, md_table, write_section
-
-REPO = Path(__file__).resolve().parents[1]
+from bench.common import REPO, add_write_arg, compose_cfg, device_line, md_table, write_section
 
 
 def _cfg(out: Path, overrides: list[str]) -> DictConfig:
@@ -92,7 +90,7 @@ def run_baseline(out: Path, overrides: list[str], epochs: int, max_minutes: floa
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "camvid"), help="CamVid root (SegNet layout)")
+    ap.add_argument("--root", default=None, help="CamVid root (SegNet layout); required unless --quick")
     ap.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_camvid")
     ap.add_argument("--train-epochs", type=int, default=None, help="override stage.train_epochs of experiment=camvid")
     ap.add_argument("--search-epochs", type=int, default=None, help="override both search stages' epochs")
@@ -102,8 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse-rspnet", action="store_true", help="read OUT/rspnet/pipeline.json instead of rerunning rspnet")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run on synthetic data")
     ap.add_argument("extra", nargs="*", help="more Hydra overrides for both runs")
-    from bench.common import add_write_arg
-
     add_write_arg(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -114,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                 "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false"]
         epochs, search = 1, 1
     else:
-        if not Path(args.root).is_dir():
+        if not args.root or not Path(args.root).is_dir():
             print(f"camvid_baseline: CamVid not found at {args.root}; pass --root", file=sys.stderr)
             return 2
         over = ["experiment=camvid", f"dataset.root={Path(args.root).resolve()}", "trainer.enable_progress_bar=false"]
