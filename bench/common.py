@@ -81,29 +81,26 @@ class PeakMemory:
         self.mib = 0.0
 
     def __enter__(self) -> PeakMemory:
-        self.field = ""
         if self.cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-            self.base = 0.0
             return self
-        try:  # Linux: reset the peak to now, so building the model does not count
+        try:  # Linux: reset the peak to the current RSS, so building the model does not count
             Path("/proc/self/clear_refs").write_text("5")
-            self.field = "VmHWM"
+            self.base = _status_mib("VmRSS")
         except OSError:
-            pass
-        self.base = _status_mib("VmRSS") if self.field else None
-        if self.base is None:
-            self.base, self.field = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, ""
+            self.base = None
+        self.peak = (lambda: _status_mib("VmHWM")) if self.base is not None else (
+            lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux reports KiB
+        self.base = self.base if self.base is not None else self.peak()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.cuda:
             torch.cuda.synchronize()
             self.mib = torch.cuda.max_memory_allocated() / 2**20
-            return
-        peak = _status_mib(self.field) if self.field else None
-        self.mib = (peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024) - self.base
+        else:
+            self.mib = (self.peak() or 0.0) - self.base
 
 
 def time_calls(fn: Callable[[], Any], steps: int, warmup: int, device: str | torch.device = "cpu") -> list[tuple[float, float]]:

@@ -17,6 +17,8 @@ in the same supernet; its edge normalisation (2 scalars per cell, no measurable 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -248,7 +250,7 @@ def run_scaling(args: argparse.Namespace) -> dict[tuple[str, str, bool], dict[st
 
 
 def plot(res: dict[tuple[str, str, bool], dict[str, Any]], path: Path) -> Path:
-    """2 x 3 panels: step time / memory vs each factor, RSP on and off (written atomically)."""
+    """2 x 3 panels: step time / memory vs each factor (pixels for the image size), RSP on and off."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -257,28 +259,20 @@ def plot(res: dict[tuple[str, str, bool], dict[str, Any]], path: Path) -> Path:
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
     for col, factor in enumerate(GRID):
         for rsp, style in ((True, "o-"), (False, "s--")):
-            pts = [(eval_x(v), r["step_s"], r["memory_mib"]) for (f, v, on), r in res.items() if f == factor and on == rsp]
-            if pts:
-                xs, ts, ms = zip(*sorted(pts))
-                axes[0, col].plot(xs, ts, style, label=f"RSP {'on' if rsp else 'off'}")
-                axes[1, col].plot(xs, ms, style, label=f"RSP {'on' if rsp else 'off'}")
+            pts = sorted((math.prod(json.loads(v)) if factor == "size" else int(v), r["step_s"], r["memory_mib"])
+                         for (f, v, on), r in res.items() if f == factor and on == rsp)
+            for row, ys in enumerate(list(zip(*pts))[1:]):
+                axes[row, col].plot([p[0] for p in pts], ys, style, label=f"RSP {'on' if rsp else 'off'}")
         axes[0, col].set_title(f"vs {LABEL[factor]}")
         axes[1, col].set_xlabel(LABEL[factor])
-    axes[0, 0].set_ylabel("step time (s)")
+    axes[0, 0].set_ylabel("step wall time (s)")
     axes[1, 0].set_ylabel("peak RSS growth (MiB)")
     axes[0, 0].legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    fig.savefig(tmp := path.with_name(f".{path.name}.tmp.png"), dpi=90)
     plt.close(fig)
-    return tmp.replace(path)
-
-
-def eval_x(value: str) -> float:
-    """The plotted x of a grid value: pixels for an image size '[H, W]'."""
-    nums = [int(v) for v in value.strip("[]").split(",")]
-    return float(nums[0] * nums[1]) if len(nums) == 2 else float(nums[0])
+    return tmp.replace(path)  # atomic: a reader never sees half a picture
 
 
 def run_macro(args: argparse.Namespace) -> dict[tuple[int, bool, bool], dict[str, Any]]:
