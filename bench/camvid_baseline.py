@@ -26,25 +26,19 @@ from bench.common import REPO, add_write_arg, compose_cfg, device_line, md_table
 
 
 def _cfg(out: Path, overrides: list[str]) -> DictConfig:
-    cfg = compose_cfg(*overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out)
-    return cfg
+    return compose_cfg(*overrides, f"paths.output_dir={out}")
 
 
 def run_rspnet(out: Path, overrides: list[str]) -> dict[str, Any]:
-    """The whole rspnet pipeline (what `rspnet experiment=camvid ...` runs)."""
+    """The whole rspnet pipeline (what `rspnet experiment=camvid ...` runs); its row."""
     from rspnet.stages.pipeline import run_pipeline
 
-    t0 = time.perf_counter()
-    summary = run_pipeline(_cfg(out, ["stage=pipeline", *overrides]))
-    train = json.loads((out / "train" / "train.json").read_text())
-    return {"model": "rspnet (searched, RSP, FCN head)", "miou": summary["miou"], "params": summary["params"],
-            "train_epochs": train["epochs"], "seconds": time.perf_counter() - t0, "detail": summary["seconds"]}
+    run_pipeline(_cfg(out, ["stage=pipeline", *overrides]))
+    return reuse_rspnet(out)
 
 
 def reuse_rspnet(out: Path) -> dict[str, Any]:
-    """The row of an earlier rspnet run of this script (its pipeline.json / train.json)."""
+    """The row of an rspnet run of this script (its pipeline.json / train.json); seconds = sum of the stages."""
     summary = json.loads((out / "pipeline.json").read_text())
     train = json.loads((out / "train" / "train.json").read_text())
     return {"model": "rspnet (searched, RSP, FCN head)", "miou": summary["miou"], "params": summary["params"],
