@@ -56,7 +56,7 @@ def run_baseline(out: Path, overrides: list[str], epochs: int, max_minutes: floa
     """Train + evaluate the baseline with the rspnet SegModule recipe (only the network differs)."""
     from rspnet.data import build_datamodule
     from rspnet.lit.seg_module import SegModule
-    from rspnet.models.derived import default_macro
+    from rspnet.utils.checkpoint import seg_meta
     from rspnet.utils.trainer import build_trainer
 
     cfg = _cfg(out, ["stage=train", *overrides])
@@ -66,11 +66,10 @@ def run_baseline(out: Path, overrides: list[str], epochs: int, max_minutes: floa
             cfg.trainer.max_time = {"minutes": float(max_minutes)}
     dm = build_datamodule(cfg)
     dm.setup("fit")
-    genotype = json.loads((REPO / "experiments" / "genotypes" / "paper_like.json").read_text())
-    module = SegModule(cfg, genotype, default_macro(cfg).to_dict(), dm.num_classes, list(dm.classes), list(dm.palette))
-    module.net = baseline_net(dm.num_classes)  # same recipe, different network
-    params = sum(p.numel() for p in module.net.parameters())
-    module.meta["params"] = params
+    net = baseline_net(dm.num_classes)  # same recipe, different network
+    meta = seg_meta(cfg, net, dm.num_classes, classes=list(dm.classes), palette=list(dm.palette))
+    module = SegModule(net, cfg.train, int(cfg.dataset.get("ignore_index", 255)), meta)
+    params = meta["params"]
     t0 = time.perf_counter()
     trainer = build_trainer(cfg, out, False, enable_checkpointing=False)
     trainer.fit(module, datamodule=dm)

@@ -69,7 +69,8 @@ def latency(m: nn.Module, x: torch.Tensor, steps: int, warmup: int, amp: bool = 
 
 def train_step_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Median step time of one training-option combination (and the first step's: compile)."""
-    from rspnet.lit.seg_module import SegModule, seg_loss
+    from rspnet.lit.seg_module import build_seg_module
+    from rspnet.losses import seg_loss
     from rspnet.stages.summary import load_architecture
 
     cfg = common.compose_cfg(f"model={spec['model']}", "rsp=on", "head=fcn", f"train.channels_last={spec['channels_last']}",
@@ -77,7 +78,7 @@ def train_step_worker(spec: dict[str, Any]) -> dict[str, Any]:
     genotype, macro = load_architecture(cfg)
     torch.manual_seed(0)
     device = spec.get("device", "cpu")
-    module = SegModule(cfg, genotype.to_dict(), macro.to_dict(), NUM_CLASSES).to(device)
+    module = build_seg_module(cfg, genotype.to_dict(), macro.to_dict(), NUM_CLASSES).to(device)
     opt = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
     b, (h, w) = spec["batch"], spec["size"]
     x, y = torch.randn(b, 3, h, w, device=device), torch.randint(0, NUM_CLASSES, (b, h, w), device=device)

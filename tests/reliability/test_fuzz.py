@@ -144,7 +144,7 @@ def seg_checkpoint() -> dict:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from rspnet.lit.seg_module import SegModule
+    from rspnet.lit.seg_module import build_seg_module
     from rspnet.models.derived import default_macro
 
     from .conftest import REPO
@@ -153,14 +153,14 @@ def seg_checkpoint() -> dict:
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=["logger=none", "model.layers=1", "model.scales=[4,8]",
                                                        "model.base_width=4", "model.cells_per_node=1"])
-    module = SegModule(cfg, Genotype.from_weights(OPS, rsp=True).to_dict(), default_macro(cfg).to_dict(), 4)
+    module = build_seg_module(cfg, Genotype.from_weights(OPS, rsp=True).to_dict(), default_macro(cfg).to_dict(), 4)
     return {"state_dict": module.state_dict(), "rspnet": module.meta, "epoch": 0, "global_step": 1}
 
 
 @fuzz("checkpoint")
 @given(data=st.data())
 def test_fuzzed_checkpoint_metadata(tmp_path: Path, seg_checkpoint: dict, data: st.DataObject) -> None:
-    from rspnet.lit.seg_module import load_seg_checkpoint
+    from rspnet.utils.checkpoint import load_seg_checkpoint
 
     folder = tmp_path / "ckpt_case"
     folder.mkdir(exist_ok=True)

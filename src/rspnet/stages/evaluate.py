@@ -78,7 +78,7 @@ def write_confusion(out: Path, confmat: Any, classes: list[str]) -> None:
 def run_eval(cfg: DictConfig) -> dict:
     """Evaluate `ckpt=` on `cfg.split` and write DIR/metrics.json atomically."""
     from rspnet.data import build_datamodule
-    from rspnet.lit.seg_module import load_seg_checkpoint
+    from rspnet.utils.checkpoint import load_seg_checkpoint
     from rspnet.utils.trainer import build_trainer
 
     out = output_dir(cfg)

@@ -94,7 +94,7 @@ def count_batchnorms(onnx_bytes: bytes) -> int:
 
 def run_export(cfg: DictConfig) -> dict:
     """Export `ckpt=` to DIR/model.onnx + DIR/export.json; a failed parity check is an ArtifactError."""
-    from rspnet.lit.seg_module import load_seg_checkpoint
+    from rspnet.utils.checkpoint import load_seg_checkpoint
 
     out = output_dir(cfg)
     ckpt = require(cfg, "ckpt", "pass ckpt=PATH to a checkpoint written by stage=train (e.g. DIR/checkpoints/best.ckpt)")

@@ -67,7 +67,7 @@ def reference_params(cfg: DictConfig, ref: Any) -> int:
         return int(ref)
     path = Path(str(ref))
     if path.is_file() and path.suffix == ".ckpt":
-        from rspnet.lit.seg_module import read_checkpoint
+        from rspnet.utils.checkpoint import read_checkpoint
 
         params = (read_checkpoint(path).get("rspnet") or {}).get("params")
         if not isinstance(params, int):

@@ -36,7 +36,7 @@ def load_architecture(cfg: DictConfig) -> tuple[Any, Any]:
 
 def init_from_checkpoint(module: Any, path: str) -> None:
     """`train.init_ckpt`: copy the network weights of another training checkpoint (strict keys and shapes)."""
-    from rspnet.lit.seg_module import load_net_weights, net_state, read_checkpoint
+    from rspnet.utils.checkpoint import load_net_weights, net_state, read_checkpoint
 
     state = net_state(read_checkpoint(path))
     if not state:
@@ -80,7 +80,7 @@ def restore_holdout(dm: Any, ckpt_path: str | None) -> None:
     """On resume, take the held-out slice from the checkpoint before anything is computed from it."""
     if ckpt_path is None:
         return
-    from rspnet.lit.seg_module import read_checkpoint
+    from rspnet.utils.checkpoint import read_checkpoint
 
     state = read_checkpoint(ckpt_path).get(type(dm).__qualname__)  # where Lightning saves dm.state_dict()
     if isinstance(state, dict):
@@ -90,7 +90,7 @@ def restore_holdout(dm: Any, ckpt_path: str | None) -> None:
 def run_train(cfg: DictConfig) -> dict:
     """Train, keep best/last checkpoints, write DIR/train.json; objective = best selection-split mIoU."""
     from rspnet.data import build_datamodule
-    from rspnet.lit.seg_module import SegModule
+    from rspnet.lit.seg_module import build_seg_module
     from rspnet.losses import resolve_class_weights
     from rspnet.stages.summary import arch_provenance, artifact_arg
     from rspnet.utils.checkpoint import AtomicCheckpointIO
@@ -105,8 +105,8 @@ def run_train(cfg: DictConfig) -> dict:
     restore_holdout(dm, ckpt_path)
     selection = selection_info(dm)
     weights = resolve_class_weights(cfg, dm, out)
-    module = SegModule(cfg, genotype.to_dict(), macro.to_dict(), dm.num_classes, list(dm.classes), list(dm.palette),
-                       weights, selection)
+    module = build_seg_module(cfg, genotype.to_dict(), macro.to_dict(), dm.num_classes, list(dm.classes),
+                              list(dm.palette), weights, selection)
     log.info("checkpoint selection: %s", selection["selected_on"])
     params = module.meta["params"]
     log.info("derived network: %s params (%.3f M), head=%s, rsp=%s", params, params / 1e6, cfg.head.name, cfg.rsp.enabled)
@@ -129,7 +129,7 @@ def run_train(cfg: DictConfig) -> dict:
     best_path = (best_cb.best_model_path or None) if best_cb is not None else None
     epochs, step = int(trainer.current_epoch), int(trainer.global_step)
     if step == 0 and last.is_file():  # strategy=ddp_spawn trained in child processes: read the counters back
-        from rspnet.lit.seg_module import read_checkpoint
+        from rspnet.utils.checkpoint import read_checkpoint
 
         ck = read_checkpoint(last)
         epochs, step = int(ck["epoch"]) + 1, int(ck["global_step"])
