@@ -35,22 +35,32 @@ def device_info() -> dict[str, Any]:
     """CPU model, usable cores, torch version, GPU name (or None), 1-min load average, UTC time."""
     cpu = platform.processor() or platform.machine()
     try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                   if ln.startswith("model name"))
+        cpu = next(
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores": cores, "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-            "load": os.getloadavg()[0], "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    return {
+        "cpu": cpu,
+        "cores": cores,
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "load": os.getloadavg()[0],
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
 
 
 def device_line(info: dict[str, Any] | None = None, threads: int | None = None) -> str:
     """One markdown line naming the machine, so every table says where it was measured."""
     i = info or device_info()
     thr = f", torch threads {threads}" if threads else ""
-    return (f"Device: {i['cpu']} ({i['cores']} cores{thr}), {i['gpu'] or 'no GPU'}; torch {i['torch']}; "
-            f"{i['date']}; load average {i['load']:.1f} at start.")
+    return (
+        f"Device: {i['cpu']} ({i['cores']} cores{thr}), {i['gpu'] or 'no GPU'}; torch {i['torch']}; "
+        f"{i['date']}; load average {i['load']:.1f} at start."
+    )
 
 
 def cuda_device() -> str:
@@ -90,8 +100,11 @@ class PeakMemory:
             self.base = _status_mib("VmRSS")
         except OSError:
             self.base = None
-        self.peak = (lambda: _status_mib("VmHWM")) if self.base is not None else (
-            lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux reports KiB
+        self.peak = (
+            (lambda: _status_mib("VmHWM"))
+            if self.base is not None
+            else (lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        )  # Linux reports KiB
         self.base = self.base if self.base is not None else self.peak()
         return self
 
@@ -103,7 +116,9 @@ class PeakMemory:
             self.mib = (self.peak() or 0.0) - self.base
 
 
-def time_calls(fn: Callable[[], Any], steps: int, warmup: int, device: str | torch.device = "cpu") -> list[tuple[float, float]]:
+def time_calls(
+    fn: Callable[[], Any], steps: int, warmup: int, device: str | torch.device = "cpu"
+) -> list[tuple[float, float]]:
     """(wall, process CPU) seconds per call of `fn` for `steps` calls after `warmup` untimed ones.
 
     Wall time is what a user waits for; CPU time (1 torch thread) is what a neighbour's load on a
@@ -137,8 +152,14 @@ def run_worker(module: str, spec: dict[str, Any], timeout: float = 1800, inproce
 
         return json.loads(json.dumps(importlib.import_module(module).worker(spec)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
-    proc = subprocess.run([sys.executable, "-m", module, "--worker", json.dumps(spec)], capture_output=True, text=True,
-                          cwd=REPO, env=env, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", module, "--worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=timeout,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode or not lines:
         raise RuntimeError(f"{module} worker {spec} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -179,23 +200,32 @@ def write_section(path: Path, name: str, body: str) -> Path:
 
 def section(title: str, module: str, argv: Sequence[str] | None, *text: str, threads: int | None = 1) -> str:
     """A section body: title, device line, the reproducing command, then `text` (paragraphs, tables)."""
-    return "\n".join([f"## {title}", "", device_line(threads=threads), f"Command: `{command_line(module, argv)}`", "",
-                      *text])
+    return "\n".join(
+        [f"## {title}", "", device_line(threads=threads), f"Command: `{command_line(module, argv)}`", "", *text]
+    )
 
 
 def add_write_arg(ap: Any) -> None:
     """`--write [PATH]`: put the section in PATH (default docs/benchmarks.md); absent = print only."""
-    ap.add_argument("--write", nargs="?", type=Path, const=DOC, default=None,
-                    help="markdown file to put the section in (default docs/benchmarks.md)")
+    ap.add_argument("--write", nargs="?", type=Path, const=DOC, default=None, help="markdown file (default: the doc)")
 
 
-def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A markdown table; floats are printed with 3 decimals."""
+def md_table(header: str | Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table (`header`: a list, or one 'a | b | c' string); floats are printed with 3 decimals."""
+    cols = header.split(" | ") if isinstance(header, str) else list(header)
+
     def cell(v: Any) -> str:
         return f"{v:.3f}" if isinstance(v, float) else str(v)
 
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])
+
+
+def publish(args: Any, name: str, title: str, module: str, *text: str, threads: int | None = 1) -> None:
+    """Print the table (`text[-1]`); with `--write` also put section `name` (title, device, command, text) there."""
+    print(text[-1])
+    if args.write:
+        write_section(args.write, name, section(title, module, args.argv, *text, threads=threads))
 
 
 def command_line(module: str, argv: Sequence[str] | None) -> str:

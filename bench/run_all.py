@@ -30,7 +30,9 @@ def steps(doc: Path, quick: bool, cuda: bool, camvid: Path | None) -> dict[str, 
     w = ["--write", str(doc), *(["--quick"] if quick else [])]
     root = ["--camvid-root", str(camvid)] if camvid else []
     out: dict[str, Callable[[], Any]] = {
-        "search_cost": lambda: search.main(["--models", "tiny", "small", *(["paper"] if cuda and not quick else []), *w]),
+        "search_cost": lambda: search.main(
+            ["--models", "tiny", "small", *(["paper"] if cuda and not quick else []), *w]
+        ),
         "search_scaling": lambda: search.main(["--scaling", "--plot", str(doc.parent / "img" / search.PLOT.name), *w]),
         "macro_cost": lambda: search.main(["--macro", *w]),
         "search_profile_tiny": lambda: profile.main(w),
@@ -41,14 +43,17 @@ def steps(doc: Path, quick: bool, cuda: bool, camvid: Path | None) -> dict[str, 
         "infer_throughput": lambda: throughput.main(["--infer", *w]),
     }
     if not quick:  # minutes of real CLI runs; their smoke runs are tests of their own (tests/benchmarks)
-        out |= {"demo_stage1_profile": lambda: profile.main(["--epoch", *w]),
-                "busy": lambda: runs.main(["--epochs", *w]),
-                "busy_threads.intra_op=2": lambda: runs.main(["--epochs", "--reps", "2", *w, "threads.intra_op=2"]),
-                "demo": lambda: runs.main(["--demo", *w]),
-                "demo_busy": lambda: runs.main(["--demo", "--busy", *w])}
+        out |= {
+            "demo_stage1_profile": lambda: profile.main(["--epoch", *w]),
+            "busy": lambda: runs.main(["--epochs", *w]),
+            "busy_threads.intra_op=2": lambda: runs.main(["--epochs", "--reps", "2", *w, "threads.intra_op=2"]),
+            "demo": lambda: runs.main(["--demo", *w]),
+            "demo_busy": lambda: runs.main(["--demo", "--busy", *w]),
+        }
         if camvid:
-            out["camvid_baseline"] = lambda: camvid_baseline.main(["--root", str(camvid), "--search-epochs", "2",
-                                                                   "--train-epochs", "10", "--same-time", *w])
+            out["camvid_baseline"] = lambda: camvid_baseline.main(
+                ["--root", str(camvid), "--search-epochs", "2", "--train-epochs", "10", "--same-time", *w]
+            )
     return out
 
 
@@ -72,8 +77,13 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
         on, off = cost.get((model, "RSP on"), {}), cost.get((model, "RSP off"), {})
         if "step_s" in on and "step_s" in off:
             add(f"RSP search wall time / RSP off ({model})", on["step_s"] / off["step_s"], 0.6, False, "search_cost")
-            add(f"RSP search memory / RSP off ({model})", on["memory_mib"] / max(off["memory_mib"], 1e-9), 0.5, False,
-                "search_cost")
+            add(
+                f"RSP search memory / RSP off ({model})",
+                on["memory_mib"] / max(off["memory_mib"], 1e-9),
+                0.5,
+                False,
+                "search_cost",
+            )
     derived = {r["label"]: r for r in results.get("derived_cost") or []}
     ref, paper = derived.get("HRNetV2-W48 + FCN head"), derived.get("RSPNet paper, RSP on")
     if ref and paper:
@@ -88,11 +98,18 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
         add(f"loader / train step rate, {ds} (best worker count)", ratio, 2.0, True, "data_throughput")
     stages = results.get("search_profile_stages")
     if stages:  # issue 16
-        add("demo macro-search step / cell-search step (CPU)", stages[0]["total_ms"] / stages[1]["total_ms"], 1.5, False,
-            "search_profile_stages")
+        add(
+            "demo macro-search step / cell-search step (CPU)",
+            stages[0]["total_ms"] / stages[1]["total_ms"],
+            1.5,
+            False,
+            "search_profile_stages",
+        )
     for workload, arms in (results.get("busy") or {}).items():
         if arms.get("idle") and arms.get("busy"):
-            ratio = common.median([r["wall_s"] for r in arms["busy"]]) / common.median([r["wall_s"] for r in arms["idle"]])
+            ratio = common.median([r["wall_s"] for r in arms["busy"]]) / common.median(
+                [r["wall_s"] for r in arms["idle"]]
+            )
             add(f"demo {workload} epoch wall: beside a busy core / idle", ratio, 2.2, False, "busy")
     return rows
 
@@ -102,7 +119,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--doc", type=Path, default=common.DOC)
-    ap.add_argument("--camvid-root", type=Path, default=None, help="CamVid (SegNet layout); absent = CamVid rows skipped")
+    ap.add_argument(
+        "--camvid-root", type=Path, default=None, help="CamVid (SegNet layout); absent = CamVid rows skipped"
+    )
     ap.add_argument("--quick", action="store_true", help="smoke run: every benchmark's --quick mode, no CLI runs")
     ap.add_argument("--only", nargs="+", default=None, help="run just these benchmarks (section names)")
     args = ap.parse_args(argv)
@@ -125,14 +144,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = targets(results)
     table = common.md_table(["target", "goal", "measured", "verdict", "from"], rows)
     print(table)
-    lines = ["## Benchmark run (`make bench`)", "", common.device_line(info, threads=1),
-             f"Command: `{common.command_line('bench.run_all', argv)}`", "",
-             "Sections (re)written by this run: " + ", ".join(f"{k} ({v:.0f} s)" for k, v in ran.items()) + "."]
+    lines = [
+        "## Benchmark run (`make bench`)",
+        "",
+        common.device_line(info, threads=1),
+        f"Command: `{common.command_line('bench.run_all', argv)}`",
+        "",
+        "Sections (re)written by this run: " + ", ".join(f"{k} ({v:.0f} s)" for k, v in ran.items()) + ".",
+    ]
     if failed:
         lines += ["", "Failed: " + "; ".join(f"{k}: {v}" for k, v in failed.items())]
     if not info["gpu"]:
-        lines += ["", "No GPU in this run: the paper-preset search cost and the GPU throughput rows are not run; on a",
-                  "CUDA machine `make bench` runs them (same command)."]
+        lines += [
+            "",
+            "No GPU in this run: the paper-preset search cost and the GPU throughput rows are not run; on a",
+            "CUDA machine `make bench` runs them (same command).",
+        ]
     common.write_section(args.doc, "run_all", "\n".join([*lines, "", "### Targets (issues 9 and 16)", "", table]))
     first(args.doc, "run_all")
     return {"results": results, "targets": rows, "failed": failed}

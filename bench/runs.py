@@ -33,8 +33,14 @@ from bench import common
 
 GENOTYPE = str(common.REPO / "experiments" / "genotypes" / "paper_like.json")
 WORKLOADS = {"macro_search": ["stage=macro_search"], "train": ["stage=train"]}
-QUICK = ["dataset.num_train=8", "dataset.num_val=4", "dataset.image_size=[32,64]", "dataset.crop_size=[32,64]",
-         "trainer.limit_train_batches=1", "trainer.limit_val_batches=1"]
+QUICK = [
+    "dataset.num_train=8",
+    "dataset.num_val=4",
+    "dataset.image_size=[32,64]",
+    "dataset.crop_size=[32,64]",
+    "trainer.limit_train_batches=1",
+    "trainer.limit_val_batches=1",
+]
 
 
 @contextmanager
@@ -54,8 +60,16 @@ def busy_loop(pin: int | None = None) -> Iterator[subprocess.Popen]:
 def run_demo(overrides: list[str]) -> tuple[dict[str, Any], float]:
     """(pipeline.json, process wall seconds) of one `rspnet experiment=demo` run; exits on failure."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "rspnet.cli", "experiment=demo", f"paths.output_dir={tmp}", "print_config=false",
-               "trainer.enable_progress_bar=false", *overrides]
+        cmd = [
+            sys.executable,
+            "-m",
+            "rspnet.cli",
+            "experiment=demo",
+            f"paths.output_dir={tmp}",
+            "print_config=false",
+            "trainer.enable_progress_bar=false",
+            *overrides,
+        ]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=common.REPO, capture_output=True, text=True)
         wall = time.perf_counter() - t0
@@ -69,23 +83,44 @@ def demo(args: argparse.Namespace) -> tuple[str, str, list[str]]:
     """(section name, title, text) of --demo, with --busy idle vs beside a busy loop."""
     if not args.busy:
         summary, wall = run_demo(args.overrides)
-        rows = [[stage, secs] for stage, secs in summary["seconds"].items()] + [["total (process wall time)", round(wall, 1)]]
-        return "demo", "`make demo` (experiment=demo)", [
-            "Runs `rspnet experiment=demo` as `make demo` does, without the install step.", "",
-            common.md_table(["stage", "seconds"], rows), "", f"Final synthetic val mIoU: {100 * summary['miou']:.2f} % "
-            f"(19 classes; chance ≈ 5 %), derived network {summary['params'] / 1e6:.3f} M params."]
+        rows = [[stage, secs] for stage, secs in summary["seconds"].items()] + [
+            ["total (process wall time)", round(wall, 1)]
+        ]
+        return (
+            "demo",
+            "`make demo` (experiment=demo)",
+            [
+                "Runs `rspnet experiment=demo` as `make demo` does, without the install step.",
+                "",
+                common.md_table(["stage", "seconds"], rows),
+                "",
+                f"Final synthetic val mIoU: {100 * summary['miou']:.2f} % "
+                f"(19 classes; chance ≈ 5 %), derived network {summary['params'] / 1e6:.3f} M params.",
+            ],
+        )
     arms = {}
     for arm in ("idle", "busy"):
         with busy_loop(args.pin) if arm == "busy" else nullcontext():
             arms[arm] = run_demo(args.overrides)
     (idle, idle_wall), (busy, busy_wall) = arms["idle"], arms["busy"]
-    rows = [[stage, f"{secs:.1f}", f"{busy['seconds'][stage]:.1f}", f"{busy['seconds'][stage] / max(secs, 1e-9):.2f}x"]
-            for stage, secs in idle["seconds"].items()]
-    rows.append(["total (process wall time)", f"{idle_wall:.1f}", f"{busy_wall:.1f}", f"**{busy_wall / idle_wall:.2f}x**"])
-    return "demo_busy", "`make demo` beside a busy core", [
-        f"`rspnet experiment=demo` idle, then beside one `python -c \"while True: pass\"` process ({pinned(args.pin)}).", "",
-        common.md_table(["stage", "wall idle (s)", "wall busy (s)", "busy / idle"], rows), "",
-        f"Final synthetic val mIoU: {100 * idle['miou']:.2f} % idle, {100 * busy['miou']:.2f} % busy."]
+    rows = [
+        [stage, f"{secs:.1f}", f"{busy['seconds'][stage]:.1f}", f"{busy['seconds'][stage] / max(secs, 1e-9):.2f}x"]
+        for stage, secs in idle["seconds"].items()
+    ]
+    rows.append(
+        ["total (process wall time)", f"{idle_wall:.1f}", f"{busy_wall:.1f}", f"**{busy_wall / idle_wall:.2f}x**"]
+    )
+    return (
+        "demo_busy",
+        "`make demo` beside a busy core",
+        [
+            f'`rspnet experiment=demo` idle, then beside one `python -c "while True: pass"` process ({pinned(args.pin)}).',
+            "",
+            common.md_table(["stage", "wall idle (s)", "wall busy (s)", "busy / idle"], rows),
+            "",
+            f"Final synthetic val mIoU: {100 * idle['miou']:.2f} % idle, {100 * busy['miou']:.2f} % busy.",
+        ],
+    )
 
 
 def pinned(pin: int | None) -> str:
@@ -101,8 +136,15 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     from rspnet.stages import get_stage
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = common.compose_cfg("experiment=demo", "logger=csv", f"genotype={GENOTYPE}", "trainer.max_epochs=1",
-                                 "trainer.enable_progress_bar=false", f"paths.output_dir={tmp}", *spec["overrides"])
+        cfg = common.compose_cfg(
+            "experiment=demo",
+            "logger=csv",
+            f"genotype={GENOTYPE}",
+            "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false",
+            f"paths.output_dir={tmp}",
+            *spec["overrides"],
+        )
         get_stage(str(cfg.stage.name))  # its imports are not part of the epoch
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0, c0 = time.perf_counter(), time.process_time()
@@ -118,10 +160,11 @@ def measure(reps: int, pin: int | None, overrides: Sequence[str], inprocess: boo
     res: dict[str, dict[str, list[dict]]] = {w: {"idle": [], "busy": []} for w in WORKLOADS}
     for rep in range(reps):
         for wl, extra in WORKLOADS.items():
-            for arm in (("idle", "busy") if rep % 2 == 0 else ("busy", "idle")):
+            for arm in ("idle", "busy") if rep % 2 == 0 else ("busy", "idle"):
                 with busy_loop(pin) if arm == "busy" else nullcontext():
-                    res[wl][arm].append(common.run_worker("bench.runs", {"overrides": [*extra, *overrides]},
-                                                          inprocess=inprocess))
+                    res[wl][arm].append(
+                        common.run_worker("bench.runs", {"overrides": [*extra, *overrides]}, inprocess=inprocess)
+                    )
     return res
 
 
@@ -131,16 +174,41 @@ def epochs(args: argparse.Namespace) -> tuple[str, str, list[str], dict[str, dic
     rows = []
     for wl, arms in res.items():
         med = {(arm, k): common.median([r[k] for r in arms[arm]]) for arm in arms for k in ("wall_s", "cpu_s")}
-        rows.append([f"{wl} (1 epoch)", f"{med['idle', 'wall_s']:.1f}", f"{med['busy', 'wall_s']:.1f}",
-                     f"**{med['busy', 'wall_s'] / med['idle', 'wall_s']:.2f}x**", f"{med['idle', 'cpu_s']:.1f}",
-                     f"{med['busy', 'cpu_s']:.1f}", arms["idle"][0]["threads"]])
+        rows.append(
+            [
+                f"{wl} (1 epoch)",
+                f"{med['idle', 'wall_s']:.1f}",
+                f"{med['busy', 'wall_s']:.1f}",
+                f"**{med['busy', 'wall_s'] / med['idle', 'wall_s']:.2f}x**",
+                f"{med['idle', 'cpu_s']:.1f}",
+                f"{med['busy', 'cpu_s']:.1f}",
+                arms["idle"][0]["threads"],
+            ]
+        )
     name = "_".join(["busy", *(re.sub(r"[^\w.=]+", "_", o) for o in args.overrides)])
-    return name, "Wall clock beside a busy core (demo macro-search and train epochs)", [
-        f"One epoch of each stage at the demo preset, each run a fresh process with the default thread policy, idle vs "
-        f"beside one `python -c \"while True: pass\"` process ({pinned(args.pin)}); arms alternated, median of "
-        f"{args.reps} run(s). Fair share on C cores: busy / idle <= C / (C - 1).", "",
-        common.md_table(["workload", "wall idle (s)", "wall beside busy loop (s)", "wall busy / idle", "CPU idle (s)",
-                         "CPU busy (s)", "torch threads"], rows)], res
+    return (
+        name,
+        "Wall clock beside a busy core (demo macro-search and train epochs)",
+        [
+            f"One epoch of each stage at the demo preset, each run a fresh process with the default thread policy, idle vs "
+            f'beside one `python -c "while True: pass"` process ({pinned(args.pin)}); arms alternated, median of '
+            f"{args.reps} run(s). Fair share on C cores: busy / idle <= C / (C - 1).",
+            "",
+            common.md_table(
+                [
+                    "workload",
+                    "wall idle (s)",
+                    "wall beside busy loop (s)",
+                    "wall busy / idle",
+                    "CPU idle (s)",
+                    "CPU busy (s)",
+                    "torch threads",
+                ],
+                rows,
+            ),
+        ],
+        res,
+    )
 
 
 def main(argv: list[str] | None = None) -> Any:
@@ -161,7 +229,7 @@ def main(argv: list[str] | None = None) -> Any:
     if args.demo == args.epochs:
         ap.error("pass exactly one of --demo, --epochs")
     started = common.device_line()  # before the runs: the load average they start from
-    name, title, text, *res = (demo(args) if args.demo else epochs(args))
+    name, title, text, *res = demo(args) if args.demo else epochs(args)
     body = "\n".join([f"## {title}", "", started, f"Command: `{common.command_line('bench.runs', argv)}`", "", *text])
     print(body)
     if args.write:

@@ -88,25 +88,58 @@ def run_data(args: argparse.Namespace) -> list[dict[str, Any]]:
             rows.append({"dataset": name, "note": "skipped: pass --camvid-root DIR (SegNet layout)"})
             continue
         ov = data_overrides(name, args.camvid_root if name == "camvid" else None, args.quick)
-        step = common.run_worker("bench.throughput", {"overrides": ov, "workers": None, "steps": args.steps}, inprocess=args.quick)
+        step = common.run_worker(
+            "bench.throughput", {"overrides": ov, "workers": None, "steps": args.steps}, inprocess=args.quick
+        )
         for workers in args.workers:
-            load = common.run_worker("bench.throughput", {"overrides": ov, "workers": workers, "batches": args.batches},
-                                     inprocess=args.quick)
+            load = common.run_worker(
+                "bench.throughput", {"overrides": ov, "workers": workers, "batches": args.batches}, inprocess=args.quick
+            )
             ips = step["steps_per_s"] * step["batch"]
-            rows.append({"dataset": name, "workers": workers, "batch": step["batch"], "crop": step["crop"],
-                         "loader_ips": load["images_per_s"], "step_ips": ips, "ratio": load["images_per_s"] / ips})
-    text = common.md_table(["dataset", "loader workers", "batch", "loader images/s", "train-step images/s", "loader / step"],
-                           [[r["dataset"], "-", "-", "-", "-", r["note"]] if "note" in r else
-                            [r["dataset"], r["workers"], f"{r['batch']} x {r['crop'][0]}x{r['crop'][1]}",
-                             f"{r['loader_ips']:.1f}", f"{r['step_ips']:.1f}", f"{r['ratio']:.1f}"] for r in rows])
+            rows.append(
+                {
+                    "dataset": name,
+                    "workers": workers,
+                    "batch": step["batch"],
+                    "crop": step["crop"],
+                    "loader_ips": load["images_per_s"],
+                    "step_ips": ips,
+                    "ratio": load["images_per_s"] / ips,
+                }
+            )
+    text = common.md_table(
+        ["dataset", "loader workers", "batch", "loader images/s", "train-step images/s", "loader / step"],
+        [
+            [r["dataset"], "-", "-", "-", "-", r["note"]]
+            if "note" in r
+            else [
+                r["dataset"],
+                r["workers"],
+                f"{r['batch']} x {r['crop'][0]}x{r['crop'][1]}",
+                f"{r['loader_ips']:.1f}",
+                f"{r['step_ips']:.1f}",
+                f"{r['ratio']:.1f}",
+            ]
+            for r in rows
+        ],
+    )
     print(text)
     if args.write:
-        common.write_section(args.write, "data_throughput", common.section(
-            "Data pipeline: loader throughput vs training step rate", "bench.throughput", args.argv,
-            "Loader: the training `DataLoader` (random scale 0.5-2, pad + crop, flip, colour jitter, normalise)",
-            f"over {args.batches} batches after the first. Step: forward + CE + backward + SGD of the tiny derived",
-            "net on random tensors of the same batch shape, 1 thread. Target (issue 9): loader >= 2x the step rate.",
-            "With 0 workers the loader runs in the training process; with workers it competes for the cores.", "", text))
+        common.write_section(
+            args.write,
+            "data_throughput",
+            common.section(
+                "Data pipeline: loader throughput vs training step rate",
+                "bench.throughput",
+                args.argv,
+                "Loader: the training `DataLoader` (random scale 0.5-2, pad + crop, flip, colour jitter, normalise)",
+                f"over {args.batches} batches after the first. Step: forward + CE + backward + SGD of the tiny derived",
+                "net on random tensors of the same batch shape, 1 thread. Target (issue 9): loader >= 2x the step rate.",
+                "With 0 workers the loader runs in the training process; with workers it competes for the cores.",
+                "",
+                text,
+            ),
+        )
     return rows
 
 
@@ -138,19 +171,28 @@ def run_infer(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     torch.manual_seed(0)
     net, _ = build_zoo_net(zoo_entries()[f"paper_like-{args.model}"])
-    model = Model(net.eval().to(args.device), [str(i) for i in range(19)], [[0, 0, 0]] * 19, args.model, "zoo", trained=False)
+    model = Model(
+        net.eval().to(args.device), [str(i) for i in range(19)], [[0, 0, 0]] * 19, args.model, "zoo", trained=False
+    )
     counter = model.net = Counted(model.net)
     rng = np.random.default_rng(0)
     rows = []
     for name, (size, crop) in (QUICK if args.quick else SIZES).items():
         images = [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(args.images)]
-        arms = {("eval slide", "before (sw_batch 1)"): Segmenter(model, "slide", args.device, 1, crop=crop, sw_batch=1),
-                ("eval slide", f"after (sw_batch {args.sw_batch})"): Segmenter(model, "slide", args.device, 1, crop=crop,
-                                                                               sw_batch=args.sw_batch),
-                ("predict whole", "before (batch 1)"): Segmenter(model, "whole", args.device, 1),
-                ("predict whole", f"after (batch {args.batch})"): Segmenter(model, "whole", args.device, args.batch)}
-        jobs = {key: ((lambda s=seg: s.scores(to_tensor(images[0])[None]).argmax(1)), 1) if key[0] == "eval slide"
-                else ((lambda s=seg: s.predict(images)), len(images)) for key, seg in arms.items()}
+        arms = {
+            ("eval slide", "before (sw_batch 1)"): Segmenter(model, "slide", args.device, 1, crop=crop, sw_batch=1),
+            ("eval slide", f"after (sw_batch {args.sw_batch})"): Segmenter(
+                model, "slide", args.device, 1, crop=crop, sw_batch=args.sw_batch
+            ),
+            ("predict whole", "before (batch 1)"): Segmenter(model, "whole", args.device, 1),
+            ("predict whole", f"after (batch {args.batch})"): Segmenter(model, "whole", args.device, args.batch),
+        }
+        jobs = {
+            key: ((lambda s=seg: s.scores(to_tensor(images[0])[None]).argmax(1)), 1)
+            if key[0] == "eval slide"
+            else ((lambda s=seg: s.predict(images)), len(images))
+            for key, seg in arms.items()
+        }
         for fn, _ in jobs.values():
             fn()  # warm-up (allocator, oneDNN/cuDNN kernel choice), untimed
         times: dict[tuple[str, str], list[tuple[float, float]]] = {k: [] for k in jobs}
@@ -158,25 +200,54 @@ def run_infer(args: argparse.Namespace) -> list[dict[str, Any]]:
         for _ in range(args.repeats):
             for key, (fn, n) in jobs.items():  # alternate the arms: a neighbour's load hits them alike
                 counter.calls = 0
-                (wall, cpu), = common.time_calls(fn, 1, 0, args.device)
+                ((wall, cpu),) = common.time_calls(fn, 1, 0, args.device)
                 times[key].append((n / wall, cpu / n))
                 per_image[key] = counter.calls / n
         for (path, arm), v in times.items():
-            rows.append({"size": name, "image": list(size), "path": path, "arm": arm, "calls_per_image": per_image[(path, arm)],
-                         "images_per_s": common.median([a for a, _ in v]), "cpu_s_per_image": common.median([c for _, c in v])})
+            rows.append(
+                {
+                    "size": name,
+                    "image": list(size),
+                    "path": path,
+                    "arm": arm,
+                    "calls_per_image": per_image[(path, arm)],
+                    "images_per_s": common.median([a for a, _ in v]),
+                    "cpu_s_per_image": common.median([c for _, c in v]),
+                }
+            )
     before = {(r["size"], r["path"]): r["images_per_s"] for r in rows if r["arm"].startswith("before")}
-    text = common.md_table(["size", "image", "path", "arm", "images/s (wall)", "CPU s / image", "network calls / image",
-                            "speed-up"],
-                           [[r["size"], f"{r['image'][0]}x{r['image'][1]}", r["path"], r["arm"], f"{r['images_per_s']:.3f}",
-                             f"{r['cpu_s_per_image']:.3f}", f"{r['calls_per_image']:g}",
-                             f"{r['images_per_s'] / before[(r['size'], r['path'])]:.2f}"] for r in rows])
+    text = common.md_table(
+        ["size", "image", "path", "arm", "images/s (wall)", "CPU s / image", "network calls / image", "speed-up"],
+        [
+            [
+                r["size"],
+                f"{r['image'][0]}x{r['image'][1]}",
+                r["path"],
+                r["arm"],
+                f"{r['images_per_s']:.3f}",
+                f"{r['cpu_s_per_image']:.3f}",
+                f"{r['calls_per_image']:g}",
+                f"{r['images_per_s'] / before[(r['size'], r['path'])]:.2f}",
+            ]
+            for r in rows
+        ],
+    )
     print(text)
     if args.write:
-        common.write_section(args.write, "infer_throughput", common.section(
-            "Eval/predict throughput: window batching and batched predict", "bench.throughput", args.argv,
-            f"Model: the `{args.model}` paper_like net (FCN head, 19 classes, random weights) on {args.device}; median",
-            f"of {args.repeats} alternating repeats; predict over {args.images} images.", "", text,
-            threads=torch.get_num_threads()))
+        common.write_section(
+            args.write,
+            "infer_throughput",
+            common.section(
+                "Eval/predict throughput: window batching and batched predict",
+                "bench.throughput",
+                args.argv,
+                f"Model: the `{args.model}` paper_like net (FCN head, 19 classes, random weights) on {args.device}; median",
+                f"of {args.repeats} alternating repeats; predict over {args.images} images.",
+                "",
+                text,
+                threads=torch.get_num_threads(),
+            ),
+        )
     return rows
 
 
@@ -188,7 +259,9 @@ def main(argv: list[str] | None = None) -> Any:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", action="store_true", help="loader images/s vs the training step rate")
     ap.add_argument("--infer", action="store_true", help="eval slide / predict images/s, before vs after batching")
-    ap.add_argument("--camvid-root", type=Path, default=None, help="--data: CamVid root (SegNet layout); absent = skipped")
+    ap.add_argument(
+        "--camvid-root", type=Path, default=None, help="--data: CamVid root (SegNet layout); absent = skipped"
+    )
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     ap.add_argument("--batches", type=int, default=12)
     ap.add_argument("--steps", type=int, default=5)

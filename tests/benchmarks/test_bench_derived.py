@@ -34,10 +34,25 @@ def test_data_throughput_loader_vs_step_and_camvid_needs_a_root(tmp_path: Path) 
 
 def test_infer_throughput_after_arms_make_fewer_calls(tmp_path: Path) -> None:
     doc = tmp_path / "b.md"
-    rows = throughput.main(["--infer", "--quick", "--device", "cpu", "--sw-batch", "3", "--batch", "2", "--images", "4",
-                            "--write", str(doc)])
-    assert {(r["size"], r["path"]) for r in rows} == {(s, p) for s in ("camvid", "cityscapes")
-                                                       for p in ("eval slide", "predict whole")}
+    rows = throughput.main(
+        [
+            "--infer",
+            "--quick",
+            "--device",
+            "cpu",
+            "--sw-batch",
+            "3",
+            "--batch",
+            "2",
+            "--images",
+            "4",
+            "--write",
+            str(doc),
+        ]
+    )
+    assert {(r["size"], r["path"]) for r in rows} == {
+        (s, p) for s in ("camvid", "cityscapes") for p in ("eval slide", "predict whole")
+    }
     assert all(r["images_per_s"] > 0 and r["cpu_s_per_image"] >= 0 for r in rows)
     for r in rows:
         size, crop = throughput.QUICK[r["size"]]

@@ -44,8 +44,16 @@ def test_verdict_compares_in_the_target_direction() -> None:
     assert run_all.verdict(2.0, 1.5, higher_is_better=True) == "met"
     assert run_all.verdict(1.0, 1.5, higher_is_better=True) == "missed"
     assert run_all.verdict(None, 1.5, higher_is_better=True) == "not run"
-    rows = run_all.targets({"derived_cost": [{"label": "HRNetV2-W48 + FCN head", "params_m": 10.0, "gpu_ips": 4.0},
-                                             {"label": "RSPNet paper, RSP on", "params_m": 5.0, "gpu_ips": 8.0}],
-                            "search_cost": {("tiny", "RSP on"): {"step_s": 1.0, "memory_mib": 30.0},
-                                            ("tiny", "RSP off"): {"step_s": 2.0, "memory_mib": 50.0}}})
+    rows = run_all.targets(
+        {
+            "derived_cost": [
+                {"label": "HRNetV2-W48 + FCN head", "params_m": 10.0, "gpu_ips": 4.0},
+                {"label": "RSPNet paper, RSP on", "params_m": 5.0, "gpu_ips": 8.0},
+            ],
+            "search_cost": {
+                ("tiny", "RSP on"): {"step_s": 1.0, "memory_mib": 30.0},
+                ("tiny", "RSP off"): {"step_s": 2.0, "memory_mib": 50.0},
+            },
+        }
+    )
     assert [r[2:4] for r in rows] == [["0.50", "met"], ["0.60", "missed"], ["0.50", "missed"], ["2.00", "met"]]

@@ -41,8 +41,16 @@ def test_arms_alternate_and_table_is_wall_first(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(runs.common, "run_worker", fake_worker)
     doc = tmp_path / "b.md"
     res = runs.main(["--epochs", "--reps", "2", "--write", str(doc), "threads.intra_op=1"])
-    assert calls == [("macro_search", False), ("macro_search", True), ("train", False), ("train", True),
-                     ("macro_search", True), ("macro_search", False), ("train", True), ("train", False)]
+    assert calls == [
+        ("macro_search", False),
+        ("macro_search", True),
+        ("train", False),
+        ("train", True),
+        ("macro_search", True),
+        ("macro_search", False),
+        ("train", True),
+        ("train", False),
+    ]
     assert all(len(arms["idle"]) == len(arms["busy"]) == 2 for arms in res.values())
     text = doc.read_text()
     assert "bench:busy_threads.intra_op=1:start" in text and "python -m bench.runs --epochs --reps 2" in text
@@ -72,7 +80,11 @@ def test_demo_run_busy_reports_both_arms(monkeypatch: pytest.MonkeyPatch, tmp_pa
     def fake_demo(overrides: list[str]) -> tuple[dict[str, Any], float]:
         seen.append(state["busy"])
         scale = 2.0 if state["busy"] else 1.0
-        return {"seconds": {"cell_search": 10.0 * scale, "train": 20.0 * scale}, "miou": 0.4, "params": 1e5}, 35.0 * scale
+        return {
+            "seconds": {"cell_search": 10.0 * scale, "train": 20.0 * scale},
+            "miou": 0.4,
+            "params": 1e5,
+        }, 35.0 * scale
 
     monkeypatch.setattr(runs, "run_demo", fake_demo)
     monkeypatch.setattr(runs, "busy_loop", loop)
@@ -81,15 +93,19 @@ def test_demo_run_busy_reports_both_arms(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert seen == [False, True]  # idle arm, then the arm beside a live busy loop
     text = doc.read_text()
     assert "bench:demo_busy:start" in text and "python -m bench.runs --demo --busy --write" in text
-    assert "| cell_search | 10.0 | 20.0 | 2.00x |" in text and "| total (process wall time) | 35.0 | 70.0 | **2.00x** |" in text
+    assert (
+        "| cell_search | 10.0 | 20.0 | 2.00x |" in text
+        and "| total (process wall time) | 35.0 | 70.0 | **2.00x** |" in text
+    )
 
 
 def test_run_all_reports_the_issue_16_targets() -> None:
     from bench import run_all
 
     arms = {"idle": [{"wall_s": 10.0}, {"wall_s": 12.0}], "busy": [{"wall_s": 30.0}, {"wall_s": 20.0}]}
-    rows = run_all.targets({"busy": {"macro_search": arms},
-                            "search_profile_stages": ({"total_ms": 60.0}, {"total_ms": 100.0})})
+    rows = run_all.targets(
+        {"busy": {"macro_search": arms}, "search_profile_stages": ({"total_ms": 60.0}, {"total_ms": 100.0})}
+    )
     by_name = {r[0]: r for r in rows}
     assert by_name["demo macro_search epoch wall: beside a busy core / idle"][2:4] == ["2.27", "missed"]  # 25 / 11
     assert by_name["demo macro-search step / cell-search step (CPU)"][2:4] == ["0.60", "met"]

@@ -35,15 +35,26 @@ def test_cost_variants_share_one_table_wall_first(tmp_path: Path) -> None:
 
 def test_cost_table_keeps_rows_when_a_variant_fails() -> None:
     ok = {"step_s": 1.0, "cpu_s": 0.8, "memory_mib": 100.0, "params_m": 1.0, "batch": 2, "crop": [8, 8]}
-    res = {("tiny", "RSP on"): {**ok, "step_s": 0.5, "memory_mib": 40.0}, ("tiny", "RSP off"): ok,
-           ("tiny", "RSP off, 2nd order"): {"error": "CUDA out of memory"}}
+    res = {
+        ("tiny", "RSP on"): {**ok, "step_s": 0.5, "memory_mib": 40.0},
+        ("tiny", "RSP off"): ok,
+        ("tiny", "RSP off, 2nd order"): {"error": "CUDA out of memory"},
+    }
     text = search.cost_table(res, "cuda")
     assert "| tiny (2 x 8x8) | RSP on | 1.000 | 0.500 | 0.800 | 40 | 0.50 | 0.40 |" in text
     assert "failed: CUDA out of memory" in text
 
 
 def test_macro_worker_counts_alignments_and_the_cache_saves_memory() -> None:
-    base = {"net": "macro", "rsp": True, "steps": 1, "warmup": 0, "batch": 1, "crop": [32, 64], "overrides": ["model.layers=3"]}
+    base = {
+        "net": "macro",
+        "rsp": True,
+        "steps": 1,
+        "warmup": 0,
+        "batch": 1,
+        "crop": [32, 64],
+        "overrides": ["model.layers=3"],
+    }
     cached, uncached = search.worker({**base, "reuse": True}), search.worker({**base, "reuse": False})
     # L = 3, S = 4: 4 * (1 + 2 * 4) cached alignments vs 4 * (1 + 5 + 9) per-node ones
     assert (cached["align_calls"], uncached["align_calls"]) == (36, 60)
