@@ -82,10 +82,8 @@ def run_baseline(out: Path, overrides: list[str], epochs: int, max_minutes: floa
     with open_dict(cfg):
         cfg.train.inference = "whole"
     trainer.test(module, datamodule=dm, verbose=False)
-    miou = float(module.test_result["miou"])
-    return {
-        "model": "MONAI BasicUNet (library default, random init)",
-        "miou": miou,
+    row = {"model": "MONAI BasicUNet (library default, random init)", "miou": float(module.test_result["miou"])}
+    return row | {
         "params": params,
         "train_epochs": trainer.current_epoch,
         "seconds": time.perf_counter() - t0,
@@ -100,35 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-epochs", type=int, default=None, help="override stage.train_epochs of experiment=camvid")
     ap.add_argument("--search-epochs", type=int, default=None, help="override both search stages' epochs")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument(
-        "--same-time",
-        action="store_true",
-        help="give the baseline the rspnet run's whole wall time (search included) instead of its epochs",
-    )
-    ap.add_argument(
-        "--reuse-rspnet", action="store_true", help="read OUT/rspnet/pipeline.json instead of rerunning rspnet"
-    )
+    ap.add_argument("--same-time", action="store_true", help="baseline budget: rspnet's whole wall time, not epochs")
+    ap.add_argument("--reuse-rspnet", action="store_true", help="read OUT/rspnet/pipeline.json instead of rerunning")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run on synthetic data")
     ap.add_argument("extra", nargs="*", help="more Hydra overrides for both runs")
     add_write_arg(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.quick:
-        over = [
-            "dataset=synthetic",
-            "model.search_layers=2",
-            "model.layers=2",
-            "model.cells_per_node=1",
-            "dataset.num_train=8",
-            "dataset.num_val=4",
-            "dataset.image_size=[32,64]",
-            "dataset.crop_size=[32,64]",
-            "dataset.batch_size=2",
-            "dataset.val_batch_size=2",
-            "trainer.limit_train_batches=2",
-            "trainer.limit_val_batches=1",
-            "trainer.enable_progress_bar=false",
-        ]
+        over = ["dataset=synthetic", "model.search_layers=2", "model.layers=2", "model.cells_per_node=1",
+                "dataset.num_train=8", "dataset.num_val=4", "dataset.image_size=[32,64]", "dataset.crop_size=[32,64]",
+                "dataset.batch_size=2", "dataset.val_batch_size=2", "trainer.limit_train_batches=2",
+                "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false"]  # fmt: skip
         epochs, search = 1, 1
     else:
         if not args.root or not Path(args.root).is_dir():

@@ -33,23 +33,19 @@ IMG = REPO / "docs" / "img"
 
 def device_info() -> dict[str, Any]:
     """CPU model, usable cores, torch version, GPU name (or None), 1-min load average, UTC time."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
+    lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []
+    model = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    cpu = model[0] if model else platform.processor() or platform.machine()
     return {
         "cpu": cpu,
         "cores": cores,
         "torch": torch.__version__,
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "gpu": gpu,
         "load": os.getloadavg()[0],
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": date,
     }
 
 
@@ -74,13 +70,13 @@ def sync(device: str | torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _status_mib(field: str) -> float | None:
-    """A `VmRSS`/`VmHWM` line of /proc/self/status in MiB (None off Linux)."""
+def _rss_mib(field: str) -> float:
+    """`VmRSS`/`VmHWM` of /proc/self/status in MiB; off Linux the peak RSS so far (`getrusage`)."""
     try:
         line = next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith(field + ":"))
         return int(line.split()[1]) / 1024
     except (OSError, StopIteration):
-        return None
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 class PeakMemory:
@@ -97,23 +93,15 @@ class PeakMemory:
             return self
         try:  # Linux: reset the peak to the current RSS, so building the model does not count
             Path("/proc/self/clear_refs").write_text("5")
-            self.base = _status_mib("VmRSS")
         except OSError:
-            self.base = None
-        self.peak = (
-            (lambda: _status_mib("VmHWM"))
-            if self.base is not None
-            else (lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-        )  # Linux reports KiB
-        self.base = self.base if self.base is not None else self.peak()
+            pass
+        self.base = _rss_mib("VmRSS")
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.cuda:
             torch.cuda.synchronize()
-            self.mib = torch.cuda.max_memory_allocated() / 2**20
-        else:
-            self.mib = (self.peak() or 0.0) - self.base
+        self.mib = torch.cuda.max_memory_allocated() / 2**20 if self.cuda else _rss_mib("VmHWM") - self.base
 
 
 def time_calls(

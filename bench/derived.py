@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from typing import Any
 
 import torch
@@ -51,9 +50,7 @@ def build(net: str, model: str, rsp: bool) -> nn.Module:
     from rspnet.models.derived import build_derived
     from rspnet.stages.summary import load_architecture
 
-    cfg = common.compose_cfg(
-        f"model={model}", f"rsp={'on' if rsp else 'off'}", "head=fcn", "genotype=null", "macro_arch=null"
-    )
+    cfg = common.compose_cfg(f"model={model}", f"rsp={'on' if rsp else 'off'}", "head=fcn", "genotype=null")
     return build_derived(cfg, *load_architecture(cfg), NUM_CLASSES)
 
 
@@ -74,17 +71,11 @@ def train_step_worker(spec: dict[str, Any]) -> dict[str, Any]:
     from rspnet.losses import seg_loss
     from rspnet.stages.summary import load_architecture
 
-    cfg = common.compose_cfg(
-        f"model={spec['model']}",
-        "rsp=on",
-        "head=fcn",
-        f"train.channels_last={spec['channels_last']}",
-        f"train.compile={spec['compile']}",
-    )
-    genotype, macro = load_architecture(cfg)
+    options = [f"train.channels_last={spec['channels_last']}", f"train.compile={spec['compile']}"]
+    cfg = common.compose_cfg(f"model={spec['model']}", "rsp=on", "head=fcn", *options)
     torch.manual_seed(0)
     device = spec.get("device", "cpu")
-    module = build_seg_module(cfg, genotype.to_dict(), macro.to_dict(), NUM_CLASSES).to(device)
+    module = build_seg_module(cfg, *(a.to_dict() for a in load_architecture(cfg)), NUM_CLASSES).to(device)
     opt = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
     b, (h, w) = spec["batch"], spec["size"]
     x, y = torch.randn(b, 3, h, w, device=device), torch.randint(0, NUM_CLASSES, (b, h, w), device=device)
@@ -96,14 +87,10 @@ def train_step_worker(spec: dict[str, Any]) -> dict[str, Any]:
         seg_loss(out, y, cfg.train, 255).backward()
         opt.step()
 
-    t0 = time.perf_counter()
-    step()  # compiles when train.compile=true
-    first = time.perf_counter() - t0
-    wall_or_cpu = 0 if device == "cuda" else 1
-    return {
-        "step_s": common.median([t[wall_or_cpu] for t in common.time_calls(step, spec["steps"], 1, device)]),
-        "first_step_s": first,
-    }
+    first = common.time_calls(step, 1, 0, device)[0][0]  # compiles when train.compile=true
+    clock = 0 if device == "cuda" else 1  # wall on CUDA, process CPU time on the CPU
+    return {"step_s": common.median([t[clock] for t in common.time_calls(step, spec["steps"], 1, device)]),
+            "first_step_s": first}  # fmt: skip
 
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -115,21 +102,16 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     m = build(spec["net"], spec["model"], spec["rsp"]).to(memory_format=fmt)
     x = torch.randn(1, 3, *spec["size"]).contiguous(memory_format=fmt)
     with common.PeakMemory("cpu") as mem:
-        cpu = latency(m, x, spec["steps"], spec["warmup"])
-    out: dict[str, Any] = {
-        "cpu_latency_s": common.median([c for _, c in cpu]),
-        "cpu_memory_mib": mem.mib,
-        "gpu_ips": None,
-    }
+        cpu = common.median([c for _, c in latency(m, x, spec["steps"], spec["warmup"])])
+    out: dict[str, Any] = {"cpu_latency_s": cpu, "cpu_memory_mib": mem.mib, "gpu_ips": None}
     if spec.get("gpu") and torch.cuda.is_available():
         m = m.cuda().to(memory_format=torch.channels_last)
-        xg = torch.randn(spec["gpu_batch"], 3, *spec["gpu_size"], device="cuda").contiguous(
-            memory_format=torch.channels_last
-        )
-        out["gpu_ips"] = spec["gpu_batch"] / common.median(
-            [w for w, _ in latency(m, xg, max(spec["steps"], 10), 3, True)]
-        )
-        out["gpu_name"] = torch.cuda.get_device_name()
+        xg = torch.randn(spec["gpu_batch"], 3, *spec["gpu_size"], device="cuda")
+        times = latency(m, xg.contiguous(memory_format=torch.channels_last), max(spec["steps"], 10), 3, True)
+        out |= {
+            "gpu_ips": spec["gpu_batch"] / common.median([w for w, _ in times]),
+            "gpu_name": torch.cuda.get_device_name(),
+        }
     return out
 
 
@@ -137,118 +119,54 @@ def run_cost(args: argparse.Namespace) -> list[dict[str, Any]]:
     """One dict per row: label, params, GFLOPs, CPU latency/memory, GPU images/s (or None); the table."""
     from rspnet.stages.summary import count_gflops
 
+    run = {k: getattr(args, k) for k in ("size", "steps", "warmup", "gpu_size", "gpu_batch")}
     results = []
     for label, net, model, rsp, cl in ROWS:
         with torch.device("meta"):
             m = build(net, model, rsp)
-        row = {
-            "label": label,
-            "params_m": sum(p.numel() for p in m.parameters()) / 1e6,
-            "gflops": count_gflops(m, tuple(args.size)),
-            "cpu_latency_s": None,
-            "gpu_ips": None,
-        }
+        params, gflops = sum(p.numel() for p in m.parameters()) / 1e6, count_gflops(m, tuple(args.size))
+        row = {"label": label, "params_m": params, "gflops": gflops, "cpu_latency_s": None, "gpu_ips": None}
         if not (args.quick and model != "tiny"):  # --quick: the big nets are counted on meta only
-            spec = {
-                "net": net,
-                "model": model,
-                "rsp": rsp,
-                "channels_last": cl,
-                "size": args.size,
-                "steps": args.steps,
-                "warmup": args.warmup,
-                "gpu": not cl,
-                "gpu_size": args.gpu_size,
-                "gpu_batch": args.gpu_batch,
-            }
+            spec = {"net": net, "model": model, "rsp": rsp, "channels_last": cl, "gpu": not cl, **run}
             row |= common.run_worker("bench.derived", spec, inprocess=args.quick)
         results.append(row)
     ref = next(r for r in results if r["label"].startswith("HRNet"))
     rows = [
-        [
-            r["label"],
-            f"{r['params_m']:.2f}",
-            f"{r['gflops']:.3g}",
-            "not run (--quick)" if r["cpu_latency_s"] is None else f"{r['cpu_latency_s']:.3f}",
-            f"{r['gpu_ips']:.1f}" if r["gpu_ips"] else "not run (no GPU)",
-            f"{r['params_m'] / ref['params_m']:.3f}",
-            f"{r['gpu_ips'] / ref['gpu_ips']:.2f}" if r["gpu_ips"] and ref["gpu_ips"] else "-",
-        ]
+        [r["label"], f"{r['params_m']:.2f}", f"{r['gflops']:.3g}",
+         "not run (--quick)" if r["cpu_latency_s"] is None else f"{r['cpu_latency_s']:.3f}",
+         f"{r['gpu_ips']:.1f}" if r["gpu_ips"] else "not run (no GPU)", f"{r['params_m'] / ref['params_m']:.3f}",
+         f"{r['gpu_ips'] / ref['gpu_ips']:.2f}" if r["gpu_ips"] and ref["gpu_ips"] else "-"]
         for r in results
-    ]
-    text = common.md_table(
-        [
-            "network",
-            "params (M)",
-            "GFLOPs",
-            "CPU latency (s)",
-            f"GPU images/s @{args.gpu_size[0]}x{args.gpu_size[1]} fp16+CL",
-            "params / HRNet",
-            "GPU speed / HRNet",
-        ],
-        rows,
-    )
-    print(text)
-    if args.write:
-        common.write_section(
-            args.write,
-            "derived_cost",
-            common.section(
-                f"Derived network vs HRNetV2-W48 at {args.size[0]}x{args.size[1]}",
-                "bench.derived",
-                args.argv,
-                "Genotype `experiments/genotypes/paper_like.json`, `default_macro` trellis, FCN head, 19 classes; the",
-                "peer is `bench/hrnet_ref.py` (HRNetV2-W48, 65.86M params as published 65.9M) with the same `FCNHead`.",
-                "GFLOPs by `torch.utils.flop_counter` (2 per multiply-accumulate), batch 1. CPU latency: process CPU",
-                f"time, fp32, batch 1, median of {args.steps} forwards. GPU: batch {args.gpu_batch}, fp16 + channels_last.",
-                "Targets (issue 9): RSP paper net <= 0.3x HRNet's params and >= 1.5x its GPU throughput.",
-                "",
-                text,
-            ),
-        )
+    ]  # fmt: skip
+    gpu = f"GPU images/s @{args.gpu_size[0]}x{args.gpu_size[1]} fp16+CL"
+    header = f"network | params (M) | GFLOPs | CPU latency (s) | {gpu} | params / HRNet | GPU speed / HRNet"
+    common.publish(
+        args, "derived_cost", f"Derived network vs HRNetV2-W48 at {args.size[0]}x{args.size[1]}", "bench.derived",
+        "Genotype `experiments/genotypes/paper_like.json`, `default_macro` trellis, FCN head, 19 classes; the peer",
+        "is `bench/hrnet_ref.py` (HRNetV2-W48, 65.86M params as published 65.9M) with the same `FCNHead`. GFLOPs",
+        "by `torch.utils.flop_counter` (2 per multiply-accumulate), batch 1. CPU latency: process CPU time, fp32,",
+        f"batch 1, median of {args.steps} forwards. GPU: batch {args.gpu_batch}, fp16 + channels_last. Targets",
+        "(issue 9): RSP paper net <= 0.3x HRNet's params and >= 1.5x its GPU throughput.", "",
+        common.md_table(header, rows),
+    )  # fmt: skip
     return results
 
 
 def run_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Every option combination (compile ones skipped with --quick: minutes of inductor)."""
-    res = {
-        label: common.run_worker(
-            "bench.derived",
-            {
-                "model": args.model,
-                "channels_last": cl,
-                "compile": comp,
-                "size": args.train_size,
-                "batch": args.batch,
-                "steps": args.steps,
-                "device": args.device,
-            },
-            inprocess=args.quick,
-        )
-        for label, (cl, comp) in OPTIONS.items()
-        if not (comp and args.quick)
-    }
+    run = {"model": args.model, "size": args.train_size, "batch": args.batch, "steps": args.steps}
+    specs = {label: {"channels_last": cl, "compile": comp, "device": args.device, **run}
+             for label, (cl, comp) in OPTIONS.items() if not (comp and args.quick)}  # fmt: skip
+    res = {label: common.run_worker("bench.derived", spec, inprocess=args.quick) for label, spec in specs.items()}
     base = res["baseline (NCHW, eager)"]["step_s"]
-    text = common.md_table(
-        ["options", "step (s)", "vs baseline", "first step incl. compile (s)"],
-        [[k, f"{r['step_s']:.3f}", f"{r['step_s'] / base:.2f}", f"{r['first_step_s']:.1f}"] for k, r in res.items()],
-    )
-    print(text)
-    if args.write:
-        h, w = args.train_size
-        common.write_section(
-            args.write,
-            f"train_options_{args.device}",
-            common.section(
-                f"Derived-network training options (model={args.model}, {h}x{w}, batch {args.batch})",
-                "bench.derived",
-                args.argv,
-                f"One training step of the network `stage=train` builds (RSP on, FCN head), median of {args.steps}",
-                "after a warm-up; CPU: process CPU time, 1 thread; CUDA: wall clock, fp16 AMP.",
-                "",
-                text,
-            ),
-        )
+    rows = [[k, f"{r['step_s']:.3f}", f"{r['step_s'] / base:.2f}", f"{r['first_step_s']:.1f}"] for k, r in res.items()]
+    h, w = args.train_size
+    common.publish(
+        args, f"train_options_{args.device}", f"Derived-network training options (model={args.model}, {h}x{w}, "
+        f"batch {args.batch})", "bench.derived", "One training step of the network `stage=train` builds (RSP on, FCN "
+        f"head), median of {args.steps} after a warm-up; CPU: process CPU time, 1 thread; CUDA: wall clock, fp16 AMP.",
+        "", common.md_table("options | step (s) | vs baseline | first step incl. compile (s)", rows),
+    )  # fmt: skip
     return res
 
 

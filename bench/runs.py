@@ -79,48 +79,32 @@ def run_demo(overrides: list[str]) -> tuple[dict[str, Any], float]:
         return json.loads((Path(tmp) / "pipeline.json").read_text()), wall
 
 
+NEIGHBOUR = 'one `python -c "while True: pass"` process'
+
+
 def demo(args: argparse.Namespace) -> tuple[str, str, list[str]]:
     """(section name, title, text) of --demo, with --busy idle vs beside a busy loop."""
     if not args.busy:
         summary, wall = run_demo(args.overrides)
-        rows = [[stage, secs] for stage, secs in summary["seconds"].items()] + [
-            ["total (process wall time)", round(wall, 1)]
-        ]
-        return (
-            "demo",
-            "`make demo` (experiment=demo)",
-            [
-                "Runs `rspnet experiment=demo` as `make demo` does, without the install step.",
-                "",
-                common.md_table(["stage", "seconds"], rows),
-                "",
-                f"Final synthetic val mIoU: {100 * summary['miou']:.2f} % "
-                f"(19 classes; chance ≈ 5 %), derived network {summary['params'] / 1e6:.3f} M params.",
-            ],
-        )
+        rows = [*summary["seconds"].items(), ("total (process wall time)", round(wall, 1))]
+        return "demo", "`make demo` (experiment=demo)", [
+            "Runs `rspnet experiment=demo` as `make demo` does, without the install step.", "",
+            common.md_table("stage | seconds", rows), "", f"Final synthetic val mIoU: {100 * summary['miou']:.2f} % "
+            f"(19 classes; chance ≈ 5 %), derived network {summary['params'] / 1e6:.3f} M params."]  # fmt: skip
     arms = {}
     for arm in ("idle", "busy"):
         with busy_loop(args.pin) if arm == "busy" else nullcontext():
             arms[arm] = run_demo(args.overrides)
     (idle, idle_wall), (busy, busy_wall) = arms["idle"], arms["busy"]
-    rows = [
-        [stage, f"{secs:.1f}", f"{busy['seconds'][stage]:.1f}", f"{busy['seconds'][stage] / max(secs, 1e-9):.2f}x"]
-        for stage, secs in idle["seconds"].items()
-    ]
+    seconds = [(stage, secs, busy["seconds"][stage]) for stage, secs in idle["seconds"].items()]
+    rows = [[stage, f"{a:.1f}", f"{b:.1f}", f"{b / max(a, 1e-9):.2f}x"] for stage, a, b in seconds]
     rows.append(
         ["total (process wall time)", f"{idle_wall:.1f}", f"{busy_wall:.1f}", f"**{busy_wall / idle_wall:.2f}x**"]
     )
-    return (
-        "demo_busy",
-        "`make demo` beside a busy core",
-        [
-            f'`rspnet experiment=demo` idle, then beside one `python -c "while True: pass"` process ({pinned(args.pin)}).',
-            "",
-            common.md_table(["stage", "wall idle (s)", "wall busy (s)", "busy / idle"], rows),
-            "",
-            f"Final synthetic val mIoU: {100 * idle['miou']:.2f} % idle, {100 * busy['miou']:.2f} % busy.",
-        ],
-    )
+    return "demo_busy", "`make demo` beside a busy core", [
+        f"`rspnet experiment=demo` idle, then beside {NEIGHBOUR} ({pinned(args.pin)}).", "",
+        common.md_table("stage | wall idle (s) | wall busy (s) | busy / idle", rows), "",
+        f"Final synthetic val mIoU: {100 * idle['miou']:.2f} % idle, {100 * busy['miou']:.2f} % busy."]  # fmt: skip
 
 
 def pinned(pin: int | None) -> str:
@@ -136,14 +120,9 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     from rspnet.stages import get_stage
 
     with tempfile.TemporaryDirectory() as tmp:
+        demo = ["experiment=demo", "logger=csv", f"genotype={GENOTYPE}", "trainer.max_epochs=1"]
         cfg = common.compose_cfg(
-            "experiment=demo",
-            "logger=csv",
-            f"genotype={GENOTYPE}",
-            "trainer.max_epochs=1",
-            "trainer.enable_progress_bar=false",
-            f"paths.output_dir={tmp}",
-            *spec["overrides"],
+            *demo, "trainer.enable_progress_bar=false", f"paths.output_dir={tmp}", *spec["overrides"]
         )
         get_stage(str(cfg.stage.name))  # its imports are not part of the epoch
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -162,9 +141,8 @@ def measure(reps: int, pin: int | None, overrides: Sequence[str], inprocess: boo
         for wl, extra in WORKLOADS.items():
             for arm in ("idle", "busy") if rep % 2 == 0 else ("busy", "idle"):
                 with busy_loop(pin) if arm == "busy" else nullcontext():
-                    res[wl][arm].append(
-                        common.run_worker("bench.runs", {"overrides": [*extra, *overrides]}, inprocess=inprocess)
-                    )
+                    spec = {"overrides": [*extra, *overrides]}
+                    res[wl][arm].append(common.run_worker("bench.runs", spec, inprocess=inprocess))
     return res
 
 
@@ -173,42 +151,15 @@ def epochs(args: argparse.Namespace) -> tuple[str, str, list[str], dict[str, dic
     res = measure(args.reps, args.pin, [*(QUICK if args.quick else []), *args.overrides], inprocess=args.quick)
     rows = []
     for wl, arms in res.items():
-        med = {(arm, k): common.median([r[k] for r in arms[arm]]) for arm in arms for k in ("wall_s", "cpu_s")}
-        rows.append(
-            [
-                f"{wl} (1 epoch)",
-                f"{med['idle', 'wall_s']:.1f}",
-                f"{med['busy', 'wall_s']:.1f}",
-                f"**{med['busy', 'wall_s'] / med['idle', 'wall_s']:.2f}x**",
-                f"{med['idle', 'cpu_s']:.1f}",
-                f"{med['busy', 'cpu_s']:.1f}",
-                arms["idle"][0]["threads"],
-            ]
-        )
+        (iw, ic), (bw, bc) = ([common.median([r[k] for r in arms[a]]) for k in ("wall_s", "cpu_s")] for a in arms)
+        rows.append([f"{wl} (1 epoch)", f"{iw:.1f}", f"{bw:.1f}", f"**{bw / iw:.2f}x**", f"{ic:.1f}", f"{bc:.1f}",
+                     arms["idle"][0]["threads"]])  # fmt: skip
     name = "_".join(["busy", *(re.sub(r"[^\w.=]+", "_", o) for o in args.overrides)])
-    return (
-        name,
-        "Wall clock beside a busy core (demo macro-search and train epochs)",
-        [
-            f"One epoch of each stage at the demo preset, each run a fresh process with the default thread policy, idle vs "
-            f'beside one `python -c "while True: pass"` process ({pinned(args.pin)}); arms alternated, median of '
-            f"{args.reps} run(s). Fair share on C cores: busy / idle <= C / (C - 1).",
-            "",
-            common.md_table(
-                [
-                    "workload",
-                    "wall idle (s)",
-                    "wall beside busy loop (s)",
-                    "wall busy / idle",
-                    "CPU idle (s)",
-                    "CPU busy (s)",
-                    "torch threads",
-                ],
-                rows,
-            ),
-        ],
-        res,
-    )
+    header = "workload | wall idle (s) | wall beside busy loop (s) | wall busy / idle | CPU idle (s) | CPU busy (s)"
+    return name, "Wall clock beside a busy core (demo macro-search and train epochs)", [
+        "One epoch of each stage at the demo preset, each run a fresh process with the default thread policy, idle",
+        f"vs beside {NEIGHBOUR} ({pinned(args.pin)}); arms alternated, median of {args.reps} run(s). Fair share on C",
+        "cores: busy / idle <= C / (C - 1).", "", common.md_table(header + " | torch threads", rows)], res  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -16,6 +16,7 @@ arms alternate per repeat; wall-clock images/s first, process CPU s/image beside
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 import time
@@ -88,58 +89,26 @@ def run_data(args: argparse.Namespace) -> list[dict[str, Any]]:
             rows.append({"dataset": name, "note": "skipped: pass --camvid-root DIR (SegNet layout)"})
             continue
         ov = data_overrides(name, args.camvid_root if name == "camvid" else None, args.quick)
-        step = common.run_worker(
-            "bench.throughput", {"overrides": ov, "workers": None, "steps": args.steps}, inprocess=args.quick
-        )
+        spec = {"overrides": ov, "workers": None, "steps": args.steps}
+        step = common.run_worker("bench.throughput", spec, inprocess=args.quick)
         for workers in args.workers:
-            load = common.run_worker(
-                "bench.throughput", {"overrides": ov, "workers": workers, "batches": args.batches}, inprocess=args.quick
-            )
+            spec = {"overrides": ov, "workers": workers, "batches": args.batches}
+            load = common.run_worker("bench.throughput", spec, inprocess=args.quick)["images_per_s"]
             ips = step["steps_per_s"] * step["batch"]
-            rows.append(
-                {
-                    "dataset": name,
-                    "workers": workers,
-                    "batch": step["batch"],
-                    "crop": step["crop"],
-                    "loader_ips": load["images_per_s"],
-                    "step_ips": ips,
-                    "ratio": load["images_per_s"] / ips,
-                }
-            )
-    text = common.md_table(
-        ["dataset", "loader workers", "batch", "loader images/s", "train-step images/s", "loader / step"],
-        [
-            [r["dataset"], "-", "-", "-", "-", r["note"]]
-            if "note" in r
-            else [
-                r["dataset"],
-                r["workers"],
-                f"{r['batch']} x {r['crop'][0]}x{r['crop'][1]}",
-                f"{r['loader_ips']:.1f}",
-                f"{r['step_ips']:.1f}",
-                f"{r['ratio']:.1f}",
-            ]
-            for r in rows
-        ],
-    )
-    print(text)
-    if args.write:
-        common.write_section(
-            args.write,
-            "data_throughput",
-            common.section(
-                "Data pipeline: loader throughput vs training step rate",
-                "bench.throughput",
-                args.argv,
-                "Loader: the training `DataLoader` (random scale 0.5-2, pad + crop, flip, colour jitter, normalise)",
-                f"over {args.batches} batches after the first. Step: forward + CE + backward + SGD of the tiny derived",
-                "net on random tensors of the same batch shape, 1 thread. Target (issue 9): loader >= 2x the step rate.",
-                "With 0 workers the loader runs in the training process; with workers it competes for the cores.",
-                "",
-                text,
-            ),
-        )
+            row = {"dataset": name, "workers": workers, "batch": step["batch"], "crop": step["crop"]}
+            rows.append(row | {"loader_ips": load, "step_ips": ips, "ratio": load / ips})
+    table = [[r["dataset"], "-", "-", "-", "-", r["note"]] if "note" in r else
+             [r["dataset"], r["workers"], f"{r['batch']} x {r['crop'][0]}x{r['crop'][1]}",
+              *(f"{r[k]:.1f}" for k in ("loader_ips", "step_ips", "ratio"))] for r in rows]  # fmt: skip
+    common.publish(
+        args, "data_throughput", "Data pipeline: loader throughput vs training step rate", "bench.throughput",
+        "Loader: the training `DataLoader` (random scale 0.5-2, pad + crop, flip, colour jitter, normalise) over",
+        f"{args.batches} batches after the first. Step: forward + CE + backward + SGD of the tiny derived net on",
+        "random tensors of the same batch shape, 1 thread. Target (issue 9): loader >= 2x the step rate. With",
+        "0 workers the loader runs in the training process; with workers it competes for the cores.", "",
+        common.md_table("dataset | loader workers | batch | loader images/s | train-step images/s | loader / step",
+                        table),
+    )  # fmt: skip
     return rows
 
 
@@ -171,28 +140,22 @@ def run_infer(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     torch.manual_seed(0)
     net, _ = build_zoo_net(zoo_entries()[f"paper_like-{args.model}"])
-    model = Model(
-        net.eval().to(args.device), [str(i) for i in range(19)], [[0, 0, 0]] * 19, args.model, "zoo", trained=False
-    )
+    labels = [str(i) for i in range(19)]
+    model = Model(net.eval().to(args.device), labels, [[0, 0, 0]] * 19, args.model, "zoo", trained=False)
     counter = model.net = Counted(model.net)
     rng = np.random.default_rng(0)
     rows = []
     for name, (size, crop) in (QUICK if args.quick else SIZES).items():
         images = [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(args.images)]
-        arms = {
-            ("eval slide", "before (sw_batch 1)"): Segmenter(model, "slide", args.device, 1, crop=crop, sw_batch=1),
-            ("eval slide", f"after (sw_batch {args.sw_batch})"): Segmenter(
-                model, "slide", args.device, 1, crop=crop, sw_batch=args.sw_batch
-            ),
-            ("predict whole", "before (batch 1)"): Segmenter(model, "whole", args.device, 1),
-            ("predict whole", f"after (batch {args.batch})"): Segmenter(model, "whole", args.device, args.batch),
-        }
-        jobs = {
-            key: ((lambda s=seg: s.scores(to_tensor(images[0])[None]).argmax(1)), 1)
-            if key[0] == "eval slide"
-            else ((lambda s=seg: s.predict(images)), len(images))
-            for key, seg in arms.items()
-        }
+        seg = functools.partial(Segmenter, model, device=args.device)
+        arms = {("eval slide", "before (sw_batch 1)"): seg("slide", batch_size=1, crop=crop, sw_batch=1),
+                ("eval slide", f"after (sw_batch {args.sw_batch})"): seg("slide", batch_size=1, crop=crop,
+                                                                         sw_batch=args.sw_batch),
+                ("predict whole", "before (batch 1)"): seg("whole", batch_size=1),
+                ("predict whole", f"after (batch {args.batch})"): seg("whole", batch_size=args.batch)}  # fmt: skip
+        one = to_tensor(images[0])[None]  # eval: one image at a time (stage=eval at Cityscapes size); predict: all
+        jobs = {key: ((lambda s=seg: s.scores(one).argmax(1)), 1) if key[0] == "eval slide"
+                else ((lambda s=seg: s.predict(images)), len(images)) for key, seg in arms.items()}  # fmt: skip
         for fn, _ in jobs.values():
             fn()  # warm-up (allocator, oneDNN/cuDNN kernel choice), untimed
         times: dict[tuple[str, str], list[tuple[float, float]]] = {k: [] for k in jobs}
@@ -204,50 +167,26 @@ def run_infer(args: argparse.Namespace) -> list[dict[str, Any]]:
                 times[key].append((n / wall, cpu / n))
                 per_image[key] = counter.calls / n
         for (path, arm), v in times.items():
-            rows.append(
-                {
-                    "size": name,
-                    "image": list(size),
-                    "path": path,
-                    "arm": arm,
-                    "calls_per_image": per_image[(path, arm)],
-                    "images_per_s": common.median([a for a, _ in v]),
-                    "cpu_s_per_image": common.median([c for _, c in v]),
-                }
-            )
+            rate, cpu = (common.median(x) for x in zip(*v))
+            row = {
+                "size": name,
+                "image": list(size),
+                "path": path,
+                "arm": arm,
+                "calls_per_image": per_image[(path, arm)],
+            }
+            rows.append(row | {"images_per_s": rate, "cpu_s_per_image": cpu})
     before = {(r["size"], r["path"]): r["images_per_s"] for r in rows if r["arm"].startswith("before")}
-    text = common.md_table(
-        ["size", "image", "path", "arm", "images/s (wall)", "CPU s / image", "network calls / image", "speed-up"],
-        [
-            [
-                r["size"],
-                f"{r['image'][0]}x{r['image'][1]}",
-                r["path"],
-                r["arm"],
-                f"{r['images_per_s']:.3f}",
-                f"{r['cpu_s_per_image']:.3f}",
-                f"{r['calls_per_image']:g}",
-                f"{r['images_per_s'] / before[(r['size'], r['path'])]:.2f}",
-            ]
-            for r in rows
-        ],
-    )
-    print(text)
-    if args.write:
-        common.write_section(
-            args.write,
-            "infer_throughput",
-            common.section(
-                "Eval/predict throughput: window batching and batched predict",
-                "bench.throughput",
-                args.argv,
-                f"Model: the `{args.model}` paper_like net (FCN head, 19 classes, random weights) on {args.device}; median",
-                f"of {args.repeats} alternating repeats; predict over {args.images} images.",
-                "",
-                text,
-                threads=torch.get_num_threads(),
-            ),
-        )
+    table = [[r["size"], f"{r['image'][0]}x{r['image'][1]}", r["path"], r["arm"], f"{r['images_per_s']:.3f}",
+              f"{r['cpu_s_per_image']:.3f}", f"{r['calls_per_image']:g}",
+              f"{r['images_per_s'] / before[(r['size'], r['path'])]:.2f}"] for r in rows]  # fmt: skip
+    common.publish(
+        args, "infer_throughput", "Eval/predict throughput: window batching and batched predict", "bench.throughput",
+        f"Model: the `{args.model}` paper_like net (FCN head, 19 classes, random weights) on {args.device};",
+        f"median of {args.repeats} alternating repeats; predict over {args.images} images.", "",
+        common.md_table("size | image | path | arm | images/s (wall) | CPU s / image | network calls / image | "
+                        "speed-up", table), threads=torch.get_num_threads(),
+    )  # fmt: skip
     return rows
 
 
@@ -259,9 +198,7 @@ def main(argv: list[str] | None = None) -> Any:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", action="store_true", help="loader images/s vs the training step rate")
     ap.add_argument("--infer", action="store_true", help="eval slide / predict images/s, before vs after batching")
-    ap.add_argument(
-        "--camvid-root", type=Path, default=None, help="--data: CamVid root (SegNet layout); absent = skipped"
-    )
+    ap.add_argument("--camvid-root", type=Path, default=None, help="--data: CamVid (SegNet layout); absent: skipped")
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     ap.add_argument("--batches", type=int, default=12)
     ap.add_argument("--steps", type=int, default=5)
