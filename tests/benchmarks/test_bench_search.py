@@ -22,6 +22,17 @@ def test_step_is_the_training_architect_first_and_second_order() -> None:
         assert not torch.equal(before[0], net.alpha) and not torch.equal(before[1], net.head.classifier.weight)
 
 
+def test_harness_times_the_shared_architect_step(monkeypatch) -> None:
+    from rspnet.lit import bilevel
+
+    calls = []
+    real = bilevel.Architect.step
+    monkeypatch.setattr(bilevel.Architect, "step", lambda self, *a, **k: calls.append(self) or real(self, *a, **k))
+    res = search.worker({"rsp": True, "overrides": TINY, "steps": 2, "warmup": 1, "batch": 1, "crop": [16, 32]})
+    assert len(calls) == 3 and res["step_s"] > 0  # warm-up + timed steps: every one is the Architect training runs
+    assert calls[0].grad_clip == 5.0 and not calls[0].second_order  # optimisers and clipping from conf/search
+
+
 def test_cost_variants_share_one_table_wall_first(tmp_path: Path) -> None:
     doc = tmp_path / "b.md"
     res = search.main(["--quick", "--variants", "RSP on", "RSP off", "RSP on, 2nd order", "--write", str(doc)])
