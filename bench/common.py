@@ -8,6 +8,7 @@ replaced in place on a rerun (`write_section`).
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -191,6 +192,23 @@ def section(title: str, module: str, argv: Sequence[str] | None, *text: str, thr
     return "\n".join(
         [f"## {title}", "", device_line(threads=threads), f"Command: `{command_line(module, argv)}`", "", *text]
     )
+
+
+def parser(doc: str, argv: Sequence[str] | None, worker: Callable[..., Any] | None = None) -> Any:
+    """(parser with `--write`, argv); (None, argv) when argv was a `--worker` call, already run here."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if worker is not None and worker_main(argv, worker):
+        return None, argv
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_write_arg(ap)
+    return ap, argv
+
+
+def parse(ap: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """`ap.parse_args(argv)`, keeping `argv` for the section's command line."""
+    args = ap.parse_args(argv)
+    args.argv = argv
+    return args
 
 
 def add_write_arg(ap: Any) -> None:

@@ -15,7 +15,6 @@ SGD) of the net `stage=train` builds per option combination; compile time is rep
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 import torch
@@ -172,10 +171,9 @@ def run_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> Any:
     """Parse arguments, measure, print (and optionally write) the table."""
-    argv = sys.argv[1:] if argv is None else argv
-    if common.worker_main(argv, worker):
+    ap, argv = common.parser(__doc__, argv, worker)
+    if ap is None:
         return []
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, nargs=2, default=[512, 1024], help="H W of the CPU latency input")
     ap.add_argument("--steps", type=int, default=None, help="timed calls (default 3 forwards / 5 training steps)")
     ap.add_argument("--warmup", type=int, default=1)
@@ -187,9 +185,7 @@ def main(argv: list[str] | None = None) -> Any:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--device", default=common.cuda_device())
     ap.add_argument("--quick", action="store_true", help="tiny nets at 64x128 / 32x64, in-process (seconds): the tests")
-    common.add_write_arg(ap)
-    args = ap.parse_args(argv)
-    args.argv = argv
+    args = common.parse(ap, argv)
     torch.set_num_threads(1)
     args.steps = args.steps or (5 if args.train_options else 3)
     if args.quick:

@@ -10,10 +10,8 @@ warm-up step; aten ops are grouped into kinds so two nets can be compared side b
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import pstats
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -121,17 +119,14 @@ def profile_epoch(overrides: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> Any:
     """Profile, print (and optionally write) the tables."""
-    argv = sys.argv[1:] if argv is None else argv
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap, argv = common.parser(__doc__, argv)
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--stages", action="store_true", help="demo preset: macro-search step vs cell-search step")
     ap.add_argument("--epoch", action="store_true", help="one demo cell-search epoch under cProfile")
     ap.add_argument("--quick", action="store_true", help="1 step of batch 1 at 32x64 / a few images (seconds)")
-    common.add_write_arg(ap)
-    args = ap.parse_args(argv)
-    args.argv = argv
+    args = common.parse(ap, argv)
     torch.set_num_threads(1)
     size: list[Any] = [1, [32, 64]] if args.quick else [None, None]
     steps = 1 if args.quick else args.steps

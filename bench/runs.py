@@ -164,10 +164,9 @@ def epochs(args: argparse.Namespace) -> tuple[str, str, list[str], dict[str, dic
 
 def main(argv: list[str] | None = None) -> Any:
     """Run --demo or --epochs, print (and optionally write) the section; returns the runs."""
-    argv = sys.argv[1:] if argv is None else argv
-    if common.worker_main(argv, worker):
+    ap, argv = common.parser(__doc__, argv, worker)
+    if ap is None:
         return {}
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for every run (e.g. threads.intra_op=2)")
     ap.add_argument("--demo", action="store_true", help="time `make demo` (with --busy: idle vs busy)")
     ap.add_argument("--busy", action="store_true", help="--demo: also beside a busy loop")
@@ -175,8 +174,7 @@ def main(argv: list[str] | None = None) -> Any:
     ap.add_argument("--reps", type=int, default=3, help="--epochs: runs per arm and workload (median reported)")
     ap.add_argument("--pin", type=int, default=None, help="pin the busy loop to this core (default: unpinned)")
     ap.add_argument("--quick", action="store_true", help="--epochs: a few batches, in this process (the smoke test)")
-    common.add_write_arg(ap)
-    args = ap.parse_args(argv)
+    args = common.parse(ap, argv)
     if args.demo == args.epochs:
         ap.error("pass exactly one of --demo, --epochs")
     started = common.device_line()  # before the runs: the load average they start from

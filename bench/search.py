@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -306,10 +305,9 @@ def run_macro(args: argparse.Namespace) -> dict[tuple[int, bool, bool], dict[str
 
 def main(argv: list[str] | None = None) -> Any:
     """Parse arguments and run the chosen benchmark (default: the search-cost table)."""
-    argv = sys.argv[1:] if argv is None else argv
-    if common.worker_main(argv, worker):
+    ap, argv = common.parser(__doc__, argv, worker)
+    if ap is None:
         return {}
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["tiny"], choices=list(PRESETS))
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--repeats", type=int, default=3)
@@ -319,9 +317,7 @@ def main(argv: list[str] | None = None) -> Any:
     ap.add_argument("--layers", type=int, nargs="+", default=[4, 6, 8])
     ap.add_argument("--device", default=common.cuda_device())
     ap.add_argument("--quick", action="store_true", help="smallest sizes, 1 step, in-process (seconds): the tests")
-    common.add_write_arg(ap)
-    args = ap.parse_args(argv)
-    args.argv = argv
+    args = common.parse(ap, argv)
     torch.set_num_threads(1)  # workers too (worker_main): oversubscribed OpenMP threads make timings meaningless
     if args.quick:
         args.repeats = 1

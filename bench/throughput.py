@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -192,10 +191,9 @@ def run_infer(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> Any:
     """Parse arguments, measure, print (and optionally write) the table."""
-    argv = sys.argv[1:] if argv is None else argv
-    if common.worker_main(argv, worker):
+    ap, argv = common.parser(__doc__, argv, worker)
+    if ap is None:
         return []
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", action="store_true", help="loader images/s vs the training step rate")
     ap.add_argument("--infer", action="store_true", help="eval slide / predict images/s, before vs after batching")
     ap.add_argument("--camvid-root", type=Path, default=None, help="--data: CamVid (SegNet layout); absent: skipped")
@@ -210,9 +208,7 @@ def main(argv: list[str] | None = None) -> Any:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="--infer: CPU torch threads (default: torch's)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one repeat, in-process (seconds): the tests")
-    common.add_write_arg(ap)
-    args = ap.parse_args(argv)
-    args.argv = argv
+    args = common.parse(ap, argv)
     if args.data == args.infer:
         ap.error("pass exactly one of --data, --infer")
     torch.set_num_threads(1 if args.data else args.threads or torch.get_num_threads())
