@@ -16,7 +16,7 @@ import rspnet.cli  # noqa: F401  (registers the rspnet_run_dir resolver)
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # the thread policy honours it: 1 thread in cli.run and subprocesses
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # the thread policy honours it: 1 thread in run_stage and subprocesses
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -65,13 +65,13 @@ def test_unknown_option_is_one_clear_error(tmp_path):
 def test_run_prints_tree_saves_config_and_closes_wandb(make_cfg, tmp_path, capsys, monkeypatch):
     import yaml
 
-    from rspnet import cli
+    from rspnet.stages import run_stage
 
     closed = []
-    monkeypatch.setattr("rspnet.utils.loggers.finish_loggers", lambda: closed.append(True))
+    monkeypatch.setattr("rspnet.stages.finish_loggers", lambda: closed.append(True))
     cfg = make_cfg("stage=data_stats", "dataset.num_train=2", "dataset.num_val=1", "print_config=true",
                    "stage.workers=1", out=tmp_path / "run")
-    result = cli.run(cfg)
+    result = run_stage(cfg)
     assert "CONFIG" in capsys.readouterr().out  # the rich tree
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["stage"]["name"] == "data_stats" and saved["paths"]["output_dir"] == str(tmp_path / "run")
@@ -80,14 +80,14 @@ def test_run_prints_tree_saves_config_and_closes_wandb(make_cfg, tmp_path, capsy
 
 
 def test_loggers_close_even_when_the_stage_fails(make_cfg, tmp_path, monkeypatch):
-    from rspnet import cli
     from rspnet.errors import DataError
+    from rspnet.stages import run_stage
 
     closed = []
-    monkeypatch.setattr("rspnet.utils.loggers.finish_loggers", lambda: closed.append(True))
+    monkeypatch.setattr("rspnet.stages.finish_loggers", lambda: closed.append(True))
     cfg = make_cfg("stage=data_stats", "dataset=camvid", f"dataset.root={tmp_path / 'missing'}")
     with pytest.raises(DataError):
-        cli.run(cfg)
+        run_stage(cfg)
     assert closed == [True]
 
 
@@ -111,10 +111,10 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize(("override", "message"), BAD_VALUES, ids=[b[0].split("=")[0] for b in BAD_VALUES])
 def test_a_wrong_type_is_one_config_error_naming_the_key(make_cfg, override: str, message: str) -> None:
-    from rspnet import cli
+    from rspnet.stages import run_stage
 
     with pytest.raises(ConfigError, match=message) as info:
-        cli.run(make_cfg("stage=data_stats", override))
+        run_stage(make_cfg("stage=data_stats", override))
     assert "\n" not in str(info.value)
 
 

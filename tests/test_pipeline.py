@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rspnet.genotype import Genotype, MacroArch
-from rspnet.stages.pipeline import run_pipeline
+from rspnet.stages.pipeline import run as run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 MICRO = (

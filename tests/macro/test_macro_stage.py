@@ -10,7 +10,7 @@ import torch
 
 from rspnet.errors import ArtifactError, ConfigError
 from rspnet.genotype import Genotype, MacroArch
-from rspnet.stages.macro_search import run_macro_search
+from rspnet.stages.macro_search import run as run_macro_search
 
 # synthetic data small enough for a second per epoch on one core
 TINY = ["stage=macro_search", "dataset.num_train=8", "dataset.num_val=4", "dataset.image_size=[32,64]",

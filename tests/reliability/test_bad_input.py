@@ -15,11 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
-from rspnet.cli import run
+from rspnet.stages import run_stage as run
 from rspnet.data import build_dataset
 from rspnet.errors import ArtifactError, ConfigError, DataError
 from rspnet.genotype import Genotype
-from rspnet.stages.train import run_train
+from rspnet.stages.train import run as run_train
 
 from .conftest import CELL, OPS, TRAIN
 

@@ -13,8 +13,9 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from rspnet.cli import run
+import rspnet.stages
 from rspnet.stages import pipeline
+from rspnet.stages import run_stage as run
 
 from .conftest import DATA
 
@@ -97,7 +98,12 @@ def test_resume_skips_finished_stages_and_continues_the_killed_one(make_cfg, tmp
     calls: list[tuple[str, object]] = []
     crash: dict[str, BaseException] = {}
 
+    real = rspnet.stages.get_stage
+
     def fake(name: str) -> Callable[[DictConfig], dict]:
+        if name == "pipeline":
+            return real(name)
+
         def stage(cfg: DictConfig) -> dict:
             calls.append((name, cfg.ckpt_path))
             if isinstance(crash.get(name), ConfigError):
@@ -108,7 +114,7 @@ def test_resume_skips_finished_stages_and_continues_the_killed_one(make_cfg, tmp
             return {"stage": name, "best_ckpt": None, "loss": float("nan")}
         return stage
 
-    monkeypatch.setattr(pipeline, "get_stage", fake)
+    monkeypatch.setattr(rspnet.stages, "get_stage", fake)
     monkeypatch.setattr(pipeline, "_print_summary", lambda summary, cfg: None)
     crash["train"] = KeyboardInterrupt()
     with pytest.raises(KeyboardInterrupt):

@@ -66,7 +66,7 @@ def test_a_2048x1024_image_is_processed_window_by_window(tiny_net: torch.nn.Modu
 @pytest.fixture
 def trained_ckpt(make_cfg, tmp_path: Path, genotype_file: Path) -> Path:
     """A one-step training checkpoint of the tiny preset."""
-    from rspnet.stages.train import run_train
+    from rspnet.stages.train import run as run_train
 
     out = tmp_path / "trained"
     run_train(make_cfg(*TRAIN, "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
@@ -75,7 +75,7 @@ def trained_ckpt(make_cfg, tmp_path: Path, genotype_file: Path) -> Path:
 
 
 def test_predict_converts_grayscale_alpha_and_palette_files_at_odd_sizes(make_cfg, tmp_path: Path, trained_ckpt: Path) -> None:
-    from rspnet.stages.predict import run_predict
+    from rspnet.stages.predict import run as run_predict
 
     folder = tmp_path / "images"
     folder.mkdir()

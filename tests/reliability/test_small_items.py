@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rspnet.cli import run
+from rspnet.stages import run_stage as run
 from rspnet.lit.search_module import SearchModule, steps_to_epochs
 
 from .conftest import CELL

@@ -46,7 +46,7 @@ def test_recipe_sweeps(make_cfg) -> None:
 
 
 def test_camvid_recipe_runs_end_to_end_on_a_fixture(make_cfg, tmp_path: Path) -> None:
-    from rspnet.stages.pipeline import run_pipeline
+    from rspnet.stages.pipeline import run as run_pipeline
 
     root = tmp_path / "camvid"  # SegNet layout, 16x32 images, pixel 11 = void
     # 6 train images: 1 held out for selection, 5 split into the search's weight/arch halves

@@ -50,7 +50,7 @@ def tiny_cfg(tmp_path: Path, genotype_file: Path) -> Callable[..., DictConfig]:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory, genotype_file: Path) -> dict:
     """One epoch of stage=train; returns its result dict plus `out` (shared, read-only for tests)."""
-    from rspnet.stages.train import run_train
+    from rspnet.stages.train import run as run_train
 
     out = tmp_path_factory.mktemp("trained")
     result = run_train(compose_cfg(out, "stage=train", f"genotype={genotype_file}"))

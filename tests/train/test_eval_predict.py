@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from rspnet.errors import ArtifactError, DataError
-from rspnet.stages.evaluate import run_eval
-from rspnet.stages.predict import run_predict
+from rspnet.stages.eval import run as run_eval
+from rspnet.stages.predict import run as run_predict
 
 METRIC_KEYS = {"miou", "iou_per_class", "pixel_acc", "macc", "acc_per_class", "num_images", "dataset", "split", "checkpoint",
                "arch_provenance", "checkpoint_selected_on"}
@@ -127,7 +127,7 @@ def test_predict_with_resize_long_keeps_the_file_resolution(trained: dict, tiny_
 
 @pytest.mark.slow
 def test_ddp_sim_train_and_eval_match_single_process(trained: dict, tiny_cfg, tmp_path: Path) -> None:
-    from rspnet.stages.train import run_train
+    from rspnet.stages.train import run as run_train
 
     ddp = ["trainer=ddp_sim", "dataset.batch_size=2", "dataset.val_batch_size=2"]
     result = run_train(tiny_cfg("stage=train", *ddp, out=tmp_path / "train"))

@@ -1,6 +1,6 @@
 """W&B media for every stage: prediction overlays, the stage pictures, artifacts.
 
-`build_trainer` adds `WandbMedia` whenever the logger is W&B, so the search and training
+`run_callbacks` (rspnet.utils.trainer) adds `WandbMedia` whenever the logger is W&B, so the search and training
 modules only log scalars (and their heatmaps) themselves.
 """
 
