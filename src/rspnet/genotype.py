@@ -116,6 +116,13 @@ class Genotype:
             edges.append(Edge(src, dst, PRIMITIVES[best], tuple(row)))
         return cls(edges=edges, rsp=rsp, search=dict(search or {}))
 
+    @classmethod
+    def from_ops(cls, ops: Sequence[str], rsp: bool = True, search: dict | None = None) -> Genotype:
+        """A hand-written cell: one op name per edge of EDGES (weights one-hot, as a decided search)."""
+        if len(ops) != len(EDGES) or any(op not in PRIMITIVES for op in ops):
+            raise ArtifactError(f"ops {list(ops)}: need {len(EDGES)} op names (one per edge) from {PRIMITIVES}")
+        return cls.from_weights([[float(op == p) for p in PRIMITIVES] for op in ops], rsp, search)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": GENOTYPE_FORMAT,

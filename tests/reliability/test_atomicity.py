@@ -76,15 +76,15 @@ def _die_half_way(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
 
 
 def test_crash_mid_write_keeps_the_previous_genotype(tmp_path: Path, monkeypatch) -> None:
-    path = Genotype.from_weights(OPS, rsp=True).save(tmp_path / "genotype.json")
+    path = Genotype.from_ops(OPS, rsp=True).save(tmp_path / "genotype.json")
     before = path.read_bytes()
-    other = Genotype.from_weights([[0, 0, 0, 0, 1]] * 3, rsp=False)
+    other = Genotype.from_ops(["skip_connect"] * 3, rsp=False)
     with monkeypatch.context() as m:
         _die_half_way(m, "write_text")
         with pytest.raises(KeyboardInterrupt):
             other.save(path)
     assert path.read_bytes() == before
-    assert Genotype.load(path).ops == Genotype.from_weights(OPS, rsp=True).ops != other.ops  # the old genotype, not the new
+    assert Genotype.load(path).ops == Genotype.from_ops(OPS, rsp=True).ops != other.ops  # the old genotype, not the new
     assert sorted(p.name for p in tmp_path.iterdir()) == ["genotype.json"]  # no temp file left
 
 

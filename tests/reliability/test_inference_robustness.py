@@ -24,7 +24,7 @@ def tiny_net(make_cfg) -> torch.nn.Module:
     """A derived network of the tiny preset at B = 4 with 3 classes (eval mode)."""
     cfg = make_cfg(*TRAIN)
     torch.manual_seed(0)
-    return build_derived(cfg, Genotype.from_weights(OPS, rsp=True), default_macro(cfg), 3).eval()
+    return build_derived(cfg, Genotype.from_ops(OPS, rsp=True), default_macro(cfg), 3).eval()
 
 
 @pytest.mark.parametrize("mode", ["whole", "slide", "multiscale_flip"])

@@ -84,7 +84,7 @@ def test_ddp_sim_macro_search_keeps_beta_identical_across_ranks(make_cfg, tmp_pa
     from rspnet.stages.cell_search import fit_search
 
     out = tmp_path / "macro"
-    genotype = Genotype.from_weights([[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 1]], rsp=True)
+    genotype = Genotype.from_ops(["conv_3x3", "dw_conv_3x3", "skip_connect"], rsp=True)
     cfg = make_cfg("stage=macro_search", *TINY, "model.layers=2", out=out)
     dm = build_datamodule(cfg)
     dm.setup("fit")
@@ -202,7 +202,7 @@ def test_ddp_sim_training_nan_on_one_rank_stops_every_rank(make_cfg, tmp_path: P
     cfg = make_cfg("stage=train", *TINY, "model.layers=1", "model.scales=[4,8]", "model.cells_per_node=1", out=out)
     dm = build_datamodule(cfg)
     dm.setup("fit")
-    genotype = Genotype.from_weights([[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 1]], rsp=True, search={})
+    genotype = Genotype.from_ops(["conv_3x3", "dw_conv_3x3", "skip_connect"], rsp=True, search={})
     module = NanInputOnRankOneSegModule(cfg, genotype.to_dict(), default_macro(cfg).to_dict(), dm.num_classes)
     with pytest.raises(NonFiniteError, match="training loss is"), rank_errors():
         build_trainer(cfg, out, logger=False, enable_checkpointing=False).fit(module, datamodule=dm)

@@ -117,9 +117,8 @@ def test_a_resumed_stage_logs_into_the_same_offline_wandb_run(make_cfg, tmp_path
     from rspnet.stages.cell_search import run as run_cell_search
 
     out = tmp_path / "run"
-    tiny = ["stage=cell_search", "logger=wandb", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
-            "dataset.num_train=8", "dataset.num_val=4", "model.search_layers=1", "model.scales=[4,8]", "model.base_width=4",
-            "dataset.image_size=[32,64]", "dataset.crop_size=[32,64]"]
+    tiny = ["stage=cell_search", "debug=tiny", "model=micro", "logger=wandb", "trainer.limit_train_batches=1",
+            "trainer.limit_val_batches=1"]
     run_cell_search(make_cfg(*tiny, "trainer.max_epochs=1", out=out))
     finish_loggers()
     run_id = (out / WANDB_ID_FILE).read_text().strip()

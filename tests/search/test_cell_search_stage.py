@@ -16,11 +16,7 @@ from rspnet.lit.search_module import SearchModule
 from rspnet.stages.cell_search import run as run_cell_search
 from rspnet.utils import loggers
 
-TINY = (
-    "stage=cell_search", "dataset=synthetic", "model=tiny", "trainer=cpu", "model.search_layers=1",
-    "model.scales=[4,8]", "model.base_width=4", "dataset.image_size=[32,64]", "dataset.crop_size=[32,64]",
-    "dataset.num_train=8", "dataset.num_val=4", "trainer.enable_progress_bar=false",
-)
+TINY = ("stage=cell_search", "debug=tiny", "model=micro")
 
 
 def test_fast_dev_run_writes_genotype_and_cell_picture(make_cfg, tmp_path: Path) -> None:

@@ -11,14 +11,14 @@ from rspnet.genotype import Genotype
 from rspnet.inference import infer, infer_from_cfg, slide_logits
 from rspnet.models.derived import build_derived, default_macro
 
-OPS = [[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 1]]
+OPS = ["conv_3x3", "dw_conv_3x3", "skip_connect"]
 
 
 @pytest.fixture
 def net(make_cfg) -> nn.Module:
     torch.manual_seed(0)
     cfg = make_cfg()
-    return build_derived(cfg, Genotype.from_weights(OPS, rsp=True), default_macro(cfg), num_classes=4).eval()
+    return build_derived(cfg, Genotype.from_ops(OPS, rsp=True), default_macro(cfg), num_classes=4).eval()
 
 
 def test_modes_give_the_whole_image_shape(net: nn.Module) -> None:
