@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from rspnet.cli import _run_dir
 from rspnet.errors import ConfigError
@@ -102,7 +103,8 @@ BAD_VALUES = [
     ("search.second_order=yes", "search.second_order=yes is invalid"),
     ("macro.top_k=two", "macro.top_k=two is invalid"),
     ("train.lr=[1]", r"train.lr=\[1\] is invalid"),
-    ("train.inference=sliding", "train.inference=sliding is invalid: expected one of whole | slide | multiscale_flip"),
+    ("inference.mode=sliding", "inference.mode=sliding is invalid: expected one of whole | slide | multiscale_flip"),
+    ("inference.sw_batch=0", "inference.sw_batch=0 is invalid: expected a positive integer"),
     ("trainer.max_epochs=1.5", "trainer.max_epochs=1.5 is invalid: expected an integer >= -1 or null"),
     ("trainer.limit_train_batches=few", "trainer.limit_train_batches=few is invalid"),
     ("seed=abc", "seed=abc is invalid: expected an integer"),
@@ -132,3 +134,30 @@ def test_cli_wrong_type_is_one_line(tmp_path, override: str) -> None:
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("rspnet: error:")]
     assert len(errors) == 1 and override.split("=")[0] in errors[0] and "Traceback" not in proc.stderr
+
+
+def test_moved_inference_keys_are_one_line_naming_the_new_key(tmp_path) -> None:
+    from rspnet.config import compose
+
+    proc = _rspnet("stage=eval", "train.inference=slide", f"paths.output_dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == ("rspnet: error: train.inference moved to the inference group: use inference.mode=slide "
+                                   "(or the preset inference=slide)")
+    with pytest.raises(ConfigError, match=r"train.slide_crop moved to the inference group: use inference.slide_crop=\[8,8\]"):
+        compose("train.slide_crop=[8,8]")
+    cfg = compose("inference=slide", "inference.sw_batch=2")
+    assert (cfg.inference.mode, cfg.inference.sw_batch, cfg.inference.slide_crop) == ("slide", 2, None)
+
+
+def test_a_config_saved_before_the_inference_group_keeps_its_mode(tmp_path) -> None:
+    import yaml
+
+    from rspnet.config import compose, from_saved
+
+    saved = OmegaConf.to_container(compose("paths.output_dir=" + str(tmp_path / "old")), resolve=True)
+    del saved["inference"]
+    saved["train"].update(inference="multiscale_flip", scales=[1.0, 1.5])
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    cfg = from_saved(tmp_path / "config.yaml", "eval")
+    assert cfg.inference.mode == "multiscale_flip" and list(cfg.inference.scales) == [1.0, 1.5]
+    assert cfg.inference.sw_batch == compose().inference.sw_batch  # the rest from the group's defaults

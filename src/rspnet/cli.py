@@ -15,6 +15,7 @@ from rspnet.errors import RSPNetError
 from rspnet.resources import config_dir  # also registers the ${rspnet.genotype:NAME} resolver
 from rspnet.utils.callbacks import fail_sweep
 from rspnet.utils.config import output_dir
+from rspnet.utils.validate import check_moved
 
 log = logging.getLogger("rspnet")
 CONFIG_DIR = str(config_dir())  # package data (rspnet.conf); users add theirs with --config-dir
@@ -93,6 +94,11 @@ def _check_output_dir_arg(argv: list[str]) -> None:
 def main() -> None:
     """Console-script entry (`rspnet ...`)."""
     _check_output_dir_arg(sys.argv[1:])
+    try:
+        check_moved(sys.argv[1:])  # Hydra would only say "not in struct"; name the new key
+    except RSPNetError as e:
+        print(f"rspnet: error: {e}", file=sys.stderr)
+        sys.exit(2)
     _main()
 
 

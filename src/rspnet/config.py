@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 import rspnet.cli  # noqa: F401  (registers the resolvers the root config uses)
 from rspnet.errors import ConfigError
 from rspnet.resources import config_dir as _shipped_config_dir
+from rspnet.utils.validate import MOVED, check_moved
 
 
 def config_dir() -> str:
@@ -28,6 +29,7 @@ def compose(*overrides: str, hydra: bool = False) -> DictConfig:
     As on the command line, `paths.output_dir` defaults to `outputs/<date>/<time>`.
     `hydra=True` also returns the `hydra` node (sweeper, launcher, mode), as tests of recipes need.
     """
+    check_moved(overrides)
     try:
         if GlobalHydra.instance().is_initialized() and not hydra:  # inside the CLI's app (a stage loading zoo:)
             cfg = hydra_compose(config_name="config", overrides=list(overrides))
@@ -50,15 +52,26 @@ def from_saved(config: DictConfig | str | Path, stage: str, *overrides: str) -> 
     group choices (`dataset=camvid`) cannot be re-applied to a resolved config and are refused.
     """
     base = OmegaConf.load(config) if isinstance(config, (str, Path)) else config.copy()
+    check_moved(overrides)
     for o in overrides:
         key = o.lstrip("+").split("=", 1)[0]
         if "=" not in o or ("." not in key and isinstance(base.get(key), DictConfig)):
             raise ConfigError(f"override {o}: with config= only key=value options apply (not group choices like dataset=NAME)")
     fresh = compose(f"stage={stage}")
     cfg = OmegaConf.merge(base, {"stage": fresh.stage, "paths": {"output_dir": fresh.paths.output_dir}},
+                          {} if "inference" in base else {"inference": _moved_inference(base, fresh)},
                           OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
     assert isinstance(cfg, DictConfig)
     return cfg
+
+
+def _moved_inference(saved: DictConfig, fresh: DictConfig) -> DictConfig:
+    """The `inference` group of a config saved before it existed: its `train.inference`/`train.slide_*` values."""
+    moved = {new.split(".", 1)[1]: saved.train[old.split(".", 1)[1]] for old, new in MOVED.items()
+             if old.split(".", 1)[1] in saved.get("train", {})}
+    result = OmegaConf.merge(fresh.inference, moved)
+    assert isinstance(result, DictConfig)
+    return result
 
 
 def run(stage: str, *overrides: str, config: DictConfig | str | Path | None = None) -> dict[str, Any]:

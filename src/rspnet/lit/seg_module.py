@@ -99,7 +99,7 @@ class SegModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        # validation during training uses whole-image inference (fast); eval picks train.inference
+        # validation during training uses whole-image inference (fast); eval picks the inference group
         x, y = batch
         out = self(x)
         loss = seg_loss(out, y, self.cfg.train, self.ignore_index, self.aux_weight, self.class_weights)
@@ -220,7 +220,7 @@ def load_seg_checkpoint(path: str | Path, cfg: DictConfig | None = None) -> tupl
     """Rebuild the trained SegModule (eval mode) from a checkpoint; returns (module, checkpoint["rspnet"]).
 
     The network shape (model/rsp/head) always comes from the checkpoint; `cfg` supplies the
-    rest (dataset, train.inference ...). Differences are logged, not errors.
+    rest (dataset, inference ...). Differences are logged, not errors.
     """
     from rspnet.utils.checkpoint import check_seg_meta
 

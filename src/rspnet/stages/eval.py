@@ -1,4 +1,4 @@
-"""stage=eval: mIoU of a trained checkpoint on `split=` with `train.inference` -> DIR/metrics.json (SPEC §3).
+"""stage=eval: mIoU of a trained checkpoint on `split=` with the `inference` group -> DIR/metrics.json (SPEC §3).
 
 Also, as mmsegmentation's IoUMetric: mAcc and per-class accuracy in metrics.json, and the
 confusion matrix (rows: ground truth) as DIR/confusion_matrix.json and DIR/confusion_matrix.png.
@@ -93,5 +93,5 @@ def run(cfg: DictConfig) -> dict:
     macc = metrics["macc"]
     log.info("%s %s mIoU = %s, mAcc = %s (%s images, inference=%s)", cfg.dataset.name, cfg.split,
              f"{100 * miou:.2f} %" if miou is not None else "n/a", f"{100 * macc:.2f} %" if macc is not None else "n/a",
-             metrics["num_images"], cfg.train.inference)
+             metrics["num_images"], cfg.inference.mode)
     return metrics | {"objective": miou}
