@@ -112,7 +112,7 @@ def test_resume_restores_the_path_score_accumulator(make_cfg, genotype_file: Pat
 
 
 def test_accumulator_restore_splits_the_totals_across_ranks() -> None:
-    from rspnet.stages.macro_search import PathScoreAccumulator
+    from rspnet.lit.macro_module import PathScoreAccumulator
 
     acc = PathScoreAccumulator(3)
     acc.add(slice(0, 3), torch.tensor([[0.2, 0.3, 0.5], [0.4, 0.4, 0.2]]))

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 
 from rspnet.genotype import STEM, Genotype, MacroArch
+from rspnet.lit.macro_module import MacroSearchModule
 from rspnet.models.derived import build_derived, live_nodes
 from rspnet.models.macro_supernet import MacroSupernet
-from rspnet.stages.macro_search import MacroSearchModule
 
 from .conftest import OPS
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from rspnet.genotype import Genotype
+from rspnet.lit.macro_module import MacroSearchModule
 from rspnet.lit.search_module import SearchModule
 from rspnet.lit.seg_module import SegModule
-from rspnet.stages.macro_search import MacroSearchModule
 
 TINY = ["trainer=ddp_sim", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
         "dataset.num_train=16", "dataset.num_val=4", "dataset.batch_size=2", "dataset.val_batch_size=2",

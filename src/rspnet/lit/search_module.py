@@ -5,7 +5,8 @@ The net provides `arch_parameters()`, `weight_parameters()` and `forward(x) -> l
 (1) an architecture step on the arch batch (skipped during `search.warmup_epochs`),
 first-order by default or DARTS' unrolled approximation with `search.second_order=true`;
 (2) a weight step on the weight batch, gradient norm clipped to `search.grad_clip`.
-Subclasses (stage 2) override `export_artifacts` and the validation hooks.
+The step itself is `lit/bilevel.py:Architect`; this module adds logging, the DDP-aware
+non-finite guard, the schedule, validation, artifacts and checkpoints. Subclasses (stage 2) override `export_artifacts` and the validation hooks.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from rspnet.errors import ConfigError, NonFiniteError
-from rspnet.lit.unrolled import unrolled_arch_grads
+from rspnet.lit.bilevel import Architect, build_optimizers
 from rspnet.metrics import SegMetric
 from rspnet.utils.distributed import all_ranks_finite, assert_same_across_ranks
 from rspnet.utils.checkpoint import check_state_dict, rng_state, set_rng_state
@@ -75,6 +76,7 @@ class SearchModule(pl.LightningModule):
         self.val_metric = SegMetric(self.num_classes, ignore_index=self.ignore_index)
         self.out_dir = Path(str(cfg.paths.output_dir))
         self.epochs_done = 0
+        self._architect: Architect | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [B, K, H, W] at input resolution."""
@@ -92,14 +94,7 @@ class SearchModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         """[weight SGD (cosine lr), arch SGD or Adam]; param groups split by name."""
         s = self.search_cfg
-        w_opt = torch.optim.SGD(self._params(self.weight_names), lr=float(s.weight_lr), momentum=float(s.weight_momentum), weight_decay=float(s.weight_wd))
-        arch = self._params(self.arch_names)
-        if s.arch_optim == "sgd":
-            a_opt = torch.optim.SGD(arch, lr=float(s.arch_lr), momentum=float(s.get("arch_momentum", 0.0)), weight_decay=float(s.arch_wd))
-        elif s.arch_optim == "adam":
-            a_opt = torch.optim.Adam(arch, lr=float(s.arch_adam_lr), betas=tuple(s.arch_adam_betas), weight_decay=float(s.arch_wd))
-        else:
-            raise ConfigError(f"search.arch_optim={s.arch_optim} is unknown; use sgd or adam")
+        w_opt, a_opt = build_optimizers(self._params(self.weight_names), self._params(self.arch_names), s)
         epochs = self._schedule_epochs() if self._trainer is not None else 1
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=epochs, eta_min=float(s.weight_lr_min))
         return [w_opt, a_opt], [sched]
@@ -118,62 +113,39 @@ class SearchModule(pl.LightningModule):
     def on_fit_start(self) -> None:
         check_trainer(self.search_cfg, self.trainer)
 
+    @property
+    def architect(self) -> Architect:
+        """The bi-level step over this module's optimisers (built on first use in a fit)."""
+        w_opt, a_opt = self.optimizers()
+        if self._architect is None or self._architect.w_opt is not w_opt:
+            self._architect = Architect(
+                self.net, self.loss, w_opt, a_opt, second_order=bool(self.search_cfg.second_order),
+                grad_clip=self.search_cfg.get("grad_clip"), backward=self.manual_backward, finite=self._finite_or_skip,
+                check_arch_grads=str(self.trainer.precision) != "16-mixed", clip_before_step=False)
+        return self._architect
+
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
         """(1) arch step on batch['arch'] unless warming up, (2) weight step on batch['weight']."""
-        w_opt, a_opt = self.optimizers()
         if self.current_epoch >= int(self.search_cfg.warmup_epochs):
-            self.arch_step(a_opt, batch["arch"], batch["weight"], w_opt)
-        self.weight_step(w_opt, batch["weight"])
+            self.arch_step(batch["arch"], batch["weight"])
+        self.weight_step(batch["weight"])
 
-    def arch_step(self, a_opt: Any, arch_batch: Batch, weight_batch: Batch, w_opt: Any) -> None:
+    def arch_step(self, arch_batch: Batch, weight_batch: Batch) -> None:
         """One architecture update (first-order, or unrolled with search.second_order)."""
-        a_opt.zero_grad()
-        x, y = arch_batch
-        if self.search_cfg.second_order:
-            xi = w_opt.param_groups[0]["lr"]
-            loss, grads = unrolled_arch_grads(self.net, self.loss, self._params(self.weight_names), self._params(self.arch_names), weight_batch, arch_batch, xi, float(self.search_cfg.weight_wd))
-            if not self._finite_or_skip(loss, "arch loss"):
-                return
-            for p, g in zip(self._params(self.arch_names), grads):
-                p.grad = g
-        else:
-            loss = self.loss(self.net(x), y)
-            if not self._finite_or_skip(loss, "arch loss"):
-                return
-            self.manual_backward(loss)
-        arch = self._params(self.arch_names)
-        # under fp16 AMP inf gradients are routine: the GradScaler skips those steps itself
-        scaled = str(self.trainer.precision) == "16-mixed"
-        if not scaled and not self._finite_or_skip(_abs_sum(p.grad for p in arch), "arch gradient"):
-            return
-        before = [p.detach().clone() for p in arch]
-        a_opt.step()
-        total = _abs_sum(arch)
-        if not torch.isfinite(total):
-            # roll back first, so a skipped step or the saved checkpoint holds the last finite alpha/beta
-            with torch.no_grad():
-                for p, b in zip(arch, before):
-                    p.copy_(b)
-            self._finite_or_skip(total, "sum |alpha/beta| after the arch step")
-            return
-        self.log("train/arch_loss", loss.detach(), on_step=True, on_epoch=True, batch_size=x.shape[0])
+        loss = self.architect.arch_step(arch_batch, weight_batch)
+        if loss is not None:
+            self.log("train/arch_loss", loss, on_step=True, on_epoch=True, batch_size=arch_batch[0].shape[0])
 
-    def weight_step(self, w_opt: Any, weight_batch: Batch) -> None:
+    def weight_step(self, weight_batch: Batch) -> None:
         """One weight update; the norm clipping happens in on_before_optimizer_step (after AMP unscale)."""
-        w_opt.zero_grad()
-        x, y = weight_batch
-        loss = self.loss(self.net(x), y)
-        if not self._finite_or_skip(loss, "weight loss"):
-            return
-        self.manual_backward(loss)
-        w_opt.step()
-        self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
+        loss = self.architect.weight_step(weight_batch)
+        if loss is not None:
+            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=weight_batch[0].shape[0])
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
         # called after AMP unscaling, so the clip threshold is in true gradient units
-        clip = self.search_cfg.get("grad_clip")
-        if clip and optimizer is self.trainer.optimizers[0]:
-            nn.utils.clip_grad_norm_(self._params(self.weight_names), float(clip))
+        if optimizer is self.trainer.optimizers[0]:
+            self.architect.clip_weights()
 
     def _finite_or_skip(self, loss: torch.Tensor, which: str) -> bool:
         """True if `loss` is finite on every rank; else skip (search.skip_nonfinite) or checkpoint and raise.
@@ -279,9 +251,3 @@ def steps_to_epochs(max_steps: int, batches: float, warmup_epochs: int) -> int:
         steps += int(batches) * (1 if epochs < warmup_epochs else 2)
         epochs += 1
     return max(1, epochs)
-
-
-def _abs_sum(tensors: Any) -> torch.Tensor:
-    """Sum of |values| over `tensors` (None skipped): NaN/inf iff any value is."""
-    sums = [t.detach().float().abs().sum() for t in tensors if t is not None]
-    return torch.stack(sums).sum() if sums else torch.zeros(())
