@@ -30,9 +30,21 @@ def test_run_dir_resolver():
     assert _run_dir("/data/run", "outputs/x") == "/data/run"
 
 
-def test_every_stage_has_a_config_file():
+def test_every_stage_has_a_config_file_and_a_module_of_its_name_with_run():
     for name in STAGES:
         assert (REPO / "conf" / "stage" / f"{name}.yaml").is_file(), name
+        assert (REPO / "src" / "rspnet" / "stages" / f"{name}.py").is_file(), name
+        assert get_stage(name).__module__ == f"rspnet.stages.{name}" and get_stage(name).__name__ == "run"
+
+
+def test_debug_tiny_is_the_tiny_synthetic_run_and_command_line_keys_win():
+    from rspnet.config import compose
+
+    cfg = compose("debug=tiny", "dataset.num_val=2", "logger=csv")
+    assert (cfg.dataset.name, cfg.dataset.num_train, cfg.dataset.num_val, list(cfg.dataset.crop_size)) == ("synthetic", 8, 2, [32, 64])
+    assert cfg.logger._target_.endswith("CSVLogger") and not cfg.print_config and not cfg.trainer.enable_progress_bar
+    micro = compose("debug=tiny", "model=micro").model
+    assert (micro.name, list(micro.scales), micro.layers, micro.search_layers, micro.cells_per_node) == ("micro", [4, 8], 1, 1, 1)
 
 
 def test_unknown_stage_is_a_config_error():

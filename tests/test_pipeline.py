@@ -50,6 +50,12 @@ def test_pipeline_writes_every_artifact(pipeline_run):
     assert 0.0 <= metrics["miou"] <= 1.0 and metrics["split"] == "val"
     assert summary["miou"] == pytest.approx(metrics["miou"])
     assert summary["params"] > 0
+    # every Lightning stage's result is written once, by WriteResult on rank 0, and is what the pipeline recorded
+    for stage, name in (("cell_search", "search.json"), ("macro_search", "search.json"), ("train", "train.json"),
+                        ("eval", "metrics.json")):
+        written = json.loads((out / stage / name).read_text())
+        done = json.loads((out / stage / "done.json").read_text())
+        assert written.items() <= done.items(), stage
     # the train stage read the searched artifacts, not defaults
     train = json.loads((out / "train" / "train.json").read_text())
     assert train["genotype"].endswith("cell_search/genotype.json")

@@ -210,10 +210,3 @@ class SegDataModule(pl.LightningDataModule):
         """The weight/arch split (plain data; stored in checkpoints)."""
         return dict(self._split_indices())
 
-    def load_split_state(self, state: dict[str, Any]) -> None:
-        """Restore a split saved by `split_state()` (checks it fits the current train split)."""
-        n = len(self._require(self.train_dataset, "fit"))
-        if int(state.get("num_train", -1)) != n:
-            raise DataError(f"checkpoint data split was made for {state.get('num_train')} train images, "
-                            f"dataset={self.dcfg.name} has {n}; resume with the same dataset")
-        self._search_split = dict(state)

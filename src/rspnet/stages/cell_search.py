@@ -17,7 +17,6 @@ from rspnet.models.supernet import CellSupernet
 from rspnet.utils.checkpoint import AtomicCheckpointIO
 from rspnet.utils.config import output_dir
 from rspnet.utils.distributed import rank_errors
-from rspnet.utils.io import json_safe
 from rspnet.utils.loggers import build_logger
 from rspnet.utils.results import WriteResult
 from rspnet.utils.trainer import build_trainer, resolve_ckpt_path, run_callbacks
@@ -52,7 +51,7 @@ def search_result(out: Path, trainer: pl.Trainer, module: Any) -> dict[str, Any]
     last = out / "checkpoints" / "last.ckpt"
     if last.is_file():
         result["checkpoint"] = str(last)
-    return json_safe(result)
+    return result
 
 
 def fit_search(cfg: DictConfig, module: Any, datamodule: Any) -> dict:

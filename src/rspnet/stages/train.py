@@ -20,7 +20,6 @@ from rspnet.stages.summary import arch_provenance, artifact_arg
 from rspnet.stages.summary import load_architecture as load_with_defaults
 from rspnet.utils.checkpoint import AtomicCheckpointIO
 from rspnet.utils.config import output_dir, require
-from rspnet.utils.io import json_safe
 from rspnet.utils.loggers import build_logger
 from rspnet.utils.results import WriteResult
 from rspnet.utils.trainer import build_trainer, resolve_ckpt_path, run_callbacks
@@ -99,7 +98,7 @@ def train_result(static: dict[str, Any], trainer: pl.Trainer, module: Any) -> di
     best = float(best_score) if best_score is not None else (float(last_miou) if last_miou is not None else None)
     last = Path(last_cb.best_model_path or out / "checkpoints" / "last.ckpt")
     best_path = (best_cb.best_model_path or None) if best_cb is not None else None
-    return json_safe({
+    return {
         "best_ckpt": best_path,
         "last_ckpt": str(last) if last.is_file() else None,
         # the checkpoint to report (pipeline evaluates it): best on the selection split, or last
@@ -112,7 +111,7 @@ def train_result(static: dict[str, Any], trainer: pl.Trainer, module: Any) -> di
         "epochs": int(trainer.current_epoch),
         "global_step": int(trainer.global_step),
         **{k: static[k] for k in ("params", "arch_provenance", "genotype", "macro_arch", "init_ckpt")},
-    })
+    }
 
 
 def run(cfg: DictConfig) -> dict:

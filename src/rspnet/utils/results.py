@@ -15,13 +15,13 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from rspnet.utils.io import atomic_write_json, read_json
+from rspnet.utils.io import atomic_write_json, json_safe, read_json
 
 ResultFn = Callable[[pl.Trainer, pl.LightningModule], dict[str, Any]]
 
 
 class WriteResult(pl.Callback):
-    """At the end of `fit` (or `test`), `make(trainer, module)` -> `path` (atomic JSON) on global rank 0."""
+    """At the end of `fit` (or `test`), `make(trainer, module)` -> `path` (atomic JSON, NaN as null) on global rank 0."""
 
     def __init__(self, path: Path, make: ResultFn, on: str = "fit") -> None:
         if on not in ("fit", "test"):
@@ -30,7 +30,7 @@ class WriteResult(pl.Callback):
         self.result: dict[str, Any] | None = None  # set in the processes where the fit/test ran
 
     def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.result = self.make(trainer, pl_module)
+        self.result = json_safe(self.make(trainer, pl_module))  # NaN/inf as null, as in every artifact
         if trainer.is_global_zero:
             atomic_write_json(self.path, self.result)
 
