@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
+import rspnet.errors as errors
 from rspnet.errors import RSPNetError
 
 
@@ -58,8 +59,6 @@ def error_from_rank(error: BaseException) -> RSPNetError | None:
     `ddp_spawn` ranks report their exception to the parent as a traceback string; its last line
     is `rspnet.errors.<Class>: <message>`. None if `error` is not such a report.
     """
-    import rspnet.errors as errors
-
     lines = str(error).rstrip().splitlines()
     if type(error).__name__ != "ProcessRaisedException" or not lines:
         return None
