@@ -52,8 +52,8 @@ test: install  ## run the test suite
 test-fast: install  ## run the test suite without slow tests
 	$(PY) -m pytest -q -m "not slow"
 
-bench: install  ## run the benchmarks (results appended to docs/benchmarks.md)
-	$(PY) -m bench.run_all
+bench: install  ## run every benchmark into docs/benchmarks.md (CAMVID=DIR adds the CamVid rows)
+	$(PY) -m bench.run_all $(if $(CAMVID),--camvid-root $(CAMVID))
 
 clean:  ## remove outputs and caches (keeps .venv)
 	rm -rf outputs multirun wandb .pytest_cache

@@ -8,6 +8,7 @@ replaced in place on a rerun (`write_section`).
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -33,24 +34,30 @@ IMG = REPO / "docs" / "img"
 
 def device_info() -> dict[str, Any]:
     """CPU model, usable cores, torch version, GPU name (or None), 1-min load average, UTC time."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                   if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []
+    model = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores": cores, "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-            "load": os.getloadavg()[0], "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    cpu = model[0] if model else platform.processor() or platform.machine()
+    return {
+        "cpu": cpu,
+        "cores": cores,
+        "torch": torch.__version__,
+        "gpu": gpu,
+        "load": os.getloadavg()[0],
+        "date": date,
+    }
 
 
 def device_line(info: dict[str, Any] | None = None, threads: int | None = None) -> str:
     """One markdown line naming the machine, so every table says where it was measured."""
     i = info or device_info()
     thr = f", torch threads {threads}" if threads else ""
-    return (f"Device: {i['cpu']} ({i['cores']} cores{thr}), {i['gpu'] or 'no GPU'}; torch {i['torch']}; "
-            f"{i['date']}; load average {i['load']:.1f} at start.")
+    return (
+        f"Device: {i['cpu']} ({i['cores']} cores{thr}), {i['gpu'] or 'no GPU'}; torch {i['torch']}; "
+        f"{i['date']}; load average {i['load']:.1f} at start."
+    )
 
 
 def cuda_device() -> str:
@@ -64,13 +71,13 @@ def sync(device: str | torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _status_mib(field: str) -> float | None:
-    """A `VmRSS`/`VmHWM` line of /proc/self/status in MiB (None off Linux)."""
+def _rss_mib(field: str) -> float:
+    """`VmRSS`/`VmHWM` of /proc/self/status in MiB; off Linux the peak RSS so far (`getrusage`)."""
     try:
         line = next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith(field + ":"))
         return int(line.split()[1]) / 1024
     except (OSError, StopIteration):
-        return None
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 class PeakMemory:
@@ -81,32 +88,26 @@ class PeakMemory:
         self.mib = 0.0
 
     def __enter__(self) -> PeakMemory:
-        self.field = ""
         if self.cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-            self.base = 0.0
             return self
-        try:  # Linux: reset the peak to now, so building the model does not count
+        try:  # Linux: reset the peak to the current RSS, so building the model does not count
             Path("/proc/self/clear_refs").write_text("5")
-            self.field = "VmHWM"
         except OSError:
             pass
-        self.base = _status_mib("VmRSS") if self.field else None
-        if self.base is None:
-            self.base, self.field = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, ""
+        self.base = _rss_mib("VmRSS")
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.cuda:
             torch.cuda.synchronize()
-            self.mib = torch.cuda.max_memory_allocated() / 2**20
-            return
-        peak = _status_mib(self.field) if self.field else None
-        self.mib = (peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024) - self.base
+        self.mib = torch.cuda.max_memory_allocated() / 2**20 if self.cuda else _rss_mib("VmHWM") - self.base
 
 
-def time_calls(fn: Callable[[], Any], steps: int, warmup: int, device: str | torch.device = "cpu") -> list[tuple[float, float]]:
+def time_calls(
+    fn: Callable[[], Any], steps: int, warmup: int, device: str | torch.device = "cpu"
+) -> list[tuple[float, float]]:
     """(wall, process CPU) seconds per call of `fn` for `steps` calls after `warmup` untimed ones.
 
     Wall time is what a user waits for; CPU time (1 torch thread) is what a neighbour's load on a
@@ -140,8 +141,14 @@ def run_worker(module: str, spec: dict[str, Any], timeout: float = 1800, inproce
 
         return json.loads(json.dumps(importlib.import_module(module).worker(spec)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
-    proc = subprocess.run([sys.executable, "-m", module, "--worker", json.dumps(spec)], capture_output=True, text=True,
-                          cwd=REPO, env=env, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", module, "--worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=timeout,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode or not lines:
         raise RuntimeError(f"{module} worker {spec} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -182,23 +189,49 @@ def write_section(path: Path, name: str, body: str) -> Path:
 
 def section(title: str, module: str, argv: Sequence[str] | None, *text: str, threads: int | None = 1) -> str:
     """A section body: title, device line, the reproducing command, then `text` (paragraphs, tables)."""
-    return "\n".join([f"## {title}", "", device_line(threads=threads), f"Command: `{command_line(module, argv)}`", "",
-                      *text])
+    return "\n".join(
+        [f"## {title}", "", device_line(threads=threads), f"Command: `{command_line(module, argv)}`", "", *text]
+    )
+
+
+def parser(doc: str, argv: Sequence[str] | None, worker: Callable[..., Any] | None = None) -> Any:
+    """(parser with `--write`, argv); (None, argv) when argv was a `--worker` call, already run here."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if worker is not None and worker_main(argv, worker):
+        return None, argv
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_write_arg(ap)
+    return ap, argv
+
+
+def parse(ap: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """`ap.parse_args(argv)`, keeping `argv` for the section's command line."""
+    args = ap.parse_args(argv)
+    args.argv = argv
+    return args
 
 
 def add_write_arg(ap: Any) -> None:
     """`--write [PATH]`: put the section in PATH (default docs/benchmarks.md); absent = print only."""
-    ap.add_argument("--write", nargs="?", type=Path, const=DOC, default=None,
-                    help="markdown file to put the section in (default docs/benchmarks.md)")
+    ap.add_argument("--write", nargs="?", type=Path, const=DOC, default=None, help="markdown file (default: the doc)")
 
 
-def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A markdown table; floats are printed with 3 decimals."""
+def md_table(header: str | Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table (`header`: a list, or one 'a | b | c' string); floats are printed with 3 decimals."""
+    cols = header.split(" | ") if isinstance(header, str) else list(header)
+
     def cell(v: Any) -> str:
         return f"{v:.3f}" if isinstance(v, float) else str(v)
 
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])
+
+
+def publish(args: Any, name: str, title: str, module: str, *text: str, threads: int | None = 1) -> None:
+    """Print the table (`text[-1]`); with `--write` also put section `name` (title, device, command, text) there."""
+    print(text[-1])
+    if args.write:
+        write_section(args.write, name, section(title, module, args.argv, *text, threads=threads))
 
 
 def command_line(module: str, argv: Sequence[str] | None) -> str:

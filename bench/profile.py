@@ -10,10 +10,8 @@ warm-up step; aten ops are grouped into kinds so two nets can be compared side b
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import pstats
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -48,7 +46,9 @@ def kind_of(name: str) -> str:
     return next((kind for kind, keys in KINDS if any(k in name for k in keys)), "other (optimiser, autograd, ...)")
 
 
-def profile_step(spec: dict[str, Any], steps: int, batch: int | None = None, crop: list[int] | None = None) -> dict[str, Any]:
+def profile_step(
+    spec: dict[str, Any], steps: int, batch: int | None = None, crop: list[int] | None = None
+) -> dict[str, Any]:
     """Self CPU ms per step per aten op and per kind, and op calls per step, of `bench.search.build(spec)`."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
@@ -61,26 +61,27 @@ def profile_step(spec: dict[str, Any], steps: int, batch: int | None = None, cro
         for _ in range(steps):
             step()
     ops = {e.key: (e.self_cpu_time_total / 1e3 / steps, e.count // steps) for e in prof.key_averages()
-           if e.key.startswith("aten::")}
+           if e.key.startswith("aten::")}  # fmt: skip
     kinds: Counter[str] = Counter()
     for name, (ms, _) in ops.items():
         kinds[kind_of(name)] += ms
-    return {"ops": ops, "kinds": dict(kinds), "total_ms": sum(ms for ms, _ in ops.values()),
-            "calls": sum(n for _, n in ops.values())}
+    total, calls = sum(ms for ms, _ in ops.values()), sum(n for _, n in ops.values())
+    return {"ops": ops, "kinds": dict(kinds), "total_ms": total, "calls": calls}
 
 
 def tables(a: dict[str, Any], b: dict[str, Any], top: int, names: tuple[str, str]) -> str:
     """Per-kind totals side by side, then the top ops of the first."""
-    ka, kb = a["kinds"], b["kinds"]
-    rows = [[k, f"{ka.get(k, 0.0):.1f}", f"{kb.get(k, 0.0):.1f}", f"{ka.get(k, 0.0) / max(kb.get(k, 0.0), 1e-9):.2f}"]
-            for k in sorted(set(ka) | set(kb), key=lambda k: -kb.get(k, 0.0))]
-    rows.append(["**all aten ops**", f"{a['total_ms']:.1f}", f"{b['total_ms']:.1f}", f"{a['total_ms'] / b['total_ms']:.2f}"])
-    rows.append(["op calls per step", str(a["calls"]), str(b["calls"]), f"{a['calls'] / b['calls']:.2f}"])
+    ka, kb = ({k: x["kinds"].get(k, 0.0) for k in set(a["kinds"]) | set(b["kinds"])} for x in (a, b))
+    rows = [
+        [k, f"{ka[k]:.1f}", f"{kb[k]:.1f}", f"{ka[k] / max(kb[k], 1e-9):.2f}"] for k in sorted(kb, key=lambda k: -kb[k])
+    ]
+    for label, key, fmt in (("**all aten ops**", "total_ms", ".1f"), ("op calls per step", "calls", "d")):
+        rows.append([label, format(a[key], fmt), format(b[key], fmt), f"{a[key] / b[key]:.2f}"])
     n1, n2 = names
-    top_ops = sorted(a["ops"].items(), key=lambda kv: -kv[1][0])[:top]
-    return (common.md_table(["kind", f"{n1} (ms/step)", f"{n2} (ms/step)", f"{n1} / {n2}"], rows) + "\n\n"
-            + common.md_table([f"op ({n1})", "self CPU (ms/step)", "calls/step", f"{n2} (ms/step)"],
-                              [[k, f"{ms:.1f}", n, f"{b['ops'].get(k, (0.0, 0))[0]:.1f}"] for k, (ms, n) in top_ops]))
+    top_ops = [[k, f"{ms:.1f}", n, f"{b['ops'].get(k, (0.0, 0))[0]:.1f}"]
+               for k, (ms, n) in sorted(a["ops"].items(), key=lambda kv: -kv[1][0])[:top]]  # fmt: skip
+    by_kind = common.md_table(f"kind | {n1} (ms/step) | {n2} (ms/step) | {n1} / {n2}", rows)
+    return by_kind + "\n\n" + common.md_table(f"op ({n1}) | self CPU (ms/step) | calls/step | {n2} (ms/step)", top_ops)
 
 
 def cumulative(stats: pstats.Stats, suffix: str, func: str) -> tuple[float, int]:
@@ -92,8 +93,8 @@ def cumulative(stats: pstats.Stats, suffix: str, func: str) -> tuple[float, int]
     return total, calls
 
 
-def profile_epoch(epochs: int, overrides: list[str]) -> dict[str, Any]:
-    """Wall/CPU seconds of a demo-like `stage=cell_search` run (imports included) and of each part."""
+def profile_epoch(overrides: list[str]) -> dict[str, Any]:
+    """Wall/CPU seconds of a one-epoch demo-like `stage=cell_search` run (imports included) and of each part."""
     prof = cProfile.Profile()
     t0, c0 = time.perf_counter(), time.process_time()
     prof.enable()
@@ -101,56 +102,59 @@ def profile_epoch(epochs: int, overrides: list[str]) -> dict[str, Any]:
     from rspnet.stages.search import run_cell_search
 
     with tempfile.TemporaryDirectory(prefix="bench_profile_") as out:
-        run_cell_search(common.compose_cfg("stage=cell_search", "model=tiny", "dataset=synthetic", "logger=csv",
-                                           f"trainer.max_epochs={epochs}", f"paths.output_dir={out}", *overrides))
+        stage = ["stage=cell_search", "model=tiny", "dataset=synthetic", "logger=csv", "trainer.max_epochs=1"]
+        run_cell_search(common.compose_cfg(*stage, f"paths.output_dir={out}", *overrides))
     prof.disable()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     parts = {p: cumulative(pstats.Stats(prof), *key) for p, key in PARTS.items()}
     rest = wall - sum(s for s, _ in parts.values())
     rows = [[p, n, f"{s:.2f}", f"{100 * s / wall:.0f}%"] for p, (s, n) in parts.items()]
-    rows += [["everything else (Trainer set-up, checkpoints, logging)", "-", f"{rest:.2f}", f"{100 * rest / wall:.0f}%"],
-             ["**whole stage**", "-", f"{wall:.2f} (CPU {cpu:.2f})", "100%"]]
-    return {"wall_s": wall, "cpu_s": cpu, "parts": parts,
-            "table": common.md_table(["part", "calls", "seconds (wall, under cProfile)", "share"], rows)}
+    rows.append(
+        ["everything else (Trainer set-up, checkpoints, logging)", "-", f"{rest:.2f}", f"{100 * rest / wall:.0f}%"]
+    )
+    rows.append(["**whole stage**", "-", f"{wall:.2f} (CPU {cpu:.2f})", "100%"])
+    table = common.md_table("part | calls | seconds (wall, under cProfile) | share", rows)
+    return {"wall_s": wall, "cpu_s": cpu, "parts": parts, "table": table}
 
 
 def main(argv: list[str] | None = None) -> Any:
     """Profile, print (and optionally write) the tables."""
-    argv = sys.argv[1:] if argv is None else argv
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap, argv = common.parser(__doc__, argv)
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--stages", action="store_true", help="demo preset: macro-search step vs cell-search step")
     ap.add_argument("--epoch", action="store_true", help="one demo cell-search epoch under cProfile")
     ap.add_argument("--quick", action="store_true", help="1 step of batch 1 at 32x64 / a few images (seconds)")
-    common.add_write_arg(ap)
-    args = ap.parse_args(argv)
+    args = common.parse(ap, argv)
     torch.set_num_threads(1)
     size: list[Any] = [1, [32, 64]] if args.quick else [None, None]
     steps = 1 if args.quick else args.steps
     desc = (f"torch.profiler self CPU time of the aten ops of {steps} first-order bi-level steps (after a warm-up",
-            "step), per step, grouped by kind; then the top ops of the first column.", "")
+            "step), per step, grouped by kind; then the top ops of the first column.", "")  # fmt: skip
     if args.epoch:
         quick = ["dataset.num_train=8", "dataset.num_val=4", "dataset.image_size=[32,64]", "dataset.crop_size=[32,64]"]
-        res = profile_epoch(1, quick if args.quick else [])
-        name, title, text = "demo_stage1_profile", "Demo cell search: where 1 epoch of `stage=cell_search model=tiny` goes", (
-            "One fresh process, cProfile on, imports included; synthetic data (48 train images -> 6 bi-level",
-            "steps of batch 4, 16 val images), csv logger, as `make demo` runs stage 1.", "", res["table"])
+        res = profile_epoch(quick if args.quick else [])
+        common.publish(
+            args, "demo_stage1_profile", "Demo cell search: where 1 epoch of `stage=cell_search model=tiny` goes",
+            "bench.profile", "One fresh process, cProfile on, imports included; synthetic data (48 train images -> 6",
+            "bi-level steps of batch 4, 16 val images), csv logger, as `make demo` runs stage 1.", "", res["table"],
+        )  # fmt: skip
     elif args.stages:
         demo = {"rsp": True, "overrides": ["experiment=demo"]}
         genotype = str(common.REPO / "experiments" / "genotypes" / "paper_like.json")
-        res = (profile_step({**demo, "net": "macro", "genotype": genotype}, steps, *size), profile_step(demo, steps, *size))
-        name, title = "search_profile_stages", "Profile of a search step at the demo preset: macro (stage 2) vs cell (stage 1)"
-        text = (*desc, "`MacroSupernet` with experiments/genotypes/paper_like.json vs `CellSupernet`, experiment=demo.", "",
-                tables(*res, args.top, ("macro", "cell")))
+        res = tuple(profile_step(spec, steps, *size) for spec in ({**demo, "net": "macro", "genotype": genotype}, demo))
+        common.publish(
+            args, "search_profile_stages", "Profile of a search step at the demo preset: macro (stage 2) vs cell "
+            "(stage 1)", "bench.profile", *desc, "`MacroSupernet` with experiments/genotypes/paper_like.json vs "
+            "`CellSupernet`, experiment=demo.", "", tables(*res, args.top, ("macro", "cell")),
+        )  # fmt: skip
     else:
         res = tuple(profile_step({"model": args.model, "rsp": rsp}, steps, *size) for rsp in (True, False))
-        name, title = f"search_profile_{args.model}", f"Profile of a stage-1 search step, RSP on vs off (model={args.model}, CPU)"
-        text = (*desc, tables(*res, args.top, ("RSP on", "RSP off")))
-    print(text[-1])
-    if args.write:
-        common.write_section(args.write, name, common.section(title, "bench.profile", argv, *text))
+        common.publish(
+            args, f"search_profile_{args.model}", f"Profile of a stage-1 search step, RSP on vs off (model="
+            f"{args.model}, CPU)", "bench.profile", *desc, tables(*res, args.top, ("RSP on", "RSP off")),
+        )  # fmt: skip
     return res
 
 

@@ -17,7 +17,8 @@ in the same supernet; its edge normalisation (2 scalars per cell, no measurable 
 from __future__ import annotations
 
 import argparse
-import sys
+import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +79,14 @@ def build(spec: dict[str, Any]) -> tuple[nn.Module, Any]:
     from rspnet.models.macro_supernet import MacroSupernet
     from rspnet.models.supernet import CellSupernet
 
-    cfg = common.compose_cfg(f"model={spec.get('model', 'tiny')}", f"rsp={'on' if spec['rsp'] else 'off'}",
-                             *spec.get("overrides", []))
+    cfg = common.compose_cfg(
+        f"model={spec.get('model', 'tiny')}", f"rsp={'on' if spec['rsp'] else 'off'}", *spec.get("overrides", [])
+    )
     classes = int(cfg.dataset.num_classes)
     torch.manual_seed(0)
     if spec.get("net") == "macro":
-        genotype = Genotype.load(spec["genotype"]) if spec.get("genotype") else Genotype.from_weights(MACRO_OPS, rsp=spec["rsp"])
+        given = spec.get("genotype")
+        genotype = Genotype.load(given) if given else Genotype.from_weights(MACRO_OPS, rsp=spec["rsp"])
         net = MacroSupernet.from_cfg(cfg, genotype, classes)
         net.reuse_alignment = spec.get("reuse", True)
         return net, cfg
@@ -120,8 +123,8 @@ def step_fn(net: nn.Module, cfg: Any, x: torch.Tensor, y: torch.Tensor, second_o
 def batch_of(cfg: Any, batch: int, crop: list[int], device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """A seeded random batch [B, 3, H, W] with labels."""
     torch.manual_seed(0)
-    return (torch.randn(batch, 3, *crop, device=device),
-            torch.randint(0, int(cfg.dataset.num_classes), (batch, *crop), device=device))
+    y = torch.randint(0, int(cfg.dataset.num_classes), (batch, *crop), device=device)
+    return torch.randn(batch, 3, *crop, device=device), y
 
 
 def saved_activation_bytes(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
@@ -144,17 +147,16 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Time one configuration (in its own process): wall and CPU per step, peak memory, params."""
     device = spec.get("device", "cpu")
     net, cfg = build(spec)
-    net = net.to(device)
     x, y = batch_of(cfg, spec["batch"], spec["crop"], device)
-    step = step_fn(net, cfg, x, y, spec.get("second_order", False))
+    step = step_fn(net.to(device), cfg, x, y, spec.get("second_order", False))
     with common.PeakMemory(device) as mem:
         times = common.time_calls(step, spec["steps"], spec["warmup"], device)
-    res = {"step_s": common.median([w for w, _ in times]), "cpu_s": common.median([c for _, c in times]),
-           "memory_mib": mem.mib, "params_m": sum(p.numel() for p in net.parameters()) / 1e6,
-           "batch": spec["batch"], "crop": spec["crop"]}
+    wall, cpu = (common.median(t) for t in zip(*times))
+    res = {"step_s": wall, "cpu_s": cpu, "memory_mib": mem.mib, "batch": spec["batch"], "crop": spec["crop"]}
+    res["params_m"] = sum(p.numel() for p in net.parameters()) / 1e6
     if spec.get("net") == "macro":
         res["saved_mib"] = saved_activation_bytes(net, x, y) / 2**20
-        res["align_calls"] = len(net.aligns) if net.reuse_alignment else sum(len(c) for c in net.candidates.values())
+        res["align_calls"] = len(net.aligns) if net.reuse_alignment else sum(map(len, net.candidates.values()))
     return res
 
 
@@ -168,14 +170,13 @@ def measure(specs: dict[Any, dict[str, Any]], repeats: int, inprocess: bool) -> 
                 runs[key].append(common.run_worker("bench.search", spec, inprocess=inprocess))
             except RuntimeError as e:  # e.g. out of memory at the paper preset: keep the other rows
                 errors[key] = str(e).splitlines()[-1][:120]
-    out = {k: {**rs[0], **{m: common.median([r[m] for r in rs]) for m in ("step_s", "cpu_s", "memory_mib")}}
-           for k, rs in runs.items() if rs}
+    medians = ("step_s", "cpu_s", "memory_mib")
+    out = {k: rs[0] | {m: common.median([r[m] for r in rs]) for m in medians} for k, rs in runs.items() if rs}
     return out | {k: {"error": msg} for k, msg in errors.items() if k not in out}
 
 
 def cost_table(res: dict[tuple[str, str], dict[str, Any]], device: str) -> str:
     """Rows per (model, variant): wall first, CPU beside, time and memory relative to RSP off (same order)."""
-    mem = "peak CUDA memory (MiB)" if device == "cuda" else "peak RSS growth (MiB)"
     rows = []
     for (model, name), r in res.items():
         if "error" in r:
@@ -183,35 +184,34 @@ def cost_table(res: dict[tuple[str, str], dict[str, Any]], device: str) -> str:
             continue
         ref = res.get((model, "RSP off, 2nd order" if VARIANTS[name][2] else "RSP off"), {})
         rel = [f"{r[k] / max(ref[k], 1e-9):.2f}" for k in ("step_s", "memory_mib")] if "step_s" in ref else ["", ""]
-        rows.append([f"{model} ({r['batch']} x {r['crop'][0]}x{r['crop'][1]})", name, f"{r['params_m']:.3f}", f"{r['step_s']:.3f}",
-                     f"{r['cpu_s']:.3f}", f"{r['memory_mib']:.0f}", *rel])
-    return common.md_table(["model (batch)", "variant", "params (M)", "step wall (s)", "step CPU (s)", mem,
-                            "wall / RSP off", "memory / RSP off"], rows)
+        size = f"{model} ({r['batch']} x {r['crop'][0]}x{r['crop'][1]})"
+        rows.append(
+            [size, name, *(f"{r[k]:.3f}" for k in ("params_m", "step_s", "cpu_s")), f"{r['memory_mib']:.0f}", *rel]
+        )
+    mem = "peak CUDA memory (MiB)" if device == "cuda" else "peak RSS growth (MiB)"
+    header = f"model (batch) | variant | params (M) | step wall (s) | step CPU (s) | {mem} | wall / RSP off"
+    return common.md_table(header + " | memory / RSP off", rows)
 
 
 def run_cost(args: argparse.Namespace) -> dict[tuple[str, str], dict[str, Any]]:
     """The search-cost table: every model preset x variant."""
     specs = {}
     for model in args.models:
-        batch, crop, steps, warmup = PRESETS[model]
-        if args.quick:
-            batch, crop, steps, warmup = 1, [32, 64], 1, 1
+        batch, crop, steps, warmup = (1, [32, 64], 1, 1) if args.quick else PRESETS[model]
         for name in args.variants:
             rsp, k, second = VARIANTS[name]
-            specs[(model, name)] = {"model": model, "rsp": rsp, "pc_k": k, "second_order": second, "steps": steps,
-                                    "warmup": warmup, "batch": batch, "crop": crop, "device": args.device}
+            run = {"steps": steps, "warmup": warmup, "batch": batch, "crop": crop, "device": args.device}
+            specs[(model, name)] = {"model": model, "rsp": rsp, "pc_k": k, "second_order": second, **run}
     res = measure(specs, args.repeats, args.quick)
     if not any("step_s" in r for r in res.values()):
         raise RuntimeError(f"every variant failed: {res}")
-    text = cost_table(res, args.device)
-    print(text)
-    if args.write:
-        common.write_section(args.write, "search_cost", common.section(
-            "Stage-1 search cost: RSP on/off, first/second order, PC-DARTS peer", "bench.search", args.argv,
-            "One bi-level step (`rspnet.lit.bilevel.Architect`: arch step + weight step, what `SearchModule`",
-            "runs per batch) of the stage-1 `CellSupernet` on random images; median of the timed steps after",
-            f"warm-up, then over {args.repeats} fresh processes per row. Target (issue 9): RSP on <= 0.6x the",
-            "time and <= 0.5x the memory of RSP off.", "", text))
+    common.publish(
+        args, "search_cost", "Stage-1 search cost: RSP on/off, first/second order, PC-DARTS peer", "bench.search",
+        "One bi-level step (`rspnet.lit.bilevel.Architect`: arch step + weight step, what `SearchModule` runs per",
+        "batch) of the stage-1 `CellSupernet` on random images; median of the timed steps after warm-up, then over",
+        f"{args.repeats} fresh processes per row. Target (issue 9): RSP on <= 0.6x the time and <= 0.5x the memory",
+        "of RSP off.", "", cost_table(res, args.device),
+    )  # fmt: skip
     return res
 
 
@@ -224,31 +224,37 @@ def run_scaling(args: argparse.Namespace) -> dict[tuple[str, str, bool], dict[st
         for value in values:
             p = {**BASE, factor: value}
             for rsp in (True, False):
-                specs[(factor, str(value), rsp)] = {
-                    "rsp": rsp, "steps": steps, "warmup": warmup, "batch": batch, "crop": p["size"], "device": "cpu",
-                    "overrides": [f"model.search_layers={p['layers']}", f"model.base_width={p['width']}"]}
+                sizes = [f"model.search_layers={p['layers']}", f"model.base_width={p['width']}"]
+                run = {"steps": steps, "warmup": warmup, "batch": batch, "crop": p["size"], "device": "cpu"}
+                specs[(factor, str(value), rsp)] = {"rsp": rsp, "overrides": sizes, **run}
     res = measure(specs, 1, args.quick)
     plot(res, args.plot)
-    rows = [[LABEL[f], v.replace(", ", "x").strip("[]"), *(f"{res[(f, v, r)]['step_s']:.3f}" for r in (True, False)),
-             f"{res[(f, v, True)]['step_s'] / res[(f, v, False)]['step_s']:.2f}",
-             *(f"{res[(f, v, r)]['memory_mib']:.0f}" for r in (True, False)),
-             f"{res[(f, v, True)]['memory_mib'] / max(res[(f, v, False)]['memory_mib'], 1e-9):.2f}"]
-            for f, v, rsp in res if rsp]
-    text = common.md_table(["factor", "value", "step RSP on (s)", "step RSP off (s)", "time on/off", "mem on (MiB)",
-                            "mem off (MiB)", "mem on/off"], rows)
-    print(text)
-    if args.write:
-        common.write_section(args.write, "search_scaling", common.section(
-            "Search step scaling (stage 1): depth, width, image size", "bench.search", args.argv,
-            f"Wall clock of the first-order bi-level step, batch {batch}, around L = {BASE['layers']}, B = {BASE['width']},",
-            f"{BASE['size'][0]}x{BASE['size'][1]}; median of {steps} steps after {warmup} warm-up, one process per point.",
-            "Memory = growth of the process's peak RSS during the steps.", "",
-            f"![search scaling](img/{PLOT.name})", "", text))
+    rows = []
+    for f, v, rsp in res:
+        on, off = res[(f, v, True)], res[(f, v, False)]
+        if rsp:
+            times = [f"{on['step_s']:.3f}", f"{off['step_s']:.3f}", f"{on['step_s'] / off['step_s']:.2f}"]
+            mems = [
+                f"{on['memory_mib']:.0f}",
+                f"{off['memory_mib']:.0f}",
+                f"{on['memory_mib'] / max(off['memory_mib'], 1e-9):.2f}",
+            ]
+            rows.append([LABEL[f], v.replace(", ", "x").strip("[]"), *times, *mems])
+    header = (
+        "factor | value | step RSP on (s) | step RSP off (s) | time on/off | mem on (MiB) | mem off (MiB) | mem on/off"
+    )
+    common.publish(
+        args, "search_scaling", "Search step scaling (stage 1): depth, width, image size", "bench.search",
+        f"Wall clock of the first-order bi-level step, batch {batch}, around L = {BASE['layers']}, "
+        f"B = {BASE['width']}, {BASE['size'][0]}x{BASE['size'][1]}; median of {steps} steps after {warmup} warm-up,",
+        "one process per point. Memory = growth of the process's peak RSS during the steps.", "",
+        f"![search scaling](img/{PLOT.name})", "", common.md_table(header, rows),
+    )  # fmt: skip
     return res
 
 
 def plot(res: dict[tuple[str, str, bool], dict[str, Any]], path: Path) -> Path:
-    """2 x 3 panels: step time / memory vs each factor, RSP on and off (written atomically)."""
+    """2 x 3 panels: step time / memory vs each factor (pixels for the image size), RSP on and off."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -257,61 +263,51 @@ def plot(res: dict[tuple[str, str, bool], dict[str, Any]], path: Path) -> Path:
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
     for col, factor in enumerate(GRID):
         for rsp, style in ((True, "o-"), (False, "s--")):
-            pts = [(eval_x(v), r["step_s"], r["memory_mib"]) for (f, v, on), r in res.items() if f == factor and on == rsp]
-            if pts:
-                xs, ts, ms = zip(*sorted(pts))
-                axes[0, col].plot(xs, ts, style, label=f"RSP {'on' if rsp else 'off'}")
-                axes[1, col].plot(xs, ms, style, label=f"RSP {'on' if rsp else 'off'}")
+            pts = sorted((math.prod(json.loads(v)) if factor == "size" else int(v), r["step_s"], r["memory_mib"])
+                         for (f, v, on), r in res.items() if f == factor and on == rsp)  # fmt: skip
+            for row, ys in enumerate(list(zip(*pts))[1:]):
+                axes[row, col].plot([p[0] for p in pts], ys, style, label=f"RSP {'on' if rsp else 'off'}")
         axes[0, col].set_title(f"vs {LABEL[factor]}")
         axes[1, col].set_xlabel(LABEL[factor])
-    axes[0, 0].set_ylabel("step time (s)")
+    axes[0, 0].set_ylabel("step wall time (s)")
     axes[1, 0].set_ylabel("peak RSS growth (MiB)")
     axes[0, 0].legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    fig.savefig(tmp := path.with_name(f".{path.name}.tmp.png"), dpi=90)
     plt.close(fig)
-    return tmp.replace(path)
-
-
-def eval_x(value: str) -> float:
-    """The plotted x of a grid value: pixels for an image size '[H, W]'."""
-    nums = [int(v) for v in value.strip("[]").split(",")]
-    return float(nums[0] * nums[1]) if len(nums) == 2 else float(nums[0])
+    return tmp.replace(path)  # atomic: a reader never sees half a picture
 
 
 def run_macro(args: argparse.Namespace) -> dict[tuple[int, bool, bool], dict[str, Any]]:
     """Stage-2 step vs L, RSP and the shared-alignment cache (tiny preset, batch 4 of 64x128)."""
     layers, steps, warmup = ([2, 3], 1, 0) if args.quick else (args.layers, 5, 1)
-    specs = {(n, rsp, reuse): {"net": "macro", "rsp": rsp, "reuse": reuse, "steps": steps, "warmup": warmup, "batch": 4,
-                               "crop": [64, 128], "device": args.device, "overrides": [f"model.layers={n}"]}
-             for n in layers for rsp in (True, False) for reuse in (True, False)}
+    run = {"net": "macro", "steps": steps, "warmup": warmup, "batch": 4, "crop": [64, 128], "device": args.device}
+    specs = {(n, rsp, reuse): {"rsp": rsp, "reuse": reuse, "overrides": [f"model.layers={n}"], **run}
+             for n in layers for rsp in (True, False) for reuse in (True, False)}  # fmt: skip
     res = measure(specs, 1, args.quick)
     onoff = {True: "on", False: "off"}
-    text = common.md_table(
-        ["L", "RSP", "align cache", "Align calls / forward", "params (M)", "step wall (s)", "step CPU (s)",
-         "peak memory (MiB)", "saved activations (MiB)"],
-        [[n, onoff[rsp], onoff[reuse], r["align_calls"], r["params_m"], r["step_s"], r["cpu_s"], f"{r['memory_mib']:.1f}",
-          f"{r['saved_mib']:.1f}"] for (n, rsp, reuse), r in res.items()])
-    print(text)
-    if args.write:
-        common.write_section(args.write, "macro_cost", common.section(
-            "Macro search cost (stage 2) vs L, RSP, alignment cache", "bench.search", args.argv,
-            "Bi-level steps of `MacroSupernet` at the tiny preset (B = 8, scales 4/8/16/32), batch 4 of 64x128,",
-            "one process per row. *Align calls / forward*: with the cache one 1x1 conv-BN + resize per (source",
-            "node, target scale), without it one per (source node, target node). *Saved activations*: the",
-            "distinct tensors autograd keeps for backward in one forward (weights excluded), deterministic.",
-            "", text))
+    rows = [[n, onoff[rsp], onoff[reuse], r["align_calls"], r["params_m"], r["step_s"], r["cpu_s"],
+             f"{r['memory_mib']:.1f}", f"{r['saved_mib']:.1f}"] for (n, rsp, reuse), r in res.items()]  # fmt: skip
+    header = (
+        "L | RSP | align cache | Align calls / forward | params (M) | step wall (s) | step CPU (s) | peak memory (MiB)"
+    )
+    common.publish(
+        args, "macro_cost", "Macro search cost (stage 2) vs L, RSP, alignment cache", "bench.search",
+        "Bi-level steps of `MacroSupernet` at the tiny preset (B = 8, scales 4/8/16/32), batch 4 of 64x128, one",
+        "process per row. *Align calls / forward*: with the cache one 1x1 conv-BN + resize per (source node, target",
+        "scale), without it one per (source node, target node). *Saved activations*: the distinct tensors autograd",
+        "keeps for backward in one forward (weights excluded), deterministic.", "",
+        common.md_table(header + " | saved activations (MiB)", rows),
+    )  # fmt: skip
     return res
 
 
 def main(argv: list[str] | None = None) -> Any:
     """Parse arguments and run the chosen benchmark (default: the search-cost table)."""
-    argv = sys.argv[1:] if argv is None else argv
-    if common.worker_main(argv, worker):
+    ap, argv = common.parser(__doc__, argv, worker)
+    if ap is None:
         return {}
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["tiny"], choices=list(PRESETS))
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--repeats", type=int, default=3)
@@ -321,9 +317,7 @@ def main(argv: list[str] | None = None) -> Any:
     ap.add_argument("--layers", type=int, nargs="+", default=[4, 6, 8])
     ap.add_argument("--device", default=common.cuda_device())
     ap.add_argument("--quick", action="store_true", help="smallest sizes, 1 step, in-process (seconds): the tests")
-    common.add_write_arg(ap)
-    args = ap.parse_args(argv)
-    args.argv = argv
+    args = common.parse(ap, argv)
     torch.set_num_threads(1)  # workers too (worker_main): oversubscribed OpenMP threads make timings meaningless
     if args.quick:
         args.repeats = 1

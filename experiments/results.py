@@ -38,7 +38,7 @@ def gflops_of(ckpt: Path) -> float | None:
     from omegaconf import OmegaConf
 
     from rspnet.genotype import Genotype, MacroArch
-    from rspnet.lit.seg_module import read_checkpoint
+    from rspnet.utils.checkpoint import read_checkpoint
     from rspnet.stages.summary import summarize
 
     meta = read_checkpoint(ckpt).get("rspnet") or {}

@@ -11,11 +11,9 @@ Writes DIR/checkpoints/last.ckpt (a killed run resumes from it), DIR/train.json,
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
+from functools import partial
 
-REPO = Path(__file__).resolve().parents[1]
 NETWORK = "monai.networks.nets.BasicUNet (spatial_dims=2, default features, random init)"
 
 
@@ -26,11 +24,11 @@ def run(overrides: list[str]) -> dict:
     from bench.camvid_baseline import baseline_net
     from bench.common import compose_cfg
     from rspnet.data import build_datamodule
+    from rspnet.inference import infer_from_cfg
     from rspnet.lit.seg_module import SegModule
-    from rspnet.models.derived import default_macro
     from rspnet.stages.eval import metrics_dict
     from rspnet.stages.summary import count_gflops
-    from rspnet.utils.checkpoint import AtomicCheckpointIO
+    from rspnet.utils.checkpoint import AtomicCheckpointIO, seg_meta
     from rspnet.utils.config import output_dir, seed_everything
     from rspnet.utils.io import atomic_write_json
     from rspnet.utils.trainer import build_trainer, run_callbacks
@@ -40,12 +38,12 @@ def run(overrides: list[str]) -> dict:
     seed_everything(int(cfg.seed))
     dm = build_datamodule(cfg)
     dm.setup("fit")
-    # SegModule supplies the recipe; its rspnet network is replaced by the library net
-    genotype = json.loads((REPO / "experiments" / "genotypes" / "paper_like.json").read_text())
-    module = SegModule(cfg, genotype, default_macro(cfg).to_dict(), dm.num_classes, list(dm.classes), list(dm.palette))
-    module.net = baseline_net(dm.num_classes)
-    params = sum(p.numel() for p in module.net.parameters())
-    module.meta.update(params=params, network=NETWORK, arch_provenance={"genotype": None, "macro": None})
+    # the same SegModule recipe around the library net; the checkpoint metadata describes that net
+    net = baseline_net(dm.num_classes)
+    meta = seg_meta(cfg, net, dm.num_classes, classes=list(dm.classes), palette=list(dm.palette), description=NETWORK)
+    module = SegModule(net, cfg.train, int(cfg.dataset.get("ignore_index", 255)), meta,
+                       infer=partial(infer_from_cfg, cfg=cfg))  # evaluated like every arm (the inference group)
+    params = meta["params"]
     ckpt_cb = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="epoch{epoch:03d}", save_last=True,
                               save_top_k=1, every_n_epochs=1, save_on_train_epoch_end=True, auto_insert_metric_name=False)
     trainer = build_trainer(cfg, out, False, [ckpt_cb, *run_callbacks(cfg, out, False)], plugins=[AtomicCheckpointIO()])

@@ -34,20 +34,50 @@ THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES
 # The exact commands (COMMON, then the stage's overrides, which win); {run} is the run's temp dir. Never change them
 # between a record and a compare: the snapshot is only meaningful for these.
 COMMON = [
-    "dataset=synthetic", "model=tiny", "trainer=cpu", "logger=none", "print_config=false", "seed=0",
-    "threads.intra_op=1", "threads.inter_op=1", "trainer.deterministic=true", "trainer.enable_progress_bar=false",
-    "dataset.image_size=[32,64]", "dataset.crop_size=[32,64]", "dataset.num_train=8", "dataset.num_val=4",
-    "dataset.num_workers=0", "model.base_width=4", "model.scales=[4,8,16]", "model.cells_per_node=1",
+    "dataset=synthetic",
+    "model=tiny",
+    "trainer=cpu",
+    "logger=none",
+    "print_config=false",
+    "seed=0",
+    "threads.intra_op=1",
+    "threads.inter_op=1",
+    "trainer.deterministic=true",
+    "trainer.enable_progress_bar=false",
+    "dataset.image_size=[32,64]",
+    "dataset.crop_size=[32,64]",
+    "dataset.num_train=8",
+    "dataset.num_val=4",
+    "dataset.num_workers=0",
+    "model.base_width=4",
+    "model.scales=[4,8,16]",
+    "model.cells_per_node=1",
 ]
 COMMANDS: dict[str, list[str]] = {
-    "cell": ["stage=cell_search", "model.search_layers=2", "trainer.max_epochs=2", "search.arch_optim=adam",
-             "search.arch_adam_lr=0.01"],
-    "cell_second_order": ["stage=cell_search", "model.search_layers=1", "trainer.max_epochs=1",
-                          "search.second_order=true"],
+    "cell": [
+        "stage=cell_search",
+        "model.search_layers=2",
+        "trainer.max_epochs=2",
+        "search.arch_optim=adam",
+        "search.arch_adam_lr=0.01",
+    ],
+    "cell_second_order": [
+        "stage=cell_search",
+        "model.search_layers=1",
+        "trainer.max_epochs=1",
+        "search.second_order=true",
+    ],
     "macro": ["stage=macro_search", "model.layers=2", "trainer.max_epochs=2", "genotype={run}/cell/genotype.json"],
-    "train": ["stage=train", "model.layers=2", "trainer.max_epochs=6", "train.lr=0.1", "train.select=last",
-              "dataset.num_train=24",
-              "genotype={run}/cell/genotype.json", "macro_arch={run}/macro/macro.json"],
+    "train": [
+        "stage=train",
+        "model.layers=2",
+        "trainer.max_epochs=6",
+        "train.lr=0.1",
+        "train.select=last",
+        "dataset.num_train=24",
+        "genotype={run}/cell/genotype.json",
+        "macro_arch={run}/macro/macro.json",
+    ],
     "eval": ["stage=eval", "ckpt={run}/train/checkpoints/last.ckpt"],
 }
 TRAIN_KEYS = ("best_val_miou", "epochs", "global_step", "params", "class_weights", "arch_provenance")
@@ -57,10 +87,18 @@ EVAL_KEYS = ("miou", "macc", "pixel_acc", "iou_per_class", "acc_per_class", "spl
 def _cli(name: str, run: Path) -> None:
     """One `python -m rspnet.cli` stage run into run/name (the checkout's src/ first on the path)."""
     args = [*COMMON, *(a.format(run=run) for a in COMMANDS[name]), f"paths.output_dir={run / name}"]
-    env = {**os.environ, **THREADS, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "rspnet.cli", *args], cwd=REPO, env=env, capture_output=True, text=True)
+    env = {
+        **os.environ,
+        **THREADS,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "rspnet.cli", *args], cwd=REPO, env=env, capture_output=True, text=True
+    )
     if proc.returncode != 0:
-        raise SystemExit(f"behaviour: {name} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        raise SystemExit(
+            f"behaviour: {name} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+        )
 
 
 def _scrub(value: Any, run: Path) -> Any:
@@ -172,7 +210,9 @@ def compare(ref: Path) -> list[str]:
     import numpy as np
 
     if not (ref / "summary.json").is_file():
-        raise SystemExit(f"behaviour: error: {ref}/summary.json not found; run `python tools/behaviour.py record {ref}` first")
+        raise SystemExit(
+            f"behaviour: error: {ref}/summary.json not found; run `python tools/behaviour.py record {ref}` first"
+        )
     before = json.loads((ref / "summary.json").read_text())
     logits_before = np.load(ref / "logits.npy").astype(np.float64)
     with tempfile.TemporaryDirectory(prefix="rspnet-behaviour-") as tmp:

@@ -121,7 +121,7 @@ def _crop(value: Any) -> tuple[int, int] | None:
 def _from_checkpoint(path: Path) -> Model:
     from omegaconf import OmegaConf, open_dict
 
-    from rspnet.lit.seg_module import load_seg_checkpoint, read_checkpoint
+    from rspnet.utils.checkpoint import load_seg_checkpoint, read_checkpoint
 
     stored = (read_checkpoint(path).get("rspnet") or {}).get("config")
     cfg = OmegaConf.create(stored) if isinstance(stored, dict) else None

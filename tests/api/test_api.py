@@ -43,7 +43,7 @@ def test_compose_and_run_behave_like_the_cli(tmp_path: Path) -> None:
 
 def test_segmenter_matches_the_eval_inference(tiny_ckpt: Path) -> None:
     from rspnet.inference import infer
-    from rspnet.lit.seg_module import load_seg_checkpoint
+    from rspnet.utils.checkpoint import load_seg_checkpoint
     from rspnet.segmenter import to_tensor
 
     model = rspnet.load_model(tiny_ckpt)

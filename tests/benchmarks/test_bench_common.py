@@ -1,7 +1,8 @@
-"""bench.common: the doc sections, per-config subprocesses, memory and device facts."""
+"""bench.common: the doc sections, per-config subprocesses, timing, memory and device facts."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,13 @@ def test_write_section_appends_then_replaces(tmp_path: Path) -> None:
     assert text.index("bench:a:start") < text.index("bench:b:start")  # replaced in place, not moved
 
 
+def test_time_calls_gives_wall_and_cpu_per_call() -> None:
+    calls = []
+    times = common.time_calls(lambda: (calls.append(1), time.sleep(0.02)), steps=2, warmup=1)
+    assert len(calls) == 3 and len(times) == 2
+    assert all(wall >= 0.02 and 0 <= cpu < wall for wall, cpu in times)  # sleeping costs wall time, not CPU
+
+
 def test_peak_memory_sees_an_allocation() -> None:
     with common.PeakMemory("cpu") as mem:
         x = torch.ones(64, 2**20 // 4)  # 64 MiB, touched
@@ -38,14 +46,3 @@ def test_run_worker_reports_a_failed_worker() -> None:
     # bench.common has no worker entry point: the subprocess prints no JSON line
     with pytest.raises(RuntimeError, match="worker"):
         common.run_worker("bench.common", {"x": 1})
-
-
-def test_search_step_updates_alpha_and_weights() -> None:
-    from rspnet.models.supernet import CellSupernet
-
-    torch.manual_seed(0)
-    net = CellSupernet(5, base_width=4, scales=[4, 8], layers=1, rsp=True)
-    before = [p.detach().clone() for p in (net.alpha, net.head.classifier.weight)]
-    x, y = torch.randn(1, 3, 16, 16), torch.randint(0, 5, (1, 16, 16))
-    common.search_step(net, x, y, second_order=True)()
-    assert not torch.equal(before[0], net.alpha) and not torch.equal(before[1], net.head.classifier.weight)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bench.hrnet_ref import WIDTHS, hrnetv2_w48
-from bench.pcdarts import PCMixedOp, partial_channel
+from bench.search import PCMixedOp, partial_channel
 from rspnet.models.supernet import CellSupernet
 from rspnet.search_space.cell import MixedOp, channel_shuffle
 
@@ -66,20 +66,10 @@ def test_partial_channel_replaces_every_mixed_op() -> None:
 
 
 def test_pc_supernet_is_built_without_the_full_width_ops() -> None:
-    from bench.pcdarts import build
+    from bench.search import build
 
     net, _ = build({"model": "tiny", "rsp": False, "pc_k": 4})
     assert not any(p.is_meta for p in net.parameters()) and not any(b.is_meta for b in net.buffers())
     assert all(torch.isfinite(p).all() for p in net.parameters())
     assert 0 < float(net.alpha.detach().abs().max()) < 0.01  # DARTS-style near-uniform init
     assert net(torch.randn(1, 3, 32, 64)).shape == (1, 19, 32, 64)
-
-
-def test_pcdarts_table_keeps_rows_when_a_variant_fails() -> None:
-    from bench.pcdarts import table
-
-    ok = {"step_s": 1.0, "memory_mib": 100.0, "params_m": 1.0, "batch": 2, "crop": [8, 8]}
-    res = {"RSP on": {**ok, "step_s": 0.5, "memory_mib": 40.0}, "RSP off": ok, "RSP off, 2nd order": {"error": "CUDA out of memory"}}
-    text = table(res, "cuda")
-    assert "| RSP on | 1.000 | 0.500 | 40 | 0.50 | 0.40 |" in text
-    assert "failed: CUDA out of memory" in text

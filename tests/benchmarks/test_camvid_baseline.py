@@ -27,7 +27,10 @@ def test_quick_run_compares_both_models(tmp_path, capsys):
 def test_same_time_budget_reuses_the_rspnet_run(tmp_path, capsys):
     assert camvid_baseline.main(["--quick", "--threads", "1", "--out", str(tmp_path)]) == 0
     capsys.readouterr()
-    assert camvid_baseline.main(["--quick", "--threads", "1", "--out", str(tmp_path), "--reuse-rspnet", "--same-time"]) == 0
+    assert (
+        camvid_baseline.main(["--quick", "--threads", "1", "--out", str(tmp_path), "--reuse-rspnet", "--same-time"])
+        == 0
+    )
     text = capsys.readouterr().out
     assert "whole wall time" in text and "MONAI BasicUNet" in text
 
@@ -36,7 +39,9 @@ def test_reuse_rspnet_reads_the_earlier_run(tmp_path):
     import json
 
     (tmp_path / "train").mkdir(parents=True)
-    (tmp_path / "pipeline.json").write_text(json.dumps({"miou": 0.3, "params": 1000, "seconds": {"a": 60.0, "b": 30.0}}))
+    (tmp_path / "pipeline.json").write_text(
+        json.dumps({"miou": 0.3, "params": 1000, "seconds": {"a": 60.0, "b": 30.0}})
+    )
     (tmp_path / "train" / "train.json").write_text(json.dumps({"epochs": 4}))
     row = camvid_baseline.reuse_rspnet(tmp_path)
     assert row["seconds"] == 90.0 and row["train_epochs"] == 4 and row["miou"] == 0.3

@@ -8,7 +8,8 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from rspnet.lit.seg_module import SegModule, seg_loss
+from rspnet.lit.seg_module import SegModule, build_seg_module
+from rspnet.losses import seg_loss
 from rspnet.stages.summary import load_architecture
 
 SMALL = ["model.layers=2", "dataset.crop_size=[32,64]"]
@@ -18,7 +19,7 @@ def module(make_cfg: Callable[..., DictConfig], *overrides: str) -> tuple[SegMod
     cfg = make_cfg(*SMALL, *overrides)
     genotype, macro = load_architecture(cfg)
     torch.manual_seed(0)
-    return SegModule(cfg, genotype.to_dict(), macro.to_dict(), 19), cfg
+    return build_seg_module(cfg, genotype.to_dict(), macro.to_dict(), 19), cfg
 
 
 def test_channels_last_same_outputs_and_checkpoint_keys(make_cfg: Callable[..., DictConfig]) -> None:

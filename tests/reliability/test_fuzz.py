@@ -142,18 +142,18 @@ def test_fuzzed_macro_json(tmp_path: Path, data: st.DataObject) -> None:
 def seg_checkpoint() -> dict:
     """A valid (tiny) training checkpoint as stage=train writes it: weights + rspnet metadata."""
     from rspnet.config import compose
-    from rspnet.lit.seg_module import SegModule
+    from rspnet.lit.seg_module import build_seg_module
     from rspnet.models.derived import default_macro
 
     cfg = compose("logger=none", "model=micro")
-    module = SegModule(cfg, Genotype.from_ops(OPS, rsp=True).to_dict(), default_macro(cfg).to_dict(), 4)
+    module = build_seg_module(cfg, Genotype.from_ops(OPS, rsp=True).to_dict(), default_macro(cfg).to_dict(), 4)
     return {"state_dict": module.state_dict(), "rspnet": module.meta, "epoch": 0, "global_step": 1}
 
 
 @fuzz("checkpoint")
 @given(data=st.data())
 def test_fuzzed_checkpoint_metadata(tmp_path: Path, seg_checkpoint: dict, data: st.DataObject) -> None:
-    from rspnet.lit.seg_module import load_seg_checkpoint
+    from rspnet.utils.checkpoint import load_seg_checkpoint
 
     folder = tmp_path / "ckpt_case"
     folder.mkdir(exist_ok=True)

@@ -40,7 +40,7 @@ def _assert_resumable(ckpt: dict, search: bool) -> None:
         split = ckpt["SegDataModule"]["search_split"]  # saved by the datamodule
         assert split["weight"] and split["arch"] and not set(split["weight"]) & set(split["arch"])
     else:
-        assert len(ckpt["optimizer_states"]) == 1 and ckpt["rspnet"]["format"] == "rspnet.seg/1"
+        assert len(ckpt["optimizer_states"]) == 1 and ckpt["rspnet"]["format"] == "rspnet.seg/2"
 
 
 def _count_steps(monkeypatch: pytest.MonkeyPatch, module: type) -> list[int]:

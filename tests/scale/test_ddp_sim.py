@@ -12,7 +12,7 @@ import torch
 from rspnet.genotype import Genotype
 from rspnet.lit.macro_module import MacroSearchModule
 from rspnet.lit.search_module import SearchModule
-from rspnet.lit.seg_module import SegModule
+from rspnet.lit.seg_module import SegModule, build_seg_module
 
 TINY = ["trainer=ddp_sim", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
         "dataset.num_train=16", "dataset.num_val=4", "dataset.batch_size=2", "dataset.val_batch_size=2",
@@ -184,7 +184,7 @@ class NanInputOnRankOneSegModule(SegModule):
         try:
             return super().training_step((x * float("nan") if self.global_rank == 1 else x, y), batch_idx)
         except NonFiniteError as e:
-            (Path(str(self.cfg.paths.output_dir)) / f"rank{self.global_rank}.error").write_text(str(e))
+            (self.out / f"rank{self.global_rank}.error").write_text(str(e))
             raise
 
 
@@ -203,7 +203,9 @@ def test_ddp_sim_training_nan_on_one_rank_stops_every_rank(make_cfg, tmp_path: P
     dm = build_datamodule(cfg)
     dm.setup("fit")
     genotype = Genotype.from_ops(["conv_3x3", "dw_conv_3x3", "skip_connect"], rsp=True, search={})
-    module = NanInputOnRankOneSegModule(cfg, genotype.to_dict(), default_macro(cfg).to_dict(), dm.num_classes)
+    base = build_seg_module(cfg, genotype.to_dict(), default_macro(cfg).to_dict(), dm.num_classes)
+    module = NanInputOnRankOneSegModule(base.net, cfg.train, base.ignore_index, base.meta)
+    module.out = out
     with pytest.raises(NonFiniteError, match="training loss is"), rank_errors():
         build_trainer(cfg, out, logger=False, enable_checkpointing=False).fit(module, datamodule=dm)
     errors = {r: (out / f"rank{r}.error").read_text() for r in (0, 1)}

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rspnet.errors import ArtifactError
-from rspnet.lit.seg_module import read_checkpoint
+from rspnet.utils.checkpoint import read_checkpoint
 
 from tests.data.conftest import MAPILLARY_LABELS, W, _colour, write_image, write_label
 

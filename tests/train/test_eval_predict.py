@@ -75,7 +75,7 @@ def test_predict_folder_writes_labelids_that_round_trip(trained: dict, tiny_cfg,
     from cityscapesscripts.helpers.labels import id2label
 
     from rspnet.inference import infer_from_cfg
-    from rspnet.lit.seg_module import load_seg_checkpoint
+    from rspnet.utils.checkpoint import load_seg_checkpoint
     from rspnet.stages.predict import prepare, read_rgb
 
     inputs = _write_inputs(tmp_path / "in")

@@ -7,16 +7,18 @@ import torch
 import torch.nn.functional as F
 
 from rspnet.errors import ArtifactError
-from rspnet.lit.seg_module import aux_weight, load_seg_checkpoint, ohem_cross_entropy, poly_lambda, seg_loss
+from rspnet.lit.seg_module import poly_lambda
+from rspnet.losses import aux_weight, ohem_cross_entropy, seg_loss
+from rspnet.utils.checkpoint import load_seg_checkpoint
 
 
 def _module(cfg, num_classes: int = 5):
-    from rspnet.lit.seg_module import SegModule
+    from rspnet.lit.seg_module import build_seg_module
     from rspnet.stages.train import load_architecture
 
     torch.manual_seed(0)
     genotype, macro = load_architecture(cfg)
-    return SegModule(cfg, genotype.to_dict(), macro.to_dict(), num_classes)
+    return build_seg_module(cfg, genotype.to_dict(), macro.to_dict(), num_classes)
 
 
 @pytest.mark.parametrize("head", ["fcn", "ocr"])

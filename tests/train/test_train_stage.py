@@ -33,7 +33,7 @@ def test_train_writes_best_last_and_train_json(trained: dict) -> None:
     assert 0.0 <= info["best_val_miou"] <= 1.0 and info["best_val_miou"] == trained["objective"]
     ckpt = torch.load(info["best_ckpt"], map_location="cpu", weights_only=True)
     meta = ckpt["rspnet"]
-    assert meta["format"] == "rspnet.seg/1" and meta["num_classes"] == 19 and len(meta["classes"]) == 19
+    assert meta["format"] == "rspnet.seg/2" and meta["num_classes"] == 19 and len(meta["classes"]) == 19
     assert meta["genotype"]["format"] == "rspnet.genotype/1" and meta["macro"]["layers"] == 2
     assert any(k.startswith("net.") for k in ckpt["state_dict"])
 
@@ -56,12 +56,13 @@ def test_resume_without_a_last_checkpoint_is_a_clear_error(tiny_cfg) -> None:
 
 
 def test_init_ckpt_copies_the_weights(trained: dict, tiny_cfg) -> None:
-    from rspnet.lit.seg_module import SegModule, net_state, read_checkpoint
+    from rspnet.lit.seg_module import build_seg_module
+    from rspnet.utils.checkpoint import net_state, read_checkpoint
     from rspnet.stages.train import init_from_checkpoint, load_architecture
 
     cfg = tiny_cfg("stage=train")
     genotype, macro = load_architecture(cfg)
-    module = SegModule(cfg, genotype.to_dict(), macro.to_dict(), 19)
+    module = build_seg_module(cfg, genotype.to_dict(), macro.to_dict(), 19)
     init_from_checkpoint(module, trained["best_ckpt"])
     saved = net_state(read_checkpoint(trained["best_ckpt"]))
     assert all(torch.equal(v, saved[k]) for k, v in module.net.state_dict().items())

@@ -40,11 +40,14 @@ def raise_nonfinite(value: torch.Tensor, which: str) -> bool:
 
 def build_optimizers(weights: list[nn.Parameter], arch: list[nn.Parameter], s: DictConfig) -> tuple[Any, Any]:
     """(weight SGD, arch SGD or Adam) from the `search` config group."""
-    w_opt = torch.optim.SGD(weights, lr=float(s.weight_lr), momentum=float(s.weight_momentum), weight_decay=float(s.weight_wd))
+    w_opt = torch.optim.SGD(weights, lr=float(s.weight_lr), momentum=float(s.weight_momentum),
+                            weight_decay=float(s.weight_wd))
     if s.arch_optim == "sgd":
-        a_opt = torch.optim.SGD(arch, lr=float(s.arch_lr), momentum=float(s.get("arch_momentum", 0.0)), weight_decay=float(s.arch_wd))
+        a_opt = torch.optim.SGD(arch, lr=float(s.arch_lr), momentum=float(s.get("arch_momentum", 0.0)),
+                                weight_decay=float(s.arch_wd))
     elif s.arch_optim == "adam":
-        a_opt = torch.optim.Adam(arch, lr=float(s.arch_adam_lr), betas=tuple(s.arch_adam_betas), weight_decay=float(s.arch_wd))
+        a_opt = torch.optim.Adam(arch, lr=float(s.arch_adam_lr), betas=tuple(s.arch_adam_betas),
+                                 weight_decay=float(s.arch_wd))
     else:
         raise ConfigError(f"search.arch_optim={s.arch_optim} is unknown; use sgd or adam")
     return w_opt, a_opt

@@ -6,7 +6,8 @@ The net provides `arch_parameters()`, `weight_parameters()` and `forward(x) -> l
 first-order by default or DARTS' unrolled approximation with `search.second_order=true`;
 (2) a weight step on the weight batch, gradient norm clipped to `search.grad_clip`.
 The step itself is `lit/bilevel.py:Architect`; this module adds logging, the DDP-aware
-non-finite guard, the schedule, validation, artifacts and checkpoints. Subclasses (stage 2) override `export_artifacts` and the validation hooks.
+non-finite guard, the schedule, validation, artifacts and checkpoints. Subclasses (stage 2)
+override `export_artifacts` and the validation hooks.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from torch import nn
 from rspnet.errors import ConfigError, NonFiniteError
 from rspnet.lit.bilevel import Architect, build_optimizers
 from rspnet.metrics import SegMetric
-from rspnet.utils.distributed import all_ranks_finite, assert_same_across_ranks
 from rspnet.utils.checkpoint import check_state_dict, rng_state, set_rng_state
+from rspnet.utils.distributed import all_ranks_finite, assert_same_across_ranks
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -140,7 +141,8 @@ class SearchModule(pl.LightningModule):
         """One weight update; the norm clipping happens in on_before_optimizer_step (after AMP unscale)."""
         loss = self.architect.weight_step(weight_batch)
         if loss is not None:
-            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=weight_batch[0].shape[0])
+            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
+                     batch_size=weight_batch[0].shape[0])
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
         # called after AMP unscaling, so the clip threshold is in true gradient units

@@ -17,7 +17,8 @@ from omegaconf import DictConfig
 from rspnet.data import build_datamodule
 from rspnet.errors import ConfigError
 from rspnet.genotype import arch_provenance
-from rspnet.lit.seg_module import finite_or_none, load_seg_checkpoint
+from rspnet.lit.seg_module import finite_or_none
+from rspnet.utils.checkpoint import load_seg_checkpoint
 from rspnet.utils.config import output_dir, require
 from rspnet.utils.io import atomic_write_json
 from rspnet.utils.results import WriteResult

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from rspnet.errors import ArtifactError
-from rspnet.lit.seg_module import load_seg_checkpoint
+from rspnet.utils.checkpoint import load_seg_checkpoint
 from rspnet.utils.config import output_dir, require
 from rspnet.utils.io import atomic_write_bytes, atomic_write_json
 

@@ -21,11 +21,11 @@ from omegaconf import DictConfig
 
 from rspnet.errors import ArtifactError, ConfigError
 from rspnet.genotype import Edge, Genotype, MacroArch, MacroInput, MacroNode
-from rspnet.lit.seg_module import read_checkpoint
 from rspnet.models.derived import build_derived, default_macro
 from rspnet.models.macro_supernet import candidate_inputs
 from rspnet.search_space.cell import EDGES
 from rspnet.search_space.ops import PRIMITIVES
+from rspnet.utils.checkpoint import read_checkpoint
 from rspnet.utils.config import output_dir
 from rspnet.utils.io import atomic_write_json
 from rspnet.viz import save_figure

@@ -14,11 +14,11 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from rspnet.data import build_datamodule
 from rspnet.data.selection import Selection
 from rspnet.errors import ArtifactError
-from rspnet.lit.seg_module import SegModule, load_net_weights, net_state, read_checkpoint
+from rspnet.lit.seg_module import build_seg_module
 from rspnet.losses import resolve_class_weights
 from rspnet.stages.summary import arch_provenance, artifact_arg
 from rspnet.stages.summary import load_architecture as load_with_defaults
-from rspnet.utils.checkpoint import AtomicCheckpointIO
+from rspnet.utils.checkpoint import AtomicCheckpointIO, load_net_weights, net_state, read_checkpoint
 from rspnet.utils.config import output_dir, require
 from rspnet.utils.loggers import build_logger
 from rspnet.utils.results import WriteResult
@@ -124,8 +124,8 @@ def run(cfg: DictConfig) -> dict:
     restore_holdout(dm, ckpt_path)
     selection = selection_info(dm)
     weights = resolve_class_weights(cfg, dm, out)
-    module = SegModule(cfg, genotype.to_dict(), macro.to_dict(), dm.num_classes, list(dm.classes), list(dm.palette),
-                       weights, selection)
+    module = build_seg_module(cfg, genotype.to_dict(), macro.to_dict(), dm.num_classes, list(dm.classes),
+                              list(dm.palette), weights, selection)
     log.info("checkpoint selection: %s", selection["selected_on"])
     params = module.meta["params"]
     log.info("derived network: %s params (%.3f M), head=%s, rsp=%s", params, params / 1e6, cfg.head.name, cfg.rsp.enabled)

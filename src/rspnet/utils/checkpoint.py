@@ -1,26 +1,44 @@
-"""Checkpoint helpers shared by the search and training stages: atomic checkpoint IO, RNG state."""
+"""All checkpoint code: atomic IO, RNG state, strict loading, and the self-describing training metadata.
+
+A training checkpoint holds `checkpoint["rspnet"]` (`seg_meta`): what network it is (`net`), the
+genotype and macro structure of an rspnet net, the class names/palette and the model/rsp/head
+config, so eval, predict and export rebuild the exact network from the file alone
+(`load_seg_checkpoint`). Format history: `rspnet.seg/1` (up to a096c64) has no `net` entry and is
+always an rspnet derived net; `rspnet.seg/2` adds `net`. Both load; other versions are one error.
+"""
 
 from __future__ import annotations
 
 import io
+import logging
 import random
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
-from rspnet.errors import ArtifactError
+from rspnet.errors import ArtifactError, RSPNetError
 from rspnet.utils.io import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from rspnet.lit.seg_module import SegModule
 
 try:  # the CheckpointIO base lives in lightning_fabric, a hard dependency of pytorch-lightning
     from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 except ImportError:  # pragma: no cover
     from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+log = logging.getLogger(__name__)
 RNG_KEY = "rspnet_rng"  # top-level checkpoint key of the training module's RNG state
+CKPT_FORMAT = "rspnet.seg/2"
+READABLE_FORMATS = ("rspnet.seg/1", CKPT_FORMAT)
+# config groups that define an rspnet network's shape; stored in (and restored from) the checkpoint
+ARCH_GROUPS = ("model", "rsp", "head")
+DERIVED = "rspnet.models.derived"  # `net.builder` of the nets that load_seg_checkpoint rebuilds
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -66,14 +84,18 @@ def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], sourc
                         f"genotype/macro or num_classes?); {'; '.join(parts)}")
 
 
-def check_seg_meta(meta: Any, path: Any, fmt: str, groups: tuple[str, ...]) -> dict[str, Any]:
+def check_seg_meta(meta: Any, path: Any, fmt: str = CKPT_FORMAT,
+                   groups: tuple[str, ...] = (*ARCH_GROUPS, "dataset", "train")) -> dict[str, Any]:
     """The `rspnet` metadata of a training checkpoint, checked field by field (one ArtifactError otherwise).
 
     The genotype and macro inside are checked when the network is rebuilt (Genotype/MacroArch.from_dict).
     """
-    if not isinstance(meta, dict) or meta.get("format") != fmt:
+    if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith("rspnet.seg/"):
         raise ArtifactError(f"{path}: not an rspnet training checkpoint (no '{fmt}' metadata); "
                             "pass ckpt= a checkpoint written by stage=train")
+    if meta["format"] not in READABLE_FORMATS:
+        raise ArtifactError(f"{path}: checkpoint format {meta['format']} is not one this rspnet reads "
+                            f"({', '.join(READABLE_FORMATS)}); use the rspnet version that wrote it")
 
     def bad(field: str, msg: str) -> ArtifactError:
         return ArtifactError(f"{path}: rspnet metadata field '{field}': {msg}; the checkpoint is damaged or "
@@ -96,6 +118,13 @@ def check_seg_meta(meta: Any, path: Any, fmt: str, groups: tuple[str, ...]) -> d
             isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in c)
             for c in palette)):
         raise bad("palette", "expected a list of [r, g, b] colours (ints 0..255)")
+    net = meta.get("net", {"builder": DERIVED})  # rspnet.seg/1: always a derived net
+    if not isinstance(net, dict) or not isinstance(net.get("class", ""), str):
+        raise bad("net", "expected an object")
+    if net.get("builder") != DERIVED:
+        raise ArtifactError(f"{path}: holds a {net.get('class') or 'non-rspnet'} network, not an rspnet derived net; "
+                            "eval/predict/export rebuild only those (load its net.* weights with "
+                            "rspnet.utils.checkpoint.net_state into that network yourself)")
     for key in ("genotype", "macro"):
         if not isinstance(meta.get(key), dict):
             raise bad(key, "expected an object")
@@ -134,3 +163,104 @@ def _as_python_state(state: Any) -> tuple:
     """random.setstate needs tuples; a checkpoint round trip may hand back lists."""
     version, internal, gauss = state
     return (version, tuple(internal), gauss)
+
+
+# -- the training checkpoint: metadata, reading, strict loading, rebuilding ---------------------
+def seg_meta(cfg: DictConfig, net: nn.Module, num_classes: int, *, genotype: dict | None = None,
+             macro: dict | None = None, classes: list[str] | None = None, palette: list | None = None,
+             class_weights: list[float] | None = None, selection: dict[str, Any] | None = None,
+             description: str | None = None) -> dict[str, Any]:
+    """`checkpoint["rspnet"]` for `net`: an rspnet derived net (genotype + macro given) or any other network."""
+    from rspnet.genotype import arch_provenance
+
+    derived = genotype is not None and macro is not None
+    kind = type(net)
+    return {
+        "format": CKPT_FORMAT,
+        # what network the weights are for; only `builder: rspnet.models.derived` nets are rebuilt on load
+        "net": {"builder": DERIVED if derived else None, "class": f"{kind.__module__}.{kind.__qualname__}",
+                "description": description},
+        "genotype": genotype,
+        "macro": macro,
+        "num_classes": int(num_classes),
+        "classes": list(classes) if classes is not None else [str(i) for i in range(int(num_classes))],
+        "palette": [list(map(int, c)) for c in palette] if palette is not None else None,
+        "config": {g: OmegaConf.to_container(cfg[g], resolve=True) for g in (*ARCH_GROUPS, "dataset", "train")},
+        "params": sum(p.numel() for p in net.parameters()),
+        "class_weights": list(class_weights) if class_weights is not None else None,
+        "selection": selection,  # which split picked the checkpoint (train.select)
+        # searched | random | preset per artifact (None = legacy file without the key, or not an rspnet net)
+        "arch_provenance": arch_provenance(genotype, macro) if derived else {"genotype": None, "macro": None},
+    }
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """torch.load a Lightning checkpoint on CPU with one clear error for missing/corrupt files."""
+    path = Path(str(path))
+    if not path.is_file():
+        raise ArtifactError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - pickle/zip errors come in many types
+        raise ArtifactError(f"{path}: cannot read checkpoint ({type(e).__name__}: {(str(e).splitlines() or ['empty or truncated file'])[0][:200]})") from e
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ArtifactError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
+    return ckpt
+
+
+def net_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The `net.*` weights of a checkpoint with the prefix stripped."""
+    return {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+
+
+def load_net_weights(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Strict load: any missing, unexpected or shape-mismatched key is one ArtifactError listing them."""
+    check_state_dict(net, state, source)
+    net.load_state_dict(state, strict=True)
+
+
+def _arch_diff(user: DictConfig, stored: dict) -> list[str]:
+    """`group.key` entries where the user's model/rsp/head differ from the checkpoint's."""
+    diffs = []
+    for g in ARCH_GROUPS:
+        mine = OmegaConf.to_container(user[g], resolve=True) if g in user else {}
+        for k in sorted(set(mine) | set(stored.get(g, {}))):
+            if mine.get(k) != stored.get(g, {}).get(k):
+                diffs.append(f"{g}.{k}={stored.get(g, {}).get(k)!r} (config: {mine.get(k)!r})")
+    return diffs
+
+
+def load_seg_checkpoint(path: str | Path, cfg: DictConfig | None = None) -> tuple[SegModule, dict[str, Any]]:
+    """Rebuild the trained SegModule (eval mode) from a checkpoint; returns (module, checkpoint["rspnet"]).
+
+    The network shape (model/rsp/head) always comes from the checkpoint; `cfg` supplies the
+    rest (dataset, inference ...). Differences are logged, not errors.
+    """
+    from rspnet.lit.seg_module import build_seg_module
+
+    ckpt = read_checkpoint(path)
+    meta = check_seg_meta(ckpt.get("rspnet"), path)
+    stored = meta["config"]
+    if cfg is None:
+        cfg = OmegaConf.create(stored)
+    else:
+        diffs = _arch_diff(cfg, stored)
+        if diffs:
+            log.warning("%s: using the checkpoint's network config, which differs from the given one: %s", path, "; ".join(diffs))
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            for g in ARCH_GROUPS:
+                cfg[g] = OmegaConf.create(stored[g])
+    try:
+        module = build_seg_module(cfg, meta["genotype"], meta["macro"], meta["num_classes"], meta.get("classes"),
+                                  meta.get("palette"), meta.get("class_weights"), meta.get("selection"))
+    except ArtifactError as e:  # the stored genotype/macro: name the checkpoint it came from
+        raise ArtifactError(f"{path}: {e}") from e
+    except RSPNetError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure to rebuild from the stored config is the checkpoint's
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise ArtifactError(f"{path}: cannot rebuild the network from its rspnet metadata ({type(e).__name__}: {first})") from e
+    load_net_weights(module.net, net_state(ckpt), str(path))
+    module.eval()
+    return module, meta

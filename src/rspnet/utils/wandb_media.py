@@ -41,7 +41,8 @@ class WandbMedia(pl.Callback):
         with torch.no_grad():
             out = pl_module(x)
         logits = out["out"] if isinstance(out, dict) else out
-        palette = dataset_module(pl_module.cfg).PALETTE
+        meta = getattr(pl_module, "meta", None) or {}  # SegModule: the palette it was trained with
+        palette = meta.get("palette") or dataset_module(pl_module.cfg).PALETTE
         for i, (img, pred, target) in enumerate(zip(x, logits.argmax(1), y)):
             log_image(trainer.logger, f"val/prediction_{i}", prediction_panel(img, pred, target, palette),
                       step=trainer.global_step)
