@@ -16,12 +16,11 @@ import argparse
 import itertools
 
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
+from rspnet.config import compose
 from rspnet.genotype import Genotype
 from rspnet.models.derived import default_macro
-from rspnet.resources import config_dir
 from rspnet.search_space.ops import PRIMITIVES
 from rspnet.stages.summary import summarize
 
@@ -30,13 +29,12 @@ TARGET_OFF, TARGET_ON = 68.67e6, 17.20e6
 
 def paper_cfg(*overrides: str) -> DictConfig:
     """The composed `model=paper` config with extra overrides."""
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose(config_name="config", overrides=["model=paper", "logger=none", *overrides])
+    return compose("model=paper", "logger=none", *overrides)
 
 
 def genotype_of(ops: tuple[str, ...]) -> Genotype:
     """A Genotype with `ops` on edges (0,1), (0,2), (1,2) (one-hot weights)."""
-    return Genotype.from_weights([[float(p == op) for p in PRIMITIVES] for op in ops], rsp=True)
+    return Genotype.from_ops(ops, rsp=True)
 
 
 def params(cfg: DictConfig, ops: tuple[str, ...], layers: int, rsp: str, head: str) -> dict[str, int]:

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-import rspnet.cli  # noqa: F401  (registers the config resolvers)
+from rspnet.config import compose
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_IMAGES, VAL_IMAGES = 367, 101  # SegNet CamVid split (../shared/data/camvid/README.txt)
@@ -136,10 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["experiment=camvid", *args.overrides])
-        variants = [(n, compose(config_name="config", overrides=["experiment=camvid", *args.overrides, *o]))
-                    for n, o in map(parse_variant, args.compare or [])]
+    cfg = compose("experiment=camvid", *args.overrides)
+    variants = [(n, compose("experiment=camvid", *args.overrides, *o)) for n, o in map(parse_variant, args.compare or [])]
     if variants:
         print(f"{args.threads} CPU thread(s), overhead x{args.overhead}, budget {args.budget_min:g} min, "
               f"torch {torch.__version__}\n")

@@ -26,12 +26,12 @@ def run(overrides: list[str]) -> dict:
     from rspnet.data import build_datamodule
     from rspnet.inference import infer_from_cfg
     from rspnet.lit.seg_module import SegModule
-    from rspnet.stages.evaluate import metrics_dict
+    from rspnet.stages.eval import metrics_dict
     from rspnet.stages.summary import count_gflops
     from rspnet.utils.checkpoint import AtomicCheckpointIO, seg_meta
     from rspnet.utils.config import output_dir, seed_everything
     from rspnet.utils.io import atomic_write_json
-    from rspnet.utils.trainer import build_trainer
+    from rspnet.utils.trainer import build_trainer, run_callbacks
 
     cfg = compose_cfg("stage=train", *overrides)
     out = output_dir(cfg)
@@ -42,11 +42,11 @@ def run(overrides: list[str]) -> dict:
     net = baseline_net(dm.num_classes)
     meta = seg_meta(cfg, net, dm.num_classes, classes=list(dm.classes), palette=list(dm.palette), description=NETWORK)
     module = SegModule(net, cfg.train, int(cfg.dataset.get("ignore_index", 255)), meta,
-                       infer=partial(infer_from_cfg, cfg=cfg))  # evaluated like every arm (train.inference)
+                       infer=partial(infer_from_cfg, cfg=cfg))  # evaluated like every arm (the inference group)
     params = meta["params"]
     ckpt_cb = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="epoch{epoch:03d}", save_last=True,
                               save_top_k=1, every_n_epochs=1, save_on_train_epoch_end=True, auto_insert_metric_name=False)
-    trainer = build_trainer(cfg, out, False, [ckpt_cb], plugins=[AtomicCheckpointIO()])
+    trainer = build_trainer(cfg, out, False, [ckpt_cb, *run_callbacks(cfg, out, False)], plugins=[AtomicCheckpointIO()])
     last = out / "checkpoints" / "last.ckpt"
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
     gflops = count_gflops(module.net, tuple(int(v) for v in cfg.dataset.crop_size))

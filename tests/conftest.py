@@ -1,4 +1,4 @@
-"""Shared fixtures: compose the Hydra config once per test with overrides."""
+"""Shared fixtures: compose the Hydra config (rspnet.config.compose) once per test with overrides."""
 
 from __future__ import annotations
 
@@ -8,19 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
-import rspnet.cli  # noqa: F401  (registers the rspnet_run_dir resolver)
+from rspnet.config import compose
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # the thread policy honours it: 1 thread in cli.run and subprocesses
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # the thread policy honours it: 1 thread in run_stage and subprocesses
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
-CONF = str(REPO / "conf")
 
 
 @pytest.fixture
@@ -28,9 +25,7 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """`make_cfg("stage=cell_search", "model=tiny", out=...)` -> composed config writing under tmp."""
 
     def _make(*overrides: str, out: Path | None = None) -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-            cfg = compose(config_name="config", overrides=["logger=none", "print_config=false", *overrides])
+        cfg = compose("logger=none", "print_config=false", *overrides)
         with open_dict(cfg):
             if not any(o.startswith("paths.output_dir=") for o in overrides):
                 cfg.paths.output_dir = str(out or tmp_path / "run")

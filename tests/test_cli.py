@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from rspnet.cli import _run_dir
 from rspnet.errors import ConfigError
@@ -29,9 +30,21 @@ def test_run_dir_resolver():
     assert _run_dir("/data/run", "outputs/x") == "/data/run"
 
 
-def test_every_stage_has_a_config_file():
+def test_every_stage_has_a_config_file_and_a_module_of_its_name_with_run():
     for name in STAGES:
         assert (REPO / "conf" / "stage" / f"{name}.yaml").is_file(), name
+        assert (REPO / "src" / "rspnet" / "stages" / f"{name}.py").is_file(), name
+        assert get_stage(name).__module__ == f"rspnet.stages.{name}" and get_stage(name).__name__ == "run"
+
+
+def test_debug_tiny_is_the_tiny_synthetic_run_and_command_line_keys_win():
+    from rspnet.config import compose
+
+    cfg = compose("debug=tiny", "dataset.num_val=2", "logger=csv")
+    assert (cfg.dataset.name, cfg.dataset.num_train, cfg.dataset.num_val, list(cfg.dataset.crop_size)) == ("synthetic", 8, 2, [32, 64])
+    assert cfg.logger._target_.endswith("CSVLogger") and not cfg.print_config and not cfg.trainer.enable_progress_bar
+    micro = compose("debug=tiny", "model=micro").model
+    assert (micro.name, list(micro.scales), micro.layers, micro.search_layers, micro.cells_per_node) == ("micro", [4, 8], 1, 1, 1)
 
 
 def test_unknown_stage_is_a_config_error():
@@ -65,13 +78,13 @@ def test_unknown_option_is_one_clear_error(tmp_path):
 def test_run_prints_tree_saves_config_and_closes_wandb(make_cfg, tmp_path, capsys, monkeypatch):
     import yaml
 
-    from rspnet import cli
+    from rspnet.stages import run_stage
 
     closed = []
-    monkeypatch.setattr("rspnet.utils.loggers.finish_loggers", lambda: closed.append(True))
+    monkeypatch.setattr("rspnet.stages.finish_loggers", lambda: closed.append(True))
     cfg = make_cfg("stage=data_stats", "dataset.num_train=2", "dataset.num_val=1", "print_config=true",
                    "stage.workers=1", out=tmp_path / "run")
-    result = cli.run(cfg)
+    result = run_stage(cfg)
     assert "CONFIG" in capsys.readouterr().out  # the rich tree
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["stage"]["name"] == "data_stats" and saved["paths"]["output_dir"] == str(tmp_path / "run")
@@ -80,14 +93,14 @@ def test_run_prints_tree_saves_config_and_closes_wandb(make_cfg, tmp_path, capsy
 
 
 def test_loggers_close_even_when_the_stage_fails(make_cfg, tmp_path, monkeypatch):
-    from rspnet import cli
     from rspnet.errors import DataError
+    from rspnet.stages import run_stage
 
     closed = []
-    monkeypatch.setattr("rspnet.utils.loggers.finish_loggers", lambda: closed.append(True))
+    monkeypatch.setattr("rspnet.stages.finish_loggers", lambda: closed.append(True))
     cfg = make_cfg("stage=data_stats", "dataset=camvid", f"dataset.root={tmp_path / 'missing'}")
     with pytest.raises(DataError):
-        cli.run(cfg)
+        run_stage(cfg)
     assert closed == [True]
 
 
@@ -102,7 +115,8 @@ BAD_VALUES = [
     ("search.second_order=yes", "search.second_order=yes is invalid"),
     ("macro.top_k=two", "macro.top_k=two is invalid"),
     ("train.lr=[1]", r"train.lr=\[1\] is invalid"),
-    ("train.inference=sliding", "train.inference=sliding is invalid: expected one of whole | slide | multiscale_flip"),
+    ("inference.mode=sliding", "inference.mode=sliding is invalid: expected one of whole | slide | multiscale_flip"),
+    ("inference.sw_batch=0", "inference.sw_batch=0 is invalid: expected a positive integer"),
     ("trainer.max_epochs=1.5", "trainer.max_epochs=1.5 is invalid: expected an integer >= -1 or null"),
     ("trainer.limit_train_batches=few", "trainer.limit_train_batches=few is invalid"),
     ("seed=abc", "seed=abc is invalid: expected an integer"),
@@ -111,10 +125,10 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize(("override", "message"), BAD_VALUES, ids=[b[0].split("=")[0] for b in BAD_VALUES])
 def test_a_wrong_type_is_one_config_error_naming_the_key(make_cfg, override: str, message: str) -> None:
-    from rspnet import cli
+    from rspnet.stages import run_stage
 
     with pytest.raises(ConfigError, match=message) as info:
-        cli.run(make_cfg("stage=data_stats", override))
+        run_stage(make_cfg("stage=data_stats", override))
     assert "\n" not in str(info.value)
 
 
@@ -132,3 +146,30 @@ def test_cli_wrong_type_is_one_line(tmp_path, override: str) -> None:
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("rspnet: error:")]
     assert len(errors) == 1 and override.split("=")[0] in errors[0] and "Traceback" not in proc.stderr
+
+
+def test_moved_inference_keys_are_one_line_naming_the_new_key(tmp_path) -> None:
+    from rspnet.config import compose
+
+    proc = _rspnet("stage=eval", "train.inference=slide", f"paths.output_dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == ("rspnet: error: train.inference moved to the inference group: use inference.mode=slide "
+                                   "(or the preset inference=slide)")
+    with pytest.raises(ConfigError, match=r"train.slide_crop moved to the inference group: use inference.slide_crop=\[8,8\]"):
+        compose("train.slide_crop=[8,8]")
+    cfg = compose("inference=slide", "inference.sw_batch=2")
+    assert (cfg.inference.mode, cfg.inference.sw_batch, cfg.inference.slide_crop) == ("slide", 2, None)
+
+
+def test_a_config_saved_before_the_inference_group_keeps_its_mode(tmp_path) -> None:
+    import yaml
+
+    from rspnet.config import compose, from_saved
+
+    saved = OmegaConf.to_container(compose("paths.output_dir=" + str(tmp_path / "old")), resolve=True)
+    del saved["inference"]
+    saved["train"].update(inference="multiscale_flip", scales=[1.0, 1.5])
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    cfg = from_saved(tmp_path / "config.yaml", "eval")
+    assert cfg.inference.mode == "multiscale_flip" and list(cfg.inference.scales) == [1.0, 1.5]
+    assert cfg.inference.sw_batch == compose().inference.sw_batch  # the rest from the group's defaults

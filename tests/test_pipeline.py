@@ -9,29 +9,25 @@ from pathlib import Path
 import pytest
 
 from rspnet.genotype import Genotype, MacroArch
-from rspnet.stages.pipeline import run_pipeline
+from rspnet.stages.pipeline import run as run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 MICRO = (
-    "stage=pipeline", "dataset=synthetic", "model=tiny", "model.search_layers=2", "model.layers=2",
-    "model.cells_per_node=1", "dataset.num_train=8", "dataset.num_val=4", "dataset.image_size=[32,64]",
-    "dataset.crop_size=[32,64]", "dataset.batch_size=2", "dataset.val_batch_size=2",
-    "stage.cell_search_epochs=1", "stage.macro_search_epochs=1", "stage.train_epochs=1",
-    "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
+    "stage=pipeline", "debug=tiny", "model.search_layers=2", "model.layers=2", "model.cells_per_node=1",
+    "dataset.batch_size=2", "dataset.val_batch_size=2", "stage.cell_search_epochs=1", "stage.macro_search_epochs=1",
+    "stage.train_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
 )
 
 
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory) -> Path:
     """Run the micro pipeline once for the tests of this module."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from omegaconf import open_dict
 
+    from rspnet.config import compose
+
     out = tmp_path_factory.mktemp("pipeline")
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["logger=none", "print_config=false", *MICRO])
+    cfg = compose(*MICRO)
     with open_dict(cfg):
         cfg.paths.output_dir = str(out)
     result = run_pipeline(cfg)
@@ -54,6 +50,12 @@ def test_pipeline_writes_every_artifact(pipeline_run):
     assert 0.0 <= metrics["miou"] <= 1.0 and metrics["split"] == "val"
     assert summary["miou"] == pytest.approx(metrics["miou"])
     assert summary["params"] > 0
+    # every Lightning stage's result is written once, by WriteResult on rank 0, and is what the pipeline recorded
+    for stage, name in (("cell_search", "search.json"), ("macro_search", "search.json"), ("train", "train.json"),
+                        ("eval", "metrics.json")):
+        written = json.loads((out / stage / name).read_text())
+        done = json.loads((out / stage / "done.json").read_text())
+        assert written.items() <= done.items(), stage
     # the train stage read the searched artifacts, not defaults
     train = json.loads((out / "train" / "train.json").read_text())
     assert train["genotype"].endswith("cell_search/genotype.json")

@@ -13,11 +13,11 @@ from rspnet.errors import ArtifactError
 from rspnet.genotype import Genotype, MacroArch, arch_provenance, normalized_entropy
 from rspnet.models.supernet import CellSupernet
 
-ONE_HOT = [[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 1]]
+OPS = ["conv_3x3", "dw_conv_3x3", "skip_connect"]
 
 
 def test_provenance_round_trips_and_legacy_files_have_none(tmp_path: Path) -> None:
-    g = Genotype.from_weights(ONE_HOT, rsp=True)
+    g = Genotype.from_ops(OPS, rsp=True)
     assert Genotype.load(g.save(tmp_path / "legacy.json")).provenance is None
     assert "provenance" not in json.loads((tmp_path / "legacy.json").read_text())
     g.provenance = "random"
@@ -32,7 +32,7 @@ def test_unknown_provenance_is_an_artifact_error(tmp_path: Path, kind: str) -> N
     from rspnet.models.derived import default_macro
 
     cfg = OmegaConf.create({"model": {"scales": [4, 8], "layers": 2}})
-    d = (Genotype.from_weights(ONE_HOT, rsp=True) if kind == "genotype" else default_macro(cfg)).to_dict()
+    d = (Genotype.from_ops(OPS, rsp=True) if kind == "genotype" else default_macro(cfg)).to_dict()
     d["provenance"] = "guessed"
     path = tmp_path / f"{kind}.json"
     path.write_text(json.dumps(d))

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rspnet.errors import RSPNetError
 from rspnet.resources import config_dir  # also registers the ${rspnet.genotype:NAME} resolver
+from rspnet.utils.callbacks import fail_sweep
+from rspnet.utils.config import output_dir
+from rspnet.utils.validate import check_moved
 
 log = logging.getLogger("rspnet")
 CONFIG_DIR = str(config_dir())  # package data (rspnet.conf); users add theirs with --config-dir
@@ -24,38 +30,10 @@ if not OmegaConf.has_resolver("rspnet_run_dir"):
     OmegaConf.register_new_resolver("rspnet_run_dir", _run_dir)
 
 
-def run(cfg: DictConfig) -> dict:
-    """Run the stage named by `cfg.stage.name` with loggers closed in `finally`."""
-    from rspnet.stages import get_stage
-    from rspnet.utils.config import flush_config, output_dir, print_config_tree, save_config_on_first_write, seed_everything
-    from rspnet.utils.distributed import rank_errors
-    from rspnet.utils.loggers import finish_loggers
-    from rspnet.utils.threads import apply as apply_thread_policy
-    from rspnet.utils.validate import validate_config
-
-    stage = get_stage(str(cfg.stage.name))
-    validate_config(cfg)  # a wrong type is one line naming the key, not a traceback from deep inside
-    out = output_dir(cfg)
-    if cfg.get("print_config", True):
-        print_config_tree(cfg)
-    apply_thread_policy(cfg)
-    seed_everything(cfg.get("seed", 0))
-    save_config_on_first_write(cfg, out)  # not before the stage checked its inputs (docs/reliability.md)
-    ok = False
-    try:
-        with rank_errors():
-            result = stage(cfg)
-        ok = True
-        return result
-    finally:
-        flush_config(out, write=ok)
-        finish_loggers()
-
-
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def _main(cfg: DictConfig) -> float | None:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
+    # torch and Lightning load here, when a stage runs: `rspnet --help` and argument errors stay fast
+    from rspnet.stages import run_stage
 
     with open_dict(cfg):
         # the run dir is paths.output_dir when given; in multirun each job gets its own subdir
@@ -63,7 +41,7 @@ def _main(cfg: DictConfig) -> float | None:
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         _check_sweep_job(cfg)
     try:
-        result = run(cfg)
+        result = run_stage(cfg)
     except RSPNetError as e:
         print(f"rspnet: error: {_message(e)}", file=sys.stderr)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
@@ -79,12 +57,7 @@ def _check_sweep_job(cfg: DictConfig) -> None:
 
     Also when the sweep-level check passed (`-m trainer=cpu,ddp`: swept values are per job).
     """
-    from pathlib import Path
-
-    from hydra.core.hydra_config import HydraConfig
-
-    from rspnet.utils.callbacks import fail_sweep
-    from rspnet.utils.trainer import check_ddp_in_multirun
+    from rspnet.utils.trainer import check_ddp_in_multirun  # loads Lightning; the stage that follows needs it anyway
 
     hydra_cfg = HydraConfig.get()
     try:
@@ -108,8 +81,6 @@ def _check_output_dir_arg(argv: list[str]) -> None:
     Hydra creates the run dir before `run` could check it, and reports a failure there
     with a traceback; interpolations and sweeps are left to Hydra.
     """
-    from rspnet.utils.config import output_dir
-
     values = [a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("paths.output_dir=")]
     if not values or "${" in values[-1] or "," in values[-1]:
         return
@@ -123,6 +94,11 @@ def _check_output_dir_arg(argv: list[str]) -> None:
 def main() -> None:
     """Console-script entry (`rspnet ...`)."""
     _check_output_dir_arg(sys.argv[1:])
+    try:
+        check_moved(sys.argv[1:])  # Hydra would only say "not in struct"; name the new key
+    except RSPNetError as e:
+        print(f"rspnet: error: {e}", file=sys.stderr)
+        sys.exit(2)
     _main()
 
 

@@ -71,6 +71,16 @@ def arch_provenance(genotype: dict | None, macro: dict | None) -> dict[str, str]
     return {"genotype": of_artifact(genotype), "macro": of_artifact(macro)}
 
 
+def _finite_number(w: Any) -> bool:
+    """A JSON number that is a finite float (an int too large for a float is not: fuzzing found 10**300)."""
+    if isinstance(w, bool) or not isinstance(w, (int, float)):
+        return False
+    try:
+        return math.isfinite(w)
+    except OverflowError:
+        return False
+
+
 def _search_meta(d: dict, source: str) -> dict[str, Any]:
     search = d.get("search", {})
     if not isinstance(search, dict):
@@ -116,6 +126,13 @@ class Genotype:
             edges.append(Edge(src, dst, PRIMITIVES[best], tuple(row)))
         return cls(edges=edges, rsp=rsp, search=dict(search or {}))
 
+    @classmethod
+    def from_ops(cls, ops: Sequence[str], rsp: bool = True, search: dict | None = None) -> Genotype:
+        """A hand-written cell: one op name per edge of EDGES (weights one-hot, as a decided search)."""
+        if len(ops) != len(EDGES) or any(op not in PRIMITIVES for op in ops):
+            raise ArtifactError(f"ops {list(ops)}: need {len(EDGES)} op names (one per edge) from {PRIMITIVES}")
+        return cls.from_weights([[float(op == p) for p in PRIMITIVES] for op in ops], rsp, search)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": GENOTYPE_FORMAT,
@@ -151,7 +168,7 @@ class Genotype:
             weights = e.get("weights", [])
             if not isinstance(weights, list) or (weights and len(weights) != len(PRIMITIVES)):
                 raise _fail(source, f"{where}weights", f"expected {len(PRIMITIVES)} numbers")
-            if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in weights):
+            if not all(_finite_number(w) for w in weights):
                 raise _fail(source, f"{where}weights", "must be finite numbers")
             edges.append(Edge(src, dst, op, tuple(float(w) for w in weights)))
         search = _search_meta(d, source)

@@ -1,8 +1,9 @@
-"""Test-time inference modes: whole image, sliding window, multi-scale + flip (`train.inference`)."""
+"""Test-time inference modes: whole image, sliding window, multi-scale + flip (the `inference` config group)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -49,10 +50,10 @@ def slide_logits(net: Net, x: torch.Tensor, crop: Sequence[int] | int, stride: S
     go through the network together: fewer, larger calls, and memory bounded by `sw_batch`
     windows rather than by the image.
     """
-    ch, cw = _pair(crop, "train.slide_crop")
-    sh, sw = _pair(stride, "train.slide_stride")
+    ch, cw = _pair(crop, "inference.slide_crop")
+    sh, sw = _pair(stride, "inference.slide_stride")
     if int(sw_batch) < 1:
-        raise ConfigError(f"train.sw_batch={sw_batch} must be >= 1")
+        raise ConfigError(f"inference.sw_batch={sw_batch} must be >= 1")
     b, _, H, W = x.shape
     ch, cw = min(ch, H), min(cw, W)
     total: torch.Tensor | None = None
@@ -105,7 +106,7 @@ def multiscale_flip_scores(net: Net, x: torch.Tensor, scales: Sequence[float], f
     n = 0
     for s in scales:
         if s <= 0:
-            raise ConfigError(f"train.scales must be positive, got {list(scales)}")
+            raise ConfigError(f"inference.scales must be positive, got {list(scales)}")
         size = (max(1, round(h * s)), max(1, round(w * s)))
         xs = x if size == (h, w) else resize(x, size)
         for flipped in (False, True) if flip else (False,):
@@ -128,7 +129,7 @@ def infer(net: Net, x: torch.Tensor, mode: str = "whole", *, crop: Sequence[int]
     multiscale_flip with a `crop` runs every scale as a sliding window (bounded memory for big images).
     """
     def slide(t: torch.Tensor) -> torch.Tensor:
-        window = _pair(crop, "train.slide_crop")  # type: ignore[arg-type]
+        window = _pair(crop, "inference.slide_crop")  # type: ignore[arg-type]
         # default stride 2/3 of the window (mmsegmentation's usual overlap)
         step = stride if stride is not None else tuple(max(1, (2 * c) // 3) for c in window)
         return slide_logits(net, t, window, step, sw_batch)
@@ -137,22 +138,27 @@ def infer(net: Net, x: torch.Tensor, mode: str = "whole", *, crop: Sequence[int]
         return _logits(net, x)
     if mode == "slide":
         if crop is None:
-            raise ConfigError("inference=slide needs train.slide_crop=[H,W] (or dataset.crop_size)")
+            raise ConfigError("inference=slide needs inference.slide_crop=[H,W] (or dataset.crop_size)")
         return slide(x)
     if mode == "multiscale_flip":
         return multiscale_flip_scores(net, x, scales, predict=slide if crop is not None else None)
-    raise ConfigError(f"train.inference={mode} is unknown; use one of: {', '.join(MODES)}")
+    raise ConfigError(f"inference.mode={mode} is unknown; use one of: {', '.join(MODES)}")
+
+
+def inference_options(cfg: DictConfig) -> dict[str, Any]:
+    """`infer`'s keyword options from the `inference` group (whole-image when the config has none).
+
+    slide: window `inference.slide_crop`, default dataset.crop_size; multiscale_flip slides only when
+    `inference.slide_crop` is set explicitly, otherwise each scale is one whole-image pass.
+    """
+    opts = cfg.get("inference") or {}
+    mode = str(opts.get("mode", "whole"))
+    crop = opts.get("slide_crop") or (cfg.dataset.get("crop_size") if mode == "slide" else None)
+    return {"mode": mode, "crop": list(crop) if crop else None,
+            "stride": list(opts["slide_stride"]) if opts.get("slide_stride") else None,
+            "scales": list(opts.get("scales") or [1.0]), "sw_batch": int(opts.get("sw_batch") or 1)}
 
 
 def infer_from_cfg(net: Net, x: torch.Tensor, cfg: DictConfig) -> torch.Tensor:
-    """`infer` with the options of `cfg.train`.
-
-    slide: window `train.slide_crop`, default dataset.crop_size; multiscale_flip slides only when
-    `train.slide_crop` is set explicitly, otherwise each scale is one whole-image pass.
-    """
-    t = cfg.train
-    mode = str(t.get("inference", "whole"))
-    crop = t.get("slide_crop") or (cfg.dataset.get("crop_size") if mode == "slide" else None)
-    return infer(net, x, mode, crop=list(crop) if crop is not None else None,
-                 stride=list(t.slide_stride) if t.get("slide_stride") else None, scales=list(t.get("scales") or [1.0]),
-                 sw_batch=int(t.get("sw_batch") or 1))
+    """`infer` with the options of the `inference` group (`inference_options`)."""
+    return infer(net, x, **inference_options(cfg))

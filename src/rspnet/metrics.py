@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
 import torch
 from torchmetrics import Metric
 
@@ -63,19 +60,3 @@ class SegMetric(Metric):
         macc = class_acc[in_gt].mean() if in_gt.any() else torch.tensor(float("nan"), dtype=cm.dtype)
         return {"miou": miou.float(), "iou_per_class": iou.float(), "pixel_acc": acc.float(),
                 "macc": macc.float(), "acc_per_class": class_acc.float(), "confmat": self.confmat.clone()}
-
-
-def summarize(result: dict[str, torch.Tensor], classes: Sequence[str]) -> dict:
-    """JSON-ready metrics: floats, per-class IoU and accuracy by name (None for absent classes)."""
-
-    def num(x: torch.Tensor) -> float | None:
-        value = float(x)
-        return None if math.isnan(value) else value
-
-    return {
-        "miou": num(result["miou"]),
-        "iou_per_class": {name: num(v) for name, v in zip(classes, result["iou_per_class"])},
-        "pixel_acc": num(result["pixel_acc"]),
-        "macc": num(result["macc"]),
-        "acc_per_class": {name: num(v) for name, v in zip(classes, result["acc_per_class"])},
-    }

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from rspnet.api import Model, load_model
 from rspnet.errors import ConfigError, DataError
-from rspnet.inference import MODES, infer
+from rspnet.inference import MODES, infer, inference_options
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 ImageLike = Union[np.ndarray, str, Path]
@@ -96,13 +96,9 @@ class Segmenter:
 
     @classmethod
     def from_config(cls, model: Model, cfg: DictConfig, device: str | torch.device | None = None, batch_size: int = 1) -> Segmenter:
-        """The inference options of `cfg.train` (`inference`, `slide_crop`, `slide_stride`, `scales`, `sw_batch`)."""
-        t = cfg.train
-        mode = str(t.get("inference", "whole"))
-        crop = t.get("slide_crop") or (cfg.dataset.get("crop_size") if mode == "slide" else None)
-        return cls(model, mode, device, batch_size, crop=list(crop) if crop else None,
-                   stride=list(t.slide_stride) if t.get("slide_stride") else None,
-                   scales=list(t.get("scales") or [1.0]), sw_batch=int(t.get("sw_batch") or 1))
+        """The options of the `inference` group (`mode`, `slide_crop`, `slide_stride`, `scales`, `sw_batch`)."""
+        opts = inference_options(cfg)
+        return cls(model, opts.pop("mode"), device, batch_size, **opts)
 
     @property
     def classes(self) -> list[str]:

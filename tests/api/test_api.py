@@ -74,7 +74,7 @@ def test_predict_lists_folders_and_paths_in_batches(tiny_ckpt: Path, tmp_path: P
 
 
 def test_onnx_model_has_classes_and_the_same_predictions(tiny_ckpt: Path, make_cfg, tmp_path: Path) -> None:
-    from rspnet.stages.export import run_export
+    from rspnet.stages.export import run as run_export
 
     run_export(make_cfg("stage=export", f"ckpt={tiny_ckpt}", "stage.size=[64,64]", out=tmp_path))
     onnx = rspnet.load_model(tmp_path / "model.onnx")

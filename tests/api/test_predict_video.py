@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rspnet.errors import DataError
-from rspnet.stages.predict import run_predict
+from rspnet.stages.predict import run as run_predict
 from tests.train.conftest import compose_cfg
 
 FRAMES, H, W = 7, 48, 64

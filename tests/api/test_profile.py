@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from rspnet.errors import ConfigError
-from rspnet.stages.profile import run_profile
+from rspnet.stages.profile import run as run_profile
 
 FAST = ["stage=profile", "stage.size=[64,96]", "stage.warmup=1", "stage.repeats=3", "stage.device=cpu"]
 
 
 def test_profile_checkpoint_and_its_onnx_export_agree(tiny_ckpt: Path, make_cfg, tmp_path: Path) -> None:
     from rspnet.api import load_model
-    from rspnet.stages.export import run_export
+    from rspnet.stages.export import run as run_export
     from rspnet.stages.summary import count_gflops
 
     result = run_profile(make_cfg(*FAST, f"ckpt={tiny_ckpt}", "stage.batch_size=2", out=tmp_path / "p"))

@@ -81,11 +81,28 @@ def test_search_split_is_disjoint_deterministic_and_restorable(make_cfg) -> None
     other = build_datamodule(make_cfg(*SMALL, "seed=2"))
     other.setup("fit")
     assert other.split_state()["arch"] != state["arch"]
-    other.load_split_state(state)
-    assert other.split_state()["arch"] == state["arch"]
-    bad = dict(state, num_train=99)
+
+
+def test_the_search_split_is_saved_by_the_datamodule_and_checked_on_resume(make_cfg) -> None:
+    dm = build_datamodule(make_cfg(*SMALL, "seed=1"))
+    dm.setup("fit")
+    assert "search_split" not in dm.state_dict()  # training checkpoints keep their format: the held-out slice only
+    dm.use_search_loaders("max_size_cycle")
+    saved = dm.state_dict()
+    assert saved["search_split"] == dm.split_state() and saved["holdout"] == dm.holdout_state()
+    assert set(dm.train_dataloader().iterables) == {"weight", "arch"}  # the CombinedLoader the search fits on
+    again = build_datamodule(make_cfg(*SMALL, "seed=1"))
+    again.setup("fit")
+    again.use_search_loaders("max_size_cycle")
+    again.load_state_dict(saved)  # same seed and arch_split: the same split, accepted
+    for change in ("seed=2", "search.arch_split=0.25"):
+        other = build_datamodule(make_cfg(*SMALL, change))
+        other.setup("fit")
+        other.use_search_loaders("max_size_cycle")
+        with pytest.raises(ConfigError, match="different weight/arch data split"):
+            other.load_state_dict(saved)
     with pytest.raises(DataError, match="99 train images"):
-        other.load_split_state(bad)
+        other.load_state_dict({"holdout": dict(saved["holdout"], num_train=99)})
 
 
 def test_search_split_options_are_checked(make_cfg) -> None:

@@ -12,7 +12,7 @@ from PIL import Image
 from rspnet.data import build_dataset
 from rspnet.data.cityscapes import CLASSES as CS, trainid_to_labelid
 from rspnet.data.mapillary import cityscapes_class
-from rspnet.stages.data_stats import run_data_stats
+from rspnet.stages.data_stats import run as run_data_stats
 
 from .conftest import H, W
 

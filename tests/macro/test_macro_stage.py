@@ -10,18 +10,16 @@ import torch
 
 from rspnet.errors import ArtifactError, ConfigError
 from rspnet.genotype import Genotype, MacroArch
-from rspnet.stages.macro_search import run_macro_search
+from rspnet.stages.macro_search import run as run_macro_search
 
 # synthetic data small enough for a second per epoch on one core
-TINY = ["stage=macro_search", "dataset.num_train=8", "dataset.num_val=4", "dataset.image_size=[32,64]",
-        "dataset.crop_size=[32,64]", "dataset.batch_size=4", "dataset.val_batch_size=4", "model.layers=2"]
+TINY = ["stage=macro_search", "debug=tiny", "model.layers=2"]
 
 
 @pytest.fixture
 def genotype_file(tmp_path: Path) -> Path:
     """A genotype.json as stage 1 writes it."""
-    ops = [[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 1]]
-    return Genotype.from_weights(ops, rsp=True, search={"dataset": "synthetic"}).save(tmp_path / "genotype.json")
+    return Genotype.from_ops(["conv_3x3", "dw_conv_3x3", "skip_connect"], rsp=True, search={"dataset": "synthetic"}).save(tmp_path / "genotype.json")
 
 
 def test_fast_dev_run_writes_macro_json_and_pictures(make_cfg, genotype_file: Path, monkeypatch) -> None:

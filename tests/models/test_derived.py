@@ -13,11 +13,11 @@ from rspnet.genotype import Genotype, MacroArch
 from rspnet.models.derived import DerivedNet, default_macro, live_nodes
 
 # every op type once, so every primitive's parameters are exercised by the grad test
-OPS = [[0, 0, 1, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 1, 0]]  # conv_5x5, dw_conv_3x3, dil_conv_3x3
+OPS = ["conv_5x5", "dw_conv_3x3", "dil_conv_3x3"]
 
 
 def _genotype() -> Genotype:
-    return Genotype.from_weights(OPS, rsp=True)
+    return Genotype.from_ops(OPS, rsp=True)
 
 
 def _net(cfg, macro: MacroArch | None = None) -> torch.nn.Module:

@@ -12,7 +12,7 @@ import torch
 from rspnet.errors import ArtifactError
 from rspnet.genotype import Genotype
 from rspnet.models.derived import default_macro
-from rspnet.stages.export import run_export
+from rspnet.stages.export import run as run_export
 from rspnet.stages.summary import PAPER_GENOTYPE
 
 

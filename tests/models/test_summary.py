@@ -9,7 +9,7 @@ import torch
 
 from rspnet.genotype import Genotype
 from rspnet.models.derived import DerivedNet, default_macro
-from rspnet.stages.summary import PAPER_GENOTYPE, count_gflops, run_summary
+from rspnet.stages.summary import PAPER_GENOTYPE, count_gflops, run as run_summary
 
 
 def test_summary_json_schema_and_counts_match_a_real_model(make_cfg, tmp_path) -> None:
@@ -26,7 +26,7 @@ def test_summary_json_schema_and_counts_match_a_real_model(make_cfg, tmp_path) -
 
 
 def test_summary_uses_the_given_genotype(make_cfg, tmp_path) -> None:
-    path = Genotype.from_weights([[0, 0, 0, 0, 1]] * 3, rsp=True).save(tmp_path / "skip.json")  # all skip_connect
+    path = Genotype.from_ops(["skip_connect"] * 3, rsp=True).save(tmp_path / "skip.json")  # all skip_connect
     cheap = run_summary(make_cfg("stage=summary", f"genotype={path}", out=tmp_path / "a"))
     default = run_summary(make_cfg("stage=summary", out=tmp_path / "b"))
     assert cheap["genotype_ops"] == ["skip_connect"] * 3
@@ -55,6 +55,6 @@ def test_cpu_small_preset_stays_under_enet_size_at_the_camvid_recipe(make_cfg) -
     cfg = make_cfg("experiment=camvid", "model=cpu_small")
     tiny = make_cfg("experiment=camvid")
     paper_like = summarize(cfg, *load_architecture(cfg), flops=False)["params"]
-    all_conv = Genotype.from_weights([[1, 0, 0, 0, 0]] * 3, rsp=True)  # conv_3x3 on every edge
+    all_conv = Genotype.from_ops(["conv_3x3"] * 3, rsp=True)  # conv_3x3 on every edge
     heavy = summarize(cfg, all_conv, default_macro(cfg), flops=False)["params"]
     assert summarize(tiny, *load_architecture(tiny), flops=False)["params"] < paper_like < heavy <= 400_000

@@ -14,13 +14,12 @@ import pytest
 from rspnet.genotype import Genotype
 
 REPO = Path(__file__).resolve().parents[2]
-# data and nets small enough for about a second per epoch on one core
-DATA = ("dataset.num_train=8", "dataset.num_val=4", "dataset.image_size=[32,64]", "dataset.crop_size=[32,64]",
-        "dataset.batch_size=4", "dataset.val_batch_size=4", "trainer.enable_progress_bar=false")
-CELL = ("stage=cell_search", *DATA, "model.search_layers=1", "model.scales=[4,8]", "model.base_width=4")
-MACRO = ("stage=macro_search", *DATA, "model.layers=1", "model.scales=[4,8]", "model.base_width=4")
-TRAIN = ("stage=train", *DATA, "model.layers=1", "model.scales=[4,8]", "model.base_width=4", "model.cells_per_node=1")
-OPS = [[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 1]]  # conv_3x3, dw_conv_3x3, skip_connect
+# data and nets small enough for about a second per epoch on one core (conf/debug/tiny.yaml, conf/model/micro.yaml)
+DATA = ("debug=tiny", "model=micro")
+CELL = ("stage=cell_search", *DATA)
+MACRO = ("stage=macro_search", *DATA)
+TRAIN = ("stage=train", *DATA)
+OPS = ["conv_3x3", "dw_conv_3x3", "skip_connect"]
 
 
 def cli_env() -> dict[str, str]:
@@ -111,7 +110,7 @@ def counting_cli(tmp_path: Path) -> Callable[..., tuple[subprocess.CompletedProc
 @pytest.fixture
 def genotype_file(tmp_path: Path) -> Path:
     """A valid genotype.json as stage 1 writes it."""
-    return Genotype.from_weights(OPS, rsp=True, search={"dataset": "synthetic"}).save(tmp_path / "genotype.json")
+    return Genotype.from_ops(OPS, rsp=True, search={"dataset": "synthetic"}).save(tmp_path / "genotype.json")
 
 
 # the on-disk dataset trees of the data tests (Cityscapes, CamVid, Mapillary layouts)

@@ -76,15 +76,15 @@ def _die_half_way(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
 
 
 def test_crash_mid_write_keeps_the_previous_genotype(tmp_path: Path, monkeypatch) -> None:
-    path = Genotype.from_weights(OPS, rsp=True).save(tmp_path / "genotype.json")
+    path = Genotype.from_ops(OPS, rsp=True).save(tmp_path / "genotype.json")
     before = path.read_bytes()
-    other = Genotype.from_weights([[0, 0, 0, 0, 1]] * 3, rsp=False)
+    other = Genotype.from_ops(["skip_connect"] * 3, rsp=False)
     with monkeypatch.context() as m:
         _die_half_way(m, "write_text")
         with pytest.raises(KeyboardInterrupt):
             other.save(path)
     assert path.read_bytes() == before
-    assert Genotype.load(path).ops == Genotype.from_weights(OPS, rsp=True).ops != other.ops  # the old genotype, not the new
+    assert Genotype.load(path).ops == Genotype.from_ops(OPS, rsp=True).ops != other.ops  # the old genotype, not the new
     assert sorted(p.name for p in tmp_path.iterdir()) == ["genotype.json"]  # no temp file left
 
 
@@ -128,7 +128,7 @@ def test_disk_full_is_one_clear_error_and_keeps_artifact_and_checkpoint(tmp_path
 
 
 def test_training_checkpoints_go_through_the_atomic_writer(tmp_path: Path, make_cfg, monkeypatch, genotype_file: Path) -> None:
-    from rspnet.stages.train import run_train
+    from rspnet.stages.train import run as run_train
 
     from .conftest import TRAIN
 
@@ -143,7 +143,7 @@ def test_training_checkpoints_go_through_the_atomic_writer(tmp_path: Path, make_
 def test_disk_full_at_a_search_checkpoint_keeps_the_previous_one(make_cfg, tmp_path: Path, monkeypatch) -> None:
     """Epoch 2's checkpoint hits a full disk (simulated: its temp file write stops with ENOSPC): the run
     stops with one ArtifactError naming the file; epoch 1's checkpoint stays complete and resumable."""
-    from rspnet.cli import run
+    from rspnet.stages import run_stage as run
 
     from .conftest import CELL
 

@@ -13,15 +13,15 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from rspnet.cli import run
+import rspnet.stages
 from rspnet.stages import pipeline
+from rspnet.stages import run_stage as run
 
 from .conftest import DATA
 
 STAGES = pipeline.STAGES
 # about 10 s of work per stage on one core: long enough to land kills inside each stage
-PIPELINE = ("stage=pipeline", *DATA, "model.search_layers=1", "model.layers=1", "model.scales=[4,8]", "model.base_width=4",
-            "model.cells_per_node=1", "stage.cell_search_epochs=3", "stage.macro_search_epochs=3", "stage.train_epochs=3",
+PIPELINE = ("stage=pipeline", *DATA, "stage.cell_search_epochs=3", "stage.macro_search_epochs=3", "stage.train_epochs=3",
             "trainer.deterministic=true", "dataset.num_train=16", "dataset.num_val=4")
 RESUME = "ckpt_path=last"  # README: a killed pipeline resumes with the same command + ckpt_path=last
 
@@ -97,7 +97,12 @@ def test_resume_skips_finished_stages_and_continues_the_killed_one(make_cfg, tmp
     calls: list[tuple[str, object]] = []
     crash: dict[str, BaseException] = {}
 
+    real = rspnet.stages.get_stage
+
     def fake(name: str) -> Callable[[DictConfig], dict]:
+        if name == "pipeline":
+            return real(name)
+
         def stage(cfg: DictConfig) -> dict:
             calls.append((name, cfg.ckpt_path))
             if isinstance(crash.get(name), ConfigError):
@@ -108,7 +113,7 @@ def test_resume_skips_finished_stages_and_continues_the_killed_one(make_cfg, tmp
             return {"stage": name, "best_ckpt": None, "loss": float("nan")}
         return stage
 
-    monkeypatch.setattr(pipeline, "get_stage", fake)
+    monkeypatch.setattr(rspnet.stages, "get_stage", fake)
     monkeypatch.setattr(pipeline, "_print_summary", lambda summary, cfg: None)
     crash["train"] = KeyboardInterrupt()
     with pytest.raises(KeyboardInterrupt):

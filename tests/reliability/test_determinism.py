@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rspnet.cli import run
+from rspnet.stages import run_stage as run
 from rspnet.errors import ConfigError
 from rspnet.utils.trainer import build_trainer
 

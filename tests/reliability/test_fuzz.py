@@ -108,7 +108,7 @@ def test_fuzzed_genotype_json(tmp_path: Path, data: st.DataObject) -> None:
     folder = tmp_path / "genotype_case"
     folder.mkdir(exist_ok=True)
     path = folder / "genotype.json"
-    path.write_text(_text(_mutate(Genotype.from_weights(OPS, rsp=True).to_dict(), data), data))
+    path.write_text(_text(_mutate(Genotype.from_ops(OPS, rsp=True).to_dict(), data), data))
     try:
         genotype = Genotype.load(path)
     except RSPNetError as e:
@@ -141,19 +141,12 @@ def test_fuzzed_macro_json(tmp_path: Path, data: st.DataObject) -> None:
 @pytest.fixture(scope="module")
 def seg_checkpoint() -> dict:
     """A valid (tiny) training checkpoint as stage=train writes it: weights + rspnet metadata."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
+    from rspnet.config import compose
     from rspnet.lit.seg_module import build_seg_module
     from rspnet.models.derived import default_macro
 
-    from .conftest import REPO
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["logger=none", "model.layers=1", "model.scales=[4,8]",
-                                                       "model.base_width=4", "model.cells_per_node=1"])
-    module = build_seg_module(cfg, Genotype.from_weights(OPS, rsp=True).to_dict(), default_macro(cfg).to_dict(), 4)
+    cfg = compose("logger=none", "model=micro")
+    module = build_seg_module(cfg, Genotype.from_ops(OPS, rsp=True).to_dict(), default_macro(cfg).to_dict(), 4)
     return {"state_dict": module.state_dict(), "rspnet": module.meta, "epoch": 0, "global_step": 1}
 
 

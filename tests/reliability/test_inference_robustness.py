@@ -24,7 +24,7 @@ def tiny_net(make_cfg) -> torch.nn.Module:
     """A derived network of the tiny preset at B = 4 with 3 classes (eval mode)."""
     cfg = make_cfg(*TRAIN)
     torch.manual_seed(0)
-    return DerivedNet.from_cfg(cfg, Genotype.from_weights(OPS, rsp=True), default_macro(cfg), 3).eval()
+    return DerivedNet.from_cfg(cfg, Genotype.from_ops(OPS, rsp=True), default_macro(cfg), 3).eval()
 
 
 @pytest.mark.parametrize("mode", ["whole", "slide", "multiscale_flip"])
@@ -56,7 +56,7 @@ def test_a_2048x1024_image_is_processed_window_by_window(tiny_net: torch.nn.Modu
     assert scores.shape == (1, 3, 1024, 2048) and torch.isfinite(scores).all()
     # the network never sees more than one window: activation memory is bounded by the window
     assert net.calls == (1024 // 256) * (2048 // 512) and net.max_pixels == 256 * 512
-    # train.sw_batch=4: 4 windows per call, still window-sized inputs (memory bounded by 4 windows)
+    # inference.sw_batch=4: 4 windows per call, still window-sized inputs (memory bounded by 4 windows)
     batched = Recorder(tiny_net)
     with torch.no_grad():
         again = infer(batched, torch.randn(1, 3, 1024, 2048), "slide", crop=crop, stride=stride, sw_batch=4)
@@ -66,7 +66,7 @@ def test_a_2048x1024_image_is_processed_window_by_window(tiny_net: torch.nn.Modu
 @pytest.fixture
 def trained_ckpt(make_cfg, tmp_path: Path, genotype_file: Path) -> Path:
     """A one-step training checkpoint of the tiny preset."""
-    from rspnet.stages.train import run_train
+    from rspnet.stages.train import run as run_train
 
     out = tmp_path / "trained"
     run_train(make_cfg(*TRAIN, "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
@@ -75,7 +75,7 @@ def trained_ckpt(make_cfg, tmp_path: Path, genotype_file: Path) -> Path:
 
 
 def test_predict_converts_grayscale_alpha_and_palette_files_at_odd_sizes(make_cfg, tmp_path: Path, trained_ckpt: Path) -> None:
-    from rspnet.stages.predict import run_predict
+    from rspnet.stages.predict import run as run_predict
 
     folder = tmp_path / "images"
     folder.mkdir()
@@ -86,8 +86,8 @@ def test_predict_converts_grayscale_alpha_and_palette_files_at_odd_sizes(make_cf
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).convert(mode).save(folder / name)
         sizes[Path(name).stem] = (w, h)
     out = tmp_path / "pred"
-    run_predict(make_cfg("stage=predict", f"ckpt={trained_ckpt}", f"predict.input={folder}", "train.inference=slide",
-                         "train.slide_crop=[32,32]", out=out))
+    run_predict(make_cfg("stage=predict", f"ckpt={trained_ckpt}", f"predict.input={folder}", "inference.mode=slide",
+                         "inference.slide_crop=[32,32]", out=out))
     written = {p.stem: p for p in out.rglob("*.png") if "overlay" in p.parts}
     assert written.keys() == sizes.keys()
     for stem, path in written.items():

@@ -20,7 +20,7 @@ MODEL = ("model.layers=3", "model.scales=[4,8,16]", "model.base_width=4", "model
 def _searched(make_cfg, tmp_path: Path) -> tuple[MacroSearchModule, dict, Path]:
     """A macro module whose path scores are known (distinct, seeded); its macro.json written to disk."""
     cfg = make_cfg("stage=macro_search", *MODEL, out=tmp_path / "macro")
-    module = MacroSearchModule(MacroSupernet.from_cfg(cfg, Genotype.from_weights(OPS, rsp=True), 4), cfg)
+    module = MacroSearchModule(MacroSupernet.from_cfg(cfg, Genotype.from_ops(OPS, rsp=True), 4), cfg)
     size = sum(len(c) for c in module.net.candidates.values())
     scores = torch.randperm(size, generator=torch.Generator().manual_seed(15)).double() + 1.0
     module.scores.total = torch.cat([scores * 10, torch.tensor([10.0], dtype=torch.float64)])  # sums, count
@@ -55,7 +55,7 @@ def test_derived_network_is_wired_as_macro_json_says(make_cfg, tmp_path: Path) -
     macro = MacroArch.load(path)
     cfg = make_cfg("stage=train", *MODEL)
     torch.manual_seed(0)
-    net = DerivedNet.from_cfg(cfg, Genotype.from_weights(OPS, rsp=True), macro, num_classes=4).eval()
+    net = DerivedNet.from_cfg(cfg, Genotype.from_ops(OPS, rsp=True), macro, num_classes=4).eval()
     live = live_nodes(macro)
     modules = {STEM: net.stem} | {n: net.trellis[f"l{n[0]}_s{n[1]}"] for n in live}
     outputs: dict[tuple[int, int], torch.Tensor] = {}

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from rspnet.cli import run
+from rspnet.stages import run_stage as run
 from rspnet.errors import NonFiniteError
 from rspnet.genotype import Genotype
 from rspnet.lit.search_module import SearchModule
 from rspnet.lit.seg_module import SegModule
-from rspnet.stages.search import run_cell_search
-from rspnet.stages.train import run_train
+from rspnet.stages.cell_search import run as run_cell_search
+from rspnet.stages.train import run as run_train
 
 from .conftest import CELL, TRAIN
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rspnet.cli import run
+from rspnet.stages import run_stage as run
 from rspnet.lit.search_module import SearchModule
 from rspnet.lit.seg_module import SegModule
 from .conftest import CELL, MACRO, TRAIN, kill_when
@@ -37,7 +37,7 @@ def _assert_resumable(ckpt: dict, search: bool) -> None:
     assert {"python", "numpy", "torch"} <= set(rng)
     if search:  # weights + alpha, weight and arch optimisers, the weight/arch data split
         assert "net.alpha" in ckpt["state_dict"] and len(ckpt["optimizer_states"]) == 2
-        split = ckpt["rspnet"]["data_split"]
+        split = ckpt["SegDataModule"]["search_split"]  # saved by the datamodule
         assert split["weight"] and split["arch"] and not set(split["weight"]) & set(split["arch"])
     else:
         assert len(ckpt["optimizer_states"]) == 1 and ckpt["rspnet"]["format"] == "rspnet.seg/2"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rspnet.cli import run
+from rspnet.stages import run_stage as run
 from rspnet.lit.search_module import SearchModule, steps_to_epochs
 
 from .conftest import CELL
@@ -44,7 +44,7 @@ def _derived(make_cfg, *overrides: str) -> torch.nn.Module:
 
     torch.manual_seed(0)
     cfg = make_cfg(*overrides)
-    return DerivedNet.from_cfg(cfg, Genotype.from_weights(OPS, rsp=True), default_macro(cfg), num_classes=4).eval()
+    return DerivedNet.from_cfg(cfg, Genotype.from_ops(OPS, rsp=True), default_macro(cfg), num_classes=4).eval()
 
 
 @pytest.mark.parametrize("size", [(20, 28), (7, 9), (32, 20)], ids=["both_smaller", "tiny", "one_side_smaller"])
@@ -74,7 +74,7 @@ def test_rsp_shuffle_false_reaches_every_network(make_cfg) -> None:
     builders = {
         "derived": lambda cfg: _derived(lambda *o: cfg),
         "cell_supernet": lambda cfg: CellSupernet.from_cfg(cfg, 4).eval(),
-        "macro_supernet": lambda cfg: MacroSupernet.from_cfg(cfg, Genotype.from_weights(OPS, rsp=True), 4).eval(),
+        "macro_supernet": lambda cfg: MacroSupernet.from_cfg(cfg, Genotype.from_ops(OPS, rsp=True), 4).eval(),
     }
     for name, build in builders.items():
         torch.manual_seed(0)

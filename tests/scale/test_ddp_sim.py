@@ -41,7 +41,7 @@ class RankRecordingSearchModule(SearchModule):
 def test_ddp_sim_cell_search_keeps_alpha_identical_across_ranks(make_cfg, tmp_path: Path) -> None:
     from rspnet.data import build_datamodule
     from rspnet.models.supernet import CellSupernet
-    from rspnet.stages.search import fit_search
+    from rspnet.stages.cell_search import fit_search
 
     out = tmp_path / "cell"
     cfg = make_cfg("stage=cell_search", *TINY, out=out)
@@ -81,10 +81,10 @@ class RankRecordingMacroModule(MacroSearchModule):
 def test_ddp_sim_macro_search_keeps_beta_identical_across_ranks(make_cfg, tmp_path: Path) -> None:
     from rspnet.data import build_datamodule
     from rspnet.models.macro_supernet import MacroSupernet
-    from rspnet.stages.search import fit_search
+    from rspnet.stages.cell_search import fit_search
 
     out = tmp_path / "macro"
-    genotype = Genotype.from_weights([[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 1]], rsp=True)
+    genotype = Genotype.from_ops(["conv_3x3", "dw_conv_3x3", "skip_connect"], rsp=True)
     cfg = make_cfg("stage=macro_search", *TINY, "model.layers=2", out=out)
     dm = build_datamodule(cfg)
     dm.setup("fit")
@@ -108,7 +108,7 @@ class DriftingSearchModule(RankRecordingSearchModule):
 def test_ddp_sim_search_stops_when_ranks_disagree(make_cfg, tmp_path: Path) -> None:
     from rspnet.data import build_datamodule
     from rspnet.models.supernet import CellSupernet
-    from rspnet.stages.search import fit_search
+    from rspnet.stages.cell_search import fit_search
 
     cfg = make_cfg("stage=cell_search", *TINY, out=tmp_path / "cell")
     dm = build_datamodule(cfg)
@@ -120,9 +120,9 @@ def test_ddp_sim_search_stops_when_ranks_disagree(make_cfg, tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_ddp_sim_macro_search_and_train(make_cfg, tmp_path: Path) -> None:
-    from rspnet.stages.search import run_cell_search
-    from rspnet.stages.macro_search import run_macro_search
-    from rspnet.stages.train import run_train
+    from rspnet.stages.cell_search import run as run_cell_search
+    from rspnet.stages.macro_search import run as run_macro_search
+    from rspnet.stages.train import run as run_train
 
     run_cell_search(make_cfg("stage=cell_search", *TINY, out=tmp_path / "cell"))
     genotype = str(tmp_path / "cell" / "genotype.json")
@@ -158,7 +158,7 @@ def test_ddp_sim_nan_on_one_rank_stops_every_rank_with_one_error(make_cfg, tmp_p
     from rspnet.data import build_datamodule
     from rspnet.errors import NonFiniteError
     from rspnet.models.supernet import CellSupernet
-    from rspnet.stages.search import fit_search
+    from rspnet.stages.cell_search import fit_search
 
     out = tmp_path / "cell"
     cfg = make_cfg("stage=cell_search", *TINY, out=out)
@@ -202,7 +202,7 @@ def test_ddp_sim_training_nan_on_one_rank_stops_every_rank(make_cfg, tmp_path: P
     cfg = make_cfg("stage=train", *TINY, "model.layers=1", "model.scales=[4,8]", "model.cells_per_node=1", out=out)
     dm = build_datamodule(cfg)
     dm.setup("fit")
-    genotype = Genotype.from_weights([[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 1]], rsp=True, search={})
+    genotype = Genotype.from_ops(["conv_3x3", "dw_conv_3x3", "skip_connect"], rsp=True, search={})
     base = build_seg_module(cfg, genotype.to_dict(), default_macro(cfg).to_dict(), dm.num_classes)
     module = NanInputOnRankOneSegModule(base.net, cfg.train, base.ignore_index, base.meta)
     module.out = out

@@ -34,19 +34,16 @@ def test_ablation_arms_differ_only_in_the_ablated_switch(make_cfg) -> None:
 
 
 def test_recipe_sweeps(make_cfg) -> None:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from rspnet.config import compose
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        rsp = compose(config_name="config", overrides=["experiment=rsp_ablation"], return_hydra_config=True)
-        ocr = compose(config_name="config", overrides=["experiment=ocr_ablation"], return_hydra_config=True)
+    rsp = compose("experiment=rsp_ablation", hydra=True)
+    ocr = compose("experiment=ocr_ablation", hydra=True)
     assert dict(rsp.hydra.sweeper.params) == {"rsp": "off,on"}
     assert dict(ocr.hydra.sweeper.params) == {"head": "fcn,ocr", "rsp": "off,on"}
 
 
 def test_camvid_recipe_runs_end_to_end_on_a_fixture(make_cfg, tmp_path: Path) -> None:
-    from rspnet.stages.pipeline import run_pipeline
+    from rspnet.stages.pipeline import run as run_pipeline
 
     root = tmp_path / "camvid"  # SegNet layout, 16x32 images, pixel 11 = void
     # 6 train images: 1 held out for selection, 5 split into the search's weight/arch halves

@@ -26,7 +26,7 @@ def _card() -> str:
 
 
 def test_amp_fp16_search_steps_both_optimisers(make_cfg, tmp_path: Path) -> None:
-    from rspnet.stages.search import run_cell_search
+    from rspnet.stages.cell_search import run as run_cell_search
 
     out = tmp_path / "amp"
     result = run_cell_search(make_cfg("stage=cell_search", "trainer=gpu", "trainer.precision=16-mixed", *SMALL, out=out))
@@ -36,7 +36,7 @@ def test_amp_fp16_search_steps_both_optimisers(make_cfg, tmp_path: Path) -> None
 
 
 def test_bf16_mixed_second_order_search_on_gpu(make_cfg, tmp_path: Path) -> None:
-    from rspnet.stages.search import run_cell_search
+    from rspnet.stages.cell_search import run as run_cell_search
 
     if not torch.cuda.is_bf16_supported():
         pytest.skip(f"no bf16 on {_card()}")
@@ -61,7 +61,7 @@ def test_ddp_on_one_gpu_with_sync_batchnorm(make_cfg, tmp_path: Path, monkeypatc
     from rspnet.data import build_datamodule
     from rspnet.lit.search_module import SearchModule
     from rspnet.models.supernet import CellSupernet
-    from rspnet.stages import search
+    from rspnet.stages import cell_search as search
 
     out = tmp_path / "ddp1"
     # trainer=ddp on one device: DDPStrategy, SyncBatchNorm conversion, nothing re-launched

@@ -102,22 +102,23 @@ def test_callbacks_group_instantiates_the_chosen_callbacks(make_cfg) -> None:
         user_callbacks(make_cfg("callbacks=early_stopping", "+callbacks.early_stopping.colour=red"), logger=False)
 
 
-def test_build_trainer_adds_the_configured_callbacks(make_cfg, tmp_path: Path) -> None:
+def test_build_trainer_adds_only_the_callbacks_it_is_given(make_cfg, tmp_path: Path) -> None:
     from pytorch_lightning.callbacks import EarlyStopping
 
-    from rspnet.utils.trainer import build_trainer
+    from rspnet.utils.trainer import build_trainer, run_callbacks
 
-    trainer = build_trainer(make_cfg("callbacks=[default,early_stopping]"), tmp_path, logger=False)
+    cfg = make_cfg("callbacks=[default,early_stopping]")
+    assert not any(isinstance(c, EarlyStopping) for c in build_trainer(cfg, tmp_path, logger=False).callbacks)
+    trainer = build_trainer(cfg, tmp_path, logger=False, callbacks=run_callbacks(cfg, tmp_path, False))
     assert any(isinstance(c, EarlyStopping) for c in trainer.callbacks)
 
 
 def test_a_resumed_stage_logs_into_the_same_offline_wandb_run(make_cfg, tmp_path: Path, offline_wandb) -> None:
-    from rspnet.stages.search import run_cell_search
+    from rspnet.stages.cell_search import run as run_cell_search
 
     out = tmp_path / "run"
-    tiny = ["stage=cell_search", "logger=wandb", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
-            "dataset.num_train=8", "dataset.num_val=4", "model.search_layers=1", "model.scales=[4,8]", "model.base_width=4",
-            "dataset.image_size=[32,64]", "dataset.crop_size=[32,64]"]
+    tiny = ["stage=cell_search", "debug=tiny", "model=micro", "logger=wandb", "trainer.limit_train_batches=1",
+            "trainer.limit_val_batches=1"]
     run_cell_search(make_cfg(*tiny, "trainer.max_epochs=1", out=out))
     finish_loggers()
     run_id = (out / WANDB_ID_FILE).read_text().strip()

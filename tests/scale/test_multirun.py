@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
+
+from rspnet.config import compose
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["logger=none", "print_config=false", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
@@ -52,9 +52,7 @@ def test_multirun_cell_search_one_dir_per_job_and_summary(tmp_path: Path) -> Non
 
 
 def test_optuna_sweeper_config() -> None:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["hparams_search=optuna"], return_hydra_config=True)
+    cfg = compose("hparams_search=optuna", hydra=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
     assert sweeper.storage.startswith("sqlite:///") and 1 <= sweeper.n_trials <= 20  # a study that survives the sweeper
@@ -74,8 +72,7 @@ def test_optuna_two_trials_end_to_end(tmp_path: Path) -> None:
     assert summary["optuna"]["name"] == "optuna" and "best_value" in summary["optuna"]
 
 
-SMALL = ["model.search_layers=1", "model.scales=[4,8]", "model.base_width=4", "dataset.image_size=[32,64]",
-         "dataset.crop_size=[32,64]", "trainer.enable_progress_bar=false"]
+SMALL = ["debug=tiny", "model=micro"]
 
 
 def test_optuna_study_resumes_from_sqlite_after_the_sweeper_is_killed(tmp_path: Path) -> None:
@@ -114,9 +111,7 @@ def test_local_multirun_refuses_relaunching_ddp() -> None:
     from rspnet.utils.trainer import check_ddp_in_multirun
 
     def check(*overrides: str) -> None:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+        cfg = compose(*overrides, hydra=True)
         check_ddp_in_multirun(cfg.trainer, str(cfg.hydra.launcher._target_))
 
     for relaunching in (["trainer=ddp"], ["trainer=gpu", "trainer.devices=2"], ["trainer=gpu", "trainer.devices=-1"],

@@ -9,10 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-from rspnet.resources import config_dir
+from rspnet.config import compose
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,9 +22,7 @@ def _rspnet(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.Comp
 
 
 def _compose(*overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    return compose(*overrides, hydra=True)
 
 
 def test_rsp_ablation_cfg_job_shows_the_paper_budgets() -> None:

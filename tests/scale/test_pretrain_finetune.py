@@ -48,7 +48,7 @@ def _net_params(ckpt: Path) -> dict[str, torch.Tensor]:
 
 
 def test_mapillary_pretrain_then_cityscapes_finetune(make_cfg, tmp_path: Path) -> None:
-    from rspnet.stages.train import run_train
+    from rspnet.stages.train import run as run_train
 
     assert W == 32  # the fixtures' image width matches the crop below
     pre_out, ft_out = tmp_path / "pretrain", tmp_path / "finetune"

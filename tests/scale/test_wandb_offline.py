@@ -9,7 +9,7 @@ from experiments.wandb_offline import read_offline_run
 
 
 def test_wandb_offline_run_has_images(make_cfg, tmp_path: Path, monkeypatch) -> None:
-    from rspnet.stages.search import run_cell_search
+    from rspnet.stages.cell_search import run as run_cell_search
     from rspnet.utils.loggers import finish_loggers
 
     monkeypatch.setenv("WANDB_MODE", "offline")

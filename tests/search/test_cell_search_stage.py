@@ -9,18 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from rspnet.cli import run
+from rspnet.stages import run_stage as run
 from rspnet.errors import ConfigError
 from rspnet.genotype import Genotype
 from rspnet.lit.search_module import SearchModule
-from rspnet.stages.search import run_cell_search
+from rspnet.stages.cell_search import run as run_cell_search
 from rspnet.utils import loggers
 
-TINY = (
-    "stage=cell_search", "dataset=synthetic", "model=tiny", "trainer=cpu", "model.search_layers=1",
-    "model.scales=[4,8]", "model.base_width=4", "dataset.image_size=[32,64]", "dataset.crop_size=[32,64]",
-    "dataset.num_train=8", "dataset.num_val=4", "trainer.enable_progress_bar=false",
-)
+TINY = ("stage=cell_search", "debug=tiny", "model=micro")
 
 
 def test_fast_dev_run_writes_genotype_and_cell_picture(make_cfg, tmp_path: Path) -> None:
@@ -73,7 +69,7 @@ def _kill_at_epoch(epoch: int):
 def test_resume_from_last_checkpoint_gives_the_uninterrupted_genotype(make_cfg, tmp_path: Path, monkeypatch) -> None:
     full, cut = tmp_path / "full", tmp_path / "cut"
     args = (*TINY, "trainer.max_epochs=2", "trainer.deterministic=true")
-    # rspnet.cli.run seeds like the CLI does, so both runs start from the same weights
+    # run_stage seeds like the CLI does, so both runs start from the same weights
     run(make_cfg(*args, out=full))
     with monkeypatch.context() as m:
         m.setattr(SearchModule, "on_train_epoch_start", _kill_at_epoch(1))
@@ -81,7 +77,7 @@ def test_resume_from_last_checkpoint_gives_the_uninterrupted_genotype(make_cfg, 
             run(make_cfg(*args, out=cut))
     ckpt = torch.load(cut / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["epoch"] == 0 and "net.alpha" in ckpt["state_dict"] and len(ckpt["optimizer_states"]) == 2
-    assert ckpt["rspnet"]["data_split"]["num_train"] == 8
+    assert ckpt["SegDataModule"]["search_split"]["num_train"] == 8
     result = run(make_cfg(*args, "ckpt_path=last", out=cut))
     assert result["epochs"] == 2
     assert _weights(cut) == pytest.approx(_weights(full), abs=1e-7)

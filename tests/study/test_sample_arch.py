@@ -14,7 +14,7 @@ from rspnet.errors import ConfigError
 from rspnet.genotype import Genotype, MacroArch
 from rspnet.models.macro_supernet import candidate_inputs
 from rspnet.search_space.ops import PRIMITIVES
-from rspnet.stages.sample_arch import run_sample_arch, sample_architecture, sample_genotype, sample_macro
+from rspnet.stages.sample_arch import run as run_sample_arch, sample_architecture, sample_genotype, sample_macro
 
 BASE = ["stage=sample_arch", "dataset=synthetic", "model=tiny", "sample.pictures=false"]
 
@@ -85,8 +85,8 @@ def test_param_match_reads_a_folder_of_artifacts(make_cfg, tmp_path: Path) -> No
 
 
 def test_provenance_reaches_train_json_checkpoint_and_metrics(make_cfg, tmp_path: Path) -> None:
-    from rspnet.stages.evaluate import run_eval
-    from rspnet.stages.train import run_train
+    from rspnet.stages.eval import run as run_eval
+    from rspnet.stages.train import run as run_train
 
     arch = tmp_path / "arch"
     small = ["dataset=synthetic", "model=tiny", "model.layers=2", "dataset.num_train=4", "dataset.num_val=2",

@@ -6,26 +6,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
+from rspnet.config import compose
 from rspnet.genotype import Genotype
 
-CONF = str(Path(__file__).resolve().parents[2] / "conf")
-
-OPS = [[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 1]]  # conv_3x3, dw_conv_3x3, skip_connect
-# synthetic data small enough for seconds per epoch on one core
-TINY = ["logger=none", "print_config=false", "++dataset.num_train=8", "++dataset.num_val=4",
-        "++dataset.image_size=[32,64]", "dataset.crop_size=[32,64]", "dataset.batch_size=4",
-        "dataset.val_batch_size=4", "trainer.max_epochs=1", "model.layers=2"]
+OPS = ["conv_3x3", "dw_conv_3x3", "skip_connect"]
+# synthetic data small enough for seconds per epoch on one core (conf/debug/tiny.yaml)
+TINY = ["debug=tiny", "trainer.max_epochs=1", "model.layers=2"]
 
 
 def compose_cfg(out: Path, *overrides: str) -> DictConfig:
     """Compose conf/ with the tiny overrides, writing under `out`."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[*TINY, *overrides])
+    cfg = compose(*TINY, *overrides)
     with open_dict(cfg):
         cfg.paths.output_dir = str(out)
     return cfg
@@ -34,7 +27,7 @@ def compose_cfg(out: Path, *overrides: str) -> DictConfig:
 @pytest.fixture(scope="session")
 def genotype_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A valid genotype.json."""
-    return Genotype.from_weights(OPS, rsp=True).save(tmp_path_factory.mktemp("geno") / "genotype.json")
+    return Genotype.from_ops(OPS, rsp=True).save(tmp_path_factory.mktemp("geno") / "genotype.json")
 
 
 @pytest.fixture
@@ -50,7 +43,7 @@ def tiny_cfg(tmp_path: Path, genotype_file: Path) -> Callable[..., DictConfig]:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory, genotype_file: Path) -> dict:
     """One epoch of stage=train; returns its result dict plus `out` (shared, read-only for tests)."""
-    from rspnet.stages.train import run_train
+    from rspnet.stages.train import run as run_train
 
     out = tmp_path_factory.mktemp("trained")
     result = run_train(compose_cfg(out, "stage=train", f"genotype={genotype_file}"))

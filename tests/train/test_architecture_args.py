@@ -63,7 +63,7 @@ def test_the_preset_is_chosen_by_name_and_labelled(tmp_path: Path, caplog) -> No
 def test_the_logger_records_the_architecture_provenance(tiny_cfg, tmp_path: Path) -> None:
     from omegaconf import OmegaConf
 
-    from rspnet.stages.train import run_train
+    from rspnet.stages.train import run as run_train
 
     out = tmp_path / "csvrun"
     run_train(tiny_cfg("stage=train", "logger=csv", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from rspnet.errors import ArtifactError, DataError
-from rspnet.stages.evaluate import run_eval
-from rspnet.stages.predict import run_predict
+from rspnet.stages.eval import run as run_eval
+from rspnet.stages.predict import run as run_predict
 
 METRIC_KEYS = {"miou", "iou_per_class", "pixel_acc", "macc", "acc_per_class", "num_images", "dataset", "split", "checkpoint",
                "arch_provenance", "checkpoint_selected_on"}
@@ -20,7 +20,7 @@ METRIC_KEYS = {"miou", "iou_per_class", "pixel_acc", "macc", "acc_per_class", "n
 
 @pytest.mark.parametrize("mode", ["whole", "multiscale_flip"])
 def test_eval_writes_metrics_json_per_spec(trained: dict, tiny_cfg, mode: str) -> None:
-    cfg = tiny_cfg("stage=eval", f"ckpt={trained['best_ckpt']}", f"train.inference={mode}", "train.scales=[1.0]")
+    cfg = tiny_cfg("stage=eval", f"ckpt={trained['best_ckpt']}", f"inference.mode={mode}", "inference.scales=[1.0]")
     result = run_eval(cfg)
     metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert set(metrics) == METRIC_KEYS and result["objective"] == metrics["miou"]
@@ -98,8 +98,8 @@ def test_predict_folder_writes_labelids_that_round_trip(trained: dict, tiny_cfg,
 
 
 def test_predict_dataset_split(trained: dict, tiny_cfg) -> None:
-    cfg = tiny_cfg("stage=predict", f"ckpt={trained['best_ckpt']}", "predict.limit=2", "train.inference=slide",
-                   "train.slide_crop=[32,32]")
+    cfg = tiny_cfg("stage=predict", f"ckpt={trained['best_ckpt']}", "predict.limit=2", "inference.mode=slide",
+                   "inference.slide_crop=[32,32]")
     assert run_predict(cfg)["num_images"] == 2
     written = sorted((Path(cfg.paths.output_dir) / "predictions" / "labelIds" / "unknown").glob("*_labelIds.png"))
     assert len(written) == 2
@@ -127,7 +127,7 @@ def test_predict_with_resize_long_keeps_the_file_resolution(trained: dict, tiny_
 
 @pytest.mark.slow
 def test_ddp_sim_train_and_eval_match_single_process(trained: dict, tiny_cfg, tmp_path: Path) -> None:
-    from rspnet.stages.train import run_train
+    from rspnet.stages.train import run as run_train
 
     ddp = ["trainer=ddp_sim", "dataset.batch_size=2", "dataset.val_batch_size=2"]
     result = run_train(tiny_cfg("stage=train", *ddp, out=tmp_path / "train"))

@@ -11,14 +11,14 @@ from rspnet.genotype import Genotype
 from rspnet.inference import infer, infer_from_cfg, slide_logits
 from rspnet.models.derived import DerivedNet, default_macro
 
-OPS = [[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 1]]
+OPS = ["conv_3x3", "dw_conv_3x3", "skip_connect"]
 
 
 @pytest.fixture
 def net(make_cfg) -> nn.Module:
     torch.manual_seed(0)
     cfg = make_cfg()
-    return DerivedNet.from_cfg(cfg, Genotype.from_weights(OPS, rsp=True), default_macro(cfg), num_classes=4).eval()
+    return DerivedNet.from_cfg(cfg, Genotype.from_ops(OPS, rsp=True), default_macro(cfg), num_classes=4).eval()
 
 
 def test_modes_give_the_whole_image_shape(net: nn.Module) -> None:
@@ -59,12 +59,12 @@ def test_multiscale_flip_at_scale_one_is_flip_averaged_softmax(net: nn.Module) -
 
 
 def test_infer_from_cfg_reads_train_options(make_cfg, net: nn.Module) -> None:
-    cfg = make_cfg("train.inference=slide", "train.slide_crop=[24,24]")
+    cfg = make_cfg("inference.mode=slide", "inference.slide_crop=[24,24]")
     x = torch.randn(1, 3, 40, 56)
     with torch.no_grad():
         assert infer_from_cfg(net, x, cfg).shape == (1, 4, 40, 56)
-    with pytest.raises(ConfigError, match="train.inference=bogus"):
-        infer_from_cfg(net, x, make_cfg("train.inference=bogus"))
+    with pytest.raises(ConfigError, match="inference.mode=bogus"):
+        infer_from_cfg(net, x, make_cfg("inference.mode=bogus"))
 
 
 def test_multiscale_flip_can_slide_each_scale(net: nn.Module, make_cfg) -> None:
@@ -73,7 +73,7 @@ def test_multiscale_flip_can_slide_each_scale(net: nn.Module, make_cfg) -> None:
         plain = infer(net, x, "multiscale_flip", scales=(1.0,))
         # a window covering the image reproduces the whole-image pass; a smaller one still gives the shape
         assert torch.allclose(infer(net, x, "multiscale_flip", scales=(1.0,), crop=(32, 48)), plain, atol=1e-5)
-        cfg = make_cfg("train.inference=multiscale_flip", "train.slide_crop=[16,16]", "train.scales=[0.5,1.0]")
+        cfg = make_cfg("inference.mode=multiscale_flip", "inference.slide_crop=[16,16]", "inference.scales=[0.5,1.0]")
         assert infer_from_cfg(net, x, cfg).shape == plain.shape
 
 

@@ -89,7 +89,7 @@ def test_stats_path_errors_name_the_file(tmp_path: Path) -> None:
 
 
 def test_train_stage_stops_on_a_bad_weights_path(tiny_cfg, tmp_path: Path) -> None:
-    from rspnet.stages.train import run_train
+    from rspnet.stages.train import run as run_train
 
     missing = tmp_path / "missing_stats.json"
     # ConfigError is what the CLI prints as one `rspnet: error: ...` line

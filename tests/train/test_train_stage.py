@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rspnet.errors import ArtifactError, ConfigError
-from rspnet.stages.train import run_train
+from rspnet.stages.train import run as run_train
 
 
 def test_fast_dev_run_on_synthetic(tiny_cfg) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 from omegaconf import DictConfig
+from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from rspnet.data.base import IGNORE, SegDataset
@@ -38,6 +39,7 @@ class SegDataModule(pl.LightningDataModule):
         self.val_dataset: SegDataset | None = None
         self.test_dataset: SegDataset | None = None
         self._search_split: dict[str, Any] | None = None
+        self._search_mode: str | None = None  # CombinedLoader mode once `use_search_loaders` was called
         self.selection = Selection.from_cfg(cfg)
         self._holdout: dict[str, Any] | None = None  # {"fit", "holdout", ...}: see selection.carve_holdout
         self.holdout_dataset: Dataset | None = None
@@ -92,13 +94,28 @@ class SegDataModule(pl.LightningDataModule):
         assert ds is not None
         return ds
 
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled, augmented loader over the training images (train minus the held-out slice)."""
+    def use_search_loaders(self, combine_mode: str) -> None:
+        """Fit as the bi-level searches do: train = {weight, arch} halves, val = `search_val_dataloader`.
+
+        The weight/arch split then goes into checkpoints (`state_dict`) and is checked on resume.
+        """
+        self._search_mode = combine_mode
+
+    def train_dataloader(self) -> DataLoader | CombinedLoader:
+        """Shuffled, augmented loader over the training images (train minus the held-out slice).
+
+        In search mode: a CombinedLoader of the weight and arch halves (`search_dataloaders`).
+        """
+        if self._search_mode is not None:
+            weight, arch = self.search_dataloaders()
+            return CombinedLoader({"weight": weight, "arch": arch}, mode=self._search_mode)
         return self._loader(self._fit_dataset(), self.batch_size, train=True)
 
     def val_dataloader(self) -> DataLoader | list:
         """Validation during fit = the selection split: the held-out slice, else val (train.select=val),
         else nothing (train.select=last with no slice); normalise only."""
+        if self._search_mode is not None:
+            return self.search_val_dataloader()
         ds = self.selection_dataset()
         return [] if ds is None else self._loader(ds, self.val_batch_size, train=False)
 
@@ -135,20 +152,26 @@ class SegDataModule(pl.LightningDataModule):
         return None if self._holdout is None else dict(self._holdout)
 
     def state_dict(self) -> dict[str, Any]:
-        """Saved in training checkpoints by Lightning: the held-out slice, so a resume keeps it."""
-        return {"holdout": self._holdout} if self._holdout is not None else {}
+        """Saved in checkpoints by Lightning: the held-out slice (a resume keeps it) and, searching, the weight/arch split."""
+        state: dict[str, Any] = {"holdout": self._holdout} if self._holdout is not None else {}
+        if self._search_mode is not None:
+            state["search_split"] = self.split_state()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the held-out slice of a checkpoint (it must fit the current train split)."""
+        """Restore the held-out slice of a checkpoint (it must fit the current train split); check the search split."""
         saved = state.get("holdout")
-        if saved is None:
-            return
-        n = len(self._require(self.train_dataset, "fit"))
-        if int(saved.get("num_train", -1)) != n:
-            raise DataError(f"checkpoint held-out slice was made for {saved.get('num_train')} train images, "
-                            f"dataset={self.dcfg.name} has {n}; resume with the same dataset")
-        if saved != self._holdout:
-            self._set_holdout(saved)
+        if saved is not None:
+            n = len(self._require(self.train_dataset, "fit"))
+            if int(saved.get("num_train", -1)) != n:
+                raise DataError(f"checkpoint held-out slice was made for {saved.get('num_train')} train images, "
+                                f"dataset={self.dcfg.name} has {n}; resume with the same dataset")
+            if saved != self._holdout:
+                self._set_holdout(saved)
+        split = state.get("search_split")
+        if split is not None and self._search_mode is not None and split != self.split_state():
+            raise ConfigError("the checkpoint was searched on a different weight/arch data split; "
+                              "resume with the same seed and search.arch_split")
 
     # --- bi-level search: deterministic weight/arch halves of the training images ------------
     def _split_indices(self) -> dict[str, Any]:
@@ -187,10 +210,3 @@ class SegDataModule(pl.LightningDataModule):
         """The weight/arch split (plain data; stored in checkpoints)."""
         return dict(self._split_indices())
 
-    def load_split_state(self, state: dict[str, Any]) -> None:
-        """Restore a split saved by `split_state()` (checks it fits the current train split)."""
-        n = len(self._require(self.train_dataset, "fit"))
-        if int(state.get("num_train", -1)) != n:
-            raise DataError(f"checkpoint data split was made for {state.get('num_train')} train images, "
-                            f"dataset={self.dcfg.name} has {n}; resume with the same dataset")
-        self._search_split = dict(state)

@@ -76,7 +76,6 @@ class SearchModule(pl.LightningModule):
         self.num_classes = int(getattr(net, "num_classes", cfg.dataset.num_classes))
         self.val_metric = SegMetric(self.num_classes, ignore_index=self.ignore_index)
         self.out_dir = Path(str(cfg.paths.output_dir))
-        self.data_split: Any = None  # set by fit_search; saved into every checkpoint
         self.epochs_done = 0
         self._architect: Architect | None = None
 
@@ -227,15 +226,13 @@ class SearchModule(pl.LightningModule):
 
     # -- checkpoints --------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["rspnet"] = {"data_split": self.data_split, "epochs_done": self.epochs_done, "rng": rng_state()}
+        # the weight/arch data split is saved by the datamodule (SegDataModule.state_dict)
+        checkpoint["rspnet"] = {"epochs_done": self.epochs_done, "rng": rng_state()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # runs before Lightning's strict load_state_dict: a checkpoint of another preset is one clear line
         check_state_dict(self, checkpoint["state_dict"], f"ckpt_path={self.trainer.ckpt_path}")
         state = checkpoint.get("rspnet", {})
-        saved = state.get("data_split")
-        if saved is not None and self.data_split is not None and saved != self.data_split:
-            raise ConfigError("the checkpoint was searched on a different weight/arch data split; resume with the same seed and search.arch_split")
         self.epochs_done = int(state.get("epochs_done", 0))
         if "rng" in state:
             set_rng_state(state["rng"])

@@ -28,7 +28,7 @@ from rspnet.utils.checkpoint import RNG_KEY, check_state_dict, rng_state, seg_me
 from rspnet.utils.distributed import all_ranks_finite
 
 log = logging.getLogger(__name__)
-# (net, images) -> class scores [B, K, H, W]: how test_step infers (default whole image; eval: train.inference)
+# (net, images) -> class scores [B, K, H, W]: how test_step infers (default whole image; eval: the inference group)
 Infer = Callable[[Callable[[torch.Tensor], Any], torch.Tensor], torch.Tensor]
 
 
@@ -85,7 +85,7 @@ class SegModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        # validation during training uses whole-image inference (fast); eval picks train.inference
+        # validation during training uses whole-image inference (fast); eval picks the inference group
         x, y = batch
         out = self(x)
         loss = seg_loss(out, y, self.train_cfg, self.ignore_index, self.aux_weight, self.class_weights)

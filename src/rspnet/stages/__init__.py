@@ -1,4 +1,4 @@
-"""Stage registry: `stage=<name>` -> `rspnet.stages.<module>.run_<name>(cfg) -> dict`."""
+"""Stages: `stage=<name>` -> `rspnet.stages.<name>.run(cfg) -> dict`, run through `run_stage`."""
 
 from __future__ import annotations
 
@@ -8,25 +8,45 @@ from collections.abc import Callable
 from omegaconf import DictConfig
 
 from rspnet.errors import ConfigError
+from rspnet.utils.config import flush_config, output_dir, print_config_tree, save_config_on_first_write, seed_everything
+from rspnet.utils.distributed import rank_errors
+from rspnet.utils.loggers import finish_loggers
+from rspnet.utils.threads import apply as apply_thread_policy
+from rspnet.utils.validate import validate_config
 
-STAGES: dict[str, str] = {
-    "data_stats": "rspnet.stages.data_stats",
-    "cell_search": "rspnet.stages.search",
-    "macro_search": "rspnet.stages.macro_search",
-    "train": "rspnet.stages.train",
-    "eval": "rspnet.stages.evaluate",
-    "predict": "rspnet.stages.predict",
-    "export": "rspnet.stages.export",
-    "summary": "rspnet.stages.summary",
-    "sample_arch": "rspnet.stages.sample_arch",
-    "profile": "rspnet.stages.profile",
-    "pipeline": "rspnet.stages.pipeline",
-}
+# every stage is a module of this name with `run(cfg) -> dict` (and a conf/stage/<name>.yaml)
+STAGES = ("data_stats", "cell_search", "macro_search", "train", "eval", "predict", "export", "summary",
+          "sample_arch", "profile", "pipeline")
 
 
 def get_stage(name: str) -> Callable[[DictConfig], dict]:
-    """Return the `run_<name>` function for a stage name (clear error if unknown)."""
+    """Return `rspnet.stages.<name>.run` for a stage name (clear error if unknown)."""
     if name not in STAGES:
         raise ConfigError(f"stage={name} is unknown; choose one of: {', '.join(STAGES)}")
-    module = importlib.import_module(STAGES[name])
-    return getattr(module, f"run_{name}")
+    # imported on demand: a stage's dependencies (onnx, cv2, the models) load only when it runs
+    return importlib.import_module(f"rspnet.stages.{name}").run
+
+
+def run_stage(cfg: DictConfig) -> dict:
+    """Run `cfg.stage.name` as the CLI and the pipeline do: checked, seeded, config saved, loggers closed.
+
+    The resolved config is saved to `paths.output_dir/config.yaml` just before the stage's first
+    write (a run refused for bad input leaves the folder untouched), and dropped if the stage fails.
+    """
+    stage = get_stage(str(cfg.stage.name))
+    validate_config(cfg)  # a wrong type is one line naming the key, not a traceback from deep inside
+    out = output_dir(cfg)
+    if cfg.get("print_config", True):
+        print_config_tree(cfg)
+    apply_thread_policy(cfg)  # logs the pools this stage runs with
+    seed_everything(int(cfg.get("seed", 0)))
+    save_config_on_first_write(cfg, out)  # not before the stage checked its inputs (docs/reliability.md)
+    ok = False
+    try:
+        with rank_errors():  # an error in a spawned DDP rank stays one line
+            result = stage(cfg) or {}
+        ok = True
+        return result
+    finally:
+        flush_config(out, write=ok)
+        finish_loggers()  # each stage is its own W&B run

@@ -21,10 +21,11 @@ from tqdm import tqdm
 from rspnet.data import available_splits, build_dataset, dataset_module
 from rspnet.data.base import IGNORE, SegDataset
 from rspnet.errors import DataError
+from rspnet.losses import WEIGHTINGS, weights_from_stats
 from rspnet.utils.config import output_dir
-from rspnet.utils.io import atomic_write_json
+from rspnet.utils.io import atomic_write_json, read_json
 
-log = logging.getLogger("rspnet")
+log = logging.getLogger(__name__)
 _DATASET: SegDataset | None = None  # the dataset a pool worker counts (set by the initializer)
 
 
@@ -82,8 +83,6 @@ def count_pixels(ds: SegDataset, workers: int, chunk: int = 8, desc: str = "",
 
 def split_stats(ds: SegDataset, workers: int, split: str, indices: list[int] | None = None) -> dict[str, Any]:
     """{"num_images", "pixels_per_class", "ignored_pixels", presence counts, class weights} for one split."""
-    from rspnet.losses import WEIGHTINGS, weights_from_stats
-
     counts = count_pixels(ds, workers, desc=f"{ds.name}/{split}", indices=indices)
     stats: dict[str, Any] = {
         "num_images": len(ds) if indices is None else len(indices),
@@ -101,8 +100,6 @@ def split_stats(ds: SegDataset, workers: int, split: str, indices: list[int] | N
 
 def cached_training_stats(cfg: DictConfig, datamodule: Any, path: Path) -> dict[str, Any]:
     """`split_stats` of the images trained on (held-out slice excluded), cached at `path`."""
-    from rspnet.utils.io import read_json
-
     indices = datamodule.fit_indices()
     key = {"dataset": str(cfg.dataset.name), "root": str(cfg.dataset.get("root")), "indices": indices}
     if path.is_file():
@@ -116,7 +113,7 @@ def cached_training_stats(cfg: DictConfig, datamodule: Any, path: Path) -> dict[
     return stats
 
 
-def run_data_stats(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig) -> dict:
     """Count every split present on disk; write and return `data_stats.json`."""
     out = output_dir(cfg)
     module = dataset_module(cfg)
@@ -136,6 +133,5 @@ def run_data_stats(cfg: DictConfig) -> dict:
         log.info("%s/%s: %d images, %d pixels (%.1f%% ignored)%s", result["dataset"], split, s["num_images"],
                  total, 100.0 * s["ignored_pixels"] / max(total, 1),
                  f", classes with no pixels: {', '.join(empty)}" if empty else "")
-        print(f"{result['dataset']}/{split}: {s['num_images']} images")
-    print(f"data stats written to {out / 'data_stats.json'}")
+    log.info("data stats written to %s", out / "data_stats.json")
     return result

@@ -9,19 +9,23 @@ parity check runs at a size different from the traced one, which proves H, W are
 from __future__ import annotations
 
 import io
+import json
 import logging
 import warnings
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
 from rspnet.errors import ArtifactError
+from rspnet.utils.checkpoint import load_seg_checkpoint
 from rspnet.utils.config import output_dir, require
 from rspnet.utils.io import atomic_write_bytes, atomic_write_json
 
-log = logging.getLogger("rspnet")
+log = logging.getLogger(__name__)
 INPUT, OUTPUT = "image", "logits"
 MIN_SIZE = 64  # at stride 32 this leaves >= 2 pixels, so the scales' sizes all differ when traced
 
@@ -59,8 +63,6 @@ def export_onnx(net: nn.Module, size: tuple[int, int], opset: int = 17) -> bytes
 
 def onnx_parity(onnx_bytes: bytes, net: nn.Module, size: tuple[int, int], seed: int = 0) -> float:
     """Max abs logit difference onnxruntime vs PyTorch on a random batch-2 input of `size`."""
-    import onnxruntime as ort
-
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     session = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
@@ -75,10 +77,6 @@ def onnx_parity(onnx_bytes: bytes, net: nn.Module, size: tuple[int, int], seed: 
 
 def with_metadata(onnx_bytes: bytes, meta: dict) -> bytes:
     """The model with `meta` (classes, palette, ...) as JSON under the `rspnet` metadata key (`rspnet.load_model` reads it)."""
-    import json
-
-    import onnx
-
     model = onnx.load_from_string(onnx_bytes)
     entry = model.metadata_props.add()
     entry.key, entry.value = "rspnet", json.dumps(meta)
@@ -87,15 +85,11 @@ def with_metadata(onnx_bytes: bytes, meta: dict) -> bytes:
 
 def count_batchnorms(onnx_bytes: bytes) -> int:
     """BatchNormalization nodes left in the graph (0 when every BN was folded into its conv)."""
-    import onnx
-
     return sum(node.op_type == "BatchNormalization" for node in onnx.load_from_string(onnx_bytes).graph.node)
 
 
-def run_export(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig) -> dict:
     """Export `ckpt=` to DIR/model.onnx + DIR/export.json; a failed parity check is an ArtifactError."""
-    from rspnet.utils.checkpoint import load_seg_checkpoint
-
     out = output_dir(cfg)
     ckpt = require(cfg, "ckpt", "pass ckpt=PATH to a checkpoint written by stage=train (e.g. DIR/checkpoints/best.ckpt)")
     module, meta = load_seg_checkpoint(ckpt, cfg)

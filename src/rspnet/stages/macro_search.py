@@ -13,10 +13,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from rspnet.data import build_datamodule
 from rspnet.errors import ConfigError
 from rspnet.genotype import Genotype
 from rspnet.lit.macro_module import MacroSearchModule
 from rspnet.models.macro_supernet import MacroSupernet
+from rspnet.stages.cell_search import fit_search
+from rspnet.utils.config import require
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +39,8 @@ def _check_macro_cfg(cfg: DictConfig) -> None:
         raise ConfigError(f"macro.mlp_hidden={m.mlp_hidden}: must be >= 1")
 
 
-def run_macro_search(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig) -> dict:
     """Stage 2: search the trellis for the cell in `genotype=PATH`; returns the result dict."""
-    from rspnet.data import build_datamodule
-    from rspnet.stages.search import fit_search
-    from rspnet.utils.config import require
-
     genotype_path = require(cfg, "genotype", "pass genotype=DIR/genotype.json (written by stage=cell_search)")
     genotype = Genotype.load(genotype_path)
     _check_macro_cfg(cfg)
@@ -54,7 +53,7 @@ def run_macro_search(cfg: DictConfig) -> dict:
     result = fit_search(cfg, module, datamodule)
     out = Path(str(cfg.paths.output_dir))
     search = module.macro_arch().search
-    print(f"macro search: top-{module.top_k} inputs for {len(net.nodes())} nodes -> {out / 'macro.json'} "
-          f"(scoring={net.scoring}; mean path entropy / log K {search['path_entropy']:.3f}, beta {search['beta_entropy']:.3f})")
+    log.info("macro search: top-%d inputs for %d nodes -> %s (scoring=%s; mean path entropy / log K %.3f, beta %.3f)",
+             module.top_k, len(net.nodes()), out / "macro.json", net.scoring, search["path_entropy"], search["beta_entropy"])
     return dict(result or {}) | {"macro": str(out / "macro.json"), "trellis": str(out / "trellis.png"),
                                  "path_entropy": search["path_entropy"]}

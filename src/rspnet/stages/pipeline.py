@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
+from rich.console import Console
+from rich.table import Table
 
 from rspnet.errors import ConfigError
 from rspnet.provenance import of_file, search_epochs
-from rspnet.stages import get_stage
-from rspnet.utils.config import flush_config, output_dir, save_config_on_first_write, seed_everything
-from rspnet.utils.io import atomic_write_json, before_first_write, read_json, take_pending
-from rspnet.utils.loggers import finish_loggers
-from rspnet.utils.threads import apply as apply_thread_policy
+from rspnet.stages import run_stage
+from rspnet.utils.config import output_dir
+from rspnet.utils.io import atomic_write_json, before_first_write, json_safe, read_json, take_pending
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +32,7 @@ def _stage_cfg(cfg: DictConfig, name: str, out: Path, resume: bool = False, **to
     with open_dict(sub):
         sub.stage.name = name
         sub.paths.output_dir = str(out / name)
+        sub.print_config = False  # the pipeline printed the whole config once
         # per-sub-stage settings; null (or absent) keeps the shared trainer/dataset/search value
         for key, target in (("epochs", "trainer.max_epochs"), ("batch_size", "dataset.batch_size"),
                             ("warmup_epochs", "search.warmup_epochs")):
@@ -59,37 +59,20 @@ def _resuming(cfg: DictConfig) -> bool:
 
 
 def _run(cfg: DictConfig, name: str, resume: bool) -> dict:
-    """Run one sub-stage (or reuse its result when resuming and it finished), saving its config and done marker."""
-    out = output_dir(cfg)
-    done = out / DONE
+    """Run one sub-stage through `run_stage` (or reuse its result when resuming and it finished); write its done marker.
+
+    Each stage starts from the seed, as when run alone: a resumed pipeline that skips the
+    finished stages then draws the same initialisation and batches as an uninterrupted one.
+    """
+    done = output_dir(cfg) / DONE
     if resume and done.is_file():
         log.info("pipeline: %s finished before (%s); skipping it", name, done)
         return read_json(done, "done marker")
-    save_config_on_first_write(cfg, out)
-    # each stage starts from the seed, as when run alone: a resumed pipeline that skips the
-    # finished stages then draws the same initialisation and batches as an uninterrupted one
-    seed_everything(int(cfg.get("seed", 0)))
-    apply_thread_policy(cfg)  # logs the pools this stage runs with
     t0 = time.perf_counter()
-    ok = False
-    try:
-        result = get_stage(name)(cfg) or {}
-        ok = True
-    finally:
-        flush_config(out, write=ok)
-        finish_loggers()  # each stage is its own W&B run
+    result = run_stage(cfg)
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    atomic_write_json(done, _finite(result))
+    atomic_write_json(done, json_safe(result))
     return result
-
-
-def _finite(value: Any) -> Any:
-    """`value` with NaN/inf floats as None (JSON artifacts never hold them)."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _forget_done(out: Path) -> None:
@@ -98,7 +81,7 @@ def _forget_done(out: Path) -> None:
         (out / name / DONE).unlink(missing_ok=True)
 
 
-def run_pipeline(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig) -> dict:
     """Run the four stages in order; print and save a summary (`pipeline.json`).
 
     `ckpt_path=last` resumes a killed pipeline: stages with a done marker are skipped, the
@@ -158,9 +141,6 @@ def run_pipeline(cfg: DictConfig) -> dict:
 
 def _print_summary(summary: dict, cfg: DictConfig) -> None:
     """Final table: mIoU, params, time per stage, where the artifacts and pictures are."""
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"rspnet pipeline — {cfg.dataset.name}, model={cfg.model.name}, rsp={'on' if cfg.rsp.enabled else 'off'}")
     table.add_column("what")
     table.add_column("value", overflow="fold")

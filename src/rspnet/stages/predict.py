@@ -14,18 +14,23 @@ import io
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 from omegaconf import DictConfig
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
 
+from rspnet.api import load_model
+from rspnet.data import build_dataset
+from rspnet.data.cityscapes import trainid_to_labelid
+from rspnet.data.transforms import eval_transform
 from rspnet.errors import DataError
+from rspnet.inference import upsample_argmax
+from rspnet.segmenter import Segmenter
 from rspnet.utils.config import output_dir, require
 from rspnet.utils.io import atomic_write_bytes, atomic_write_json
-
-if TYPE_CHECKING:
-    from rspnet.segmenter import Segmenter
+from rspnet.viz.masks import denormalise, overlay
 
 log = logging.getLogger(__name__)
 CITYSCAPES_CLASSES = 19
@@ -43,16 +48,12 @@ def _stem_city(path: str | None, index: int, fallback: str) -> tuple[str, str]:
 
 def prepare(rgb: np.ndarray, cfg: DictConfig) -> torch.Tensor:
     """uint8 [H, W, 3] -> the network input [3, h, w]: the datasets' eval pipeline (normalise, optional resize_long)."""
-    from rspnet.data.transforms import eval_transform
-
     x = eval_transform(cfg.dataset.get("resize_long"))(image=rgb)["image"]
     return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1).float()
 
 
 def read_rgb(path: Path) -> np.ndarray:
     """Any PIL-readable image (grey, palette, RGBA, 16-bit) as uint8 RGB [H, W, 3]; clear error if unreadable."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as im:
             if im.mode.startswith("I"):  # 16/32-bit greyscale: rescale to 8 bit before RGB conversion
@@ -89,8 +90,6 @@ class SplitImages:
     """Images of the dataset split `split=`; files are re-read so predictions keep the original resolution."""
 
     def __init__(self, cfg: DictConfig) -> None:
-        from rspnet.data import build_dataset
-
         self.ds = build_dataset(cfg, str(cfg.split), train=False)
         self.cfg = cfg
 
@@ -98,8 +97,6 @@ class SplitImages:
         return len(self.ds)
 
     def __getitem__(self, i: int) -> Item:
-        from rspnet.viz.masks import denormalise
-
         image_path = self.ds.items[i][0] if i < len(self.ds.items) else None
         if image_path is None:  # generated data (synthetic): no file, use the dataset's own tensor
             x = self.ds[i][0]
@@ -110,8 +107,6 @@ class SplitImages:
 
 def _png(array: np.ndarray) -> bytes:
     """Encode a uint8 [H, W] or [H, W, 3] array as PNG bytes."""
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
@@ -128,10 +123,9 @@ def _label_ids(cfg: DictConfig, num_classes: int, video: bool) -> tuple[bool, bo
     return want, want and cityscapes
 
 
-def run_predict(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig) -> dict:
     """Predict a folder, a dataset split or a video (`predict.input`) in batches; write DIR/predictions + predict.json."""
-    from rspnet.api import load_model
-    from rspnet.segmenter import Segmenter
+    # predict_video builds on this module's helpers: imported here, not at the top, to break the cycle
     from rspnet.stages.predict_video import VIDEO_EXTENSIONS, predict_video
 
     out = output_dir(cfg)
@@ -170,9 +164,6 @@ def _wants_gpu(cfg: DictConfig) -> bool:
 def write_prediction(out: Path, stem: str, city: str, pred: np.ndarray, rgb: np.ndarray | None, palette: list,
                      alpha: float, save: bool, label_ids: bool) -> None:
     """labelIds (or class-index) PNG and the overlay PNG of one image, atomically."""
-    from rspnet.data.cityscapes import trainid_to_labelid
-    from rspnet.viz.masks import overlay
-
     if label_ids:
         atomic_write_bytes(out / "labelIds" / city / f"{stem}_labelIds.png", _png(trainid_to_labelid(pred).astype(np.uint8)))
     elif save:
@@ -183,8 +174,6 @@ def write_prediction(out: Path, stem: str, city: str, pred: np.ndarray, rgb: np.
 
 def predict_batch(seg: Segmenter, xs: list[torch.Tensor], sizes: list[tuple[int, int]]) -> list[np.ndarray]:
     """uint8 class maps at `sizes` (the files' sizes) of network inputs `xs`, batching inputs of equal shape."""
-    from rspnet.inference import upsample_argmax
-
     preds: list[np.ndarray | None] = [None] * len(xs)
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, x in enumerate(xs):
@@ -199,9 +188,6 @@ def predict_batch(seg: Segmenter, xs: list[torch.Tensor], sizes: list[tuple[int,
 
 def _predict_items(cfg: DictConfig, seg: Segmenter, items: FolderImages | SplitImages, out: Path, save: bool, label_ids: bool, limit: int | None) -> int:
     """Folder or split images through a DataLoader (`predict.batch_size`, `predict.num_workers`) with a progress bar."""
-    from torch.utils.data import DataLoader, Subset
-    from tqdm.auto import tqdm
-
     p = cfg.predict
     data = Subset(items, range(min(limit, len(items)))) if limit is not None else items
     workers = p.get("num_workers")

@@ -9,22 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
+from tqdm.auto import tqdm
 
 from rspnet.errors import DataError
-
-if TYPE_CHECKING:
-    from rspnet.segmenter import Segmenter
+from rspnet.segmenter import Segmenter
+from rspnet.stages.predict import predict_batch, prepare, write_prediction
+from rspnet.viz.masks import overlay
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 
 def _frames(cap: Any, limit: int | None) -> Iterator[np.ndarray]:
     """RGB uint8 frames of an opened cv2.VideoCapture (at most `limit`)."""
-    import cv2
+    import cv2  # OpenCV loads only for video input (image-only predict runs never pay for it)
 
     n = 0
     while limit is None or n < limit:
@@ -48,11 +49,7 @@ def _batches(frames: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarra
 
 def predict_video(cfg: DictConfig, seg: Segmenter, path: Path, out: Path, save: bool, label_ids: bool, limit: int | None) -> dict:
     """Overlay video + optional per-frame class maps of `path`; returns {"num_images", "video", "fps"}."""
-    import cv2
-    from tqdm.auto import tqdm
-
-    from rspnet.stages.predict import predict_batch, prepare, write_prediction
-    from rspnet.viz.masks import overlay
+    import cv2  # see _frames
 
     if not path.is_file():
         raise DataError(f"predict.input={path}: video file not found")

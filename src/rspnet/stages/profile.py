@@ -18,14 +18,20 @@ import statistics
 import time
 from typing import Any
 
+import numpy as np
+import onnx
+import onnxruntime as ort
 import torch
 from omegaconf import DictConfig
 
+from rspnet.api import Model, load_model
 from rspnet.errors import ConfigError
+from rspnet.models.derived import DerivedNet
+from rspnet.stages.summary import count_gflops, load_architecture
 from rspnet.utils.config import output_dir
 from rspnet.utils.io import atomic_write_json
 
-log = logging.getLogger("rspnet")
+log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16")
 
 
@@ -35,10 +41,6 @@ def onnx_gmacs(path: str, size: tuple[int, int], batch: int = 1) -> float:
     The shapes come from one onnxruntime run with those nodes' tensors exposed as outputs
     (static shape inference cannot follow the size arithmetic of the resizes).
     """
-    import numpy as np
-    import onnx
-    import onnxruntime as ort
-
     model = onnx.load(path)
     nodes = [n for n in model.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]
     known = {t.name: list(t.dims) for t in model.graph.initializer}
@@ -76,13 +78,8 @@ def _device(name: str) -> torch.device:
 
 def _model(cfg: DictConfig, device: torch.device) -> Any:
     """`ckpt=` through rspnet.load_model, else the configured architecture with random weights."""
-    from rspnet.api import Model, load_model
-
     if cfg.get("ckpt"):
         return load_model(str(cfg.ckpt), device.type)
-    from rspnet.models.derived import DerivedNet
-    from rspnet.stages.summary import load_architecture
-
     torch.manual_seed(int(cfg.get("seed", 0)))
     net = DerivedNet.from_cfg(cfg, *load_architecture(cfg), int(cfg.dataset.num_classes))
     k = int(cfg.dataset.num_classes)
@@ -119,10 +116,8 @@ def device_name(device: torch.device) -> str:
     return f"{cpu}, {torch.get_num_threads()} torch threads"
 
 
-def run_profile(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig) -> dict:
     """Measure the model; write DIR/profile.json and log one line."""
-    from rspnet.stages.summary import count_gflops
-
     out = output_dir(cfg)
     opts = cfg.stage
     precision = str(opts.get("precision", "fp32"))

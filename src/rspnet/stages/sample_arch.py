@@ -21,11 +21,16 @@ from omegaconf import DictConfig
 
 from rspnet.errors import ArtifactError, ConfigError
 from rspnet.genotype import Edge, Genotype, MacroArch, MacroInput, MacroNode
+from rspnet.models.derived import DerivedNet, default_macro
 from rspnet.models.macro_supernet import candidate_inputs
 from rspnet.search_space.cell import EDGES
 from rspnet.search_space.ops import PRIMITIVES
+from rspnet.utils.checkpoint import read_checkpoint
 from rspnet.utils.config import output_dir
 from rspnet.utils.io import atomic_write_json
+from rspnet.viz import save_figure
+from rspnet.viz.cell import cell_figure
+from rspnet.viz.trellis import draw_trellis
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +55,6 @@ def sample_macro(rng: random.Random, scales: list[int], layers: int, lookback: i
 
 def count_params(cfg: DictConfig, genotype: Genotype, macro: MacroArch) -> int:
     """Parameters of the derived network for cfg.model/rsp/head/dataset, built on the meta device (no memory)."""
-    from rspnet.models.derived import DerivedNet
-
     with torch.device("meta"):
         net = DerivedNet.from_cfg(cfg, genotype, macro, int(cfg.dataset.num_classes))
     return sum(p.numel() for p in net.parameters())
@@ -59,16 +62,12 @@ def count_params(cfg: DictConfig, genotype: Genotype, macro: MacroArch) -> int:
 
 def reference_params(cfg: DictConfig, ref: Any) -> int:
     """The parameter count to match: a number, a training checkpoint, or a folder with genotype.json (+ macro.json)."""
-    from rspnet.models.derived import default_macro
-
     if isinstance(ref, (int, float)) and not isinstance(ref, bool):
         if ref <= 0:
             raise ConfigError(f"sample.param_match={ref}: a parameter count must be > 0")
         return int(ref)
     path = Path(str(ref))
     if path.is_file() and path.suffix == ".ckpt":
-        from rspnet.utils.checkpoint import read_checkpoint
-
         params = (read_checkpoint(path).get("rspnet") or {}).get("params")
         if not isinstance(params, int):
             raise ArtifactError(f"sample.param_match={path}: no parameter count in its rspnet metadata; pass a stage=train checkpoint")
@@ -106,11 +105,8 @@ def sample_architecture(cfg: DictConfig, seed: int) -> tuple[Genotype, MacroArch
                       f"(seed={seed}); raise sample.tolerance or sample.max_tries")
 
 
-def run_sample_arch(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig) -> dict:
     """Write DIR/genotype.json, DIR/macro.json, DIR/sample.json (+ cell.png, trellis.png)."""
-    from rspnet.viz.cell import draw_cell
-    from rspnet.viz.trellis import draw_trellis
-
     out = output_dir(cfg)
     seed = int(cfg.get("seed", 0))
     genotype, macro, info = sample_architecture(cfg, seed)
@@ -118,8 +114,8 @@ def run_sample_arch(cfg: DictConfig) -> dict:
     macro.save(out / "macro.json")
     atomic_write_json(out / "sample.json", info | {"provenance": "random", "ops": genotype.ops})
     if cfg.sample.get("pictures", True):
-        draw_cell(genotype, out / "cell.png", title=f"random Norm-Cell (seed {seed})")
+        save_figure(cell_figure(genotype, title=f"random Norm-Cell (seed {seed})"), out / "cell.png")
         draw_trellis(macro, out / "trellis.png", title=f"random trellis (seed {seed})")
-    print(f"sample_arch: seed {seed}: cell {genotype.ops}, {info['params'] / 1e6:.3f}M params -> {out}")
+    log.info("sample_arch: seed %d: cell %s, %.3fM params -> %s", seed, genotype.ops, info["params"] / 1e6, out)
     return {"genotype": str(out / "genotype.json"), "macro": str(out / "macro.json"), "params": info["params"],
             "seed": seed, "tries": (info["param_match"] or {}).get("tries", 1)}

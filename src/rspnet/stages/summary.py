@@ -22,7 +22,7 @@ from rspnet.resources import genotype_path, shipped_genotypes
 from rspnet.utils.config import output_dir
 from rspnet.utils.io import atomic_write_json
 
-log = logging.getLogger("rspnet")
+log = logging.getLogger(__name__)
 PAPER_GENOTYPE = genotype_path("paper_like")
 PARTS = ("stem", "trellis", "head")
 DEFAULT_MACRO = "default_macro"  # `macro_arch=default_macro`: the preset trellis
@@ -114,7 +114,7 @@ def summarize(cfg: DictConfig, genotype: Genotype, macro: MacroArch, flops: bool
     }
 
 
-def run_summary(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig) -> dict:
     """Write DIR/summary.json: {"params", "params_by_part", "gflops", "input_size", ...}."""
     out = output_dir(cfg)
     summary = summarize(cfg, *load_architecture(cfg)) | {"arch_provenance": arch_provenance(cfg)}

@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 from omegaconf import DictConfig
+from pytorch_lightning.callbacks import ModelCheckpoint
 
+from rspnet.data import build_datamodule
+from rspnet.data.selection import Selection
 from rspnet.errors import ArtifactError
+from rspnet.lit.seg_module import build_seg_module
+from rspnet.losses import resolve_class_weights
+from rspnet.stages.summary import arch_provenance, artifact_arg
+from rspnet.stages.summary import load_architecture as load_with_defaults
+from rspnet.utils.checkpoint import AtomicCheckpointIO, load_net_weights, net_state, read_checkpoint
 from rspnet.utils.config import output_dir, require
-from rspnet.utils.io import atomic_write_json
+from rspnet.utils.loggers import build_logger
+from rspnet.utils.results import WriteResult
+from rspnet.utils.trainer import build_trainer, resolve_ckpt_path, run_callbacks
 
 log = logging.getLogger(__name__)
 
 
 def load_architecture(cfg: DictConfig) -> tuple[Any, Any]:
     """(Genotype, MacroArch) from `genotype=` (required) and `macro_arch=` (default: default_macro, with a warning)."""
-    from rspnet.stages.summary import arch_provenance, artifact_arg
-    from rspnet.stages.summary import load_architecture as load_with_defaults
-
     # training has no default cell: the genotype must be given; the macro default is shared
     require(cfg, "genotype", "pass genotype=PATH (genotype.json from stage=cell_search, "
                              "or genotype=paper_like for the shipped, unsearched preset)")
@@ -36,8 +45,6 @@ def load_architecture(cfg: DictConfig) -> tuple[Any, Any]:
 
 def init_from_checkpoint(module: Any, path: str) -> None:
     """`train.init_ckpt`: copy the network weights of another training checkpoint (strict keys and shapes)."""
-    from rspnet.utils.checkpoint import load_net_weights, net_state, read_checkpoint
-
     state = net_state(read_checkpoint(path))
     if not state:
         raise ArtifactError(f"train.init_ckpt={path}: no 'net.*' weights in it; pass a checkpoint written by stage=train")
@@ -52,8 +59,6 @@ def _checkpoint_callbacks(out: Path, select: bool = True) -> tuple[Any, Any]:
     callback because Lightning >= 2.5 rewrites `save_last` only in epochs where top-k saved, so
     after an epoch without a new best it would hold an older epoch (a resume would repeat work).
     """
-    from pytorch_lightning.callbacks import ModelCheckpoint
-
     # enable_version_counter=False: a moved run dir must overwrite last.ckpt, not add last-v1
     last = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="last", monitor=None, save_top_k=1,
                            auto_insert_metric_name=False, enable_version_counter=False)
@@ -66,8 +71,6 @@ def _checkpoint_callbacks(out: Path, select: bool = True) -> tuple[Any, Any]:
 
 def selection_info(dm: Any) -> dict[str, Any]:
     """What picks the checkpoint (train.json, checkpoint metadata and metrics.json carry it)."""
-    from rspnet.data.selection import Selection
-
     hold = dm.holdout_state()  # the slice in use: a resumed run keeps its checkpoint's
     sel = dm.selection if hold is None else Selection(dm.selection.select, float(hold["fraction"]), int(hold["seed"]))
     return {"select": sel.select, "split": sel.split,
@@ -80,23 +83,39 @@ def restore_holdout(dm: Any, ckpt_path: str | None) -> None:
     """On resume, take the held-out slice from the checkpoint before anything is computed from it."""
     if ckpt_path is None:
         return
-    from rspnet.utils.checkpoint import read_checkpoint
-
     state = read_checkpoint(ckpt_path).get(type(dm).__qualname__)  # where Lightning saves dm.state_dict()
     if isinstance(state, dict):
         dm.load_state_dict(state)
 
 
-def run_train(cfg: DictConfig) -> dict:
-    """Train, keep best/last checkpoints, write DIR/train.json; objective = best selection-split mIoU."""
-    from rspnet.data import build_datamodule
-    from rspnet.lit.seg_module import build_seg_module
-    from rspnet.losses import resolve_class_weights
-    from rspnet.stages.summary import arch_provenance, artifact_arg
-    from rspnet.utils.checkpoint import AtomicCheckpointIO
-    from rspnet.utils.loggers import build_logger
-    from rspnet.utils.trainer import build_trainer, resolve_ckpt_path
+def train_result(static: dict[str, Any], trainer: pl.Trainer, module: Any) -> dict[str, Any]:
+    """train.json (written by WriteResult on rank 0, where the fit ran): checkpoints, selection score, counters."""
+    best_cb = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None) == "val/miou"), None)
+    last_cb = next(c for c in trainer.checkpoint_callbacks if getattr(c, "filename", None) == "last")
+    out = Path(str(last_cb.dirpath)).parent
+    best_score = best_cb.best_model_score if best_cb is not None else None
+    last_miou = trainer.callback_metrics.get("val/miou")
+    best = float(best_score) if best_score is not None else (float(last_miou) if last_miou is not None else None)
+    last = Path(last_cb.best_model_path or out / "checkpoints" / "last.ckpt")
+    best_path = (best_cb.best_model_path or None) if best_cb is not None else None
+    return {
+        "best_ckpt": best_path,
+        "last_ckpt": str(last) if last.is_file() else None,
+        # the checkpoint to report (pipeline evaluates it): best on the selection split, or last
+        "selected_ckpt": best_path or (str(last) if last.is_file() else None),
+        "selection": static["selection"],
+        # mIoU on the selection split (`selection.split`; the held-out slice of train by default):
+        # best for train.select=holdout|val, last validation for train.select=last (null: no validation)
+        "best_val_miou": best,
+        "class_weights": static["class_weights"],
+        "epochs": int(trainer.current_epoch),
+        "global_step": int(trainer.global_step),
+        **{k: static[k] for k in ("params", "arch_provenance", "genotype", "macro_arch", "init_ckpt")},
+    }
 
+
+def run(cfg: DictConfig) -> dict:
+    """Train, keep best/last checkpoints, write DIR/train.json; objective = best selection-split mIoU."""
     out = output_dir(cfg)
     genotype, macro = load_architecture(cfg)
     dm = build_datamodule(cfg)
@@ -118,40 +137,21 @@ def run_train(cfg: DictConfig) -> dict:
     logger = build_logger(cfg, out)
     if logger:  # W&B config / CSV hparams say whether the architecture was searched
         logger.log_hyperparams({"arch_provenance": arch_provenance(cfg)})
-    trainer = build_trainer(cfg, out, logger, [c for c in (best_cb, last_cb) if c is not None],
-                            plugins=[AtomicCheckpointIO()], **no_val)
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-
-    best_score = best_cb.best_model_score if best_cb is not None else None
-    last_miou = trainer.callback_metrics.get("val/miou")
-    best = float(best_score) if best_score is not None else (float(last_miou) if last_miou is not None else None)
-    last = Path(last_cb.best_model_path or out / "checkpoints" / "last.ckpt")
-    best_path = (best_cb.best_model_path or None) if best_cb is not None else None
-    epochs, step = int(trainer.current_epoch), int(trainer.global_step)
-    if step == 0 and last.is_file():  # strategy=ddp_spawn trained in child processes: read the counters back
-        from rspnet.utils.checkpoint import read_checkpoint
-
-        ck = read_checkpoint(last)
-        epochs, step = int(ck["epoch"]) + 1, int(ck["global_step"])
-    result = {
-        "best_ckpt": best_path,
-        "last_ckpt": str(last) if last.is_file() else None,
-        # the checkpoint to report (pipeline evaluates it): best on the selection split, or last
-        "selected_ckpt": best_path or (str(last) if last.is_file() else None),
+    static = {
         "selection": selection,
-        # mIoU on the selection split (`selection.split`; the held-out slice of train by default):
-        # best for train.select=holdout|val, last validation for train.select=last (null: no validation)
-        "best_val_miou": best,
         "class_weights": {"source": str(cfg.train.get("class_weights")), "scheme": str(cfg.train.get("class_weighting")),
                           "weights": weights} if weights is not None else None,
-        "epochs": epochs,
-        "global_step": step,
         "params": params,
         "arch_provenance": module.meta["arch_provenance"],
         "genotype": artifact_arg(cfg, "genotype"),
         "macro_arch": str(cfg.macro_arch) if cfg.get("macro_arch") else None,
         "init_ckpt": str(cfg.train.init_ckpt) if cfg.train.get("init_ckpt") else None,
     }
-    if trainer.is_global_zero:
-        atomic_write_json(out / "train.json", result)
-    return result | {"objective": best}
+    writer = WriteResult(out / "train.json", functools.partial(train_result, static))
+    callbacks = [c for c in (best_cb, last_cb) if c is not None]
+    trainer = build_trainer(cfg, out, logger, [*callbacks, writer, *run_callbacks(cfg, out, logger)],
+                            plugins=[AtomicCheckpointIO()], **no_val)
+    (out / "train.json").unlink(missing_ok=True)  # never return a previous run's result
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    result = writer.read("training result")
+    return result | {"objective": result["best_val_miou"]}

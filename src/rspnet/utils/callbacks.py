@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from rspnet.errors import ArtifactError, ConfigError
@@ -151,7 +153,7 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Refuse DDP setups that cannot run inside a sweep; remember the sweep dir; summarise at exit."""
-        from rspnet.utils.trainer import check_ddp_in_multirun
+        from rspnet.utils.trainer import check_ddp_in_multirun  # Lightning: only when a sweep starts
 
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         try:
@@ -171,9 +173,6 @@ class SweepSummary(Callback):
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         """Write `<job output dir>/job.json`: overrides, status, the value the app returned."""
-        from hydra.core.utils import JobStatus
-        from hydra.types import RunMode
-
         hydra_cfg = job_return.hydra_cfg.hydra if job_return.hydra_cfg is not None else None
         if hydra_cfg is None or hydra_cfg.mode != RunMode.MULTIRUN or not _is_rank_zero():
             return

@@ -234,7 +234,7 @@ def load_seg_checkpoint(path: str | Path, cfg: DictConfig | None = None) -> tupl
     """Rebuild the trained SegModule (eval mode) from a checkpoint; returns (module, checkpoint["rspnet"]).
 
     The network shape (model/rsp/head) always comes from the checkpoint; `cfg` supplies the
-    rest (dataset, train.inference ...). Differences are logged, not errors.
+    rest (dataset, inference ...). Differences are logged, not errors.
     """
     from rspnet.lit.seg_module import build_seg_module
 

@@ -6,6 +6,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import rich
+import rich.syntax
+import rich.tree
 from omegaconf import DictConfig, OmegaConf
 
 from rspnet.errors import ConfigError
@@ -40,10 +43,6 @@ def print_config_tree(
     order: Sequence[str] = ("stage", "dataset", "model", "rsp", "head", "search", "macro", "train", "trainer", "logger", "callbacks", "paths"),
 ) -> None:
     """Print the resolved config as a rich tree (one branch per group)."""
-    import rich
-    import rich.syntax
-    import rich.tree
-
     tree = rich.tree.Tree("CONFIG", style="dim", guide_style="dim")
     keys = [k for k in order if k in cfg] + [k for k in cfg if k not in order]
     for key in keys:
@@ -82,6 +81,6 @@ def flush_config(out: Path, write: bool) -> None:
 
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (all devices) through Lightning."""
-    import pytorch_lightning as pl
+    import pytorch_lightning as pl  # here, not at the top: the CLI imports this module before any stage runs
 
     pl.seed_everything(int(seed), workers=True, verbose=False)

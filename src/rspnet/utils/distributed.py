@@ -1,4 +1,4 @@
-"""DDP helpers: rank queries and the check that every rank holds the same architecture."""
+"""DDP helpers: is_distributed, one-line errors of spawned ranks, the same-architecture-on-every-rank check."""
 
 from __future__ import annotations
 
@@ -8,17 +8,13 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
+import rspnet.errors as errors
 from rspnet.errors import RSPNetError
 
 
 def is_distributed() -> bool:
     """True inside an initialised process group with more than one rank."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def rank() -> int:
-    """Global rank (0 when not distributed)."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 def assert_same_across_ranks(tensor: torch.Tensor, name: str, atol: float = 1e-6) -> None:
@@ -63,8 +59,6 @@ def error_from_rank(error: BaseException) -> RSPNetError | None:
     `ddp_spawn` ranks report their exception to the parent as a traceback string; its last line
     is `rspnet.errors.<Class>: <message>`. None if `error` is not such a report.
     """
-    import rspnet.errors as errors
-
     lines = str(error).rstrip().splitlines()
     if type(error).__name__ != "ProcessRaisedException" or not lines:
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -70,6 +71,15 @@ def _atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Atomically write `text` to `path`."""
     return _atomic(path, lambda p: p.write_text(text))
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with NaN/inf floats as None (JSON artifacts never hold them)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:

@@ -13,9 +13,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
 
 from rspnet.errors import ConfigError
+from rspnet.utils.io import atomic_write_text
 
 WANDB_ID_FILE = "wandb_id.txt"
 # keys recipes set to group runs (W&B arguments); other loggers do not take them
@@ -24,9 +29,6 @@ RUN_LABELS = ("group", "tags")
 
 def build_logger(cfg: DictConfig, out: Path) -> Any:
     """Instantiate `cfg.logger` (a `_target_` config) writing under `out`, or False for `logger=none`."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
     spec = cfg.get("logger")
     target = str(spec.get("_target_") or "") if isinstance(spec, DictConfig) else ""
     if not target:
@@ -70,10 +72,6 @@ def _wandb_kwargs(cfg: DictConfig, out: Path) -> dict[str, Any]:
 
 def _store_wandb_id(logger: Any, out: Path) -> None:
     """Write the W&B run id to `<out>/wandb_id.txt` (rank 0; starting the run is what assigns it)."""
-    from pytorch_lightning.utilities import rank_zero_only
-
-    from rspnet.utils.io import atomic_write_text
-
     if rank_zero_only.rank == 0:
         atomic_write_text(out / WANDB_ID_FILE, str(logger.experiment.id) + "\n")
 
@@ -81,7 +79,7 @@ def _store_wandb_id(logger: Any, out: Path) -> None:
 def finish_loggers() -> None:
     """Close any W&B run (always called, also on errors)."""
     try:
-        import wandb
+        import wandb  # here: importing wandb takes about a second, and only W&B runs need it
     except ImportError:  # pragma: no cover - wandb is a hard dependency
         return
     if wandb.run is not None:
@@ -90,10 +88,6 @@ def finish_loggers() -> None:
 
 def log_image(logger: Any, key: str, image: Any, step: int | None = None) -> None:
     """Log an image (HxWx3 uint8 array or matplotlib figure) to W&B; other loggers skip it."""
-    try:
-        from pytorch_lightning.loggers import WandbLogger
-    except ImportError:  # pragma: no cover
-        return
     for lg in logger if isinstance(logger, (list, tuple)) else [logger]:
         if isinstance(lg, WandbLogger):
             lg.log_image(key=key, images=[image], step=step)

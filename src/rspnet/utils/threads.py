@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from lightning_fabric.utilities.seed import pl_worker_init_function
 from omegaconf import DictConfig
 
 from rspnet.errors import ConfigError
@@ -154,8 +156,6 @@ def plan_for(cfg: DictConfig, cores: int | None = None) -> ThreadPlan:
 
 def apply(cfg: DictConfig) -> ThreadPlan:
     """Size torch's pools for `cfg`, export OMP_NUM_THREADS for child ranks, log the choice."""
-    import torch
-
     global _exported
     p = plan_for(cfg)
     torch.set_num_threads(p.intra_op)
@@ -172,14 +172,10 @@ def apply(cfg: DictConfig) -> ThreadPlan:
 
 def worker_init(worker_id: int) -> None:
     """DataLoader `worker_init_fn`: one thread per worker (torch, OpenMP/MKL, OpenCV), then Lightning's seeding."""
-    import torch
-
     torch.set_num_threads(1)
     for name in THREAD_ENV:
         os.environ[name] = "1"
     if "cv2" in sys.modules:  # albumentations' OpenCV has its own pthreads pool, one thread per core
         sys.modules["cv2"].setNumThreads(1)
     if os.environ.get("PL_SEED_WORKERS") == "1":  # what Lightning adds when worker_init_fn is None
-        from lightning_fabric.utilities.seed import pl_worker_init_function
-
         pl_worker_init_function(worker_id)

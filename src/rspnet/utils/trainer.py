@@ -6,41 +6,46 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rspnet.errors import ConfigError
+from rspnet.utils.loggers import quiet_lightning
+from rspnet.utils.wandb_media import WandbMedia
 
 
-def build_trainer(cfg: DictConfig, out: Path, logger: Any, callbacks: list | None = None, **overrides: Any):
-    """Return `pl.Trainer(**cfg.trainer)` writing under `out`, with `overrides` applied last."""
-    import pytorch_lightning as pl
+def build_trainer(cfg: DictConfig, out: Path, logger: Any, callbacks: list | None = None, **overrides: Any) -> pl.Trainer:
+    """Return `pl.Trainer(**cfg.trainer)` writing under `out` with exactly `callbacks`, `overrides` applied last.
 
-    from rspnet.utils.loggers import quiet_lightning
-
+    Nothing is added behind the caller's back: stages pass `run_callbacks(cfg, out, logger)` themselves.
+    """
     quiet_lightning()  # before the Trainer: it logs Lightning's tips while it is built
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     assert isinstance(kwargs, dict)
     kwargs.setdefault("default_root_dir", str(out))
     kwargs.update(overrides)
     _check_deterministic(kwargs)
-    callbacks = list(callbacks or []) + user_callbacks(cfg, logger)
-    if isinstance(logger, pl.loggers.WandbLogger):  # prediction overlays, stage pictures, artifacts
-        from rspnet.utils.wandb_media import WandbMedia
-
-        callbacks.append(WandbMedia(out))
     try:
-        return pl.Trainer(logger=logger, callbacks=callbacks, **kwargs)
+        return pl.Trainer(logger=logger, callbacks=list(callbacks or []), **kwargs)
     except TypeError as e:
         raise ConfigError(f"trainer: {e}; every trainer.* key must be a Lightning Trainer argument") from e
     except (ValueError, pl.utilities.exceptions.MisconfigurationException) as e:
         raise ConfigError(f"trainer: {e}") from e
 
 
+def run_callbacks(cfg: DictConfig, out: Path, logger: Any) -> list:
+    """The callbacks every fitting stage runs with: the configured `callbacks.*`, and W&B media with a W&B logger."""
+    callbacks = user_callbacks(cfg, logger)
+    if isinstance(logger, pl.loggers.WandbLogger):  # prediction overlays, stage pictures, artifacts
+        callbacks.append(WandbMedia(out))
+    return callbacks
+
+
 def user_callbacks(cfg: DictConfig, logger: Any) -> list:
     """Instantiate the `callbacks.<name>` entries (`_target_` configs); null entries are dropped."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
     out = []
     for name, spec in (cfg.get("callbacks") or {}).items():
         if spec is None:
@@ -58,8 +63,6 @@ def user_callbacks(cfg: DictConfig, logger: Any) -> list:
 
 def _check_deterministic(kwargs: dict[str, Any]) -> None:
     """`deterministic=true` on a GPU fails deep inside backward; say so up front (docs/reliability.md)."""
-    import torch
-
     accel = str(kwargs.get("accelerator", "auto"))
     on_gpu = accel in ("gpu", "cuda") or (accel == "auto" and torch.cuda.is_available())
     if kwargs.get("deterministic") is True and on_gpu:

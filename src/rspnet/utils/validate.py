@@ -8,7 +8,7 @@ are skipped, so the table only has to cover what the groups define.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -93,10 +93,11 @@ SCHEMA: dict[str, Check] = {
     "train.ohem_min_kept": POS_INT,
     "train.aux_weight": _optional(NONNEG),
     "train.init_ckpt": _optional(STR),
-    "train.inference": _choice("whole", "slide", "multiscale_flip"),
-    "train.slide_crop": _optional(_list(POS_INT, "positive integers", 2)),
-    "train.slide_stride": _optional(_list(POS_INT, "positive integers", 2)),
-    "train.scales": _list(POSITIVE, "positive numbers"),
+    "inference.mode": _choice("whole", "slide", "multiscale_flip"),
+    "inference.slide_crop": _optional(_list(POS_INT, "positive integers", 2)),
+    "inference.slide_stride": _optional(_list(POS_INT, "positive integers", 2)),
+    "inference.sw_batch": POS_INT,
+    "inference.scales": _list(POSITIVE, "positive numbers"),
     "train.channels_last": BOOL,
     "train.compile": BOOL,
     "rsp.enabled": BOOL,
@@ -119,6 +120,19 @@ SCHEMA: dict[str, Check] = {
 
 
 _MISSING = object()
+# keys that moved to another group: old key -> new key (an override of the old one is one clear error)
+MOVED = {"train.inference": "inference.mode", "train.slide_crop": "inference.slide_crop",
+         "train.slide_stride": "inference.slide_stride", "train.sw_batch": "inference.sw_batch",
+         "train.scales": "inference.scales"}
+
+
+def check_moved(overrides: Sequence[str]) -> None:
+    """One ConfigError naming the new key for an override of a moved one (`train.inference=slide`)."""
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key in MOVED:
+            also = f" (or the preset inference={value})" if key == "train.inference" else ""
+            raise ConfigError(f"{key} moved to the inference group: use {MOVED[key]}={value}{also}")
 
 
 def validate_config(cfg: DictConfig) -> None:

@@ -1,6 +1,6 @@
 """W&B media for every stage: prediction overlays, the stage pictures, artifacts.
 
-`build_trainer` adds `WandbMedia` whenever the logger is W&B, so the search and training
+`run_callbacks` (rspnet.utils.trainer) adds `WandbMedia` whenever the logger is W&B, so the search and training
 modules only log scalars (and their heatmaps) themselves.
 """
 
@@ -9,8 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
+from PIL import Image
+from pytorch_lightning.loggers import WandbLogger
+
+from rspnet.data import dataset_module
+from rspnet.utils.loggers import log_image
+from rspnet.viz.masks import prediction_panel
 
 # pictures the stages write into their output dir at each epoch end
 PICTURES = ("cell.png", "trellis.png")
@@ -30,10 +37,6 @@ class WandbMedia(pl.Callback):
         """Batch 0 of each validation: prediction | ground truth overlays of the first images."""
         if batch_idx != 0 or trainer.sanity_checking or not trainer.is_global_zero:
             return
-        from rspnet.data import dataset_module
-        from rspnet.utils.loggers import log_image
-        from rspnet.viz.masks import prediction_panel
-
         x, y = batch[0][: self.num_images], batch[1][: self.num_images]
         with torch.no_grad():
             out = pl_module(x)
@@ -53,11 +56,9 @@ class WandbMedia(pl.Callback):
         if stage != "fit" or not trainer.is_global_zero:
             return
         self._log_pictures(trainer)
-        from pytorch_lightning.loggers import WandbLogger
-
         if not isinstance(trainer.logger, WandbLogger):
             return
-        import wandb
+        import wandb  # here: importing wandb takes about a second; only W&B runs get this far
 
         for name, kind in ARTIFACTS.items():
             path = self.out / name
@@ -70,10 +71,6 @@ class WandbMedia(pl.Callback):
         """Log each stage picture once per new version of the file."""
         if not trainer.is_global_zero:
             return
-        from PIL import Image
-
-        from rspnet.utils.loggers import log_image
-
         for name in PICTURES:
             path = self.out / name
             if not path.is_file() or self._logged.get(name) == path.stat().st_mtime:
@@ -85,6 +82,4 @@ class WandbMedia(pl.Callback):
 
 def _rgb(im: Any) -> Any:
     """PIL image -> H x W x 3 uint8 array."""
-    import numpy as np
-
     return np.asarray(im.convert("RGB"))

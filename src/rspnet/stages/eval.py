@@ -1,4 +1,4 @@
-"""stage=eval: mIoU of a trained checkpoint on `split=` with `train.inference` -> DIR/metrics.json (SPEC §3).
+"""stage=eval: mIoU of a trained checkpoint on `split=` with the `inference` group -> DIR/metrics.json (SPEC §3).
 
 Also, as mmsegmentation's IoUMetric: mAcc and per-class accuracy in metrics.json, and the
 confusion matrix (rows: ground truth) as DIR/confusion_matrix.json and DIR/confusion_matrix.png.
@@ -6,17 +6,25 @@ confusion matrix (rows: ground truth) as DIR/confusion_matrix.json and DIR/confu
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import Callback
 
+from rspnet.data import build_datamodule
 from rspnet.errors import ConfigError
+from rspnet.genotype import arch_provenance
+from rspnet.lit.seg_module import finite_or_none
+from rspnet.utils.checkpoint import load_seg_checkpoint
 from rspnet.utils.config import output_dir, require
-from rspnet.utils.io import atomic_write_json, read_json
+from rspnet.utils.io import atomic_write_json
+from rspnet.utils.results import WriteResult
+from rspnet.utils.trainer import build_trainer, run_callbacks
+from rspnet.viz import save_figure
+from rspnet.viz.heatmap import confusion_figure
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +38,6 @@ def check_classes(ckpt: str, meta: dict, num_classes: int, dataset: str) -> None
 
 def metrics_dict(result: dict, classes: list[str], cfg: DictConfig, ckpt: str, meta: dict | None = None) -> dict:
     """SPEC §3 metrics.json from SegModule.test_result (NaN, e.g. classes absent from GT and prediction -> null)."""
-    from rspnet.genotype import arch_provenance
-    from rspnet.lit.seg_module import finite_or_none
-
     meta = meta or {}
     # checkpoints older than the provenance key: read it from the stored artifacts (None if absent)
     provenance = meta.get("arch_provenance") or arch_provenance(meta.get("genotype"), meta.get("macro"))
@@ -51,36 +56,25 @@ def metrics_dict(result: dict, classes: list[str], cfg: DictConfig, ckpt: str, m
     }
 
 
-class WriteMetrics(Callback):
-    """Writes metrics.json on global rank 0 where the test ran (also inside ddp_spawn workers)."""
-
-    def __init__(self, path: Path, classes: list[str], cfg: DictConfig, ckpt: str, meta: dict | None = None) -> None:
-        self.path, self.classes, self.cfg, self.ckpt, self.meta = path, classes, cfg, ckpt, meta
-
-    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.is_global_zero:
-            result = pl_module.test_result
-            write_confusion(self.path.parent, result["confmat"], self.classes)
-            atomic_write_json(self.path, metrics_dict(result, self.classes, self.cfg, self.ckpt, self.meta))
+def eval_result(classes: list[str], cfg: DictConfig, ckpt: str, meta: dict | None, trainer: pl.Trainer,
+                module: pl.LightningModule) -> dict:
+    """metrics.json (written by WriteResult on rank 0, where the test ran), with the confusion matrix beside it."""
+    result = module.test_result
+    if trainer.is_global_zero:
+        write_confusion(Path(str(cfg.paths.output_dir)), result["confmat"], classes)
+    return metrics_dict(result, classes, cfg, ckpt, meta)
 
 
 def write_confusion(out: Path, confmat: Any, classes: list[str]) -> None:
     """DIR/confusion_matrix.json (pixel counts, rows = ground truth) and its row-normalised picture."""
-    from rspnet.viz import save_figure
-    from rspnet.viz.heatmap import confusion_figure
-
     counts = [[int(v) for v in row] for row in confmat.tolist()]
     atomic_write_json(out / "confusion_matrix.json", {"classes": classes, "rows": "ground truth", "columns": "prediction",
                                                        "counts": counts})
     save_figure(confusion_figure(counts, classes), out / "confusion_matrix.png")
 
 
-def run_eval(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig) -> dict:
     """Evaluate `ckpt=` on `cfg.split` and write DIR/metrics.json atomically."""
-    from rspnet.data import build_datamodule
-    from rspnet.utils.checkpoint import load_seg_checkpoint
-    from rspnet.utils.trainer import build_trainer
-
     out = output_dir(cfg)
     ckpt = require(cfg, "ckpt", "pass ckpt=PATH to a checkpoint written by stage=train (e.g. DIR/checkpoints/last.ckpt)")
     module, meta = load_seg_checkpoint(ckpt, cfg)
@@ -90,15 +84,15 @@ def run_eval(cfg: DictConfig) -> dict:
     path = out / "metrics.json"
     for old in (path, out / "confusion_matrix.json", out / "confusion_matrix.png"):
         old.unlink(missing_ok=True)  # never report a previous run's numbers
-    writer = WriteMetrics(path, list(dm.classes), cfg, ckpt, meta)
+    writer = WriteResult(path, functools.partial(eval_result, list(dm.classes), cfg, ckpt, meta), on="test")
     # the progress bar counts test batches (images / dataset.val_batch_size)
-    trainer = build_trainer(cfg, out, False, [writer], enable_checkpointing=False,
+    trainer = build_trainer(cfg, out, False, [writer, *run_callbacks(cfg, out, False)], enable_checkpointing=False,
                             enable_progress_bar=bool(cfg.stage.get("progress", True)))
     trainer.test(module, dataloaders=dm.test_dataloader(), verbose=False)
-    metrics = read_json(path, "metrics")
+    metrics = writer.read("metrics")
     miou = metrics["miou"]
     macc = metrics["macc"]
     log.info("%s %s mIoU = %s, mAcc = %s (%s images, inference=%s)", cfg.dataset.name, cfg.split,
              f"{100 * miou:.2f} %" if miou is not None else "n/a", f"{100 * macc:.2f} %" if macc is not None else "n/a",
-             metrics["num_images"], cfg.train.inference)
+             metrics["num_images"], cfg.inference.mode)
     return metrics | {"objective": miou}

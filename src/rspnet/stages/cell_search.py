@@ -1,0 +1,91 @@
+"""Stage 1 (`stage=cell_search`) and `fit_search`, the fit loop shared by both search stages."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from rspnet.data import build_datamodule
+from rspnet.lit.search_module import SearchModule, check_trainer
+from rspnet.models.supernet import CellSupernet
+from rspnet.utils.checkpoint import AtomicCheckpointIO
+from rspnet.utils.config import output_dir
+from rspnet.utils.distributed import rank_errors
+from rspnet.utils.loggers import build_logger
+from rspnet.utils.results import WriteResult
+from rspnet.utils.trainer import build_trainer, resolve_ckpt_path, run_callbacks
+
+log = logging.getLogger(__name__)
+RESULT = "search.json"  # the search's result: epochs, selection-split metrics, last checkpoint
+
+
+def search_callbacks(out: Path) -> list:
+    """Checkpoint after every epoch (after the module's epoch-end export); last.ckpt links to it."""
+    return [
+        ModelCheckpoint(
+            dirpath=str(out / "checkpoints"),
+            filename="epoch{epoch:03d}",
+            auto_insert_metric_name=False,
+            # Lightning only writes last.ckpt when it saved a regular checkpoint in the same step;
+            # top-1 without a monitor keeps just the newest epoch file, last.ckpt is a link to it
+            save_last="link",
+            save_top_k=1,
+            every_n_epochs=1,
+            save_on_train_epoch_end=True,
+        )
+    ]
+
+
+def search_result(out: Path, trainer: pl.Trainer, module: Any) -> dict[str, Any]:
+    """The result of a search fit (written by WriteResult on rank 0): epochs, `val/*` metrics, last checkpoint."""
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    result: dict[str, Any] = {"output_dir": str(out), "epochs": int(module.epochs_done), **metrics}
+    if "val/miou" in metrics:
+        result["objective"] = metrics["val/miou"]  # what hparams_search optimises
+    last = out / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        result["checkpoint"] = str(last)
+    return result
+
+
+def fit_search(cfg: DictConfig, module: Any, datamodule: Any) -> dict:
+    """Fit a SearchModule on {weight, arch} halves of the training images; validates on the selection split.
+
+    The selection split (`train.select`, rspnet.data.selection) is the held-out slice of train by
+    default, so the `val/*` numbers (a search sweep's objective) never see the reported split.
+    The weight/arch split is saved in checkpoints by the datamodule (`state_dict`).
+    """
+    out = output_dir(cfg)
+    ckpt_path = resolve_ckpt_path(cfg, out)
+    logger = build_logger(cfg, out)
+    writer = WriteResult(out / RESULT, functools.partial(search_result, out))
+    trainer = build_trainer(cfg, out, logger, [*search_callbacks(out), writer, *run_callbacks(cfg, out, logger)],
+                            plugins=[AtomicCheckpointIO()])
+    check_trainer(cfg.search, trainer)  # here too: inside spawned DDP ranks the error would not be one line
+    datamodule.use_search_loaders(str(cfg.search.combine_mode))
+    (out / RESULT).unlink(missing_ok=True)  # never return a previous run's result
+    with rank_errors():  # an error in a spawned DDP rank stays one line (also for direct callers)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    return writer.read("search result")
+
+
+def run(cfg: DictConfig) -> dict:
+    """Stage 1: DARTS search of the Norm-Cell on the fixed trellis -> DIR/genotype.json, DIR/cell.png."""
+    out = output_dir(cfg)
+    datamodule = build_datamodule(cfg)
+    datamodule.setup("fit")
+    net = CellSupernet.from_cfg(cfg, datamodule.num_classes)
+    result = fit_search(cfg, SearchModule(net, cfg), datamodule)
+    genotype = out / "genotype.json"
+    entropy = net.alpha_entropy()
+    result.update(genotype=str(genotype), cell_picture=str(out / "cell.png"), alpha_entropy=entropy["mean"])
+    # normalised entropy 1.0 = softmax(alpha) still uniform: the argmax is noise, not a decision
+    log.info("cell search: genotype %s -> %s (alpha entropy / log 5: per edge %s, mean %.3f)",
+             net.genotype().ops, genotype, entropy["per_edge"], entropy["mean"])
+    return result
