@@ -16,7 +16,7 @@ VENV_FLAGS ?=
 export WANDB_MODE ?= offline
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast bench clean
+.PHONY: help install demo lint test test-fast bench clean
 
 help:  ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,7 +46,11 @@ install: $(STAMP)  ## create .venv if missing and install rspnet (+dev extras)
 demo: install  ## run the whole pipeline (cell search -> macro search -> train -> eval) on synthetic data
 	$(RSPNET) experiment=demo paths.output_dir=outputs/demo print_config=false
 
-test: install  ## run the test suite
+lint: install  ## ruff lint + format check (run by make test)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: install lint  ## lint, then run the test suite
 	$(PY) -m pytest -q
 
 test-fast: install  ## run the test suite without slow tests

@@ -31,7 +31,7 @@ def _cfg(out: Path, overrides: list[str]) -> DictConfig:
 
 def run_rspnet(out: Path, overrides: list[str]) -> dict[str, Any]:
     """The whole rspnet pipeline (what `rspnet experiment=camvid ...` runs); its row."""
-    from rspnet.stages.pipeline import run_pipeline
+    from rspnet.stages.pipeline import run as run_pipeline
 
     run_pipeline(_cfg(out, ["stage=pipeline", *overrides]))
     return reuse_rspnet(out)
@@ -79,8 +79,6 @@ def run_baseline(out: Path, overrides: list[str], epochs: int, max_minutes: floa
     t0 = time.perf_counter()
     trainer = build_trainer(cfg, out, False, enable_checkpointing=False)
     trainer.fit(module, datamodule=dm)
-    with open_dict(cfg):
-        cfg.train.inference = "whole"
     trainer.test(module, datamodule=dm, verbose=False)
     row = {"model": "MONAI BasicUNet (library default, random init)", "miou": float(module.test_result["miou"])}
     return row | {

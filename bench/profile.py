@@ -99,7 +99,7 @@ def profile_epoch(overrides: list[str]) -> dict[str, Any]:
     t0, c0 = time.perf_counter(), time.process_time()
     prof.enable()
     import rspnet.data  # noqa: F401  (counted: the demo pays it too)
-    from rspnet.stages.search import run_cell_search
+    from rspnet.stages.cell_search import run as run_cell_search
 
     with tempfile.TemporaryDirectory(prefix="bench_profile_") as out:
         stage = ["stage=cell_search", "model=tiny", "dataset=synthetic", "logger=csv", "trainer.max_epochs=1"]

@@ -6,7 +6,7 @@
 
 --demo runs the `make demo` command in a fresh process into a temporary folder and reads its
 pipeline.json. --epochs runs one epoch of `stage=macro_search` and of `stage=train` at the demo
-preset (genotype experiments/genotypes/paper_like.json) through `rspnet.cli.run`, each in a fresh
+preset (genotype experiments/genotypes/paper_like.json) through `rspnet.stages.run_stage`, each in a fresh
 process with the thread policy a user gets, idle and beside a CPU-bound `python -c "while True:
 pass"` process, arms alternated; median wall time first, CPU time (threads + loader workers)
 beside. On C usable cores a fair share is busy / idle <= C / (C - 1). Hydra overrides go to every
@@ -113,11 +113,10 @@ def pinned(pin: int | None) -> str:
 
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """Compose the demo config for one workload and time `rspnet.cli.run` on it (wall, CPU incl. workers)."""
+    """Compose the demo config for one workload and time `rspnet.stages.run_stage` on it (wall, CPU incl. workers)."""
     import torch
 
-    from rspnet import cli
-    from rspnet.stages import get_stage
+    from rspnet.stages import get_stage, run_stage
 
     with tempfile.TemporaryDirectory() as tmp:
         demo = ["experiment=demo", "logger=csv", f"genotype={GENOTYPE}", "trainer.max_epochs=1"]
@@ -127,7 +126,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         get_stage(str(cfg.stage.name))  # its imports are not part of the epoch
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0, c0 = time.perf_counter(), time.process_time()
-        cli.run(cfg)
+        run_stage(cfg)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu += (after.ru_utime + after.ru_stime) - (kids.ru_utime + kids.ru_stime)  # loader workers

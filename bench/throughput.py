@@ -153,8 +153,8 @@ def run_infer(args: argparse.Namespace) -> list[dict[str, Any]]:
                 ("predict whole", "before (batch 1)"): seg("whole", batch_size=1),
                 ("predict whole", f"after (batch {args.batch})"): seg("whole", batch_size=args.batch)}  # fmt: skip
         one = to_tensor(images[0])[None]  # eval: one image at a time (stage=eval at Cityscapes size); predict: all
-        jobs = {key: ((lambda s=seg: s.scores(one).argmax(1)), 1) if key[0] == "eval slide"
-                else ((lambda s=seg: s.predict(images)), len(images)) for key, seg in arms.items()}  # fmt: skip
+        jobs = {key: ((lambda s=seg, x=one: s.scores(x).argmax(1)), 1) if key[0] == "eval slide"
+                else ((lambda s=seg, ims=images: s.predict(ims)), len(images)) for key, seg in arms.items()}  # fmt: skip
         for fn, _ in jobs.values():
             fn()  # warm-up (allocator, oneDNN/cuDNN kernel choice), untimed
         times: dict[tuple[str, str], list[tuple[float, float]]] = {k: [] for k in jobs}

@@ -82,14 +82,17 @@ def table(out: Path, jobs: list[Job]) -> str:
                  if a.startswith("search.")) for job in jobs if job.args}
     for attempt, recs in rows.items():
         stats, dones = [r[0] for r in recs], [r[1] for r in recs]
-        mean = lambda k: statistics.fmean(s[k] for s in stats)  # noqa: E731 - local shorthand
         cells = "; ".join("/".join(s["ops"]) for s in stats)
         wall = statistics.fmean(d["wall_s"] for d in dones) / 60
         cpu = statistics.fmean(d["cpu_s"] for d in dones) / 60
-        lines.append(f"| {attempt} | `{overrides.get(attempt, '')}` | {len(recs)} | {mean('entropy'):.3f} | "
-                     f"{mean('top1'):.3f} | {mean('margin'):.3f} | {agreement([s['ops'] for s in stats]):.2f} | "
+        lines.append(f"| {attempt} | `{overrides.get(attempt, '')}` | {len(recs)} | {_mean(stats, 'entropy'):.3f} | "
+                     f"{_mean(stats, 'top1'):.3f} | {_mean(stats, 'margin'):.3f} | {agreement([s['ops'] for s in stats]):.2f} | "
                      f"{cells} | {wall:.1f} / {cpu:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def _mean(stats: list[dict[str, Any]], key: str) -> float:
+    return statistics.fmean(s[key] for s in stats)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -16,8 +16,8 @@ from rspnet.errors import ConfigError, DataError
 from rspnet.inference import MODES, infer, inference_options
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-ImageLike = Union[np.ndarray, str, Path]
-Prediction = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]  # class map, or (class map, probabilities)
+ImageLike = np.ndarray | str | Path
+Prediction = np.ndarray | tuple[np.ndarray, np.ndarray]  # class map, or (class map, probabilities)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
