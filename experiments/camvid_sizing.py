@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = compose("experiment=camvid", *args.overrides)
-    variants = [(n, compose("experiment=camvid", *args.overrides, *o)) for n, o in map(parse_variant, args.compare or [])]
+    variants = [(n, compose("experiment=camvid", *args.overrides, *o))
+                for n, o in map(parse_variant, args.compare or [])]
     if variants:
         print(f"{args.threads} CPU thread(s), overhead x{args.overhead}, budget {args.budget_min:g} min, "
               f"torch {torch.__version__}\n")

@@ -76,7 +76,8 @@ def test_non_finite_architecture_weights_are_never_written() -> None:
 def test_from_ops_is_the_one_hot_cell_and_refuses_unknown_ops() -> None:
     g = Genotype.from_ops(["conv_5x5", "conv_3x3", "skip_connect"], rsp=False)
     assert g.ops == ["conv_5x5", "conv_3x3", "skip_connect"] and not g.rsp
-    assert g.to_dict() == Genotype.from_weights([[0, 0, 1, 0, 0], [1, 0, 0, 0, 0], [0, 0, 0, 0, 1]], rsp=False).to_dict()
+    one_hot = [[0, 0, 1, 0, 0], [1, 0, 0, 0, 0], [0, 0, 0, 0, 1]]
+    assert g.to_dict() == Genotype.from_weights(one_hot, rsp=False).to_dict()
     with pytest.raises(ArtifactError, match="conv_7x7"):
         Genotype.from_ops(["conv_7x7", "conv_3x3", "skip_connect"])
     with pytest.raises(ArtifactError, match="one per edge"):

@@ -19,7 +19,8 @@ TINY = ["stage=macro_search", "debug=tiny", "model.layers=2"]
 @pytest.fixture
 def genotype_file(tmp_path: Path) -> Path:
     """A genotype.json as stage 1 writes it."""
-    return Genotype.from_ops(["conv_3x3", "dw_conv_3x3", "skip_connect"], rsp=True, search={"dataset": "synthetic"}).save(tmp_path / "genotype.json")
+    genotype = Genotype.from_ops(["conv_3x3", "dw_conv_3x3", "skip_connect"], rsp=True, search={"dataset": "synthetic"})
+    return genotype.save(tmp_path / "genotype.json")
 
 
 def test_fast_dev_run_writes_macro_json_and_pictures(make_cfg, genotype_file: Path, monkeypatch) -> None:

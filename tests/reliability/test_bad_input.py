@@ -267,7 +267,8 @@ def test_cli_output_dir_under_a_regular_file(cli, tmp_path: Path) -> None:
 
 
 # a file dataset, not debug=tiny's synthetic one
-ON_FILES = tuple(o for o in CELL if not o.startswith("debug=")) + ("trainer.enable_progress_bar=false", "logger=none") + \
+ON_FILES = tuple(o for o in CELL if not o.startswith("debug=")) + \
+    ("trainer.enable_progress_bar=false", "logger=none") + \
     ("dataset.crop_size=[16,32]", "dataset.batch_size=1", "dataset.val_batch_size=1",
      "train.select=last", "train.holdout_fraction=0")  # the file fixtures hold 2 train images: both go to the search halves
 

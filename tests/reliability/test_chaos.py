@@ -21,7 +21,8 @@ from .conftest import DATA
 
 STAGES = pipeline.STAGES
 # about 10 s of work per stage on one core: long enough to land kills inside each stage
-PIPELINE = ("stage=pipeline", *DATA, "stage.cell_search_epochs=3", "stage.macro_search_epochs=3", "stage.train_epochs=3",
+PIPELINE = ("stage=pipeline", *DATA, "stage.cell_search_epochs=3", "stage.macro_search_epochs=3",
+            "stage.train_epochs=3",
             "trainer.deterministic=true", "dataset.num_train=16", "dataset.num_val=4")
 RESUME = "ckpt_path=last"  # README: a killed pipeline resumes with the same command + ckpt_path=last
 

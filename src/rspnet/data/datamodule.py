@@ -152,7 +152,7 @@ class SegDataModule(pl.LightningDataModule):
         return None if self._holdout is None else dict(self._holdout)
 
     def state_dict(self) -> dict[str, Any]:
-        """Saved in checkpoints by Lightning: the held-out slice (a resume keeps it) and, searching, the weight/arch split."""
+        """Saved in checkpoints by Lightning: the held-out slice and, while searching, the weight/arch split."""
         state: dict[str, Any] = {"holdout": self._holdout} if self._holdout is not None else {}
         if self._search_mode is not None:
             state["search_split"] = self.split_state()

@@ -93,7 +93,7 @@ class SegModule(pl.LightningModule):
         logits = out["out"]
         if logits.shape[-2:] != y.shape[-2:]:
             logits = resize(logits, y.shape[-2:])
-        # W&B prediction pictures: rspnet.utils.wandb_media.WandbMedia (added by build_trainer)
+        # W&B prediction pictures: rspnet.utils.wandb_media.WandbMedia (run_callbacks adds it)
         self.val_metric.update(logits.argmax(1), y)
 
     def on_validation_epoch_end(self) -> None:

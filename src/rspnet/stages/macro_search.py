@@ -54,6 +54,7 @@ def run(cfg: DictConfig) -> dict:
     out = Path(str(cfg.paths.output_dir))
     search = module.macro_arch().search
     log.info("macro search: top-%d inputs for %d nodes -> %s (scoring=%s; mean path entropy / log K %.3f, beta %.3f)",
-             module.top_k, len(net.nodes()), out / "macro.json", net.scoring, search["path_entropy"], search["beta_entropy"])
+             module.top_k, len(net.nodes()), out / "macro.json", net.scoring, search["path_entropy"],
+             search["beta_entropy"])
     return dict(result or {}) | {"macro": str(out / "macro.json"), "trellis": str(out / "trellis.png"),
                                  "path_entropy": search["path_entropy"]}

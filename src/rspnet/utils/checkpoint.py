@@ -254,10 +254,8 @@ def load_seg_checkpoint(path: str | Path, cfg: DictConfig | None = None) -> tupl
     try:
         module = build_seg_module(cfg, meta["genotype"], meta["macro"], meta["num_classes"], meta.get("classes"),
                                   meta.get("palette"), meta.get("class_weights"), meta.get("selection"))
-    except ArtifactError as e:  # the stored genotype/macro: name the checkpoint it came from
-        raise ArtifactError(f"{path}: {e}") from e
-    except RSPNetError:
-        raise
+    except RSPNetError as e:  # the stored genotype/macro/config (head=nan, ...): name the checkpoint it came from
+        raise type(e)(f"{path}: {e}") from e
     except Exception as e:  # noqa: BLE001 - any failure to rebuild from the stored config is the checkpoint's
         first = (str(e).splitlines() or [""])[0][:200]
         raise ArtifactError(f"{path}: cannot rebuild the network from its rspnet metadata ({type(e).__name__}: {first})") from e

@@ -3,8 +3,9 @@
 Every Lightning stage (cell_search, macro_search, train, eval) hands its result to this
 callback: it runs where the fit/test ran (also inside `ddp_spawn` workers, where the
 parent's trainer never sees the final counters or the best checkpoint), rank 0 writes the
-file, and the stage returns the result (read back from the file in a ddp_spawn parent). `make` must be picklable (a module-level function or a
-`functools.partial` of one): ddp_spawn pickles the trainer with its callbacks.
+file, and the stage returns the result (read back from the file in a ddp_spawn parent).
+`make` must be picklable (a module-level function or a `functools.partial` of one):
+ddp_spawn pickles the trainer with its callbacks.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ ResultFn = Callable[[pl.Trainer, pl.LightningModule], dict[str, Any]]
 
 
 class WriteResult(pl.Callback):
-    """At the end of `fit` (or `test`), `make(trainer, module)` -> `path` (atomic JSON, NaN as null) on global rank 0."""
+    """At the end of `fit` (or `test`): `make(trainer, module)` -> `path` (atomic JSON, NaN as null) on rank 0."""
 
     def __init__(self, path: Path, make: ResultFn, on: str = "fit") -> None:
         if on not in ("fit", "test"):

@@ -17,7 +17,8 @@ from rspnet.utils.loggers import quiet_lightning
 from rspnet.utils.wandb_media import WandbMedia
 
 
-def build_trainer(cfg: DictConfig, out: Path, logger: Any, callbacks: list | None = None, **overrides: Any) -> pl.Trainer:
+def build_trainer(cfg: DictConfig, out: Path, logger: Any, callbacks: list | None = None,
+                  **overrides: Any) -> pl.Trainer:
     """Return `pl.Trainer(**cfg.trainer)` writing under `out` with exactly `callbacks`, `overrides` applied last.
 
     Nothing is added behind the caller's back: stages pass `run_callbacks(cfg, out, logger)` themselves.
