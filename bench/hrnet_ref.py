@@ -46,8 +46,9 @@ class Bottleneck(nn.Module):
     def __init__(self, c_in: int, planes: int) -> None:
         super().__init__()
         c_out = 4 * planes
-        self.body = nn.Sequential(conv_bn(c_in, planes, 1, relu=True), conv_bn(planes, planes, relu=True),
-                                  conv_bn(planes, c_out, 1))
+        self.body = nn.Sequential(
+            conv_bn(c_in, planes, 1, relu=True), conv_bn(planes, planes, relu=True), conv_bn(planes, c_out, 1)
+        )
         self.shortcut = conv_bn(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,7 +72,8 @@ class HRModule(nn.Module):
         self.branches = nn.ModuleList(nn.Sequential(*(BasicBlock(c) for _ in range(blocks))) for c in widths)
         self.fuse = nn.ModuleList(
             nn.ModuleList(nn.Identity() if i == j else fuse_path(widths[j], widths[i], i - j) for j in range(n))
-            for i in range(n))
+            for i in range(n)
+        )
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         xs = [branch(x) for branch, x in zip(self.branches, xs)]
@@ -91,7 +93,9 @@ class HRModule(nn.Module):
 class HRNetV2(nn.Module):
     """HRNetV2-W48 backbone + FCN head; forward(x) -> {"out": logits at the input size}."""
 
-    def __init__(self, num_classes: int = 19, widths: tuple[int, ...] = WIDTHS, head_channels: int | None = None) -> None:
+    def __init__(
+        self, num_classes: int = 19, widths: tuple[int, ...] = WIDTHS, head_channels: int | None = None
+    ) -> None:
         super().__init__()
         self.stem = nn.Sequential(conv_bn(3, 64, stride=2, relu=True), conv_bn(64, 64, stride=2, relu=True))
         self.layer1 = nn.Sequential(Bottleneck(64, 64), *(Bottleneck(256, 64) for _ in range(3)))
@@ -101,9 +105,14 @@ class HRNetV2(nn.Module):
         for modules, branches in STAGES:
             cur = tuple(widths[:branches])
             # existing branches change width with a 3x3 conv; a new branch comes from the coarsest one, stride 2
-            self.transitions.append(nn.ModuleList(
-                (conv_bn(prev[i], cur[i], relu=True) if prev[i] != cur[i] else nn.Identity()) if i < len(prev)
-                else conv_bn(prev[-1], cur[i], stride=2, relu=True) for i in range(branches)))
+            self.transitions.append(
+                nn.ModuleList(
+                    (conv_bn(prev[i], cur[i], relu=True) if prev[i] != cur[i] else nn.Identity())
+                    if i < len(prev)
+                    else conv_bn(prev[-1], cur[i], stride=2, relu=True)
+                    for i in range(branches)
+                )
+            )
             self.stages.append(nn.Sequential(*(HRModule(cur) for _ in range(modules))))
             prev = cur
         self.head = FCNHead(list(widths), head_channels or sum(widths), num_classes)

@@ -67,16 +67,24 @@ def main() -> None:
                 err = max(abs(p_off / TARGET_OFF - 1), abs(p_on / TARGET_ON - 1))
                 rows.append((err, ops, layers, head, p_off, p_on))
     rows.sort(key=lambda r: r[0])
-    print(f"head params: fcn {heads['fcn'] / 1e6:.2f}M, ocr {heads['ocr'] / 1e6:.2f}M; "
-          f"{len(rows)} candidates (L = 1..{args.max_layers}, N = 4, B = 48, default_macro)\n")
-    print("| rank | cell ops (0->1, 0->2, 1->2) | L | head | params RSP off (M) | params RSP on (M) | off err | on err | worst |")
+    print(
+        f"head params: fcn {heads['fcn'] / 1e6:.2f}M, ocr {heads['ocr'] / 1e6:.2f}M; "
+        f"{len(rows)} candidates (L = 1..{args.max_layers}, N = 4, B = 48, default_macro)\n"
+    )
+    print(
+        "| rank | cell ops (0->1, 0->2, 1->2) | L | head | params RSP off (M) | params RSP on (M) | off err | on err | worst |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for rank, (err, ops, layers, head, p_off, p_on) in enumerate(rows[: args.top], 1):
-        print(f"| {rank} | {', '.join(ops)} | {layers} | {head} | {p_off / 1e6:.2f} | {p_on / 1e6:.2f} | "
-              f"{p_off / TARGET_OFF - 1:+.1%} | {p_on / TARGET_ON - 1:+.1%} | {err:.1%} |")
+        print(
+            f"| {rank} | {', '.join(ops)} | {layers} | {head} | {p_off / 1e6:.2f} | {p_on / 1e6:.2f} | "
+            f"{p_off / TARGET_OFF - 1:+.1%} | {p_on / TARGET_ON - 1:+.1%} | {err:.1%} |"
+        )
     best_ocr = next(r for r in rows if r[3] == "ocr")
-    print(f"\nbest with the OCR head: rank {rows.index(best_ocr) + 1}, {', '.join(best_ocr[1])}, L={best_ocr[2]}, "
-          f"off {best_ocr[4] / 1e6:.2f}M, on {best_ocr[5] / 1e6:.2f}M, worst error {best_ocr[0]:.1%}")
+    print(
+        f"\nbest with the OCR head: rank {rows.index(best_ocr) + 1}, {', '.join(best_ocr[1])}, L={best_ocr[2]}, "
+        f"off {best_ocr[4] / 1e6:.2f}M, on {best_ocr[5] / 1e6:.2f}M, worst error {best_ocr[0]:.1%}"
+    )
 
 
 if __name__ == "__main__":

@@ -48,11 +48,26 @@ SCHEDULES: dict[str, list[str]] = {
 PRESETS: dict[str, list[str]] = {"tiny": ["model=tiny"], "cpu_small": ["model=cpu_small"]}
 DEFAULT_LOSSES, DEFAULT_SCHEDULES, DEFAULT_PRESETS = ["ce", "mfb", "enet", "ohem_mfb"], ["base"], ["tiny", "cpu_small"]
 # --debug: the same grid machinery on synthetic data, a few batches per stage
-DEBUG = ["dataset=synthetic", "dataset.num_train=8", "dataset.num_val=4", "dataset.image_size=[32,64]",
-         "dataset.crop_size=[32,64]", "dataset.batch_size=2", "dataset.val_batch_size=2", "dataset.num_workers=0",
-         "model.search_layers=2", "model.layers=2", "model.cells_per_node=1", "stage.cell_search_epochs=1",
-         "stage.macro_search_epochs=1", "stage.train_epochs=1", "trainer.limit_train_batches=2",
-         "trainer.limit_val_batches=2", "logger=none", "train.holdout_fraction=0.25"]
+DEBUG = [
+    "dataset=synthetic",
+    "dataset.num_train=8",
+    "dataset.num_val=4",
+    "dataset.image_size=[32,64]",
+    "dataset.crop_size=[32,64]",
+    "dataset.batch_size=2",
+    "dataset.val_batch_size=2",
+    "dataset.num_workers=0",
+    "model.search_layers=2",
+    "model.layers=2",
+    "model.cells_per_node=1",
+    "stage.cell_search_epochs=1",
+    "stage.macro_search_epochs=1",
+    "stage.train_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=2",
+    "logger=none",
+    "train.holdout_fraction=0.25",
+]
 DEBUG_LOSSES = ["ce", "mfb"]
 
 
@@ -72,12 +87,20 @@ class Variant:
 
 def grid(losses: Sequence[str], schedules: Sequence[str], presets: Sequence[str]) -> list[Variant]:
     """The product of the chosen losses, schedules and presets."""
-    for kind, names, table in (("loss", losses, LOSSES), ("schedule", schedules, SCHEDULES), ("preset", presets, PRESETS)):
+    for kind, names, table in (
+        ("loss", losses, LOSSES),
+        ("schedule", schedules, SCHEDULES),
+        ("preset", presets, PRESETS),
+    ):
         unknown = [n for n in names if n not in table]
         if unknown:
-            raise SystemExit(f"camvid_recipes: error: unknown {kind} {', '.join(unknown)}; choose from {', '.join(table)}")
-    return [Variant(lo, s, p, [*LOSSES[lo], *SCHEDULES[s], *PRESETS[p]])
-            for lo, s, p in itertools.product(losses, schedules, presets)]
+            raise SystemExit(
+                f"camvid_recipes: error: unknown {kind} {', '.join(unknown)}; choose from {', '.join(table)}"
+            )
+    return [
+        Variant(lo, s, p, [*LOSSES[lo], *SCHEDULES[s], *PRESETS[p]])
+        for lo, s, p in itertools.product(losses, schedules, presets)
+    ]
 
 
 def commands(v: Variant, folder: Path, base: list[str], genotype: str | None, macro: str | None) -> list[list[str]]:
@@ -86,9 +109,16 @@ def commands(v: Variant, folder: Path, base: list[str], genotype: str | None, ma
     if genotype is None:
         return [[*common, f"paths.output_dir={folder}"]]
     arch = [f"genotype={genotype}"] + ([f"macro_arch={macro}"] if macro else [])
-    return [[*common, "stage=train", *arch, "trainer.max_epochs=${stage.train_epochs}",
-             f"paths.output_dir={folder / 'train'}"],
-            [*common, "stage=eval", f"paths.output_dir={folder / 'eval'}"]]
+    return [
+        [
+            *common,
+            "stage=train",
+            *arch,
+            "trainer.max_epochs=${stage.train_epochs}",
+            f"paths.output_dir={folder / 'train'}",
+        ],
+        [*common, "stage=eval", f"paths.output_dir={folder / 'eval'}"],
+    ]
 
 
 def run_rspnet(args: list[str], log: Path) -> int:
@@ -96,7 +126,9 @@ def run_rspnet(args: list[str], log: Path) -> int:
     with log.open("a") as f:
         f.write(f"$ rspnet {shlex.join(args)}\n")
         f.flush()
-        return subprocess.run([sys.executable, "-m", "rspnet.cli", *args], stdout=f, stderr=subprocess.STDOUT).returncode
+        return subprocess.run(
+            [sys.executable, "-m", "rspnet.cli", *args], stdout=f, stderr=subprocess.STDOUT
+        ).returncode
 
 
 def _children_cpu() -> float:
@@ -111,8 +143,14 @@ def _read(path: Path) -> dict[str, Any]:
         return {}
 
 
-def run_variant(v: Variant, out: Path, base: list[str], genotype: str | None, macro: str | None,
-                runner: Callable[[list[str], Path], int] = run_rspnet) -> dict[str, Any]:
+def run_variant(
+    v: Variant,
+    out: Path,
+    base: list[str],
+    genotype: str | None,
+    macro: str | None,
+    runner: Callable[[list[str], Path], int] = run_rspnet,
+) -> dict[str, Any]:
     """Run one variant in OUT/<name> (cleared first) and write its done.json row; returns the row."""
     folder = out / v.name
     if folder.exists():
@@ -129,12 +167,21 @@ def run_variant(v: Variant, out: Path, base: list[str], genotype: str | None, ma
         if code != 0:
             raise RuntimeError(f"variant {v.name}: `{shown[-1]}` exited with {code}; see {folder / 'run.log'}")
     metrics, train = _read(folder / "eval" / "metrics.json"), _read(folder / "train" / "train.json")
-    row = {"name": v.name, "loss": v.loss, "schedule": v.schedule, "preset": v.preset,
-           "miou": metrics.get("miou"), "iou_per_class": metrics.get("iou_per_class", {}),
-           "reported_split": metrics.get("split"), "selected_on": (train.get("selection") or {}).get("selected_on"),
-           "selection_miou": train.get("best_val_miou"), "params": train.get("params"),
-           "wall_s": round(time.perf_counter() - wall0, 1), "cpu_s": round(_children_cpu() - cpu0, 1),
-           "commands": shown}
+    row = {
+        "name": v.name,
+        "loss": v.loss,
+        "schedule": v.schedule,
+        "preset": v.preset,
+        "miou": metrics.get("miou"),
+        "iou_per_class": metrics.get("iou_per_class", {}),
+        "reported_split": metrics.get("split"),
+        "selected_on": (train.get("selection") or {}).get("selected_on"),
+        "selection_miou": train.get("best_val_miou"),
+        "params": train.get("params"),
+        "wall_s": round(time.perf_counter() - wall0, 1),
+        "cpu_s": round(_children_cpu() - cpu0, 1),
+        "commands": shown,
+    }
     (folder / "done.json").write_text(json.dumps(row, indent=2))
     return row
 
@@ -151,9 +198,15 @@ def render(rows: list[dict[str, Any]], note: str = "") -> str:
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         params = f"{r['params'] / 1e6:.3f}" if isinstance(r.get("params"), (int, float)) else "–"
-        cells = [r["name"], _pct(r.get("miou")), _pct(r.get("selection_miou")),
-                 *(_pct(r.get("iou_per_class", {}).get(c)) for c in classes),
-                 params, f"{r['wall_s'] / 60:.1f}", f"{r['cpu_s'] / 60:.1f}"]
+        cells = [
+            r["name"],
+            _pct(r.get("miou")),
+            _pct(r.get("selection_miou")),
+            *(_pct(r.get("iou_per_class", {}).get(c)) for c in classes),
+            params,
+            f"{r['wall_s'] / 60:.1f}",
+            f"{r['cpu_s'] / 60:.1f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Commands:", ""]
     lines += [f"* {r['name']}: " + "; ".join(f"`{c}`" for c in r["commands"]) for r in rows]
@@ -177,8 +230,11 @@ def main(argv: list[str] | None = None, runner: Callable[[list[str], Path], int]
     a = ap.parse_args(argv)
     if not a.debug and not a.root and not a.list:
         ap.error("--root is required (or --debug)")
-    variants = grid(a.loss or (DEBUG_LOSSES if a.debug else DEFAULT_LOSSES), a.schedule or DEFAULT_SCHEDULES,
-                    a.preset or (["tiny"] if a.debug else DEFAULT_PRESETS))
+    variants = grid(
+        a.loss or (DEBUG_LOSSES if a.debug else DEFAULT_LOSSES),
+        a.schedule or DEFAULT_SCHEDULES,
+        a.preset or (["tiny"] if a.debug else DEFAULT_PRESETS),
+    )
     base = [*(DEBUG if a.debug else [f"dataset.root={a.root}"]), *a.overrides]
     if a.list:
         for v in variants:
@@ -195,8 +251,10 @@ def main(argv: list[str] | None = None, runner: Callable[[list[str], Path], int]
         print(f"{v.name}: running ...", flush=True)
         rows.append(run_variant(v, a.out, base, a.genotype, a.macro_arch, runner))
         print(f"{v.name}: val mIoU {_pct(rows[-1]['miou'])} %, {rows[-1]['wall_s'] / 60:.1f} min")
-    note = ("Checkpoints selected on the held-out slice of train; val mIoU = stage=eval on val, once per variant. "
-            f"Base overrides: `{' '.join(base)}`.")
+    note = (
+        "Checkpoints selected on the held-out slice of train; val mIoU = stage=eval on val, once per variant. "
+        f"Base overrides: `{' '.join(base)}`."
+    )
     table = a.table or a.out / "recipes.md"
     table.parent.mkdir(parents=True, exist_ok=True)
     table.write_text(render(rows, note))

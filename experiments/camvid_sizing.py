@@ -103,9 +103,11 @@ def compare_row(name: str, cfg: DictConfig, overhead: float, budget_min: float) 
     search = rows["cell_search"][3] + rows["macro_search"][3] + rows["eval"][3]
     fit = max(0, int((budget_min * 60 - search) // rows["train"][2]))
     total = sum(r[3] for r in rows.values())
-    return (f"| {name} | {params_of(cfg) / 1e6:.3f} | {list(cfg.dataset.crop_size)} x {cfg.dataset.batch_size} | "
-            f"{rows['cell_search'][2]:.0f} | {rows['macro_search'][2]:.0f} | {rows['train'][2]:.0f} | "
-            f"{rows['cell_search'][1]}/{rows['macro_search'][1]}/{rows['train'][1]} | {total / 60:.1f} | {fit} |")
+    return (
+        f"| {name} | {params_of(cfg) / 1e6:.3f} | {list(cfg.dataset.crop_size)} x {cfg.dataset.batch_size} | "
+        f"{rows['cell_search'][2]:.0f} | {rows['macro_search'][2]:.0f} | {rows['train'][2]:.0f} | "
+        f"{rows['cell_search'][1]}/{rows['macro_search'][1]}/{rows['train'][1]} | {total / 60:.1f} | {fit} |"
+    )
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
@@ -128,27 +130,39 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--overhead", type=float, default=1.5, help="factor for data loading, logging, pictures")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads while timing")
-    parser.add_argument("--compare", nargs="+", metavar="NAME:OVERRIDES", default=None,
-                        help="variants to compare, each NAME:override[,override...] on top of the overrides")
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="NAME:OVERRIDES",
+        default=None,
+        help="variants to compare, each NAME:override[,override...] on top of the overrides",
+    )
     parser.add_argument("--budget-min", type=float, default=60.0, help="wall budget for the fit column of --compare")
     parser.add_argument("overrides", nargs="*", help="hydra overrides on top of experiment=camvid")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = compose("experiment=camvid", *args.overrides)
-    variants = [(n, compose("experiment=camvid", *args.overrides, *o))
-                for n, o in map(parse_variant, args.compare or [])]
+    variants = [
+        (n, compose("experiment=camvid", *args.overrides, *o)) for n, o in map(parse_variant, args.compare or [])
+    ]
     if variants:
-        print(f"{args.threads} CPU thread(s), overhead x{args.overhead}, budget {args.budget_min:g} min, "
-              f"torch {torch.__version__}\n")
-        print("| variant | params (M) | crop x batch | cell s/ep | macro s/ep | train s/ep | epochs cell/macro/train "
-              "| total (min) | train epochs in budget |\n|---|---|---|---|---|---|---|---|---|")
+        print(
+            f"{args.threads} CPU thread(s), overhead x{args.overhead}, budget {args.budget_min:g} min, "
+            f"torch {torch.__version__}\n"
+        )
+        print(
+            "| variant | params (M) | crop x batch | cell s/ep | macro s/ep | train s/ep | epochs cell/macro/train "
+            "| total (min) | train epochs in budget |\n|---|---|---|---|---|---|---|---|---|"
+        )
         for name, vcfg in variants:
             print(compare_row(name, vcfg, args.overhead, args.budget_min))
         return
     rows = estimate(cfg, args.overhead)
-    print(f"crop {list(cfg.dataset.crop_size)}, batch {cfg.dataset.batch_size}, model={cfg.model.name}, "
-          f"{args.threads} CPU thread(s), overhead x{args.overhead}, torch {torch.__version__}\n")
+    print(
+        f"crop {list(cfg.dataset.crop_size)}, batch {cfg.dataset.batch_size}, model={cfg.model.name}, "
+        f"{args.threads} CPU thread(s), overhead x{args.overhead}, torch {torch.__version__}\n"
+    )
     print("| stage | epochs | s/epoch | total (min) |\n|---|---|---|---|")
     for name, epochs, per_epoch, total in rows:
         print(f"| {name} | {epochs} | {per_epoch:.0f} | {total / 60:.1f} |")

@@ -29,12 +29,28 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-CONV3X3 = {"format": "rspnet.genotype/1", "primitives": None, "rsp": True, "provenance": "preset",
-           "edges": [{"src": s, "dst": d, "op": "conv_3x3", "weights": []} for s, d in ((0, 1), (0, 2), (1, 2))],
-           "search": {"source": "fixed all-conv_3x3 cell (ablation: no cell search)"}}
-DEBUG = ["dataset=synthetic", "dataset.num_train=8", "dataset.num_val=4", "dataset.image_size=[32,64]",
-         "dataset.crop_size=[32,64]", "dataset.resize_long=null", "dataset.batch_size=4", "dataset.val_batch_size=4",
-         "dataset.num_workers=0", "model.search_layers=1", "model.layers=2", "trainer.limit_train_batches=2"]
+CONV3X3 = {
+    "format": "rspnet.genotype/1",
+    "primitives": None,
+    "rsp": True,
+    "provenance": "preset",
+    "edges": [{"src": s, "dst": d, "op": "conv_3x3", "weights": []} for s, d in ((0, 1), (0, 2), (1, 2))],
+    "search": {"source": "fixed all-conv_3x3 cell (ablation: no cell search)"},
+}
+DEBUG = [
+    "dataset=synthetic",
+    "dataset.num_train=8",
+    "dataset.num_val=4",
+    "dataset.image_size=[32,64]",
+    "dataset.crop_size=[32,64]",
+    "dataset.resize_long=null",
+    "dataset.batch_size=4",
+    "dataset.val_batch_size=4",
+    "dataset.num_workers=0",
+    "model.search_layers=1",
+    "model.layers=2",
+    "trainer.limit_train_batches=2",
+]
 
 
 @dataclass
@@ -76,18 +92,53 @@ def plan(args: argparse.Namespace) -> tuple[list[Job], list[Arm]]:
 
     for s in range(args.search_seeds):
         stage(f"search/cell_s{s}", "cell_search", [], [f"seed={s}", f"trainer.max_epochs={args.search_epochs}"])
-        stage(f"search/macro_s{s}", "macro_search", [f"search/cell_s{s}"],
-              [f"seed={s}", f"trainer.max_epochs={args.macro_epochs}", f"genotype={artifact(f'search/cell_s{s}', 'genotype.json')}"])
-    stage("search/macro_beta_s0", "macro_search", ["search/cell_s0"],
-          ["seed=0", f"trainer.max_epochs={args.macro_epochs}", "macro.scoring=beta", f"genotype={artifact('search/cell_s0', 'genotype.json')}"])
+        stage(
+            f"search/macro_s{s}",
+            "macro_search",
+            [f"search/cell_s{s}"],
+            [
+                f"seed={s}",
+                f"trainer.max_epochs={args.macro_epochs}",
+                f"genotype={artifact(f'search/cell_s{s}', 'genotype.json')}",
+            ],
+        )
+    stage(
+        "search/macro_beta_s0",
+        "macro_search",
+        ["search/cell_s0"],
+        [
+            "seed=0",
+            f"trainer.max_epochs={args.macro_epochs}",
+            "macro.scoring=beta",
+            f"genotype={artifact('search/cell_s0', 'genotype.json')}",
+        ],
+    )
     jobs.append(Job("arch/conv3x3", "write", write=_write_conv3x3))
-    stage("search/macro_conv3x3_s0", "macro_search", ["arch/conv3x3"],
-          ["seed=0", f"trainer.max_epochs={args.macro_epochs}", f"genotype={artifact('arch/conv3x3', 'genotype.json')}"])
-    jobs.append(Job("arch/searched_s0", "write", deps=["search/cell_s0", "search/macro_s0"],
-                    write=lambda d: _copy_arch(out / "search/cell_s0/genotype.json", out / "search/macro_s0/macro.json", d)))
+    stage(
+        "search/macro_conv3x3_s0",
+        "macro_search",
+        ["arch/conv3x3"],
+        ["seed=0", f"trainer.max_epochs={args.macro_epochs}", f"genotype={artifact('arch/conv3x3', 'genotype.json')}"],
+    )
+    jobs.append(
+        Job(
+            "arch/searched_s0",
+            "write",
+            deps=["search/cell_s0", "search/macro_s0"],
+            write=lambda d: _copy_arch(out / "search/cell_s0/genotype.json", out / "search/macro_s0/macro.json", d),
+        )
+    )
     for i in range(args.random):
-        stage(f"arch/random_r{i}", "sample_arch", ["arch/searched_s0"],
-              [f"seed={1000 + i}", f"sample.param_match={out / 'arch/searched_s0'}", f"sample.tolerance={args.tolerance}"])
+        stage(
+            f"arch/random_r{i}",
+            "sample_arch",
+            ["arch/searched_s0"],
+            [
+                f"seed={1000 + i}",
+                f"sample.param_match={out / 'arch/searched_s0'}",
+                f"sample.tolerance={args.tolerance}",
+            ],
+        )
 
     def arm(name: str, group: str, label: str, seeds: int, deps: list[str], extra: list[str]) -> None:
         a = Arm(name, group, label, search_jobs=[d for d in deps if d.startswith("search/")])
@@ -99,42 +150,106 @@ def plan(args: argparse.Namespace) -> tuple[list[Job], list[Arm]]:
         arms.append(a)
 
     def searched(cell: str, macro: str | None) -> list[str]:
-        return [f"genotype={artifact(cell, 'genotype.json')}"] + ([f"macro_arch={artifact(macro, 'macro.json')}"] if macro else [])
+        return [f"genotype={artifact(cell, 'genotype.json')}"] + (
+            [f"macro_arch={artifact(macro, 'macro.json')}"] if macro else []
+        )
 
     for s in range(args.search_seeds):
-        arm(f"searched_s{s}", "searched", f"searched (cell + macro search, search seed {s})", args.train_seeds,
-            [f"search/cell_s{s}", f"search/macro_s{s}"], searched(f"search/cell_s{s}", f"search/macro_s{s}"))
+        arm(
+            f"searched_s{s}",
+            "searched",
+            f"searched (cell + macro search, search seed {s})",
+            args.train_seeds,
+            [f"search/cell_s{s}", f"search/macro_s{s}"],
+            searched(f"search/cell_s{s}", f"search/macro_s{s}"),
+        )
     for i in range(args.random):
-        arm(f"random_r{i}", "random", f"random #{i} (param-matched)", args.train_seeds if i < args.random_seeded else 1,
-            [f"arch/random_r{i}"], searched(f"arch/random_r{i}", f"arch/random_r{i}"))
-    arm("abl_default_macro", "ablation", "searched cell + default_macro (no macro search)", 1, ["search/cell_s0"],
-        searched("search/cell_s0", None))
-    arm("abl_conv3x3_cell", "ablation", "all-conv_3x3 cell + searched macro (no cell search)", 1,
-        ["arch/conv3x3", "search/macro_conv3x3_s0"], searched("arch/conv3x3", "search/macro_conv3x3_s0"))
-    arm("abl_rsp_off", "ablation", "searched architecture, RSP off", 1, ["search/cell_s0", "search/macro_s0"],
-        [*searched("search/cell_s0", "search/macro_s0"), "rsp=off"])
-    arm("abl_macro_beta", "ablation", "searched cell + macro searched with beta only (no CAM)", 1,
-        ["search/cell_s0", "search/macro_beta_s0"], searched("search/cell_s0", "search/macro_beta_s0"))
+        arm(
+            f"random_r{i}",
+            "random",
+            f"random #{i} (param-matched)",
+            args.train_seeds if i < args.random_seeded else 1,
+            [f"arch/random_r{i}"],
+            searched(f"arch/random_r{i}", f"arch/random_r{i}"),
+        )
+    arm(
+        "abl_default_macro",
+        "ablation",
+        "searched cell + default_macro (no macro search)",
+        1,
+        ["search/cell_s0"],
+        searched("search/cell_s0", None),
+    )
+    arm(
+        "abl_conv3x3_cell",
+        "ablation",
+        "all-conv_3x3 cell + searched macro (no cell search)",
+        1,
+        ["arch/conv3x3", "search/macro_conv3x3_s0"],
+        searched("arch/conv3x3", "search/macro_conv3x3_s0"),
+    )
+    arm(
+        "abl_rsp_off",
+        "ablation",
+        "searched architecture, RSP off",
+        1,
+        ["search/cell_s0", "search/macro_s0"],
+        [*searched("search/cell_s0", "search/macro_s0"), "rsp=off"],
+    )
+    arm(
+        "abl_macro_beta",
+        "ablation",
+        "searched cell + macro searched with beta only (no CAM)",
+        1,
+        ["search/cell_s0", "search/macro_beta_s0"],
+        searched("search/cell_s0", "search/macro_beta_s0"),
+    )
     for variant in args.variant:
         name, _, spec = variant.partition("=")
         extra = [o for o in spec.split(",") if o]
         if not name.isidentifier() or not extra:
             raise SystemExit(f"camvid_study: error: --variant {variant}: use NAME=OVERRIDE[,OVERRIDE...]")
         stage(f"search/cell_{name}", "cell_search", [], ["seed=0", f"trainer.max_epochs={args.search_epochs}", *extra])
-        stage(f"search/macro_{name}", "macro_search", [f"search/cell_{name}"],
-              ["seed=0", f"trainer.max_epochs={args.macro_epochs}", f"genotype={artifact(f'search/cell_{name}', 'genotype.json')}", *extra])
-        arm(f"variant_{name}", "variant", f"searched with {' '.join(extra)}", 1, [f"search/cell_{name}", f"search/macro_{name}"],
-            searched(f"search/cell_{name}", f"search/macro_{name}"))
+        stage(
+            f"search/macro_{name}",
+            "macro_search",
+            [f"search/cell_{name}"],
+            [
+                "seed=0",
+                f"trainer.max_epochs={args.macro_epochs}",
+                f"genotype={artifact(f'search/cell_{name}', 'genotype.json')}",
+                *extra,
+            ],
+        )
+        arm(
+            f"variant_{name}",
+            "variant",
+            f"searched with {' '.join(extra)}",
+            1,
+            [f"search/cell_{name}", f"search/macro_{name}"],
+            searched(f"search/cell_{name}", f"search/macro_{name}"),
+        )
     baseline = Arm("baseline_unet", "baseline", "MONAI BasicUNet (library baseline)")
     for t in range(args.baseline_seeds):
         name = f"train/baseline_unet_t{t}"
-        jobs.append(Job(name, "baseline", lambda d, t=t: [*base, f"seed={t}", f"trainer.max_epochs={args.train_epochs}"]))
+        jobs.append(
+            Job(name, "baseline", lambda d, t=t: [*base, f"seed={t}", f"trainer.max_epochs={args.train_epochs}"])
+        )
         baseline.runs[t] = name
     arms.append(baseline)
     for name in ("searched_s0", "random_r0"):  # a few prediction overlays for the results page
         run = next(a for a in arms if a.name == name).runs[0]
-        stage(f"{run}/predict", "predict", [run], [f"ckpt={artifact(run, 'checkpoints/last.ckpt')}", "split=val",
-                                                   f"predict.limit={args.overlays}", "predict.label_ids=false"])
+        stage(
+            f"{run}/predict",
+            "predict",
+            [run],
+            [
+                f"ckpt={artifact(run, 'checkpoints/last.ckpt')}",
+                "split=val",
+                f"predict.limit={args.overlays}",
+                "predict.label_ids=false",
+            ],
+        )
     return jobs, arms
 
 
@@ -175,19 +290,25 @@ def run_job(job: Job, d: Path) -> dict[str, Any]:
     else:
         argv = command(job, d)
         with open(d / "job.log", "a") as log:
-            proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                    env=os.environ | {"PYTHONUNBUFFERED": "1"})
+            proc = subprocess.Popen(
+                argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"}
+            )
             _, wait_status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(wait_status)
         if proc.returncode:
             raise subprocess.CalledProcessError(proc.returncode, argv)
         cpu = usage.ru_utime + usage.ru_stime
-    return {"wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(cpu, 2), "command": argv[1:],
-            "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    return {
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "cpu_s": round(cpu, 2),
+        "command": argv[1:],
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
 
 
-def run_study(jobs: list[Job], out: Path, runner: Callable[[Job, Path], dict] = run_job,
-              workers: int = 1) -> dict[str, list[str]]:
+def run_study(
+    jobs: list[Job], out: Path, runner: Callable[[Job, Path], dict] = run_job, workers: int = 1
+) -> dict[str, list[str]]:
     """Run every job not yet `done`, deps first, up to `workers` at once (in plan order); a failure skips its
     dependents. Returns what happened."""
     status: dict[str, list[str]] = {"skipped_done": [], "ran": [], "failed": [], "blocked": []}
@@ -243,22 +364,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", default="../shared/data/camvid", help="CamVid root (SegNet layout)")
     ap.add_argument("--out", type=Path, default=Path("outputs/camvid_study"))
-    ap.add_argument("--debug", action="store_true", help="tiny dry run on synthetic data (1 epoch, 2 batches, 2 random arms)")
+    ap.add_argument(
+        "--debug", action="store_true", help="tiny dry run on synthetic data (1 epoch, 2 batches, 2 random arms)"
+    )
     ap.add_argument("--search-epochs", type=int, default=15)
     ap.add_argument("--macro-epochs", type=int, default=15)
     ap.add_argument("--train-epochs", type=int, default=30)
     ap.add_argument("--search-seeds", type=int, default=2)
-    ap.add_argument("--train-seeds", type=int, default=2, help="training seeds of the searched arms and the first random ones")
+    ap.add_argument(
+        "--train-seeds", type=int, default=2, help="training seeds of the searched arms and the first random ones"
+    )
     ap.add_argument("--random", type=int, default=8, help="random (param-matched) architectures")
     ap.add_argument("--random-seeded", type=int, default=4, help="how many random arms get --train-seeds seeds")
     ap.add_argument("--baseline-seeds", type=int, default=1)
-    ap.add_argument("--tolerance", type=float, default=0.2, help="param match: +- fraction of the searched net's params")
+    ap.add_argument(
+        "--tolerance", type=float, default=0.2, help="param match: +- fraction of the searched net's params"
+    )
     ap.add_argument("--overlays", type=int, default=3, help="prediction overlays per pictured arm")
-    ap.add_argument("--variant", action="append", default=[], metavar="NAME=OVERRIDE[,OVERRIDE...]",
-                    help="another search recipe as an extra arm (cell + macro search, seed 0, one training seed), "
-                         "e.g. lr03=search.arch_adam_lr=0.03")
-    ap.add_argument("--jobs", type=int, default=1, help="jobs run at once (each uses 1 torch thread + 1 loader "
-                    "worker; 2 on a 2-core machine roughly halves the study's wall time, and inflates each run's)")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=OVERRIDE[,OVERRIDE...]",
+        help="another search recipe as an extra arm (cell + macro search, seed 0, one training seed), "
+        "e.g. lr03=search.arch_adam_lr=0.03",
+    )
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="jobs run at once (each uses 1 torch thread + 1 loader "
+        "worker; 2 on a 2-core machine roughly halves the study's wall time, and inflates each run's)",
+    )
     ap.add_argument("--dry-run", action="store_true", help="print the plan (and what is done) and exit")
     ap.add_argument("overrides", nargs="*", help="more Hydra overrides for every job")
     args = ap.parse_args(argv)
@@ -271,22 +408,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.debug and not Path(args.root).is_dir():
-        print(f"camvid_study: error: --root {args.root}: no such folder; pass the CamVid (SegNet layout) root", file=sys.stderr)
+        print(
+            f"camvid_study: error: --root {args.root}: no such folder; pass the CamVid (SegNet layout) root",
+            file=sys.stderr,
+        )
         return 2
     jobs, arms = plan(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"debug": args.debug, "command": "python -m experiments.camvid_study " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "epochs": {"cell_search": args.search_epochs, "macro_search": args.macro_epochs, "train": args.train_epochs},
-            "jobs": [{"name": j.name, "kind": j.kind, "deps": j.deps} for j in jobs],
-            "arms": [{"name": a.name, "group": a.group, "label": a.label, "runs": a.runs, "search_jobs": a.search_jobs} for a in arms]}
+    meta = {
+        "debug": args.debug,
+        "command": "python -m experiments.camvid_study " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "epochs": {"cell_search": args.search_epochs, "macro_search": args.macro_epochs, "train": args.train_epochs},
+        "jobs": [{"name": j.name, "kind": j.kind, "deps": j.deps} for j in jobs],
+        "arms": [
+            {"name": a.name, "group": a.group, "label": a.label, "runs": a.runs, "search_jobs": a.search_jobs}
+            for a in arms
+        ],
+    }
     (args.out / "study.json").write_text(json.dumps(meta, indent=2) + "\n")
     if args.dry_run:
         for j in jobs:
             print(("done    " if (args.out / j.name / "done").is_file() else "todo    ") + j.name)
         return 0
     status = run_study(jobs, args.out, workers=args.jobs)
-    print(f"[study] ran {len(status['ran'])}, already done {len(status['skipped_done'])}, failed {status['failed']}, "
-          f"blocked {len(status['blocked'])}. Results: python -m experiments.results --study {args.out} --out docs/results.md")
+    print(
+        f"[study] ran {len(status['ran'])}, already done {len(status['skipped_done'])}, failed {status['failed']}, "
+        f"blocked {len(status['blocked'])}. Results: python -m experiments.results --study {args.out} --out docs/results.md"
+    )
     return 1 if status["failed"] or status["blocked"] else 0
 
 

@@ -55,20 +55,54 @@ class PaperRow:
 
 
 PAPER_ROWS = (
-    PaperRow("Table 1", "Ours", 81.4, 68.67, False, "fcn", False,
-             "rspnet experiment=rsp_ablation hydra/launcher=slurm"),
-    PaperRow("Table 1", "Ours + RSP", 81.0, 17.20, True, "fcn", False,
-             "rspnet experiment=rsp_ablation hydra/launcher=slurm"),
-    PaperRow("Table 2", "Ours (Mapillary)", 82.1, 68.67, False, "fcn", True,
-             "rspnet experiment=mapillary_pretrain rsp=off genotype=G macro_arch=M; "
-             "rspnet experiment=cityscapes_finetune rsp=off genotype=G macro_arch=M ckpt=..."),
-    PaperRow("Table 2", "Ours + RSP (Mapillary)", 81.7, 17.20, True, "fcn", True,
-             "rspnet experiment=mapillary_pretrain genotype=G macro_arch=M; "
-             "rspnet experiment=cityscapes_finetune genotype=G macro_arch=M ckpt=..."),
-    PaperRow("Table 3", "Ours + OCR", 83.2, float("nan"), False, "ocr", False,
-             "rspnet experiment=ocr_ablation hydra/launcher=slurm genotype=G macro_arch=M"),
-    PaperRow("Table 3", "Ours + RSP + OCR", 82.5, float("nan"), True, "ocr", False,
-             "rspnet experiment=ocr_ablation hydra/launcher=slurm genotype=G macro_arch=M"),
+    PaperRow(
+        "Table 1", "Ours", 81.4, 68.67, False, "fcn", False, "rspnet experiment=rsp_ablation hydra/launcher=slurm"
+    ),
+    PaperRow(
+        "Table 1", "Ours + RSP", 81.0, 17.20, True, "fcn", False, "rspnet experiment=rsp_ablation hydra/launcher=slurm"
+    ),
+    PaperRow(
+        "Table 2",
+        "Ours (Mapillary)",
+        82.1,
+        68.67,
+        False,
+        "fcn",
+        True,
+        "rspnet experiment=mapillary_pretrain rsp=off genotype=G macro_arch=M; "
+        "rspnet experiment=cityscapes_finetune rsp=off genotype=G macro_arch=M ckpt=...",
+    ),
+    PaperRow(
+        "Table 2",
+        "Ours + RSP (Mapillary)",
+        81.7,
+        17.20,
+        True,
+        "fcn",
+        True,
+        "rspnet experiment=mapillary_pretrain genotype=G macro_arch=M; "
+        "rspnet experiment=cityscapes_finetune genotype=G macro_arch=M ckpt=...",
+    ),
+    PaperRow(
+        "Table 3",
+        "Ours + OCR",
+        83.2,
+        float("nan"),
+        False,
+        "ocr",
+        False,
+        "rspnet experiment=ocr_ablation hydra/launcher=slurm genotype=G macro_arch=M",
+    ),
+    PaperRow(
+        "Table 3",
+        "Ours + RSP + OCR",
+        82.5,
+        float("nan"),
+        True,
+        "ocr",
+        False,
+        "rspnet experiment=ocr_ablation hydra/launcher=slurm genotype=G macro_arch=M",
+    ),
 )
 
 
@@ -206,8 +240,12 @@ def _budgets_and_provenance(run: Run, cfg: dict[str, Any]) -> None:
     if run.stage == "pipeline":
         p = _read_json(path / "pipeline.json") or {}
         if not _recorded(run, p):  # older pipeline.json: read the stage folders
-            _from_artifacts(run, path / "cell_search" / "genotype.json", path / "macro_search" / "macro.json",
-                            macro_default="unknown")
+            _from_artifacts(
+                run,
+                path / "cell_search" / "genotype.json",
+                path / "macro_search" / "macro.json",
+                macro_default="unknown",
+            )
             run.epochs["train"] = (_read_json(path / "train" / "train.json") or {}).get("epochs")
         return
     if run.stage == "eval":  # the checkpoint's training run knows the budgets: <train>/checkpoints/x.ckpt
@@ -263,8 +301,14 @@ def find_runs(roots: Iterable[Path]) -> list[Run]:
 
 
 def _matches(row: PaperRow, run: Run) -> bool:
-    return (run.stage in FINAL_STAGES and run.dataset == "cityscapes" and run.rsp is row.rsp
-            and run.head == row.head and run.pretrain == row.pretrain and run.miou is not None)
+    return (
+        run.stage in FINAL_STAGES
+        and run.dataset == "cityscapes"
+        and run.rsp is row.rsp
+        and run.head == row.head
+        and run.pretrain == row.pretrain
+        and run.miou is not None
+    )
 
 
 def _pct(value: float | None) -> str:
@@ -286,8 +330,10 @@ def _arch(run: Run) -> str:
 
 def render(runs: list[Run]) -> str:
     """The README results table (paper rows, held-back runs, then our other runs) as markdown."""
-    lines = ["| Paper | Row | Paper mIoU (%) | Paper params (M) | Command | Our mIoU (%) | Our params (M) | Runs |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| Paper | Row | Paper mIoU (%) | Paper params (M) | Command | Our mIoU (%) | Our params (M) | Runs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     used: set[Path] = set()
     held: list[tuple[PaperRow, Run]] = []
     for row in PAPER_ROWS:
@@ -296,27 +342,43 @@ def render(runs: list[Run]) -> str:
         held += [(row, r) for r in matched if shortfalls(r)]
         best = max(hits, key=lambda r: r.miou or 0.0) if hits else None
         used.update(r.path for r in matched)
-        lines.append(f"| {row.table} | {row.row} | {row.miou:.1f} | {_m(row.params)} | `{row.command}` | "
-                     f"{_pct(best.miou if best else None)} | {_m(best.params) if best else '–'} | {len(hits)} |")
-    lines.append(f"\nPaper rows take only runs on a searched architecture with at least the paper's budgets "
-                 f"(epochs cell search / macro search / train: {' / '.join(str(PAPER_BUDGETS[s]) for s in SUB_STAGES)}).")
+        lines.append(
+            f"| {row.table} | {row.row} | {row.miou:.1f} | {_m(row.params)} | `{row.command}` | "
+            f"{_pct(best.miou if best else None)} | {_m(best.params) if best else '–'} | {len(hits)} |"
+        )
+    lines.append(
+        f"\nPaper rows take only runs on a searched architecture with at least the paper's budgets "
+        f"(epochs cell search / macro search / train: {' / '.join(str(PAPER_BUDGETS[s]) for s in SUB_STAGES)})."
+    )
     if held:
-        lines += ["", "Not filed under a paper row (same setting, but unsearched or under budget):", "",
-                  "| Run | Setting of | mIoU (%) | Params (M) | Epochs (cell / macro / train) | Architecture | Why not |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Not filed under a paper row (same setting, but unsearched or under budget):",
+            "",
+            "| Run | Setting of | mIoU (%) | Params (M) | Epochs (cell / macro / train) | Architecture | Why not |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for row, r in held:
-            lines.append(f"| `{r.path}` | {row.table} {row.row} | {_pct(r.miou)} | {_m(r.params)} | {_epochs(r)} | "
-                         f"{_arch(r)} | {'; '.join(shortfalls(r))} |")
+            lines.append(
+                f"| `{r.path}` | {row.table} {row.row} | {_pct(r.miou)} | {_m(r.params)} | {_epochs(r)} | "
+                f"{_arch(r)} | {'; '.join(shortfalls(r))} |"
+            )
     others = [r for r in runs if r.path not in used and r.miou is not None]
     if others:
-        lines += ["", "Other local runs (not paper rows):", "",
-                  "| Run | Stage | Dataset | RSP | Head | Pretrained | mIoU (%) | Params (M) | Epochs (cell / macro / train) "
-                  "| Architecture | From |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Other local runs (not paper rows):",
+            "",
+            "| Run | Stage | Dataset | RSP | Head | Pretrained | mIoU (%) | Params (M) | Epochs (cell / macro / train) "
+            "| Architecture | From |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in sorted(others, key=lambda r: str(r.path)):
             rsp = "?" if r.rsp is None else ("on" if r.rsp else "off")
-            lines.append(f"| `{r.path}` | {r.stage} | {r.dataset} | {rsp} | {r.head} | {'yes' if r.pretrain else 'no'} | "
-                         f"{_pct(r.miou)} | {_m(r.params)} | {_epochs(r)} | {_arch(r)} | {r.source} |")
+            lines.append(
+                f"| `{r.path}` | {r.stage} | {r.dataset} | {rsp} | {r.head} | {'yes' if r.pretrain else 'no'} | "
+                f"{_pct(r.miou)} | {_m(r.params)} | {_epochs(r)} | {_arch(r)} | {r.source} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -22,8 +22,13 @@ from typing import Any
 
 import numpy as np
 
-GROUP_COLOURS = {"random": "tab:grey", "searched": "tab:red", "variant": "tab:orange", "ablation": "tab:blue",
-                 "baseline": "tab:green"}
+GROUP_COLOURS = {
+    "random": "tab:grey",
+    "searched": "tab:red",
+    "variant": "tab:orange",
+    "ablation": "tab:blue",
+    "baseline": "tab:green",
+}
 
 
 def _json(path: Path) -> dict | None:
@@ -38,8 +43,8 @@ def gflops_of(ckpt: Path) -> float | None:
     from omegaconf import OmegaConf
 
     from rspnet.genotype import Genotype, MacroArch
-    from rspnet.utils.checkpoint import read_checkpoint
     from rspnet.stages.summary import summarize
+    from rspnet.utils.checkpoint import read_checkpoint
 
     meta = read_checkpoint(ckpt).get("rspnet") or {}
     if "network" in meta or "genotype" not in meta:
@@ -58,11 +63,16 @@ def run_record(study: Path, run: str) -> dict[str, Any]:
     gflops = train.get("gflops")
     if gflops is None and ckpt.is_file() and metrics:
         gflops = gflops_of(ckpt)
-    return {"miou": (metrics or {}).get("miou"), "params": train.get("params"), "gflops": gflops,
-            "wall_s": sum(m["wall_s"] for m in timing) if timing else None,
-            "cpu_s": sum(m["cpu_s"] for m in timing) if timing else None,
-            "provenance": (metrics or {}).get("arch_provenance") or train.get("arch_provenance"), "dir": run,
-            "dataset": (metrics or {}).get("dataset")}
+    return {
+        "miou": (metrics or {}).get("miou"),
+        "params": train.get("params"),
+        "gflops": gflops,
+        "wall_s": sum(m["wall_s"] for m in timing) if timing else None,
+        "cpu_s": sum(m["cpu_s"] for m in timing) if timing else None,
+        "provenance": (metrics or {}).get("arch_provenance") or train.get("arch_provenance"),
+        "dir": run,
+        "dataset": (metrics or {}).get("dataset"),
+    }
 
 
 def arm_rows(study: Path, plan: dict) -> list[dict[str, Any]]:
@@ -73,14 +83,20 @@ def arm_rows(study: Path, plan: dict) -> list[dict[str, Any]]:
         mious = [r["miou"] for r in runs if r["miou"] is not None]
         first = next((r for r in runs if r["params"] is not None), runs[0] if runs else {})
         search = [_json(study / j / "done") for j in arm["search_jobs"]]
-        rows.append(arm | {
-            "records": runs, "mious": mious,
-            "mean": statistics.fmean(mious) if mious else None,
-            "std": statistics.stdev(mious) if len(mious) > 1 else None,
-            "params": first.get("params"), "gflops": first.get("gflops"),
-            "wall_s": _mean([r["wall_s"] for r in runs]), "cpu_s": _mean([r["cpu_s"] for r in runs]),
-            "search_wall_s": sum(s["wall_s"] for s in search if s) if any(search) else None,
-        })
+        rows.append(
+            arm
+            | {
+                "records": runs,
+                "mious": mious,
+                "mean": statistics.fmean(mious) if mious else None,
+                "std": statistics.stdev(mious) if len(mious) > 1 else None,
+                "params": first.get("params"),
+                "gflops": first.get("gflops"),
+                "wall_s": _mean([r["wall_s"] for r in runs]),
+                "cpu_s": _mean([r["cpu_s"] for r in runs]),
+                "search_wall_s": sum(s["wall_s"] for s in search if s) if any(search) else None,
+            }
+        )
     return rows
 
 
@@ -101,10 +117,19 @@ def verdict(rows: list[dict]) -> list[dict[str, Any]]:
     for r in rows:
         if r["group"] != "searched" or r["mean"] is None or not random:
             continue
-        out.append({"arm": r["name"], "miou": r["mean"], "rank": 1 + sum(v > r["mean"] for v in random),
-                    "of": len(random) + 1, "random_mean": statistics.fmean(random),
-                    "diff": r["mean"] - statistics.fmean(random), "p90": float(np.percentile(random, 90)),
-                    "goal_met": r["mean"] - statistics.fmean(random) >= 0.01 and r["mean"] > float(np.percentile(random, 90))})
+        out.append(
+            {
+                "arm": r["name"],
+                "miou": r["mean"],
+                "rank": 1 + sum(v > r["mean"] for v in random),
+                "of": len(random) + 1,
+                "random_mean": statistics.fmean(random),
+                "diff": r["mean"] - statistics.fmean(random),
+                "p90": float(np.percentile(random, 90)),
+                "goal_met": r["mean"] - statistics.fmean(random) >= 0.01
+                and r["mean"] > float(np.percentile(random, 90)),
+            }
+        )
     return out
 
 
@@ -120,8 +145,17 @@ def search_rows(study: Path, plan: dict) -> list[list[Any]]:
         s = art.get("search", {})
         ent = s["alpha_entropy"]["mean"] if "alpha_entropy" in s else s.get("path_entropy")
         what = "cell (alpha)" if "alpha_entropy" in s else f"macro ({s.get('scoring', '?')} path scores)" if s else "-"
-        rows.append([name, what, _fmt(ent, 3), _fmt(s.get("beta_entropy"), 3), s.get("epochs", "-"),
-                     _fmt(done and done["wall_s"] / 60, 1), _fmt(done and done["cpu_s"] / 60, 1)])
+        rows.append(
+            [
+                name,
+                what,
+                _fmt(ent, 3),
+                _fmt(s.get("beta_entropy"), 3),
+                s.get("epochs", "-"),
+                _fmt(done and done["wall_s"] / 60, 1),
+                _fmt(done and done["cpu_s"] / 60, 1),
+            ]
+        )
     return rows
 
 
@@ -132,15 +166,23 @@ def decide_section(study: Path) -> list[str]:
     lines = []
     attempts = study / "decide" / "decide.md"
     if attempts.is_file():
-        lines += ["### Search-recipe attempts (cell search only, before any training)", "",
-                  "Each attempt a row (`python -m experiments.search_decide`): decisiveness and agreement between search "
-                  "seeds, measured on train only; the study's recipe was chosen from this table, not from val.", "",
-                  attempts.read_text().strip(), ""]
+        lines += [
+            "### Search-recipe attempts (cell search only, before any training)",
+            "",
+            "Each attempt a row (`python -m experiments.search_decide`): decisiveness and agreement between search "
+            "seeds, measured on train only; the study's recipe was chosen from this table, not from val.",
+            "",
+            attempts.read_text().strip(),
+            "",
+        ]
     cells = [_json(study / f"search/cell_s{s}" / "genotype.json") for s in range(2)]
     if all(cells):
         ops = [[e["op"] for e in c["edges"]] for c in cells]
-        lines += [f"The study's two cell searches (seeds 0, 1) agree on {agreement(ops):.0%} of the edges "
-                  f"({' / '.join(ops[0])} vs {' / '.join(ops[1])}; chance: 20 % per edge).", ""]
+        lines += [
+            f"The study's two cell searches (seeds 0, 1) agree on {agreement(ops):.0%} of the edges "
+            f"({' / '.join(ops[0])} vs {' / '.join(ops[1])}; chance: 20 % per edge).",
+            "",
+        ]
     return lines
 
 
@@ -197,11 +239,19 @@ def figures(study: Path, rows: list[dict], img: Path) -> dict[str, Path]:
     pics["params"] = save_figure(fig, img / "miou_vs_params.png")
     arch = study / "arch" / "searched_s0"
     if (arch / "genotype.json").is_file() and (arch / "macro.json").is_file():
-        pics["cell"] = save_figure(cell_figure(Genotype.load(arch / "genotype.json"), "searched Norm-Cell (search seed 0)"), img / "searched_cell.png")
-        pics["trellis"] = save_figure(trellis_figure(MacroArch.load(arch / "macro.json"), "searched trellis (search seed 0)"), img / "searched_trellis.png")
+        pics["cell"] = save_figure(
+            cell_figure(Genotype.load(arch / "genotype.json"), "searched Norm-Cell (search seed 0)"),
+            img / "searched_cell.png",
+        )
+        pics["trellis"] = save_figure(
+            trellis_figure(MacroArch.load(arch / "macro.json"), "searched trellis (search seed 0)"),
+            img / "searched_trellis.png",
+        )
     for r in rows:
         if r["group"] in ("searched", "random") and r["records"]:
-            for png in sorted((study / r["records"][0]["dir"] / "predict" / "predictions" / "overlay").glob("*.png"))[:3]:
+            for png in sorted((study / r["records"][0]["dir"] / "predict" / "predictions" / "overlay").glob("*.png"))[
+                :3
+            ]:
                 dst = img / f"overlay_{r['name']}_{png.name}"
                 shutil.copyfile(png, dst)
                 pics[f"overlay {r['name']} {png.stem}"] = dst
@@ -214,38 +264,95 @@ def render(study: Path, out: Path, img: Path) -> str:
 
     plan = _json(study / "study.json")
     if plan is None:
-        raise SystemExit(f"results: error: {study / 'study.json'} not found; run python -m experiments.camvid_study first")
+        raise SystemExit(
+            f"results: error: {study / 'study.json'} not found; run python -m experiments.camvid_study first"
+        )
     rows = arm_rows(study, plan)
     pics = figures(study, rows, img)
     rel = lambda p: os.path.relpath(p, out.parent)  # noqa: E731
     info = device_info()
     lines = ["# Does the search matter? CamVid: searched vs random architectures", ""]
     if plan.get("debug"):
-        lines += ["> **PLACEHOLDER produced by `--debug`** (synthetic data, 1 epoch, 2 batches): these numbers "
-                  "are a dry run of the pipeline and say nothing about the search.", ""]
-    lines += [f"Study: `{plan['command']}` — epochs {plan['epochs']}. Page: `python -m experiments.results --study {study} --out {out}` "
-              f"on {info['cpu']} ({info['cores']} cores), {info['date']}.", "",
-              f"mIoU: {_dataset(rows)} **val** (never used during search or training: macro path scores come from the arch half "
-              "of train, and the *last* checkpoint of every run is evaluated once). Mean ± std over training seeds; "
-              "wall/CPU time: train + eval of one run (CPU = user + system of the job's process tree).", ""]
-    table = [[r["name"], r["group"], r["label"], len(r["mious"]),
-              f"{_fmt(r['mean'], 2, 100)} ± {_fmt(r['std'], 2, 100)}" if r["std"] is not None else _fmt(r["mean"], 2, 100),
-              _fmt(r["params"] and r["params"] / 1e6, 3), _fmt(r["gflops"], 3), _fmt(r["wall_s"] and r["wall_s"] / 60, 1),
-              _fmt(r["cpu_s"] and r["cpu_s"] / 60, 1)] for r in rows]
-    lines += ["## Every arm", "", _table(["arm", "group", "what", "seeds", "val mIoU (%)", "params (M)", "GFLOPs",
-                                          "wall (min)", "CPU (min)"], table), ""]
+        lines += [
+            "> **PLACEHOLDER produced by `--debug`** (synthetic data, 1 epoch, 2 batches): these numbers "
+            "are a dry run of the pipeline and say nothing about the search.",
+            "",
+        ]
+    lines += [
+        f"Study: `{plan['command']}` — epochs {plan['epochs']}. Page: `python -m experiments.results --study {study} --out {out}` "
+        f"on {info['cpu']} ({info['cores']} cores), {info['date']}.",
+        "",
+        f"mIoU: {_dataset(rows)} **val** (never used during search or training: macro path scores come from the arch half "
+        "of train, and the *last* checkpoint of every run is evaluated once). Mean ± std over training seeds; "
+        "wall/CPU time: train + eval of one run (CPU = user + system of the job's process tree).",
+        "",
+    ]
+    table = [
+        [
+            r["name"],
+            r["group"],
+            r["label"],
+            len(r["mious"]),
+            f"{_fmt(r['mean'], 2, 100)} ± {_fmt(r['std'], 2, 100)}"
+            if r["std"] is not None
+            else _fmt(r["mean"], 2, 100),
+            _fmt(r["params"] and r["params"] / 1e6, 3),
+            _fmt(r["gflops"], 3),
+            _fmt(r["wall_s"] and r["wall_s"] / 60, 1),
+            _fmt(r["cpu_s"] and r["cpu_s"] / 60, 1),
+        ]
+        for r in rows
+    ]
+    lines += [
+        "## Every arm",
+        "",
+        _table(
+            ["arm", "group", "what", "seeds", "val mIoU (%)", "params (M)", "GFLOPs", "wall (min)", "CPU (min)"], table
+        ),
+        "",
+    ]
     v = verdict(rows)
     lines += ["## Searched vs random", ""]
     if v:
-        lines += [_table(["searched arm", "mIoU (%)", "rank among random", "random mean (%)", "difference (points)",
-                          "random 90th pct (%)", "goal (≥ +1.0 and > p90)"],
-                         [[x["arm"], _fmt(x["miou"], 2, 100), f"{x['rank']} of {x['of']}", _fmt(x["random_mean"], 2, 100),
-                           f"{100 * x['diff']:+.2f}", _fmt(x["p90"], 2, 100), "met" if x["goal_met"] else "not met"] for x in v]), ""]
+        lines += [
+            _table(
+                [
+                    "searched arm",
+                    "mIoU (%)",
+                    "rank among random",
+                    "random mean (%)",
+                    "difference (points)",
+                    "random 90th pct (%)",
+                    "goal (≥ +1.0 and > p90)",
+                ],
+                [
+                    [
+                        x["arm"],
+                        _fmt(x["miou"], 2, 100),
+                        f"{x['rank']} of {x['of']}",
+                        _fmt(x["random_mean"], 2, 100),
+                        f"{100 * x['diff']:+.2f}",
+                        _fmt(x["p90"], 2, 100),
+                        "met" if x["goal_met"] else "not met",
+                    ]
+                    for x in v
+                ],
+            ),
+            "",
+        ]
     else:
         lines += ["No finished searched and random arms yet.", ""]
-    lines += ["## Did the search decide?", "",
-              "Normalised entropy (1 = uniform, the argmax is noise; 0 = one-hot) at the end of each search.", "",
-              _table(["search job", "what", "entropy", "beta entropy", "epochs", "wall (min)", "CPU (min)"], search_rows(study, plan)), ""]
+    lines += [
+        "## Did the search decide?",
+        "",
+        "Normalised entropy (1 = uniform, the argmax is noise; 0 = one-hot) at the end of each search.",
+        "",
+        _table(
+            ["search job", "what", "entropy", "beta entropy", "epochs", "wall (min)", "CPU (min)"],
+            search_rows(study, plan),
+        ),
+        "",
+    ]
     lines += decide_section(study)
     lines += ["## Pictures", ""] + [f"![{k}]({rel(p)})" for k, p in pics.items()] + [""]
     return "\n".join(lines)

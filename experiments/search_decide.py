@@ -55,8 +55,12 @@ def edge_stats(genotype: dict[str, Any]) -> dict[str, Any]:
         w = sorted(e["weights"], reverse=True)
         tops.append(w[0])
         margins.append(w[0] - w[1])
-    return {"entropy": genotype["search"]["alpha_entropy"]["mean"], "top1": statistics.fmean(tops),
-            "margin": statistics.fmean(margins), "ops": [e["op"] for e in genotype["edges"]]}
+    return {
+        "entropy": genotype["search"]["alpha_entropy"]["mean"],
+        "top1": statistics.fmean(tops),
+        "margin": statistics.fmean(margins),
+        "ops": [e["op"] for e in genotype["edges"]],
+    }
 
 
 def agreement(ops: list[list[str]]) -> float:
@@ -75,19 +79,26 @@ def table(out: Path, jobs: list[Job]) -> str:
         g, done = out / job.name / "genotype.json", out / job.name / "done"
         if g.is_file() and done.is_file():
             rows.setdefault(attempt, []).append((edge_stats(json.loads(g.read_text())), json.loads(done.read_text())))
-    lines = ["| attempt | overrides | seeds | alpha entropy (mean) | top-1 weight | margin top-1 - top-2 | "
-             "seed agreement (edges) | cells (edges 0-1, 0-2, 1-2) | wall / CPU per search (min) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    overrides = {job.name.rsplit("_s", 1)[0].removeprefix("cell_"): " ".join(a for a in job.args(out)
-                 if a.startswith("search.")) for job in jobs if job.args}
+    lines = [
+        "| attempt | overrides | seeds | alpha entropy (mean) | top-1 weight | margin top-1 - top-2 | "
+        "seed agreement (edges) | cells (edges 0-1, 0-2, 1-2) | wall / CPU per search (min) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    overrides = {
+        job.name.rsplit("_s", 1)[0].removeprefix("cell_"): " ".join(a for a in job.args(out) if a.startswith("search."))
+        for job in jobs
+        if job.args
+    }
     for attempt, recs in rows.items():
         stats, dones = [r[0] for r in recs], [r[1] for r in recs]
         cells = "; ".join("/".join(s["ops"]) for s in stats)
         wall = statistics.fmean(d["wall_s"] for d in dones) / 60
         cpu = statistics.fmean(d["cpu_s"] for d in dones) / 60
-        lines.append(f"| {attempt} | `{overrides.get(attempt, '')}` | {len(recs)} | {_mean(stats, 'entropy'):.3f} | "
-                     f"{_mean(stats, 'top1'):.3f} | {_mean(stats, 'margin'):.3f} | {agreement([s['ops'] for s in stats]):.2f} | "
-                     f"{cells} | {wall:.1f} / {cpu:.1f} |")
+        lines.append(
+            f"| {attempt} | `{overrides.get(attempt, '')}` | {len(recs)} | {_mean(stats, 'entropy'):.3f} | "
+            f"{_mean(stats, 'top1'):.3f} | {_mean(stats, 'margin'):.3f} | {agreement([s['ops'] for s in stats]):.2f} | "
+            f"{cells} | {wall:.1f} / {cpu:.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -99,8 +110,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", default="../shared/data/camvid", help="CamVid root (SegNet layout)")
     ap.add_argument("--out", type=Path, default=Path("outputs/camvid_study/decide"))
-    ap.add_argument("--attempt", action="append", default=[], metavar="NAME=OVERRIDE[,OVERRIDE...]",
-                    help=f"a search recipe to try (repeatable; default: {' '.join(ATTEMPTS)})")
+    ap.add_argument(
+        "--attempt",
+        action="append",
+        default=[],
+        metavar="NAME=OVERRIDE[,OVERRIDE...]",
+        help=f"a search recipe to try (repeatable; default: {' '.join(ATTEMPTS)})",
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--epochs", type=int, default=15, help="cell-search epochs (the study's --search-epochs)")
     ap.add_argument("--jobs", type=int, default=1, help="searches run at once (see camvid_study --jobs)")
@@ -116,8 +132,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.debug and not Path(args.root).is_dir():
-        print(f"search_decide: error: --root {args.root}: no such folder; pass the CamVid (SegNet layout) root",
-              file=sys.stderr)
+        print(
+            f"search_decide: error: --root {args.root}: no such folder; pass the CamVid (SegNet layout) root",
+            file=sys.stderr,
+        )
         return 2
     jobs = plan(args)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -41,11 +41,19 @@ def run(overrides: list[str]) -> dict:
     # the same SegModule recipe around the library net; the checkpoint metadata describes that net
     net = baseline_net(dm.num_classes)
     meta = seg_meta(cfg, net, dm.num_classes, classes=list(dm.classes), palette=list(dm.palette), description=NETWORK)
-    module = SegModule(net, cfg.train, int(cfg.dataset.get("ignore_index", 255)), meta,
-                       infer=partial(infer_from_cfg, cfg=cfg))  # evaluated like every arm (the inference group)
+    module = SegModule(
+        net, cfg.train, int(cfg.dataset.get("ignore_index", 255)), meta, infer=partial(infer_from_cfg, cfg=cfg)
+    )  # evaluated like every arm (the inference group)
     params = meta["params"]
-    ckpt_cb = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="epoch{epoch:03d}", save_last=True,
-                              save_top_k=1, every_n_epochs=1, save_on_train_epoch_end=True, auto_insert_metric_name=False)
+    ckpt_cb = ModelCheckpoint(
+        dirpath=str(out / "checkpoints"),
+        filename="epoch{epoch:03d}",
+        save_last=True,
+        save_top_k=1,
+        every_n_epochs=1,
+        save_on_train_epoch_end=True,
+        auto_insert_metric_name=False,
+    )
     trainer = build_trainer(cfg, out, False, [ckpt_cb, *run_callbacks(cfg, out, False)], plugins=[AtomicCheckpointIO()])
     last = out / "checkpoints" / "last.ckpt"
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
@@ -54,9 +62,18 @@ def run(overrides: list[str]) -> dict:
     trainer.test(module, dataloaders=dm.test_dataloader(), verbose=False)
     metrics = metrics_dict(module.test_result, list(dm.classes), cfg, str(last), module.meta)
     atomic_write_json(out / "metrics.json", metrics | {"network": NETWORK})
-    atomic_write_json(out / "train.json", {"network": NETWORK, "params": params, "gflops": round(gflops, 3),
-                                           "epochs": int(trainer.current_epoch), "global_step": int(trainer.global_step),
-                                           "last_ckpt": str(last), "arch_provenance": module.meta["arch_provenance"]})
+    atomic_write_json(
+        out / "train.json",
+        {
+            "network": NETWORK,
+            "params": params,
+            "gflops": round(gflops, 3),
+            "epochs": int(trainer.current_epoch),
+            "global_step": int(trainer.global_step),
+            "last_ckpt": str(last),
+            "arch_provenance": module.meta["arch_provenance"],
+        },
+    )
     print(f"baseline: {NETWORK}: {params / 1e6:.2f}M params, val mIoU {metrics['miou']}")
     return metrics
 

@@ -84,8 +84,14 @@ def test_run_prints_tree_saves_config_and_closes_wandb(make_cfg, tmp_path, capsy
 
     closed = []
     monkeypatch.setattr("rspnet.stages.finish_loggers", lambda: closed.append(True))
-    cfg = make_cfg("stage=data_stats", "dataset.num_train=2", "dataset.num_val=1", "print_config=true",
-                   "stage.workers=1", out=tmp_path / "run")
+    cfg = make_cfg(
+        "stage=data_stats",
+        "dataset.num_train=2",
+        "dataset.num_val=1",
+        "print_config=true",
+        "stage.workers=1",
+        out=tmp_path / "run",
+    )
     result = run_stage(cfg)
     assert "CONFIG" in capsys.readouterr().out  # the rich tree
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
@@ -155,8 +161,10 @@ def test_moved_inference_keys_are_one_line_naming_the_new_key(tmp_path) -> None:
 
     proc = _rspnet("stage=eval", "train.inference=slide", f"paths.output_dir={tmp_path / 'run'}", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == ("rspnet: error: train.inference moved to the inference group: "
-                                   "use inference.mode=slide (or the preset inference=slide)")
+    assert proc.stderr.strip() == (
+        "rspnet: error: train.inference moved to the inference group: "
+        "use inference.mode=slide (or the preset inference=slide)"
+    )
     with pytest.raises(ConfigError, match=r"train.slide_crop moved to the inference group: use inference.slide_crop="):
         compose("train.slide_crop=[8,8]")
     cfg = compose("inference=slide", "inference.sw_batch=2")

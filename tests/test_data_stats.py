@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from rspnet.data import build_dataset
-from rspnet.stages.data_stats import count_pixels, run as run_data_stats
+from rspnet.stages.data_stats import count_pixels
+from rspnet.stages.data_stats import run as run_data_stats
 
 SMALL = ("stage=data_stats", "dataset.image_size=[24,40]", "dataset.num_train=20", "dataset.num_val=5")
 
@@ -40,7 +41,9 @@ def test_synthetic_stats_json(make_cfg) -> None:
         ids = np.unique(mask[mask != 255])
         present[ids] += 1
         image_pixels[ids] += int((mask != 255).sum())
-    assert train["images_with_class"] == present.tolist() and train["pixels_of_images_with_class"] == image_pixels.tolist()
+    assert (
+        train["images_with_class"] == present.tolist() and train["pixels_of_images_with_class"] == image_pixels.tolist()
+    )
     freq = np.array(train["pixels_per_class"]) / np.maximum(image_pixels, 1)
     median_freq = np.median(freq[present > 0]) / np.where(present > 0, freq, np.inf)
     assert train["class_weights"]["median_freq"] == pytest.approx(median_freq.tolist(), rel=1e-5)
@@ -58,12 +61,24 @@ def test_process_pool_gives_the_same_counts(make_cfg) -> None:
 def test_cli_reports_missing_root_in_one_line(tmp_path: Path) -> None:
     rspnet = Path(sys.executable).with_name("rspnet")
     proc = subprocess.run(
-        [str(rspnet), "stage=data_stats", "dataset=camvid", f"dataset.root={tmp_path / 'missing'}",
-         f"paths.output_dir={tmp_path / 'out'}", "logger=none", "print_config=false"],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "WANDB_MODE": "offline"},
+        [
+            str(rspnet),
+            "stage=data_stats",
+            "dataset=camvid",
+            f"dataset.root={tmp_path / 'missing'}",
+            f"paths.output_dir={tmp_path / 'out'}",
+            "logger=none",
+            "print_config=false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "WANDB_MODE": "offline"},
     )
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("rspnet: error:")]
-    assert errors == [f"rspnet: error: dataset.root={tmp_path / 'missing'}: folder not found; "
-                      "download camvid there or fix dataset.root"]
+    assert errors == [
+        f"rspnet: error: dataset.root={tmp_path / 'missing'}: folder not found; "
+        "download camvid there or fix dataset.root"
+    ]
     assert "Traceback" not in proc.stderr

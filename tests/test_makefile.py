@@ -26,7 +26,11 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make
 
 def _outer_env() -> dict[str, str]:
     """The environment without the install switches of an outer `make` (.ci/run sets CPU_ONLY=1)."""
-    return {k: v for k, v in os.environ.items() if k not in ("CPU_ONLY", "HAS_GPU", "VENV", "VENV_FLAGS", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("CPU_ONLY", "HAS_GPU", "VENV", "VENV_FLAGS", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")
+    }
 
 
 def _install(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
@@ -34,8 +38,14 @@ def _install(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.Complet
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").write_text(FAKE_PYTHON)
     (venv / "bin" / "python").chmod(0o755)
-    proc = subprocess.run(["make", "--no-print-directory", "install", f"VENV={venv}", *args], cwd=REPO,
-                          env={**_outer_env(), **env}, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "install", f"VENV={venv}", *args],
+        cwd=REPO,
+        env={**_outer_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     log = venv / "calls.log"
     return proc, log.read_text().splitlines() if log.is_file() else []
 
@@ -67,7 +77,9 @@ def test_cpu_only_pins_the_cpu_wheel_first(tmp_path: Path) -> None:
 
 def test_cpu_only_fails_when_cuda_packages_appear(tmp_path: Path) -> None:
     proc, _ = _install(tmp_path, "CPU_ONLY=1", FAKE_PIP_LIST="nvidia-cublas-cu12 12.4")
-    assert proc.returncode != 0 and "CUDA (nvidia-*) packages were installed with CPU_ONLY=1" in proc.stdout + proc.stderr
+    assert (
+        proc.returncode != 0 and "CUDA (nvidia-*) packages were installed with CPU_ONLY=1" in proc.stdout + proc.stderr
+    )
 
 
 def test_ci_runs_the_cpu_only_install() -> None:

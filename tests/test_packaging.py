@@ -8,10 +8,10 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from omegaconf import OmegaConf
 
 from rspnet.errors import ConfigError
@@ -55,8 +55,14 @@ def test_users_add_their_own_config_dir(tmp_path: Path) -> None:
     mine.mkdir(parents=True)
     (mine / "mine.yaml").write_text("# @package _global_\ndefaults:\n  - override /model: small\nseed: 1234\n")
     for args in (["--config-dir", str(tmp_path / "myconf")], [f"hydra.searchpath=[file://{tmp_path / 'myconf'}]"]):
-        proc = subprocess.run([sys.executable, "-m", "rspnet.cli", *args, "experiment=mine", "--cfg", "job"],
-                              cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "rspnet.cli", *args, "experiment=mine", "--cfg", "job"],
+            cwd=tmp_path,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr
         assert "seed: 1234" in proc.stdout and "name: small" in proc.stdout
 
@@ -71,31 +77,68 @@ def test_wheel_installs_and_runs_outside_the_repo(tmp_path: Path) -> None:
         shutil.copytree(REPO / part, tree / part, ignore=skip)
     for part in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / part, tree / part)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
-                    str(tree)], check=True, cwd=tmp_path, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(tree)],
+        check=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"
-    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     # the dependencies come from this interpreter's site-packages (a .pth there is a plain path: rspnet
     # itself still resolves to the wheel, which comes first on sys.path)
     (Path(site) / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     wheel = next(wheels.glob("rspnet-*.whl"))
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)],
-                   check=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)],
+        check=True,
+        timeout=300,
+    )
     work.mkdir()
     env = {k: v for k, v in ENV.items() if k != "PYTHONPATH"}
-    where = subprocess.run([str(py), "-c", "import rspnet.resources as r; print(r.__file__); print(r.config_dir())"],
-                           cwd=work, env=env, check=True, capture_output=True, text=True).stdout.split()
+    where = subprocess.run(
+        [str(py), "-c", "import rspnet.resources as r; print(r.__file__); print(r.config_dir())"],
+        cwd=work,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert all(p.startswith(site) for p in where), where  # the installed package and its data, not the repo
     rspnet = str(venv / "bin" / "rspnet")
-    proc = subprocess.run([rspnet, "stage=summary", "model=paper", "print_config=false", "paths.output_dir=summary"],
-                          cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [rspnet, "stage=summary", "model=paper", "print_config=false", "paths.output_dir=summary"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((work / "summary" / "summary.json").read_text())
     assert summary["model"] == "paper" and summary["arch_provenance"] == {"genotype": "preset", "macro": "preset"}
-    proc = subprocess.run([rspnet, "experiment=demo", "debug=limit", "dataset.num_train=8", "dataset.num_val=4",
-                           "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "paths.output_dir=demo"],
-                          cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            rspnet,
+            "experiment=demo",
+            "debug=limit",
+            "dataset.num_train=8",
+            "dataset.num_val=4",
+            "trainer.limit_train_batches=1",
+            "trainer.limit_val_batches=1",
+            "paths.output_dir=demo",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (work / "demo" / "eval" / "metrics.json").is_file() and (work / "demo" / "pipeline.json").is_file()

@@ -13,9 +13,18 @@ from rspnet.stages.pipeline import run as run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 MICRO = (
-    "stage=pipeline", "debug=tiny", "model.search_layers=2", "model.layers=2", "model.cells_per_node=1",
-    "dataset.batch_size=2", "dataset.val_batch_size=2", "stage.cell_search_epochs=1", "stage.macro_search_epochs=1",
-    "stage.train_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
+    "stage=pipeline",
+    "debug=tiny",
+    "model.search_layers=2",
+    "model.layers=2",
+    "model.cells_per_node=1",
+    "dataset.batch_size=2",
+    "dataset.val_batch_size=2",
+    "stage.cell_search_epochs=1",
+    "stage.macro_search_epochs=1",
+    "stage.train_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=2",
 )
 
 
@@ -51,8 +60,12 @@ def test_pipeline_writes_every_artifact(pipeline_run):
     assert summary["miou"] == pytest.approx(metrics["miou"])
     assert summary["params"] > 0
     # every Lightning stage's result is written once, by WriteResult on rank 0, and is what the pipeline recorded
-    for stage, name in (("cell_search", "search.json"), ("macro_search", "search.json"), ("train", "train.json"),
-                        ("eval", "metrics.json")):
+    for stage, name in (
+        ("cell_search", "search.json"),
+        ("macro_search", "search.json"),
+        ("train", "train.json"),
+        ("eval", "metrics.json"),
+    ):
         written = json.loads((out / stage / name).read_text())
         done = json.loads((out / stage / "done.json").read_text())
         assert written.items() <= done.items(), stage
@@ -69,7 +82,9 @@ def test_notebook_runs_on_pipeline_outputs(pipeline_run):
     nb = nbformat.read(REPO / "notebooks" / "inspect_run.ipynb", as_version=4)
     os.environ["RSPNET_RUN_DIR"] = str(pipeline_run)
     try:
-        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+        NotebookClient(
+            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO / "notebooks")}}
+        ).execute()
     finally:
         os.environ.pop("RSPNET_RUN_DIR", None)
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]

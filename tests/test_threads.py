@@ -28,13 +28,16 @@ def no_cgroup(tmp_path: Path) -> dict[str, Path]:
     return {"root": tmp_path / "cg", "proc_cgroup": _files(tmp_path, {"proc": "0::/\n"}) / "proc"}
 
 
-@pytest.mark.parametrize(("cores", "workers", "ranks", "expected"), [
-    (2, 1, 1, 1),   # the CamVid recipe on 2 cores: one worker + one torch thread
-    (4, 0, 1, 4),
-    (1, 3, 1, 1),   # never below 1
-    (8, 1, 2, 3),   # DDP: each of 2 ranks gets 4 cores, one of them for its worker
-    (4, 0, 8, 1),   # more ranks than cores
-])
+@pytest.mark.parametrize(
+    ("cores", "workers", "ranks", "expected"),
+    [
+        (2, 1, 1, 1),  # the CamVid recipe on 2 cores: one worker + one torch thread
+        (4, 0, 1, 4),
+        (1, 3, 1, 1),  # never below 1
+        (8, 1, 2, 3),  # DDP: each of 2 ranks gets 4 cores, one of them for its worker
+        (4, 0, 8, 1),  # more ranks than cores
+    ],
+)
 def test_plan_arithmetic(cores: int, workers: int, ranks: int, expected: int) -> None:
     p = plan(cores, workers, ranks)
     assert (p.intra_op, p.inter_op, p.source) == (expected, expected, "auto")
@@ -65,12 +68,22 @@ def test_affinity_and_quota(tmp_path: Path, no_cgroup: dict[str, Path]) -> None:
 def test_cgroup_of_the_process_and_v1(tmp_path: Path) -> None:
     # v2: the quota of the process's own cgroup (from /proc/self/cgroup) or of a parent
     proc = _files(tmp_path, {"proc2": "0::/job/step\n"}) / "proc2"
-    v2 = _files(tmp_path / "v2", {"cpu.max": "max 100000\n", "job/cpu.max": "300000 100000\n", "job/step/cpu.max": "max 100000\n"})
+    v2 = _files(
+        tmp_path / "v2",
+        {"cpu.max": "max 100000\n", "job/cpu.max": "300000 100000\n", "job/step/cpu.max": "max 100000\n"},
+    )
     assert usable_cores(affinity=8, root=v2, proc_cgroup=proc) == 3
     # v1: cpu controller, quota -1 = unlimited
     proc1 = _files(tmp_path, {"proc1": "3:cpuset:/\n2:cpu,cpuacct:/slot\n"}) / "proc1"
-    v1 = _files(tmp_path / "v1", {"cpu,cpuacct/cpu.cfs_quota_us": "-1\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n",
-                                  "cpu,cpuacct/slot/cpu.cfs_quota_us": "250000\n", "cpu,cpuacct/slot/cpu.cfs_period_us": "100000\n"})
+    v1 = _files(
+        tmp_path / "v1",
+        {
+            "cpu,cpuacct/cpu.cfs_quota_us": "-1\n",
+            "cpu,cpuacct/cpu.cfs_period_us": "100000\n",
+            "cpu,cpuacct/slot/cpu.cfs_quota_us": "250000\n",
+            "cpu,cpuacct/slot/cpu.cfs_period_us": "100000\n",
+        },
+    )
     assert cgroup_cpu_limit(v1, proc1) == pytest.approx(2.5)
     assert usable_cores(affinity=4, root=v1, proc_cgroup=proc1) == 2
 
@@ -83,8 +96,13 @@ def test_ranks_per_node(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ranks_per_node(OmegaConf.create({"strategy": "ddp", "devices": "auto"})) == 1
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun / SLURM launch: the launcher knows best
     assert ranks_per_node(OmegaConf.create({"strategy": "ddp", "devices": 2})) == 4
-    cfg = OmegaConf.create({"threads": {"intra_op": None, "inter_op": None}, "dataset": {"num_workers": 0},
-                            "trainer": {"strategy": "ddp", "devices": 1}})
+    cfg = OmegaConf.create(
+        {
+            "threads": {"intra_op": None, "inter_op": None},
+            "dataset": {"num_workers": 0},
+            "trainer": {"strategy": "ddp", "devices": 1},
+        }
+    )
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert plan_for(cfg, cores=8).intra_op == 2  # 8 cores / 4 local ranks
 

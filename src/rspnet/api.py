@@ -41,7 +41,9 @@ class OnnxNet:
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise ArtifactError(f"{path}: cannot load ONNX model ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
+            raise ArtifactError(
+                f"{path}: cannot load ONNX model ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+            ) from e
         self.path, self.device = path, device
         self.input = self.session.get_inputs()[0].name
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
@@ -56,7 +58,9 @@ class OnnxNet:
         from onnx import numpy_helper
 
         graph = onnx.load(str(self.path), load_external_data=False).graph
-        return int(sum(numpy_helper.to_array(t).size for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT))
+        return int(
+            sum(numpy_helper.to_array(t).size for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT)
+        )
 
 
 @dataclass
@@ -105,10 +109,12 @@ def load_model(path: str | Path, device: str = "cpu") -> Model:
     """
     text = str(path)
     if text.startswith(ZOO_PREFIX):
-        return _from_zoo(text[len(ZOO_PREFIX):])
+        return _from_zoo(text[len(ZOO_PREFIX) :])
     p = Path(text).expanduser()
     if not p.is_file():
-        raise ArtifactError(f"model not found: {p}; pass a *.ckpt from stage=train, a *.onnx from stage=export or zoo:<name>")
+        raise ArtifactError(
+            f"model not found: {p}; pass a *.ckpt from stage=train, a *.onnx from stage=export or zoo:<name>"
+        )
     if p.suffix.lower() == ".onnx":
         return _from_onnx(p, device)
     return _from_checkpoint(p)
@@ -127,13 +133,22 @@ def _from_checkpoint(path: Path) -> Model:
     cfg = OmegaConf.create(stored) if isinstance(stored, dict) else None
     if cfg is not None and "train" in cfg:
         with open_dict(cfg):
-            cfg.train.compile = False  # a checkpoint trained with train.compile=true: no minutes-long compile to predict
+            cfg.train.compile = (
+                False  # a checkpoint trained with train.compile=true: no minutes-long compile to predict
+            )
     module, meta = load_seg_checkpoint(path, cfg)
     classes = list(meta.get("classes") or [str(i) for i in range(int(meta["num_classes"]))])
     palette = meta.get("palette") or default_palette(len(classes))
     crop = meta.get("config", {}).get("dataset", {}).get("crop_size")
-    return Model(module.net.eval(), classes, [list(c) for c in palette], str(path), "checkpoint",
-                 crop_size=_crop(crop), meta=meta)
+    return Model(
+        module.net.eval(),
+        classes,
+        [list(c) for c in palette],
+        str(path),
+        "checkpoint",
+        crop_size=_crop(crop),
+        meta=meta,
+    )
 
 
 def _from_onnx(path: Path, device: str) -> Model:
@@ -143,11 +158,15 @@ def _from_onnx(path: Path, device: str) -> Model:
     if k is None:  # an ONNX file from elsewhere: the class count is the logits' channel dimension
         dim = net.session.get_outputs()[0].shape[1]
         if not isinstance(dim, int):
-            raise ArtifactError(f"{path}: the number of classes is unknown (no rspnet metadata, symbolic output channels)")
+            raise ArtifactError(
+                f"{path}: the number of classes is unknown (no rspnet metadata, symbolic output channels)"
+            )
         k = dim
     classes = list(meta.get("classes") or [str(i) for i in range(int(k))])
     palette = meta.get("palette") or default_palette(len(classes))
-    return Model(net, classes, [list(c) for c in palette], str(path), "onnx", crop_size=_crop(meta.get("crop_size")), meta=meta)
+    return Model(
+        net, classes, [list(c) for c in palette], str(path), "onnx", crop_size=_crop(meta.get("crop_size")), meta=meta
+    )
 
 
 def zoo_file() -> Path:
@@ -189,7 +208,18 @@ def _from_zoo(name: str) -> Model:
     torch.manual_seed(0)
     net, cfg = build_zoo_net(entries[name])
     data = dataset_module(cfg)
-    log.warning("zoo:%s is an architecture with random weights (no trained weights are published): "
-                "fine for measuring speed, its predictions are noise", name)
-    return Model(net.eval(), list(data.CLASSES), [list(c) for c in data.PALETTE], f"zoo:{name}", "zoo", trained=False,
-                 crop_size=_crop(cfg.dataset.get("crop_size")), meta=entries[name])
+    log.warning(
+        "zoo:%s is an architecture with random weights (no trained weights are published): "
+        "fine for measuring speed, its predictions are noise",
+        name,
+    )
+    return Model(
+        net.eval(),
+        list(data.CLASSES),
+        [list(c) for c in data.PALETTE],
+        f"zoo:{name}",
+        "zoo",
+        trained=False,
+        crop_size=_crop(cfg.dataset.get("crop_size")),
+        meta=entries[name],
+    )

@@ -56,19 +56,27 @@ def from_saved(config: DictConfig | str | Path, stage: str, *overrides: str) -> 
     for o in overrides:
         key = o.lstrip("+").split("=", 1)[0]
         if "=" not in o or ("." not in key and isinstance(base.get(key), DictConfig)):
-            raise ConfigError(f"override {o}: with config= only key=value options apply (not group choices like dataset=NAME)")
+            raise ConfigError(
+                f"override {o}: with config= only key=value options apply (not group choices like dataset=NAME)"
+            )
     fresh = compose(f"stage={stage}")
-    cfg = OmegaConf.merge(base, {"stage": fresh.stage, "paths": {"output_dir": fresh.paths.output_dir}},
-                          {} if "inference" in base else {"inference": _moved_inference(base, fresh)},
-                          OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
+    cfg = OmegaConf.merge(
+        base,
+        {"stage": fresh.stage, "paths": {"output_dir": fresh.paths.output_dir}},
+        {} if "inference" in base else {"inference": _moved_inference(base, fresh)},
+        OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]),
+    )
     assert isinstance(cfg, DictConfig)
     return cfg
 
 
 def _moved_inference(saved: DictConfig, fresh: DictConfig) -> DictConfig:
     """The `inference` group of a config saved before it existed: its `train.inference`/`train.slide_*` values."""
-    moved = {new.split(".", 1)[1]: saved.train[old.split(".", 1)[1]] for old, new in MOVED.items()
-             if old.split(".", 1)[1] in saved.get("train", {})}
+    moved = {
+        new.split(".", 1)[1]: saved.train[old.split(".", 1)[1]]
+        for old, new in MOVED.items()
+        if old.split(".", 1)[1] in saved.get("train", {})
+    }
     result = OmegaConf.merge(fresh.inference, moved)
     assert isinstance(result, DictConfig)
     return result

@@ -121,7 +121,9 @@ class Genotype:
         for (src, dst), row in zip(EDGES, weights):
             row = [float(w) for w in row]
             if not all(math.isfinite(w) for w in row):
-                raise ArtifactError(f"edge {src}->{dst}: architecture weights are not finite ({row}); not writing a genotype")
+                raise ArtifactError(
+                    f"edge {src}->{dst}: architecture weights are not finite ({row}); not writing a genotype"
+                )
             best = max(range(len(row)), key=row.__getitem__)
             edges.append(Edge(src, dst, PRIMITIVES[best], tuple(row)))
         return cls(edges=edges, rsp=rsp, search=dict(search or {}))
@@ -270,9 +272,17 @@ class MacroArch:
                 il, isc = _get(inp, "layer", source, w, int), _get(inp, "scale", source, w, int)
                 score = _get(inp, "score", source, w, (int, float))
                 if il >= layer:
-                    raise _fail(source, f"{w}layer", f"input from layer {il} into node at layer {layer}: inputs must come from earlier layers")
+                    raise _fail(
+                        source,
+                        f"{w}layer",
+                        f"input from layer {il} into node at layer {layer}: inputs must come from earlier layers",
+                    )
                 if (il, isc) not in known:
-                    raise _fail(source, f"{w}scale", f"({il}, {isc}) is not a node (layer 0 is the stem at scale {STEM[1]}; scales are {scales})")
+                    raise _fail(
+                        source,
+                        f"{w}scale",
+                        f"({il}, {isc}) is not a node (layer 0 is the stem at scale {STEM[1]}; scales are {scales})",
+                    )
                 if (il, isc) in srcs:
                     raise _fail(source, w.rstrip("."), f"input ({il}, {isc}) appears twice")
                 if not math.isfinite(score):
@@ -284,8 +294,14 @@ class MacroArch:
         if missing:
             raise _fail(source, "nodes", f"missing nodes (layer, scale): {missing}")
         search = _search_meta(d, source)
-        return cls(layers=layers, scales=list(scales), top_k=top_k, nodes=nodes, search=search,
-                   provenance=_provenance(d, source))
+        return cls(
+            layers=layers,
+            scales=list(scales),
+            top_k=top_k,
+            nodes=nodes,
+            search=search,
+            provenance=_provenance(d, source),
+        )
 
     def save(self, path: str | Path) -> Path:
         return atomic_write_json(path, self.to_dict())

@@ -40,8 +40,9 @@ def _starts(size: int, crop: int, stride: int) -> list[int]:
     return sorted(set(starts))
 
 
-def slide_logits(net: Net, x: torch.Tensor, crop: Sequence[int] | int, stride: Sequence[int] | int,
-                 sw_batch: int = 1) -> torch.Tensor:
+def slide_logits(
+    net: Net, x: torch.Tensor, crop: Sequence[int] | int, stride: Sequence[int] | int, sw_batch: int = 1
+) -> torch.Tensor:
     """Sliding-window logits: windows of `crop` every `stride`, overlaps averaged.
 
     A side shorter than the window is covered by one window of that side's length (not
@@ -94,8 +95,13 @@ def upsample_argmax(scores: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return best_idx
 
 
-def multiscale_flip_scores(net: Net, x: torch.Tensor, scales: Sequence[float], flip: bool = True,
-                           predict: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+def multiscale_flip_scores(
+    net: Net,
+    x: torch.Tensor,
+    scales: Sequence[float],
+    flip: bool = True,
+    predict: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Log of the softmax averaged over `scales` and (optionally) horizontal flips, at input size.
 
     `predict(x) -> logits` runs one scale (default: whole image; sliding window for big images).
@@ -122,12 +128,21 @@ def multiscale_flip_scores(net: Net, x: torch.Tensor, scales: Sequence[float], f
     return (probs / n).clamp_min(1e-12).log()
 
 
-def infer(net: Net, x: torch.Tensor, mode: str = "whole", *, crop: Sequence[int] | None = None,
-          stride: Sequence[int] | None = None, scales: Sequence[float] = (1.0,), sw_batch: int = 1) -> torch.Tensor:
+def infer(
+    net: Net,
+    x: torch.Tensor,
+    mode: str = "whole",
+    *,
+    crop: Sequence[int] | None = None,
+    stride: Sequence[int] | None = None,
+    scales: Sequence[float] = (1.0,),
+    sw_batch: int = 1,
+) -> torch.Tensor:
     """Class scores [B, K, H, W] for a normalised batch; argmax over K is the prediction.
 
     multiscale_flip with a `crop` runs every scale as a sliding window (bounded memory for big images).
     """
+
     def slide(t: torch.Tensor) -> torch.Tensor:
         window = _pair(crop, "inference.slide_crop")  # type: ignore[arg-type]
         # default stride 2/3 of the window (mmsegmentation's usual overlap)
@@ -154,9 +169,13 @@ def inference_options(cfg: DictConfig) -> dict[str, Any]:
     opts = cfg.get("inference") or {}
     mode = str(opts.get("mode", "whole"))
     crop = opts.get("slide_crop") or (cfg.dataset.get("crop_size") if mode == "slide" else None)
-    return {"mode": mode, "crop": list(crop) if crop else None,
-            "stride": list(opts["slide_stride"]) if opts.get("slide_stride") else None,
-            "scales": list(opts.get("scales") or [1.0]), "sw_batch": int(opts.get("sw_batch") or 1)}
+    return {
+        "mode": mode,
+        "crop": list(crop) if crop else None,
+        "stride": list(opts["slide_stride"]) if opts.get("slide_stride") else None,
+        "scales": list(opts.get("scales") or [1.0]),
+        "sw_batch": int(opts.get("sw_batch") or 1),
+    }
 
 
 def infer_from_cfg(net: Net, x: torch.Tensor, cfg: DictConfig) -> torch.Tensor:

@@ -25,8 +25,14 @@ WEIGHTINGS = ("median_freq", "enet")
 ENET_C = 1.02  # ENet (Paszke et al. 2016): bounds the weights to [1, 1/ln(1.02) = 50.5]
 
 
-def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index: int, thresh: float, min_kept: int,
-                       weight: torch.Tensor | None = None) -> torch.Tensor:
+def ohem_cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    ignore_index: int,
+    thresh: float,
+    min_kept: int,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """OHEM CE: mean over pixels whose true-class prob < `thresh`, keeping at least `min_kept` hardest.
 
     With `weight`, each kept pixel's loss is multiplied by its class weight (HRNet-OCR's
@@ -59,8 +65,14 @@ def _resized(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return logits.float()
 
 
-def seg_loss(out: dict[str, torch.Tensor], target: torch.Tensor, t: DictConfig, ignore_index: int,
-             aux: float = 0.0, weight: torch.Tensor | None = None) -> torch.Tensor:
+def seg_loss(
+    out: dict[str, torch.Tensor],
+    target: torch.Tensor,
+    t: DictConfig,
+    ignore_index: int,
+    aux: float = 0.0,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """(OHEM if `train.ohem`) CE on "out" + `aux` * plain CE on "aux" when the head has one; `weight` per class."""
     w = None if weight is None else weight.to(out["out"].device, torch.float32)
     logits = _resized(out["out"], target)
@@ -120,8 +132,10 @@ def read_stats_file(path: Path, num_classes: int) -> dict[str, Any]:
         stats = data["splits"]["train"]
         ok = all(len(stats[k]) == num_classes for k in ("pixels_per_class", "pixels_of_images_with_class"))
     except (KeyError, TypeError) as e:
-        raise ConfigError(f"{where}: not a data_stats.json with train-split counts (missing {e}); "
-                          "re-run stage=data_stats with this version") from e
+        raise ConfigError(
+            f"{where}: not a data_stats.json with train-split counts (missing {e}); "
+            "re-run stage=data_stats with this version"
+        ) from e
     if not ok:
         raise ConfigError(f"{where}: has counts for another number of classes than this dataset's {num_classes}")
     return stats
@@ -146,6 +160,10 @@ def resolve_class_weights(cfg: DictConfig, datamodule: Any, out: Path) -> list[f
     else:
         stats = read_stats_file(Path(str(source)), datamodule.num_classes)
     weights = weights_from_stats(stats, scheme)
-    log.info("class weights (%s, from %s): %s", scheme, source,
-             ", ".join(f"{n} {w:.2f}" for n, w in zip(datamodule.classes, weights)))
+    log.info(
+        "class weights (%s, from %s): %s",
+        scheme,
+        source,
+        ", ".join(f"{n} {w:.2f}" for n, w in zip(datamodule.classes, weights)),
+    )
     return weights

@@ -26,8 +26,7 @@ class SegMetric(Metric):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = int(num_classes)
         self.ignore_index = int(ignore_index)
-        self.add_state("confmat", default=torch.zeros(num_classes, num_classes, dtype=torch.long),
-                       dist_reduce_fx="sum")
+        self.add_state("confmat", default=torch.zeros(num_classes, num_classes, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         """Add a batch: `preds` [B,H,W] class ids (or [B,K,H,W] scores), `target` [B,H,W]."""
@@ -58,5 +57,11 @@ class SegMetric(Metric):
         class_acc = torch.where(gt > 0, tp / gt.clamp(min=1), torch.full_like(tp, float("nan")))
         in_gt = ~class_acc.isnan()
         macc = class_acc[in_gt].mean() if in_gt.any() else torch.tensor(float("nan"), dtype=cm.dtype)
-        return {"miou": miou.float(), "iou_per_class": iou.float(), "pixel_acc": acc.float(),
-                "macc": macc.float(), "acc_per_class": class_acc.float(), "confmat": self.confmat.clone()}
+        return {
+            "miou": miou.float(),
+            "iou_per_class": iou.float(),
+            "pixel_acc": acc.float(),
+            "macc": macc.float(),
+            "acc_per_class": class_acc.float(),
+            "confmat": self.confmat.clone(),
+        }

@@ -50,8 +50,10 @@ def genotype_path(name: str) -> Path:
     """Path of the shipped genotype `name` (ConfigError naming the choices if unknown)."""
     path = package_dir("rspnet.genotypes") / f"{name}.json"
     if not path.is_file():
-        raise ConfigError(f"unknown shipped genotype {name!r} in ${{rspnet.genotype:{name}}}; "
-                          f"shipped: {', '.join(shipped_genotypes())}")
+        raise ConfigError(
+            f"unknown shipped genotype {name!r} in ${{rspnet.genotype:{name}}}; "
+            f"shipped: {', '.join(shipped_genotypes())}"
+        )
     return path
 
 

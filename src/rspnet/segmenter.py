@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
@@ -72,9 +71,18 @@ class Segmenter:
     Images of equal size are batched `batch_size` at a time.
     """
 
-    def __init__(self, model: Model | str | Path, inference: str = "whole", device: str | torch.device | None = None,
-                 batch_size: int = 1, crop: Sequence[int] | None = None, stride: Sequence[int] | None = None,
-                 scales: Sequence[float] = (0.75, 1.0, 1.25), sw_batch: int = 4, fp16: bool = False) -> None:
+    def __init__(
+        self,
+        model: Model | str | Path,
+        inference: str = "whole",
+        device: str | torch.device | None = None,
+        batch_size: int = 1,
+        crop: Sequence[int] | None = None,
+        stride: Sequence[int] | None = None,
+        scales: Sequence[float] = (0.75, 1.0, 1.25),
+        sw_batch: int = 4,
+        fp16: bool = False,
+    ) -> None:
         if inference not in MODES:
             raise ConfigError(f"inference={inference} is unknown; use one of: {', '.join(MODES)}")
         if int(batch_size) < 1:
@@ -84,8 +92,11 @@ class Segmenter:
         self.model.to(self.device)
         self.inference, self.batch_size, self.sw_batch = inference, int(batch_size), int(sw_batch)
         # multiscale_flip slides each scale only with an explicit crop (as stage=eval does)
-        self.crop = tuple(int(v) for v in crop) if crop is not None else (
-            self.model.crop_size if inference == "slide" else None)
+        self.crop = (
+            tuple(int(v) for v in crop)
+            if crop is not None
+            else (self.model.crop_size if inference == "slide" else None)
+        )
         if inference == "slide" and self.crop is None:
             raise ConfigError("inference=slide needs crop=(H, W): this model does not record its training crop")
         self.stride = tuple(int(v) for v in stride) if stride is not None else None
@@ -95,7 +106,9 @@ class Segmenter:
             raise ConfigError("fp16=True needs a CUDA device and a torch model (checkpoint or zoo)")
 
     @classmethod
-    def from_config(cls, model: Model, cfg: DictConfig, device: str | torch.device | None = None, batch_size: int = 1) -> Segmenter:
+    def from_config(
+        cls, model: Model, cfg: DictConfig, device: str | torch.device | None = None, batch_size: int = 1
+    ) -> Segmenter:
         """The options of the `inference` group (`mode`, `slide_crop`, `slide_stride`, `scales`, `sw_batch`)."""
         opts = inference_options(cfg)
         return cls(model, opts.pop("mode"), device, batch_size, **opts)
@@ -115,8 +128,15 @@ class Segmenter:
         x = x.to(self.device)
         amp = torch.autocast("cuda", dtype=torch.float16) if self.fp16 else contextlib.nullcontext()
         with torch.inference_mode(), amp:
-            return infer(self.model, x, self.inference, crop=self.crop, stride=self.stride, scales=self.scales,
-                         sw_batch=self.sw_batch).float()
+            return infer(
+                self.model,
+                x,
+                self.inference,
+                crop=self.crop,
+                stride=self.stride,
+                scales=self.scales,
+                sw_batch=self.sw_batch,
+            ).float()
 
     def predict(self, inputs: ImageLike | Iterable[ImageLike], probs: bool = False) -> Prediction | list[Prediction]:
         """Class maps (int64 [H, W]) of an image array, an image path, a list of them or a folder (sorted, recursive).

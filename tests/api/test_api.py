@@ -36,18 +36,25 @@ def test_compose_and_run_behave_like_the_cli(tmp_path: Path) -> None:
     cfg = rspnet.compose("model=small", "rsp=off")
     assert cfg.model.name == "small" and cfg.rsp.enabled is False and cfg.paths.output_dir
     result = rspnet.run("summary", "print_config=false", "logger=none", f"paths.output_dir={tmp_path}")
-    assert (tmp_path / "config.yaml").is_file() and json.loads((tmp_path / "summary.json").read_text())["params"] == result["params"]
+    assert (tmp_path / "config.yaml").is_file() and json.loads((tmp_path / "summary.json").read_text())[
+        "params"
+    ] == result["params"]
     with pytest.raises(ConfigError, match="nope"):
         rspnet.run("nope", f"paths.output_dir={tmp_path}")
 
 
 def test_segmenter_matches_the_eval_inference(tiny_ckpt: Path) -> None:
     from rspnet.inference import infer
-    from rspnet.utils.checkpoint import load_seg_checkpoint
     from rspnet.segmenter import to_tensor
+    from rspnet.utils.checkpoint import load_seg_checkpoint
 
     model = rspnet.load_model(tiny_ckpt)
-    assert model.kind == "checkpoint" and model.num_classes == 19 and len(model.palette) == 19 and model.classes[0] == "road"
+    assert (
+        model.kind == "checkpoint"
+        and model.num_classes == 19
+        and len(model.palette) == 19
+        and model.classes[0] == "road"
+    )
     seg = rspnet.Segmenter(model, inference="slide", device="cpu", crop=(32, 32))
     img = _image()
     mask = seg.predict(img)
@@ -56,7 +63,9 @@ def test_segmenter_matches_the_eval_inference(tiny_ckpt: Path) -> None:
         ref = infer(module, to_tensor(img)[None], "slide", crop=(32, 32)).argmax(1)[0].numpy()
     assert mask.shape == (40, 70) and mask.dtype == np.int64 and (mask == ref).all()
     mask2, probs = seg.predict(img, probs=True)
-    assert probs.shape == (19, 40, 70) and np.allclose(probs.sum(0), 1.0, atol=1e-4) and (probs.argmax(0) == mask2).all()
+    assert (
+        probs.shape == (19, 40, 70) and np.allclose(probs.sum(0), 1.0, atol=1e-4) and (probs.argmax(0) == mask2).all()
+    )
     assert seg.colorize(mask).shape == (40, 70, 3) and seg.overlay(img, mask, 0.3).dtype == np.uint8
 
 

@@ -16,8 +16,18 @@ def test_api_doc_snippets_run(tmp_path: Path, monkeypatch) -> None:
     blocks = snippets()
     assert len(blocks) >= 8
     text = "\n".join(blocks)
-    for name in ("rspnet.compose", "rspnet.run", "rspnet.load_model", "rspnet.Segmenter", ".colorize", ".overlay",
-                 "zoo:", ".onnx", '"profile"', ".mp4"):
+    for name in (
+        "rspnet.compose",
+        "rspnet.run",
+        "rspnet.load_model",
+        "rspnet.Segmenter",
+        ".colorize",
+        ".overlay",
+        "zoo:",
+        ".onnx",
+        '"profile"',
+        ".mp4",
+    ):
         assert name in text, f"docs/api.md has no snippet using {name}"
     # run from a scratch folder that looks like the repository root (experiments/ only)
     (tmp_path / "experiments").symlink_to(REPO / "experiments")

@@ -31,8 +31,16 @@ def test_video_gives_an_overlay_video_and_labelids(tiny_ckpt: Path, tmp_path: Pa
 
     clip = _clip(tmp_path / "clip.mp4")
     out = tmp_path / "pred"
-    result = run_predict(compose_cfg(out, "stage=predict", f"ckpt={tiny_ckpt}", f"predict.input={clip}",
-                                     "predict.label_ids=true", "predict.batch_size=3"))
+    result = run_predict(
+        compose_cfg(
+            out,
+            "stage=predict",
+            f"ckpt={tiny_ckpt}",
+            f"predict.input={clip}",
+            "predict.label_ids=true",
+            "predict.batch_size=3",
+        )
+    )
     cap = cv2.VideoCapture(str(out / "predictions" / "overlay.mp4"))
     frames = []
     while True:
@@ -51,9 +59,15 @@ def test_video_gives_an_overlay_video_and_labelids(tiny_ckpt: Path, tmp_path: Pa
 def test_video_limit_default_labelids_and_bad_file(tiny_ckpt: Path, tmp_path: Path) -> None:
     clip = _clip(tmp_path / "clip.mp4")
     out = tmp_path / "pred"
-    assert run_predict(compose_cfg(out, "stage=predict", f"ckpt={tiny_ckpt}", f"predict.input={clip}",
-                                   "predict.limit=2"))["num_images"] == 2
+    assert (
+        run_predict(compose_cfg(out, "stage=predict", f"ckpt={tiny_ckpt}", f"predict.input={clip}", "predict.limit=2"))[
+            "num_images"
+        ]
+        == 2
+    )
     assert not (out / "predictions" / "labelIds").exists()  # frames get no labelIds unless asked
     (tmp_path / "bad.mp4").write_bytes(b"not a video")
     with pytest.raises(DataError, match="bad.mp4"):
-        run_predict(compose_cfg(tmp_path / "p2", "stage=predict", f"ckpt={tiny_ckpt}", f"predict.input={tmp_path / 'bad.mp4'}"))
+        run_predict(
+            compose_cfg(tmp_path / "p2", "stage=predict", f"ckpt={tiny_ckpt}", f"predict.input={tmp_path / 'bad.mp4'}")
+        )

@@ -40,8 +40,10 @@ def cityscapes_root(tmp_path: Path) -> Path:
     root = tmp_path / "cityscapes"
     write_image(root / "leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png", 1)
     # sky 23, building 11, road 7, car 26, unlabeled 0 (void), caravan 29 (void in Cityscapes)
-    write_label(root / "gtFine/train/aachen/aachen_000000_000019_gtFine_labelIds.png",
-                [(4, 23), (4, 11), (4, 7), (2, 26), (1, 0), (1, 29)])
+    write_label(
+        root / "gtFine/train/aachen/aachen_000000_000019_gtFine_labelIds.png",
+        [(4, 23), (4, 11), (4, 7), (2, 26), (1, 0), (1, 29)],
+    )
     write_image(root / "leftImg8bit/train/aachen/aachen_000001_000019_leftImg8bit.png", 2)
     # train ids: vegetation 8, ignore 255
     write_label(root / "gtFine/train/aachen/aachen_000001_000019_gtFine_labelTrainIds.png", [(8, 8), (8, 255)])
@@ -51,11 +53,26 @@ def cityscapes_root(tmp_path: Path) -> Path:
 
 
 MAPILLARY_LABELS = {
-    "v1.2": ["construction--barrier--curb", "construction--flat--road", "marking--general", "object--vehicle--car",
-             "object--vehicle--caravan", "void--ego-vehicle", "object--support--utility-pole", "nature--sky"],
-    "v2.0": ["marking--discrete--arrow--left", "object--traffic-sign--direction-front", "human--person--individual",
-             "human--rider--motorcyclist", "object--sign--advertisement", "construction--flat--parking",
-             "nature--sand", "construction--flat--road"],
+    "v1.2": [
+        "construction--barrier--curb",
+        "construction--flat--road",
+        "marking--general",
+        "object--vehicle--car",
+        "object--vehicle--caravan",
+        "void--ego-vehicle",
+        "object--support--utility-pole",
+        "nature--sky",
+    ],
+    "v2.0": [
+        "marking--discrete--arrow--left",
+        "object--traffic-sign--direction-front",
+        "human--person--individual",
+        "human--rider--motorcyclist",
+        "object--sign--advertisement",
+        "construction--flat--parking",
+        "nature--sand",
+        "construction--flat--road",
+    ],
 }
 
 
@@ -70,7 +87,9 @@ def make_mapillary(tmp_path: Path) -> Callable[[str], Path]:
     def make(version: str) -> Path:
         root = tmp_path / f"mapillary_{version}"
         names = MAPILLARY_LABELS[version]
-        labels = [{"name": n, "readable": n, "color": list(_colour(i)), "instances": False} for i, n in enumerate(names)]
+        labels = [
+            {"name": n, "readable": n, "color": list(_colour(i)), "instances": False} for i, n in enumerate(names)
+        ]
         root.mkdir(parents=True)
         (root / f"config_{version}.json").write_text(json.dumps({"labels": labels, "version": version}))
         palette = [_colour(i) for i in range(len(names))]
@@ -87,9 +106,11 @@ def make_mapillary(tmp_path: Path) -> Callable[[str], Path]:
 def camvid_root(tmp_path: Path) -> Path:
     """SegNet layout: two train pairs, one val pair (pixel 11 = void), no test split."""
     root = tmp_path / "camvid"
-    for split, name, rows in (("train", "a.png", [(8, 0), (4, 3), (4, 11)]),
-                              ("train", "b.png", [(16, 10)]),
-                              ("val", "c.png", [(10, 8), (6, 9)])):
+    for split, name, rows in (
+        ("train", "a.png", [(8, 0), (4, 3), (4, 11)]),
+        ("train", "b.png", [(16, 10)]),
+        ("val", "c.png", [(10, 8), (6, 9)]),
+    ):
         write_image(root / split / name)
         write_label(root / f"{split}annot" / name, rows)
     return root

@@ -84,7 +84,9 @@ def test_unknown_label_ids_ignore_maps_to_255_with_one_warning(make_cfg, camvid_
 
 def test_bad_unknown_ids_option(make_cfg, camvid_root: Path) -> None:
     with pytest.raises(ConfigError, match="dataset.unknown_ids=maybe"):
-        build_dataset(make_cfg("dataset=camvid", f"dataset.root={camvid_root}", "dataset.unknown_ids=maybe"), "val", False)
+        build_dataset(
+            make_cfg("dataset=camvid", f"dataset.root={camvid_root}", "dataset.unknown_ids=maybe"), "val", False
+        )
 
 
 def test_label_size_mismatch(make_cfg, camvid_root: Path) -> None:

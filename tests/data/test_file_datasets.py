@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from rspnet.data import build_dataset
-from rspnet.data.cityscapes import CLASSES as CS, trainid_to_labelid
+from rspnet.data.cityscapes import CLASSES as CS
+from rspnet.data.cityscapes import trainid_to_labelid
 from rspnet.data.mapillary import cityscapes_class
 from rspnet.stages.data_stats import run as run_data_stats
 
@@ -34,9 +35,15 @@ def test_cityscapes_stats_map_labelids_and_trainids(make_cfg, cityscapes_root: P
     assert train["num_images"] == 2
     assert train["pixels_per_class"] == counts(sky=128, building=128, road=128, car=64, vegetation=256)
     assert train["ignored_pixels"] == 32 + 32 + 256  # unlabeled + caravan (void) + 255 train ids
-    val = {k: stats["splits"]["val"][k] for k in ("num_images", "pixels_per_class", "ignored_pixels", "images_with_class")}
-    assert val == {"num_images": 1, "pixels_per_class": counts(person=512), "ignored_pixels": 0,
-                   "images_with_class": [int(c == "person") for c in CS]}
+    val = {
+        k: stats["splits"]["val"][k] for k in ("num_images", "pixels_per_class", "ignored_pixels", "images_with_class")
+    }
+    assert val == {
+        "num_images": 1,
+        "pixels_per_class": counts(person=512),
+        "ignored_pixels": 0,
+        "images_with_class": [int(c == "person") for c in CS],
+    }
     assert (Path(cfg.paths.output_dir) / "data_stats.json").is_file()
 
 
@@ -54,12 +61,15 @@ def test_trainid_to_labelid_uses_official_ids() -> None:
     assert ids.tolist() == [[7, 8, 23, 33, 0]] and ids.dtype == np.uint8
 
 
-@pytest.mark.parametrize("version, expected, ignored", [
-    # label rows (see conftest): sky 128 | utility pole 64 | curb 64 | road 128 | marking 32 | car 32 | caravan, ego 64
-    ("v1.2", counts(sky=128, pole=64, sidewalk=64, road=160, car=32), 64),
-    # label rows: road 128 | sand 64 | arrow marking 64 | direction sign 128 | person 32 | motorcyclist 32 | advert, parking 64
-    ("v2.0", counts(road=128 + 64, terrain=64, traffic_sign=128, person=32, rider=32), 64),
-])
+@pytest.mark.parametrize(
+    "version, expected, ignored",
+    [
+        # label rows (see conftest): sky 128 | utility pole 64 | curb 64 | road 128 | marking 32 | car 32 | caravan, ego 64
+        ("v1.2", counts(sky=128, pole=64, sidewalk=64, road=160, car=32), 64),
+        # label rows: road 128 | sand 64 | arrow marking 64 | direction sign 128 | person 32 | motorcyclist 32 | advert, parking 64
+        ("v2.0", counts(road=128 + 64, terrain=64, traffic_sign=128, person=32, rider=32), 64),
+    ],
+)
 def test_mapillary_stats_map_by_name(make_cfg, make_mapillary, version: str, expected: list[int], ignored: int) -> None:
     root = make_mapillary(version)
     cfg = make_cfg("stage=data_stats", "dataset=mapillary", f"dataset.root={root}", f"dataset.version={version}")
@@ -80,14 +90,25 @@ def test_mapillary_rgb_colour_labels_decode_like_index_labels(make_cfg, make_map
     np.testing.assert_array_equal(ds.load_label(0), index_mask)
 
 
-@pytest.mark.parametrize("name, cls", [
-    ("construction--barrier--curb", "sidewalk"), ("marking--discrete--crosswalk-zebra", "road"),
-    ("marking--crosswalk-zebra", "road"), ("object--support--utility-pole", "pole"),
-    ("object--traffic-sign--back", "traffic sign"), ("object--traffic-light--pedestrians", "traffic light"),
-    ("human--rider--other-rider", "rider"), ("object--vehicle--on-rails", "train"),
-    ("object--vehicle--caravan", None), ("object--vehicle--trailer", None), ("void--ego-vehicle", None),
-    ("construction--flat--parking", None), ("construction--barrier--guard-rail", None), ("object--sign--store", None),
-])
+@pytest.mark.parametrize(
+    "name, cls",
+    [
+        ("construction--barrier--curb", "sidewalk"),
+        ("marking--discrete--crosswalk-zebra", "road"),
+        ("marking--crosswalk-zebra", "road"),
+        ("object--support--utility-pole", "pole"),
+        ("object--traffic-sign--back", "traffic sign"),
+        ("object--traffic-light--pedestrians", "traffic light"),
+        ("human--rider--other-rider", "rider"),
+        ("object--vehicle--on-rails", "train"),
+        ("object--vehicle--caravan", None),
+        ("object--vehicle--trailer", None),
+        ("void--ego-vehicle", None),
+        ("construction--flat--parking", None),
+        ("construction--barrier--guard-rail", None),
+        ("object--sign--store", None),
+    ],
+)
 def test_mapillary_ambiguous_names(name: str, cls: str | None) -> None:
     assert cityscapes_class(name) == cls
 

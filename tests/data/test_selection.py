@@ -10,8 +10,14 @@ from rspnet.data import build_datamodule
 from rspnet.data.selection import Selection, carve_holdout
 from rspnet.errors import ConfigError, DataError
 
-SMALL = ("dataset.image_size=[32,64]", "dataset.crop_size=[32,64]", "dataset.num_train=20", "dataset.num_val=3",
-         "dataset.batch_size=2", "dataset.val_batch_size=2")
+SMALL = (
+    "dataset.image_size=[32,64]",
+    "dataset.crop_size=[32,64]",
+    "dataset.num_train=20",
+    "dataset.num_val=3",
+    "dataset.batch_size=2",
+    "dataset.val_batch_size=2",
+)
 
 
 def _dm(make_cfg, *overrides: str):
@@ -26,7 +32,10 @@ def test_holdout_is_disjoint_deterministic_and_seeded(make_cfg) -> None:
     assert len(state["holdout"]) == 4 and not set(state["holdout"]) & set(state["fit"])
     assert sorted(state["holdout"] + state["fit"]) == list(range(20)) and dm.fit_indices() == state["fit"]
     assert _dm(make_cfg, "train.holdout_fraction=0.2", "train.holdout_seed=3").holdout_state() == state
-    assert _dm(make_cfg, "train.holdout_fraction=0.2", "train.holdout_seed=4").holdout_state()["holdout"] != state["holdout"]
+    assert (
+        _dm(make_cfg, "train.holdout_fraction=0.2", "train.holdout_seed=4").holdout_state()["holdout"]
+        != state["holdout"]
+    )
     # the training seed does not move the slice (the same held-out images across training seeds)
     assert _dm(make_cfg, "train.holdout_fraction=0.2", "train.holdout_seed=3", "seed=7").holdout_state() == state
     # the loaders: training over the rest, validation over the slice

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
-import re
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +45,26 @@ def _broken(edit) -> dict[str, Any]:  # noqa: ANN001
 
 
 CASES = {
-    "same_layer": (lambda d: d["nodes"][3]["inputs"].__setitem__(1, {"layer": 2, "scale": 4, "score": 0.1}),
-                   r"nodes\[3\]\.inputs\[1\]\.layer", "earlier layers"),
-    "later_layer": (lambda d: d["nodes"][0]["inputs"].__setitem__(0, {"layer": 2, "scale": 8, "score": 0.1}),
-                    r"nodes\[0\]\.inputs\[0\]\.layer", "earlier layers"),
-    "unknown_input_scale": (lambda d: d["nodes"][2]["inputs"][1].__setitem__("scale", 16),
-                            r"nodes\[2\]\.inputs\[1\]\.scale", "not a node"),
-    "stem_at_wrong_scale": (lambda d: d["nodes"][0]["inputs"][0].__setitem__("scale", 8),
-                            r"nodes\[0\]\.inputs\[0\]\.scale", "stem"),
+    "same_layer": (
+        lambda d: d["nodes"][3]["inputs"].__setitem__(1, {"layer": 2, "scale": 4, "score": 0.1}),
+        r"nodes\[3\]\.inputs\[1\]\.layer",
+        "earlier layers",
+    ),
+    "later_layer": (
+        lambda d: d["nodes"][0]["inputs"].__setitem__(0, {"layer": 2, "scale": 8, "score": 0.1}),
+        r"nodes\[0\]\.inputs\[0\]\.layer",
+        "earlier layers",
+    ),
+    "unknown_input_scale": (
+        lambda d: d["nodes"][2]["inputs"][1].__setitem__("scale", 16),
+        r"nodes\[2\]\.inputs\[1\]\.scale",
+        "not a node",
+    ),
+    "stem_at_wrong_scale": (
+        lambda d: d["nodes"][0]["inputs"][0].__setitem__("scale", 8),
+        r"nodes\[0\]\.inputs\[0\]\.scale",
+        "stem",
+    ),
     "unknown_node_scale": (lambda d: d["nodes"][1].__setitem__("scale", 16), r"nodes\[1\]\.scale", "unknown scale"),
     "bad_scales": (lambda d: d.__setitem__("scales", [4, 12]), "'scales'", "subset"),
     "too_many_inputs": (lambda d: d.__setitem__("top_k", 1), r"nodes\[2\]\.inputs", "top_k=1"),

@@ -27,7 +27,9 @@ def test_fast_dev_run_writes_macro_json_and_pictures(make_cfg, genotype_file: Pa
     import rspnet.utils.loggers
 
     logged = []
-    monkeypatch.setattr(rspnet.utils.loggers, "log_image", lambda lg, key, image, step=None: logged.append((key, image)))
+    monkeypatch.setattr(
+        rspnet.utils.loggers, "log_image", lambda lg, key, image, step=None: logged.append((key, image))
+    )
     cfg = make_cfg(*TINY, f"genotype={genotype_file}", "trainer.fast_dev_run=true", "logger=csv")
     result = run_macro_search(cfg)
     out = Path(cfg.paths.output_dir)
@@ -91,10 +93,16 @@ def test_bad_macro_options_are_config_errors(make_cfg, genotype_file: Path, opti
 
 
 @pytest.mark.parametrize("score_epochs,expected_count,first_epoch", [(1, 4, 1), (2, 8, 0)])
-def test_scores_average_the_last_score_epochs(make_cfg, genotype_file: Path, score_epochs: int,
-                                              expected_count: int, first_epoch: int) -> None:
-    cfg = make_cfg(*TINY, f"genotype={genotype_file}", "trainer.max_epochs=2", "model.layers=1",
-                   f"macro.score_epochs={score_epochs}")
+def test_scores_average_the_last_score_epochs(
+    make_cfg, genotype_file: Path, score_epochs: int, expected_count: int, first_epoch: int
+) -> None:
+    cfg = make_cfg(
+        *TINY,
+        f"genotype={genotype_file}",
+        "trainer.max_epochs=2",
+        "model.layers=1",
+        f"macro.score_epochs={score_epochs}",
+    )
     result = run_macro_search(cfg)
     ckpt = torch.load(result["checkpoint"], map_location="cpu", weights_only=False)
     assert ckpt["rspnet"]["path_scores"]["total"][-1] == expected_count  # 4 arch-half images per epoch
@@ -131,8 +139,15 @@ def test_accumulator_restore_splits_the_totals_across_ranks() -> None:
 
 @pytest.mark.slow
 def test_ddp_sim_reduces_the_path_scores_over_both_ranks(make_cfg, genotype_file: Path) -> None:
-    cfg = make_cfg(*TINY, f"genotype={genotype_file}", "trainer=ddp_sim", "trainer.max_epochs=1", "model.layers=1",
-                   "dataset.batch_size=2", "dataset.val_batch_size=2")
+    cfg = make_cfg(
+        *TINY,
+        f"genotype={genotype_file}",
+        "trainer=ddp_sim",
+        "trainer.max_epochs=1",
+        "model.layers=1",
+        "dataset.batch_size=2",
+        "dataset.val_batch_size=2",
+    )
     result = run_macro_search(cfg)
     ckpt = torch.load(result["checkpoint"], map_location="cpu", weights_only=False)
     # 4 arch-half images, 2 per rank: the saved count is the all-reduced one
@@ -141,15 +156,27 @@ def test_ddp_sim_reduces_the_path_scores_over_both_ranks(make_cfg, genotype_file
 
 
 def test_second_order_search_with_adam_runs(make_cfg, genotype_file: Path) -> None:
-    cfg = make_cfg(*TINY, f"genotype={genotype_file}", "trainer.fast_dev_run=true", "model.layers=1",
-                   "search.second_order=true", "search.arch_optim=adam")
+    cfg = make_cfg(
+        *TINY,
+        f"genotype={genotype_file}",
+        "trainer.fast_dev_run=true",
+        "model.layers=1",
+        "search.second_order=true",
+        "search.arch_optim=adam",
+    )
     assert MacroArch.load(run_macro_search(cfg)["macro"]).layers == 1
 
 
 @pytest.mark.parametrize("scoring", ["pam", "beta"])
 def test_macro_json_records_scoring_entropy_and_provenance(make_cfg, genotype_file: Path, scoring: str) -> None:
-    cfg = make_cfg(*TINY, f"genotype={genotype_file}", "trainer.max_epochs=1", f"macro.scoring={scoring}",
-                   "search.arch_optim=adam", "search.arch_adam_lr=0.05")
+    cfg = make_cfg(
+        *TINY,
+        f"genotype={genotype_file}",
+        "trainer.max_epochs=1",
+        f"macro.scoring={scoring}",
+        "search.arch_optim=adam",
+        "search.arch_adam_lr=0.05",
+    )
     result = run_macro_search(cfg)
     macro = MacroArch.load(result["macro"])
     assert macro.provenance == "searched" and macro.search["scoring"] == scoring

@@ -80,7 +80,11 @@ def _far_macro() -> dict:
     nodes = [{"layer": 1, "scale": s, "inputs": [{"layer": 0, "scale": 4, "score": 1.0}]} for s in (4, 8, 16)]
     nodes += [{"layer": 2, "scale": s, "inputs": [{"layer": 1, "scale": 16, "score": 0.6}]} for s in (4, 8, 16)]
     nodes += [
-        {"layer": 3, "scale": s, "inputs": [{"layer": 0, "scale": 4, "score": 0.5}, {"layer": 1, "scale": 8, "score": 0.4}]}
+        {
+            "layer": 3,
+            "scale": s,
+            "inputs": [{"layer": 0, "scale": 4, "score": 0.5}, {"layer": 1, "scale": 8, "score": 0.4}],
+        }
         for s in (4, 8, 16)
     ]
     return {"format": "rspnet.macro/1", "layers": 3, "scales": [4, 8, 16], "top_k": 2, "nodes": nodes}

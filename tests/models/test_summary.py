@@ -9,7 +9,8 @@ import torch
 
 from rspnet.genotype import Genotype
 from rspnet.models.derived import DerivedNet, default_macro
-from rspnet.stages.summary import PAPER_GENOTYPE, count_gflops, run as run_summary
+from rspnet.stages.summary import PAPER_GENOTYPE, count_gflops
+from rspnet.stages.summary import run as run_summary
 
 
 def test_summary_json_schema_and_counts_match_a_real_model(make_cfg, tmp_path) -> None:

@@ -45,8 +45,12 @@ class _Recorder(Trellis):
         super().__init__()
         self.scales, self.layers = [4, 8], 2
         self.stem = Stem(3, 2)
-        self.inputs: dict[Node, list[Node]] = {(1, 4): [STEM], (1, 8): [STEM],
-                                               (2, 4): [(1, 4), (1, 8)], (2, 8): [(1, 8)]}
+        self.inputs: dict[Node, list[Node]] = {
+            (1, 4): [STEM],
+            (1, 8): [STEM],
+            (2, 4): [(1, 4), (1, 8)],
+            (2, 8): [(1, 8)],
+        }
         self.calls: list[tuple[Node, int, tuple]] = []
 
     def combine(self, node: Node, xs: list[torch.Tensor], size: tuple) -> torch.Tensor:
@@ -70,15 +74,32 @@ def test_the_three_nets_are_trellises_with_their_own_combine_only() -> None:
 def test_state_dict_keys_are_those_of_existing_checkpoints(make_cfg) -> None:
     # keys written by every release so far: renaming one would break loading old checkpoints
     cell = set(_cell().state_dict())
-    assert {"alpha", "stem.layers.0.weight", "aligns.l0_s4_to_l1_s8.proj.0.weight",
-            "aligns.l1_s8_to_l2_s4.proj.1.running_mean", "cells.l2_s8.cell.edges.0.ops.0.1.weight", "head.fuse.0.weight", "head.fuse.1.running_var",
-            "head.classifier.bias"} <= cell
+    assert {
+        "alpha",
+        "stem.layers.0.weight",
+        "aligns.l0_s4_to_l1_s8.proj.0.weight",
+        "aligns.l1_s8_to_l2_s4.proj.1.running_mean",
+        "cells.l2_s8.cell.edges.0.ops.0.1.weight",
+        "head.fuse.0.weight",
+        "head.fuse.1.running_var",
+        "head.classifier.bias",
+    } <= cell
     macro = set(_macro().state_dict())
-    assert {"aligns.l0_s4_to8.proj.0.weight", "aligns.l1_s8_to4.proj.0.weight", "pams.l2_s4.beta",
-            "cells.l1_s4.cell.project.0.weight", "head.fuse.0.weight"} <= macro
+    assert {
+        "aligns.l0_s4_to8.proj.0.weight",
+        "aligns.l1_s8_to4.proj.0.weight",
+        "pams.l2_s4.beta",
+        "cells.l1_s4.cell.project.0.weight",
+        "head.fuse.0.weight",
+    } <= macro
     derived = set(DerivedNet.from_cfg(make_cfg(), GENOTYPE, default_macro(make_cfg()), 5).state_dict())
-    assert {"stem.layers.1.weight", "trellis.l1_s8.aligns.0.proj.0.weight", "trellis.l2_s8.cells.0.cell.project.1.bias",
-            "head.fuse.0.weight", "head.classifier.weight"} <= derived
+    assert {
+        "stem.layers.1.weight",
+        "trellis.l1_s8.aligns.0.proj.0.weight",
+        "trellis.l2_s8.cells.0.cell.project.1.bias",
+        "head.fuse.0.weight",
+        "head.classifier.weight",
+    } <= derived
 
 
 def test_search_nets_have_no_affine_batchnorm_and_release_per_forward_state() -> None:

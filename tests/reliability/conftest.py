@@ -37,7 +37,9 @@ def cli() -> Callable[..., subprocess.CompletedProcess]:
     """`cli(*overrides)` runs the real `rspnet` entry point and returns the finished process."""
 
     def _run(*overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run(cli_args(*overrides), cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            cli_args(*overrides), cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=timeout
+        )
 
     return _run
 
@@ -63,7 +65,9 @@ def start_cli() -> Callable[..., subprocess.Popen]:
     procs: list[subprocess.Popen] = []
 
     def _start(*overrides: str) -> subprocess.Popen:
-        proc = subprocess.Popen(cli_args(*overrides), cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            cli_args(*overrides), cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         procs.append(proc)
         return proc
 
@@ -100,8 +104,14 @@ def counting_cli(tmp_path: Path) -> Callable[..., tuple[subprocess.CompletedProc
     def _run(*overrides: str, timeout: float = 300) -> tuple[subprocess.CompletedProcess, int]:
         steps.unlink(missing_ok=True)
         argv = [sys.executable, str(script), *cli_args(*overrides)[3:]]
-        proc = subprocess.run(argv, cwd=REPO, env=cli_env() | {"RSPNET_STEPS_FILE": str(steps)},
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            argv,
+            cwd=REPO,
+            env=cli_env() | {"RSPNET_STEPS_FILE": str(steps)},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         return proc, int(steps.read_text()) if steps.is_file() else -1
 
     return _run

@@ -26,11 +26,11 @@ from .conftest import OPS, REPO, cli_env
 N = 2_000_000
 WRITERS = {
     "json": "import json\nfrom rspnet.utils.io import atomic_write_text\n"
-            f"texts = [json.dumps({{'version': v, 'payload': [v] * {N}}}) for v in (0, 1)]\n"
-            "write = lambda v: atomic_write_text(path, texts[v])",
+    f"texts = [json.dumps({{'version': v, 'payload': [v] * {N}}}) for v in (0, 1)]\n"
+    "write = lambda v: atomic_write_text(path, texts[v])",
     "checkpoint": "import torch\nfrom rspnet.utils.checkpoint import AtomicCheckpointIO\nio = AtomicCheckpointIO()\n"
-                  f"ckpts = [{{'version': v, 'w': torch.full(({N},), float(v))}} for v in (0, 1)]\n"
-                  "write = lambda v: io.save_checkpoint(ckpts[v], path)",
+    f"ckpts = [{{'version': v, 'w': torch.full(({N},), float(v))}} for v in (0, 1)]\n"
+    "write = lambda v: io.save_checkpoint(ckpts[v], path)",
 }
 LOOP = "import sys\npath = sys.argv[1]\n{writer}\nv = 0\nwhile True:\n    write(v)\n    print(v, flush=True)\n    v = 1 - v\n"
 ROUNDS = {"json": 5, "checkpoint": 2}
@@ -47,14 +47,17 @@ def _read_version(kind: str, path: Path) -> int:
     return int(ckpt["version"])
 
 
-@pytest.mark.parametrize("kind", ["json", pytest.param("checkpoint", marks=pytest.mark.slow)])  # slow: torch import per round
+@pytest.mark.parametrize(
+    "kind", ["json", pytest.param("checkpoint", marks=pytest.mark.slow)]
+)  # slow: torch import per round
 def test_sigkill_during_writes_leaves_a_complete_file(kind: str, tmp_path: Path) -> None:
     path = tmp_path / ("artifact.json" if kind == "json" else "last.ckpt")
     rng = random.Random(0)
     code = LOOP.format(writer=WRITERS[kind])
     for _ in range(ROUNDS[kind]):
-        proc = subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=REPO, env=cli_env(),
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(path)], cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, text=True
+        )
         try:
             assert proc.stdout is not None and proc.stdout.readline()  # one complete write happened
             time.sleep(rng.uniform(0.0, 0.2))  # land the kill anywhere inside a later write
@@ -127,15 +130,20 @@ def test_disk_full_is_one_clear_error_and_keeps_artifact_and_checkpoint(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "metrics.json"]
 
 
-def test_training_checkpoints_go_through_the_atomic_writer(tmp_path: Path, make_cfg, monkeypatch, genotype_file: Path) -> None:
+def test_training_checkpoints_go_through_the_atomic_writer(
+    tmp_path: Path, make_cfg, monkeypatch, genotype_file: Path
+) -> None:
     from rspnet.stages.train import run as run_train
 
     from .conftest import TRAIN
 
     written: list[str] = []
     original = AtomicCheckpointIO.save_checkpoint
-    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint",
-                        lambda self, ckpt, path, storage_options=None: (written.append(Path(path).name), original(self, ckpt, path))[1])
+    monkeypatch.setattr(
+        AtomicCheckpointIO,
+        "save_checkpoint",
+        lambda self, ckpt, path, storage_options=None: (written.append(Path(path).name), original(self, ckpt, path))[1],
+    )
     run_train(make_cfg(*TRAIN, "trainer.max_epochs=1", f"genotype={genotype_file}", out=tmp_path / "run"))
     assert "last.ckpt" in written and any(name.startswith("best") for name in written)
 

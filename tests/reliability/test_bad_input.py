@@ -15,10 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from rspnet.stages import run_stage as run
 from rspnet.data import build_dataset
 from rspnet.errors import ArtifactError, ConfigError, DataError
 from rspnet.genotype import Genotype
+from rspnet.stages import run_stage as run
 from rspnet.stages.train import run as run_train
 
 from .conftest import CELL, OPS, TRAIN
@@ -34,8 +34,11 @@ def one_line(err: pytest.ExceptionInfo) -> str:
 
 def _previous_run(out: Path) -> dict[Path, bytes]:
     """Artifacts of an earlier run in `out`, its config.yaml included (contents to compare afterwards)."""
-    files = {out / "train.json": b'{"best_val_miou": 0.5}\n', out / "checkpoints" / "last.ckpt": b"previous checkpoint",
-             out / "config.yaml": b"seed: 123\n"}
+    files = {
+        out / "train.json": b'{"best_val_miou": 0.5}\n',
+        out / "checkpoints" / "last.ckpt": b"previous checkpoint",
+        out / "config.yaml": b"seed: 123\n",
+    }
     for path, data in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -45,11 +48,13 @@ def _previous_run(out: Path) -> dict[Path, bytes]:
 def _assert_intact(out: Path, files: dict[Path, bytes]) -> None:
     """Byte-identical: every previous file unchanged and no file added (config.yaml included)."""
     assert all(path.read_bytes() == data for path, data in files.items())
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == \
-        sorted({p.relative_to(out).as_posix() for p in files} | {"checkpoints"})
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == sorted(
+        {p.relative_to(out).as_posix() for p in files} | {"checkpoints"}
+    )
 
 
 # --- images ------------------------------------------------------------------------------
+
 
 def _truncated_png(path: Path) -> None:
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 32, 3), dtype=np.uint8)).save(path)
@@ -64,7 +69,9 @@ def _empty(path: Path) -> None:
     path.write_bytes(b"")
 
 
-@pytest.mark.parametrize("damage", [_truncated_png, _corrupt_jpeg, _empty], ids=["truncated_png", "corrupt_jpeg", "empty_file"])
+@pytest.mark.parametrize(
+    "damage", [_truncated_png, _corrupt_jpeg, _empty], ids=["truncated_png", "corrupt_jpeg", "empty_file"]
+)
 def test_unreadable_image_names_the_file(make_cfg, cityscapes_root: Path, damage) -> None:
     damage(cityscapes_root / TRAIN_IMG)
     ds = build_dataset(make_cfg("dataset=cityscapes", f"dataset.root={cityscapes_root}"), "train", True)
@@ -84,6 +91,7 @@ def test_grayscale_and_alpha_images_are_converted_to_rgb(make_cfg, cityscapes_ro
 
 # --- genotype / macro files through a stage ------------------------------------------------
 
+
 def _genotype_doc(edit) -> str:  # noqa: ANN001
     doc = Genotype.from_ops(OPS, rsp=True).to_dict()
     edit(doc)
@@ -94,7 +102,10 @@ GENOTYPES = {
     "empty_file": ("", "not valid JSON"),
     "truncated": ('{"format": "rspnet.genotype/1", "edges": [', "not valid JSON"),
     "not_an_object": ("[1, 2, 3]", "'format'"),
-    "nan_weight": (_genotype_doc(lambda d: d["edges"][0]["weights"].__setitem__(0, float("nan"))), "'edges[0].weights'"),
+    "nan_weight": (
+        _genotype_doc(lambda d: d["edges"][0]["weights"].__setitem__(0, float("nan"))),
+        "'edges[0].weights'",
+    ),
     "short_weights": (_genotype_doc(lambda d: d["edges"][0].__setitem__("weights", [0.25] * 4)), "'edges[0].weights'"),
     "not_an_edge": (_genotype_doc(lambda d: d["edges"][2].__setitem__("src", 2)), "'edges[2].src/dst'"),
     "edges_not_a_list": (_genotype_doc(lambda d: d.__setitem__("edges", "conv")), "'edges'"),
@@ -117,11 +128,26 @@ def test_bad_genotype_file_stops_the_stage_before_anything_is_written(make_cfg, 
 
 
 def _macro_doc(edit) -> str:  # noqa: ANN001
-    doc = {"format": "rspnet.macro/1", "layers": 2, "scales": [4, 8], "top_k": 2, "nodes": [
-        {"layer": 1, "scale": 4, "inputs": [{"layer": 0, "scale": 4, "score": 1.0}]},
-        {"layer": 1, "scale": 8, "inputs": [{"layer": 0, "scale": 4, "score": 1.0}]},
-        {"layer": 2, "scale": 4, "inputs": [{"layer": 1, "scale": 4, "score": 0.6}, {"layer": 1, "scale": 8, "score": 0.4}]},
-        {"layer": 2, "scale": 8, "inputs": [{"layer": 1, "scale": 8, "score": 0.6}, {"layer": 0, "scale": 4, "score": 0.4}]}]}
+    doc = {
+        "format": "rspnet.macro/1",
+        "layers": 2,
+        "scales": [4, 8],
+        "top_k": 2,
+        "nodes": [
+            {"layer": 1, "scale": 4, "inputs": [{"layer": 0, "scale": 4, "score": 1.0}]},
+            {"layer": 1, "scale": 8, "inputs": [{"layer": 0, "scale": 4, "score": 1.0}]},
+            {
+                "layer": 2,
+                "scale": 4,
+                "inputs": [{"layer": 1, "scale": 4, "score": 0.6}, {"layer": 1, "scale": 8, "score": 0.4}],
+            },
+            {
+                "layer": 2,
+                "scale": 8,
+                "inputs": [{"layer": 1, "scale": 8, "score": 0.6}, {"layer": 0, "scale": 4, "score": 0.4}],
+            },
+        ],
+    }
     edit(doc)
     return json.dumps(doc)
 
@@ -131,16 +157,23 @@ MACROS = {
     "empty_file": ("", "not valid JSON"),
     "node_past_the_last_layer": (_macro_doc(lambda d: d["nodes"][3].__setitem__("layer", 9)), "'nodes[3].layer'"),
     "duplicate_node": (_macro_doc(lambda d: d["nodes"].append(copy.deepcopy(d["nodes"][0]))), "'nodes[4]'"),
-    "input_from_a_later_layer": (_macro_doc(lambda d: d["nodes"][0]["inputs"][0].__setitem__("layer", 2)), "'nodes[0].inputs[0].layer'"),
-    "nan_score": (_macro_doc(lambda d: d["nodes"][0]["inputs"][0].__setitem__("score", float("nan"))), "'nodes[0].inputs[0].score'"),
+    "input_from_a_later_layer": (
+        _macro_doc(lambda d: d["nodes"][0]["inputs"][0].__setitem__("layer", 2)),
+        "'nodes[0].inputs[0].layer'",
+    ),
+    "nan_score": (
+        _macro_doc(lambda d: d["nodes"][0]["inputs"][0].__setitem__("score", float("nan"))),
+        "'nodes[0].inputs[0].score'",
+    ),
     "no_inputs": (_macro_doc(lambda d: d["nodes"][0].__setitem__("inputs", [])), "'nodes[0].inputs'"),
     "layers_not_an_int": (_macro_doc(lambda d: d.__setitem__("layers", "2")), "'layers'"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(MACROS))
-def test_bad_macro_file_stops_the_stage_before_anything_is_written(make_cfg, tmp_path: Path, genotype_file: Path,
-                                                                   case: str) -> None:
+def test_bad_macro_file_stops_the_stage_before_anything_is_written(
+    make_cfg, tmp_path: Path, genotype_file: Path, case: str
+) -> None:
     text, field = MACROS[case]
     bad, out = tmp_path / "macro.json", tmp_path / "run"
     bad.write_text(text)
@@ -160,15 +193,28 @@ def test_bad_macro_file_stops_the_stage_before_anything_is_written(make_cfg, tmp
 
 # --- checkpoints ----------------------------------------------------------------------------
 
-def test_resuming_a_checkpoint_of_another_preset_lists_the_mismatched_keys(make_cfg, tmp_path: Path, genotype_file: Path) -> None:
+
+def test_resuming_a_checkpoint_of_another_preset_lists_the_mismatched_keys(
+    make_cfg, tmp_path: Path, genotype_file: Path
+) -> None:
     first = tmp_path / "first"
-    run_train(make_cfg(*TRAIN, "trainer.max_epochs=1", "trainer.limit_train_batches=1", f"genotype={genotype_file}", out=first))
+    run_train(
+        make_cfg(
+            *TRAIN, "trainer.max_epochs=1", "trainer.limit_train_batches=1", f"genotype={genotype_file}", out=first
+        )
+    )
     ckpt = first / "checkpoints" / "last.ckpt"
     before = ckpt.read_bytes()
     with pytest.raises(ArtifactError) as err:
-        run_train(make_cfg(*TRAIN, "model.base_width=8", f"ckpt_path={ckpt}", f"genotype={genotype_file}", out=tmp_path / "other"))
+        run_train(
+            make_cfg(
+                *TRAIN, "model.base_width=8", f"ckpt_path={ckpt}", f"genotype={genotype_file}", out=tmp_path / "other"
+            )
+        )
     msg = one_line(err)
-    assert f"ckpt_path={ckpt}" in msg and "shape mismatch: net.head" in msg and "[32, 12, 1, 1] vs [32, 24, 1, 1]" in msg
+    assert (
+        f"ckpt_path={ckpt}" in msg and "shape mismatch: net.head" in msg and "[32, 12, 1, 1] vs [32, 24, 1, 1]" in msg
+    )
     assert ckpt.read_bytes() == before and not (tmp_path / "other" / "checkpoints").exists()
 
 
@@ -202,6 +248,7 @@ def test_corrupt_checkpoint_is_one_clear_error(make_cfg, tmp_path: Path, content
 
 # --- output dir and disk ---------------------------------------------------------------------
 
+
 def test_output_dir_not_writable(make_cfg, tmp_path: Path, monkeypatch) -> None:
     out = tmp_path / "readonly"
     out.mkdir()
@@ -228,7 +275,9 @@ def test_disk_full_during_a_search_keeps_the_previous_genotype(make_cfg, tmp_pat
         return real_write(self, data, *args, **kwargs)
 
     monkeypatch.setattr(Path, "write_text", write_text)
-    with pytest.raises(ArtifactError, match=r"genotype\.json: No space left on device; the previous file .* intact") as err:
+    with pytest.raises(
+        ArtifactError, match=r"genotype\.json: No space left on device; the previous file .* intact"
+    ) as err:
         run(make_cfg(*CELL, "trainer.max_epochs=1", "trainer.limit_train_batches=1", out=out))
     one_line(err)
     assert (out / "genotype.json").read_bytes() == previous
@@ -236,6 +285,7 @@ def test_disk_full_during_a_search_keeps_the_previous_genotype(make_cfg, tmp_pat
 
 
 # --- through the CLI: one line, exit 2, no traceback -------------------------------------------
+
 
 def _expect_cli_error(proc, *needles: str) -> str:  # noqa: ANN001
     assert proc.returncode == 2, proc.stderr[-3000:]
@@ -251,10 +301,15 @@ def test_cli_bad_genotype_keeps_the_previous_run(cli, tmp_path: Path) -> None:
     bad, out = tmp_path / "genotype.json", tmp_path / "run"
     bad.write_text(GENOTYPES["unknown_op"][0])
     previous = _previous_run(out)
-    _expect_cli_error(cli(*TRAIN, f"genotype={bad}", f"paths.output_dir={out}"), str(bad), "'edges[0].op'", "sep_conv_7x7")
+    _expect_cli_error(
+        cli(*TRAIN, f"genotype={bad}", f"paths.output_dir={out}"), str(bad), "'edges[0].op'", "sep_conv_7x7"
+    )
     # Hydra writes its run record (.hydra/, <job>.log) before rspnet runs; nothing else may change
-    hydra_record = {p.relative_to(out).as_posix() for p in out.rglob("*")
-                    if p.relative_to(out).parts[0] == ".hydra" or p.name == "cli.log"}
+    hydra_record = {
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.relative_to(out).parts[0] == ".hydra" or p.name == "cli.log"
+    }
     assert hydra_record <= {".hydra", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "cli.log"}
     for extra in sorted(hydra_record, reverse=True):
         (out / extra).rmdir() if (out / extra).is_dir() else (out / extra).unlink()
@@ -263,20 +318,31 @@ def test_cli_bad_genotype_keeps_the_previous_run(cli, tmp_path: Path) -> None:
 
 def test_cli_output_dir_under_a_regular_file(cli, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("a regular file")
-    _expect_cli_error(cli(*CELL, f"paths.output_dir={tmp_path / 'file' / 'run'}"), "paths.output_dir=", "cannot create it")
+    _expect_cli_error(
+        cli(*CELL, f"paths.output_dir={tmp_path / 'file' / 'run'}"), "paths.output_dir=", "cannot create it"
+    )
 
 
 # a file dataset, not debug=tiny's synthetic one
-ON_FILES = tuple(o for o in CELL if not o.startswith("debug=")) + \
-    ("trainer.enable_progress_bar=false", "logger=none") + \
-    ("dataset.crop_size=[16,32]", "dataset.batch_size=1", "dataset.val_batch_size=1",
-     "train.select=last", "train.holdout_fraction=0")  # the file fixtures hold 2 train images: both go to the search halves
+ON_FILES = (
+    tuple(o for o in CELL if not o.startswith("debug="))
+    + ("trainer.enable_progress_bar=false", "logger=none")
+    + (
+        "dataset.crop_size=[16,32]",
+        "dataset.batch_size=1",
+        "dataset.val_batch_size=1",
+        "train.select=last",
+        "train.holdout_fraction=0",
+    )
+)  # the file fixtures hold 2 train images: both go to the search halves
 
 
 @pytest.mark.slow
 def test_cli_corrupt_image_during_a_search(cli, tmp_path: Path, cityscapes_root: Path) -> None:
     _truncated_png(cityscapes_root / TRAIN_IMG)
-    proc = cli(*ON_FILES, "dataset=cityscapes", f"dataset.root={cityscapes_root}", f"paths.output_dir={tmp_path / 'run'}")
+    proc = cli(
+        *ON_FILES, "dataset=cityscapes", f"dataset.root={cityscapes_root}", f"paths.output_dir={tmp_path / 'run'}"
+    )
     _expect_cli_error(proc, str(cityscapes_root / TRAIN_IMG), "cannot read image")
     assert not (tmp_path / "run" / "genotype.json").exists()
 
@@ -321,8 +387,14 @@ def test_config_is_saved_before_the_first_checkpoint(make_cfg, tmp_path: Path, m
 
     out, seen = tmp_path / "run", []
     original = AtomicCheckpointIO.save_checkpoint
-    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint",
-                        lambda self, ckpt, path, storage_options=None: (seen.append((out / "config.yaml").is_file()), original(self, ckpt, path))[1])
+    monkeypatch.setattr(
+        AtomicCheckpointIO,
+        "save_checkpoint",
+        lambda self, ckpt, path, storage_options=None: (
+            seen.append((out / "config.yaml").is_file()),
+            original(self, ckpt, path),
+        )[1],
+    )
     run(make_cfg(*CELL, "trainer.max_epochs=1", "trainer.limit_train_batches=1", "seed=7", out=out))
     assert seen and all(seen)
     assert "seed: 7" in (out / "config.yaml").read_text().splitlines()

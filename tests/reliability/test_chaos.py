@@ -21,9 +21,16 @@ from .conftest import DATA
 
 STAGES = pipeline.STAGES
 # about 10 s of work per stage on one core: long enough to land kills inside each stage
-PIPELINE = ("stage=pipeline", *DATA, "stage.cell_search_epochs=3", "stage.macro_search_epochs=3",
-            "stage.train_epochs=3",
-            "trainer.deterministic=true", "dataset.num_train=16", "dataset.num_val=4")
+PIPELINE = (
+    "stage=pipeline",
+    *DATA,
+    "stage.cell_search_epochs=3",
+    "stage.macro_search_epochs=3",
+    "stage.train_epochs=3",
+    "trainer.deterministic=true",
+    "dataset.num_train=16",
+    "dataset.num_val=4",
+)
 RESUME = "ckpt_path=last"  # README: a killed pipeline resumes with the same command + ckpt_path=last
 
 
@@ -112,6 +119,7 @@ def test_resume_skips_finished_stages_and_continues_the_killed_one(make_cfg, tmp
             if name in crash:
                 raise crash.pop(name)  # killed after its first checkpoint
             return {"stage": name, "best_ckpt": None, "loss": float("nan")}
+
         return stage
 
     monkeypatch.setattr(rspnet.stages, "get_stage", fake)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rspnet.stages import run_stage as run
 from rspnet.errors import ConfigError
+from rspnet.stages import run_stage as run
 from rspnet.utils.trainer import build_trainer
 
 from .conftest import CELL
@@ -17,7 +17,9 @@ ONE_EPOCH = (*CELL, "trainer.max_epochs=1")
 
 
 def _alpha(out: Path) -> torch.Tensor:
-    return torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]["net.alpha"]
+    return torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"][
+        "net.alpha"
+    ]
 
 
 def test_same_seed_same_genotype_and_alpha(make_cfg, tmp_path: Path) -> None:

@@ -29,8 +29,15 @@ EXAMPLES = {"genotype": 200, "macro": 200, "checkpoint": 100, "labels": 10, "map
 
 
 def fuzz(parser: str) -> Any:
-    return settings(max_examples=EXAMPLES[parser], derandomize=True, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    return settings(
+        max_examples=EXAMPLES[parser],
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
 NUMBERS = [float("nan"), float("inf"), -float("inf"), 1e308, -1e308, 10**400, 2**63, -1, 0, 1, 7, 0.5, -0.0]
 OTHERS = [None, True, False, "", "x", "nan", "conv_3x3", [], [1, 2], [[1]], {}, {"a": 1}]
 # half the replacements are odd numbers (NaN, inf, huge), half wrong types
@@ -95,11 +102,26 @@ def _only(folder: Path, *names: str) -> None:
 
 
 def _macro_doc() -> dict:
-    return {"format": "rspnet.macro/1", "layers": 2, "scales": [4, 8], "top_k": 2, "nodes": [
-        {"layer": 1, "scale": 4, "inputs": [{"layer": 0, "scale": 4, "score": 1.0}]},
-        {"layer": 1, "scale": 8, "inputs": [{"layer": 0, "scale": 4, "score": 1.0}]},
-        {"layer": 2, "scale": 4, "inputs": [{"layer": 1, "scale": 4, "score": 0.6}, {"layer": 1, "scale": 8, "score": 0.4}]},
-        {"layer": 2, "scale": 8, "inputs": [{"layer": 1, "scale": 8, "score": 0.6}, {"layer": 0, "scale": 4, "score": 0.4}]}]}
+    return {
+        "format": "rspnet.macro/1",
+        "layers": 2,
+        "scales": [4, 8],
+        "top_k": 2,
+        "nodes": [
+            {"layer": 1, "scale": 4, "inputs": [{"layer": 0, "scale": 4, "score": 1.0}]},
+            {"layer": 1, "scale": 8, "inputs": [{"layer": 0, "scale": 4, "score": 1.0}]},
+            {
+                "layer": 2,
+                "scale": 4,
+                "inputs": [{"layer": 1, "scale": 4, "score": 0.6}, {"layer": 1, "scale": 8, "score": 0.4}],
+            },
+            {
+                "layer": 2,
+                "scale": 8,
+                "inputs": [{"layer": 1, "scale": 8, "score": 0.6}, {"layer": 0, "scale": 4, "score": 0.4}],
+            },
+        ],
+    }
 
 
 @fuzz("genotype")
@@ -185,7 +207,9 @@ def _label_bytes(data: st.DataObject, kind: str, h: int, w: int) -> bytes:
     arr = rng.integers(0, 12, (h, w), dtype=np.uint8)
     buf = io.BytesIO()
     if kind == "size":
-        Image.fromarray(arr[: data.draw(st.integers(1, h), label="h"), : data.draw(st.integers(1, w), label="w")]).save(buf, "PNG")
+        Image.fromarray(arr[: data.draw(st.integers(1, h), label="h"), : data.draw(st.integers(1, w), label="w")]).save(
+            buf, "PNG"
+        )
     elif kind == "rgb":
         Image.fromarray(np.stack([arr] * 3, -1)).save(buf, "PNG")
     elif kind == "uint16":

@@ -69,25 +69,50 @@ def trained_ckpt(make_cfg, tmp_path: Path, genotype_file: Path) -> Path:
     from rspnet.stages.train import run as run_train
 
     out = tmp_path / "trained"
-    run_train(make_cfg(*TRAIN, "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
-                       f"genotype={genotype_file}", out=out))
+    run_train(
+        make_cfg(
+            *TRAIN,
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=1",
+            "trainer.limit_val_batches=1",
+            f"genotype={genotype_file}",
+            out=out,
+        )
+    )
     return out / "checkpoints" / "last.ckpt"
 
 
-def test_predict_converts_grayscale_alpha_and_palette_files_at_odd_sizes(make_cfg, tmp_path: Path, trained_ckpt: Path) -> None:
+def test_predict_converts_grayscale_alpha_and_palette_files_at_odd_sizes(
+    make_cfg, tmp_path: Path, trained_ckpt: Path
+) -> None:
     from rspnet.stages.predict import run as run_predict
 
     folder = tmp_path / "images"
     folder.mkdir()
     rng = np.random.default_rng(0)
-    modes = {"gray.png": "L", "gray_alpha.png": "LA", "rgba.png": "RGBA", "palette.png": "P", "photo.jpg": "RGB", "cmyk.jpg": "CMYK"}
+    modes = {
+        "gray.png": "L",
+        "gray_alpha.png": "LA",
+        "rgba.png": "RGBA",
+        "palette.png": "P",
+        "photo.jpg": "RGB",
+        "cmyk.jpg": "CMYK",
+    }
     sizes = {}
     for (name, mode), (h, w) in zip(modes.items(), [*SIZES, (31, 45), (50, 33)]):
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).convert(mode).save(folder / name)
         sizes[Path(name).stem] = (w, h)
     out = tmp_path / "pred"
-    run_predict(make_cfg("stage=predict", f"ckpt={trained_ckpt}", f"predict.input={folder}", "inference.mode=slide",
-                         "inference.slide_crop=[32,32]", out=out))
+    run_predict(
+        make_cfg(
+            "stage=predict",
+            f"ckpt={trained_ckpt}",
+            f"predict.input={folder}",
+            "inference.mode=slide",
+            "inference.slide_crop=[32,32]",
+            out=out,
+        )
+    )
     written = {p.stem: p for p in out.rglob("*.png") if "overlay" in p.parts}
     assert written.keys() == sizes.keys()
     for stem, path in written.items():

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from rspnet.stages import run_stage as run
 from rspnet.errors import NonFiniteError
 from rspnet.genotype import Genotype
 from rspnet.lit.search_module import SearchModule
 from rspnet.lit.seg_module import SegModule
+from rspnet.stages import run_stage as run
 from rspnet.stages.cell_search import run as run_cell_search
 from rspnet.stages.train import run as run_train
 
@@ -38,7 +38,9 @@ def _finite_alpha(ckpt: Path) -> torch.Tensor:
     return alpha
 
 
-def test_nan_loss_stops_with_a_checkpoint_and_keeps_the_previous_genotype(make_cfg, tmp_path: Path, monkeypatch) -> None:
+def test_nan_loss_stops_with_a_checkpoint_and_keeps_the_previous_genotype(
+    make_cfg, tmp_path: Path, monkeypatch
+) -> None:
     out = tmp_path / "run"
     _nan_loss_from_epoch(monkeypatch, SearchModule, epoch=1)
     with pytest.raises(NonFiniteError, match=r"arch loss is nan at epoch 1.*nonfinite\.ckpt.*skip_nonfinite") as info:
@@ -57,8 +59,10 @@ def test_skip_nonfinite_skips_the_bad_steps_and_finishes(make_cfg, tmp_path: Pat
     result = run(make_cfg(*TWO_EPOCHS, "search.skip_nonfinite=true", out=out))
     assert result["epochs"] == 2 and Genotype.load(out / "genotype.json").search["epochs"] == 2
     # every step of epoch 2 was skipped: alpha is what one clean epoch gives (same seed)
-    assert torch.equal(_finite_alpha(out / "checkpoints" / "last.ckpt"),
-                       _finite_alpha(tmp_path / "one_epoch" / "checkpoints" / "last.ckpt"))
+    assert torch.equal(
+        _finite_alpha(out / "checkpoints" / "last.ckpt"),
+        _finite_alpha(tmp_path / "one_epoch" / "checkpoints" / "last.ckpt"),
+    )
 
 
 def test_inf_arch_gradient_stops_before_alpha_moves(make_cfg, tmp_path: Path, monkeypatch) -> None:
@@ -91,18 +95,26 @@ def test_non_finite_alpha_after_a_step_is_rolled_back(make_cfg, tmp_path: Path) 
     Genotype.load(tmp_path / "skip" / "genotype.json")
 
 
-def test_nan_training_loss_keeps_the_last_good_checkpoint(make_cfg, tmp_path: Path, monkeypatch, genotype_file: Path) -> None:
+def test_nan_training_loss_keeps_the_last_good_checkpoint(
+    make_cfg, tmp_path: Path, monkeypatch, genotype_file: Path
+) -> None:
     out = tmp_path / "run"
     from rspnet.lit import seg_module
 
     original = seg_module.seg_loss
     epoch = {"now": 0}
-    monkeypatch.setattr(SegModule, "on_train_epoch_start", lambda self: epoch.update(now=self.current_epoch), raising=False)
-    monkeypatch.setattr(seg_module, "seg_loss", lambda *a, **k: original(*a, **k) * (float("nan") if epoch["now"] >= 1 else 1.0))
+    monkeypatch.setattr(
+        SegModule, "on_train_epoch_start", lambda self: epoch.update(now=self.current_epoch), raising=False
+    )
+    monkeypatch.setattr(
+        seg_module, "seg_loss", lambda *a, **k: original(*a, **k) * (float("nan") if epoch["now"] >= 1 else 1.0)
+    )
     with pytest.raises(NonFiniteError, match="training loss is nan at epoch 1"):
         run_train(make_cfg(*TRAIN, "trainer.max_epochs=2", f"genotype={genotype_file}", out=out))
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert ckpt["epoch"] == 0 and all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+    assert ckpt["epoch"] == 0 and all(
+        torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point()
+    )
 
 
 @pytest.mark.slow

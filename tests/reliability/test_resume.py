@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from rspnet.stages import run_stage as run
 from rspnet.lit.search_module import SearchModule
 from rspnet.lit.seg_module import SegModule
+from rspnet.stages import run_stage as run
+
 from .conftest import CELL, MACRO, TRAIN, kill_when
 
 DETERMINISTIC = ("trainer.max_epochs=2", "trainer.deterministic=true")
@@ -64,8 +65,9 @@ def _interrupt_at_epoch(epoch: int) -> Callable[[object], None]:
 
 
 @pytest.mark.parametrize("module, stage", [(SearchModule, CELL), (SegModule, TRAIN)], ids=["cell_search", "train"])
-def test_interrupted_then_resumed_equals_uninterrupted(make_cfg, tmp_path: Path, monkeypatch, genotype_file: Path,
-                                                      module: type, stage: tuple[str, ...]) -> None:
+def test_interrupted_then_resumed_equals_uninterrupted(
+    make_cfg, tmp_path: Path, monkeypatch, genotype_file: Path, module: type, stage: tuple[str, ...]
+) -> None:
     args = (*stage, *DETERMINISTIC, f"genotype={genotype_file}")
     full, cut = tmp_path / "full", tmp_path / "cut"
     steps = _count_steps(monkeypatch, module)
@@ -94,8 +96,13 @@ def _last_epoch(out: Path) -> int | None:
         return None
 
 
-def _kill_after_epoch_1(start_cli: Callable[..., subprocess.Popen], counting_cli: Callable[..., tuple],
-                        args: tuple[str, ...], full: Path, cut: Path) -> None:
+def _kill_after_epoch_1(
+    start_cli: Callable[..., subprocess.Popen],
+    counting_cli: Callable[..., tuple],
+    args: tuple[str, ...],
+    full: Path,
+    cut: Path,
+) -> None:
     """Uninterrupted CLI run into `full`; CLI run into `cut` SIGKILLed after epoch 1's checkpoint; resume it."""
     done, full_steps = counting_cli(*args, f"paths.output_dir={full}")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -122,13 +129,23 @@ def test_cell_search_killed_with_sigkill_resumes_exactly(start_cli, counting_cli
 
 
 @pytest.mark.slow
-def test_macro_search_killed_with_sigkill_resumes_exactly(start_cli, counting_cli, tmp_path: Path, genotype_file: Path) -> None:
+def test_macro_search_killed_with_sigkill_resumes_exactly(
+    start_cli, counting_cli, tmp_path: Path, genotype_file: Path
+) -> None:
     full, cut = tmp_path / "full", tmp_path / "cut"
-    _kill_after_epoch_1(start_cli, counting_cli, (*MACRO, *SLOWER, *DETERMINISTIC, f"genotype={genotype_file}"), full, cut)
-    assert (cut / "macro.json").read_text().replace(str(cut), "") == (full / "macro.json").read_text().replace(str(full), "")
+    _kill_after_epoch_1(
+        start_cli, counting_cli, (*MACRO, *SLOWER, *DETERMINISTIC, f"genotype={genotype_file}"), full, cut
+    )
+    assert (cut / "macro.json").read_text().replace(str(cut), "") == (full / "macro.json").read_text().replace(
+        str(full), ""
+    )
 
 
 @pytest.mark.slow
-def test_training_killed_with_sigkill_resumes_exactly(start_cli, counting_cli, tmp_path: Path, genotype_file: Path) -> None:
+def test_training_killed_with_sigkill_resumes_exactly(
+    start_cli, counting_cli, tmp_path: Path, genotype_file: Path
+) -> None:
     full, cut = tmp_path / "full", tmp_path / "cut"
-    _kill_after_epoch_1(start_cli, counting_cli, (*TRAIN, *SLOWER, *DETERMINISTIC, f"genotype={genotype_file}"), full, cut)
+    _kill_after_epoch_1(
+        start_cli, counting_cli, (*TRAIN, *SLOWER, *DETERMINISTIC, f"genotype={genotype_file}"), full, cut
+    )

@@ -30,7 +30,9 @@ class _Indexed(torch.utils.data.Dataset):
         return torch.full((3, *self.size), float(i)), torch.zeros(self.size, dtype=torch.long)
 
 
-def test_arch_step_sees_only_the_arch_half_and_weight_step_only_the_weight_half(make_cfg, tmp_path: Path, monkeypatch) -> None:
+def test_arch_step_sees_only_the_arch_half_and_weight_step_only_the_weight_half(
+    make_cfg, tmp_path: Path, monkeypatch
+) -> None:
     from rspnet.data import build_datamodule
     from rspnet.models.supernet import CellSupernet
     from rspnet.stages.cell_search import fit_search
@@ -56,6 +58,7 @@ def test_arch_step_sees_only_the_arch_half_and_weight_step_only_the_weight_half(
                 return method(self, *args)
             finally:
                 step.pop()
+
         return wrapped
 
     monkeypatch.setattr(SearchModule, "arch_step", within("arch", SearchModule.arch_step))
@@ -81,11 +84,15 @@ class _TinySupernet(nn.Module):
         return self.cls(torch.tanh(w[0] * self.a(x) + w[1] * torch.relu(self.b(x))))
 
 
-def _exact_unrolled(net: _TinySupernet, loss_fn, weights: dict[str, torch.Tensor], wb, ab, xi: float, wd: float) -> torch.Tensor:  # noqa: ANN001
+def _exact_unrolled(
+    net: _TinySupernet, loss_fn, weights: dict[str, torch.Tensor], wb, ab, xi: float, wd: float
+) -> torch.Tensor:  # noqa: ANN001
     """d/d alpha of L_val(w - xi * (grad_w L_train(w, alpha) + wd * w), alpha), by double backward."""
     names = list(weights)
     params = dict(weights) | {"alpha": net.alpha}
-    g = torch.autograd.grad(loss_fn(functional_call(net, params, (wb[0],)), wb[1]), [params[n] for n in names], create_graph=True)
+    g = torch.autograd.grad(
+        loss_fn(functional_call(net, params, (wb[0],)), wb[1]), [params[n] for n in names], create_graph=True
+    )
     unrolled = {n: params[n] - xi * (gn + wd * params[n]) for n, gn in zip(names, g)} | {"alpha": net.alpha}
     return torch.autograd.grad(loss_fn(functional_call(net, unrolled, (ab[0],)), ab[1]), net.alpha)[0]
 

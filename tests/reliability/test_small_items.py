@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rspnet.stages import run_stage as run
 from rspnet.lit.search_module import SearchModule, steps_to_epochs
+from rspnet.stages import run_stage as run
 
 from .conftest import CELL
 
@@ -31,7 +31,11 @@ def test_step_limited_search_anneals_the_lr_once(make_cfg, tmp_path: Path, monke
 
     monkeypatch.setattr(SearchModule, "on_train_epoch_start", record, raising=False)
     # 8 train images, arch_split 0.5, batch 4: one batch per epoch, two optimizer steps per batch -> 5 epochs
-    run(make_cfg(*CELL, "trainer.max_epochs=-1", "trainer.max_steps=10", "trainer.limit_val_batches=0", out=tmp_path / "run"))
+    run(
+        make_cfg(
+            *CELL, "trainer.max_epochs=-1", "trainer.max_steps=10", "trainer.limit_val_batches=0", out=tmp_path / "run"
+        )
+    )
     assert len(lrs) == 5 and set(t_max) == {5}
     assert all(a > b for a, b in zip(lrs, lrs[1:])), lrs  # strictly decreasing: no restart of the cosine
 
@@ -78,8 +82,10 @@ def test_rsp_shuffle_false_reaches_every_network(make_cfg) -> None:
     }
     for name, build in builders.items():
         torch.manual_seed(0)
-        on, off = (build(make_cfg(f"rsp.shuffle={flag}", "model.layers=1", "model.search_layers=1", "model.scales=[4,8]"))
-                   for flag in ("true", "false"))
+        on, off = (
+            build(make_cfg(f"rsp.shuffle={flag}", "model.layers=1", "model.search_layers=1", "model.scales=[4,8]"))
+            for flag in ("true", "false")
+        )
         off.load_state_dict(on.state_dict())
         with torch.no_grad():
             y_on, y_off = on(x), off(x)
@@ -89,4 +95,4 @@ def test_rsp_shuffle_false_reaches_every_network(make_cfg) -> None:
             rsp = next(m for m in off.modules() if isinstance(m, RSP))
             h = torch.randn(1, rsp.split * 2, 8, 8)
             with torch.no_grad():
-                assert torch.equal(rsp(h)[:, rsp.split:], h[:, rsp.split:])
+                assert torch.equal(rsp(h)[:, rsp.split :], h[:, rsp.split :])

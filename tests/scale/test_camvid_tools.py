@@ -17,10 +17,17 @@ def _fake_runner(calls: list[list[str]]):
         calls.append(args)
         out = Path(next(a for a in args if a.startswith("paths.output_dir=")).split("=", 1)[1])
         weighted = "train.class_weights=auto" in args
-        train = {"params": 123_000, "best_val_miou": 0.3, "selected_ckpt": str(out / "train" / "last.ckpt"),
-                 "selection": {"selected_on": "held-out 0.1 of train (seed 0, 37 images)"}}
-        metrics = {"miou": 0.5 if weighted else 0.4, "split": "val",
-                   "iou_per_class": {"sky": 0.9, "pole": 0.1 if weighted else None}}
+        train = {
+            "params": 123_000,
+            "best_val_miou": 0.3,
+            "selected_ckpt": str(out / "train" / "last.ckpt"),
+            "selection": {"selected_on": "held-out 0.1 of train (seed 0, 37 images)"},
+        }
+        metrics = {
+            "miou": 0.5 if weighted else 0.4,
+            "split": "val",
+            "iou_per_class": {"sky": 0.9, "pole": 0.1 if weighted else None},
+        }
         if "stage=eval" in args:
             (out).mkdir(parents=True, exist_ok=True)
             (out / "metrics.json").write_text(json.dumps(metrics))
@@ -42,7 +49,11 @@ def test_grid_runs_each_variant_once_and_writes_the_table(tmp_path: Path) -> Non
     assert camvid_recipes.main(argv, runner=_fake_runner(calls)) == 0
     assert len(calls) == 4 and all(c[0] == "experiment=camvid" and "dataset.root=data/camvid" in c for c in calls)
     assert sorted(p.parent.name for p in tmp_path.glob("*/done.json")) == [
-        "ce-base-cpu_small", "ce-base-tiny", "mfb-base-cpu_small", "mfb-base-tiny"]
+        "ce-base-cpu_small",
+        "ce-base-tiny",
+        "mfb-base-cpu_small",
+        "mfb-base-tiny",
+    ]
     table = (tmp_path / "recipes.md").read_text()
     assert "| mfb-base-tiny | 50.0 | 30.0 | 90.0 | 10.0 | 0.123 |" in table
     assert "| ce-base-tiny | 40.0 | 30.0 | 90.0 | – | 0.123 |" in table
@@ -56,18 +67,33 @@ def test_grid_runs_each_variant_once_and_writes_the_table(tmp_path: Path) -> Non
 
 def test_given_architecture_trains_then_evaluates_the_selected_checkpoint(tmp_path: Path) -> None:
     calls: list[list[str]] = []
-    argv = ["--root", "r", "--out", str(tmp_path), "--loss", "ce", "--preset", "tiny", "--genotype", "g.json",
-            "--macro-arch", "m.json"]
+    argv = [
+        "--root",
+        "r",
+        "--out",
+        str(tmp_path),
+        "--loss",
+        "ce",
+        "--preset",
+        "tiny",
+        "--genotype",
+        "g.json",
+        "--macro-arch",
+        "m.json",
+    ]
     camvid_recipes.main(argv, runner=_fake_runner(calls))
     train, evaluate = calls
     assert "stage=train" in train and "genotype=g.json" in train and "trainer.max_epochs=${stage.train_epochs}" in train
-    assert "stage=eval" in evaluate and f"ckpt={tmp_path / 'ce-base-tiny' / 'train' / 'train' / 'last.ckpt'}" in evaluate
+    assert (
+        "stage=eval" in evaluate and f"ckpt={tmp_path / 'ce-base-tiny' / 'train' / 'train' / 'last.ckpt'}" in evaluate
+    )
 
 
 def test_failed_variant_names_its_log(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="run.log"):
-        camvid_recipes.main(["--root", "r", "--out", str(tmp_path), "--loss", "ce", "--preset", "tiny"],
-                            runner=lambda args, log: 1)
+        camvid_recipes.main(
+            ["--root", "r", "--out", str(tmp_path), "--loss", "ce", "--preset", "tiny"], runner=lambda args, log: 1
+        )
     with pytest.raises(SystemExit):
         camvid_recipes.grid(["focal"], ["base"], ["tiny"])
 
@@ -82,11 +108,27 @@ def test_debug_mode_runs_for_real(tmp_path: Path) -> None:
 
 
 def test_sizing_compare_prints_one_row_per_variant(capsys) -> None:
-    small = ["dataset.crop_size=[32,48]", "dataset.batch_size=2", "dataset.val_batch_size=2", "model.search_layers=2",
-             "model.layers=2", "model.cells_per_node=1"]
-    camvid_sizing.main(["--compare", "tiny:model=tiny", "wide:model=cpu_small,model.layers=2,model.cells_per_node=1",
-                        "--budget-min", "5", *small])
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny") or line.startswith("| wide")]
+    small = [
+        "dataset.crop_size=[32,48]",
+        "dataset.batch_size=2",
+        "dataset.val_batch_size=2",
+        "model.search_layers=2",
+        "model.layers=2",
+        "model.cells_per_node=1",
+    ]
+    camvid_sizing.main(
+        [
+            "--compare",
+            "tiny:model=tiny",
+            "wide:model=cpu_small,model.layers=2,model.cells_per_node=1",
+            "--budget-min",
+            "5",
+            *small,
+        ]
+    )
+    rows = [
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny") or line.startswith("| wide")
+    ]
     assert len(rows) == 2
     params = [float(r.split("|")[2]) for r in rows]
     assert params[0] < params[1]  # the wider preset has more parameters

@@ -19,16 +19,31 @@ def _artifact(path: Path, epochs: int, provenance: str | None = "searched") -> s
     return str(path)
 
 
-def _run(d: Path, stage: str, dataset: str, rsp: bool, head: str = "fcn", init_ckpt: str | None = None,
-         genotype: str | None = None, macro_arch: str | None = None) -> Path:
+def _run(
+    d: Path,
+    stage: str,
+    dataset: str,
+    rsp: bool,
+    head: str = "fcn",
+    init_ckpt: str | None = None,
+    genotype: str | None = None,
+    macro_arch: str | None = None,
+) -> Path:
     """A fake rspnet output dir with the config.yaml the CLI saves; train runs get a full-budget searched architecture."""
     d.mkdir(parents=True)
     if stage == "train" and genotype is None:
         genotype = _artifact(d.parent / f"{d.name}_arch" / "genotype.json", PAPER_BUDGETS["cell_search"])
         macro_arch = _artifact(d.parent / f"{d.name}_arch" / "macro.json", PAPER_BUDGETS["macro_search"])
-    cfg = {"stage": {"name": stage}, "dataset": {"name": dataset}, "rsp": {"enabled": rsp},
-           "head": {"name": head}, "train": {"init_ckpt": init_ckpt}, "logger": {"tags": []},
-           "genotype": genotype, "macro_arch": macro_arch}
+    cfg = {
+        "stage": {"name": stage},
+        "dataset": {"name": dataset},
+        "rsp": {"enabled": rsp},
+        "head": {"name": head},
+        "train": {"init_ckpt": init_ckpt},
+        "logger": {"tags": []},
+        "genotype": genotype,
+        "macro_arch": macro_arch,
+    }
     (d / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     if stage == "train":
         (d / "train.json").write_text(json.dumps({"epochs": PAPER_BUDGETS["train"]}))
@@ -67,7 +82,11 @@ def test_collect_fills_paper_rows_from_json_csv_and_wandb(tmp_path: Path) -> Non
     assert "not run here" in rows["Ours + OCR"] and "not run here" in rows["Ours (Mapillary)"]
     assert "90.0" not in rows["Ours"]
     other = table.split("Other local runs")[1]
-    assert "synthetic" in other and "| 30.0 | 0.05 | ? / ? / ? | unknown | pipeline.json |" in other and "cell_search" in other
+    assert (
+        "synthetic" in other
+        and "| 30.0 | 0.05 | ? / ? / ? | unknown | pipeline.json |" in other
+        and "cell_search" in other
+    )
 
 
 def test_collect_cli_rejects_missing_folder(tmp_path: Path, capsys) -> None:
@@ -88,13 +107,21 @@ def test_collect_refuses_unsearched_and_under_budget_runs(tmp_path: Path) -> Non
     (short / "train" / "train.json").write_text(json.dumps({"epochs": 8}))
     # Table 1 "Ours + RSP": a full pipeline with the record written by this version -> filed
     full = _run(tmp_path / "full", "pipeline", "cityscapes", True)
-    (full / "pipeline.json").write_text(json.dumps({
-        "miou": 0.55, "params": 17.4e6, "epochs": {"cell_search": 300, "macro_search": 40, "train": 484},
-        "arch_provenance": {"genotype": "searched", "macro": "searched"}}))
+    (full / "pipeline.json").write_text(
+        json.dumps(
+            {
+                "miou": 0.55,
+                "params": 17.4e6,
+                "epochs": {"cell_search": 300, "macro_search": 40, "train": 484},
+                "arch_provenance": {"genotype": "searched", "macro": "searched"},
+            }
+        )
+    )
     # Table 1 "Ours": a random-sampling baseline at full budget -> not filed
     rnd = _run(tmp_path / "random", "train", "cityscapes", False)
-    (rnd / "train.json").write_text(json.dumps({"best_val_miou": 0.9, "epochs": 484,
-                                                "arch_provenance": {"genotype": "random", "macro": "random"}}))
+    (rnd / "train.json").write_text(
+        json.dumps({"best_val_miou": 0.9, "epochs": 484, "arch_provenance": {"genotype": "random", "macro": "random"}})
+    )
 
     runs = {r.path.name: r for r in find_runs([tmp_path])}
     assert runs["preset"].arch == {"genotype": "preset", "macro": "preset"}
@@ -104,8 +131,11 @@ def test_collect_refuses_unsearched_and_under_budget_runs(tmp_path: Path) -> Non
     rows = {line.split("|")[2].strip(): line for line in table.splitlines() if line.startswith("| Table")}
     assert "not run here" in rows["Ours"] and "| 0 |" in rows["Ours"]  # neither preset nor random is filed
     assert "| 55.0 | 17.40 | 1 |" in rows["Ours + RSP"]  # the full run, not the better under-budget one
-    held = {line.split("|")[1].strip(): line for line in table.split("Not filed under a paper row")[1].splitlines()
-            if line.startswith("| `")}
+    held = {
+        line.split("|")[1].strip(): line
+        for line in table.split("Not filed under a paper row")[1].splitlines()
+        if line.startswith("| `")
+    }
     assert "architecture not searched (genotype: preset, macro: preset)" in held[f"`{preset}`"]
     assert "Table 1 Ours" in held[f"`{preset}`"] and "| 0 / ? / 484 |" in held[f"`{preset}`"]
     assert "cell_search 3/300 epochs; macro_search 3/40 epochs; train 8/484 epochs" in held[f"`{short}`"]
@@ -119,8 +149,7 @@ def test_held_out_validation_is_not_reported_as_val(tmp_path: Path) -> None:
     run = tmp_path / "train_only"
     (run / "csv").mkdir(parents=True)
     (run / "csv" / "metrics.csv").write_text("epoch,val/miou\n0,0.5\n")
-    (run / "train.json").write_text(json.dumps({"best_val_miou": 0.5, "params": 10,
-                                                "selection": {"split": "holdout"}}))
+    (run / "train.json").write_text(json.dumps({"best_val_miou": 0.5, "params": 10, "selection": {"split": "holdout"}}))
     assert read_run(run).miou is None  # a held-out-slice number is not the reported val mIoU
     (run / "train.json").write_text(json.dumps({"best_val_miou": 0.5, "params": 10, "selection": {"split": "val"}}))
     assert read_run(run).miou == 0.5 and read_run(run).source == "train.json"

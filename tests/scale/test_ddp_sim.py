@@ -14,9 +14,17 @@ from rspnet.lit.macro_module import MacroSearchModule
 from rspnet.lit.search_module import SearchModule
 from rspnet.lit.seg_module import SegModule, build_seg_module
 
-TINY = ["trainer=ddp_sim", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
-        "dataset.num_train=16", "dataset.num_val=4", "dataset.batch_size=2", "dataset.val_batch_size=2",
-        "search.warmup_epochs=0"]
+TINY = [
+    "trainer=ddp_sim",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "dataset.num_train=16",
+    "dataset.num_val=4",
+    "dataset.batch_size=2",
+    "dataset.val_batch_size=2",
+    "search.warmup_epochs=0",
+]
 
 
 class RankRecordingSearchModule(SearchModule):
@@ -33,8 +41,11 @@ class RankRecordingSearchModule(SearchModule):
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
-        state = {"alpha": [p.detach().clone() for p in self.net.arch_parameters()], "seen": self.seen,
-                 "world_size": self.trainer.world_size}
+        state = {
+            "alpha": [p.detach().clone() for p in self.net.arch_parameters()],
+            "seen": self.seen,
+            "world_size": self.trainer.world_size,
+        }
         torch.save(state, self.out_dir / f"rank{self.global_rank}.pt")
 
 
@@ -71,9 +82,13 @@ class RankRecordingMacroModule(MacroSearchModule):
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
-        state = {"arch": [p.detach().clone() for p in self.net.arch_parameters()],
-                 "beta": [b.detach().clone() for b in self.net.betas().values()], "seen": self.seen,
-                 "scores": self.scores.mean, "world_size": self.trainer.world_size}
+        state = {
+            "arch": [p.detach().clone() for p in self.net.arch_parameters()],
+            "beta": [b.detach().clone() for b in self.net.betas().values()],
+            "seen": self.seen,
+            "scores": self.scores.mean,
+            "world_size": self.trainer.world_size,
+        }
         torch.save(state, self.out_dir / f"rank{self.global_rank}.pt")
 
 
@@ -128,8 +143,15 @@ def test_ddp_sim_macro_search_and_train(make_cfg, tmp_path: Path) -> None:
     genotype = str(tmp_path / "cell" / "genotype.json")
     macro = run_macro_search(make_cfg("stage=macro_search", *TINY, f"genotype={genotype}", out=tmp_path / "macro"))
     assert (tmp_path / "macro" / "macro.json").is_file() and isinstance(macro["objective"], float)
-    train = run_train(make_cfg("stage=train", *TINY, f"genotype={genotype}",
-                               f"macro_arch={tmp_path / 'macro' / 'macro.json'}", out=tmp_path / "train"))
+    train = run_train(
+        make_cfg(
+            "stage=train",
+            *TINY,
+            f"genotype={genotype}",
+            f"macro_arch={tmp_path / 'macro' / 'macro.json'}",
+            out=tmp_path / "train",
+        )
+    )
     saved = json.loads((tmp_path / "train" / "train.json").read_text())
     # one epoch of limit_train_batches=2 batches per rank: the counters come back from the ddp_spawn workers
     assert (saved["epochs"], saved["global_step"]) == (1, 2)

@@ -49,7 +49,9 @@ def _data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Predictions and targets for 4 images (some ignore pixels, one class absent)."""
     g = torch.Generator().manual_seed(seed)
     target = torch.randint(0, NUM_CLASSES - 1, (4, 8, 8), generator=g)  # class 4 never in target
-    preds = torch.where(torch.rand(4, 8, 8, generator=g) < 0.6, target, torch.randint(0, NUM_CLASSES, (4, 8, 8), generator=g))
+    preds = torch.where(
+        torch.rand(4, 8, 8, generator=g) < 0.6, target, torch.randint(0, NUM_CLASSES, (4, 8, 8), generator=g)
+    )
     target[:, 0, :] = 255
     return preds, target
 

@@ -52,9 +52,18 @@ def test_camvid_recipe_runs_end_to_end_on_a_fixture(make_cfg, tmp_path: Path) ->
             write_image(root / split / f"{name}.png", seed=i)
             write_label(root / f"{split}annot" / f"{name}.png", [(8, i % 11), (4, 3), (4, 11)])
     out = tmp_path / "run"
-    cfg = make_cfg("experiment=camvid", f"dataset.root={root}", "dataset.crop_size=[16,32]", "dataset.batch_size=2",
-                   "dataset.val_batch_size=2", "dataset.num_workers=0", "stage.cell_search_epochs=1",
-                   "stage.macro_search_epochs=1", "stage.train_epochs=1", out=out)
+    cfg = make_cfg(
+        "experiment=camvid",
+        f"dataset.root={root}",
+        "dataset.crop_size=[16,32]",
+        "dataset.batch_size=2",
+        "dataset.val_batch_size=2",
+        "dataset.num_workers=0",
+        "stage.cell_search_epochs=1",
+        "stage.macro_search_epochs=1",
+        "stage.train_epochs=1",
+        out=out,
+    )
     result = run_pipeline(cfg)
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert metrics["dataset"] == "camvid" and len(metrics["iou_per_class"]) == 11

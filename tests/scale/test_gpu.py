@@ -14,10 +14,21 @@ import torch
 pytestmark = pytest.mark.requires_gpu
 
 # synthetic data at a few small batches: each test is seconds on any CUDA card
-SMALL = ["dataset.num_train=8", "dataset.num_val=4", "dataset.image_size=[64,128]", "dataset.crop_size=[64,128]",
-         "dataset.batch_size=2", "dataset.val_batch_size=2", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-         "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", "search.warmup_epochs=0",
-         "model.search_layers=2", "model.layers=2"]
+SMALL = [
+    "dataset.num_train=8",
+    "dataset.num_val=4",
+    "dataset.image_size=[64,128]",
+    "dataset.crop_size=[64,128]",
+    "dataset.batch_size=2",
+    "dataset.val_batch_size=2",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "trainer.enable_progress_bar=false",
+    "search.warmup_epochs=0",
+    "model.search_layers=2",
+    "model.layers=2",
+]
 
 
 def _card() -> str:
@@ -29,8 +40,12 @@ def test_amp_fp16_search_steps_both_optimisers(make_cfg, tmp_path: Path) -> None
     from rspnet.stages.cell_search import run as run_cell_search
 
     out = tmp_path / "amp"
-    result = run_cell_search(make_cfg("stage=cell_search", "trainer=gpu", "trainer.precision=16-mixed", *SMALL, out=out))
-    alpha = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]["net.alpha"]
+    result = run_cell_search(
+        make_cfg("stage=cell_search", "trainer=gpu", "trainer.precision=16-mixed", *SMALL, out=out)
+    )
+    alpha = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"][
+        "net.alpha"
+    ]
     assert torch.isfinite(alpha).all() and alpha.abs().sum() > 0  # the arch optimiser stepped through the GradScaler
     assert isinstance(result["objective"], float)
 
@@ -40,8 +55,16 @@ def test_bf16_mixed_second_order_search_on_gpu(make_cfg, tmp_path: Path) -> None
 
     if not torch.cuda.is_bf16_supported():
         pytest.skip(f"no bf16 on {_card()}")
-    result = run_cell_search(make_cfg("stage=cell_search", "trainer=gpu", "trainer.precision=bf16-mixed",
-                                      "search.second_order=true", *SMALL, out=tmp_path / "bf16"))
+    result = run_cell_search(
+        make_cfg(
+            "stage=cell_search",
+            "trainer=gpu",
+            "trainer.precision=bf16-mixed",
+            "search.second_order=true",
+            *SMALL,
+            out=tmp_path / "bf16",
+        )
+    )
     assert isinstance(result["objective"], float)
 
 
@@ -53,8 +76,9 @@ class RecordBatchNorm(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         kinds = sorted({type(m).__name__ for m in module.modules() if "BatchNorm" in type(m).__name__})
-        self.path.write_text(json.dumps({"bn": kinds, "strategy": type(trainer.strategy).__name__,
-                                         "world_size": trainer.world_size}))
+        self.path.write_text(
+            json.dumps({"bn": kinds, "strategy": type(trainer.strategy).__name__, "world_size": trainer.world_size})
+        )
 
 
 def test_ddp_on_one_gpu_with_sync_batchnorm(make_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

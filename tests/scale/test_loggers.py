@@ -20,9 +20,12 @@ def offline_wandb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     finish_loggers()
 
 
-@pytest.mark.parametrize(("choice", "cls"), [("csv", "CSVLogger"), ("tensorboard", "TensorBoardLogger"),
-                                             ("wandb", "WandbLogger")])
-def test_each_logger_choice_is_instantiated_from_its_target(make_cfg, tmp_path: Path, offline_wandb, choice: str, cls: str) -> None:
+@pytest.mark.parametrize(
+    ("choice", "cls"), [("csv", "CSVLogger"), ("tensorboard", "TensorBoardLogger"), ("wandb", "WandbLogger")]
+)
+def test_each_logger_choice_is_instantiated_from_its_target(
+    make_cfg, tmp_path: Path, offline_wandb, choice: str, cls: str
+) -> None:
     logger = build_logger(make_cfg(f"logger={choice}"), tmp_path / "run")
     assert type(logger).__name__ == cls
     logger.log_metrics({"val/miou": 0.5}, step=0)
@@ -46,11 +49,25 @@ def test_an_unknown_logger_argument_is_a_config_error(make_cfg, tmp_path: Path) 
 
 
 def test_every_wandb_argument_is_settable(make_cfg, tmp_path: Path, offline_wandb) -> None:
-    cfg = make_cfg("logger=wandb", "logger.name=arm-a", "logger.id=abc123", "logger.notes=first try", "logger.tags=[x,y]",
-                   "logger.group=g", "logger.project=proj", "logger.entity=team")
+    cfg = make_cfg(
+        "logger=wandb",
+        "logger.name=arm-a",
+        "logger.id=abc123",
+        "logger.notes=first try",
+        "logger.tags=[x,y]",
+        "logger.group=g",
+        "logger.project=proj",
+        "logger.entity=team",
+    )
     run = build_logger(cfg, tmp_path / "run").experiment
-    assert (run.name, run.id, run.notes, list(run.tags), run.group, run.project) == \
-        ("arm-a", "abc123", "first try", ["x", "y"], "g", "proj")
+    assert (run.name, run.id, run.notes, list(run.tags), run.group, run.project) == (
+        "arm-a",
+        "abc123",
+        "first try",
+        ["x", "y"],
+        "g",
+        "proj",
+    )
     assert (tmp_path / "run" / WANDB_ID_FILE).read_text().strip() == "abc123"
 
 
@@ -74,11 +91,32 @@ def test_a_stage_run_prints_no_lightning_tip_or_known_deprecation(tmp_path: Path
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wandb_home")}
     proc = subprocess.run(
-        [sys.executable, "-m", "rspnet.cli", "stage=cell_search", f"logger={logger}", "print_config=false",
-         "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "dataset.num_train=8",
-         "dataset.num_val=4", "model.search_layers=1", "model.scales=[4,8]", "model.base_width=4",
-         "dataset.image_size=[32,64]", "dataset.crop_size=[32,64]", "trainer.enable_progress_bar=false",
-         f"paths.output_dir={tmp_path / 'run'}"], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "rspnet.cli",
+            "stage=cell_search",
+            f"logger={logger}",
+            "print_config=false",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=1",
+            "trainer.limit_val_batches=1",
+            "dataset.num_train=8",
+            "dataset.num_val=4",
+            "model.search_layers=1",
+            "model.scales=[4,8]",
+            "model.base_width=4",
+            "dataset.image_size=[32,64]",
+            "dataset.crop_size=[32,64]",
+            "trainer.enable_progress_bar=false",
+            f"paths.output_dir={tmp_path / 'run'}",
+        ],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     output = proc.stdout + proc.stderr
     assert "`Trainer.fit` stopped" in output  # Lightning's own info lines still come through
@@ -117,8 +155,14 @@ def test_a_resumed_stage_logs_into_the_same_offline_wandb_run(make_cfg, tmp_path
     from rspnet.stages.cell_search import run as run_cell_search
 
     out = tmp_path / "run"
-    tiny = ["stage=cell_search", "debug=tiny", "model=micro", "logger=wandb", "trainer.limit_train_batches=1",
-            "trainer.limit_val_batches=1"]
+    tiny = [
+        "stage=cell_search",
+        "debug=tiny",
+        "model=micro",
+        "logger=wandb",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1",
+    ]
     run_cell_search(make_cfg(*tiny, "trainer.max_epochs=1", out=out))
     finish_loggers()
     run_id = (out / WANDB_ID_FILE).read_text().strip()

@@ -15,21 +15,42 @@ from omegaconf import OmegaConf
 from rspnet.config import compose
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["logger=none", "print_config=false", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
-        "trainer.limit_val_batches=1", "dataset.num_train=8", "dataset.num_val=4"]
+TINY = [
+    "logger=none",
+    "print_config=false",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=1",
+    "trainer.limit_val_batches=1",
+    "dataset.num_train=8",
+    "dataset.num_val=4",
+]
 
 
 def _rspnet(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
     """Run `python -m rspnet.cli ARGS` from the repo root with one CPU thread."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, "-m", "rspnet.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "WANDB_MODE": "offline",
+        "HYDRA_FULL_ERROR": "0",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "rspnet.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_multirun_cell_search_one_dir_per_job_and_summary(tmp_path: Path) -> None:
     # 4 jobs: the two with an unknown arch optimiser fail with a user error (recorded, not fatal)
     sweep = tmp_path / "sweep"
-    proc = _rspnet("-m", "stage=cell_search", "search.arch_optim=nope,sgd", "search.arch_lr=0.003,0.005", *TINY,
-                   f"paths.output_dir={sweep}")
+    proc = _rspnet(
+        "-m",
+        "stage=cell_search",
+        "search.arch_optim=nope,sgd",
+        "search.arch_lr=0.003,0.005",
+        *TINY,
+        f"paths.output_dir={sweep}",
+    )
     assert proc.returncode != 0  # the sweep reports the failures at the end...
     assert "rspnet: error: search.arch_optim=nope" in proc.stderr
     summary = json.loads((sweep / "summary.json").read_text())
@@ -64,8 +85,15 @@ def test_optuna_sweeper_config() -> None:
 @pytest.mark.slow
 def test_optuna_two_trials_end_to_end(tmp_path: Path) -> None:
     sweep = tmp_path / "optuna"
-    proc = _rspnet("hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2",
-                   "hydra.sweeper.storage=null", *TINY, f"paths.output_dir={sweep}", timeout=400)
+    proc = _rspnet(
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+        "hydra.sweeper.storage=null",
+        *TINY,
+        f"paths.output_dir={sweep}",
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((sweep / "summary.json").read_text())
     assert len(summary["jobs"]) == 2 and all(isinstance(j["objective"], float) for j in summary["jobs"])
@@ -77,11 +105,25 @@ SMALL = ["debug=tiny", "model=micro"]
 
 def test_optuna_study_resumes_from_sqlite_after_the_sweeper_is_killed(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    args = [sys.executable, "-m", "rspnet.cli", "hparams_search=optuna", f"hydra.sweeper.storage={storage}",
-            "hydra.sweeper.study_name=resume", "hydra.sweeper.sampler.n_startup_trials=1", *TINY, *SMALL]
+    args = [
+        sys.executable,
+        "-m",
+        "rspnet.cli",
+        "hparams_search=optuna",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=resume",
+        "hydra.sweeper.sampler.n_startup_trials=1",
+        *TINY,
+        *SMALL,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "offline"}
-    first = subprocess.Popen([*args, "hydra.sweeper.n_trials=3", f"paths.output_dir={tmp_path / 'first'}"], cwd=REPO,
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [*args, "hydra.sweeper.n_trials=3", f"paths.output_dir={tmp_path / 'first'}"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:  # the sweeper dies as soon as its first trial is recorded in the study
         deadline = time.monotonic() + 240
         while not _completed(storage) and first.poll() is None and time.monotonic() < deadline:
@@ -114,9 +156,14 @@ def test_local_multirun_refuses_relaunching_ddp() -> None:
         cfg = compose(*overrides, hydra=True)
         check_ddp_in_multirun(cfg.trainer, str(cfg.hydra.launcher._target_))
 
-    for relaunching in (["trainer=ddp"], ["trainer=gpu", "trainer.devices=2"], ["trainer=gpu", "trainer.devices=-1"],
-                        ["trainer=gpu", "trainer.devices=[0,1]"], ["trainer=gpu", "trainer.strategy=fsdp", "trainer.devices=2"],
-                        ["trainer=cpu", "trainer.num_nodes=2", "trainer.strategy=ddp"]):
+    for relaunching in (
+        ["trainer=ddp"],
+        ["trainer=gpu", "trainer.devices=2"],
+        ["trainer=gpu", "trainer.devices=-1"],
+        ["trainer=gpu", "trainer.devices=[0,1]"],
+        ["trainer=gpu", "trainer.strategy=fsdp", "trainer.devices=2"],
+        ["trainer=cpu", "trainer.num_nodes=2", "trainer.strategy=ddp"],
+    ):
         with pytest.raises(ConfigError, match="re-launches the command per rank.*hydra/launcher=slurm"):
             check(*relaunching)
     check("trainer=ddp", "trainer.strategy=ddp_spawn")  # spawned from the job: fine
@@ -150,15 +197,34 @@ def test_relaunching_ddp_stops_the_sweep_in_one_line(tmp_path: Path, swept: bool
     # job level: swept per job, so job 0 (CPU) runs and job 1 stops the sweep before its Trainer exists
     trainer = ["trainer=cpu,ddp"] if swept else ["trainer=ddp", "rsp=on,off"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "RSPNET_TEST_MARKER": marker}
-    proc = subprocess.run([sys.executable, "-m", "rspnet.cli", "-m", "stage=data_stats", "stage.workers=1", *TINY, *trainer,
-                           f"paths.output_dir={sweep}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rspnet.cli",
+            "-m",
+            "stage=data_stats",
+            "stage.workers=1",
+            *TINY,
+            *trainer,
+            f"paths.output_dir={sweep}",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("rspnet: error:")]
     assert len(errors) == 1 and "trainer.strategy=ddp" in errors[0] and "hydra/launcher=slurm" in errors[0]
     assert "Traceback" not in proc.stderr
     assert _leftovers(marker) == []  # no rank was ever started
     summary = json.loads((sweep / "summary.json").read_text())
-    assert "re-launches the command per rank" in summary["error"] and "The sweep stopped" in (sweep / "summary.md").read_text()
+    assert (
+        "re-launches the command per rank" in summary["error"]
+        and "The sweep stopped" in (sweep / "summary.md").read_text()
+    )
     statuses = [j["status"] for j in summary["jobs"]]
     assert statuses == (["completed", "failed"] if swept else [])
 
@@ -166,8 +232,17 @@ def test_relaunching_ddp_stops_the_sweep_in_one_line(tmp_path: Path, swept: bool
 @pytest.mark.slow
 def test_multirun_with_ddp_spawn_jobs(tmp_path: Path) -> None:
     sweep = tmp_path / "ddp_sweep"  # the supported local DDP + multirun combination: ranks spawned per job
-    proc = _rspnet("-m", "stage=cell_search", "trainer=ddp_sim", "rsp=on,off", *TINY, "dataset.batch_size=2",
-                   "dataset.val_batch_size=2", f"paths.output_dir={sweep}", timeout=400)
+    proc = _rspnet(
+        "-m",
+        "stage=cell_search",
+        "trainer=ddp_sim",
+        "rsp=on,off",
+        *TINY,
+        "dataset.batch_size=2",
+        "dataset.val_batch_size=2",
+        f"paths.output_dir={sweep}",
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = json.loads((sweep / "summary.json").read_text())["jobs"]
     assert [j["status"] for j in jobs] == ["completed", "completed"]

@@ -16,9 +16,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _rspnet(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, "-m", "rspnet.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "WANDB_MODE": "offline",
+        "HYDRA_FULL_ERROR": "0",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "rspnet.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _compose(*overrides: str):
@@ -28,9 +35,17 @@ def _compose(*overrides: str):
 def test_rsp_ablation_cfg_job_shows_the_paper_budgets() -> None:
     proc = _rspnet("experiment=rsp_ablation", "--cfg", "job")
     assert proc.returncode == 0, proc.stderr
-    for line in ("cell_search_epochs: 300", "macro_search_epochs: 40", "train_epochs: 484",
-                 "cell_search_batch_size: 3", "macro_search_batch_size: 3", "train_batch_size: 3",
-                 "cell_search_warmup_epochs: 20", "devices: 2", "name: paper"):
+    for line in (
+        "cell_search_epochs: 300",
+        "macro_search_epochs: 40",
+        "train_epochs: 484",
+        "cell_search_batch_size: 3",
+        "macro_search_batch_size: 3",
+        "train_batch_size: 3",
+        "cell_search_warmup_epochs: 20",
+        "devices: 2",
+        "name: paper",
+    ):
         assert line in proc.stdout, line
 
 
@@ -45,14 +60,22 @@ def test_train_recipes_carry_a_full_schedule() -> None:
         assert cfg.trainer.max_epochs == 484 and cfg.dataset.batch_size * cfg.trainer.devices == 6
 
 
-@pytest.mark.parametrize("order", [("experiment=rsp_ablation", "debug=limit"), ("debug=limit", "experiment=rsp_ablation")])
+@pytest.mark.parametrize(
+    "order", [("experiment=rsp_ablation", "debug=limit"), ("debug=limit", "experiment=rsp_ablation")]
+)
 def test_debug_limit_is_applied_after_the_experiment(order: tuple[str, str]) -> None:
     cfg = _compose(*order)
     assert cfg.model.name == "tiny" and cfg.trainer.accelerator == "cpu" and cfg.trainer.devices == 1
-    assert cfg.stage.cell_search_epochs == 1 and cfg.stage.train_batch_size == 2 and cfg.trainer.limit_train_batches == 2
+    assert (
+        cfg.stage.cell_search_epochs == 1 and cfg.stage.train_batch_size == 2 and cfg.trainer.limit_train_batches == 2
+    )
     assert cfg.logger._target_ is None  # logger=none
     # everything else is the recipe's: stages, sweep, dataset, optimisers
-    assert cfg.stage.name == "pipeline" and str(cfg.hydra.mode) == "RunMode.MULTIRUN" and dict(cfg.hydra.sweeper.params) == {"rsp": "off,on"}
+    assert (
+        cfg.stage.name == "pipeline"
+        and str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+        and dict(cfg.hydra.sweeper.params) == {"rsp": "off,on"}
+    )
     assert cfg.dataset.name == "cityscapes" and cfg.search.weight_momentum == 0.95
 
 
@@ -69,8 +92,14 @@ def test_pipeline_sets_batch_size_and_warmup_per_sub_stage(make_cfg, tmp_path: P
 @pytest.mark.slow
 def test_debug_limit_runs_both_arms_of_the_real_rsp_ablation_recipe(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    proc = _rspnet("experiment=rsp_ablation", "debug=limit", "dataset=synthetic", "dataset.num_train=8",
-                   "dataset.num_val=4", f"paths.output_dir={sweep}")  # no -m: the recipe is MULTIRUN
+    proc = _rspnet(
+        "experiment=rsp_ablation",
+        "debug=limit",
+        "dataset=synthetic",
+        "dataset.num_train=8",
+        "dataset.num_val=4",
+        f"paths.output_dir={sweep}",
+    )  # no -m: the recipe is MULTIRUN
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = json.loads((sweep / "summary.json").read_text())["jobs"]
     assert [j["status"] for j in jobs] == ["completed", "completed"]

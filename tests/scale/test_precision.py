@@ -64,8 +64,16 @@ def test_second_order_search_step_runs_under_bf16_mixed(make_cfg) -> None:
     module.export_artifacts = lambda *a, **k: None
     x, y = _batch(2)
     loader = lambda: DataLoader(TensorDataset(x, y), batch_size=2)  # noqa: E731
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", precision="bf16-mixed", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        precision="bf16-mixed",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     trainer.fit(module, CombinedLoader({"weight": loader(), "arch": loader()}, "max_size_cycle"))
     assert net.alpha.dtype == torch.float32 and torch.isfinite(net.alpha).all()
     assert not torch.equal(net.alpha, alpha0)

@@ -10,14 +10,23 @@ import torch
 
 from rspnet.errors import ArtifactError
 from rspnet.utils.checkpoint import read_checkpoint
-
 from tests.data.conftest import MAPILLARY_LABELS, W, _colour, write_image, write_label
 
 # train.select=val: the fixtures have two train images, too few to hold one out and still train on a batch of 2
-TINY = ["model=tiny", "trainer=cpu", "trainer.max_epochs=1", "dataset.crop_size=[16,32]", "dataset.batch_size=2",
-        "dataset.val_batch_size=1", "dataset.num_workers=0", "dataset.pin_memory=false", "dataset.resize_long=null",
-        "genotype=paper_like", "macro_arch=default_macro",  # the recipes require an architecture
-        "train.select=val"]
+TINY = [
+    "model=tiny",
+    "trainer=cpu",
+    "trainer.max_epochs=1",
+    "dataset.crop_size=[16,32]",
+    "dataset.batch_size=2",
+    "dataset.val_batch_size=1",
+    "dataset.num_workers=0",
+    "dataset.pin_memory=false",
+    "dataset.resize_long=null",
+    "genotype=paper_like",
+    "macro_arch=default_macro",  # the recipes require an architecture
+    "train.select=val",
+]
 
 
 def _mapillary(root: Path) -> Path:
@@ -28,7 +37,11 @@ def _mapillary(root: Path) -> Path:
     (root / "config_v1.2.json").write_text(json.dumps({"labels": labels, "version": "v1.2"}))
     for folder, seed in (("training", 1), ("training", 2), ("validation", 3)):
         write_image(root / folder / "images" / f"img{seed}.jpg", seed)
-        write_label(root / folder / "v1.2" / "labels" / f"img{seed}.png", [(8, 1), (8, 7)], [_colour(i) for i in range(len(names))])
+        write_label(
+            root / folder / "v1.2" / "labels" / f"img{seed}.png",
+            [(8, 1), (8, 7)],
+            [_colour(i) for i in range(len(names))],
+        )
     return root
 
 
@@ -52,12 +65,24 @@ def test_mapillary_pretrain_then_cityscapes_finetune(make_cfg, tmp_path: Path) -
 
     assert W == 32  # the fixtures' image width matches the crop below
     pre_out, ft_out = tmp_path / "pretrain", tmp_path / "finetune"
-    pre = run_train(make_cfg("experiment=mapillary_pretrain", *TINY, f"dataset.root={_mapillary(tmp_path / 'mapillary')}", out=pre_out))
+    pre = run_train(
+        make_cfg(
+            "experiment=mapillary_pretrain", *TINY, f"dataset.root={_mapillary(tmp_path / 'mapillary')}", out=pre_out
+        )
+    )
     ckpt = Path(pre["last_ckpt"])
     assert ckpt.is_file()
     # lr=0: the fine-tuned weights must be exactly the Mapillary ones, which proves they were loaded
-    ft = run_train(make_cfg("experiment=cityscapes_finetune", *TINY, f"ckpt={ckpt}", "train.lr=0.0",
-                            f"dataset.root={_cityscapes(tmp_path / 'cityscapes')}", out=ft_out))
+    ft = run_train(
+        make_cfg(
+            "experiment=cityscapes_finetune",
+            *TINY,
+            f"ckpt={ckpt}",
+            "train.lr=0.0",
+            f"dataset.root={_cityscapes(tmp_path / 'cityscapes')}",
+            out=ft_out,
+        )
+    )
     assert json.loads((ft_out / "train.json").read_text())["init_ckpt"] == str(ckpt)
     before, after = _net_params(ckpt), _net_params(Path(ft["last_ckpt"]))
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)

@@ -16,9 +16,19 @@ def test_wandb_offline_run_has_images(make_cfg, tmp_path: Path, monkeypatch) -> 
     for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):
         monkeypatch.setenv(var, str(tmp_path / "wandb_home"))  # W&B's caches and artifact staging stay in tmp
     out = tmp_path / "run"
-    cfg = make_cfg("stage=cell_search", "logger=wandb", "logger.group=test_group", "logger.tags=[t1]",
-                   "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
-                   "dataset.num_train=8", "dataset.num_val=4", "train.holdout_fraction=0.5", out=out)  # 4 held out
+    cfg = make_cfg(
+        "stage=cell_search",
+        "logger=wandb",
+        "logger.group=test_group",
+        "logger.tags=[t1]",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1",
+        "dataset.num_train=8",
+        "dataset.num_val=4",
+        "train.holdout_fraction=0.5",
+        out=out,
+    )  # 4 held out
     try:
         run_cell_search(cfg)
     finally:
@@ -37,7 +47,8 @@ def test_wandb_offline_run_has_images(make_cfg, tmp_path: Path, monkeypatch) -> 
     assert {a["type"] for a in logged["artifacts"]} == {"genotype"}  # genotype.json as an artifact
     (found,) = find_runs([out])  # experiments.collect reads the same run
     assert found.stage == "cell_search" and found.miou == max(
-        row["val/miou"] for row in logged["history"] if "val/miou" in row)
+        row["val/miou"] for row in logged["history"] if "val/miou" in row
+    )
 
 
 def test_each_stage_gets_its_own_wandb_run(make_cfg, tmp_path: Path, monkeypatch) -> None:

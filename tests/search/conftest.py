@@ -40,10 +40,17 @@ def tiny_loader() -> Callable[..., DataLoader]:
 def fit() -> Callable[..., pl.Trainer]:
     """`fit(module, weight_loader, arch_loader, val_loader=None, epochs=1)` with a bare Trainer."""
 
-    def _fit(module: pl.LightningModule, weight: DataLoader, arch: DataLoader, val: DataLoader | None = None, epochs: int = 1) -> pl.Trainer:
+    def _fit(
+        module: pl.LightningModule, weight: DataLoader, arch: DataLoader, val: DataLoader | None = None, epochs: int = 1
+    ) -> pl.Trainer:
         trainer = pl.Trainer(
-            max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+            max_epochs=epochs,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
             limit_val_batches=1.0 if val is not None else 0,
         )
         trainer.fit(module, CombinedLoader({"weight": weight, "arch": arch}, "max_size_cycle"), val)

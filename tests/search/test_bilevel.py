@@ -19,8 +19,9 @@ class Quiet(SearchModule):
 
 
 @pytest.mark.parametrize("second_order", [False, True], ids=["first", "second"])
-def test_plain_architect_steps_equal_the_lightning_search(make_cfg, tiny_net, tiny_loader, fit,
-                                                          second_order: bool) -> None:
+def test_plain_architect_steps_equal_the_lightning_search(
+    make_cfg, tiny_net, tiny_loader, fit, second_order: bool
+) -> None:
     torch.manual_seed(0)
     net = tiny_net()
     plain = copy.deepcopy(net)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from rspnet.stages import run_stage as run
 from rspnet.errors import ConfigError
 from rspnet.genotype import Genotype
 from rspnet.lit.search_module import SearchModule
+from rspnet.stages import run_stage as run
 from rspnet.stages.cell_search import run as run_cell_search
 from rspnet.utils import loggers
 
@@ -24,7 +24,11 @@ def test_fast_dev_run_writes_genotype_and_cell_picture(make_cfg, tmp_path: Path)
     result = run_cell_search(make_cfg(*TINY, "trainer.fast_dev_run=true", out=out))
     genotype = Genotype.load(out / "genotype.json")
     assert len(genotype.ops) == 3 and genotype.rsp is True
-    assert {k: genotype.search[k] for k in ("dataset", "epochs", "seed")} == {"dataset": "synthetic", "epochs": 1, "seed": 0}
+    assert {k: genotype.search[k] for k in ("dataset", "epochs", "seed")} == {
+        "dataset": "synthetic",
+        "epochs": 1,
+        "seed": 0,
+    }
     # provenance and the search budget are recorded; alpha entropy is normalised to [0, 1]
     assert genotype.provenance == "searched" and genotype.search["arch_optim"] == "sgd"
     entropy = genotype.search["alpha_entropy"]

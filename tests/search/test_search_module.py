@@ -118,7 +118,9 @@ def test_search_picks_the_only_op_that_can_solve_a_toy_task(make_cfg, fit, seed:
     y = torch.roll(x[:, 0], shifts=(1, 2), dims=(1, 2)).long()
     loader = lambda: DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)  # noqa: E731
     net = OneEdgeNet()
-    cfg = make_cfg("dataset.num_classes=2", "search.arch_optim=adam", "search.arch_adam_lr=0.05", "search.weight_lr=0.05")
+    cfg = make_cfg(
+        "dataset.num_classes=2", "search.arch_optim=adam", "search.arch_adam_lr=0.05", "search.weight_lr=0.05"
+    )
     fit(Recording(net, cfg), loader(), loader(), epochs=3)
     weights = F.softmax(net.alpha.detach(), -1)[0]
     assert PRIMITIVES[int(weights.argmax())] == "conv_5x5"
@@ -142,5 +144,9 @@ def test_nonfinite_steps_are_skipped_when_asked(make_cfg, fit) -> None:
     net = NaNNet()
     before = {n: p.detach().clone() for n, p in net.named_parameters()}
     data = TensorDataset(torch.rand(4, 1, 8, 8), torch.zeros(4, 8, 8, dtype=torch.long))
-    fit(Recording(net, make_cfg("dataset.num_classes=2", "search.skip_nonfinite=true")), DataLoader(data, batch_size=2), DataLoader(data, batch_size=2))
+    fit(
+        Recording(net, make_cfg("dataset.num_classes=2", "search.skip_nonfinite=true")),
+        DataLoader(data, batch_size=2),
+        DataLoader(data, batch_size=2),
+    )
     assert all(torch.equal(p, before[n]) for n, p in net.named_parameters())

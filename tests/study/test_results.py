@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.results import main, verdict, arm_rows
+from experiments.results import arm_rows, main, verdict
 
 
 def _write(path: Path, data: dict) -> None:
@@ -20,7 +20,9 @@ def study(tmp_path: Path) -> Path:
     """searched (2 seeds: 50, 52), 10 random arms (40..49), a baseline; train.json carries params/gflops."""
     out = tmp_path / "study"
     arms, jobs = [], []
-    runs = {"searched_s0": [0.50, 0.52], "baseline_unet": [0.30]} | {f"random_r{i}": [0.40 + i / 100] for i in range(10)}
+    runs = {"searched_s0": [0.50, 0.52], "baseline_unet": [0.30]} | {
+        f"random_r{i}": [0.40 + i / 100] for i in range(10)
+    }
     for name, mious in runs.items():
         group = "searched" if name.startswith("searched") else "baseline" if name.startswith("baseline") else "random"
         arm = {"name": name, "group": group, "label": name, "runs": {}, "search_jobs": []}
@@ -37,14 +39,19 @@ def study(tmp_path: Path) -> Path:
     _write(out / "search/cell_s0/genotype.json", {"search": {"alpha_entropy": {"mean": 0.87}, "epochs": 15}})
     _write(out / "search/cell_s0/done", {"wall_s": 120.0, "cpu_s": 200.0})
     jobs.append({"name": "search/cell_s0", "kind": "rspnet", "deps": []})
-    _write(out / "study.json", {"debug": False, "command": "python -m experiments.camvid_study", "epochs": {}, "jobs": jobs, "arms": arms})
+    _write(
+        out / "study.json",
+        {"debug": False, "command": "python -m experiments.camvid_study", "epochs": {}, "jobs": jobs, "arms": arms},
+    )
     return out
 
 
 def test_arm_summaries_and_verdict(study: Path) -> None:
     plan = json.loads((study / "study.json").read_text())
     rows = {r["name"]: r for r in arm_rows(study, plan)}
-    assert rows["searched_s0"]["mean"] == pytest.approx(0.51) and rows["searched_s0"]["std"] == pytest.approx(0.01414, abs=1e-4)
+    assert rows["searched_s0"]["mean"] == pytest.approx(0.51) and rows["searched_s0"]["std"] == pytest.approx(
+        0.01414, abs=1e-4
+    )
     assert rows["searched_s0"]["wall_s"] == pytest.approx(66.0) and rows["random_r3"]["cpu_s"] == pytest.approx(110.0)
     [v] = verdict(list(rows.values()))
     # random means 0.40..0.49: mean 0.445, 90th percentile 0.481; 0.51 beats all ten

@@ -14,7 +14,8 @@ from rspnet.errors import ConfigError
 from rspnet.genotype import Genotype, MacroArch
 from rspnet.models.macro_supernet import candidate_inputs
 from rspnet.search_space.ops import PRIMITIVES
-from rspnet.stages.sample_arch import run as run_sample_arch, sample_architecture, sample_genotype, sample_macro
+from rspnet.stages.sample_arch import run as run_sample_arch
+from rspnet.stages.sample_arch import sample_architecture, sample_genotype, sample_macro
 
 BASE = ["stage=sample_arch", "dataset=synthetic", "model=tiny", "sample.pictures=false"]
 
@@ -89,12 +90,29 @@ def test_provenance_reaches_train_json_checkpoint_and_metrics(make_cfg, tmp_path
     from rspnet.stages.train import run as run_train
 
     arch = tmp_path / "arch"
-    small = ["dataset=synthetic", "model=tiny", "model.layers=2", "dataset.num_train=4", "dataset.num_val=2",
-             "dataset.image_size=[32,64]", "dataset.crop_size=[32,64]", "dataset.batch_size=2",
-             "dataset.val_batch_size=2", "trainer.max_epochs=1", "trainer.enable_progress_bar=false"]
+    small = [
+        "dataset=synthetic",
+        "model=tiny",
+        "model.layers=2",
+        "dataset.num_train=4",
+        "dataset.num_val=2",
+        "dataset.image_size=[32,64]",
+        "dataset.crop_size=[32,64]",
+        "dataset.batch_size=2",
+        "dataset.val_batch_size=2",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+    ]
     run_sample_arch(make_cfg("stage=sample_arch", *small, "sample.pictures=false", out=arch))
-    train = run_train(make_cfg("stage=train", *small, f"genotype={arch / 'genotype.json'}",
-                               f"macro_arch={arch / 'macro.json'}", out=tmp_path / "train"))
+    train = run_train(
+        make_cfg(
+            "stage=train",
+            *small,
+            f"genotype={arch / 'genotype.json'}",
+            f"macro_arch={arch / 'macro.json'}",
+            out=tmp_path / "train",
+        )
+    )
     expected = {"genotype": "random", "macro": "random"}
     assert json.loads((tmp_path / "train" / "train.json").read_text())["arch_provenance"] == expected
     ckpt = torch.load(train["last_ckpt"], map_location="cpu", weights_only=False)

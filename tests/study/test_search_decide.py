@@ -11,13 +11,16 @@ from experiments.search_decide import agreement, edge_stats, main, parse_args, p
 
 
 def _genotype(weights: list[list[float]], ops: list[str], entropy: float) -> dict:
-    edges = [{"src": s, "dst": d, "op": op, "weights": w} for (s, d), op, w in zip([(0, 1), (0, 2), (1, 2)], ops, weights)]
+    edges = [
+        {"src": s, "dst": d, "op": op, "weights": w} for (s, d), op, w in zip([(0, 1), (0, 2), (1, 2)], ops, weights)
+    ]
     return {"edges": edges, "search": {"alpha_entropy": {"mean": entropy}}}
 
 
 def test_edge_stats_top1_and_margin() -> None:
-    g = _genotype([[0.4, 0.3, 0.1, 0.1, 0.1], [0.2] * 5, [0.1, 0.1, 0.1, 0.1, 0.6]],
-                  ["conv_3x3", "conv_3x3", "skip_connect"], 0.9)
+    g = _genotype(
+        [[0.4, 0.3, 0.1, 0.1, 0.1], [0.2] * 5, [0.1, 0.1, 0.1, 0.1, 0.6]], ["conv_3x3", "conv_3x3", "skip_connect"], 0.9
+    )
     s = edge_stats(g)
     assert s["top1"] == pytest.approx((0.4 + 0.2 + 0.6) / 3)
     assert s["margin"] == pytest.approx((0.1 + 0.0 + 0.5) / 3)
@@ -32,13 +35,31 @@ def test_agreement_counts_equal_edges_over_seed_pairs() -> None:
 
 
 def test_plan_and_table_one_row_per_attempt(tmp_path: Path) -> None:
-    args = parse_args(["--out", str(tmp_path), "--root", str(tmp_path), "--attempt", "fast=search.arch_adam_lr=0.1",
-                       "--seeds", "0", "1", "--epochs", "7"])
+    args = parse_args(
+        [
+            "--out",
+            str(tmp_path),
+            "--root",
+            str(tmp_path),
+            "--attempt",
+            "fast=search.arch_adam_lr=0.1",
+            "--seeds",
+            "0",
+            "1",
+            "--epochs",
+            "7",
+        ]
+    )
     jobs = plan(args)
     assert [j.name for j in jobs] == ["cell_fast_s0", "cell_fast_s1"]
     argv = jobs[1].args(tmp_path)
-    assert {"experiment=camvid_study", "stage=cell_search", "seed=1", "trainer.max_epochs=7",
-            "search.arch_adam_lr=0.1"} <= set(argv)
+    assert {
+        "experiment=camvid_study",
+        "stage=cell_search",
+        "seed=1",
+        "trainer.max_epochs=7",
+        "search.arch_adam_lr=0.1",
+    } <= set(argv)
     for s, ops in ((0, ["conv_3x3", "conv_5x5", "skip_connect"]), (1, ["conv_3x3", "dw_conv_3x3", "skip_connect"])):
         d = tmp_path / f"cell_fast_s{s}"
         d.mkdir()

@@ -9,9 +9,20 @@ import torch
 
 from rspnet.utils.checkpoint import read_checkpoint
 
-TINY = ("dataset=synthetic", "trainer=cpu", "dataset.num_train=2", "dataset.num_val=2", "dataset.image_size=[32,32]",
-        "dataset.crop_size=[32,32]", "dataset.batch_size=2", "dataset.val_batch_size=2", "dataset.num_workers=0",
-        "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "train.select=last")
+TINY = (
+    "dataset=synthetic",
+    "trainer=cpu",
+    "dataset.num_train=2",
+    "dataset.num_val=2",
+    "dataset.image_size=[32,32]",
+    "dataset.crop_size=[32,32]",
+    "dataset.batch_size=2",
+    "dataset.val_batch_size=2",
+    "dataset.num_workers=0",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "train.select=last",
+)
 
 
 def test_the_baseline_checkpoint_describes_the_monai_net(tmp_path: Path) -> None:

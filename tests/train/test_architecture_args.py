@@ -31,7 +31,9 @@ def test_train_json_records_the_architecture_provenance(trained: dict) -> None:
     assert record["arch_provenance"] == {"genotype": "unknown", "macro": "preset"}
 
 
-@pytest.mark.parametrize(("override", "mismatch"), [("model.layers=3", "layers=2"), ("model.scales=[4,8,16]", "scales=[4, 8, 16, 32]")])
+@pytest.mark.parametrize(
+    ("override", "mismatch"), [("model.layers=3", "layers=2"), ("model.scales=[4,8,16]", "scales=[4, 8, 16, 32]")]
+)
 def test_macro_json_must_match_the_model(tiny_cfg, tmp_path: Path, override: str, mismatch: str) -> None:
     macro = default_macro(tiny_cfg("stage=train")).save(tmp_path / "macro.json")  # model.layers=2, 4 scales
     cfg = tiny_cfg("stage=train", f"macro_arch={macro}", override)
@@ -52,7 +54,9 @@ def test_paper_recipes_require_searched_artifacts(tmp_path: Path, recipe: str) -
 
 
 def test_the_preset_is_chosen_by_name_and_labelled(tmp_path: Path, caplog) -> None:
-    cfg = compose_cfg(tmp_path, "experiment=ocr_ablation", "logger=none", "genotype=paper_like", "macro_arch=default_macro")
+    cfg = compose_cfg(
+        tmp_path, "experiment=ocr_ablation", "logger=none", "genotype=paper_like", "macro_arch=default_macro"
+    )
     with caplog.at_level(logging.WARNING, logger="rspnet"):
         genotype, macro = load_architecture(cfg)
     assert genotype.ops == ["conv_3x3", "dw_conv_3x3", "dil_conv_3x3"] and macro.layers == cfg.model.layers
@@ -66,7 +70,16 @@ def test_the_logger_records_the_architecture_provenance(tiny_cfg, tmp_path: Path
     from rspnet.stages.train import run as run_train
 
     out = tmp_path / "csvrun"
-    run_train(tiny_cfg("stage=train", "logger=csv", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
-                       "genotype=paper_like", "macro_arch=default_macro", out=out))
+    run_train(
+        tiny_cfg(
+            "stage=train",
+            "logger=csv",
+            "trainer.limit_train_batches=1",
+            "trainer.limit_val_batches=1",
+            "genotype=paper_like",
+            "macro_arch=default_macro",
+            out=out,
+        )
+    )
     hparams = OmegaConf.load(out / "csv" / "hparams.yaml")
     assert hparams.arch_provenance == {"genotype": "preset", "macro": "preset"}

@@ -14,8 +14,19 @@ from rspnet.errors import ArtifactError, DataError
 from rspnet.stages.eval import run as run_eval
 from rspnet.stages.predict import run as run_predict
 
-METRIC_KEYS = {"miou", "iou_per_class", "pixel_acc", "macc", "acc_per_class", "num_images", "dataset", "split", "checkpoint",
-               "arch_provenance", "checkpoint_selected_on"}
+METRIC_KEYS = {
+    "miou",
+    "iou_per_class",
+    "pixel_acc",
+    "macc",
+    "acc_per_class",
+    "num_images",
+    "dataset",
+    "split",
+    "checkpoint",
+    "arch_provenance",
+    "checkpoint_selected_on",
+}
 
 
 @pytest.mark.parametrize("mode", ["whole", "multiscale_flip"])
@@ -75,8 +86,8 @@ def test_predict_folder_writes_labelids_that_round_trip(trained: dict, tiny_cfg,
     from cityscapesscripts.helpers.labels import id2label
 
     from rspnet.inference import infer_from_cfg
-    from rspnet.utils.checkpoint import load_seg_checkpoint
     from rspnet.stages.predict import prepare, read_rgb
+    from rspnet.utils.checkpoint import load_seg_checkpoint
 
     inputs = _write_inputs(tmp_path / "in")
     cfg = tiny_cfg("stage=predict", f"ckpt={trained['best_ckpt']}", f"predict.input={tmp_path / 'in'}")
@@ -98,8 +109,13 @@ def test_predict_folder_writes_labelids_that_round_trip(trained: dict, tiny_cfg,
 
 
 def test_predict_dataset_split(trained: dict, tiny_cfg) -> None:
-    cfg = tiny_cfg("stage=predict", f"ckpt={trained['best_ckpt']}", "predict.limit=2", "inference.mode=slide",
-                   "inference.slide_crop=[32,32]")
+    cfg = tiny_cfg(
+        "stage=predict",
+        f"ckpt={trained['best_ckpt']}",
+        "predict.limit=2",
+        "inference.mode=slide",
+        "inference.slide_crop=[32,32]",
+    )
     assert run_predict(cfg)["num_images"] == 2
     written = sorted((Path(cfg.paths.output_dir) / "predictions" / "labelIds" / "unknown").glob("*_labelIds.png"))
     assert len(written) == 2
@@ -117,10 +133,17 @@ def test_predict_bad_inputs_are_clear_errors(trained: dict, tiny_cfg, tmp_path: 
 
 def test_predict_with_resize_long_keeps_the_file_resolution(trained: dict, tiny_cfg, tmp_path: Path) -> None:
     _write_inputs(tmp_path / "in")
-    cfg = tiny_cfg("stage=predict", f"ckpt={trained['best_ckpt']}", f"predict.input={tmp_path / 'in'}",
-                   "dataset.resize_long=32", "predict.overlay=false")
+    cfg = tiny_cfg(
+        "stage=predict",
+        f"ckpt={trained['best_ckpt']}",
+        f"predict.input={tmp_path / 'in'}",
+        "dataset.resize_long=32",
+        "predict.overlay=false",
+    )
     run_predict(cfg)
-    ids = Image.open(Path(cfg.paths.output_dir) / "predictions" / "labelIds" / "aachen" / "aachen_000000_000019_labelIds.png")
+    ids = Image.open(
+        Path(cfg.paths.output_dir) / "predictions" / "labelIds" / "aachen" / "aachen_000000_000019_labelIds.png"
+    )
     assert ids.size == (70, 37)  # PIL: (W, H) of the input file, not of the 32-px network input
     assert not (Path(cfg.paths.output_dir) / "predictions" / "overlay").exists()
 
@@ -144,8 +167,13 @@ def test_predict_cityscapes_test_split_lays_out_the_benchmark_folder(trained: di
     img = tmp_path / "cs" / "leftImg8bit" / "test" / "berlin" / "berlin_000000_000019_leftImg8bit.png"
     img.parent.mkdir(parents=True)
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 80, 3), dtype=np.uint8)).save(img)
-    cfg = tiny_cfg("stage=predict", "dataset=cityscapes", f"dataset.root={tmp_path / 'cs'}", "split=test",
-                   f"ckpt={trained['best_ckpt']}")
+    cfg = tiny_cfg(
+        "stage=predict",
+        "dataset=cityscapes",
+        f"dataset.root={tmp_path / 'cs'}",
+        "split=test",
+        f"ckpt={trained['best_ckpt']}",
+    )
     assert run_predict(cfg)["num_images"] == 1
     out = Path(cfg.paths.output_dir) / "predictions" / "labelIds" / "berlin" / "berlin_000000_000019_labelIds.png"
     assert Image.open(out).size == (80, 40)
@@ -155,15 +183,25 @@ def test_predict_batches_give_the_same_files_and_report_throughput(trained: dict
     _write_inputs(tmp_path / "in")
     rng = np.random.default_rng(2)
     for i in range(2):  # same size as the aachen image: a batch of 3 puts these through the network together
-        Image.fromarray(rng.integers(0, 256, (37, 70, 3), dtype=np.uint8)).save(tmp_path / "in" / "aachen" / f"x{i}.png")
+        Image.fromarray(rng.integers(0, 256, (37, 70, 3), dtype=np.uint8)).save(
+            tmp_path / "in" / "aachen" / f"x{i}.png"
+        )
     written = {}
     for batch in (1, 3):
-        cfg = tiny_cfg("stage=predict", f"ckpt={trained['best_ckpt']}", f"predict.input={tmp_path / 'in'}",
-                       f"predict.batch_size={batch}", "predict.num_workers=1", out=tmp_path / f"b{batch}")
+        cfg = tiny_cfg(
+            "stage=predict",
+            f"ckpt={trained['best_ckpt']}",
+            f"predict.input={tmp_path / 'in'}",
+            f"predict.batch_size={batch}",
+            "predict.num_workers=1",
+            out=tmp_path / f"b{batch}",
+        )
         result = run_predict(cfg)
         report = json.loads((tmp_path / f"b{batch}" / "predict.json").read_text())
         assert report["num_images"] == result["num_images"] == 5 and report["batch_size"] == batch
         assert report["images_per_s"] > 0 and report["seconds"] > 0
-        written[batch] = {p.relative_to(tmp_path / f"b{batch}"): p.read_bytes()
-                          for p in sorted((tmp_path / f"b{batch}" / "predictions").rglob("*.png"))}
+        written[batch] = {
+            p.relative_to(tmp_path / f"b{batch}"): p.read_bytes()
+            for p in sorted((tmp_path / f"b{batch}" / "predictions").rglob("*.png"))
+        }
     assert len(written[1]) == 10 and written[1] == written[3]  # 5 labelIds + 5 overlays, byte-identical

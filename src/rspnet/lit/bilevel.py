@@ -40,14 +40,17 @@ def raise_nonfinite(value: torch.Tensor, which: str) -> bool:
 
 def build_optimizers(weights: list[nn.Parameter], arch: list[nn.Parameter], s: DictConfig) -> tuple[Any, Any]:
     """(weight SGD, arch SGD or Adam) from the `search` config group."""
-    w_opt = torch.optim.SGD(weights, lr=float(s.weight_lr), momentum=float(s.weight_momentum),
-                            weight_decay=float(s.weight_wd))
+    w_opt = torch.optim.SGD(
+        weights, lr=float(s.weight_lr), momentum=float(s.weight_momentum), weight_decay=float(s.weight_wd)
+    )
     if s.arch_optim == "sgd":
-        a_opt = torch.optim.SGD(arch, lr=float(s.arch_lr), momentum=float(s.get("arch_momentum", 0.0)),
-                                weight_decay=float(s.arch_wd))
+        a_opt = torch.optim.SGD(
+            arch, lr=float(s.arch_lr), momentum=float(s.get("arch_momentum", 0.0)), weight_decay=float(s.arch_wd)
+        )
     elif s.arch_optim == "adam":
-        a_opt = torch.optim.Adam(arch, lr=float(s.arch_adam_lr), betas=tuple(s.arch_adam_betas),
-                                 weight_decay=float(s.arch_wd))
+        a_opt = torch.optim.Adam(
+            arch, lr=float(s.arch_adam_lr), betas=tuple(s.arch_adam_betas), weight_decay=float(s.arch_wd)
+        )
     else:
         raise ConfigError(f"search.arch_optim={s.arch_optim} is unknown; use sgd or adam")
     return w_opt, a_opt
@@ -66,10 +69,20 @@ class Architect:
     returns its detached loss, or None when `finite` chose to skip it.
     """
 
-    def __init__(self, net: Callable[[torch.Tensor], torch.Tensor], loss: LossFn, w_opt: Any, a_opt: Any, *,
-                 second_order: bool = False, grad_clip: float | None = None,
-                 backward: Callable[[torch.Tensor], None] = plain_backward, finite: Guard = raise_nonfinite,
-                 check_arch_grads: bool = True, clip_before_step: bool = True) -> None:
+    def __init__(
+        self,
+        net: Callable[[torch.Tensor], torch.Tensor],
+        loss: LossFn,
+        w_opt: Any,
+        a_opt: Any,
+        *,
+        second_order: bool = False,
+        grad_clip: float | None = None,
+        backward: Callable[[torch.Tensor], None] = plain_backward,
+        finite: Guard = raise_nonfinite,
+        check_arch_grads: bool = True,
+        clip_before_step: bool = True,
+    ) -> None:
         self.net, self.loss, self.w_opt, self.a_opt = net, loss, w_opt, a_opt
         self.weights, self.arch = _group_params(w_opt), _group_params(a_opt)
         self.second_order, self.grad_clip = bool(second_order), grad_clip
@@ -79,8 +92,9 @@ class Architect:
         # False when the caller clips in its own hook (Lightning: after the AMP unscale)
         self.clip_before_step = clip_before_step
 
-    def step(self, weight_batch: Batch, arch_batch: Batch, update_arch: bool = True
-             ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def step(
+        self, weight_batch: Batch, arch_batch: Batch, update_arch: bool = True
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(1) arch step on `arch_batch` (unless `update_arch` is False: warm-up), (2) weight step; both losses."""
         arch_loss = self.arch_step(arch_batch, weight_batch) if update_arch else None
         return arch_loss, self.weight_step(weight_batch)
@@ -93,8 +107,16 @@ class Architect:
             if weight_batch is None:
                 raise ValueError("a second-order arch step needs the weight batch for its virtual weight step")
             group = self.w_opt.param_groups[0]
-            loss, grads = unrolled_arch_grads(self.net, self.loss, self.weights, self.arch, weight_batch, batch,
-                                              group["lr"], float(group["weight_decay"]))
+            loss, grads = unrolled_arch_grads(
+                self.net,
+                self.loss,
+                self.weights,
+                self.arch,
+                weight_batch,
+                batch,
+                group["lr"],
+                float(group["weight_decay"]),
+            )
             if not self.finite(loss, "arch loss"):
                 return None
             for p, g in zip(self.arch, grads):

@@ -61,7 +61,9 @@ class PathScoreAccumulator:
         """Restore; each rank takes an equal share of the totals so the next all-reduce is exact."""
         total = state["total"]
         if total.shape != self.local.shape:
-            raise ConfigError("the checkpoint's path scores do not match this supernet; resume with the same model.* and macro.lookback")
+            raise ConfigError(
+                "the checkpoint's path scores do not match this supernet; resume with the same model.* and macro.lookback"
+            )
         self.total = total.clone()
         self.local = total / world_size  # a new (per-process) tensor, see reset()
         self.reset_epoch, self.first_epoch = int(state["reset_epoch"]), int(state["first_epoch"])
@@ -150,7 +152,9 @@ class MacroSearchModule(SearchModule):
             return {node: mean[sl] for node, sl in self.slices.items()}, "arch_path_weights"
         # no architecture step ran (e.g. search.warmup_epochs >= epochs): the input-free prior
         betas = self.net.betas()
-        return {node: torch.softmax(betas[node].detach().float(), 0).cpu().tolist() for node in self.slices}, "softmax_beta"
+        return {
+            node: torch.softmax(betas[node].detach().float(), 0).cpu().tolist() for node in self.slices
+        }, "softmax_beta"
 
     def macro_arch(self) -> MacroArch:
         """Top `macro.top_k` inputs per node by score (ties: earlier candidate first)."""
@@ -175,8 +179,14 @@ class MacroSearchModule(SearchModule):
             "path_entropy": _mean_entropy(scores.values()),
             "beta_entropy": _mean_entropy(betas.values()),
         }
-        return MacroArch(layers=self.net.layers, scales=list(self.net.scales), top_k=self.top_k, nodes=nodes,
-                         search=meta, provenance="searched")
+        return MacroArch(
+            layers=self.net.layers,
+            scales=list(self.net.scales),
+            top_k=self.top_k,
+            nodes=nodes,
+            search=meta,
+            provenance="searched",
+        )
 
     def arch_metrics(self) -> dict[str, float]:
         """Mean normalised entropy of the path scores and of softmax(beta), logged each epoch."""

@@ -59,9 +59,11 @@ def check_trainer(search_cfg: DictConfig, trainer: Any) -> None:
     if trainer.world_size > 1:
         raise ConfigError("search.second_order=true runs on one device only; use search.second_order=false under DDP")
     if str(trainer.precision) not in SECOND_ORDER_PRECISIONS:
-        raise ConfigError(f"search.second_order=true cannot run with trainer.precision={trainer.precision}: the unrolled "
-                          "gradient needs fp32 parameters and no fp16 loss scaling; use trainer.precision=32-true "
-                          "or bf16-mixed (the unrolled step then runs in fp32), or search.second_order=false")
+        raise ConfigError(
+            f"search.second_order=true cannot run with trainer.precision={trainer.precision}: the unrolled "
+            "gradient needs fp32 parameters and no fp16 loss scaling; use trainer.precision=32-true "
+            "or bf16-mixed (the unrolled step then runs in fp32), or search.second_order=false"
+        )
 
 
 class SearchModule(pl.LightningModule):
@@ -120,9 +122,17 @@ class SearchModule(pl.LightningModule):
         w_opt, a_opt = self.optimizers()
         if self._architect is None or self._architect.w_opt is not w_opt:
             self._architect = Architect(
-                self.net, self.loss, w_opt, a_opt, second_order=bool(self.search_cfg.second_order),
-                grad_clip=self.search_cfg.get("grad_clip"), backward=self.manual_backward, finite=self._finite_or_skip,
-                check_arch_grads=str(self.trainer.precision) != "16-mixed", clip_before_step=False)
+                self.net,
+                self.loss,
+                w_opt,
+                a_opt,
+                second_order=bool(self.search_cfg.second_order),
+                grad_clip=self.search_cfg.get("grad_clip"),
+                backward=self.manual_backward,
+                finite=self._finite_or_skip,
+                check_arch_grads=str(self.trainer.precision) != "16-mixed",
+                clip_before_step=False,
+            )
         return self._architect
 
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
@@ -141,8 +151,9 @@ class SearchModule(pl.LightningModule):
         """One weight update; the norm clipping happens in on_before_optimizer_step (after AMP unscale)."""
         loss = self.architect.weight_step(weight_batch)
         if loss is not None:
-            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                     batch_size=weight_batch[0].shape[0])
+            self.log(
+                "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=weight_batch[0].shape[0]
+            )
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
         # called after AMP unscaling, so the clip threshold is in true gradient units
@@ -203,11 +214,19 @@ class SearchModule(pl.LightningModule):
         s = self.search_cfg
         arch_lr = s.arch_lr if s.arch_optim == "sgd" else s.arch_adam_lr
         max_epochs = self.trainer.max_epochs if self._trainer is not None else None
-        return {"dataset": str(self.cfg.dataset.name), "epochs": int(self.epochs_done), "seed": int(self.cfg.get("seed", 0)),
-                "max_epochs": int(max_epochs) if max_epochs is not None else None, "model": str(self.cfg.model.name),
-                "arch_optim": str(s.arch_optim), "arch_lr": _json_number(arch_lr), "weight_lr": _json_number(s.weight_lr),
-                "warmup_epochs": int(s.warmup_epochs), "arch_split": float(s.arch_split),
-                "second_order": bool(s.second_order)}
+        return {
+            "dataset": str(self.cfg.dataset.name),
+            "epochs": int(self.epochs_done),
+            "seed": int(self.cfg.get("seed", 0)),
+            "max_epochs": int(max_epochs) if max_epochs is not None else None,
+            "model": str(self.cfg.model.name),
+            "arch_optim": str(s.arch_optim),
+            "arch_lr": _json_number(arch_lr),
+            "weight_lr": _json_number(s.weight_lr),
+            "warmup_epochs": int(s.warmup_epochs),
+            "arch_split": float(s.arch_split),
+            "second_order": bool(s.second_order),
+        }
 
     def export_artifacts(self, out: Path, final: bool) -> None:
         """Stage 1: DIR/genotype.json, DIR/cell.png, DIR/alpha.png (+ heatmap to the logger)."""

@@ -45,8 +45,16 @@ def _as_dict(out: Any) -> dict[str, torch.Tensor]:
 class SegModule(pl.LightningModule):
     """Trains `net` with SGD + poly lr (`train_cfg`); logs `val/miou` every epoch; `meta` goes into checkpoints."""
 
-    def __init__(self, net: nn.Module, train_cfg: DictConfig, ignore_index: int, meta: dict[str, Any], *,
-                 aux_weight: float = 0.0, infer: Infer = default_infer) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        train_cfg: DictConfig,
+        ignore_index: int,
+        meta: dict[str, Any],
+        *,
+        aux_weight: float = 0.0,
+        infer: Infer = default_infer,
+    ) -> None:
         super().__init__()
         from rspnet.metrics import SegMetric
 
@@ -78,8 +86,10 @@ class SegModule(pl.LightningModule):
         loss = seg_loss(self(x), y, self.train_cfg, self.ignore_index, self.aux_weight, self.class_weights)
         if not all_ranks_finite(loss):  # one decision for all DDP ranks, before the backward all-reduce
             value = loss.item() if not torch.isfinite(loss) else "non-finite on another DDP rank"
-            raise NonFiniteError(f"training loss is {value} at epoch {self.current_epoch} step {self.global_step}; "
-                                 "lower train.lr or use trainer.precision=32-true (last.ckpt holds the last good epoch)")
+            raise NonFiniteError(
+                f"training loss is {value} at epoch {self.current_epoch} step {self.global_step}; "
+                "lower train.lr or use trainer.precision=32-true (last.ckpt holds the last good epoch)"
+            )
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
@@ -127,8 +137,9 @@ class SegModule(pl.LightningModule):
     def configure_optimizers(self) -> dict:
         """SGD (momentum, wd) with poly decay `(1 - step/total) ** power` per optimizer step."""
         t = self.train_cfg
-        opt = torch.optim.SGD(self.net.parameters(), lr=float(t.lr), momentum=float(t.momentum),
-                              weight_decay=float(t.weight_decay))
+        opt = torch.optim.SGD(
+            self.net.parameters(), lr=float(t.lr), momentum=float(t.momentum), weight_decay=float(t.weight_decay)
+        )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, poly_lambda(total, float(t.get("poly_power", 0.9))))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -153,24 +164,52 @@ def metric_name(name: str) -> str:
 def per_class_line(epoch: int, res: dict[str, torch.Tensor], names: list[str], selection: dict | None) -> str:
     """'val epoch 3 (holdout): mIoU 45.2 | sky 87.1 road 80.2 ...' (IoU in %, '-' = absent)."""
     split = (selection or {}).get("split") or "val"
-    ious = " ".join(f"{metric_name(n)} {'-' if math.isnan(float(v)) else f'{100 * float(v):.1f}'}"
-                    for n, v in zip(names, res["iou_per_class"]))
+    ious = " ".join(
+        f"{metric_name(n)} {'-' if math.isnan(float(v)) else f'{100 * float(v):.1f}'}"
+        for n, v in zip(names, res["iou_per_class"])
+    )
     return f"val epoch {epoch} ({split}): mIoU {100 * float(torch.nan_to_num(res['miou'])):.1f} | {ious}"
 
 
-def build_seg_module(cfg: DictConfig, genotype: dict, macro: dict, num_classes: int,
-                     classes: list[str] | None = None, palette: list | None = None,
-                     class_weights: list[float] | None = None, selection: dict[str, Any] | None = None) -> SegModule:
+def build_seg_module(
+    cfg: DictConfig,
+    genotype: dict,
+    macro: dict,
+    num_classes: int,
+    classes: list[str] | None = None,
+    palette: list | None = None,
+    class_weights: list[float] | None = None,
+    selection: dict[str, Any] | None = None,
+) -> SegModule:
     """A SegModule around the rspnet derived net of `genotype` + `macro` (stage=train, eval, predict, export)."""
     from rspnet.genotype import Genotype, MacroArch
     from rspnet.models.derived import DerivedNet
 
-    net = DerivedNet.from_cfg(cfg, Genotype.from_dict(genotype, "checkpoint genotype"),
-                              MacroArch.from_dict(macro, "checkpoint macro"), int(num_classes))
-    meta = seg_meta(cfg, net, num_classes, genotype=genotype, macro=macro, classes=classes, palette=palette,
-                    class_weights=class_weights, selection=selection)
-    return SegModule(net, cfg.train, int(cfg.dataset.get("ignore_index", 255)), meta, aux_weight=aux_weight(cfg),
-                     infer=partial(infer_from_cfg, cfg=cfg))
+    net = DerivedNet.from_cfg(
+        cfg,
+        Genotype.from_dict(genotype, "checkpoint genotype"),
+        MacroArch.from_dict(macro, "checkpoint macro"),
+        int(num_classes),
+    )
+    meta = seg_meta(
+        cfg,
+        net,
+        num_classes,
+        genotype=genotype,
+        macro=macro,
+        classes=classes,
+        palette=palette,
+        class_weights=class_weights,
+        selection=selection,
+    )
+    return SegModule(
+        net,
+        cfg.train,
+        int(cfg.dataset.get("ignore_index", 255)),
+        meta,
+        aux_weight=aux_weight(cfg),
+        infer=partial(infer_from_cfg, cfg=cfg),
+    )
 
 
 def finite_or_none(value: float) -> float | None:

@@ -52,9 +52,17 @@ def _fp32(batch: Batch) -> Batch:
     return (x.float() if x.dtype in (torch.float16, torch.bfloat16) else x), y
 
 
-def _unrolled(net: nn.Module, loss_fn: LossFn, weights: Sequence[nn.Parameter], arch: Sequence[nn.Parameter],
-              weight_batch: Batch, arch_batch: Batch, xi: float, weight_decay: float, r: float
-              ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def _unrolled(
+    net: nn.Module,
+    loss_fn: LossFn,
+    weights: Sequence[nn.Parameter],
+    arch: Sequence[nn.Parameter],
+    weight_batch: Batch,
+    arch_batch: Batch,
+    xi: float,
+    weight_decay: float,
+    r: float,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """`unrolled_arch_grads` in the caller's autocast state."""
     (xw, yw), (xa, ya) = weight_batch, arch_batch
     backup = [w.detach().clone() for w in weights]

@@ -48,8 +48,9 @@ def default_macro(cfg: DictConfig) -> MacroArch:
             else:
                 srcs = [(layer - 1, s)] + ([(layer - 1, _partner(layer, s, scales))] if len(scales) > 1 else [])
             nodes.append(MacroNode(layer, s, tuple(MacroInput(l, sc, 1.0) for l, sc in srcs)))
-    d = MacroArch(layers=layers, scales=scales, top_k=2, nodes=nodes, search={"source": "default_macro"},
-                  provenance="preset").to_dict()
+    d = MacroArch(
+        layers=layers, scales=scales, top_k=2, nodes=nodes, search={"source": "default_macro"}, provenance="preset"
+    ).to_dict()
     return MacroArch.from_dict(d, source="default_macro")  # validated like a file
 
 
@@ -81,8 +82,16 @@ class TrellisNode(nn.Module):
 class DerivedNet(Trellis):
     """Fixed-architecture RSPNet: `forward_features` (last layer, per scale) then `head`."""
 
-    def __init__(self, genotype: Genotype, macro: MacroArch, base_width: int, cells_per_node: int,
-                 rsp: bool, shuffle: bool, make_head: Callable[[list[int]], nn.Module]) -> None:
+    def __init__(
+        self,
+        genotype: Genotype,
+        macro: MacroArch,
+        base_width: int,
+        cells_per_node: int,
+        rsp: bool,
+        shuffle: bool,
+        make_head: Callable[[list[int]], nn.Module],
+    ) -> None:
         super().__init__()
         self.macro, self.scales, self.layers = macro, list(macro.scales), int(macro.layers)
         width = self.build_stem(3, base_width, affine=True)
@@ -91,17 +100,24 @@ class DerivedNet(Trellis):
         for node in live_nodes(macro):
             srcs = [(i.layer, i.scale) for i in macro.node(*node).inputs]
             self.inputs[node] = srcs
-            self.trellis[node_key(node)] = TrellisNode([width[s] for _, s in srcs], width[node[1]], genotype.ops,
-                                                       cells_per_node, rsp, shuffle)
+            self.trellis[node_key(node)] = TrellisNode(
+                [width[s] for _, s in srcs], width[node[1]], genotype.ops, cells_per_node, rsp, shuffle
+            )
         self.out_channels = [width[s] for s in self.scales]
         self.head = make_head(self.out_channels)
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig, genotype: Genotype, macro: MacroArch, num_classes: int) -> DerivedNet:
         """Build for `cfg.model`/`cfg.rsp`/`cfg.head` from the two artifacts (`head` from the HEADS registry)."""
-        return cls(genotype, macro, base_width=int(cfg.model.base_width),
-                   cells_per_node=int(cfg.model.cells_per_node), rsp=bool(cfg.rsp.enabled),
-                   shuffle=bool(cfg.rsp.shuffle), make_head=lambda widths: build_head(cfg, widths, int(num_classes)))
+        return cls(
+            genotype,
+            macro,
+            base_width=int(cfg.model.base_width),
+            cells_per_node=int(cfg.model.cells_per_node),
+            rsp=bool(cfg.rsp.enabled),
+            shuffle=bool(cfg.rsp.shuffle),
+            make_head=lambda widths: build_head(cfg, widths, int(num_classes)),
+        )
 
     def combine(self, node: Node, xs: list[torch.Tensor], size: tuple) -> torch.Tensor:
         """Sum of the aligned inputs -> the node's N stacked fixed cells."""

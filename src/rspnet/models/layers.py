@@ -11,8 +11,9 @@ from torch import nn
 
 def conv_bn(c_in: int, c_out: int, kernel: int = 1, affine: bool = True) -> nn.Sequential:
     """Conv(k, same padding, no bias) -> BN (cell output projection, path alignment)."""
-    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
-                         nn.BatchNorm2d(c_out, affine=affine))
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(c_out, affine=affine)
+    )
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int = 1, affine: bool = True) -> nn.Sequential:

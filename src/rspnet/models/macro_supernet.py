@@ -86,9 +86,14 @@ class MacroSupernet(SearchTrellis):
     @classmethod
     def from_cfg(cls, cfg: DictConfig, genotype: Genotype, num_classes: int) -> MacroSupernet:
         """Build from `cfg.model`, `cfg.macro` and `cfg.rsp`."""
-        return cls(genotype, num_classes, **cls.cfg_kwargs(cfg, int(cfg.model.layers)),
-                   lookback=cfg.macro.get("lookback"), mlp_hidden=int(cfg.macro.get("mlp_hidden", 16)),
-                   scoring=str(cfg.macro.get("scoring", "pam")))
+        return cls(
+            genotype,
+            num_classes,
+            **cls.cfg_kwargs(cfg, int(cfg.model.layers)),
+            lookback=cfg.macro.get("lookback"),
+            mlp_hidden=int(cfg.macro.get("mlp_hidden", 16)),
+            scoring=str(cfg.macro.get("scoring", "pam")),
+        )
 
     @property
     def candidates(self) -> dict[Node, list[Node]]:

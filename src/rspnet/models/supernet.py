@@ -42,8 +42,14 @@ class SearchTrellis(Trellis):
     def cfg_kwargs(cfg: DictConfig, layers: int) -> dict[str, Any]:
         """The constructor arguments both supernets read from `cfg.model` and `cfg.rsp`."""
         m = cfg.model
-        return dict(base_width=int(m.base_width), scales=list(m.scales), layers=layers, rsp=bool(cfg.rsp.enabled),
-                    shuffle=bool(cfg.rsp.get("shuffle", True)), head_channels=int(m.head_channels))
+        return dict(
+            base_width=int(m.base_width),
+            scales=list(m.scales),
+            layers=layers,
+            rsp=bool(cfg.rsp.enabled),
+            shuffle=bool(cfg.rsp.get("shuffle", True)),
+            head_channels=int(m.head_channels),
+        )
 
 
 class CellSupernet(SearchTrellis):
@@ -89,8 +95,11 @@ class CellSupernet(SearchTrellis):
     @classmethod
     def from_cfg(cls, cfg: DictConfig, num_classes: int) -> CellSupernet:
         """Build from `cfg.model` (base_width, scales, search_layers, head_channels) and `cfg.rsp`."""
-        return cls(num_classes, **cls.cfg_kwargs(cfg, int(cfg.model.search_layers)),
-                   alpha_temperature=float(cfg.search.get("alpha_temperature", 1.0)))
+        return cls(
+            num_classes,
+            **cls.cfg_kwargs(cfg, int(cfg.model.search_layers)),
+            alpha_temperature=float(cfg.search.get("alpha_temperature", 1.0)),
+        )
 
     def arch_parameters(self) -> list[nn.Parameter]:
         """Parameters whose name is in ARCH_NAMES (just `alpha`)."""
@@ -126,12 +135,17 @@ class CellSupernet(SearchTrellis):
     def arch_metrics(self) -> dict[str, float]:
         """Per-edge op weights for logging, keyed `alpha/<src>-<dst>/<op>`."""
         w = self.arch_weights()
-        weights = {f"alpha/{a}-{b}/{op}": float(w[i, j]) for i, (a, b) in enumerate(EDGES) for j, op in enumerate(PRIMITIVES)}
+        weights = {
+            f"alpha/{a}-{b}/{op}": float(w[i, j]) for i, (a, b) in enumerate(EDGES) for j, op in enumerate(PRIMITIVES)
+        }
         return weights | {"alpha_entropy": self.alpha_entropy()["mean"]}
 
     def genotype(self, search: dict[str, Any] | None = None) -> Genotype:
         """Derive the cell: per edge the op with the largest softmax(alpha) weight (provenance: searched)."""
-        search = dict(search or {}) | {"alpha_entropy": self.alpha_entropy(), "alpha_temperature": self.alpha_temperature}
+        search = dict(search or {}) | {
+            "alpha_entropy": self.alpha_entropy(),
+            "alpha_temperature": self.alpha_temperature,
+        }
         genotype = Genotype.from_weights(self.arch_weights().tolist(), rsp=self.rsp, search=search)
         genotype.provenance = "searched"
         return genotype

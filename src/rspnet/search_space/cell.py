@@ -99,7 +99,9 @@ class RSP(nn.Module):
     cell processes the other half. Off: the cell is built at width C and applied to all of x.
     """
 
-    def __init__(self, channels: int, make_cell: Callable[[int], nn.Module], enabled: bool = True, shuffle: bool = True) -> None:
+    def __init__(
+        self, channels: int, make_cell: Callable[[int], nn.Module], enabled: bool = True, shuffle: bool = True
+    ) -> None:
         super().__init__()
         if enabled and channels % 2:
             raise ValueError(f"RSP needs an even channel count, got {channels}")

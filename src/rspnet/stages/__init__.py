@@ -15,8 +15,19 @@ from rspnet.utils.threads import apply as apply_thread_policy
 from rspnet.utils.validate import validate_config
 
 # every stage is a module of this name with `run(cfg) -> dict` (and a conf/stage/<name>.yaml)
-STAGES = ("data_stats", "cell_search", "macro_search", "train", "eval", "predict", "export", "summary",
-          "sample_arch", "profile", "pipeline")
+STAGES = (
+    "data_stats",
+    "cell_search",
+    "macro_search",
+    "train",
+    "eval",
+    "predict",
+    "export",
+    "summary",
+    "sample_arch",
+    "profile",
+    "pipeline",
+)
 
 
 def get_stage(name: str) -> Callable[[DictConfig], dict]:

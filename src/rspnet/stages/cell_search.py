@@ -65,8 +65,13 @@ def fit_search(cfg: DictConfig, module: Any, datamodule: Any) -> dict:
     ckpt_path = resolve_ckpt_path(cfg, out)
     logger = build_logger(cfg, out)
     writer = WriteResult(out / RESULT, functools.partial(search_result, out))
-    trainer = build_trainer(cfg, out, logger, [*search_callbacks(out), writer, *run_callbacks(cfg, out, logger)],
-                            plugins=[AtomicCheckpointIO()])
+    trainer = build_trainer(
+        cfg,
+        out,
+        logger,
+        [*search_callbacks(out), writer, *run_callbacks(cfg, out, logger)],
+        plugins=[AtomicCheckpointIO()],
+    )
     check_trainer(cfg.search, trainer)  # here too: inside spawned DDP ranks the error would not be one line
     datamodule.use_search_loaders(str(cfg.search.combine_mode))
     (out / RESULT).unlink(missing_ok=True)  # never return a previous run's result
@@ -86,6 +91,11 @@ def run(cfg: DictConfig) -> dict:
     entropy = net.alpha_entropy()
     result.update(genotype=str(genotype), cell_picture=str(out / "cell.png"), alpha_entropy=entropy["mean"])
     # normalised entropy 1.0 = softmax(alpha) still uniform: the argmax is noise, not a decision
-    log.info("cell search: genotype %s -> %s (alpha entropy / log 5: per edge %s, mean %.3f)",
-             net.genotype().ops, genotype, entropy["per_edge"], entropy["mean"])
+    log.info(
+        "cell search: genotype %s -> %s (alpha entropy / log 5: per edge %s, mean %.3f)",
+        net.genotype().ops,
+        genotype,
+        entropy["per_edge"],
+        entropy["mean"],
+    )
     return result

@@ -60,11 +60,12 @@ def _pool_chunk(indices: list[int]) -> tuple[int, np.ndarray]:
     return len(indices), count_chunk(None, indices)
 
 
-def count_pixels(ds: SegDataset, workers: int, chunk: int = 8, desc: str = "",
-                 indices: list[int] | None = None) -> np.ndarray:
+def count_pixels(
+    ds: SegDataset, workers: int, chunk: int = 8, desc: str = "", indices: list[int] | None = None
+) -> np.ndarray:
     """`count_chunk` counts over the dataset (or `indices`), in a pool of `workers` processes (1 = in-process)."""
     todo = list(range(len(ds))) if indices is None else list(indices)
-    chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
+    chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
     total = np.zeros((3, ds.num_classes + 1), dtype=np.int64)
     with tqdm(total=len(todo), desc=desc, unit="img", leave=False) as bar:
         if workers <= 1 or len(chunks) < 2:
@@ -130,8 +131,14 @@ def run(cfg: DictConfig) -> dict:
         labelled = sum(s["pixels_per_class"])
         total = labelled + s["ignored_pixels"]
         empty = [c for c, n in zip(result["classes"], s["pixels_per_class"]) if n == 0]
-        log.info("%s/%s: %d images, %d pixels (%.1f%% ignored)%s", result["dataset"], split, s["num_images"],
-                 total, 100.0 * s["ignored_pixels"] / max(total, 1),
-                 f", classes with no pixels: {', '.join(empty)}" if empty else "")
+        log.info(
+            "%s/%s: %d images, %d pixels (%.1f%% ignored)%s",
+            result["dataset"],
+            split,
+            s["num_images"],
+            total,
+            100.0 * s["ignored_pixels"] / max(total, 1),
+            f", classes with no pixels: {', '.join(empty)}" if empty else "",
+        )
     log.info("data stats written to %s", out / "data_stats.json")
     return result

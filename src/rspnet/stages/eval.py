@@ -32,8 +32,10 @@ log = logging.getLogger(__name__)
 def check_classes(ckpt: str, meta: dict, num_classes: int, dataset: str) -> None:
     """The checkpoint's classifier must match the dataset's number of classes."""
     if int(meta["num_classes"]) != int(num_classes):
-        raise ConfigError(f"ckpt={ckpt} predicts {meta['num_classes']} classes but dataset={dataset} has {num_classes}; "
-                          "evaluate on the dataset it was trained for (or fine-tune with train.init_ckpt)")
+        raise ConfigError(
+            f"ckpt={ckpt} predicts {meta['num_classes']} classes but dataset={dataset} has {num_classes}; "
+            "evaluate on the dataset it was trained for (or fine-tune with train.init_ckpt)"
+        )
 
 
 def metrics_dict(result: dict, classes: list[str], cfg: DictConfig, ckpt: str, meta: dict | None = None) -> dict:
@@ -56,8 +58,9 @@ def metrics_dict(result: dict, classes: list[str], cfg: DictConfig, ckpt: str, m
     }
 
 
-def eval_result(classes: list[str], cfg: DictConfig, ckpt: str, meta: dict | None, trainer: pl.Trainer,
-                module: pl.LightningModule) -> dict:
+def eval_result(
+    classes: list[str], cfg: DictConfig, ckpt: str, meta: dict | None, trainer: pl.Trainer, module: pl.LightningModule
+) -> dict:
     """metrics.json (written by WriteResult on rank 0, where the test ran), with the confusion matrix beside it."""
     result = module.test_result
     if trainer.is_global_zero:
@@ -68,15 +71,19 @@ def eval_result(classes: list[str], cfg: DictConfig, ckpt: str, meta: dict | Non
 def write_confusion(out: Path, confmat: Any, classes: list[str]) -> None:
     """DIR/confusion_matrix.json (pixel counts, rows = ground truth) and its row-normalised picture."""
     counts = [[int(v) for v in row] for row in confmat.tolist()]
-    atomic_write_json(out / "confusion_matrix.json", {"classes": classes, "rows": "ground truth", "columns": "prediction",
-                                                       "counts": counts})
+    atomic_write_json(
+        out / "confusion_matrix.json",
+        {"classes": classes, "rows": "ground truth", "columns": "prediction", "counts": counts},
+    )
     save_figure(confusion_figure(counts, classes), out / "confusion_matrix.png")
 
 
 def run(cfg: DictConfig) -> dict:
     """Evaluate `ckpt=` on `cfg.split` and write DIR/metrics.json atomically."""
     out = output_dir(cfg)
-    ckpt = require(cfg, "ckpt", "pass ckpt=PATH to a checkpoint written by stage=train (e.g. DIR/checkpoints/last.ckpt)")
+    ckpt = require(
+        cfg, "ckpt", "pass ckpt=PATH to a checkpoint written by stage=train (e.g. DIR/checkpoints/last.ckpt)"
+    )
     module, meta = load_seg_checkpoint(ckpt, cfg)
     dm = build_datamodule(cfg)
     dm.setup("test")
@@ -86,13 +93,25 @@ def run(cfg: DictConfig) -> dict:
         old.unlink(missing_ok=True)  # never report a previous run's numbers
     writer = WriteResult(path, functools.partial(eval_result, list(dm.classes), cfg, ckpt, meta), on="test")
     # the progress bar counts test batches (images / dataset.val_batch_size)
-    trainer = build_trainer(cfg, out, False, [writer, *run_callbacks(cfg, out, False)], enable_checkpointing=False,
-                            enable_progress_bar=bool(cfg.stage.get("progress", True)))
+    trainer = build_trainer(
+        cfg,
+        out,
+        False,
+        [writer, *run_callbacks(cfg, out, False)],
+        enable_checkpointing=False,
+        enable_progress_bar=bool(cfg.stage.get("progress", True)),
+    )
     trainer.test(module, dataloaders=dm.test_dataloader(), verbose=False)
     metrics = writer.read("metrics")
     miou = metrics["miou"]
     macc = metrics["macc"]
-    log.info("%s %s mIoU = %s, mAcc = %s (%s images, inference=%s)", cfg.dataset.name, cfg.split,
-             f"{100 * miou:.2f} %" if miou is not None else "n/a", f"{100 * macc:.2f} %" if macc is not None else "n/a",
-             metrics["num_images"], cfg.inference.mode)
+    log.info(
+        "%s %s mIoU = %s, mAcc = %s (%s images, inference=%s)",
+        cfg.dataset.name,
+        cfg.split,
+        f"{100 * miou:.2f} %" if miou is not None else "n/a",
+        f"{100 * macc:.2f} %" if macc is not None else "n/a",
+        metrics["num_images"],
+        cfg.inference.mode,
+    )
     return metrics | {"objective": miou}

@@ -45,7 +45,9 @@ class LogitsOnly(nn.Module):
 def export_onnx(net: nn.Module, size: tuple[int, int], opset: int = 17) -> bytes:
     """Trace `net` (eval mode, BN folded) at batch 1 x `size` -> ONNX bytes with dynamic batch, H, W."""
     if min(size) < MIN_SIZE:
-        raise ArtifactError(f"export size {list(size)} is too small to trace (min {MIN_SIZE} per side); set stage.size=[H,W]")
+        raise ArtifactError(
+            f"export size {list(size)} is too small to trace (min {MIN_SIZE} per side); set stage.size=[H,W]"
+        )
     model = LogitsOnly(net).eval()
     buf = io.BytesIO()
     dims = {0: "batch", 2: "height", 3: "width"}
@@ -53,11 +55,21 @@ def export_onnx(net: nn.Module, size: tuple[int, int], opset: int = 17) -> bytes
         # Align's "resize only if the size differs" test is traced as a constant; that is right
         # for any input: same-scale paths never need a resize, cross-scale paths always do
         # (as long as the traced size keeps the scales apart, which `min_size` ensures)
-        warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean", category=torch.jit.TracerWarning)
+        warnings.filterwarnings(
+            "ignore", message="Converting a tensor to a Python boolean", category=torch.jit.TracerWarning
+        )
         # the TorchScript exporter handles our size arithmetic symbolically; dynamo=True needs onnxscript rewrites
-        torch.onnx.export(model, (torch.zeros(1, 3, *size),), buf, dynamo=False, opset_version=opset,
-                          input_names=[INPUT], output_names=[OUTPUT], do_constant_folding=True,
-                          dynamic_axes={INPUT: dims, OUTPUT: dims})
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, 3, *size),),
+            buf,
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            do_constant_folding=True,
+            dynamic_axes={INPUT: dims, OUTPUT: dims},
+        )
     return buf.getvalue()
 
 
@@ -91,7 +103,9 @@ def count_batchnorms(onnx_bytes: bytes) -> int:
 def run(cfg: DictConfig) -> dict:
     """Export `ckpt=` to DIR/model.onnx + DIR/export.json; a failed parity check is an ArtifactError."""
     out = output_dir(cfg)
-    ckpt = require(cfg, "ckpt", "pass ckpt=PATH to a checkpoint written by stage=train (e.g. DIR/checkpoints/best.ckpt)")
+    ckpt = require(
+        cfg, "ckpt", "pass ckpt=PATH to a checkpoint written by stage=train (e.g. DIR/checkpoints/best.ckpt)"
+    )
     module, meta = load_seg_checkpoint(ckpt, cfg)
     net = module.net.cpu().eval()
     opts = cfg.stage
@@ -103,20 +117,37 @@ def run(cfg: DictConfig) -> dict:
     except Exception as e:  # noqa: BLE001 - the exporter raises many types; report one line
         raise ArtifactError(f"{ckpt}: ONNX export failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
     crop = meta.get("config", {}).get("dataset", {}).get("crop_size")  # the training crop: Segmenter's slide window
-    onnx_bytes = with_metadata(onnx_bytes, {"num_classes": int(meta["num_classes"]), "classes": meta.get("classes"),
-                                            "palette": meta.get("palette"), "crop_size": list(crop) if crop else None})
+    onnx_bytes = with_metadata(
+        onnx_bytes,
+        {
+            "num_classes": int(meta["num_classes"]),
+            "classes": meta.get("classes"),
+            "palette": meta.get("palette"),
+            "crop_size": list(crop) if crop else None,
+        },
+    )
     diff = onnx_parity(onnx_bytes, net, check)
     report = {
-        "onnx": str(out / "model.onnx"), "checkpoint": str(ckpt), "opset": opset,
-        "export_size": list(size), "check_size": list(check), "max_abs_diff": diff if np.isfinite(diff) else None,
-        "tolerance": tol, "passed": bool(diff <= tol), "dynamic_axes": ["batch", "height", "width"],
-        "batchnorm_nodes": count_batchnorms(onnx_bytes), "num_classes": int(meta["num_classes"]),
-        "classes": meta.get("classes"), "params": sum(p.numel() for p in net.parameters()),
+        "onnx": str(out / "model.onnx"),
+        "checkpoint": str(ckpt),
+        "opset": opset,
+        "export_size": list(size),
+        "check_size": list(check),
+        "max_abs_diff": diff if np.isfinite(diff) else None,
+        "tolerance": tol,
+        "passed": bool(diff <= tol),
+        "dynamic_axes": ["batch", "height", "width"],
+        "batchnorm_nodes": count_batchnorms(onnx_bytes),
+        "num_classes": int(meta["num_classes"]),
+        "classes": meta.get("classes"),
+        "params": sum(p.numel() for p in net.parameters()),
     }
     atomic_write_json(out / "export.json", report)
     if not report["passed"]:
-        raise ArtifactError(f"{ckpt}: onnxruntime logits differ from PyTorch by {diff:.3g} > stage.tolerance={tol:g} "
-                            f"at input {list(check)}; model.onnx not written (details in {out / 'export.json'})")
+        raise ArtifactError(
+            f"{ckpt}: onnxruntime logits differ from PyTorch by {diff:.3g} > stage.tolerance={tol:g} "
+            f"at input {list(check)}; model.onnx not written (details in {out / 'export.json'})"
+        )
     atomic_write_bytes(out / "model.onnx", onnx_bytes)
     log.info("exported %s (max abs logit diff %.2e at %s)", out / "model.onnx", diff, list(check))
     return report

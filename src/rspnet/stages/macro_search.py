@@ -45,7 +45,12 @@ def run(cfg: DictConfig) -> dict:
     genotype = Genotype.load(genotype_path)
     _check_macro_cfg(cfg)
     if genotype.rsp != bool(cfg.rsp.enabled):
-        log.warning("%s was searched with rsp=%s but rsp.enabled=%s; the config wins", genotype_path, genotype.rsp, cfg.rsp.enabled)
+        log.warning(
+            "%s was searched with rsp=%s but rsp.enabled=%s; the config wins",
+            genotype_path,
+            genotype.rsp,
+            cfg.rsp.enabled,
+        )
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     net = MacroSupernet.from_cfg(cfg, genotype, datamodule.num_classes)
@@ -53,8 +58,17 @@ def run(cfg: DictConfig) -> dict:
     result = fit_search(cfg, module, datamodule)
     out = Path(str(cfg.paths.output_dir))
     search = module.macro_arch().search
-    log.info("macro search: top-%d inputs for %d nodes -> %s (scoring=%s; mean path entropy / log K %.3f, beta %.3f)",
-             module.top_k, len(net.nodes()), out / "macro.json", net.scoring, search["path_entropy"],
-             search["beta_entropy"])
-    return dict(result or {}) | {"macro": str(out / "macro.json"), "trellis": str(out / "trellis.png"),
-                                 "path_entropy": search["path_entropy"]}
+    log.info(
+        "macro search: top-%d inputs for %d nodes -> %s (scoring=%s; mean path entropy / log K %.3f, beta %.3f)",
+        module.top_k,
+        len(net.nodes()),
+        out / "macro.json",
+        net.scoring,
+        search["path_entropy"],
+        search["beta_entropy"],
+    )
+    return dict(result or {}) | {
+        "macro": str(out / "macro.json"),
+        "trellis": str(out / "trellis.png"),
+        "path_entropy": search["path_entropy"],
+    }

@@ -34,8 +34,11 @@ def _stage_cfg(cfg: DictConfig, name: str, out: Path, resume: bool = False, **to
         sub.paths.output_dir = str(out / name)
         sub.print_config = False  # the pipeline printed the whole config once
         # per-sub-stage settings; null (or absent) keeps the shared trainer/dataset/search value
-        for key, target in (("epochs", "trainer.max_epochs"), ("batch_size", "dataset.batch_size"),
-                            ("warmup_epochs", "search.warmup_epochs")):
+        for key, target in (
+            ("epochs", "trainer.max_epochs"),
+            ("batch_size", "dataset.batch_size"),
+            ("warmup_epochs", "search.warmup_epochs"),
+        ):
             value = p.get(f"{name}_{key}")
             if value is not None:
                 OmegaConf.update(sub, target, int(value), merge=False)
@@ -53,8 +56,10 @@ def _resuming(cfg: DictConfig) -> bool:
     if value in (None, "", False):
         return False
     if str(value) != "last":
-        raise ConfigError(f"ckpt_path={value}: stage=pipeline resumes with ckpt_path=last only "
-                          "(finished stages are skipped, a killed one goes on from its last.ckpt)")
+        raise ConfigError(
+            f"ckpt_path={value}: stage=pipeline resumes with ckpt_path=last only "
+            "(finished stages are skipped, a killed one goes on from its last.ckpt)"
+        )
     return True
 
 
@@ -103,8 +108,11 @@ def run(cfg: DictConfig) -> dict:
         results["macro_search"] = stage("macro_search", genotype=genotype)
         results["train"] = stage("train", genotype=genotype, macro_arch=macro)
         # the checkpoint train.select picked (best on the held-out slice by default, or last)
-        ckpt = (results["train"].get("selected_ckpt") or results["train"].get("best_ckpt")
-                or str(out / "train" / "checkpoints" / "last.ckpt"))
+        ckpt = (
+            results["train"].get("selected_ckpt")
+            or results["train"].get("best_ckpt")
+            or str(out / "train" / "checkpoints" / "last.ckpt")
+        )
         results["eval"] = stage("eval", ckpt=ckpt)
     finally:
         take_pending(out, name="done")  # a run that wrote nothing leaves the markers alone
@@ -125,10 +133,14 @@ def run(cfg: DictConfig) -> dict:
         },
         "seconds": {k: v.get("seconds") for k, v in results.items()},
         # budgets as run (epochs done per stage, the paper needs 300 / 40 / a full schedule)
-        "epochs": {"cell_search": search_epochs(genotype), "macro_search": search_epochs(macro),
-                   "train": results["train"].get("epochs")},
-        "batch_size": {k: int(_stage_cfg(cfg, k, out, False).dataset.batch_size)
-                       for k in ("cell_search", "macro_search", "train")},
+        "epochs": {
+            "cell_search": search_epochs(genotype),
+            "macro_search": search_epochs(macro),
+            "train": results["train"].get("epochs"),
+        },
+        "batch_size": {
+            k: int(_stage_cfg(cfg, k, out, False).dataset.batch_size) for k in ("cell_search", "macro_search", "train")
+        },
         "arch_provenance": {"genotype": of_file(genotype), "macro": of_file(macro)},
         # what a sweep optimises: the selection-split score, never the reported split's
         # (train.select=val makes them the same split; train.select=last with no slice gives null)
@@ -141,7 +153,9 @@ def run(cfg: DictConfig) -> dict:
 
 def _print_summary(summary: dict, cfg: DictConfig) -> None:
     """Final table: mIoU, params, time per stage, where the artifacts and pictures are."""
-    table = Table(title=f"rspnet pipeline — {cfg.dataset.name}, model={cfg.model.name}, rsp={'on' if cfg.rsp.enabled else 'off'}")
+    table = Table(
+        title=f"rspnet pipeline — {cfg.dataset.name}, model={cfg.model.name}, rsp={'on' if cfg.rsp.enabled else 'off'}"
+    )
     table.add_column("what")
     table.add_column("value", overflow="fold")
     miou = summary["miou"]

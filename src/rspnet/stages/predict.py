@@ -14,6 +14,7 @@ import io
 import logging
 import time
 from pathlib import Path
+
 import numpy as np
 import torch
 from omegaconf import DictConfig
@@ -118,8 +119,11 @@ def _label_ids(cfg: DictConfig, num_classes: int, video: bool) -> tuple[bool, bo
     want = (not video) if want is None else bool(want)
     cityscapes = num_classes == CITYSCAPES_CLASSES
     if want and not cityscapes:
-        log.warning("labelIds PNGs need a 19-class (Cityscapes trainId) model; this one has %s classes: "
-                    "writing class-index PNGs to predictions/ids/ instead", num_classes)
+        log.warning(
+            "labelIds PNGs need a 19-class (Cityscapes trainId) model; this one has %s classes: "
+            "writing class-index PNGs to predictions/ids/ instead",
+            num_classes,
+        )
     return want, want and cityscapes
 
 
@@ -129,7 +133,9 @@ def run(cfg: DictConfig) -> dict:
     from rspnet.stages.predict_video import VIDEO_EXTENSIONS, predict_video
 
     out = output_dir(cfg)
-    ckpt = require(cfg, "ckpt", "pass ckpt=PATH to a checkpoint written by stage=train (or a model.onnx from stage=export)")
+    ckpt = require(
+        cfg, "ckpt", "pass ckpt=PATH to a checkpoint written by stage=train (or a model.onnx from stage=export)"
+    )
     p = cfg.predict
     batch_size = int(p.get("batch_size") or 1)
     model = load_model(ckpt, "cuda" if _wants_gpu(cfg) else "cpu")
@@ -146,12 +152,26 @@ def run(cfg: DictConfig) -> dict:
         result = {"num_images": _predict_items(cfg, seg, items, out / "predictions", save, label_ids, limit)}
     seconds = time.perf_counter() - t0
     n = result["num_images"]
-    report = {**result, "predictions": str(out / "predictions"), "label_ids": label_ids, "input": source or f"split={cfg.split}",
-              "seconds": round(seconds, 3), "images_per_s": round(n / seconds, 3) if seconds > 0 else None,
-              "batch_size": batch_size, "device": str(seg.device), "model": str(ckpt)}
+    report = {
+        **result,
+        "predictions": str(out / "predictions"),
+        "label_ids": label_ids,
+        "input": source or f"split={cfg.split}",
+        "seconds": round(seconds, 3),
+        "images_per_s": round(n / seconds, 3) if seconds > 0 else None,
+        "batch_size": batch_size,
+        "device": str(seg.device),
+        "model": str(ckpt),
+    }
     atomic_write_json(out / "predict.json", report)
-    log.info("wrote predictions for %d %s to %s (%.2f %s/s)", n, "frames" if video else "images", out / "predictions",
-             report["images_per_s"] or 0.0, "frames" if video else "images")
+    log.info(
+        "wrote predictions for %d %s to %s (%.2f %s/s)",
+        n,
+        "frames" if video else "images",
+        out / "predictions",
+        report["images_per_s"] or 0.0,
+        "frames" if video else "images",
+    )
     return report
 
 
@@ -161,11 +181,22 @@ def _wants_gpu(cfg: DictConfig) -> bool:
     return wants and torch.cuda.is_available()
 
 
-def write_prediction(out: Path, stem: str, city: str, pred: np.ndarray, rgb: np.ndarray | None, palette: list,
-                     alpha: float, save: bool, label_ids: bool) -> None:
+def write_prediction(
+    out: Path,
+    stem: str,
+    city: str,
+    pred: np.ndarray,
+    rgb: np.ndarray | None,
+    palette: list,
+    alpha: float,
+    save: bool,
+    label_ids: bool,
+) -> None:
     """labelIds (or class-index) PNG and the overlay PNG of one image, atomically."""
     if label_ids:
-        atomic_write_bytes(out / "labelIds" / city / f"{stem}_labelIds.png", _png(trainid_to_labelid(pred).astype(np.uint8)))
+        atomic_write_bytes(
+            out / "labelIds" / city / f"{stem}_labelIds.png", _png(trainid_to_labelid(pred).astype(np.uint8))
+        )
     elif save:
         atomic_write_bytes(out / "ids" / city / f"{stem}.png", _png(pred))
     if rgb is not None:
@@ -186,7 +217,15 @@ def predict_batch(seg: Segmenter, xs: list[torch.Tensor], sizes: list[tuple[int,
     return preds  # type: ignore[return-value]
 
 
-def _predict_items(cfg: DictConfig, seg: Segmenter, items: FolderImages | SplitImages, out: Path, save: bool, label_ids: bool, limit: int | None) -> int:
+def _predict_items(
+    cfg: DictConfig,
+    seg: Segmenter,
+    items: FolderImages | SplitImages,
+    out: Path,
+    save: bool,
+    label_ids: bool,
+    limit: int | None,
+) -> int:
     """Folder or split images through a DataLoader (`predict.batch_size`, `predict.num_workers`) with a progress bar."""
     p = cfg.predict
     data = Subset(items, range(min(limit, len(items)))) if limit is not None else items
@@ -199,8 +238,17 @@ def _predict_items(cfg: DictConfig, seg: Segmenter, items: FolderImages | SplitI
         for batch in loader:
             preds = predict_batch(seg, [x for *_, x in batch], [rgb.shape[:2] for _, _, rgb, _ in batch])
             for (stem, city, rgb, _), pred in zip(batch, preds):
-                write_prediction(out, stem, city, pred, rgb if p.get("overlay", True) else None, seg.palette,
-                                 float(p.alpha), save, label_ids)
+                write_prediction(
+                    out,
+                    stem,
+                    city,
+                    pred,
+                    rgb if p.get("overlay", True) else None,
+                    seg.palette,
+                    float(p.alpha),
+                    save,
+                    label_ids,
+                )
             n += len(batch)
             bar.update(len(batch))
     return n

@@ -47,7 +47,9 @@ def _batches(frames: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarra
         yield batch
 
 
-def predict_video(cfg: DictConfig, seg: Segmenter, path: Path, out: Path, save: bool, label_ids: bool, limit: int | None) -> dict:
+def predict_video(
+    cfg: DictConfig, seg: Segmenter, path: Path, out: Path, save: bool, label_ids: bool, limit: int | None
+) -> dict:
     """Overlay video + optional per-frame class maps of `path`; returns {"num_images", "video", "fps"}."""
     import cv2  # see _frames
 
@@ -76,7 +78,9 @@ def predict_video(cfg: DictConfig, seg: Segmenter, path: Path, out: Path, save: 
                     blended = overlay(frame, pred, seg.palette, float(p.alpha))
                     writer.write(cv2.cvtColor(blended, cv2.COLOR_RGB2BGR))
                     if save:
-                        write_prediction(out, f"{path.stem}_{n:06d}", path.stem, pred, None, seg.palette, 0.0, save, label_ids)
+                        write_prediction(
+                            out, f"{path.stem}_{n:06d}", path.stem, pred, None, seg.palette, 0.0, save, label_ids
+                        )
                     n += 1
                 bar.update(len(batch))
     finally:

@@ -51,8 +51,11 @@ def onnx_gmacs(path: str, size: tuple[int, int], batch: int = 1) -> float:
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     x = np.zeros((batch, 3, *size), dtype=np.float32)
-    shapes = {**known, **{n: list(v.shape) for n, v in zip(names, session.run(names, {session.get_inputs()[0].name: x}))},
-              session.get_inputs()[0].name: list(x.shape)}
+    shapes = {
+        **known,
+        **{n: list(v.shape) for n, v in zip(names, session.run(names, {session.get_inputs()[0].name: x}))},
+        session.get_inputs()[0].name: list(x.shape),
+    }
     macs = 0
     for node in nodes:
         out, a, w = shapes[node.output[0]], shapes[node.input[0]], shapes[node.input[1]]
@@ -145,17 +148,38 @@ def run(cfg: DictConfig) -> dict:
     times = time_forward(model, x, warmup, repeats)
     latency = statistics.median(times)
     report = {
-        "model": model.source, "kind": model.kind, "trained": model.trained, "params": model.params(),
+        "model": model.source,
+        "kind": model.kind,
+        "trained": model.trained,
+        "params": model.params(),
         "gmacs": round(gmacs, 3) if gmacs is not None else None,
         "gflops": round(2 * gmacs, 3) if gmacs is not None else None,
         "flops_convention": "GFLOPs = 2 x GMACs (multiply-accumulates of conv/matmul ops), batch 1",
-        "input_size": list(size), "batch_size": batch, "precision": precision, "device": str(device),
-        "device_name": device_name(device), "threads": torch.get_num_threads(), "warmup": warmup, "repeats": repeats,
-        "latency_ms": round(1000 * latency, 3), "latency_ms_all": [round(1000 * t, 3) for t in times],
-        "images_per_s": round(batch / latency, 3), "torch": torch.__version__,
+        "input_size": list(size),
+        "batch_size": batch,
+        "precision": precision,
+        "device": str(device),
+        "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
+        "warmup": warmup,
+        "repeats": repeats,
+        "latency_ms": round(1000 * latency, 3),
+        "latency_ms_all": [round(1000 * t, 3) for t in times],
+        "images_per_s": round(batch / latency, 3),
+        "torch": torch.__version__,
     }
     atomic_write_json(out / "profile.json", report)
-    log.info("%s: %.2fM params, %s GMACs (%s GFLOPs) at %s; %s %s batch %d: %.1f ms median, %.2f images/s",
-             model.source, report["params"] / 1e6, report["gmacs"], report["gflops"], list(size), report["device_name"],
-             precision, batch, report["latency_ms"], report["images_per_s"])
+    log.info(
+        "%s: %.2fM params, %s GMACs (%s GFLOPs) at %s; %s %s batch %d: %.1f ms median, %.2f images/s",
+        model.source,
+        report["params"] / 1e6,
+        report["gmacs"],
+        report["gflops"],
+        list(size),
+        report["device_name"],
+        precision,
+        batch,
+        report["latency_ms"],
+        report["images_per_s"],
+    )
     return {**report, "profile": str(out / "profile.json")}

@@ -41,8 +41,9 @@ def sample_genotype(rng: random.Random, rsp: bool, search: dict[str, Any]) -> Ge
     return Genotype(edges=edges, rsp=rsp, search=dict(search), provenance="random")
 
 
-def sample_macro(rng: random.Random, scales: list[int], layers: int, lookback: int | None, top_k: int,
-                 search: dict[str, Any]) -> MacroArch:
+def sample_macro(
+    rng: random.Random, scales: list[int], layers: int, lookback: int | None, top_k: int, search: dict[str, Any]
+) -> MacroArch:
     """Per node (layer 1..L, scale), `top_k` distinct inputs drawn uniformly from its candidates."""
     nodes = []
     for layer in range(1, layers + 1):
@@ -50,7 +51,9 @@ def sample_macro(rng: random.Random, scales: list[int], layers: int, lookback: i
         for scale in scales:
             picked = rng.sample(cands, min(top_k, len(cands)))
             nodes.append(MacroNode(layer, scale, tuple(MacroInput(l, s, 1.0) for l, s in picked)))
-    return MacroArch(layers=layers, scales=list(scales), top_k=top_k, nodes=nodes, search=dict(search), provenance="random")
+    return MacroArch(
+        layers=layers, scales=list(scales), top_k=top_k, nodes=nodes, search=dict(search), provenance="random"
+    )
 
 
 def count_params(cfg: DictConfig, genotype: Genotype, macro: MacroArch) -> int:
@@ -70,14 +73,18 @@ def reference_params(cfg: DictConfig, ref: Any) -> int:
     if path.is_file() and path.suffix == ".ckpt":
         params = (read_checkpoint(path).get("rspnet") or {}).get("params")
         if not isinstance(params, int):
-            raise ArtifactError(f"sample.param_match={path}: no parameter count in its rspnet metadata; pass a stage=train checkpoint")
+            raise ArtifactError(
+                f"sample.param_match={path}: no parameter count in its rspnet metadata; pass a stage=train checkpoint"
+            )
         return params
     if path.is_dir() and (path / "genotype.json").is_file():
         genotype = Genotype.load(path / "genotype.json")
         macro = MacroArch.load(path / "macro.json") if (path / "macro.json").is_file() else default_macro(cfg)
         return count_params(cfg, genotype, macro)
-    raise ConfigError(f"sample.param_match={ref}: pass a parameter count, a stage=train checkpoint (.ckpt) "
-                      "or a folder holding genotype.json (and macro.json)")
+    raise ConfigError(
+        f"sample.param_match={ref}: pass a parameter count, a stage=train checkpoint (.ckpt) "
+        "or a folder holding genotype.json (and macro.json)"
+    )
 
 
 def sample_architecture(cfg: DictConfig, seed: int) -> tuple[Genotype, MacroArch, dict[str, Any]]:
@@ -96,13 +103,23 @@ def sample_architecture(cfg: DictConfig, seed: int) -> tuple[Genotype, MacroArch
         macro = sample_macro(rng, [int(x) for x in m.scales], int(m.layers), lookback, int(cfg.macro.top_k), info)
         params = count_params(cfg, genotype, macro)
         if target is None or abs(params - target) <= tolerance * target:
-            match = None if target is None else {"reference": str(s.param_match), "reference_params": target,
-                                                 "tolerance": tolerance, "tries": tries}
+            match = (
+                None
+                if target is None
+                else {
+                    "reference": str(s.param_match),
+                    "reference_params": target,
+                    "tolerance": tolerance,
+                    "tries": tries,
+                }
+            )
             info = info | {"param_match": match, "params": params}
             genotype.search, macro.search = dict(info), dict(info) | {"lookback": lookback}
             return genotype, macro, info
-    raise ConfigError(f"sample.param_match: no draw within +-{tolerance:.0%} of {target} params in {max_tries} tries "
-                      f"(seed={seed}); raise sample.tolerance or sample.max_tries")
+    raise ConfigError(
+        f"sample.param_match: no draw within +-{tolerance:.0%} of {target} params in {max_tries} tries "
+        f"(seed={seed}); raise sample.tolerance or sample.max_tries"
+    )
 
 
 def run(cfg: DictConfig) -> dict:
@@ -117,5 +134,10 @@ def run(cfg: DictConfig) -> dict:
         save_figure(cell_figure(genotype, title=f"random Norm-Cell (seed {seed})"), out / "cell.png")
         draw_trellis(macro, out / "trellis.png", title=f"random trellis (seed {seed})")
     log.info("sample_arch: seed %d: cell %s, %.3fM params -> %s", seed, genotype.ops, info["params"] / 1e6, out)
-    return {"genotype": str(out / "genotype.json"), "macro": str(out / "macro.json"), "params": info["params"],
-            "seed": seed, "tries": (info["param_match"] or {}).get("tries", 1)}
+    return {
+        "genotype": str(out / "genotype.json"),
+        "macro": str(out / "macro.json"),
+        "params": info["params"],
+        "seed": seed,
+        "tries": (info["param_match"] or {}).get("tries", 1),
+    }

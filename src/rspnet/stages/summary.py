@@ -52,9 +52,11 @@ def check_macro(macro: MacroArch, cfg: DictConfig, source: str) -> MacroArch:
     """ConfigError naming the file if its layers/scales differ from `model.layers`/`model.scales`."""
     layers, scales = int(cfg.model.layers), [int(s) for s in cfg.model.scales]
     if macro.layers != layers or list(macro.scales) != scales:
-        raise ConfigError(f"{source}: layers={macro.layers} scales={list(macro.scales)} do not match "
-                          f"model.layers={layers} model.scales={scales} (model={cfg.model.name}); pass the "
-                          "macro.json searched for this model, or set model.layers/model.scales to match it")
+        raise ConfigError(
+            f"{source}: layers={macro.layers} scales={list(macro.scales)} do not match "
+            f"model.layers={layers} model.scales={scales} (model={cfg.model.name}); pass the "
+            "macro.json searched for this model, or set model.layers/model.scales to match it"
+        )
     return macro
 
 
@@ -68,8 +70,10 @@ def load_architecture(cfg: DictConfig, default_genotype: Path | None = PAPER_GEN
 
 def arch_provenance(cfg: DictConfig, default_genotype: Path | None = PAPER_GENOTYPE) -> dict[str, str]:
     """{"genotype": ..., "macro": ...}: searched | random | preset | unknown (rspnet.provenance)."""
-    return {"genotype": of_file(artifact_arg(cfg, "genotype") or default_genotype),
-            "macro": of_file(artifact_arg(cfg, "macro_arch"), default="preset")}
+    return {
+        "genotype": of_file(artifact_arg(cfg, "genotype") or default_genotype),
+        "macro": of_file(artifact_arg(cfg, "macro_arch"), default="preset"),
+    }
 
 
 def param_counts(net: nn.Module) -> dict[str, int]:
@@ -119,8 +123,10 @@ def run(cfg: DictConfig) -> dict:
     out = output_dir(cfg)
     summary = summarize(cfg, *load_architecture(cfg)) | {"arch_provenance": arch_provenance(cfg)}
     atomic_write_json(out / "summary.json", summary)
-    msg = (f"model={summary['model']} head={summary['head']} rsp={'on' if summary['rsp'] else 'off'}: "
-           f"{summary['params'] / 1e6:.2f}M params, {summary['gflops']:.2f} GFLOPs at {summary['input_size']} "
-           f"(architecture: genotype {summary['arch_provenance']['genotype']}, macro {summary['arch_provenance']['macro']})")
+    msg = (
+        f"model={summary['model']} head={summary['head']} rsp={'on' if summary['rsp'] else 'off'}: "
+        f"{summary['params'] / 1e6:.2f}M params, {summary['gflops']:.2f} GFLOPs at {summary['input_size']} "
+        f"(architecture: genotype {summary['arch_provenance']['genotype']}, macro {summary['arch_provenance']['macro']})"
+    )
     log.info(msg)
     return {**summary, "summary": str(out / "summary.json")}

@@ -30,16 +30,25 @@ log = logging.getLogger(__name__)
 def load_architecture(cfg: DictConfig) -> tuple[Any, Any]:
     """(Genotype, MacroArch) from `genotype=` (required) and `macro_arch=` (default: default_macro, with a warning)."""
     # training has no default cell: the genotype must be given; the macro default is shared
-    require(cfg, "genotype", "pass genotype=PATH (genotype.json from stage=cell_search, "
-                             "or genotype=paper_like for the shipped, unsearched preset)")
+    require(
+        cfg,
+        "genotype",
+        "pass genotype=PATH (genotype.json from stage=cell_search, "
+        "or genotype=paper_like for the shipped, unsearched preset)",
+    )
     architecture = load_with_defaults(cfg)
     if not artifact_arg(cfg, "macro_arch"):
-        log.warning("training on default_macro, the hand-made HRNet-style trellis (provenance: preset, not a "
-                    "searched macro.json); pass macro_arch=DIR/macro.json for a searched one")
+        log.warning(
+            "training on default_macro, the hand-made HRNet-style trellis (provenance: preset, not a "
+            "searched macro.json); pass macro_arch=DIR/macro.json for a searched one"
+        )
     provenance = arch_provenance(cfg)
     if set(provenance.values()) != {"searched"}:
-        log.warning("architecture is not a search result (genotype: %s, macro: %s); results are reported as such",
-                    provenance["genotype"], provenance["macro"])
+        log.warning(
+            "architecture is not a search result (genotype: %s, macro: %s); results are reported as such",
+            provenance["genotype"],
+            provenance["macro"],
+        )
     return architecture
 
 
@@ -47,7 +56,9 @@ def init_from_checkpoint(module: Any, path: str) -> None:
     """`train.init_ckpt`: copy the network weights of another training checkpoint (strict keys and shapes)."""
     state = net_state(read_checkpoint(path))
     if not state:
-        raise ArtifactError(f"train.init_ckpt={path}: no 'net.*' weights in it; pass a checkpoint written by stage=train")
+        raise ArtifactError(
+            f"train.init_ckpt={path}: no 'net.*' weights in it; pass a checkpoint written by stage=train"
+        )
     load_net_weights(module.net, state, f"train.init_ckpt={path}")
     log.info("initialised the network from %s", path)
 
@@ -60,12 +71,25 @@ def _checkpoint_callbacks(out: Path, select: bool = True) -> tuple[Any, Any]:
     after an epoch without a new best it would hold an older epoch (a resume would repeat work).
     """
     # enable_version_counter=False: a moved run dir must overwrite last.ckpt, not add last-v1
-    last = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="last", monitor=None, save_top_k=1,
-                           auto_insert_metric_name=False, enable_version_counter=False)
+    last = ModelCheckpoint(
+        dirpath=str(out / "checkpoints"),
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
     if not select:
         return None, last
-    best = ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best-epoch{epoch:03d}", monitor="val/miou",
-                           mode="max", save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
+    best = ModelCheckpoint(
+        dirpath=str(out / "checkpoints"),
+        filename="best-epoch{epoch:03d}",
+        monitor="val/miou",
+        mode="max",
+        save_top_k=1,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
     return best, last
 
 
@@ -73,10 +97,14 @@ def selection_info(dm: Any) -> dict[str, Any]:
     """What picks the checkpoint (train.json, checkpoint metadata and metrics.json carry it)."""
     hold = dm.holdout_state()  # the slice in use: a resumed run keeps its checkpoint's
     sel = dm.selection if hold is None else Selection(dm.selection.select, float(hold["fraction"]), int(hold["seed"]))
-    return {"select": sel.select, "split": sel.split,
-            "holdout": None if hold is None else {"fraction": sel.fraction, "seed": sel.seed,
-                                                  "images": len(hold["holdout"])},
-            "selected_on": sel.describe(None if hold is None else len(hold["holdout"]))}
+    return {
+        "select": sel.select,
+        "split": sel.split,
+        "holdout": None
+        if hold is None
+        else {"fraction": sel.fraction, "seed": sel.seed, "images": len(hold["holdout"])},
+        "selected_on": sel.describe(None if hold is None else len(hold["holdout"])),
+    }
 
 
 def restore_holdout(dm: Any, ckpt_path: str | None) -> None:
@@ -124,11 +152,14 @@ def run(cfg: DictConfig) -> dict:
     restore_holdout(dm, ckpt_path)
     selection = selection_info(dm)
     weights = resolve_class_weights(cfg, dm, out)
-    module = build_seg_module(cfg, genotype.to_dict(), macro.to_dict(), dm.num_classes, list(dm.classes),
-                              list(dm.palette), weights, selection)
+    module = build_seg_module(
+        cfg, genotype.to_dict(), macro.to_dict(), dm.num_classes, list(dm.classes), list(dm.palette), weights, selection
+    )
     log.info("checkpoint selection: %s", selection["selected_on"])
     params = module.meta["params"]
-    log.info("derived network: %s params (%.3f M), head=%s, rsp=%s", params, params / 1e6, cfg.head.name, cfg.rsp.enabled)
+    log.info(
+        "derived network: %s params (%.3f M), head=%s, rsp=%s", params, params / 1e6, cfg.head.name, cfg.rsp.enabled
+    )
     if cfg.train.get("init_ckpt"):
         init_from_checkpoint(module, str(cfg.train.init_ckpt))
     select = dm.selection.select != "last"
@@ -139,8 +170,13 @@ def run(cfg: DictConfig) -> dict:
         logger.log_hyperparams({"arch_provenance": arch_provenance(cfg)})
     static = {
         "selection": selection,
-        "class_weights": {"source": str(cfg.train.get("class_weights")), "scheme": str(cfg.train.get("class_weighting")),
-                          "weights": weights} if weights is not None else None,
+        "class_weights": {
+            "source": str(cfg.train.get("class_weights")),
+            "scheme": str(cfg.train.get("class_weighting")),
+            "weights": weights,
+        }
+        if weights is not None
+        else None,
         "params": params,
         "arch_provenance": module.meta["arch_provenance"],
         "genotype": artifact_arg(cfg, "genotype"),
@@ -149,8 +185,14 @@ def run(cfg: DictConfig) -> dict:
     }
     writer = WriteResult(out / "train.json", functools.partial(train_result, static))
     callbacks = [c for c in (best_cb, last_cb) if c is not None]
-    trainer = build_trainer(cfg, out, logger, [*callbacks, writer, *run_callbacks(cfg, out, logger)],
-                            plugins=[AtomicCheckpointIO()], **no_val)
+    trainer = build_trainer(
+        cfg,
+        out,
+        logger,
+        [*callbacks, writer, *run_callbacks(cfg, out, logger)],
+        plugins=[AtomicCheckpointIO()],
+        **no_val,
+    )
     (out / "train.json").unlink(missing_ok=True)  # never return a previous run's result
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     result = writer.read("training result")

@@ -136,8 +136,15 @@ def fail_sweep(message: str, sweep_dir: Path, job_dir: Path | None = None) -> No
     if _is_rank_zero():
         if job_dir is not None:
             job_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(job_dir / JOB_FILE, {"num": _num(job_dir.name), "output_dir": str(job_dir),
-                                                   "status": "failed", "error": f"ConfigError: {message}"})
+            atomic_write_json(
+                job_dir / JOB_FILE,
+                {
+                    "num": _num(job_dir.name),
+                    "output_dir": str(job_dir),
+                    "status": "failed",
+                    "error": f"ConfigError: {message}",
+                },
+            )
         sweep_dir.mkdir(parents=True, exist_ok=True)
         write_summary(sweep_dir, error=message)
     print(f"rspnet: error: {message}", file=sys.stderr)
@@ -157,7 +164,9 @@ class SweepSummary(Callback):
 
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         try:
-            check_ddp_in_multirun(config.get("trainer") or {}, str(OmegaConf.select(config, "hydra.launcher._target_", default="")))
+            check_ddp_in_multirun(
+                config.get("trainer") or {}, str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+            )
         except ConfigError as e:
             fail_sweep(str(e), self.sweep_dir)
         if _is_rank_zero():  # a sweep that fails (a job's SystemExit, the sweeper raising) skips on_multirun_end

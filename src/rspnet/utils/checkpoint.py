@@ -75,31 +75,41 @@ def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], sourc
         return
     parts = []
     if shapes:
-        parts.append("shape mismatch: " + _listing([f"{k} {list(state[k].shape)} vs {list(own[k].shape)}" for k in shapes]))
+        parts.append(
+            "shape mismatch: " + _listing([f"{k} {list(state[k].shape)} vs {list(own[k].shape)}" for k in shapes])
+        )
     if missing:
         parts.append(f"missing: {_listing(missing)}")
     if unexpected:
         parts.append(f"unexpected: {_listing(unexpected)}")
-    raise ArtifactError(f"{source}: weights do not fit this network (different model preset, rsp, head, "
-                        f"genotype/macro or num_classes?); {'; '.join(parts)}")
+    raise ArtifactError(
+        f"{source}: weights do not fit this network (different model preset, rsp, head, "
+        f"genotype/macro or num_classes?); {'; '.join(parts)}"
+    )
 
 
-def check_seg_meta(meta: Any, path: Any, fmt: str = CKPT_FORMAT,
-                   groups: tuple[str, ...] = (*ARCH_GROUPS, "dataset", "train")) -> dict[str, Any]:
+def check_seg_meta(
+    meta: Any, path: Any, fmt: str = CKPT_FORMAT, groups: tuple[str, ...] = (*ARCH_GROUPS, "dataset", "train")
+) -> dict[str, Any]:
     """The `rspnet` metadata of a training checkpoint, checked field by field (one ArtifactError otherwise).
 
     The genotype and macro inside are checked when the network is rebuilt (Genotype/MacroArch.from_dict).
     """
     if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith("rspnet.seg/"):
-        raise ArtifactError(f"{path}: not an rspnet training checkpoint (no '{fmt}' metadata); "
-                            "pass ckpt= a checkpoint written by stage=train")
+        raise ArtifactError(
+            f"{path}: not an rspnet training checkpoint (no '{fmt}' metadata); "
+            "pass ckpt= a checkpoint written by stage=train"
+        )
     if meta["format"] not in READABLE_FORMATS:
-        raise ArtifactError(f"{path}: checkpoint format {meta['format']} is not one this rspnet reads "
-                            f"({', '.join(READABLE_FORMATS)}); use the rspnet version that wrote it")
+        raise ArtifactError(
+            f"{path}: checkpoint format {meta['format']} is not one this rspnet reads "
+            f"({', '.join(READABLE_FORMATS)}); use the rspnet version that wrote it"
+        )
 
     def bad(field: str, msg: str) -> ArtifactError:
-        return ArtifactError(f"{path}: rspnet metadata field '{field}': {msg}; the checkpoint is damaged or "
-                             "not written by stage=train")
+        return ArtifactError(
+            f"{path}: rspnet metadata field '{field}': {msg}; the checkpoint is damaged or not written by stage=train"
+        )
 
     config = meta.get("config")
     if not isinstance(config, dict):
@@ -111,20 +121,30 @@ def check_seg_meta(meta: Any, path: Any, fmt: str = CKPT_FORMAT,
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 65536:
         raise bad("num_classes", f"expected an int in 1..65536, got {n!r}")
     classes = meta.get("classes")
-    if classes is not None and (not isinstance(classes, list) or len(classes) != n or not all(isinstance(c, str) for c in classes)):
+    if classes is not None and (
+        not isinstance(classes, list) or len(classes) != n or not all(isinstance(c, str) for c in classes)
+    ):
         raise bad("classes", f"expected {n} class names")
     palette = meta.get("palette")
-    if palette is not None and (not isinstance(palette, list) or not all(
-            isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in c)
-            for c in palette)):
+    if palette is not None and (
+        not isinstance(palette, list)
+        or not all(
+            isinstance(c, list)
+            and len(c) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in c)
+            for c in palette
+        )
+    ):
         raise bad("palette", "expected a list of [r, g, b] colours (ints 0..255)")
     net = meta.get("net", {"builder": DERIVED})  # rspnet.seg/1: always a derived net
     if not isinstance(net, dict) or not isinstance(net.get("class", ""), str):
         raise bad("net", "expected an object")
     if net.get("builder") != DERIVED:
-        raise ArtifactError(f"{path}: holds a {net.get('class') or 'non-rspnet'} network, not an rspnet derived net; "
-                            "eval/predict/export rebuild only those (load its net.* weights with "
-                            "rspnet.utils.checkpoint.net_state into that network yourself)")
+        raise ArtifactError(
+            f"{path}: holds a {net.get('class') or 'non-rspnet'} network, not an rspnet derived net; "
+            "eval/predict/export rebuild only those (load its net.* weights with "
+            "rspnet.utils.checkpoint.net_state into that network yourself)"
+        )
     for key in ("genotype", "macro"):
         if not isinstance(meta.get(key), dict):
             raise bad(key, "expected an object")
@@ -166,10 +186,19 @@ def _as_python_state(state: Any) -> tuple:
 
 
 # -- the training checkpoint: metadata, reading, strict loading, rebuilding ---------------------
-def seg_meta(cfg: DictConfig, net: nn.Module, num_classes: int, *, genotype: dict | None = None,
-             macro: dict | None = None, classes: list[str] | None = None, palette: list | None = None,
-             class_weights: list[float] | None = None, selection: dict[str, Any] | None = None,
-             description: str | None = None) -> dict[str, Any]:
+def seg_meta(
+    cfg: DictConfig,
+    net: nn.Module,
+    num_classes: int,
+    *,
+    genotype: dict | None = None,
+    macro: dict | None = None,
+    classes: list[str] | None = None,
+    palette: list | None = None,
+    class_weights: list[float] | None = None,
+    selection: dict[str, Any] | None = None,
+    description: str | None = None,
+) -> dict[str, Any]:
     """`checkpoint["rspnet"]` for `net`: an rspnet derived net (genotype + macro given) or any other network."""
     from rspnet.genotype import arch_provenance
 
@@ -178,8 +207,11 @@ def seg_meta(cfg: DictConfig, net: nn.Module, num_classes: int, *, genotype: dic
     return {
         "format": CKPT_FORMAT,
         # what network the weights are for; only `builder: rspnet.models.derived` nets are rebuilt on load
-        "net": {"builder": DERIVED if derived else None, "class": f"{kind.__module__}.{kind.__qualname__}",
-                "description": description},
+        "net": {
+            "builder": DERIVED if derived else None,
+            "class": f"{kind.__module__}.{kind.__qualname__}",
+            "description": description,
+        },
         "genotype": genotype,
         "macro": macro,
         "num_classes": int(num_classes),
@@ -202,7 +234,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - pickle/zip errors come in many types
-        raise ArtifactError(f"{path}: cannot read checkpoint ({type(e).__name__}: {(str(e).splitlines() or ['empty or truncated file'])[0][:200]})") from e
+        raise ArtifactError(
+            f"{path}: cannot read checkpoint ({type(e).__name__}: {(str(e).splitlines() or ['empty or truncated file'])[0][:200]})"
+        ) from e
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ArtifactError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
     return ckpt
@@ -210,7 +244,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def net_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The `net.*` weights of a checkpoint with the prefix stripped."""
-    return {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    return {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
 
 
 def load_net_weights(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -246,19 +280,33 @@ def load_seg_checkpoint(path: str | Path, cfg: DictConfig | None = None) -> tupl
     else:
         diffs = _arch_diff(cfg, stored)
         if diffs:
-            log.warning("%s: using the checkpoint's network config, which differs from the given one: %s", path, "; ".join(diffs))
+            log.warning(
+                "%s: using the checkpoint's network config, which differs from the given one: %s",
+                path,
+                "; ".join(diffs),
+            )
         cfg = cfg.copy()
         with open_dict(cfg):
             for g in ARCH_GROUPS:
                 cfg[g] = OmegaConf.create(stored[g])
     try:
-        module = build_seg_module(cfg, meta["genotype"], meta["macro"], meta["num_classes"], meta.get("classes"),
-                                  meta.get("palette"), meta.get("class_weights"), meta.get("selection"))
+        module = build_seg_module(
+            cfg,
+            meta["genotype"],
+            meta["macro"],
+            meta["num_classes"],
+            meta.get("classes"),
+            meta.get("palette"),
+            meta.get("class_weights"),
+            meta.get("selection"),
+        )
     except RSPNetError as e:  # the stored genotype/macro/config (head=nan, ...): name the checkpoint it came from
         raise type(e)(f"{path}: {e}") from e
     except Exception as e:  # noqa: BLE001 - any failure to rebuild from the stored config is the checkpoint's
         first = (str(e).splitlines() or [""])[0][:200]
-        raise ArtifactError(f"{path}: cannot rebuild the network from its rspnet metadata ({type(e).__name__}: {first})") from e
+        raise ArtifactError(
+            f"{path}: cannot rebuild the network from its rspnet metadata ({type(e).__name__}: {first})"
+        ) from e
     load_net_weights(module.net, net_state(ckpt), str(path))
     module.eval()
     return module, meta

@@ -40,7 +40,20 @@ def require(cfg: DictConfig, key: str, hint: str) -> str:
 
 def print_config_tree(
     cfg: DictConfig,
-    order: Sequence[str] = ("stage", "dataset", "model", "rsp", "head", "search", "macro", "train", "trainer", "logger", "callbacks", "paths"),
+    order: Sequence[str] = (
+        "stage",
+        "dataset",
+        "model",
+        "rsp",
+        "head",
+        "search",
+        "macro",
+        "train",
+        "trainer",
+        "logger",
+        "callbacks",
+        "paths",
+    ),
 ) -> None:
     """Print the resolved config as a rich tree (one branch per group)."""
     tree = rich.tree.Tree("CONFIG", style="dim", guide_style="dim")

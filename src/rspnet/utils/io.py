@@ -59,9 +59,7 @@ def _atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise ArtifactError(
-            f"cannot write {path}: {e.strerror or e}; the previous file (if any) is intact"
-        ) from e
+        raise ArtifactError(f"cannot write {path}: {e.strerror or e}; the previous file (if any) is intact") from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -38,9 +38,13 @@ def build_logger(cfg: DictConfig, out: Path) -> Any:
         kwargs.update(_wandb_kwargs(cfg, out))
     else:  # run labels the recipes set for every logger (kept in config.yaml for experiments.collect)
         spec = OmegaConf.masked_copy(spec, [k for k in spec if k not in RUN_LABELS])
-    if target.endswith("TensorBoardLogger") and not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
-        raise ConfigError("logger=tensorboard needs the tensorboard or tensorboardX package: "
-                          "pip install 'rspnet[tensorboard]' (or use logger=csv)")
+    if target.endswith("TensorBoardLogger") and not any(
+        importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")
+    ):
+        raise ConfigError(
+            "logger=tensorboard needs the tensorboard or tensorboardX package: "
+            "pip install 'rspnet[tensorboard]' (or use logger=csv)"
+        )
     try:
         # partial first: `config` (the whole cfg, with its own `_target_`s) must not be instantiated
         logger = instantiate(spec, _partial_=True, _convert_="all")(**kwargs)
@@ -96,8 +100,11 @@ def log_image(logger: Any, key: str, image: Any, step: int | None = None) -> Non
 # Lightning's advertisements, logged at INFO by its rank-zero logger on every Trainer
 # ("💡 Tip: ... litlogger / litmodels"); only these records are dropped
 _TIP_PREFIX = "💡 Tip:"
-_RANK_ZERO_LOGGERS = ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
-                      "lightning_utilities.core.rank_zero")
+_RANK_ZERO_LOGGERS = (
+    "pytorch_lightning.utilities.rank_zero",
+    "lightning_fabric.utilities.rank_zero",
+    "lightning_utilities.core.rank_zero",
+)
 # known deprecation noise from library internals, not actionable by users: (message regex, category)
 _KNOWN_NOISE = (
     # torch >= 2.10 deprecates LeafSpec, which pytorch_lightning.utilities._pytree still builds

@@ -48,8 +48,10 @@ class ThreadPlan:
 
     def line(self) -> str:
         """The one log line every stage starts with."""
-        return (f"threads: intra-op {self.intra_op}, inter-op {self.inter_op} ({self.source}; "
-                f"{self.cores} usable core(s), {self.workers} loader worker(s), {self.ranks} rank(s) on this node)")
+        return (
+            f"threads: intra-op {self.intra_op}, inter-op {self.inter_op} ({self.source}; "
+            f"{self.cores} usable core(s), {self.workers} loader worker(s), {self.ranks} rank(s) on this node)"
+        )
 
 
 def _read(path: Path) -> str | None:
@@ -137,21 +139,34 @@ def _env_threads() -> int | None:
     return int(value) if value.isdigit() and int(value) > 0 and value != _exported else None
 
 
-def plan(cores: int, workers: int = 0, ranks: int = 1, intra_op: int | None = None,
-         inter_op: int | None = None, env: int | None = None) -> ThreadPlan:
+def plan(
+    cores: int,
+    workers: int = 0,
+    ranks: int = 1,
+    intra_op: int | None = None,
+    inter_op: int | None = None,
+    env: int | None = None,
+) -> ThreadPlan:
     """The pool sizes for `cores` usable cores shared by `ranks` processes, each with `workers` loaders."""
     share = max(1, cores // max(1, ranks) - max(0, workers))
     intra, source = (intra_op, "threads.intra_op") if intra_op else (env, "OMP_NUM_THREADS") if env else (share, "auto")
-    return ThreadPlan(intra_op=intra, inter_op=inter_op or intra, cores=cores, workers=workers, ranks=ranks, source=source)
+    return ThreadPlan(
+        intra_op=intra, inter_op=inter_op or intra, cores=cores, workers=workers, ranks=ranks, source=source
+    )
 
 
 def plan_for(cfg: DictConfig, cores: int | None = None) -> ThreadPlan:
     """The plan for a composed config (`threads.*`, `dataset.num_workers`, `trainer`)."""
     threads = cfg.get("threads") or {}
     dataset = cfg.get("dataset") or {}
-    return plan(cores or usable_cores(), int(dataset.get("num_workers", 0) or 0), ranks_per_node(cfg.get("trainer")),
-                _positive("threads.intra_op", threads.get("intra_op")),
-                _positive("threads.inter_op", threads.get("inter_op")), _env_threads())
+    return plan(
+        cores or usable_cores(),
+        int(dataset.get("num_workers", 0) or 0),
+        ranks_per_node(cfg.get("trainer")),
+        _positive("threads.intra_op", threads.get("intra_op")),
+        _positive("threads.inter_op", threads.get("inter_op")),
+        _env_threads(),
+    )
 
 
 def apply(cfg: DictConfig) -> ThreadPlan:

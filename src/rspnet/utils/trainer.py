@@ -17,8 +17,9 @@ from rspnet.utils.loggers import quiet_lightning
 from rspnet.utils.wandb_media import WandbMedia
 
 
-def build_trainer(cfg: DictConfig, out: Path, logger: Any, callbacks: list | None = None,
-                  **overrides: Any) -> pl.Trainer:
+def build_trainer(
+    cfg: DictConfig, out: Path, logger: Any, callbacks: list | None = None, **overrides: Any
+) -> pl.Trainer:
     """Return `pl.Trainer(**cfg.trainer)` writing under `out` with exactly `callbacks`, `overrides` applied last.
 
     Nothing is added behind the caller's back: stages pass `run_callbacks(cfg, out, logger)` themselves.
@@ -52,7 +53,9 @@ def user_callbacks(cfg: DictConfig, logger: Any) -> list:
         if spec is None:
             continue
         if not isinstance(spec, DictConfig) or "_target_" not in spec:
-            raise ConfigError(f"callbacks.{name}: expected a config with a _target_ (a Lightning callback class) or null")
+            raise ConfigError(
+                f"callbacks.{name}: expected a config with a _target_ (a Lightning callback class) or null"
+            )
         if str(spec._target_).endswith("LearningRateMonitor") and not logger:
             continue  # it raises without a logger, and there is nothing to log to
         try:
@@ -67,8 +70,10 @@ def _check_deterministic(kwargs: dict[str, Any]) -> None:
     accel = str(kwargs.get("accelerator", "auto"))
     on_gpu = accel in ("gpu", "cuda") or (accel == "auto" and torch.cuda.is_available())
     if kwargs.get("deterministic") is True and on_gpu:
-        raise ConfigError("trainer.deterministic=true cannot run on a GPU: bilinear-upsampling backward and NLL loss "
-                          "have no deterministic CUDA kernels; use trainer.deterministic=warn (see docs/reliability.md)")
+        raise ConfigError(
+            "trainer.deterministic=true cannot run on a GPU: bilinear-upsampling backward and NLL loss "
+            "have no deterministic CUDA kernels; use trainer.deterministic=warn (see docs/reliability.md)"
+        )
 
 
 def resolve_ckpt_path(cfg: DictConfig, out: Path) -> str | None:

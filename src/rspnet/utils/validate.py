@@ -33,8 +33,14 @@ def _optional(check: Check) -> Check:
 def _list(item: Check, items: str, size: int | None = None) -> Check:
     """A non-empty list (of `size` entries when given) whose entries pass `item`, described as `items`."""
     what = f"a list of {size} {items}" if size else f"a list of {items}"
-    return (lambda v: isinstance(v, (list, tuple, ListConfig)) and (size is None or len(v) == size) and len(v) > 0
-            and all(item[0](x) for x in v)), what
+    return (
+        lambda v: (
+            isinstance(v, (list, tuple, ListConfig))
+            and (size is None or len(v) == size)
+            and len(v) > 0
+            and all(item[0](x) for x in v)
+        )
+    ), what
 
 
 def _choice(*options: str) -> Check:
@@ -56,8 +62,18 @@ LIMIT: Check = _optional((lambda v: _num(v) and v >= 0, "a batch count or fracti
 SCHEMA: dict[str, Check] = {
     "seed": INT,
     "print_config": BOOL,
-    **{f"model.{k}": POS_INT for k in ("base_width", "search_layers", "layers", "cells_per_node", "head_channels",
-                                        "ocr_mid_channels", "ocr_key_channels")},
+    **{
+        f"model.{k}": POS_INT
+        for k in (
+            "base_width",
+            "search_layers",
+            "layers",
+            "cells_per_node",
+            "head_channels",
+            "ocr_mid_channels",
+            "ocr_key_channels",
+        )
+    },
     "model.scales": _list(POS_INT, "positive integers"),
     "dataset.num_classes": POS_INT,
     "dataset.ignore_index": INT,
@@ -74,8 +90,19 @@ SCHEMA: dict[str, Check] = {
     "dataset.num_workers": NONNEG_INT,
     "dataset.pin_memory": BOOL,
     "dataset.unknown_ids": _choice("error", "ignore"),
-    **{f"search.{k}": NONNEG for k in ("weight_lr", "weight_lr_min", "weight_momentum", "weight_wd", "arch_lr",
-                                        "arch_wd", "arch_momentum", "arch_adam_lr")},
+    **{
+        f"search.{k}": NONNEG
+        for k in (
+            "weight_lr",
+            "weight_lr_min",
+            "weight_momentum",
+            "weight_wd",
+            "arch_lr",
+            "arch_wd",
+            "arch_momentum",
+            "arch_adam_lr",
+        )
+    },
     "search.arch_adam_betas": _list((lambda v: _num(v) and 0 <= v < 1, ""), "numbers in [0, 1)", 2),
     "search.arch_optim": _choice("sgd", "adam"),
     "search.second_order": BOOL,
@@ -114,16 +141,28 @@ SCHEMA: dict[str, Check] = {
     "trainer.accumulate_grad_batches": POS_INT,
     "trainer.check_val_every_n_epoch": _optional(POS_INT),
     "trainer.fast_dev_run": (lambda v: isinstance(v, bool) or (_int(v) and v >= 0), "true, false or a batch count"),
-    **{f"trainer.{k}": BOOL for k in ("sync_batchnorm", "enable_progress_bar", "enable_model_summary",
-                                      "enable_checkpointing", "detect_anomaly")},
+    **{
+        f"trainer.{k}": BOOL
+        for k in (
+            "sync_batchnorm",
+            "enable_progress_bar",
+            "enable_model_summary",
+            "enable_checkpointing",
+            "detect_anomaly",
+        )
+    },
 }
 
 
 _MISSING = object()
 # keys that moved to another group: old key -> new key (an override of the old one is one clear error)
-MOVED = {"train.inference": "inference.mode", "train.slide_crop": "inference.slide_crop",
-         "train.slide_stride": "inference.slide_stride", "train.sw_batch": "inference.sw_batch",
-         "train.scales": "inference.scales"}
+MOVED = {
+    "train.inference": "inference.mode",
+    "train.slide_crop": "inference.slide_crop",
+    "train.slide_stride": "inference.slide_stride",
+    "train.sw_batch": "inference.sw_batch",
+    "train.scales": "inference.scales",
+}
 
 
 def check_moved(overrides: Sequence[str]) -> None:

@@ -32,8 +32,15 @@ class WandbMedia(pl.Callback):
         self.out, self.num_images = Path(out), int(num_images)
         self._logged: dict[str, float] = {}  # picture -> mtime already logged
 
-    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
-                                batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         """Batch 0 of each validation: prediction | ground truth overlays of the first images."""
         if batch_idx != 0 or trainer.sanity_checking or not trainer.is_global_zero:
             return
@@ -44,8 +51,12 @@ class WandbMedia(pl.Callback):
         meta = getattr(pl_module, "meta", None) or {}  # SegModule: the palette it was trained with
         palette = meta.get("palette") or dataset_module(pl_module.cfg).PALETTE
         for i, (img, pred, target) in enumerate(zip(x, logits.argmax(1), y)):
-            log_image(trainer.logger, f"val/prediction_{i}", prediction_panel(img, pred, target, palette),
-                      step=trainer.global_step)
+            log_image(
+                trainer.logger,
+                f"val/prediction_{i}",
+                prediction_panel(img, pred, target, palette),
+                step=trainer.global_step,
+            )
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # the module exports its pictures in its own on_train_epoch_end, after the callbacks' hook

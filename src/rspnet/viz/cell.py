@@ -16,16 +16,31 @@ _NAMES = {0: "x0", 1: "n1", 2: "n2", "out": "out"}
 def _arrow(ax: Any, src: Any, dst: Any, label: str | None, rad: float = 0.0, dashed: bool = False) -> None:
     (x0, y0), (x1, y1) = _POS[src], _POS[dst]
     ax.annotate(
-        "", xy=(x1, y1), xytext=(x0, y0),
-        arrowprops=dict(arrowstyle="-|>", lw=1.5, color="grey" if dashed else "tab:blue",
-                        linestyle="--" if dashed else "-", connectionstyle=f"arc3,rad={rad}",
-                        shrinkA=16, shrinkB=16),
+        "",
+        xy=(x1, y1),
+        xytext=(x0, y0),
+        arrowprops=dict(
+            arrowstyle="-|>",
+            lw=1.5,
+            color="grey" if dashed else "tab:blue",
+            linestyle="--" if dashed else "-",
+            connectionstyle=f"arc3,rad={rad}",
+            shrinkA=16,
+            shrinkB=16,
+        ),
     )
     if label:
         # label at the arc's midpoint, nudged perpendicular to the chord by the curvature
         mx, my = (x0 + x1) / 2 + rad * (y1 - y0) / 2, (y0 + y1) / 2 - rad * (x1 - x0) / 2
-        ax.text(mx, my, label, ha="center", va="center", fontsize=8,
-                bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="tab:blue", lw=0.8))
+        ax.text(
+            mx,
+            my,
+            label,
+            ha="center",
+            va="center",
+            fontsize=8,
+            bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="tab:blue", lw=0.8),
+        )
 
 
 def cell_figure(genotype: Genotype, title: str | None = None) -> Any:

@@ -24,7 +24,9 @@ def heatmap_figure(
     """Matrix [R, C] as a heatmap with labelled axes; NaN cells are left blank."""
     grid = np.asarray(matrix, dtype=float)
     if grid.shape != (len(row_labels), len(col_labels)):
-        raise ValueError(f"matrix shape {grid.shape} does not match {len(row_labels)} row and {len(col_labels)} column labels")
+        raise ValueError(
+            f"matrix shape {grid.shape} does not match {len(row_labels)} row and {len(col_labels)} column labels"
+        )
     rows, cols = grid.shape
     fig = new_figure(1.5 + 0.9 * cols, 1.0 + 0.45 * rows)
     ax = fig.add_subplot(1, 1, 1)
@@ -55,8 +57,15 @@ def confusion_figure(confmat: Any, classes: Sequence[str], title: str = "confusi
     cm = np.asarray(confmat, dtype=float)
     gt = cm.sum(1, keepdims=True)
     norm = np.where(gt > 0, cm / np.maximum(gt, 1.0), np.nan)
-    fig = heatmap_figure(norm, list(classes), list(classes), title=f"{title} (rows: ground truth, normalised)",
-                         annotate=len(classes) <= 24, vmin=0.0, vmax=1.0)
+    fig = heatmap_figure(
+        norm,
+        list(classes),
+        list(classes),
+        title=f"{title} (rows: ground truth, normalised)",
+        annotate=len(classes) <= 24,
+        vmin=0.0,
+        vmax=1.0,
+    )
     ax = fig.axes[0]
     ax.set_xlabel("prediction", fontsize=8)
     ax.set_ylabel("ground truth", fontsize=8)

@@ -10,7 +10,9 @@ import torch
 IGNORE_COLOR = (0, 0, 0)
 
 
-def colorize(mask: np.ndarray, palette: Sequence[Sequence[int]], ignore_color: Sequence[int] = IGNORE_COLOR) -> np.ndarray:
+def colorize(
+    mask: np.ndarray, palette: Sequence[Sequence[int]], ignore_color: Sequence[int] = IGNORE_COLOR
+) -> np.ndarray:
     """Map an [H, W] integer mask to an [H, W, 3] uint8 picture; ids outside the palette get `ignore_color`."""
     mask = np.asarray(mask)
     if mask.ndim != 2:
@@ -43,8 +45,9 @@ def denormalise(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).numpy()
 
 
-def prediction_panel(x: torch.Tensor, pred: torch.Tensor, target: torch.Tensor, palette: Sequence[Sequence[int]],
-                     alpha: float = 0.6) -> np.ndarray:
+def prediction_panel(
+    x: torch.Tensor, pred: torch.Tensor, target: torch.Tensor, palette: Sequence[Sequence[int]], alpha: float = 0.6
+) -> np.ndarray:
     """[H, 2W, 3] picture: prediction overlay | ground-truth overlay (ignore pixels left unpainted black)."""
     image = denormalise(x)
     left = overlay(image, pred.cpu().numpy(), palette, alpha)
