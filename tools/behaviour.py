@@ -191,8 +191,21 @@ def logits_diff(before: Any, after: Any, tol: float = LOGITS_TOL, where: str = "
     return [] if worst <= tol else [f"{where}: max abs diff {worst:.3g} > {tol:g}"]
 
 
+def platform() -> dict[str, str]:
+    """What float results depend on: torch build and the CPU kernels it picks (AVX2 vs AVX512 differ in the last bits)."""
+    import torch
+
+    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def same_platform(ref: Path = DEFAULT_DIR) -> bool:
+    """True when `ref` was recorded with this torch build and CPU capability (so bit-level equality is expected)."""
+    path = ref / "platform.json"
+    return path.is_file() and json.loads(path.read_text()) == platform()
+
+
 def record(out: Path) -> None:
-    """Write summary.json, logits.npy and the stripped checkpoint to `out`."""
+    """Write summary.json, platform.json, logits.npy and the stripped checkpoint to `out`."""
     import numpy as np
 
     out.mkdir(parents=True, exist_ok=True)
@@ -201,6 +214,7 @@ def record(out: Path) -> None:
         summary, logits = snapshot(run)
         _strip_checkpoint(run / "train" / "checkpoints" / "last.ckpt", out / "checkpoint.pt", run)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    (out / "platform.json").write_text(json.dumps(platform(), indent=1, sort_keys=True) + "\n")
     np.save(out / "logits.npy", logits.astype(np.float32))
     print(f"behaviour: recorded {out}")
 
@@ -233,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "record":
         record(args.dir)
         return 0
+    if not same_platform(args.dir):
+        print(
+            f"behaviour: warning: {args.dir} was recorded on another platform ({platform()} here); "
+            "float results may differ in the last bits — record a snapshot here before the change instead"
+        )
     problems = compare(args.dir)
     for line in problems:
         print(f"DIFF {line}")
