@@ -287,6 +287,17 @@ def render(study: Path, out: Path, img: Path) -> str:
         "wall/CPU time: train + eval of one run (CPU = user + system of the job's process tree).",
         "",
     ]
+    if "--jobs" in plan["command"]:
+        lines += [
+            "The study ran jobs side by side (`--jobs`): each wall time includes waiting for the CPU the other job "
+            "held, so compare arms by CPU time; wall times are upper bounds of a run alone.",
+            "",
+        ]
+    lines += [
+        "Random arms are parameter-matched (±20 %) to `searched_s0`; `searched_s1` (another search seed) may fall "
+        "outside that band — its params are in the table.",
+        "",
+    ]
     table = [
         [
             r["name"],
