@@ -84,3 +84,19 @@ def test_decide_section_shows_attempts_and_seed_agreement(tmp_path: Path) -> Non
     text = "\n".join(decide_section(tmp_path))
     assert "| adam003 |" in text
     assert "agree on 67% of the edges" in text
+
+
+def test_two_search_seeds_add_a_pooled_row_and_the_seed_noise_line(study: Path, tmp_path: Path) -> None:
+    from experiments.results import seed_spread
+
+    plan = json.loads((study / "study.json").read_text())
+    rows = arm_rows(study, plan)
+    second = dict(rows[0], name="searched_s1", mean=0.41, std=None)  # a worse search seed
+    v = verdict([*rows, second])
+    pooled = next(x for x in v if x["arm"].startswith("all search seeds"))
+    assert pooled["miou"] == pytest.approx((0.51 + 0.41) / 2) and pooled["diff"] == pytest.approx(0.46 - 0.445)
+    assert not pooled["goal_met"] and next(x for x in v if x["arm"] == "searched_s0")["goal_met"]
+    assert seed_spread(rows) == pytest.approx(0.01414, abs=1e-4)  # only searched_s0 has 2 seeds
+    page = tmp_path / "docs" / "results.md"
+    assert main(["--study", str(study), "--out", str(page)]) == 0
+    assert "Training-seed noise" in page.read_text() and "1.41 points" in page.read_text()
