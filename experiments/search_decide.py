@@ -23,7 +23,12 @@ from typing import Any
 
 from experiments.camvid_study import DEBUG, Job, run_study
 
-ATTEMPTS = ["adam001=search.arch_adam_lr=0.01", "adam003=search.arch_adam_lr=0.03", "adam01=search.arch_adam_lr=0.1"]
+ATTEMPTS = [  # the study's attempts (docs/results.md), in the order they were run
+    "adam001=search.arch_adam_lr=0.01",
+    "adam003=search.arch_adam_lr=0.03",
+    "adam01=search.arch_adam_lr=0.1",
+    "adam003_wu5=search.arch_adam_lr=0.03,search.warmup_epochs=5",
+]
 
 
 def parse_attempt(spec: str) -> tuple[str, list[str]]:
