@@ -57,3 +57,12 @@ def test_verdict_compares_in_the_target_direction() -> None:
         }
     )
     assert [r[2:4] for r in rows] == [["0.50", "met"], ["0.60", "missed"], ["0.50", "missed"], ["2.00", "met"]]
+
+
+def test_rsp_targets_at_small_are_issue_16s_goals() -> None:
+    cost = {
+        ("small", "RSP on"): {"step_s": 0.55, "memory_mib": 30.0},
+        ("small", "RSP off"): {"step_s": 1.0, "memory_mib": 100.0},
+    }
+    rows = run_all.targets({"search_cost": cost})
+    assert [r[1:4] for r in rows] == [["<= 0.5", "0.55", "missed"], ["<= 0.35", "0.30", "met"]]
