@@ -205,10 +205,7 @@ def plan(args: argparse.Namespace) -> tuple[list[Job], list[Arm]]:
         searched("search/cell_s0", "search/macro_beta_s0"),
     )
     for variant in args.variant:
-        name, _, spec = variant.partition("=")
-        extra = [o for o in spec.split(",") if o]
-        if not name.isidentifier() or not extra:
-            raise SystemExit(f"camvid_study: error: --variant {variant}: use NAME=OVERRIDE[,OVERRIDE...]")
+        name, extra = named_overrides(variant, f"camvid_study: error: --variant {variant}")
         stage(f"search/cell_{name}", "cell_search", [], ["seed=0", f"trainer.max_epochs={args.search_epochs}", *extra])
         stage(
             f"search/macro_{name}",
@@ -251,6 +248,15 @@ def plan(args: argparse.Namespace) -> tuple[list[Job], list[Arm]]:
             ],
         )
     return jobs, arms
+
+
+def named_overrides(spec: str, where: str) -> tuple[str, list[str]]:
+    """`NAME=OVERRIDE[,OVERRIDE...]` -> (name, overrides); otherwise one error line starting with `where`."""
+    name, _, rest = spec.partition("=")
+    overrides = [o for o in rest.split(",") if o]
+    if not name.isidentifier() or not overrides:
+        raise SystemExit(f"{where}: use NAME=OVERRIDE[,OVERRIDE...]")
+    return name, overrides
 
 
 def _write_conv3x3(d: Path) -> None:

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from experiments.camvid_study import DEBUG, Job, run_study
+from experiments.camvid_study import DEBUG, Job, named_overrides, run_study
 
 ATTEMPTS = [  # the study's attempts (docs/results.md), in the order they were run
     "adam001=search.arch_adam_lr=0.01",
@@ -33,11 +33,7 @@ ATTEMPTS = [  # the study's attempts (docs/results.md), in the order they were r
 
 def parse_attempt(spec: str) -> tuple[str, list[str]]:
     """`NAME=OVERRIDE[,OVERRIDE...]` -> (name, overrides); one clear error otherwise."""
-    name, _, rest = spec.partition("=")
-    overrides = [o for o in rest.split(",") if o]
-    if not name.isidentifier() or not overrides:
-        raise SystemExit(f"search_decide: error: --attempt {spec}: use NAME=OVERRIDE[,OVERRIDE...]")
-    return name, overrides
+    return named_overrides(spec, f"search_decide: error: --attempt {spec}")
 
 
 def plan(args: argparse.Namespace) -> list[Job]:
