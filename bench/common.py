@@ -235,5 +235,17 @@ def publish(args: Any, name: str, title: str, module: str, *text: str, threads: 
 
 
 def command_line(module: str, argv: Sequence[str] | None) -> str:
-    """The shell command that reproduces this run (for the doc)."""
-    return " ".join(["python -m", module, *(sys.argv[1:] if argv is None else argv)]).strip()
+    """The shell command that reproduces this run (for the doc), repo paths relative to the repo root."""
+    return " ".join(["python -m", module, *map(_shown, sys.argv[1:] if argv is None else argv)]).strip()
+
+
+def _shown(arg: str) -> str:
+    """`arg` with an absolute path inside the repo (or a `key=path` override of one) made relative."""
+    key, sep, value = arg.rpartition("=") if "=" in arg and not arg.startswith("/") else ("", "", arg)
+    path = Path(value)
+    if path.is_absolute():
+        try:
+            value = str(path.resolve().relative_to(REPO.resolve()))
+        except ValueError:
+            pass
+    return f"{key}{sep}{value}"

@@ -141,8 +141,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     ran: dict[str, float] = {}
     failed: dict[str, str] = {}
+    skipped: list[str] = []
     for name, call in steps(args.doc, args.quick, info["gpu"] is not None, args.camvid_root).items():
         if args.only and name not in args.only:
+            skipped.append(name)
             continue
         print(f"== {name}", flush=True)
         t0 = time.perf_counter()
@@ -163,6 +165,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "",
         "Sections (re)written by this run: " + ", ".join(f"{k} ({v:.0f} s)" for k, v in ran.items()) + ".",
     ]
+    if skipped:
+        lines += ["", "Not rerun (`--only`; their sections keep their own date and command): " + ", ".join(skipped) + "."]
     if failed:
         lines += ["", "Failed: " + "; ".join(f"{k}: {v}" for k, v in failed.items())]
     if not info["gpu"]:

@@ -155,8 +155,10 @@ def epochs(args: argparse.Namespace) -> tuple[str, str, list[str], dict[str, dic
                      arms["idle"][0]["threads"]])  # fmt: skip
     name = "_".join(["busy", *(re.sub(r"[^\w.=]+", "_", o) for o in args.overrides)])
     header = "workload | wall idle (s) | wall beside busy loop (s) | wall busy / idle | CPU idle (s) | CPU busy (s)"
-    return name, "Wall clock beside a busy core (demo macro-search and train epochs)", [
-        "One epoch of each stage at the demo preset, each run a fresh process with the default thread policy, idle",
+    policy = f"the overrides `{' '.join(args.overrides)}`" if args.overrides else "the default thread policy"
+    title = "Wall clock beside a busy core (demo macro-search and train epochs)"
+    return name, title + (f", {' '.join(args.overrides)}" if args.overrides else ""), [
+        f"One epoch of each stage at the demo preset, each run a fresh process with {policy}, idle",
         f"vs beside {NEIGHBOUR} ({pinned(args.pin)}); arms alternated, median of {args.reps} run(s). Fair share on C",
         "cores: busy / idle <= C / (C - 1).", "", common.md_table(header + " | torch threads", rows)], res  # fmt: skip
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -46,3 +48,27 @@ def test_run_worker_reports_a_failed_worker() -> None:
     # bench.common has no worker entry point: the subprocess prints no JSON line
     with pytest.raises(RuntimeError, match="worker"):
         common.run_worker("bench.common", {"x": 1})
+
+
+def test_recorded_commands_show_repo_paths_relative() -> None:
+    """`make bench` passes absolute --write/--plot paths; the doc must not record a machine path."""
+    doc, png = common.REPO / "docs" / "benchmarks.md", common.REPO / "docs" / "img" / "x.png"
+    line = common.command_line("bench.search", ["--plot", str(png), "--write", str(doc), f"dataset.root={doc.parent}"])
+    assert line == "python -m bench.search --plot docs/img/x.png --write docs/benchmarks.md dataset.root=docs"
+    assert common.command_line("bench.x", ["--root", "../shared/data/camvid"]).endswith("--root ../shared/data/camvid")
+
+
+def test_tracked_text_files_hold_no_machine_paths() -> None:
+    """Docs, code and recorded commands name repo-relative paths and arguments, never this machine's folders."""
+    files = subprocess.run(["git", "ls-files"], cwd=common.REPO, capture_output=True, text=True).stdout.split()
+    if not files:
+        pytest.skip("not a git checkout")
+    pattern = re.compile(r"(^|[^\w.~-])/(work|tmp|home|Users)/")
+    hits = []
+    for name in files:
+        path = common.REPO / name
+        if path.suffix in {".png", ".ckpt", ".pt", ".onnx", ".jpg"} or not path.is_file():
+            continue
+        text = path.read_text(errors="ignore")
+        hits += [f"{name}:{i}" for i, line in enumerate(text.splitlines(), 1) if pattern.search(line)]
+    assert not hits, f"machine paths in: {', '.join(hits[:10])}"

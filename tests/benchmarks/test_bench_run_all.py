@@ -66,3 +66,15 @@ def test_rsp_targets_at_small_are_issue_16s_goals() -> None:
     }
     rows = run_all.targets({"search_cost": cost})
     assert [r[1:4] for r in rows] == [["<= 0.5", "0.55", "missed"], ["<= 0.35", "0.30", "met"]]
+
+
+def test_only_names_the_sections_it_did_not_rerun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ran = []
+    fake = {name: (lambda n=name: ran.append(n)) for name in ("alpha", "beta", "gamma")}
+    monkeypatch.setattr(run_all, "steps", lambda *a: fake)
+    doc = tmp_path / "benchmarks.md"
+    out = run_all.main(["--doc", str(doc), "--only", "beta"])
+    assert ran == ["beta"] and not out["failed"]
+    header = doc.read_text().split("<!-- bench:run_all:end -->")[0]
+    assert "Sections (re)written by this run: beta (" in header
+    assert "Not rerun (`--only`; their sections keep their own date and command): alpha, gamma." in header

@@ -54,6 +54,7 @@ def test_arms_alternate_and_table_is_wall_first(monkeypatch: pytest.MonkeyPatch,
     assert all(len(arms["idle"]) == len(arms["busy"]) == 2 for arms in res.values())
     text = doc.read_text()
     assert "bench:busy_threads.intra_op=1:start" in text and "python -m bench.runs --epochs --reps 2" in text
+    assert "a fresh process with the overrides `threads.intra_op=1`" in text  # not "the default thread policy"
     header = next(line for line in text.splitlines() if line.startswith("| workload"))
     assert header.split("|")[2].strip().startswith("wall idle")  # wall time is the first number
     assert "| macro_search (1 epoch) | 2.0 | 4.0 | **2.00x** | 1.5 | 1.5 | 1 |" in text

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
-from bench import profile, search
+from bench import common, profile, search
 
 TINY = ["model.search_layers=1", "model.scales=[4,8]", "model.base_width=4"]
 
@@ -111,3 +112,14 @@ def test_epoch_profile_splits_the_stage(tmp_path: Path) -> None:
     steps, calls = res["parts"]["bi-level training steps"]
     assert calls >= 1 and 0 < steps < res["wall_s"]
     assert "bench:demo_stage1_profile:start" in doc.read_text()
+
+
+@pytest.mark.slow
+def test_epoch_profile_counts_the_imports_in_a_fresh_process() -> None:
+    """Under `make bench` the harness has imported rspnet already: the epoch must still pay its imports."""
+    import rspnet.data  # noqa: F401  (as bench.run_all has, before this benchmark runs)
+
+    quick = ["dataset.num_train=8", "dataset.num_val=4", "dataset.image_size=[32,64]", "dataset.crop_size=[32,64]"]
+    res = common.run_worker("bench.profile", {"overrides": quick})
+    seconds, _ = res["parts"]["import rspnet.data (Lightning, albumentations, cv2)"]
+    assert seconds > 0.05
