@@ -166,7 +166,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "Sections (re)written by this run: " + ", ".join(f"{k} ({v:.0f} s)" for k, v in ran.items()) + ".",
     ]
     if skipped:
-        lines += ["", "Not rerun (`--only`; their sections keep their own date and command): " + ", ".join(skipped) + "."]
+        lines += [
+            "",
+            "Not rerun (`--only`; their sections keep their own date and command): " + ", ".join(skipped) + ".",
+        ]
     if failed:
         lines += ["", "Failed: " + "; ".join(f"{k}: {v}" for k, v in failed.items())]
     if not info["gpu"]:
