@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import resource
 import shlex
 import shutil
@@ -181,6 +182,8 @@ def run_variant(
         "wall_s": round(time.perf_counter() - wall0, 1),
         "cpu_s": round(_children_cpu() - cpu0, 1),
         "commands": shown,
+        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
     }
     (folder / "done.json").write_text(json.dumps(row, indent=2))
     return row
@@ -190,16 +193,25 @@ def _pct(v: Any) -> str:
     return "–" if not isinstance(v, (int, float)) else f"{100 * v:.1f}"
 
 
+def chosen(rows: list[dict[str, Any]]) -> str | None:
+    """The variant with the best held-out mIoU (the selection split; val is never looked at), or None."""
+    scored = [r for r in rows if isinstance(r.get("selection_miou"), (int, float))]
+    return max(scored, key=lambda r: r["selection_miou"])["name"] if scored else None
+
+
 def render(rows: list[dict[str, Any]], note: str = "") -> str:
-    """The markdown table: one row per variant, per-class IoU columns, then the commands."""
+    """The markdown table: one row per variant (the chosen one marked), per-class IoU columns, then the commands."""
     classes = list(dict.fromkeys(c for r in rows for c in r.get("iou_per_class", {})))
     head = ["variant", "val mIoU (%)", "held-out mIoU (%)", *classes, "params (M)", "wall (min)", "CPU (min)"]
+    best = chosen(rows)
     lines = [note, ""] if note else []
+    if best:
+        lines += [f"Chosen on the held-out column: **{best}** (marked *); val was not used to choose.", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         params = f"{r['params'] / 1e6:.3f}" if isinstance(r.get("params"), (int, float)) else "–"
         cells = [
-            r["name"],
+            r["name"] + (" *" if r["name"] == best else ""),
             _pct(r.get("miou")),
             _pct(r.get("selection_miou")),
             *(_pct(r.get("iou_per_class", {}).get(c)) for c in classes),
@@ -209,8 +221,15 @@ def render(rows: list[dict[str, Any]], note: str = "") -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Commands:", ""]
-    lines += [f"* {r['name']}: " + "; ".join(f"`{c}`" for c in r["commands"]) for r in rows]
+    lines += [f"* {r['name']}{_when(r)}: " + "; ".join(f"`{c}`" for c in r["commands"]) for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def _when(r: dict[str, Any]) -> str:
+    """' (finished DATE, N usable cores)' where the row recorded them (rows before this field: '')."""
+    facts = [r["finished"]] if r.get("finished") else []
+    facts += [f"{r['cores']} usable core{'s' if r['cores'] != 1 else ''}"] if r.get("cores") else []
+    return f" ({', '.join(facts)})" if facts else ""
 
 
 def main(argv: list[str] | None = None, runner: Callable[[list[str], Path], int] = run_rspnet) -> int:
@@ -226,6 +245,7 @@ def main(argv: list[str] | None = None, runner: Callable[[list[str], Path], int]
     ap.add_argument("--table", type=Path, default=None, help="markdown file to write (default OUT/recipes.md)")
     ap.add_argument("--list", action="store_true", help="print the variants and their commands, run nothing")
     ap.add_argument("--debug", action="store_true", help="synthetic data, micro sizes: checks the machinery")
+    ap.add_argument("--note", default="", help="a sentence added to the table's note (e.g. how the runs shared cores)")
     ap.add_argument("overrides", nargs="*", help="extra hydra overrides for every variant")
     a = ap.parse_args(argv)
     if not a.debug and not a.root and not a.list:
@@ -251,9 +271,16 @@ def main(argv: list[str] | None = None, runner: Callable[[list[str], Path], int]
         print(f"{v.name}: running ...", flush=True)
         rows.append(run_variant(v, a.out, base, a.genotype, a.macro_arch, runner))
         print(f"{v.name}: val mIoU {_pct(rows[-1]['miou'])} %, {rows[-1]['wall_s'] / 60:.1f} min")
-    note = (
-        "Checkpoints selected on the held-out slice of train; val mIoU = stage=eval on val, once per variant. "
-        f"Base overrides: `{' '.join(base)}`."
+    from bench.common import command_line, device_line
+
+    note = "\n".join(
+        [
+            device_line(),
+            f"Command: `{command_line('experiments.camvid_recipes', argv)}`",
+            "",
+            "Checkpoints selected on the held-out slice of train; val mIoU = stage=eval on val, once per variant. "
+            f"Base overrides: `{' '.join(base)}`.{' ' + a.note if a.note else ''}",
+        ]
     )
     table = a.table or a.out / "recipes.md"
     table.parent.mkdir(parents=True, exist_ok=True)

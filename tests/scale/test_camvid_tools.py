@@ -19,7 +19,7 @@ def _fake_runner(calls: list[list[str]]):
         weighted = "train.class_weights=auto" in args
         train = {
             "params": 123_000,
-            "best_val_miou": 0.3,
+            "best_val_miou": 0.35 if weighted else 0.3,
             "selected_ckpt": str(out / "train" / "last.ckpt"),
             "selection": {"selected_on": "held-out 0.1 of train (seed 0, 37 images)"},
         }
@@ -55,7 +55,8 @@ def test_grid_runs_each_variant_once_and_writes_the_table(tmp_path: Path) -> Non
         "mfb-base-tiny",
     ]
     table = (tmp_path / "recipes.md").read_text()
-    assert "| mfb-base-tiny | 50.0 | 30.0 | 90.0 | 10.0 | 0.123 |" in table
+    assert "| mfb-base-tiny * | 50.0 | 35.0 | 90.0 | 10.0 | 0.123 |" in table  # best held-out (ties: first)
+    assert "Chosen on the held-out column: **mfb-base-tiny**" in table and "Device:" in table
     assert "| ce-base-tiny | 40.0 | 30.0 | 90.0 | – | 0.123 |" in table
     assert "`rspnet experiment=camvid dataset.root=data/camvid train.class_weights=auto" in table
     # resumable: finished variants are skipped, an unfinished folder is cleared and rerun
@@ -63,6 +64,18 @@ def test_grid_runs_each_variant_once_and_writes_the_table(tmp_path: Path) -> Non
     (tmp_path / "ce-base-tiny" / "stale.txt").write_text("partial")
     camvid_recipes.main(argv, runner=_fake_runner(calls))
     assert len(calls) == 5 and not (tmp_path / "ce-base-tiny" / "stale.txt").exists()
+
+
+def test_the_chosen_variant_follows_the_held_out_column_not_val() -> None:
+    rows = [
+        {"name": "a", "miou": 0.60, "selection_miou": 0.40},
+        {"name": "b", "miou": 0.50, "selection_miou": 0.45},
+        {"name": "c", "miou": 0.70, "selection_miou": None},
+    ]
+    assert camvid_recipes.chosen(rows) == "b"
+    assert camvid_recipes.chosen([{"name": "x", "miou": 0.5}]) is None
+    table = camvid_recipes.render([{**r, "wall_s": 60.0, "cpu_s": 60.0, "commands": []} for r in rows])
+    assert "| b * |" in table and "| a |" in table
 
 
 def test_given_architecture_trains_then_evaluates_the_selected_checkpoint(tmp_path: Path) -> None:
