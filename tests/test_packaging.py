@@ -46,7 +46,8 @@ def test_resources_find_the_configs_and_the_shipped_genotypes() -> None:
     assert json.loads(genotype_path("paper_like").read_text())["provenance"] == "preset"
     cfg = OmegaConf.create({"genotype": "${rspnet.genotype:paper_like}"})
     assert cfg.genotype == str(genotype_path("paper_like"))
-    with pytest.raises(ConfigError, match="unknown shipped genotype 'nope'.*shipped: paper_like"):
+    assert "camvid_tiny_s0" in shipped_genotypes() and "camvid_tiny_s0_macro" not in shipped_genotypes()  # a macro
+    with pytest.raises(ConfigError, match="unknown shipped genotype 'nope'.*shipped: .*paper_like"):
         genotype_path("nope")
 
 

@@ -7,6 +7,7 @@ working directory works. Configs can name a shipped genotype as `${rspnet.genoty
 
 from __future__ import annotations
 
+import json
 from importlib.resources import files
 from pathlib import Path
 
@@ -42,8 +43,15 @@ def config_dir() -> Path:
 
 
 def shipped_genotypes() -> list[str]:
-    """Names of the shipped genotypes (`paper_like`, ...)."""
-    return sorted(p.stem for p in package_dir("rspnet.genotypes").glob("*.json"))
+    """Names of the shipped genotypes (`paper_like`, ...); the macro.json files shipped beside them are not."""
+    return sorted(p.stem for p in package_dir("rspnet.genotypes").glob("*.json") if _is_genotype(p))
+
+
+def _is_genotype(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text()).get("format", "").startswith("rspnet.genotype/")
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def genotype_path(name: str) -> Path:
