@@ -22,6 +22,30 @@ TRAIN = ("stage=train", *DATA)
 OPS = ["conv_3x3", "dw_conv_3x3", "skip_connect"]
 
 
+def macro_doc() -> dict:
+    """A valid two-layer macro.json document (scales 4 and 8, top-2 inputs) for the bad-input and fuzz tests."""
+    return {
+        "format": "rspnet.macro/1",
+        "layers": 2,
+        "scales": [4, 8],
+        "top_k": 2,
+        "nodes": [
+            {"layer": 1, "scale": 4, "inputs": [{"layer": 0, "scale": 4, "score": 1.0}]},
+            {"layer": 1, "scale": 8, "inputs": [{"layer": 0, "scale": 4, "score": 1.0}]},
+            {
+                "layer": 2,
+                "scale": 4,
+                "inputs": [{"layer": 1, "scale": 4, "score": 0.6}, {"layer": 1, "scale": 8, "score": 0.4}],
+            },
+            {
+                "layer": 2,
+                "scale": 8,
+                "inputs": [{"layer": 1, "scale": 8, "score": 0.6}, {"layer": 0, "scale": 4, "score": 0.4}],
+            },
+        ],
+    }
+
+
 def cli_env() -> dict[str, str]:
     """Environment for CLI subprocesses: one thread (same float reductions as in-process), no W&B network."""
     return os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "offline", "PYTHONHASHSEED": "0"}

@@ -21,7 +21,7 @@ from rspnet.genotype import Genotype
 from rspnet.stages import run_stage as run
 from rspnet.stages.train import run as run_train
 
-from .conftest import CELL, OPS, TRAIN
+from .conftest import CELL, OPS, TRAIN, macro_doc
 
 TRAIN_IMG = "leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png"
 
@@ -128,26 +128,7 @@ def test_bad_genotype_file_stops_the_stage_before_anything_is_written(make_cfg, 
 
 
 def _macro_doc(edit) -> str:  # noqa: ANN001
-    doc = {
-        "format": "rspnet.macro/1",
-        "layers": 2,
-        "scales": [4, 8],
-        "top_k": 2,
-        "nodes": [
-            {"layer": 1, "scale": 4, "inputs": [{"layer": 0, "scale": 4, "score": 1.0}]},
-            {"layer": 1, "scale": 8, "inputs": [{"layer": 0, "scale": 4, "score": 1.0}]},
-            {
-                "layer": 2,
-                "scale": 4,
-                "inputs": [{"layer": 1, "scale": 4, "score": 0.6}, {"layer": 1, "scale": 8, "score": 0.4}],
-            },
-            {
-                "layer": 2,
-                "scale": 8,
-                "inputs": [{"layer": 1, "scale": 8, "score": 0.6}, {"layer": 0, "scale": 4, "score": 0.4}],
-            },
-        ],
-    }
+    doc = macro_doc()
     edit(doc)
     return json.dumps(doc)
 

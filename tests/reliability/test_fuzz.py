@@ -21,7 +21,7 @@ from PIL import Image
 from rspnet.errors import RSPNetError
 from rspnet.genotype import Genotype, MacroArch
 
-from .conftest import OPS
+from .conftest import OPS, macro_doc
 
 # cases per parser (docs/reliability.md reports them): many for the JSON parsers (milliseconds each),
 # fewer where a case builds a network or decodes images
@@ -101,29 +101,6 @@ def _only(folder: Path, *names: str) -> None:
     assert sorted(p.name for p in folder.iterdir()) == sorted(names)
 
 
-def _macro_doc() -> dict:
-    return {
-        "format": "rspnet.macro/1",
-        "layers": 2,
-        "scales": [4, 8],
-        "top_k": 2,
-        "nodes": [
-            {"layer": 1, "scale": 4, "inputs": [{"layer": 0, "scale": 4, "score": 1.0}]},
-            {"layer": 1, "scale": 8, "inputs": [{"layer": 0, "scale": 4, "score": 1.0}]},
-            {
-                "layer": 2,
-                "scale": 4,
-                "inputs": [{"layer": 1, "scale": 4, "score": 0.6}, {"layer": 1, "scale": 8, "score": 0.4}],
-            },
-            {
-                "layer": 2,
-                "scale": 8,
-                "inputs": [{"layer": 1, "scale": 8, "score": 0.6}, {"layer": 0, "scale": 4, "score": 0.4}],
-            },
-        ],
-    }
-
-
 @fuzz("genotype")
 @given(data=st.data())
 def test_fuzzed_genotype_json(tmp_path: Path, data: st.DataObject) -> None:
@@ -149,7 +126,7 @@ def test_fuzzed_macro_json(tmp_path: Path, data: st.DataObject) -> None:
     folder = tmp_path / "macro_case"
     folder.mkdir(exist_ok=True)
     path = folder / "macro.json"
-    path.write_text(_text(_mutate(_macro_doc(), data), data))
+    path.write_text(_text(_mutate(macro_doc(), data), data))
     try:
         macro = MacroArch.load(path)
     except RSPNetError as e:

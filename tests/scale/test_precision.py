@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from rspnet.errors import ConfigError
 from rspnet.lit.search_module import SearchModule, check_trainer
-from rspnet.lit.unrolled import _unrolled, unrolled_arch_grads
+from rspnet.lit.unrolled import unrolled_arch_grads
 from rspnet.models.supernet import CellSupernet
 
 torch.set_num_threads(1)
@@ -29,10 +29,10 @@ def _batch(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(2, 3, 16, 16, generator=g), torch.randint(0, 3, (2, 16, 16), generator=g)
 
 
-def _grads(net: CellSupernet, fn=unrolled_arch_grads) -> list[torch.Tensor]:
+def _grads(net: CellSupernet, fp32: bool = True) -> list[torch.Tensor]:
     loss = lambda logits, y: F.cross_entropy(logits.float(), y)  # noqa: E731
     weights, arch = list(net.weight_parameters()), list(net.arch_parameters())
-    return fn(net, loss, weights, arch, _batch(0), _batch(1), 0.1, 5e-4, 0.01)[1]
+    return unrolled_arch_grads(net, loss, weights, arch, _batch(0), _batch(1), 0.1, 5e-4, 0.01, fp32=fp32)[1]
 
 
 def test_unrolled_gradient_is_computed_in_fp32_under_bf16_autocast() -> None:
@@ -40,7 +40,7 @@ def test_unrolled_gradient_is_computed_in_fp32_under_bf16_autocast() -> None:
     reference = _grads(net)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         under_amp = _grads(net)
-        raw = _grads(net, _unrolled)  # the same computation left in the caller's bf16 autocast
+        raw = _grads(net, fp32=False)  # the same computation left in the caller's bf16 autocast
     assert all(torch.equal(a, b) for a, b in zip(reference, under_amp))
     assert not all(torch.allclose(a, b, rtol=1e-3, atol=1e-6) for a, b in zip(reference, raw))  # bf16 would change it
 

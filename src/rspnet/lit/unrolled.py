@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 
 import torch
@@ -33,6 +34,7 @@ def unrolled_arch_grads(
     xi: float,
     weight_decay: float = 0.0,
     r: float = 0.01,
+    fp32: bool = True,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Return (L_val(w', a), grad_a L_val(w', a) - xi * Hessian-vector term) with w' = w - xi * grad_w L_train.
 
@@ -41,9 +43,27 @@ def unrolled_arch_grads(
     with eps = r / ||grad_w' L_val||. The weights are restored before returning.
     Always computed in fp32 with autocast off: under bf16 the finite difference
     (g+ - g-) / 2eps is rounding noise. The parameters must be fp32 (`check_trainer`).
+    `fp32=False` leaves the caller's autocast and batch dtypes as they are (a test shows why not).
     """
-    with torch.autocast(device_type=weight_batch[0].device.type, enabled=False):
-        return _unrolled(net, loss_fn, weights, arch, _fp32(weight_batch), _fp32(arch_batch), xi, weight_decay, r)
+    device = weight_batch[0].device.type
+    with torch.autocast(device_type=device, enabled=False) if fp32 else contextlib.nullcontext():
+        (xw, yw), (xa, ya) = (_fp32(weight_batch), _fp32(arch_batch)) if fp32 else (weight_batch, arch_batch)
+        backup = [w.detach().clone() for w in weights]
+        g_train = _grads(loss_fn(net(xw), yw), weights)
+        _axpy(weights, -xi, [g + weight_decay * w.detach() for g, w in zip(g_train, weights)])  # w' (virtual step)
+        loss_val = loss_fn(net(xa), ya)
+        grads = _grads(loss_val, [*arch, *weights])
+        d_arch, d_w = grads[: len(arch)], grads[len(arch) :]
+        _restore(weights, backup)
+        norm = torch.sqrt(sum((d.float() ** 2).sum() for d in d_w))
+        eps = r / max(float(norm), 1e-12)
+        _axpy(weights, eps, d_w)  # w+ = w + eps * d_w
+        g_plus = _grads(loss_fn(net(xw), yw), arch)
+        _axpy(weights, -2 * eps, d_w)  # w- = w - eps * d_w
+        g_minus = _grads(loss_fn(net(xw), yw), arch)
+        _restore(weights, backup)
+        hvp = [(gp - gm) / (2 * eps) for gp, gm in zip(g_plus, g_minus)]
+        return loss_val.detach(), [da - xi * h for da, h in zip(d_arch, hvp)]
 
 
 def _fp32(batch: Batch) -> Batch:
@@ -52,36 +72,7 @@ def _fp32(batch: Batch) -> Batch:
     return (x.float() if x.dtype in (torch.float16, torch.bfloat16) else x), y
 
 
-def _unrolled(
-    net: nn.Module,
-    loss_fn: LossFn,
-    weights: Sequence[nn.Parameter],
-    arch: Sequence[nn.Parameter],
-    weight_batch: Batch,
-    arch_batch: Batch,
-    xi: float,
-    weight_decay: float,
-    r: float,
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """`unrolled_arch_grads` in the caller's autocast state."""
-    (xw, yw), (xa, ya) = weight_batch, arch_batch
-    backup = [w.detach().clone() for w in weights]
-    g_train = _grads(loss_fn(net(xw), yw), weights)
-    _axpy(weights, -xi, [g + weight_decay * w.detach() for g, w in zip(g_train, weights)])  # w' (virtual step)
-    loss_val = loss_fn(net(xa), ya)
-    grads = _grads(loss_val, [*arch, *weights])
-    d_arch, d_w = grads[: len(arch)], grads[len(arch) :]
-    with torch.no_grad():
-        for w, b in zip(weights, backup):
-            w.copy_(b)
-    norm = torch.sqrt(sum((d.float() ** 2).sum() for d in d_w))
-    eps = r / max(float(norm), 1e-12)
-    _axpy(weights, eps, d_w)  # w+ = w + eps * d_w
-    g_plus = _grads(loss_fn(net(xw), yw), arch)
-    _axpy(weights, -2 * eps, d_w)  # w- = w - eps * d_w
-    g_minus = _grads(loss_fn(net(xw), yw), arch)
-    with torch.no_grad():
-        for w, b in zip(weights, backup):
-            w.copy_(b)
-    hvp = [(gp - gm) / (2 * eps) for gp, gm in zip(g_plus, g_minus)]
-    return loss_val.detach(), [da - xi * h for da, h in zip(d_arch, hvp)]
+@torch.no_grad()
+def _restore(params: Sequence[nn.Parameter], backup: Sequence[torch.Tensor]) -> None:
+    for p, b in zip(params, backup):
+        p.copy_(b)
