@@ -50,14 +50,9 @@ PRESETS: dict[str, list[str]] = {"tiny": ["model=tiny"], "cpu_small": ["model=cp
 DEFAULT_LOSSES, DEFAULT_SCHEDULES, DEFAULT_PRESETS = ["ce", "mfb", "enet", "ohem_mfb"], ["base"], ["tiny", "cpu_small"]
 # --debug: the same grid machinery on synthetic data, a few batches per stage
 DEBUG = [
-    "dataset=synthetic",
-    "dataset.num_train=8",
-    "dataset.num_val=4",
-    "dataset.image_size=[32,64]",
-    "dataset.crop_size=[32,64]",
+    "debug=tiny",  # synthetic data, 8 train / 4 val images at 32x64, no logger
     "dataset.batch_size=2",
     "dataset.val_batch_size=2",
-    "dataset.num_workers=0",
     "model.search_layers=2",
     "model.layers=2",
     "model.cells_per_node=1",
@@ -66,7 +61,6 @@ DEBUG = [
     "stage.train_epochs=1",
     "trainer.limit_train_batches=2",
     "trainer.limit_val_batches=2",
-    "logger=none",
     "train.holdout_fraction=0.25",
 ]
 DEBUG_LOSSES = ["ce", "mfb"]

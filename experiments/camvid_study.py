@@ -38,15 +38,9 @@ CONV3X3 = {
     "search": {"source": "fixed all-conv_3x3 cell (ablation: no cell search)"},
 }
 DEBUG = [
-    "dataset=synthetic",
-    "dataset.num_train=8",
-    "dataset.num_val=4",
-    "dataset.image_size=[32,64]",
-    "dataset.crop_size=[32,64]",
-    "dataset.resize_long=null",
-    "dataset.batch_size=4",
-    "dataset.val_batch_size=4",
-    "dataset.num_workers=0",
+    "debug=tiny",  # synthetic data, 8 train / 4 val images at 32x64, batches of 4, no logger
+    "dataset.resize_long=null",  # the study's 160 would upscale the 32x64 images
+    "logger=csv",  # the study's tables read the csv logs
     "model.search_layers=1",
     "model.layers=2",
     "trainer.limit_train_batches=2",
