@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +34,22 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return cfg
 
     return _make
+
+
+@pytest.fixture
+def rspnet_cli() -> Callable[..., subprocess.CompletedProcess]:
+    """`rspnet_cli(*args, cwd=REPO, timeout=600, env=None)`: `python -m rspnet.cli ARGS` in a subprocess.
+
+    One CPU thread, W&B offline, one-line errors (HYDRA_FULL_ERROR=0); `env` adds variables; output captured.
+    """
+
+    def run(*args: str, cwd: Path = REPO, timeout: int = 600, env: dict[str, str] | None = None):
+        full = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+        full |= {"HYDRA_FULL_ERROR": "0", **(env or {})}
+        cmd = [sys.executable, "-m", "rspnet.cli", *args]
+        return subprocess.run(cmd, cwd=cwd, env=full, capture_output=True, text=True, timeout=timeout)
+
+    return run
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,13 +13,6 @@ from rspnet.stages import STAGES, get_stage
 from rspnet.utils.config import output_dir
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _rspnet(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run(
-        [sys.executable, "-m", "rspnet.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
 
 
 def test_run_dir_resolver():
@@ -70,8 +60,8 @@ def test_composition_defaults(make_cfg):
     assert cfg.trainer.accelerator == "cpu"
 
 
-def test_unknown_option_is_one_clear_error(tmp_path):
-    proc = _rspnet("stage=data_stats", "foo=1", f"paths.output_dir={tmp_path}", cwd=tmp_path)
+def test_unknown_option_is_one_clear_error(rspnet_cli, tmp_path):
+    proc = rspnet_cli("stage=data_stats", "foo=1", f"paths.output_dir={tmp_path}", cwd=tmp_path)
     assert proc.returncode != 0
     assert "Could not override 'foo'" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -149,17 +139,17 @@ def test_every_shipped_recipe_passes_the_type_check(make_cfg) -> None:
 
 
 @pytest.mark.parametrize("override", ["model.layers=abc", "trainer.max_epochs=1.5"])
-def test_cli_wrong_type_is_one_line(tmp_path, override: str) -> None:
-    proc = _rspnet("stage=cell_search", override, f"paths.output_dir={tmp_path}", cwd=tmp_path)
+def test_cli_wrong_type_is_one_line(rspnet_cli, tmp_path, override: str) -> None:
+    proc = rspnet_cli("stage=cell_search", override, f"paths.output_dir={tmp_path}", cwd=tmp_path)
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("rspnet: error:")]
     assert len(errors) == 1 and override.split("=")[0] in errors[0] and "Traceback" not in proc.stderr
 
 
-def test_moved_inference_keys_are_one_line_naming_the_new_key(tmp_path) -> None:
+def test_moved_inference_keys_are_one_line_naming_the_new_key(rspnet_cli, tmp_path) -> None:
     from rspnet.config import compose
 
-    proc = _rspnet("stage=eval", "train.inference=slide", f"paths.output_dir={tmp_path / 'run'}", cwd=tmp_path)
+    proc = rspnet_cli("stage=eval", "train.inference=slide", f"paths.output_dir={tmp_path / 'run'}", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == (
         "rspnet: error: train.inference moved to the inference group: "

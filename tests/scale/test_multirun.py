@@ -26,24 +26,10 @@ TINY = [
 ]
 
 
-def _rspnet(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
-    """Run `python -m rspnet.cli ARGS` from the repo root with one CPU thread."""
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "WANDB_MODE": "offline",
-        "HYDRA_FULL_ERROR": "0",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "rspnet.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def test_multirun_cell_search_one_dir_per_job_and_summary(tmp_path: Path) -> None:
+def test_multirun_cell_search_one_dir_per_job_and_summary(rspnet_cli, tmp_path: Path) -> None:
     # 4 jobs: the two with an unknown arch optimiser fail with a user error (recorded, not fatal)
     sweep = tmp_path / "sweep"
-    proc = _rspnet(
+    proc = rspnet_cli(
         "-m",
         "stage=cell_search",
         "search.arch_optim=nope,sgd",
@@ -83,9 +69,9 @@ def test_optuna_sweeper_config() -> None:
 
 
 @pytest.mark.slow
-def test_optuna_two_trials_end_to_end(tmp_path: Path) -> None:
+def test_optuna_two_trials_end_to_end(rspnet_cli, tmp_path: Path) -> None:
     sweep = tmp_path / "optuna"
-    proc = _rspnet(
+    proc = rspnet_cli(
         "hparams_search=optuna",
         "hydra.sweeper.n_trials=2",
         "hydra.sweeper.sampler.n_startup_trials=2",
@@ -103,7 +89,7 @@ def test_optuna_two_trials_end_to_end(tmp_path: Path) -> None:
 SMALL = ["debug=tiny", "model=micro"]
 
 
-def test_optuna_study_resumes_from_sqlite_after_the_sweeper_is_killed(tmp_path: Path) -> None:
+def test_optuna_study_resumes_from_sqlite_after_the_sweeper_is_killed(rspnet_cli, tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     args = [
         sys.executable,
@@ -131,7 +117,7 @@ def test_optuna_study_resumes_from_sqlite_after_the_sweeper_is_killed(tmp_path: 
     finally:
         first.kill()
         first.wait()
-    proc = _rspnet(*args[3:], "hydra.sweeper.n_trials=1", f"paths.output_dir={tmp_path / 'second'}")
+    proc = rspnet_cli(*args[3:], "hydra.sweeper.n_trials=1", f"paths.output_dir={tmp_path / 'second'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     done = _completed(storage)
     assert len(done) == 2 and all(isinstance(t.value, float) for t in done)  # the killed sweep's trial is kept
@@ -230,9 +216,9 @@ def test_relaunching_ddp_stops_the_sweep_in_one_line(tmp_path: Path, swept: bool
 
 
 @pytest.mark.slow
-def test_multirun_with_ddp_spawn_jobs(tmp_path: Path) -> None:
+def test_multirun_with_ddp_spawn_jobs(rspnet_cli, tmp_path: Path) -> None:
     sweep = tmp_path / "ddp_sweep"  # the supported local DDP + multirun combination: ranks spawned per job
-    proc = _rspnet(
+    proc = rspnet_cli(
         "-m",
         "stage=cell_search",
         "trainer=ddp_sim",

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,25 +12,12 @@ from rspnet.config import compose
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _rspnet(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "WANDB_MODE": "offline",
-        "HYDRA_FULL_ERROR": "0",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "rspnet.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
 def _compose(*overrides: str):
     return compose(*overrides, hydra=True)
 
 
-def test_rsp_ablation_cfg_job_shows_the_paper_budgets() -> None:
-    proc = _rspnet("experiment=rsp_ablation", "--cfg", "job")
+def test_rsp_ablation_cfg_job_shows_the_paper_budgets(rspnet_cli) -> None:
+    proc = rspnet_cli("experiment=rsp_ablation", "--cfg", "job")
     assert proc.returncode == 0, proc.stderr
     for line in (
         "cell_search_epochs: 300",
@@ -90,9 +74,9 @@ def test_pipeline_sets_batch_size_and_warmup_per_sub_stage(make_cfg, tmp_path: P
 
 
 @pytest.mark.slow
-def test_debug_limit_runs_both_arms_of_the_real_rsp_ablation_recipe(tmp_path: Path) -> None:
+def test_debug_limit_runs_both_arms_of_the_real_rsp_ablation_recipe(rspnet_cli, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    proc = _rspnet(
+    proc = rspnet_cli(
         "experiment=rsp_ablation",
         "debug=limit",
         "dataset=synthetic",
