@@ -45,6 +45,7 @@ SCHEDULES: dict[str, list[str]] = {
     "train_heavy": ["stage.cell_search_epochs=8", "stage.macro_search_epochs=6", "stage.train_epochs=90"],
     "adam_search": ["search.arch_optim=adam", "search.arch_adam_lr=0.003"],
     "lr05": ["train.lr=0.05"],
+    "lr05_long": ["train.lr=0.05", "stage.train_epochs=90"],  # the hour's spare ~25 min spent on training
 }
 PRESETS: dict[str, list[str]] = {"tiny": ["model=tiny"], "cpu_small": ["model=cpu_small"]}
 DEFAULT_LOSSES, DEFAULT_SCHEDULES, DEFAULT_PRESETS = ["ce", "mfb", "enet", "ohem_mfb"], ["base"], ["tiny", "cpu_small"]
