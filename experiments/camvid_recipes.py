@@ -2,7 +2,7 @@
 
     python -m experiments.camvid_recipes --root ../shared/data/camvid --out outputs/camvid_recipes \\
         [--loss ce mfb ...] [--schedule base ...] [--preset tiny cpu_small ...] \\
-        [--genotype G --macro-arch M] [--table docs/camvid_recipes.md] [--list] [--debug]
+        [--genotype G --macro-arch M] [--table docs/camvid_recipes.md] [--list | --table-only] [--debug]
 
 Every variant is `rspnet experiment=camvid` plus its overrides, run as a subprocess in its own
 folder OUT/<loss>-<schedule>-<preset> (the pipeline layout: cell_search/ macro_search/ train/
@@ -239,11 +239,12 @@ def main(argv: list[str] | None = None, runner: Callable[[list[str], Path], int]
     ap.add_argument("--macro-arch", help="macro.json for --genotype (default: default_macro)")
     ap.add_argument("--table", type=Path, default=None, help="markdown file to write (default OUT/recipes.md)")
     ap.add_argument("--list", action="store_true", help="print the variants and their commands, run nothing")
+    ap.add_argument("--table-only", action="store_true", help="write the table of the finished variants, run nothing")
     ap.add_argument("--debug", action="store_true", help="synthetic data, micro sizes: checks the machinery")
     ap.add_argument("--note", default="", help="a sentence added to the table's note (e.g. how the runs shared cores)")
     ap.add_argument("overrides", nargs="*", help="extra hydra overrides for every variant")
     a = ap.parse_args(argv)
-    if not a.debug and not a.root and not a.list:
+    if not a.debug and not a.root and not (a.list or a.table_only):
         ap.error("--root is required (or --debug)")
     variants = grid(
         a.loss or (DEBUG_LOSSES if a.debug else DEFAULT_LOSSES),
@@ -262,6 +263,9 @@ def main(argv: list[str] | None = None, runner: Callable[[list[str], Path], int]
         if done.is_file():
             print(f"{v.name}: done, skipped")
             rows.append(_read(done))
+            continue
+        if a.table_only:
+            print(f"{v.name}: not run, left out of the table")
             continue
         print(f"{v.name}: running ...", flush=True)
         rows.append(run_variant(v, a.out, base, a.genotype, a.macro_arch, runner))

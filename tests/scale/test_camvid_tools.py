@@ -146,3 +146,14 @@ def test_sizing_compare_prints_one_row_per_variant(capsys) -> None:
     params = [float(r.split("|")[2]) for r in rows]
     assert params[0] < params[1]  # the wider preset has more parameters
     assert all(int(r.split("|")[-2]) >= 0 for r in rows)
+
+
+def test_table_only_writes_the_finished_variants_and_runs_nothing(tmp_path: Path) -> None:
+    calls: list[list[str]] = []
+    argv = ["--root", "data/camvid", "--out", str(tmp_path), "--loss", "ce", "--preset", "tiny"]
+    camvid_recipes.main(argv, runner=_fake_runner(calls))  # ce-base-tiny finished
+    table = tmp_path / "t.md"
+    camvid_recipes.main([*argv[:4], "--loss", "ce", "mfb", "--table-only", "--table", str(table)], runner=None)
+    assert len(calls) == 1  # mfb-base-tiny was not run
+    text = table.read_text()
+    assert "| ce-base-tiny * |" in text and "mfb-base-tiny" not in text
