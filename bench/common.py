@@ -15,6 +15,7 @@ import os
 import platform
 import re
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -236,7 +237,8 @@ def publish(args: Any, name: str, title: str, module: str, *text: str, threads: 
 
 def command_line(module: str, argv: Sequence[str] | None) -> str:
     """The shell command that reproduces this run (for the doc), repo paths relative to the repo root."""
-    return " ".join(["python -m", module, *map(_shown, sys.argv[1:] if argv is None else argv)]).strip()
+    args = [_shown(a) for a in (sys.argv[1:] if argv is None else argv)]
+    return " ".join(["python -m", module, *(shlex.quote(a) if any(c.isspace() for c in a) else a for a in args)])
 
 
 def _shown(arg: str) -> str:

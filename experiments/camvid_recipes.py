@@ -21,6 +21,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import resource
 import shlex
 import shutil
@@ -157,7 +158,7 @@ def run_variant(
     shown = []
     for i, args in enumerate(cmds):
         if i == 1:  # stage=eval of the checkpoint stage=train selected
-            args = [*args, f"ckpt={_read(folder / 'train' / 'train.json').get('selected_ckpt')}"]
+            args = [*args, f"ckpt={_relative(_read(folder / 'train' / 'train.json').get('selected_ckpt'))}"]
         shown.append("rspnet " + shlex.join(args))
         code = runner(args, folder / "run.log")
         if code != 0:
@@ -182,6 +183,22 @@ def run_variant(
     }
     (folder / "done.json").write_text(json.dumps(row, indent=2))
     return row
+
+
+def _relative(path: str | None) -> str | None:
+    """`path` relative to the working directory when it lies below it (recorded commands name no machine path)."""
+    if path and Path(path).is_absolute() and Path(path).resolve().is_relative_to(Path.cwd().resolve()):
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    return path
+
+
+def _portable(command: str) -> str:
+    """An eval command's absolute `ckpt=` as the path inside its variant folder (rows recorded before `_relative`)."""
+    out = re.search(r"paths\.output_dir=(\S+)/eval\b", command)
+    ckpt = re.search(r"ckpt=(/\S+)", command)
+    if not (out and ckpt):
+        return command
+    return command.replace(ckpt.group(0), f"ckpt={out.group(1)}/train/checkpoints/{Path(ckpt.group(1)).name}")
 
 
 def _pct(v: Any) -> str:
@@ -216,7 +233,7 @@ def render(rows: list[dict[str, Any]], note: str = "") -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Commands:", ""]
-    lines += [f"* {r['name']}{_when(r)}: " + "; ".join(f"`{c}`" for c in r["commands"]) for r in rows]
+    lines += [f"* {r['name']}{_when(r)}: " + "; ".join(f"`{_portable(c)}`" for c in r["commands"]) for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -283,7 +300,7 @@ def main(argv: list[str] | None = None, runner: Callable[[list[str], Path], int]
     )
     table = a.table or a.out / "recipes.md"
     table.parent.mkdir(parents=True, exist_ok=True)
-    table.write_text(render(rows, note))
+    table.write_text("# CamVid recipe variants (`python -m experiments.camvid_recipes`)\n\n" + render(rows, note))
     print(f"table written to {table}")
     return 0
 

@@ -157,3 +157,13 @@ def test_table_only_writes_the_finished_variants_and_runs_nothing(tmp_path: Path
     assert len(calls) == 1  # mfb-base-tiny was not run
     text = table.read_text()
     assert "| ce-base-tiny * |" in text and "mfb-base-tiny" not in text
+
+
+def test_recorded_eval_commands_name_the_checkpoint_inside_the_variant_folder() -> None:
+    cmd = "rspnet experiment=camvid stage=eval paths.output_dir=outputs/r/ce-base-tiny/eval ckpt=/abs/x/outputs/r/ce-base-tiny/train/checkpoints/best-epoch054.ckpt"
+    assert camvid_recipes._portable(cmd).endswith("ckpt=outputs/r/ce-base-tiny/train/checkpoints/best-epoch054.ckpt")
+    assert (
+        camvid_recipes._portable("rspnet stage=train paths.output_dir=o/train")
+        == "rspnet stage=train paths.output_dir=o/train"
+    )
+    assert camvid_recipes._relative(str(Path.cwd() / "a" / "b.ckpt")) == str(Path("a") / "b.ckpt")
