@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rspnet.data import build_dataset
-from rspnet.stages.data_stats import count_pixels
+from rspnet.stages.data_stats import count_chunk, count_pixels, split_stats
 from rspnet.stages.data_stats import run as run_data_stats
 
 SMALL = ("stage=data_stats", "dataset.image_size=[24,40]", "dataset.num_train=20", "dataset.num_val=5")
@@ -49,6 +49,32 @@ def test_synthetic_stats_json(make_cfg) -> None:
     assert train["class_weights"]["median_freq"] == pytest.approx(median_freq.tolist(), rel=1e-5)
     p = np.array(train["pixels_per_class"]) / sum(train["pixels_per_class"])
     assert train["class_weights"]["enet"] == pytest.approx((1 / np.log(1.02 + p)).tolist(), rel=1e-5)
+
+
+class _Labels:
+    """The part of a SegDataset the counters use: two classes, hand-made label maps."""
+
+    num_classes = 2
+    name = "hand"
+
+    def __init__(self, masks: list[np.ndarray]) -> None:
+        self.masks, self.items = masks, [(None, "label")] * len(masks)
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def load_label(self, i: int) -> np.ndarray:
+        return self.masks[i]
+
+
+def test_horizontal_runs_give_the_class_width_by_hand() -> None:
+    # row 0: 0 0 1 1 | row 1: 1 255 1 0 -> class 0 runs: [0 0], [0]; class 1: [1 1], [1], [1]; ignored: 1 run
+    mask = np.array([[0, 0, 1, 1], [1, 255, 1, 0]], dtype=np.int64)
+    counts = count_chunk(_Labels([mask]), [0])
+    assert counts[3].tolist() == [2, 3, 1] and counts[0].tolist() == [3, 4, 1]
+    stats = split_stats(_Labels([mask, mask]), workers=1, split="train")
+    assert stats["horizontal_runs_per_class"] == [4, 6]
+    assert stats["mean_run_width_px"] == [1.5, 1.33]  # pixels / runs: 6 / 4, 8 / 6
 
 
 def test_process_pool_gives_the_same_counts(make_cfg) -> None:
