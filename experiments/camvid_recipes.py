@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import re
 import resource
 import shlex
@@ -32,6 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from rspnet.utils.threads import usable_cores
 
 LOSSES: dict[str, list[str]] = {
     "ce": [],
@@ -158,7 +159,7 @@ def run_variant(
     shown = []
     for i, args in enumerate(cmds):
         if i == 1:  # stage=eval of the checkpoint stage=train selected
-            args = [*args, f"ckpt={_relative(_read(folder / 'train' / 'train.json').get('selected_ckpt'))}"]
+            args = [*args, f"ckpt={_read(folder / 'train' / 'train.json').get('selected_ckpt')}"]
         shown.append("rspnet " + shlex.join(args))
         code = runner(args, folder / "run.log")
         if code != 0:
@@ -179,21 +180,14 @@ def run_variant(
         "cpu_s": round(_children_cpu() - cpu0, 1),
         "commands": shown,
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cores": usable_cores(),
     }
     (folder / "done.json").write_text(json.dumps(row, indent=2))
     return row
 
 
-def _relative(path: str | None) -> str | None:
-    """`path` relative to the working directory when it lies below it (recorded commands name no machine path)."""
-    if path and Path(path).is_absolute() and Path(path).resolve().is_relative_to(Path.cwd().resolve()):
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    return path
-
-
 def _portable(command: str) -> str:
-    """An eval command's absolute `ckpt=` as the path inside its variant folder (rows recorded before `_relative`)."""
+    """An eval command's absolute `ckpt=` as the path inside its variant folder (the table names no machine path)."""
     out = re.search(r"paths\.output_dir=(\S+)/eval\b", command)
     ckpt = re.search(r"ckpt=(/\S+)", command)
     if not (out and ckpt):
