@@ -51,19 +51,20 @@ def cli_env() -> dict[str, str]:
     return os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "offline", "PYTHONHASHSEED": "0"}
 
 
+QUIET = ("logger=none", "print_config=false")
+
+
 def cli_args(*overrides: str) -> list[str]:
     """argv for `python -m rspnet.cli` with quiet, logger-free defaults."""
-    return [sys.executable, "-m", "rspnet.cli", "logger=none", "print_config=false", *overrides]
+    return [sys.executable, "-m", "rspnet.cli", *QUIET, *overrides]
 
 
 @pytest.fixture
-def cli() -> Callable[..., subprocess.CompletedProcess]:
-    """`cli(*overrides)` runs the real `rspnet` entry point and returns the finished process."""
+def cli(rspnet_cli: Callable[..., subprocess.CompletedProcess]) -> Callable[..., subprocess.CompletedProcess]:
+    """`cli(*overrides)` runs the real `rspnet` entry point (quiet, no logger) and returns the finished process."""
 
     def _run(*overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            cli_args(*overrides), cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=timeout
-        )
+        return rspnet_cli(*QUIET, *overrides, cwd=REPO, timeout=timeout, env=cli_env())
 
     return _run
 
