@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from rspnet.utils.io import atomic_write_text
+from rspnet.utils.threads import usable_cores
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "benchmarks.md"
@@ -37,7 +38,7 @@ def device_info() -> dict[str, Any]:
     """CPU model, usable cores, torch version, GPU name (or None), 1-min load average, UTC time."""
     lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []
     model = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     cpu = model[0] if model else platform.processor() or platform.machine()
