@@ -244,11 +244,8 @@ def command_line(module: str, argv: Sequence[str] | None) -> str:
 
 def _shown(arg: str) -> str:
     """`arg` with an absolute path inside the repo (or a `key=path` override of one) made relative."""
-    key, sep, value = arg.rpartition("=") if "=" in arg and not arg.startswith("/") else ("", "", arg)
+    key, sep, value = ("", "", arg) if arg.startswith("/") else arg.rpartition("=")
     path = Path(value)
-    if path.is_absolute():
-        try:
-            value = str(path.resolve().relative_to(REPO.resolve()))
-        except ValueError:
-            pass
+    if path.is_absolute() and path.resolve().is_relative_to(REPO.resolve()):
+        value = str(path.resolve().relative_to(REPO.resolve()))
     return f"{key}{sep}{value}"
