@@ -28,7 +28,10 @@ def test_a_checkpoint_of_format_1_loads_and_gives_its_logits() -> None:
     assert meta["format"] == "rspnet.seg/1" and "net" not in meta
     with torch.no_grad():
         out = module(_input())["out"]
-    assert torch.equal(out, torch.load(OLD_LOGITS, weights_only=True)["out"])
+    recorded = torch.load(OLD_LOGITS, weights_only=True)["out"]
+    # another CPU rounds differently (measured 1.7e-7 of the largest |logit| with kernels capped to SSE4.1);
+    # 1e-5 of it passes that and fails a real change (~1e-3)
+    torch.testing.assert_close(out, recorded, rtol=0.0, atol=1e-5 * float(recorded.abs().max()))
 
 
 def test_an_unknown_format_version_is_one_clear_error(tmp_path: Path) -> None:
