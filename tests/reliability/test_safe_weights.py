@@ -21,6 +21,8 @@ from rspnet.lit.search_module import SearchModule
 from rspnet.lit.seg_module import SegModule
 from rspnet.segmenter import Segmenter
 from rspnet.stages import run_stage as run
+from rspnet.stages.train import init_from_checkpoint
+from rspnet.utils.checkpoint import load_seg_checkpoint, net_state, read_checkpoint
 
 from .conftest import CELL, MACRO, TRAIN
 
@@ -155,7 +157,13 @@ def test_safetensors_export_loads_with_the_checkpoints_logits_and_metadata(
     with torch.no_grad():
         # the same weights through the same code in one process: bit-identical logits
         assert torch.equal(weights(x), ckpt(x))
-    # eval and predict take it where they take a checkpoint
+    # train.init_ckpt, eval and predict take it where they take a checkpoint
+    module, _ = load_seg_checkpoint(trained_ckpt)
+    with torch.no_grad():
+        for t in module.net.state_dict().values():
+            t.zero_()
+    init_from_checkpoint(module, str(path))
+    assert all(torch.equal(v, module.net.state_dict()[k]) for k, v in net_state(read_checkpoint(trained_ckpt)).items())
     tiny = ("debug=tiny", "model=micro", f"ckpt={path}")
     eval_w = run(make_cfg("stage=eval", *tiny, out=tmp_path / "eval_w"))
     eval_c = run(make_cfg("stage=eval", "debug=tiny", "model=micro", f"ckpt={trained_ckpt}", out=tmp_path / "eval_c"))
