@@ -1,4 +1,4 @@
-"""`load_model`: a segmentation network with its classes and palette, from a checkpoint, an ONNX file or the zoo.
+"""`load_model`: a segmentation network with its classes and palette, from a checkpoint, safetensors, ONNX or the zoo.
 
 Every model is called the same way: a normalised float batch [B, 3, H, W] (datasets' MEAN/STD)
 -> logits [B, K, h, w] (`rspnet.inference` resizes them to the input).
@@ -71,7 +71,7 @@ class Model:
     classes: list[str]
     palette: list[list[int]]
     source: str
-    kind: str  # "checkpoint" | "onnx" | "zoo"
+    kind: str  # "checkpoint" | "safetensors" | "onnx" | "zoo"
     trained: bool = True
     crop_size: tuple[int, int] | None = None  # training crop: the default window of inference="slide"
     meta: dict[str, Any] = field(default_factory=dict)
@@ -102,7 +102,10 @@ class Model:
 
 
 def load_model(path: str | Path, device: str = "cpu") -> Model:
-    """A model from a training checkpoint (`*.ckpt`), an exported ONNX file (`*.onnx`) or `zoo:<name>`.
+    """A model from a training checkpoint (`*.ckpt`), exported weights (`*.safetensors`, `*.onnx`) or `zoo:<name>`.
+
+    Checkpoints are read with `torch.load(weights_only=True)`; a `*.safetensors` file from
+    `stage=export stage.format=safetensors` holds no pickle at all.
 
     `zoo:<name>` builds the shipped architecture of `experiments/zoo.yaml` with random
     weights (no trained weights are published): useful to measure speed, not to segment.
@@ -113,7 +116,8 @@ def load_model(path: str | Path, device: str = "cpu") -> Model:
     p = Path(text).expanduser()
     if not p.is_file():
         raise ArtifactError(
-            f"model not found: {p}; pass a *.ckpt from stage=train, a *.onnx from stage=export or zoo:<name>"
+            f"model not found: {p}; pass a *.ckpt from stage=train, a *.safetensors or *.onnx from stage=export "
+            "or zoo:<name>"
         )
     if p.suffix.lower() == ".onnx":
         return _from_onnx(p, device)
@@ -145,7 +149,7 @@ def _from_checkpoint(path: Path) -> Model:
         classes,
         [list(c) for c in palette],
         str(path),
-        "checkpoint",
+        "safetensors" if path.suffix.lower() == ".safetensors" else "checkpoint",
         crop_size=_crop(crop),
         meta=meta,
     )

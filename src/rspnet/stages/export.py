@@ -1,9 +1,12 @@
-"""`stage=export ckpt=PATH`: ONNX with dynamic batch/H/W, checked against PyTorch with onnxruntime.
+"""`stage=export ckpt=PATH`: ONNX with dynamic batch/H/W, checked against PyTorch with onnxruntime,
+or (`stage.format=safetensors`) the weights plus the metadata that rebuilds the net, a file that cannot run code.
 
 The network is exported in eval mode with constant folding, so every BatchNorm that follows a
 convolution is folded into it (export.json counts the BatchNormalization nodes left). The
 parity check runs at a size different from the traced one, which proves H, W are dynamic.
-`model.onnx` is only written once the check passed.
+`model.onnx` is only written once the check passed. `model.safetensors` holds the network's
+state dict with the checkpoint's `rspnet` metadata (genotype, macro, model/rsp/head config,
+classes, palette, format) as JSON in its header; `rspnet.load_model` and every `ckpt=` read it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import io
 import json
 import logging
 import warnings
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -20,14 +24,15 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from rspnet.errors import ArtifactError
-from rspnet.utils.checkpoint import load_seg_checkpoint
+from rspnet.errors import ArtifactError, ConfigError
+from rspnet.utils.checkpoint import WEIGHTS_FORMAT, load_seg_checkpoint, safetensors_bytes
 from rspnet.utils.config import output_dir, require
 from rspnet.utils.io import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 INPUT, OUTPUT = "image", "logits"
 MIN_SIZE = 64  # at stride 32 this leaves >= 2 pixels, so the scales' sizes all differ when traced
+FORMATS = ("onnx", "safetensors")
 
 
 class LogitsOnly(nn.Module):
@@ -101,13 +106,43 @@ def count_batchnorms(onnx_bytes: bytes) -> int:
 
 
 def run(cfg: DictConfig) -> dict:
-    """Export `ckpt=` to DIR/model.onnx + DIR/export.json; a failed parity check is an ArtifactError."""
+    """Export `ckpt=` to DIR/model.onnx (or DIR/model.safetensors) + DIR/export.json."""
     out = output_dir(cfg)
     ckpt = require(
         cfg, "ckpt", "pass ckpt=PATH to a checkpoint written by stage=train (e.g. DIR/checkpoints/best.ckpt)"
     )
+    fmt = str(cfg.stage.get("format") or "onnx")
+    if fmt not in FORMATS:
+        raise ConfigError(f"stage.format={fmt}: choose one of {', '.join(FORMATS)}")
     module, meta = load_seg_checkpoint(ckpt, cfg)
     net = module.net.cpu().eval()
+    if fmt == "safetensors":
+        return export_safetensors(net, meta, out, ckpt)
+    return export_checked_onnx(cfg, net, meta, out, ckpt)
+
+
+def export_safetensors(net: nn.Module, meta: dict, out: Path, ckpt: str) -> dict:
+    """DIR/model.safetensors: the network's state dict, `meta` (the checkpoint's `rspnet`) as JSON in the header."""
+    state = net.state_dict()
+    atomic_write_bytes(out / "model.safetensors", safetensors_bytes(state, meta))
+    report = {
+        "format": "safetensors",
+        "safetensors": str(out / "model.safetensors"),
+        "checkpoint": str(ckpt),
+        "weights_format": WEIGHTS_FORMAT,
+        "checkpoint_format": meta.get("format"),
+        "tensors": len(state),
+        "num_classes": int(meta["num_classes"]),
+        "classes": meta.get("classes"),
+        "params": sum(p.numel() for p in net.parameters()),
+    }
+    atomic_write_json(out / "export.json", report)
+    log.info("exported %s (%d tensors)", out / "model.safetensors", len(state))
+    return report
+
+
+def export_checked_onnx(cfg: DictConfig, net: nn.Module, meta: dict, out: Path, ckpt: str) -> dict:
+    """DIR/model.onnx + export.json; a failed parity check is an ArtifactError and writes no model.onnx."""
     opts = cfg.stage
     size = tuple(int(v) for v in (opts.get("size") or cfg.dataset.crop_size))
     check = (size[0] + 13, size[1] + 7)  # odd and different from the traced size: H, W must be dynamic
@@ -128,6 +163,7 @@ def run(cfg: DictConfig) -> dict:
     )
     diff = onnx_parity(onnx_bytes, net, check)
     report = {
+        "format": "onnx",
         "onnx": str(out / "model.onnx"),
         "checkpoint": str(ckpt),
         "opset": opset,

@@ -5,11 +5,17 @@ genotype and macro structure of an rspnet net, the class names/palette and the m
 config, so eval, predict and export rebuild the exact network from the file alone
 (`load_seg_checkpoint`). Format history: `rspnet.seg/1` (up to a096c64) has no `net` entry and is
 always an rspnet derived net; `rspnet.seg/2` adds `net`. Both load; other versions are one error.
+
+Every load is `torch.load(weights_only=True)` (`read_checkpoint`, also for Lightning's resume through
+`AtomicCheckpointIO`), so a checkpoint cannot run code. `stage=export stage.format=safetensors` writes
+the `net.*` weights as safetensors with `checkpoint["rspnet"]` as JSON in the header
+(`WEIGHTS_FORMAT`); `read_checkpoint` reads it back as a checkpoint with only `state_dict` and `rspnet`.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import random
 from collections.abc import Mapping
@@ -39,6 +45,8 @@ READABLE_FORMATS = ("rspnet.seg/1", CKPT_FORMAT)
 # config groups that define an rspnet network's shape; stored in (and restored from) the checkpoint
 ARCH_GROUPS = ("model", "rsp", "head")
 DERIVED = "rspnet.models.derived"  # `net.builder` of the nets that load_seg_checkpoint rebuilds
+WEIGHTS_FORMAT = "rspnet.weights/1"  # safetensors header: {"format": WEIGHTS_FORMAT, "rspnet": JSON of the metadata}
+SAFETENSORS = ".safetensors"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -56,6 +64,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         buf = io.BytesIO()
         torch.save(checkpoint, buf)
         atomic_write_bytes(Path(path), buf.getvalue())
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        """Resume reads through `read_checkpoint`: weights_only=True whatever this Lightning/torch pair defaults to.
+
+        The file is read to CPU (as Lightning's default `map_location` does); `weights_only` is ignored.
+        """
+        if Path(str(path)).suffix.lower() == SAFETENSORS:
+            raise ArtifactError(
+                f"{path}: a {SAFETENSORS} file holds the weights only and cannot resume a run; "
+                "resume from a *.ckpt, or start from these weights with train.init_ckpt="
+            )
+        return read_checkpoint(path)
 
 
 def _listing(keys: list[str], limit: int = 8) -> str:
@@ -227,10 +247,15 @@ def seg_meta(
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """torch.load a Lightning checkpoint on CPU with one clear error for missing/corrupt files."""
+    """torch.load(weights_only=True) a Lightning checkpoint on CPU (or `read_safetensors` a *.safetensors file).
+
+    One clear ArtifactError for a missing, corrupt or unsafe (pickled code) file.
+    """
     path = Path(str(path))
     if not path.is_file():
         raise ArtifactError(f"checkpoint not found: {path}")
+    if path.suffix.lower() == SAFETENSORS:
+        return read_safetensors(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - pickle/zip errors come in many types
@@ -240,6 +265,42 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ArtifactError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
     return ckpt
+
+
+def safetensors_bytes(state: Mapping[str, torch.Tensor], meta: dict[str, Any]) -> bytes:
+    """A network's `state` (keys without `net.`) as safetensors, `meta` (`checkpoint["rspnet"]`) as JSON in the header."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    return save(tensors, metadata={"format": WEIGHTS_FORMAT, "rspnet": json.dumps(meta)})
+
+
+def read_safetensors(path: str | Path) -> dict[str, Any]:
+    """A `safetensors_bytes` file as a checkpoint dict: `state_dict` (`net.*` keys) and `rspnet` (the metadata).
+
+    A file that is not safetensors, or lacks the rspnet header metadata, is one ArtifactError naming it.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+            state = {f"net.{k}": f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ArtifactError(
+            f"{path}: cannot read safetensors file ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]})"
+        ) from e
+    hint = f"export it with stage=export stage.format=safetensors (header format {WEIGHTS_FORMAT})"
+    if header.get("format") != WEIGHTS_FORMAT:
+        raise ArtifactError(
+            f"{path}: safetensors header format is {header.get('format')!r}, not {WEIGHTS_FORMAT!r}; "
+            f"it has no rspnet metadata to rebuild the network from; {hint}"
+        )
+    try:
+        meta = json.loads(header.get("rspnet", ""))
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"{path}: safetensors header metadata 'rspnet' is missing or not JSON ({e}); {hint}") from e
+    return {"state_dict": state, "rspnet": meta}
 
 
 def net_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
