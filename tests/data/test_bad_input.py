@@ -122,3 +122,27 @@ def test_mapillary_index_past_config_is_unknown(make_cfg, make_mapillary) -> Non
     with pytest.raises(DataError, match=r"ids \[50\] are outside the mapillary mapping"):
         ds.load_label(0)
     assert np.all(ds.lut[8:] == -1)
+
+
+@pytest.mark.parametrize("policy", ["error", "ignore"])
+def test_negative_label_ids_are_unknown_not_wrapped_around(make_cfg, camvid_root: Path, policy: str) -> None:
+    # camvid's LUT ends with UNKNOWN entries: a -245 would index lut[11] = 255 (ignore), a -1 lut[255]
+    ds = build_dataset(
+        make_cfg("dataset=camvid", f"dataset.root={camvid_root}", f"dataset.unknown_ids={policy}"), "val", False
+    )
+    lut = ds.lut_for(camvid_root / "valannot/x.png")
+    raw = np.array([[0, 3, -245, -256]], dtype=np.int32)  # -256 would index lut[0] = class 0
+    if policy == "error":
+        with pytest.raises(DataError, match=r"x\.png: label ids \[-256, -245\] are outside the camvid mapping"):
+            ds.map_ids(raw, lut, camvid_root / "valannot/x.png")
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert ds.map_ids(raw, lut, camvid_root / "valannot/x.png").tolist() == [[0, 3, 255, 255]]
+
+
+def test_a_negative_lut_key_is_refused() -> None:
+    from rspnet.data.base import make_lut
+
+    with pytest.raises(ValueError, match="-1 is outside"):
+        make_lut({-1: 0})

@@ -3,6 +3,8 @@
 Every dataset maps its raw label ids to train ids through a look-up table (LUT) of
 int16 values: a train id, 255 (ignore) or UNKNOWN (an id outside the mapping, which
 raises a DataError or, with `dataset.unknown_ids=ignore`, becomes 255 with one warning).
+Negative ids (possible in 32-bit label files) are outside every mapping: they never index
+the LUT from its end.
 """
 
 from __future__ import annotations
@@ -87,6 +89,8 @@ def make_lut(mapping: dict[int, int], size: int = 256) -> np.ndarray:
     """LUT raw id -> train id (255 = ignore); ids not in `mapping` are UNKNOWN."""
     lut = np.full(size, UNKNOWN, dtype=np.int16)
     for raw, train in mapping.items():
+        if not 0 <= raw < size:  # a negative key would silently set an entry counted from the end
+            raise ValueError(f"LUT key {raw} is outside 0..{size - 1}")
         lut[raw] = train
     return lut
 
@@ -145,7 +149,7 @@ class SegDataset(Dataset):
     def map_ids(self, raw: np.ndarray, lut: np.ndarray, path: Path) -> np.ndarray:
         """Apply `lut`; ids outside it raise (or become 255 with one warning)."""
         raw = raw.astype(np.int64, copy=False)
-        outside = raw >= len(lut)
+        outside = (raw < 0) | (raw >= len(lut))  # a negative id would index the LUT from its end
         mapped = lut[np.where(outside, 0, raw)]
         unknown = outside | (mapped == UNKNOWN)
         if unknown.any():
