@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -146,3 +148,39 @@ def test_a_negative_lut_key_is_refused() -> None:
 
     with pytest.raises(ValueError, match="-1 is outside"):
         make_lut({-1: 0})
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height RGB pixels, with no pixel data (enough for PIL to size it)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+EMPTY_OR_HUGE = {
+    "0 bytes": (b"", "empty image file"),
+    "0x0 pixels": (_png_header(0, 0), "cannot read image"),
+    "400M pixels (PIL error)": (_png_header(20000, 20000), "too large to read safely"),
+    "100M pixels (PIL only warns)": (_png_header(10000, 10000), "too large to read safely"),
+}
+
+
+@pytest.mark.parametrize("case", EMPTY_OR_HUGE)
+@pytest.mark.parametrize("reader", ["dataset", "predict"])
+def test_empty_and_bomb_sized_images_are_one_error_naming_the_file(
+    make_cfg, camvid_root: Path, case: str, reader: str
+) -> None:
+    from rspnet.stages.predict import read_rgb
+
+    content, expected = EMPTY_OR_HUGE[case]
+    path = camvid_root / "val/c.png"
+    path.write_bytes(content)
+    with pytest.raises(DataError) as e:
+        if reader == "dataset":
+            build_dataset(make_cfg("dataset=camvid", f"dataset.root={camvid_root}"), "val", False)[0]
+        else:
+            read_rgb(path)
+    assert one_line(e).startswith(f"{path}: ") and expected in one_line(e)

@@ -66,23 +66,34 @@ def pair_files(
     return items
 
 
+def decode_file(path: Path, what: str, decode: Callable[[Image.Image], np.ndarray]) -> np.ndarray:
+    """`decode` of the opened image file; one DataError naming it if unreadable, empty or bomb-sized.
+
+    Images above PIL's decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`, about 89M pixels)
+    are refused before their pixels are decoded: PIL only warns below twice that limit.
+    """
+    try:
+        if path.stat().st_size == 0:
+            raise DataError(f"{path}: empty {what} file (0 bytes); re-download or remove the file")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:  # PIL itself refuses headers of 0 x N pixels
+                return decode(im)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(f"{path}: {what} too large to read safely ({e}); downscale or remove the file") from e
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: cannot read {what} ({e}); re-download or remove the file") from e
+
+
 def read_image(path: Path) -> np.ndarray:
     """Read an RGB image as uint8 [H, W, 3]; a corrupt/unreadable file gives a DataError."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: cannot read image ({e}); re-download or remove the file") from e
+    return decode_file(path, "image", lambda im: np.asarray(im.convert("RGB"), dtype=np.uint8))
 
 
 def read_label(path: Path) -> np.ndarray:
     """Read a label PNG as stored (index/palette values, [H, W] or [H, W, 3] for colour labels)."""
-    try:
-        with Image.open(path) as im:
-            # palette ("P") PNGs give their stored indices, which are the class ids
-            return np.asarray(im)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: cannot read label ({e}); re-download or remove the file") from e
+    # palette ("P") PNGs give their stored indices, which are the class ids
+    return decode_file(path, "label", np.asarray)
 
 
 def make_lut(mapping: dict[int, int], size: int = 256) -> np.ndarray:

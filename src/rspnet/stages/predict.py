@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from rspnet.api import load_model
 from rspnet.data import build_dataset
+from rspnet.data.base import decode_file
 from rspnet.data.cityscapes import trainid_to_labelid
 from rspnet.data.transforms import eval_transform
 from rspnet.errors import DataError
@@ -53,17 +54,20 @@ def prepare(rgb: np.ndarray, cfg: DictConfig) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1).float()
 
 
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    if im.mode.startswith("I"):  # 16/32-bit greyscale: rescale to 8 bit before RGB conversion
+        a = np.asarray(im, dtype=np.float64)
+        a = (255.0 * (a - a.min()) / max(float(a.max() - a.min()), 1.0)).astype(np.uint8)
+        return np.stack([a] * 3, axis=-1)
+    return np.array(im.convert("RGB"), dtype=np.uint8)  # a writable copy (torch.from_numpy needs one)
+
+
 def read_rgb(path: Path) -> np.ndarray:
-    """Any PIL-readable image (grey, palette, RGBA, 16-bit) as uint8 RGB [H, W, 3]; clear error if unreadable."""
-    try:
-        with Image.open(path) as im:
-            if im.mode.startswith("I"):  # 16/32-bit greyscale: rescale to 8 bit before RGB conversion
-                a = np.asarray(im, dtype=np.float64)
-                a = (255.0 * (a - a.min()) / max(float(a.max() - a.min()), 1.0)).astype(np.uint8)
-                return np.stack([a] * 3, axis=-1)
-            return np.array(im.convert("RGB"), dtype=np.uint8)  # a writable copy (torch.from_numpy needs one)
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise DataError(f"{path}: cannot read image ({e})") from e
+    """Any PIL-readable image (grey, palette, RGBA, 16-bit) as uint8 RGB [H, W, 3]; clear error if unreadable.
+
+    Empty (0 bytes, 0 pixels) and decompression-bomb-sized files are one DataError too (`decode_file`).
+    """
+    return decode_file(path, "image", _to_rgb)
 
 
 class FolderImages:
