@@ -161,7 +161,7 @@ def _png_header(width: int, height: int) -> bytes:
 
 
 EMPTY_OR_HUGE = {
-    "0 bytes": (b"", "empty image file"),
+    "0 bytes": (b"", "cannot read image: empty file (0 bytes)"),
     "0x0 pixels": (_png_header(0, 0), "cannot read image"),
     "400M pixels (PIL error)": (_png_header(20000, 20000), "too large to read safely"),
     "100M pixels (PIL only warns)": (_png_header(10000, 10000), "too large to read safely"),

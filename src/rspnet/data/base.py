@@ -74,7 +74,7 @@ def decode_file(path: Path, what: str, decode: Callable[[Image.Image], np.ndarra
     """
     try:
         if path.stat().st_size == 0:
-            raise DataError(f"{path}: empty {what} file (0 bytes); re-download or remove the file")
+            raise DataError(f"{path}: cannot read {what}: empty file (0 bytes); re-download or remove the file")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:  # PIL itself refuses headers of 0 x N pixels
