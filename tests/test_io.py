@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 
 import pytest
 
@@ -54,3 +55,45 @@ def test_read_json_errors_name_the_file(tmp_path):
         io.read_json(bad, "genotype")
     with pytest.raises(ArtifactError, match="genotype file not found"):
         io.read_json(tmp_path / "missing.json", "genotype")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_artifacts_get_the_mode_open_would_give(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        path = io.atomic_write_json(tmp_path / "x.json", {"v": 1})
+        plain = tmp_path / "plain.txt"
+        plain.write_text("")  # what a normal open() creates under the same umask
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o666 & ~umask
+
+
+def test_the_folder_is_fsynced_after_the_rename(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    def replace(a, b):
+        events.append("replace")
+        real_replace(a, b)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    io.atomic_write_json(tmp_path / "x.json", {"v": 1})
+    assert events == ["file", "replace", "dir"]
+
+
+def test_a_folder_that_cannot_be_fsynced_is_no_error(tmp_path, monkeypatch):
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    assert io.read_json(io.atomic_write_json(tmp_path / "x.json", {"v": 1}), "test") == {"v": 1}

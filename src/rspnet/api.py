@@ -98,7 +98,13 @@ class Model:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         out = self.net(x)
-        return out["out"] if isinstance(out, dict) else out
+        out = out["out"] if isinstance(out, dict) else out
+        if out.shape[1] != self.num_classes:  # e.g. an ONNX file with symbolic channels and wrong metadata
+            raise ArtifactError(
+                f"{self.source}: the network outputs {out.shape[1]} channels but the model has "
+                f"{self.num_classes} classes; re-export it with stage=export"
+            )
+        return out
 
 
 def load_model(path: str | Path, device: str = "cpu") -> Model:
@@ -157,20 +163,38 @@ def _from_checkpoint(path: Path) -> Model:
 
 def _from_onnx(path: Path, device: str) -> Model:
     net = OnnxNet(path, device)
-    meta = json.loads(net.metadata.get("rspnet", "{}"))
-    k = meta.get("num_classes")
-    if k is None:  # an ONNX file from elsewhere: the class count is the logits' channel dimension
-        dim = net.session.get_outputs()[0].shape[1]
-        if not isinstance(dim, int):
-            raise ArtifactError(
-                f"{path}: the number of classes is unknown (no rspnet metadata, symbolic output channels)"
-            )
-        k = dim
+    try:
+        meta = json.loads(net.metadata.get("rspnet", "{}"))
+    except json.JSONDecodeError as e:
+        raise ArtifactError(
+            f"{path}: its rspnet metadata is not valid JSON ({e.msg}); re-export it with stage=export"
+        ) from e
+    dim = net.session.get_outputs()[0].shape[1]
+    dim = dim if isinstance(dim, int) else None  # symbolic channels: Model.__call__ checks the logits instead
+    k = meta.get("num_classes", dim)
+    if k is None:  # an ONNX file from elsewhere with symbolic output channels
+        raise ArtifactError(f"{path}: the number of classes is unknown (no rspnet metadata, symbolic output channels)")
     classes = list(meta.get("classes") or [str(i) for i in range(int(k))])
     palette = meta.get("palette") or default_palette(len(classes))
+    _check_onnx_meta(path, int(k), dim, classes, palette)
     return Model(
         net, classes, [list(c) for c in palette], str(path), "onnx", crop_size=_crop(meta.get("crop_size")), meta=meta
     )
+
+
+def _check_onnx_meta(path: Path, k: int, channels: int | None, classes: list, palette: Any) -> None:
+    """The metadata's class count, class names and palette agree with the network's output channels."""
+    fix = "re-export it with stage=export (the metadata does not describe this network)"
+    if channels is not None and k != channels:
+        raise ArtifactError(f"{path}: its metadata says {k} classes but the network outputs {channels} channels; {fix}")
+    if len(classes) != k:
+        raise ArtifactError(f"{path}: its metadata lists {len(classes)} class names for {k} classes; {fix}")
+    rgb = isinstance(palette, list) and all(
+        isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c) for c in palette
+    )
+    if not rgb or len(palette) != k:
+        shown = f"{len(palette)} colours" if rgb else "entries that are not [R, G, B] values in 0..255"
+        raise ArtifactError(f"{path}: its metadata palette has {shown} for {k} classes; {fix}")
 
 
 def zoo_file() -> Path:

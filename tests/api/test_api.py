@@ -144,3 +144,64 @@ def test_a_checkpoint_trained_with_compile_loads_uncompiled(tiny_ckpt: Path, tmp
     torch.save(ckpt, tmp_path / "compiled.ckpt")
     net = rspnet.load_model(tmp_path / "compiled.ckpt").net
     assert getattr(net, "_compiled_call_impl", None) is None  # predicting never waits for torch.compile
+
+
+def _conv_onnx(path: Path, channels: int, meta: dict | None) -> Path:
+    """A 1x1-conv "segmenter" with `channels` output channels and `meta` as its rspnet metadata."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((channels, 3, 1, 1), dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"])],
+        "seg",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", channels, "H", "W"])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if meta is not None:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "rspnet", json.dumps(meta)
+    onnx.save(model, str(path))
+    return path
+
+
+GOOD_META = {"num_classes": 2, "classes": ["a", "b"], "palette": [[0, 0, 0], [255, 0, 0]]}
+BAD_META = {
+    "class count vs channels": (
+        {"num_classes": 3, "classes": ["a", "b", "c"]},
+        "says 3 classes but the network outputs 2",
+    ),
+    "class names": ({**GOOD_META, "classes": ["a", "b", "c"]}, "3 class names for 2 classes"),
+    "palette length": ({**GOOD_META, "palette": [[0, 0, 0]]}, "palette has 1 colours for 2 classes"),
+    "palette values": ({**GOOD_META, "palette": [[0, 0, 0], [256, 0, 0]]}, "not \\[R, G, B\\] values"),
+    "not JSON": ("{classes", "metadata is not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_META)
+def test_onnx_metadata_that_contradicts_the_network_is_one_clear_error(tmp_path: Path, case: str) -> None:
+    meta, expected = BAD_META[case]
+    path = _conv_onnx(tmp_path / "m.onnx", 2, None)
+    if isinstance(meta, str):  # raw (broken) metadata text
+        import onnx
+
+        model = onnx.load(str(path))
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "rspnet", meta
+        onnx.save(model, str(path))
+    else:
+        _conv_onnx(path, 2, meta)
+    with pytest.raises(ArtifactError, match=f"m.onnx: .*{expected}.*stage=export"):
+        rspnet.load_model(path)
+
+
+def test_logits_with_another_class_count_than_the_model_are_one_clear_error() -> None:
+    # the guard for networks whose channel count is only known when they run (symbolic ONNX outputs)
+    from rspnet.api import Model
+
+    model = Model(torch.nn.Conv2d(3, 2, 1), list("abc"), [[0, 0, 0]] * 3, "net.onnx", "onnx")
+    with pytest.raises(ArtifactError, match="net.onnx: the network outputs 2 channels but the model has 3 classes"):
+        rspnet.Segmenter(model).predict(_image(8, 8))

@@ -71,3 +71,94 @@ def test_video_limit_default_labelids_and_bad_file(tiny_ckpt: Path, tmp_path: Pa
         run_predict(
             compose_cfg(tmp_path / "p2", "stage=predict", f"ckpt={tiny_ckpt}", f"predict.input={tmp_path / 'bad.mp4'}")
         )
+
+
+def _clip_avi(path: Path) -> Path:
+    """FRAMES MJPG frames in an AVI (its header announces the frame count; the index is at the end)."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (W, H))
+    rng = np.random.default_rng(0)
+    for _ in range(FRAMES):
+        writer.write(rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
+    writer.release()
+    return path
+
+
+def _damaged(path: Path, how: str) -> Path:
+    data = path.read_bytes()
+    if how == "truncated":  # cut half-way: the header still announces every frame
+        path.write_bytes(data[: len(data) // 2])
+    else:  # a quarter of the frame data zeroed: decoding stops at the first bad frame
+        mid, quarter = len(data) // 2, len(data) // 4
+        path.write_bytes(data[:mid] + bytes(quarter) + data[mid + quarter :])
+    return path
+
+
+@pytest.mark.parametrize("how", ["truncated avi", "corrupt mp4"])
+def test_a_truncated_or_corrupt_video_is_an_error_not_a_shorter_result(tiny_ckpt: Path, tmp_path: Path, how: str):
+    clip = _clip_avi(tmp_path / "clip.avi") if how.endswith("avi") else _clip(tmp_path / "clip.mp4")
+    _damaged(clip, how.split()[0])
+    out = tmp_path / "pred"
+    cfg = compose_cfg(out, "stage=predict", f"ckpt={tiny_ckpt}", f"predict.input={clip}", "predict.label_ids=true")
+    with pytest.raises(
+        DataError, match=rf"clip\.{clip.suffix[1:]}: only \d of the {FRAMES} frames .*\(truncated or corrupt video\)"
+    ):
+        run_predict(cfg)
+    assert not (out / "predict.json").exists() and not (out / "predictions").exists()
+    assert not list(out.rglob("*.mp4")) and not list(out.rglob("*.png"))  # no partial output anywhere
+
+
+def test_an_intact_avi_and_a_limit_pass_the_frame_count_check(tiny_ckpt: Path, tmp_path: Path) -> None:
+    clip = _clip_avi(tmp_path / "clip.avi")
+    for limit, expected in (("null", FRAMES), (3, 3)):
+        out = tmp_path / f"pred{limit}"
+        cfg = compose_cfg(out, "stage=predict", f"ckpt={tiny_ckpt}", f"predict.input={clip}", f"predict.limit={limit}")
+        assert run_predict(cfg)["num_images"] == expected and (out / "predictions" / "overlay.mp4").is_file()
+
+
+def test_a_container_without_a_frame_count_is_read_to_its_end(tiny_ckpt: Path, tmp_path: Path, monkeypatch) -> None:
+    import cv2
+
+    real = cv2.VideoCapture
+
+    class NoCount:  # a stream that announces 0 frames (unknown), as some containers do
+        def __init__(self, path: str) -> None:
+            self.cap = real(path)
+
+        def get(self, prop: int) -> float:
+            return 0.0 if prop == cv2.CAP_PROP_FRAME_COUNT else self.cap.get(prop)
+
+        def __getattr__(self, name: str):
+            return getattr(self.cap, name)
+
+    monkeypatch.setattr(cv2, "VideoCapture", NoCount)
+    clip = _clip(tmp_path / "clip.mp4")
+    cfg = compose_cfg(tmp_path / "pred", "stage=predict", f"ckpt={tiny_ckpt}", f"predict.input={clip}")
+    assert run_predict(cfg)["num_images"] == FRAMES
+
+
+def test_a_video_writer_that_does_not_open_is_one_clear_error(tiny_ckpt: Path, tmp_path: Path, monkeypatch) -> None:
+    import cv2
+
+    from rspnet.errors import ArtifactError
+
+    class Closed:  # what OpenCV returns without an mp4v encoder: no exception, a writer that drops every frame
+        def __init__(self, *args) -> None:
+            pass
+
+        def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+            return False
+
+        def write(self, frame) -> None:
+            pass
+
+        def release(self) -> None:
+            pass
+
+    clip = _clip(tmp_path / "clip.mp4")
+    monkeypatch.setattr(cv2, "VideoWriter", Closed)
+    out = tmp_path / "pred"
+    with pytest.raises(ArtifactError, match=r"cannot write .*overlay\.mp4\.part\.mp4: OpenCV's video writer"):
+        run_predict(compose_cfg(out, "stage=predict", f"ckpt={tiny_ckpt}", f"predict.input={clip}"))
+    assert not (out / "predict.json").exists() and not (out / "predictions").exists()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +124,63 @@ def test_mapillary_index_past_config_is_unknown(make_cfg, make_mapillary) -> Non
     with pytest.raises(DataError, match=r"ids \[50\] are outside the mapillary mapping"):
         ds.load_label(0)
     assert np.all(ds.lut[8:] == -1)
+
+
+@pytest.mark.parametrize("policy", ["error", "ignore"])
+def test_negative_label_ids_are_unknown_not_wrapped_around(make_cfg, camvid_root: Path, policy: str) -> None:
+    # camvid's LUT ends with UNKNOWN entries: a -245 would index lut[11] = 255 (ignore), a -1 lut[255]
+    ds = build_dataset(
+        make_cfg("dataset=camvid", f"dataset.root={camvid_root}", f"dataset.unknown_ids={policy}"), "val", False
+    )
+    lut = ds.lut_for(camvid_root / "valannot/x.png")
+    raw = np.array([[0, 3, -245, -256]], dtype=np.int32)  # -256 would index lut[0] = class 0
+    if policy == "error":
+        with pytest.raises(DataError, match=r"x\.png: label ids \[-256, -245\] are outside the camvid mapping"):
+            ds.map_ids(raw, lut, camvid_root / "valannot/x.png")
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert ds.map_ids(raw, lut, camvid_root / "valannot/x.png").tolist() == [[0, 3, 255, 255]]
+
+
+def test_a_negative_lut_key_is_refused() -> None:
+    from rspnet.data.base import make_lut
+
+    with pytest.raises(ValueError, match="-1 is outside"):
+        make_lut({-1: 0})
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height RGB pixels, with no pixel data (enough for PIL to size it)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+EMPTY_OR_HUGE = {
+    "0 bytes": (b"", "cannot read image: empty file (0 bytes)"),
+    "0x0 pixels": (_png_header(0, 0), "cannot read image"),
+    "400M pixels (PIL error)": (_png_header(20000, 20000), "too large to read safely"),
+    "100M pixels (PIL only warns)": (_png_header(10000, 10000), "too large to read safely"),
+}
+
+
+@pytest.mark.parametrize("case", EMPTY_OR_HUGE)
+@pytest.mark.parametrize("reader", ["dataset", "predict"])
+def test_empty_and_bomb_sized_images_are_one_error_naming_the_file(
+    make_cfg, camvid_root: Path, case: str, reader: str
+) -> None:
+    from rspnet.stages.predict import read_rgb
+
+    content, expected = EMPTY_OR_HUGE[case]
+    path = camvid_root / "val/c.png"
+    path.write_bytes(content)
+    with pytest.raises(DataError) as e:
+        if reader == "dataset":
+            build_dataset(make_cfg("dataset=camvid", f"dataset.root={camvid_root}"), "val", False)[0]
+        else:
+            read_rgb(path)
+    assert one_line(e).startswith(f"{path}: ") and expected in one_line(e)

@@ -104,7 +104,7 @@ def test_predict_folder_writes_labelids_that_round_trip(trained: dict, tiny_cfg,
         with torch.no_grad():
             argmax = infer_from_cfg(module, prepare(rgb, cfg)[None], cfg).argmax(1)[0].numpy()
         assert (back == argmax).all()
-        overlay = np.asarray(Image.open(pred_dir / "overlay" / f"{stem}.png"))
+        overlay = np.asarray(Image.open(pred_dir / "overlay" / src.parent.relative_to(tmp_path / "in") / f"{stem}.png"))
         assert overlay.shape == (*rgb.shape[:2], 3)
 
 
@@ -205,3 +205,98 @@ def test_predict_batches_give_the_same_files_and_report_throughput(trained: dict
             for p in sorted((tmp_path / f"b{batch}" / "predictions").rglob("*.png"))
         }
     assert len(written[1]) == 10 and written[1] == written[3]  # 5 labelIds + 5 overlays, byte-identical
+
+
+# input file -> its overlay under predictions/overlay/, its labelIds under predictions/labelIds/;
+# each input has its own size, so an overwritten file shows up as a wrong size
+COLLISIONS = {
+    "a/x.png": ("a/x.png", "a/x_labelIds.png"),  # same name in two folders
+    "b/x.png": ("b/x.png", "b/x_labelIds.png"),
+    "x.png": ("x.png.png", "in/x.png_labelIds.png"),  # same stem, another extension
+    "x.jpg": ("x.jpg.png", "in/x.jpg_labelIds.png"),
+    "c/y_leftImg8bit.png": ("c/y_leftImg8bit.png.png", "c/y_leftImg8bit.png_labelIds.png"),  # same benchmark stem
+    "c/y.png": ("c/y.png.png", "c/y.png_labelIds.png"),
+    "d/X.png": ("d/X.png.png", "d/X.png_labelIds.png"),  # names differing only in case
+    "d/x.png": ("d/x.png.png", "d/x.png_labelIds.png"),
+    "w.png": ("w.png.png", "in/w.png_labelIds.png"),  # w.jpg keeps its extension, w.jpg.png then must too
+    "w.jpg": ("w.jpg.png", "in/w.jpg_labelIds.png"),
+    "w.jpg.png": ("w.jpg.png.png", "in/w.jpg.png_labelIds.png"),
+    "aachen/aachen_000000_000019_leftImg8bit.png": (
+        "aachen/aachen_000000_000019.png",
+        "aachen/aachen_000000_000019_labelIds.png",
+    ),
+}
+
+
+def test_predict_mirrors_the_input_tree_and_never_writes_a_file_twice(
+    trained: dict, tiny_cfg, tmp_path: Path, monkeypatch
+) -> None:
+    import rspnet.stages.predict as predict
+
+    rng = np.random.default_rng(3)
+    for i, name in enumerate(COLLISIONS):
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(rng.integers(0, 256, (20 + i, 30 + i, 3), dtype=np.uint8))
+        image.save(tmp_path / "in" / name, format="JPEG" if name.endswith(".jpg") else "PNG")
+    written = []
+    real = predict.atomic_write_bytes
+    monkeypatch.setattr(predict, "atomic_write_bytes", lambda path, data: written.append(path) or real(path, data))
+    cfg = tiny_cfg("stage=predict", f"ckpt={trained['best_ckpt']}", f"predict.input={tmp_path / 'in'}")
+    report = run_predict(cfg)
+    assert len(written) == len(set(written)) == 2 * len(COLLISIONS)  # no path written twice
+    out = Path(cfg.paths.output_dir) / "predictions"
+    for i, (overlay_name, ids_name) in enumerate(COLLISIONS.values()):
+        assert Image.open(out / "overlay" / overlay_name).size == (30 + i, 20 + i), overlay_name
+        assert Image.open(out / "labelIds" / ids_name).size == (30 + i, 20 + i), ids_name
+    on_disk = {kind: sum(1 for f in (out / kind).rglob("*") if f.is_file()) for kind in ("overlay", "labelIds")}
+    assert report["num_images"] == len(COLLISIONS) and report["files"] == on_disk == {
+        "labelIds": len(COLLISIONS),
+        "overlay": len(COLLISIONS),
+    }
+    assert json.loads((out.parent / "predict.json").read_text())["files"] == on_disk
+
+
+def test_inputs_that_would_share_an_output_even_with_extensions_are_refused(
+    trained: dict, tiny_cfg, tmp_path: Path
+) -> None:
+    # in/z.png (class maps go to labelIds/in/, the input folder's name) and in/in/z.png
+    for name in ("z.png", "in/z.png"):
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / "in" / name)
+    cfg = tiny_cfg("stage=predict", f"ckpt={trained['best_ckpt']}", f"predict.input={tmp_path / 'in'}")
+    with pytest.raises(DataError, match=r"in/in/z\.png and .*in/z\.png would be written to the same prediction file"):
+        run_predict(cfg)
+    assert not any(Path(cfg.paths.output_dir).iterdir())  # refused before anything was written
+
+
+def test_a_previous_predict_output_is_refused_or_replaced_whole(trained: dict, tiny_cfg, tmp_path: Path) -> None:
+    from rspnet.errors import ConfigError
+
+    for folder, names in (("one", ["p.png", "q.png"]), ("two", ["r.png"])):
+        (tmp_path / folder).mkdir()
+        for name in names:
+            Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / folder / name)
+    common = ["stage=predict", f"ckpt={trained['best_ckpt']}"]
+    out = tmp_path / "out"
+    run_predict(tiny_cfg(*common, f"predict.input={tmp_path / 'one'}", out=out))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match=r"out/predictions holds a previous predict's output; pass predict.overwrite"):
+        run_predict(tiny_cfg(*common, f"predict.input={tmp_path / 'two'}", out=out))
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # refused: nothing touched
+    report = run_predict(tiny_cfg(*common, f"predict.input={tmp_path / 'two'}", "predict.overwrite=true", out=out))
+    left = sorted(p.relative_to(out / "predictions").as_posix() for p in (out / "predictions").rglob("*.png"))
+    assert left == ["labelIds/two/r_labelIds.png", "overlay/r.png"] and report["num_images"] == 1  # no mixing
+    assert sorted(p.name for p in out.iterdir()) == ["predict.json", "predictions"]  # no partial/old folders
+
+
+def test_a_failed_predict_leaves_no_predictions_folder(trained: dict, tiny_cfg, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "b.png").write_bytes(b"not a png")  # fails after a.png's files were written
+    cfg = tiny_cfg(
+        "stage=predict", f"ckpt={trained['best_ckpt']}", f"predict.input={tmp_path / 'in'}", "predict.batch_size=1"
+    )
+    with pytest.raises(DataError, match=r"b\.png: cannot read image"):
+        run_predict(cfg)
+    assert not (Path(cfg.paths.output_dir) / "predictions").exists()
+    assert not (Path(cfg.paths.output_dir) / ".predictions.partial").exists()

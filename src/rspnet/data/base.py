@@ -3,6 +3,8 @@
 Every dataset maps its raw label ids to train ids through a look-up table (LUT) of
 int16 values: a train id, 255 (ignore) or UNKNOWN (an id outside the mapping, which
 raises a DataError or, with `dataset.unknown_ids=ignore`, becomes 255 with one warning).
+Negative ids (possible in 32-bit label files) are outside every mapping: they never index
+the LUT from its end.
 """
 
 from __future__ import annotations
@@ -64,29 +66,42 @@ def pair_files(
     return items
 
 
+def decode_file(path: Path, what: str, decode: Callable[[Image.Image], np.ndarray]) -> np.ndarray:
+    """`decode` of the opened image file; one DataError naming it if unreadable, empty or bomb-sized.
+
+    Images above PIL's decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`, about 89M pixels)
+    are refused before their pixels are decoded: PIL only warns below twice that limit.
+    """
+    try:
+        if path.stat().st_size == 0:
+            raise DataError(f"{path}: cannot read {what}: empty file (0 bytes); re-download or remove the file")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:  # PIL itself refuses headers of 0 x N pixels
+                return decode(im)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(f"{path}: {what} too large to read safely ({e}); downscale or remove the file") from e
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: cannot read {what} ({e}); re-download or remove the file") from e
+
+
 def read_image(path: Path) -> np.ndarray:
     """Read an RGB image as uint8 [H, W, 3]; a corrupt/unreadable file gives a DataError."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: cannot read image ({e}); re-download or remove the file") from e
+    return decode_file(path, "image", lambda im: np.asarray(im.convert("RGB"), dtype=np.uint8))
 
 
 def read_label(path: Path) -> np.ndarray:
     """Read a label PNG as stored (index/palette values, [H, W] or [H, W, 3] for colour labels)."""
-    try:
-        with Image.open(path) as im:
-            # palette ("P") PNGs give their stored indices, which are the class ids
-            return np.asarray(im)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: cannot read label ({e}); re-download or remove the file") from e
+    # palette ("P") PNGs give their stored indices, which are the class ids
+    return decode_file(path, "label", np.asarray)
 
 
 def make_lut(mapping: dict[int, int], size: int = 256) -> np.ndarray:
     """LUT raw id -> train id (255 = ignore); ids not in `mapping` are UNKNOWN."""
     lut = np.full(size, UNKNOWN, dtype=np.int16)
     for raw, train in mapping.items():
+        if not 0 <= raw < size:  # a negative key would silently set an entry counted from the end
+            raise ValueError(f"LUT key {raw} is outside 0..{size - 1}")
         lut[raw] = train
     return lut
 
@@ -145,7 +160,7 @@ class SegDataset(Dataset):
     def map_ids(self, raw: np.ndarray, lut: np.ndarray, path: Path) -> np.ndarray:
         """Apply `lut`; ids outside it raise (or become 255 with one warning)."""
         raw = raw.astype(np.int64, copy=False)
-        outside = raw >= len(lut)
+        outside = (raw < 0) | (raw >= len(lut))  # a negative id would index the LUT from its end
         mapped = lut[np.where(outside, 0, raw)]
         unknown = outside | (mapped == UNKNOWN)
         if unknown.any():

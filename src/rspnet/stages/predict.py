@@ -1,32 +1,46 @@
 """stage=predict: colour overlays and Cityscapes-format `*_labelIds.png` for a folder, a dataset split or a video.
 
-Layout under DIR/predictions: `overlay/<stem>.png` and `labelIds/<city>/<stem>_labelIds.png`
-(city = the image's parent folder, as in leftImg8bit/<split>/<city>/, else "unknown";
-a trailing `_leftImg8bit` is dropped from the stem, as the benchmark expects
-`<city>_<seq>_<frame>*.png`). A video (`predict.input=clip.mp4`) gives `overlay.mp4` (see
-predict_video). Images go through a DataLoader in batches of `predict.batch_size`, with a progress
-bar; DIR/predict.json reports images (frames)/s.
+Layout under DIR/predictions, mirroring the input tree (folder = an image's folder relative to the
+input folder, or to the split's common folder):
+`overlay/<folder>/<name>.png` and `labelIds/<city>/<name>_labelIds.png` (class-index maps of
+non-Cityscapes models: `ids/<city>/<name>.png`), where city = folder, or the input folder's own name
+for files directly in it, so Cityscapes' `leftImg8bit/<split>/<city>/` keeps the benchmark's `<city>/`
+layout. name = the file name without its extension (a trailing `_leftImg8bit` dropped, as the
+benchmark expects `<city>_<seq>_<frame>*.png`); where two inputs would get the same output (`x.png` and
+`x.jpg` in one folder) both keep their extension (`x.png.png`, `x.jpg.png`); a clash even then is a
+DataError before anything is written. No file is ever written twice.
+
+A run writes into DIR/.predictions.partial and renames it to DIR/predictions when complete, then
+writes DIR/predict.json; an output dir that already holds a predict's output is refused unless
+`predict.overwrite=true` (which replaces it whole, never mixing two runs). A video
+(`predict.input=clip.mp4`) gives `overlay.mp4` (see predict_video). Images go through a DataLoader in
+batches of `predict.batch_size`, with a progress bar; DIR/predict.json reports images (frames)/s.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
+import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from rspnet.api import load_model
 from rspnet.data import build_dataset
+from rspnet.data.base import decode_file
 from rspnet.data.cityscapes import trainid_to_labelid
 from rspnet.data.transforms import eval_transform
-from rspnet.errors import DataError
+from rspnet.errors import ConfigError, DataError
 from rspnet.inference import upsample_argmax
 from rspnet.segmenter import Segmenter
 from rspnet.utils.config import output_dir, require
@@ -35,16 +49,54 @@ from rspnet.viz.masks import denormalise, overlay
 
 log = logging.getLogger(__name__)
 CITYSCAPES_CLASSES = 19
-Item = tuple[str, str, np.ndarray, torch.Tensor]  # stem, city, RGB uint8 [H, W, 3], normalised [3, H, W]
+PARTIAL = ".predictions.partial"  # a run's output until it is complete
 
 
-def _stem_city(path: str | None, index: int, fallback: str) -> tuple[str, str]:
-    """Output stem and city folder for an input image path (or a dataset index when there is no file)."""
-    if path is None:
-        return f"{fallback}_{index:06d}", "unknown"
-    p = Path(path)
-    stem = p.stem[: -len("_leftImg8bit")] if p.stem.endswith("_leftImg8bit") else p.stem
-    return stem, p.parent.name or "unknown"
+class Names(NamedTuple):
+    """Where one input's predictions go (see the module docstring)."""
+
+    folder: str  # the input's folder relative to the input root ("" at the root): overlays mirror it
+    city: str  # class maps' folder: `folder`, or the root's own name for files directly in it
+    base: str  # output file name without ".png"
+
+
+Item = tuple[Names, np.ndarray, torch.Tensor]  # names, RGB uint8 [H, W, 3], normalised [3, H, W]
+
+
+def _names(path: Path, root: Path, keep_suffix: bool) -> Names:
+    folder = path.parent.relative_to(root).as_posix()
+    folder = "" if folder == "." else folder
+    stem = path.stem[: -len("_leftImg8bit")] if path.stem.endswith("_leftImg8bit") else path.stem
+    return Names(folder, folder or root.name or "unknown", path.name if keep_suffix else stem)
+
+
+def _clashes(names: list[Names], fold: bool) -> list[list[int]]:
+    """Groups of inputs that would share an output file (`fold`: also when only the letter case differs)."""
+    owners: dict[tuple[str, ...], list[int]] = {}
+    for i, n in enumerate(names):
+        for key in (("overlay", n.folder, n.base), ("map", n.city, n.base)):
+            owners.setdefault(tuple(k.casefold() if fold else k for k in key), []).append(i)
+    return [group for group in owners.values() if len(group) > 1]
+
+
+def mirror_names(files: Sequence[Path], root: Path) -> list[Names]:
+    """Output names of `files` under `root`: unique, with the extension kept only where two would clash.
+
+    Names that differ only in case also keep their extensions (one file on a case-insensitive filesystem).
+    """
+    full: set[int] = set()
+    while True:
+        names = [_names(f, root, i in full) for i, f in enumerate(files)]
+        for group in _clashes(names, fold=False):
+            if all(i in full for i in group):
+                raise DataError(
+                    f"predict.input: {files[group[0]]} and {files[group[1]]} would be written to the same "
+                    "prediction file; rename one of them"
+                )
+        pending = {i for group in _clashes(names, fold=True) for i in group} - full
+        if not pending:
+            return names
+        full |= pending
 
 
 def prepare(rgb: np.ndarray, cfg: DictConfig) -> torch.Tensor:
@@ -53,17 +105,20 @@ def prepare(rgb: np.ndarray, cfg: DictConfig) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1).float()
 
 
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    if im.mode.startswith("I"):  # 16/32-bit greyscale: rescale to 8 bit before RGB conversion
+        a = np.asarray(im, dtype=np.float64)
+        a = (255.0 * (a - a.min()) / max(float(a.max() - a.min()), 1.0)).astype(np.uint8)
+        return np.stack([a] * 3, axis=-1)
+    return np.array(im.convert("RGB"), dtype=np.uint8)  # a writable copy (torch.from_numpy needs one)
+
+
 def read_rgb(path: Path) -> np.ndarray:
-    """Any PIL-readable image (grey, palette, RGBA, 16-bit) as uint8 RGB [H, W, 3]; clear error if unreadable."""
-    try:
-        with Image.open(path) as im:
-            if im.mode.startswith("I"):  # 16/32-bit greyscale: rescale to 8 bit before RGB conversion
-                a = np.asarray(im, dtype=np.float64)
-                a = (255.0 * (a - a.min()) / max(float(a.max() - a.min()), 1.0)).astype(np.uint8)
-                return np.stack([a] * 3, axis=-1)
-            return np.array(im.convert("RGB"), dtype=np.uint8)  # a writable copy (torch.from_numpy needs one)
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise DataError(f"{path}: cannot read image ({e})") from e
+    """Any PIL-readable image (grey, palette, RGBA, 16-bit) as uint8 RGB [H, W, 3]; clear error if unreadable.
+
+    Empty (0 bytes, 0 pixels) and decompression-bomb-sized files are one DataError too (`decode_file`).
+    """
+    return decode_file(path, "image", _to_rgb)
 
 
 class FolderImages:
@@ -77,6 +132,7 @@ class FolderImages:
         self.files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in exts)
         if not self.files:
             raise DataError(f"predict.input={folder}: no images ({', '.join(sorted(exts))}) in it")
+        self.names = mirror_names(self.files, root)
         self.cfg = cfg
 
     def __len__(self) -> int:
@@ -84,7 +140,7 @@ class FolderImages:
 
     def __getitem__(self, i: int) -> Item:
         rgb = read_rgb(self.files[i])
-        return (*_stem_city(str(self.files[i]), i, "image"), rgb, prepare(rgb, self.cfg))
+        return self.names[i], rgb, prepare(rgb, self.cfg)
 
 
 class SplitImages:
@@ -92,18 +148,21 @@ class SplitImages:
 
     def __init__(self, cfg: DictConfig) -> None:
         self.ds = build_dataset(cfg, str(cfg.split), train=False)
+        files = [Path(item[0]) for item in self.ds.items if item[0] is not None]
+        self.names = None  # generated data (synthetic) has no files: its own tensors, named <dataset>_<index>
+        if files and len(files) == len(self.ds):
+            self.names = mirror_names(files, Path(os.path.commonpath([f.parent for f in files])))
         self.cfg = cfg
 
     def __len__(self) -> int:
         return len(self.ds)
 
     def __getitem__(self, i: int) -> Item:
-        image_path = self.ds.items[i][0] if i < len(self.ds.items) else None
-        if image_path is None:  # generated data (synthetic): no file, use the dataset's own tensor
+        if self.names is None:
             x = self.ds[i][0]
-            return (*_stem_city(None, i, self.ds.name), denormalise(x), x)
-        rgb = read_rgb(Path(image_path))
-        return (*_stem_city(str(image_path), i, self.ds.name), rgb, prepare(rgb, self.cfg))
+            return Names("", "unknown", f"{self.ds.name}_{i:06d}"), denormalise(x), x
+        rgb = read_rgb(Path(self.ds.items[i][0]))
+        return self.names[i], rgb, prepare(rgb, self.cfg)
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -137,6 +196,7 @@ def run(cfg: DictConfig) -> dict:
         cfg, "ckpt", "pass ckpt=PATH to a checkpoint written by stage=train (or a model.onnx from stage=export)"
     )
     p = cfg.predict
+    _check_previous_run(out, bool(p.get("overwrite", False)))
     batch_size = int(p.get("batch_size") or 1)
     model = load_model(ckpt, "cuda" if _wants_gpu(cfg) else "cpu")
     seg = Segmenter.from_config(model, cfg, "cuda" if _wants_gpu(cfg) else "cpu", batch_size)
@@ -144,16 +204,25 @@ def run(cfg: DictConfig) -> dict:
     video = source is not None and Path(source).suffix.lower() in VIDEO_EXTENSIONS
     save, label_ids = _label_ids(cfg, model.num_classes, video)
     limit = None if p.get("limit") is None else int(p.limit)
+    staging = out / PARTIAL
+    shutil.rmtree(staging, ignore_errors=True)  # a killed run's leftovers: never final
     t0 = time.perf_counter()
-    if video:
-        result = predict_video(cfg, seg, Path(source), out / "predictions", save, label_ids, limit)  # type: ignore[arg-type]
-    else:
-        items = FolderImages(cfg, source, list(p.extensions)) if source else SplitImages(cfg)
-        result = {"num_images": _predict_items(cfg, seg, items, out / "predictions", save, label_ids, limit)}
+    try:
+        if video:
+            result = predict_video(cfg, seg, Path(source), staging, save, label_ids, limit)  # type: ignore[arg-type]
+        else:
+            items = FolderImages(cfg, source, list(p.extensions)) if source else SplitImages(cfg)
+            result = {"num_images": _predict_items(cfg, seg, items, staging, save, label_ids, limit)}
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     seconds = time.perf_counter() - t0
+    _publish(staging, out / "predictions")
     n = result["num_images"]
     report = {
         **result,
+        **({"video": str(out / "predictions" / "overlay.mp4")} if video else {}),
+        "files": _count_files(out / "predictions"),
         "predictions": str(out / "predictions"),
         "label_ids": label_ids,
         "input": source or f"split={cfg.split}",
@@ -164,15 +233,44 @@ def run(cfg: DictConfig) -> dict:
         "model": str(ckpt),
     }
     atomic_write_json(out / "predict.json", report)
+    unit = "frames" if video else "images"
     log.info(
         "wrote predictions for %d %s to %s (%.2f %s/s)",
         n,
-        "frames" if video else "images",
+        unit,
         out / "predictions",
         report["images_per_s"] or 0.0,
-        "frames" if video else "images",
+        unit,
     )
     return report
+
+
+def _check_previous_run(out: Path, overwrite: bool) -> None:
+    """Refuse an output dir that holds a previous predict's output (`predict.overwrite=true` replaces it)."""
+    previous = out / "predictions"
+    if overwrite or not ((previous.is_dir() and any(previous.iterdir())) or (out / "predict.json").exists()):
+        return
+    raise ConfigError(
+        f"{previous} holds a previous predict's output; pass predict.overwrite=true to replace it "
+        "or choose another paths.output_dir"
+    )
+
+
+def _publish(staging: Path, final: Path) -> None:
+    """Rename the complete `staging` folder to `final`, replacing a previous run's folder whole."""
+    staging.mkdir(exist_ok=True)  # a run that wrote nothing (overlay=false, no class maps) still publishes
+    (final.parent / "predict.json").unlink(missing_ok=True)  # the old report must not describe the new files
+    old = final.with_name(".predictions.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    staging.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _count_files(folder: Path) -> dict[str, int]:
+    """Files written per kind (overlay, labelIds, ids, ...): one per input, as no name is used twice."""
+    return {d.name: sum(1 for f in d.rglob("*") if f.is_file()) for d in sorted(folder.iterdir()) if d.is_dir()}
 
 
 def _wants_gpu(cfg: DictConfig) -> bool:
@@ -183,8 +281,7 @@ def _wants_gpu(cfg: DictConfig) -> bool:
 
 def write_prediction(
     out: Path,
-    stem: str,
-    city: str,
+    names: Names,
     pred: np.ndarray,
     rgb: np.ndarray | None,
     palette: list,
@@ -193,14 +290,15 @@ def write_prediction(
     label_ids: bool,
 ) -> None:
     """labelIds (or class-index) PNG and the overlay PNG of one image, atomically."""
+    folder, city, base = names
     if label_ids:
         atomic_write_bytes(
-            out / "labelIds" / city / f"{stem}_labelIds.png", _png(trainid_to_labelid(pred).astype(np.uint8))
+            out / "labelIds" / city / f"{base}_labelIds.png", _png(trainid_to_labelid(pred).astype(np.uint8))
         )
     elif save:
-        atomic_write_bytes(out / "ids" / city / f"{stem}.png", _png(pred))
+        atomic_write_bytes(out / "ids" / city / f"{base}.png", _png(pred))
     if rgb is not None:
-        atomic_write_bytes(out / "overlay" / f"{stem}.png", _png(overlay(rgb, pred, palette, alpha)))
+        atomic_write_bytes(out / "overlay" / folder / f"{base}.png", _png(overlay(rgb, pred, palette, alpha)))
 
 
 def predict_batch(seg: Segmenter, xs: list[torch.Tensor], sizes: list[tuple[int, int]]) -> list[np.ndarray]:
@@ -236,12 +334,11 @@ def _predict_items(
     n = 0
     with tqdm(total=len(data), unit="img", desc="predict", disable=not p.get("progress", True)) as bar:
         for batch in loader:
-            preds = predict_batch(seg, [x for *_, x in batch], [rgb.shape[:2] for _, _, rgb, _ in batch])
-            for (stem, city, rgb, _), pred in zip(batch, preds):
+            preds = predict_batch(seg, [x for *_, x in batch], [rgb.shape[:2] for _, rgb, _ in batch])
+            for (names, rgb, _), pred in zip(batch, preds):
                 write_prediction(
                     out,
-                    stem,
-                    city,
+                    names,
                     pred,
                     rgb if p.get("overlay", True) else None,
                     seg.palette,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,17 +42,42 @@ def _run_pending(path: Path) -> None:
             action()
 
 
+def _new_temp(folder: Path, name: str) -> Path:
+    """An empty new `.<name>.<random>.tmp` in `folder`, created like `open()` creates files.
+
+    Mode 0666 minus the umask (and a shared folder's default ACL), unlike `tempfile.mkstemp`'s 0600:
+    artifacts stay readable to the group on shared project dirs.
+    """
+    while True:
+        tmp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return tmp
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable; best effort (some OSes/filesystems cannot open or fsync a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Write to a temp file in the same folder, fsync, then rename over `path`."""
+    """Write to a temp file in the same folder, fsync, rename over `path`, fsync the folder."""
     path = Path(path)
     _run_pending(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = _new_temp(path.parent, path.name)
     except OSError as e:
         raise ArtifactError(f"cannot write {path}: {e.strerror or e}; check the output dir is writable") from e
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
@@ -63,6 +89,7 @@ def _atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
     return path
 
 
