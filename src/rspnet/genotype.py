@@ -67,7 +67,7 @@ def refuse_incomplete(arch: Any, source: str) -> Any:
     if not arch.complete:
         epochs, total = arch.search.get("epochs"), arch.search.get("max_epochs")
         raise ArtifactError(
-            f"{source}: written by a search that has not completed (epoch {epochs} of {total}, \"complete\": false); "
+            f'{source}: written by a search that has not completed (epoch {epochs} of {total}, "complete": false); '
             "resume that search with ckpt_path=last (same command and paths.output_dir) and use the file it then writes"
         )
     return arch
@@ -161,13 +161,17 @@ class Genotype:
         return cls.from_weights([[float(op == p) for p in PRIMITIVES] for op in ops], rsp, search)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": GENOTYPE_FORMAT,
-            "primitives": list(self.primitives),
-            "rsp": bool(self.rsp),
-            "edges": [{"src": e.src, "dst": e.dst, "op": e.op, "weights": list(e.weights)} for e in self.edges],
-            "search": dict(self.search),
-        } | ({"provenance": self.provenance} if self.provenance else {}) | _marker(self.complete)
+        return (
+            {
+                "format": GENOTYPE_FORMAT,
+                "primitives": list(self.primitives),
+                "rsp": bool(self.rsp),
+                "edges": [{"src": e.src, "dst": e.dst, "op": e.op, "weights": list(e.weights)} for e in self.edges],
+                "search": dict(self.search),
+            }
+            | ({"provenance": self.provenance} if self.provenance else {})
+            | _marker(self.complete)
+        )
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "genotype") -> Genotype:
@@ -254,21 +258,25 @@ class MacroArch:
         raise KeyError((layer, scale))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": MACRO_FORMAT,
-            "layers": self.layers,
-            "scales": list(self.scales),
-            "top_k": self.top_k,
-            "nodes": [
-                {
-                    "layer": n.layer,
-                    "scale": n.scale,
-                    "inputs": [{"layer": i.layer, "scale": i.scale, "score": i.score} for i in n.inputs],
-                }
-                for n in self.nodes
-            ],
-            "search": dict(self.search),
-        } | ({"provenance": self.provenance} if self.provenance else {}) | _marker(self.complete)
+        return (
+            {
+                "format": MACRO_FORMAT,
+                "layers": self.layers,
+                "scales": list(self.scales),
+                "top_k": self.top_k,
+                "nodes": [
+                    {
+                        "layer": n.layer,
+                        "scale": n.scale,
+                        "inputs": [{"layer": i.layer, "scale": i.scale, "score": i.score} for i in n.inputs],
+                    }
+                    for n in self.nodes
+                ],
+                "search": dict(self.search),
+            }
+            | ({"provenance": self.provenance} if self.provenance else {})
+            | _marker(self.complete)
+        )
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "macro") -> MacroArch:
