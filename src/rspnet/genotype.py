@@ -336,13 +336,12 @@ class MacroArch:
         missing = sorted(known - {STEM} - seen)
         if missing:
             raise _fail(source, "nodes", f"missing nodes (layer, scale): {missing}")
-        search = _search_meta(d, source)
         return cls(
             layers=layers,
             scales=list(scales),
             top_k=top_k,
             nodes=nodes,
-            search=search,
+            search=_search_meta(d, source),
             provenance=_provenance(d, source),
             complete=_complete(d, source),
         )
