@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from rspnet.errors import RSPNetError
+from rspnet.errors import RSPNetError, StoppedError
 from rspnet.resources import config_dir  # also registers the ${rspnet.genotype:NAME} resolver
 from rspnet.utils.callbacks import fail_sweep
 from rspnet.utils.config import output_dir
@@ -42,6 +42,9 @@ def _main(cfg: DictConfig) -> float | None:
         _check_sweep_job(cfg)
     try:
         result = run_stage(cfg)
+    except StoppedError as e:  # SIGTERM/SIGINT: never exit 0; a sweep stops here too
+        print(f"rspnet: error: {e}", file=sys.stderr)
+        sys.exit(128 + e.signum)
     except RSPNetError as e:
         print(f"rspnet: error: {_message(e)}", file=sys.stderr)
         if HydraConfig.get().mode == RunMode.MULTIRUN:

@@ -19,3 +19,11 @@ class ArtifactError(RSPNetError):
 
 class NonFiniteError(RSPNetError):
     """Loss or architecture parameters became NaN/inf."""
+
+
+class StoppedError(RSPNetError):
+    """The run was stopped by a signal (SIGTERM, SIGINT); the CLI exits with 128 + the signal number."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = int(signum)

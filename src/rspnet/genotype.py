@@ -54,6 +54,30 @@ def _provenance(d: dict, source: str) -> str | None:
     return value
 
 
+def _complete(d: dict, source: str) -> bool:
+    """The optional `complete` field: false while the search that writes the file runs (absent = complete)."""
+    value = d.get("complete", True)
+    if not isinstance(value, bool):
+        raise _fail(source, "complete", f"expected true or false, got {value!r}")
+    return value
+
+
+def refuse_incomplete(arch: Any, source: str) -> Any:
+    """`arch` (a Genotype or MacroArch) if its search completed, else one ArtifactError saying how to finish it."""
+    if not arch.complete:
+        epochs, total = arch.search.get("epochs"), arch.search.get("max_epochs")
+        raise ArtifactError(
+            f'{source}: written by a search that has not completed (epoch {epochs} of {total}, "complete": false); '
+            "resume that search with ckpt_path=last (same command and paths.output_dir) and use the file it then writes"
+        )
+    return arch
+
+
+def _marker(complete: bool) -> dict[str, Any]:
+    """The `complete` entry of a written artifact: present (false) only while its search runs."""
+    return {} if complete else {"complete": False}
+
+
 def normalized_entropy(probs: Sequence[float]) -> float:
     """Entropy of a distribution divided by log(len): 1 = uniform (decided nothing), 0 = one-hot."""
     p = [float(v) for v in probs]
@@ -107,6 +131,7 @@ class Genotype:
     primitives: list[str] = field(default_factory=lambda: list(PRIMITIVES))
     search: dict[str, Any] = field(default_factory=dict)
     provenance: str | None = None
+    complete: bool = True  # false: exported by a search still running (or stopped) — loaders refuse it
 
     @property
     def ops(self) -> list[str]:
@@ -136,13 +161,17 @@ class Genotype:
         return cls.from_weights([[float(op == p) for p in PRIMITIVES] for op in ops], rsp, search)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": GENOTYPE_FORMAT,
-            "primitives": list(self.primitives),
-            "rsp": bool(self.rsp),
-            "edges": [{"src": e.src, "dst": e.dst, "op": e.op, "weights": list(e.weights)} for e in self.edges],
-            "search": dict(self.search),
-        } | ({"provenance": self.provenance} if self.provenance else {})
+        return (
+            {
+                "format": GENOTYPE_FORMAT,
+                "primitives": list(self.primitives),
+                "rsp": bool(self.rsp),
+                "edges": [{"src": e.src, "dst": e.dst, "op": e.op, "weights": list(e.weights)} for e in self.edges],
+                "search": dict(self.search),
+            }
+            | ({"provenance": self.provenance} if self.provenance else {})
+            | _marker(self.complete)
+        )
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "genotype") -> Genotype:
@@ -174,15 +203,24 @@ class Genotype:
                 raise _fail(source, f"{where}weights", "must be finite numbers")
             edges.append(Edge(src, dst, op, tuple(float(w) for w in weights)))
         search = _search_meta(d, source)
-        return cls(edges=edges, rsp=rsp, primitives=list(prims), search=search, provenance=_provenance(d, source))
+        return cls(
+            edges=edges,
+            rsp=rsp,
+            primitives=list(prims),
+            search=search,
+            provenance=_provenance(d, source),
+            complete=_complete(d, source),
+        )
 
     def save(self, path: str | Path) -> Path:
         """Atomic JSON write."""
         return atomic_write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | Path) -> Genotype:
-        return cls.from_dict(read_json(path, "genotype"), source=str(path))
+    def load(cls, path: str | Path, allow_incomplete: bool = False) -> Genotype:
+        """Read and validate; a genotype of a search that has not completed is refused unless `allow_incomplete`."""
+        genotype = cls.from_dict(read_json(path, "genotype"), source=str(path))
+        return genotype if allow_incomplete else refuse_incomplete(genotype, str(path))
 
 
 @dataclass(frozen=True)
@@ -211,6 +249,7 @@ class MacroArch:
     nodes: list[MacroNode]
     search: dict[str, Any] = field(default_factory=dict)
     provenance: str | None = None
+    complete: bool = True  # false: exported by a search still running (or stopped) — loaders refuse it
 
     def node(self, layer: int, scale: int) -> MacroNode:
         for n in self.nodes:
@@ -219,21 +258,25 @@ class MacroArch:
         raise KeyError((layer, scale))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": MACRO_FORMAT,
-            "layers": self.layers,
-            "scales": list(self.scales),
-            "top_k": self.top_k,
-            "nodes": [
-                {
-                    "layer": n.layer,
-                    "scale": n.scale,
-                    "inputs": [{"layer": i.layer, "scale": i.scale, "score": i.score} for i in n.inputs],
-                }
-                for n in self.nodes
-            ],
-            "search": dict(self.search),
-        } | ({"provenance": self.provenance} if self.provenance else {})
+        return (
+            {
+                "format": MACRO_FORMAT,
+                "layers": self.layers,
+                "scales": list(self.scales),
+                "top_k": self.top_k,
+                "nodes": [
+                    {
+                        "layer": n.layer,
+                        "scale": n.scale,
+                        "inputs": [{"layer": i.layer, "scale": i.scale, "score": i.score} for i in n.inputs],
+                    }
+                    for n in self.nodes
+                ],
+                "search": dict(self.search),
+            }
+            | ({"provenance": self.provenance} if self.provenance else {})
+            | _marker(self.complete)
+        )
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "macro") -> MacroArch:
@@ -293,19 +336,21 @@ class MacroArch:
         missing = sorted(known - {STEM} - seen)
         if missing:
             raise _fail(source, "nodes", f"missing nodes (layer, scale): {missing}")
-        search = _search_meta(d, source)
         return cls(
             layers=layers,
             scales=list(scales),
             top_k=top_k,
             nodes=nodes,
-            search=search,
+            search=_search_meta(d, source),
             provenance=_provenance(d, source),
+            complete=_complete(d, source),
         )
 
     def save(self, path: str | Path) -> Path:
         return atomic_write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | Path) -> MacroArch:
-        return cls.from_dict(read_json(path, "macro"), source=str(path))
+    def load(cls, path: str | Path, allow_incomplete: bool = False) -> MacroArch:
+        """Read and validate; a macro of a search that has not completed is refused unless `allow_incomplete`."""
+        macro = cls.from_dict(read_json(path, "macro"), source=str(path))
+        return macro if allow_incomplete else refuse_incomplete(macro, str(path))

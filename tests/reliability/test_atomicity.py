@@ -157,9 +157,11 @@ def test_disk_full_at_a_search_checkpoint_keeps_the_previous_one(make_cfg, tmp_p
 
     out = tmp_path / "run"
     real_write = Path.write_bytes
+    writes = [0]
 
     def write_bytes(self: Path, data: bytes) -> int:
-        if self.name.startswith(".epoch001.ckpt."):  # the atomic writer's temp file for epoch 2
+        writes[0] += self.name.startswith(".last.ckpt.")  # the atomic writer's temp files of last.ckpt
+        if self.name.startswith(".last.ckpt.") and writes[0] == 2:  # epoch 2's
             real_write(self, data[:100])
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(self, data)
@@ -168,10 +170,10 @@ def test_disk_full_at_a_search_checkpoint_keeps_the_previous_one(make_cfg, tmp_p
     with pytest.raises(ArtifactError) as info:
         run(make_cfg(*CELL, "trainer.max_epochs=2", out=out))
     msg = str(info.value)
-    assert "\n" not in msg and str(out / "checkpoints" / "epoch001.ckpt") in msg and "No space left on device" in msg
+    assert "\n" not in msg and str(out / "checkpoints" / "last.ckpt") in msg and "No space left on device" in msg
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["epoch"] == 0 and "net.alpha" in ckpt["state_dict"]
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch000.ckpt", "last.ckpt"]  # no temp file
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.ckpt"]  # no temp file
     monkeypatch.undo()  # disk freed: the run resumes from epoch 1's checkpoint
     run(make_cfg(*CELL, "trainer.max_epochs=2", "ckpt_path=last", out=out))
     assert json.loads((out / "genotype.json").read_text())["search"]["epochs"] == 2

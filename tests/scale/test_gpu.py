@@ -93,8 +93,8 @@ def test_ddp_on_one_gpu_with_sync_batchnorm(make_cfg, tmp_path: Path, monkeypatc
     dm = build_datamodule(cfg)
     dm.setup("fit")
     record = tmp_path / "bn.json"
-    original = search.search_callbacks
-    monkeypatch.setattr(search, "search_callbacks", lambda o: [*original(o), RecordBatchNorm(record)])
+    original = search.last_checkpoints
+    monkeypatch.setattr(search, "last_checkpoints", lambda c, o: [*original(c, o), RecordBatchNorm(record)])
     result = search.fit_search(cfg, SearchModule(CellSupernet.from_cfg(cfg, dm.num_classes), cfg), dm)
     seen = json.loads(record.read_text())
     assert seen["strategy"] == "DDPStrategy" and seen["world_size"] == 1

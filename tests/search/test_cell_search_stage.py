@@ -90,9 +90,13 @@ def test_resume_from_last_checkpoint_gives_the_uninterrupted_genotype(make_cfg, 
     assert not differ
 
 
-def test_resume_without_a_checkpoint_is_a_clear_error(make_cfg, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="ckpt_path=last"):
-        run_cell_search(make_cfg(*TINY, "ckpt_path=last", out=tmp_path / "empty"))
+def test_resume_without_a_checkpoint_starts_fresh(make_cfg, tmp_path: Path) -> None:
+    """`ckpt_path=last` on a fresh dir starts the run (a requeued job passes it every time)."""
+    out = tmp_path / "empty"
+    limits = ("trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1")
+    result = run_cell_search(make_cfg(*TINY, *limits, "ckpt_path=last", out=out))
+    assert result["epochs"] == 1 and Genotype.load(out / "genotype.json").complete
+    assert (out / "checkpoints" / "last.ckpt").is_file() and not (out / "checkpoints" / "last.ckpt").is_symlink()
 
 
 def test_second_order_under_ddp_is_refused_before_any_process_starts(make_cfg, tmp_path: Path) -> None:

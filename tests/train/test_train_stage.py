@@ -50,9 +50,11 @@ def test_resume_from_last_continues_the_epoch_count(trained: dict, tiny_cfg, tmp
     assert not list((out / "checkpoints").glob("last-v*.ckpt"))  # the moved run dir's last.ckpt was overwritten
 
 
-def test_resume_without_a_last_checkpoint_is_a_clear_error(tiny_cfg) -> None:
-    with pytest.raises(ConfigError, match="ckpt_path=last"):
-        run_train(tiny_cfg("stage=train", "ckpt_path=last"))
+def test_resume_without_a_last_checkpoint_starts_fresh(tiny_cfg) -> None:
+    """`ckpt_path=last` with no checkpoint yet trains from scratch (set once for every submission of a job)."""
+    cfg = tiny_cfg("stage=train", "ckpt_path=last", "trainer.max_epochs=1", "trainer.limit_val_batches=1")
+    result = run_train(cfg)
+    assert result["epochs"] == 1 and (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_init_ckpt_copies_the_weights(trained: dict, tiny_cfg) -> None:

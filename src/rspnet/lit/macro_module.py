@@ -200,6 +200,7 @@ class MacroSearchModule(SearchModule):
         from rspnet.viz.trellis import beta_heatmap, draw_trellis
 
         macro = self.macro_arch()
+        macro.complete = final  # per-epoch exports say the search is still running; loaders refuse them
         macro.save(out / "macro.json")
         draw_trellis(macro, out / "trellis.png", title=f"searched trellis, epoch {self.epochs_done} (width ~ score)")
         betas = {node: torch.softmax(b.detach().float(), 0).cpu().tolist() for node, b in self.net.betas().items()}

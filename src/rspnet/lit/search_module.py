@@ -236,6 +236,7 @@ class SearchModule(pl.LightningModule):
         from rspnet.viz.heatmap import alpha_heatmap
 
         genotype = self.net.genotype(self.search_meta())
+        genotype.complete = final  # per-epoch exports say the search is still running; loaders refuse them
         genotype.save(out / "genotype.json")
         save_figure(cell_figure(genotype), out / "cell.png")
         fig = alpha_heatmap(self.net.arch_weights(), title=f"softmax(alpha), epoch {self.epochs_done}")

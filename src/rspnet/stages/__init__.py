@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from rspnet.errors import ConfigError
 from rspnet.utils.config import flush_config, output_dir, print_config_tree, save_config_on_first_write, seed_everything
 from rspnet.utils.distributed import rank_errors
+from rspnet.utils.lifecycle import stop_on_signals
 from rspnet.utils.loggers import finish_loggers
 from rspnet.utils.threads import apply as apply_thread_policy
 from rspnet.utils.validate import validate_config
@@ -54,7 +55,8 @@ def run_stage(cfg: DictConfig) -> dict:
     save_config_on_first_write(cfg, out)  # not before the stage checked its inputs (docs/reliability.md)
     ok = False
     try:
-        with rank_errors():  # an error in a spawned DDP rank stays one line
+        # SIGTERM/SIGINT: one StoppedError (exit 128 + signum); an error in a spawned DDP rank stays one line
+        with stop_on_signals(out), rank_errors():
             result = stage(cfg) or {}
         ok = True
         return result

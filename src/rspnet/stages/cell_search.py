@@ -9,7 +9,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import ModelCheckpoint
 
 from rspnet.data import build_datamodule
 from rspnet.lit.search_module import SearchModule, check_trainer
@@ -17,29 +16,13 @@ from rspnet.models.supernet import CellSupernet
 from rspnet.utils.checkpoint import AtomicCheckpointIO
 from rspnet.utils.config import output_dir
 from rspnet.utils.distributed import rank_errors
+from rspnet.utils.lifecycle import last_checkpoints, resolve_ckpt_path
 from rspnet.utils.loggers import build_logger
 from rspnet.utils.results import WriteResult
-from rspnet.utils.trainer import build_trainer, resolve_ckpt_path, run_callbacks
+from rspnet.utils.trainer import build_trainer, run_callbacks
 
 log = logging.getLogger(__name__)
 RESULT = "search.json"  # the search's result: epochs, selection-split metrics, last checkpoint
-
-
-def search_callbacks(out: Path) -> list:
-    """Checkpoint after every epoch (after the module's epoch-end export); last.ckpt links to it."""
-    return [
-        ModelCheckpoint(
-            dirpath=str(out / "checkpoints"),
-            filename="epoch{epoch:03d}",
-            auto_insert_metric_name=False,
-            # Lightning only writes last.ckpt when it saved a regular checkpoint in the same step;
-            # top-1 without a monitor keeps just the newest epoch file, last.ckpt is a link to it
-            save_last="link",
-            save_top_k=1,
-            every_n_epochs=1,
-            save_on_train_epoch_end=True,
-        )
-    ]
 
 
 def search_result(out: Path, trainer: pl.Trainer, module: Any) -> dict[str, Any]:
@@ -69,7 +52,7 @@ def fit_search(cfg: DictConfig, module: Any, datamodule: Any) -> dict:
         cfg,
         out,
         logger,
-        [*search_callbacks(out), writer, *run_callbacks(cfg, out, logger)],
+        [*last_checkpoints(cfg, out), writer, *run_callbacks(cfg, out, logger)],
         plugins=[AtomicCheckpointIO()],
     )
     check_trainer(cfg.search, trainer)  # here too: inside spawned DDP ranks the error would not be one line

@@ -17,6 +17,7 @@ from rspnet.provenance import of_file, search_epochs
 from rspnet.stages import run_stage
 from rspnet.utils.config import output_dir
 from rspnet.utils.io import atomic_write_json, before_first_write, json_safe, read_json, take_pending
+from rspnet.utils.lifecycle import newest_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,7 @@ def _stage_cfg(cfg: DictConfig, name: str, out: Path, resume: bool = False, **to
         for key, value in top.items():
             sub[key] = value
         # resuming: a sub-stage killed after a checkpoint goes on from it, one killed before restarts
-        has_last = (out / name / "checkpoints" / "last.ckpt").is_file()
-        sub.ckpt_path = "last" if resume and has_last else None
+        sub.ckpt_path = "last" if resume and newest_checkpoint(out / name) is not None else None
     return sub
 
 

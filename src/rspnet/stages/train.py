@@ -20,9 +20,10 @@ from rspnet.stages.summary import arch_provenance, artifact_arg
 from rspnet.stages.summary import load_architecture as load_with_defaults
 from rspnet.utils.checkpoint import AtomicCheckpointIO, load_net_weights, net_state, read_checkpoint
 from rspnet.utils.config import output_dir, require
+from rspnet.utils.lifecycle import last_checkpoints, resolve_ckpt_path
 from rspnet.utils.loggers import build_logger
 from rspnet.utils.results import WriteResult
-from rspnet.utils.trainer import build_trainer, resolve_ckpt_path, run_callbacks
+from rspnet.utils.trainer import build_trainer, run_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -63,25 +64,14 @@ def init_from_checkpoint(module: Any, path: str) -> None:
     log.info("initialised the network from %s", path)
 
 
-def _checkpoint_callbacks(out: Path, select: bool = True) -> tuple[Any, Any]:
-    """(best, last) checkpoint callbacks writing DIR/checkpoints (through AtomicCheckpointIO).
+def _best_checkpoint(out: Path) -> ModelCheckpoint:
+    """The best checkpoint on the selection split (max val/miou); last.ckpt comes from `last_checkpoints`.
 
-    best: max val/miou on the selection split (None for train.select=last). last.ckpt has its own
-    callback because Lightning >= 2.5 rewrites `save_last` only in epochs where top-k saved, so
-    after an epoch without a new best it would hold an older epoch (a resume would repeat work).
+    last.ckpt has its own callback because Lightning >= 2.5 rewrites `save_last` only in epochs where
+    top-k saved, so after an epoch without a new best it would hold an older epoch.
     """
-    # enable_version_counter=False: a moved run dir must overwrite last.ckpt, not add last-v1
-    last = ModelCheckpoint(
-        dirpath=str(out / "checkpoints"),
-        filename="last",
-        monitor=None,
-        save_top_k=1,
-        auto_insert_metric_name=False,
-        enable_version_counter=False,
-    )
-    if not select:
-        return None, last
-    best = ModelCheckpoint(
+    # enable_version_counter=False: a moved run dir must overwrite its files, not add -v1 copies
+    return ModelCheckpoint(
         dirpath=str(out / "checkpoints"),
         filename="best-epoch{epoch:03d}",
         monitor="val/miou",
@@ -90,7 +80,6 @@ def _checkpoint_callbacks(out: Path, select: bool = True) -> tuple[Any, Any]:
         auto_insert_metric_name=False,
         enable_version_counter=False,
     )
-    return best, last
 
 
 def selection_info(dm: Any) -> dict[str, Any]:
@@ -162,8 +151,6 @@ def run(cfg: DictConfig) -> dict:
     )
     if cfg.train.get("init_ckpt"):
         init_from_checkpoint(module, str(cfg.train.init_ckpt))
-    select = dm.selection.select != "last"
-    best_cb, last_cb = _checkpoint_callbacks(out, select)
     no_val = {"limit_val_batches": 0} if dm.selection.split is None else {}
     logger = build_logger(cfg, out)
     if logger:  # W&B config / CSV hparams say whether the architecture was searched
@@ -184,7 +171,8 @@ def run(cfg: DictConfig) -> dict:
         "init_ckpt": str(cfg.train.init_ckpt) if cfg.train.get("init_ckpt") else None,
     }
     writer = WriteResult(out / "train.json", functools.partial(train_result, static))
-    callbacks = [c for c in (best_cb, last_cb) if c is not None]
+    best = [_best_checkpoint(out)] if dm.selection.select != "last" else []
+    callbacks = [*best, *last_checkpoints(cfg, out)]
     trainer = build_trainer(
         cfg,
         out,

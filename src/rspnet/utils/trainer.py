@@ -76,21 +76,6 @@ def _check_deterministic(kwargs: dict[str, Any]) -> None:
         )
 
 
-def resolve_ckpt_path(cfg: DictConfig, out: Path) -> str | None:
-    """`ckpt_path=last` -> `<out>/checkpoints/last.ckpt` (must exist); a path is checked."""
-    value = cfg.get("ckpt_path")
-    if value in (None, "", False):
-        return None
-    if str(value) == "last":
-        path = out / "checkpoints" / "last.ckpt"
-        if not path.is_file():
-            raise ConfigError(f"ckpt_path=last: no {path} to resume from; run without ckpt_path first")
-        return str(path)
-    if not Path(str(value)).is_file():
-        raise ConfigError(f"ckpt_path={value}: file not found")
-    return str(value)
-
-
 # strategies whose ranks Lightning starts with `_SubprocessScriptLauncher`, i.e. by re-running
 # `sys.argv` (ddp and its variants, fsdp, deepspeed, model_parallel); *_spawn/fork/notebook
 # start them from the calling process instead

@@ -61,6 +61,7 @@ LIMIT: Check = _optional((lambda v: _num(v) and v >= 0, "a batch count or fracti
 
 SCHEMA: dict[str, Check] = {
     "seed": INT,
+    "checkpoint.every_n_train_steps": _optional(POS_INT),
     "print_config": BOOL,
     **{
         f"model.{k}": POS_INT
