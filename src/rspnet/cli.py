@@ -34,6 +34,7 @@ if not OmegaConf.has_resolver("rspnet_run_dir"):
 def _main(cfg: DictConfig) -> float | None:
     # torch and Lightning load here, when a stage runs: `rspnet --help` and argument errors stay fast
     from rspnet.stages import run_stage
+    from rspnet.utils.distributed import ranks_fail_together
 
     with open_dict(cfg):
         # the run dir is paths.output_dir when given; in multirun each job gets its own subdir
@@ -41,7 +42,8 @@ def _main(cfg: DictConfig) -> float | None:
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         _check_sweep_job(cfg)
     try:
-        result = run_stage(cfg)
+        with ranks_fail_together(_failure):  # torchrun/SLURM/ddp ranks: one rank's fault ends them all
+            result = run_stage(cfg)
     except StoppedError as e:  # SIGTERM/SIGINT: never exit 0; a sweep stops here too
         print(f"rspnet: error: {e}", file=sys.stderr)
         sys.exit(128 + e.signum)
@@ -67,6 +69,18 @@ def _check_sweep_job(cfg: DictConfig) -> None:
         check_ddp_in_multirun(cfg.trainer, str(OmegaConf.select(hydra_cfg, "launcher._target_", default="")))
     except RSPNetError as e:
         fail_sweep(str(e), Path(str(hydra_cfg.sweep.dir)), Path(str(hydra_cfg.runtime.output_dir)))
+
+
+def _failure(e: BaseException) -> tuple[str, int]:
+    """(one-line message, exit status) of a stage's failure on one DDP rank: as without DDP (128+signum, 2, 1)."""
+    if isinstance(e, StoppedError):  # a signal on this rank: 128 + signum, as without DDP
+        return str(e), 128 + e.signum
+    if isinstance(e, RSPNetError):
+        return _message(e), 2
+    if isinstance(e, SystemExit):
+        return f"exited with status {e.code}", e.code if isinstance(e.code, int) and e.code else 1
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__, 1
 
 
 def _message(e: RSPNetError) -> str:
