@@ -155,7 +155,7 @@ CELL = (
     ("fault", "failed", "status", "message"),
     [
         # the epoch's checkpoint: rank 1 waits in Lightning's barrier (as after a failed genotype/picture export)
-        ("rank 0 cannot write .ckpt", 0, 2, "epoch000.ckpt: No space left on device"),
+        ("rank 0 cannot write .ckpt", 0, 2, "last.ckpt: No space left on device"),
         # the result writer, after the last collective: rank 1 would finish and exit 0
         ("rank 0 cannot write search.json", 0, 2, "search.json: No space left on device"),
         ("rank 1 training step raises", 1, 1, "RuntimeError: injected fault in training_step"),
