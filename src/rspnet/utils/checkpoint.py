@@ -75,7 +75,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f"{path}: a {SAFETENSORS} file holds the weights only and cannot resume a run; "
                 "resume from a *.ckpt, or start from these weights with train.init_ckpt="
             )
-        return read_checkpoint(path)
+        return read_checkpoint(path, lightning=False)
 
 
 def _listing(keys: list[str], limit: int = 8) -> str:
@@ -246,10 +246,11 @@ def seg_meta(
     }
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
+def read_checkpoint(path: str | Path, lightning: bool = True) -> dict[str, Any]:
     """torch.load(weights_only=True) a Lightning checkpoint on CPU (or `read_safetensors` a *.safetensors file).
 
-    One clear ArtifactError for a missing, corrupt or unsafe (pickled code) file.
+    One clear ArtifactError for a missing, corrupt or unsafe (pickled code) file. `lightning=False` accepts
+    any dict (the `.temp.ckpt` a `ddp_spawn` rank hands its results back in holds a bare state dict).
     """
     path = Path(str(path))
     if not path.is_file():
@@ -262,7 +263,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ArtifactError(
             f"{path}: cannot read checkpoint ({type(e).__name__}: {(str(e).splitlines() or ['empty or truncated file'])[0][:200]})"
         ) from e
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+    if not isinstance(ckpt, dict) or (lightning and "state_dict" not in ckpt):
         raise ArtifactError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
     return ckpt
 
