@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rspnet.errors import NonFiniteError
+from rspnet.errors import ArtifactError, NonFiniteError
 from rspnet.genotype import Genotype
 from rspnet.lit.search_module import SearchModule
 from rspnet.lit.seg_module import SegModule
@@ -47,8 +47,11 @@ def test_nan_loss_stops_with_a_checkpoint_and_keeps_the_previous_genotype(
         run_cell_search(make_cfg(*TWO_EPOCHS, out=out))
     assert "\n" not in str(info.value)
     _finite_alpha(out / "checkpoints" / "nonfinite.ckpt")
-    genotype = Genotype.load(out / "genotype.json")  # epoch 1's file, still valid
+    # epoch 1's file, still valid, and marked as the partial search it is (consumers refuse it)
+    genotype = Genotype.load(out / "genotype.json", allow_incomplete=True)
     assert genotype.search["epochs"] == 1
+    with pytest.raises(ArtifactError, match="has not completed"):
+        Genotype.load(out / "genotype.json")
     assert not list(out.glob(".*.tmp"))
 
 
