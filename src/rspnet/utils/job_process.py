@@ -68,7 +68,11 @@ def command_of_job(hydra_cfg: Any) -> list[str]:
         if s.provider == "command-line"
     ]
     return job_command(
-        hydra_cfg.overrides.task, hydra_cfg.overrides.hydra, str(hydra_cfg.runtime.output_dir), hydra_cfg.job.config_name, dirs
+        hydra_cfg.overrides.task,
+        hydra_cfg.overrides.hydra,
+        str(hydra_cfg.runtime.output_dir),
+        hydra_cfg.job.config_name,
+        dirs,
     )
 
 
