@@ -35,15 +35,18 @@ def _main(cfg: DictConfig) -> float | None:
     # torch and Lightning load here, when a stage runs: `rspnet --help` and argument errors stay fast
     from rspnet.stages import run_stage
     from rspnet.utils.distributed import ranks_fail_together
+    from rspnet.utils.job_process import command_of_job, report_objective, run_job_process
 
     with open_dict(cfg):
         # the run dir is paths.output_dir when given; in multirun each job gets its own subdir
         cfg.paths.output_dir = HydraConfig.get().runtime.output_dir
-    if HydraConfig.get().mode == RunMode.MULTIRUN:
-        _check_sweep_job(cfg)
+    alone = HydraConfig.get().mode == RunMode.MULTIRUN and _check_sweep_job(cfg)
     try:
-        with ranks_fail_together(_failure):  # torchrun/SLURM/ddp ranks: one rank's fault ends them all
-            result = run_stage(cfg)
+        if alone:  # DDP that re-launches the command line: the job runs as its own `rspnet` process
+            result = {"objective": run_job_process(command_of_job(HydraConfig.get()), Path(cfg.paths.output_dir))}
+        else:
+            with ranks_fail_together(_failure):  # torchrun/SLURM/ddp ranks: one rank's fault ends them all
+                result = run_stage(cfg)
     except StoppedError as e:  # SIGTERM/SIGINT: never exit 0; a sweep stops here too
         print(f"rspnet: error: {e}", file=sys.stderr)
         sys.exit(128 + e.signum)
@@ -54,21 +57,26 @@ def _main(cfg: DictConfig) -> float | None:
         sys.exit(2)
     # the optuna sweeper optimises the value returned here
     metric = (result or {}).get("objective")
-    return float(metric) if metric is not None else None
+    metric = float(metric) if metric is not None else None
+    report_objective(metric)  # a sweep job's own process: for the sweep that started it
+    return metric
 
 
-def _check_sweep_job(cfg: DictConfig) -> None:
-    """Before any Trainer exists: a job whose DDP strategy re-runs the command line stops the sweep.
+def _check_sweep_job(cfg: DictConfig) -> bool:
+    """Before any Trainer exists: stop the sweep on a DDP setup that cannot run in it (multi-node, local).
 
     Also when the sweep-level check passed (`-m trainer=cpu,ddp`: swept values are per job).
+    True if the job must run as its own process: a local launcher and a strategy that re-runs the command line.
     """
-    from rspnet.utils.trainer import check_ddp_in_multirun  # loads Lightning; the stage that follows needs it anyway
+    from rspnet.utils.trainer import check_ddp_in_multirun, relaunches_script  # loads Lightning; the stage needs it
 
     hydra_cfg = HydraConfig.get()
+    launcher = str(OmegaConf.select(hydra_cfg, "launcher._target_", default=""))
     try:
-        check_ddp_in_multirun(cfg.trainer, str(OmegaConf.select(hydra_cfg, "launcher._target_", default="")))
+        check_ddp_in_multirun(cfg.trainer, launcher)
     except RSPNetError as e:
         fail_sweep(str(e), Path(str(hydra_cfg.sweep.dir)), Path(str(hydra_cfg.runtime.output_dir)))
+    return relaunches_script(cfg.trainer) and not launcher.endswith("SlurmLauncher")
 
 
 def _failure(e: BaseException) -> tuple[str, int]:

@@ -134,7 +134,7 @@ def _completed(storage: str) -> list:
     return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
 
 
-def test_local_multirun_refuses_relaunching_ddp() -> None:
+def test_local_multirun_refuses_only_multi_node_ddp() -> None:
     from rspnet.errors import ConfigError
     from rspnet.utils.trainer import check_ddp_in_multirun
 
@@ -142,22 +142,21 @@ def test_local_multirun_refuses_relaunching_ddp() -> None:
         cfg = compose(*overrides, hydra=True)
         check_ddp_in_multirun(cfg.trainer, str(cfg.hydra.launcher._target_))
 
-    for relaunching in (
-        ["trainer=ddp"],
-        ["trainer=gpu", "trainer.devices=2"],
-        ["trainer=gpu", "trainer.devices=-1"],
-        ["trainer=gpu", "trainer.devices=[0,1]"],
-        ["trainer=gpu", "trainer.strategy=fsdp", "trainer.devices=2"],
+    for multi_node in (
+        ["trainer=ddp", "trainer.num_nodes=2"],
         ["trainer=cpu", "trainer.num_nodes=2", "trainer.strategy=ddp"],
+        ["trainer=ddp_sim", "trainer.num_nodes=2"],
     ):
-        with pytest.raises(ConfigError, match="re-launches the command per rank.*hydra/launcher=slurm"):
-            check(*relaunching)
-    check("trainer=ddp", "trainer.strategy=ddp_spawn")  # spawned from the job: fine
-    check("trainer=ddp", "trainer.strategy=ddp_fork")
+        with pytest.raises(ConfigError, match="trainer.num_nodes=2 in a local multirun.*hydra/launcher=slurm"):
+            check(*multi_node)
+    # one node: a job that re-launches runs as its own process (rspnet.utils.job_process); spawned ranks as before
+    check("trainer=ddp")
+    check("trainer=gpu", "trainer.devices=-1")
+    check("trainer=gpu", "trainer.strategy=fsdp", "trainer.devices=2")
+    check("trainer=ddp", "trainer.strategy=ddp_spawn")
     check("trainer=ddp_sim")
-    check("trainer=ddp", "hydra/launcher=slurm")  # ranks are SLURM tasks
-    check("trainer=gpu")
-    check("trainer=cpu", "trainer.devices=auto")  # one CPU device
+    check("trainer=ddp", "trainer.num_nodes=2", "hydra/launcher=slurm")  # ranks are SLURM tasks on every node
+    check("trainer=cpu", "trainer.devices=auto")
 
 
 def _leftovers(marker: str) -> list[int]:
@@ -175,13 +174,14 @@ def _leftovers(marker: str) -> list[int]:
 
 
 @pytest.mark.parametrize("swept", [False, True], ids=["sweep_level", "job_level"])
-def test_relaunching_ddp_stops_the_sweep_in_one_line(tmp_path: Path, swept: bool) -> None:
+def test_multi_node_ddp_stops_the_local_sweep_in_one_line(tmp_path: Path, swept: bool) -> None:
     import uuid
 
     marker, sweep = uuid.uuid4().hex, tmp_path / "sweep"
-    # sweep level: trainer=ddp is in the sweep's own config (Hydra callback, before any job);
-    # job level: swept per job, so job 0 (CPU) runs and job 1 stops the sweep before its Trainer exists
-    trainer = ["trainer=cpu,ddp"] if swept else ["trainer=ddp", "rsp=on,off"]
+    # sweep level: num_nodes=2 is in the sweep's own config (Hydra callback, before any job);
+    # job level: swept per job, so job 0 (one node) runs and job 1 stops the sweep before its Trainer exists
+    nodes = ["trainer.num_nodes=1,2"] if swept else ["trainer.num_nodes=2", "rsp=on,off"]
+    trainer = ["trainer=cpu", "trainer.strategy=ddp", *nodes]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "RSPNET_TEST_MARKER": marker}
     proc = subprocess.run(
         [
@@ -203,14 +203,11 @@ def test_relaunching_ddp_stops_the_sweep_in_one_line(tmp_path: Path, swept: bool
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("rspnet: error:")]
-    assert len(errors) == 1 and "trainer.strategy=ddp" in errors[0] and "hydra/launcher=slurm" in errors[0]
+    assert len(errors) == 1 and "trainer.num_nodes=2" in errors[0] and "hydra/launcher=slurm" in errors[0]
     assert "Traceback" not in proc.stderr
     assert _leftovers(marker) == []  # no rank was ever started
     summary = json.loads((sweep / "summary.json").read_text())
-    assert (
-        "re-launches the command per rank" in summary["error"]
-        and "The sweep stopped" in (sweep / "summary.md").read_text()
-    )
+    assert "in a local multirun" in summary["error"] and "The sweep stopped" in (sweep / "summary.md").read_text()
     statuses = [j["status"] for j in summary["jobs"]]
     assert statuses == (["completed", "failed"] if swept else [])
 
@@ -233,3 +230,51 @@ def test_multirun_with_ddp_spawn_jobs(rspnet_cli, tmp_path: Path) -> None:
     jobs = json.loads((sweep / "summary.json").read_text())["jobs"]
     assert [j["status"] for j in jobs] == ["completed", "completed"]
     assert all((Path(j["output_dir"]) / "genotype.json").is_file() for j in jobs)
+
+
+@pytest.mark.slow
+def test_local_multirun_runs_each_ddp_job_once_with_its_own_ranks(rspnet_cli, tmp_path: Path) -> None:
+    import uuid
+
+    # `strategy=ddp` re-launches the command line for rank 1: each job runs as its own process with its own
+    # overrides (rspnet.utils.job_process), so rank 1 re-runs that job, not the sweep
+    marker, sweep = uuid.uuid4().hex, tmp_path / "sweep"
+    proc = rspnet_cli(
+        "-m",
+        "debug=tiny",
+        "stage=train",
+        "genotype=paper_like",
+        "seed=0,1",
+        "trainer.strategy=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1",
+        f"paths.output_dir={sweep}",
+        cwd=tmp_path,  # a stray run dir (outputs/, multirun/) would land here
+        env={"RSPNET_TEST_MARKER": marker},
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert log.count("Launching 2 jobs locally") == 1  # no rank re-ran the sweep
+    # exactly 2 trainings, each of 2 ranks
+    assert log.count("GLOBAL_RANK: 0, MEMBER: 1/2") == 2 and log.count("GLOBAL_RANK: 1, MEMBER: 2/2") == 2
+    assert log.count("`Trainer.fit` stopped") == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml", "summary.json", "summary.md"]
+    jobs = json.loads((sweep / "summary.json").read_text())["jobs"]
+    assert [(j["num"], j["status"]) for j in jobs] == [(0, "completed"), (1, "completed")]
+    for seed, job in enumerate(jobs):
+        job_dir = sweep / str(seed)
+        assert isinstance(job["objective"], float) and job["objective"] == pytest.approx(job["result"]["best_val_miou"])
+        cfg = OmegaConf.load(job_dir / "config.yaml")  # the job's own values, in its own dir
+        assert cfg.seed == seed and cfg.paths.output_dir == str(job_dir)
+        hydra = OmegaConf.load(job_dir / ".hydra" / "hydra.yaml").hydra  # the sweep's record, not overwritten
+        assert hydra.mode == "MULTIRUN" and f"seed={seed}" in hydra.overrides.task
+        assert (job_dir / "train.json").is_file() and (job_dir / "checkpoints" / "last.ckpt").is_file()
+        # both ranks of this job logged into this job's dir: rank 0 (the job's process) and rank 1
+        assert (job_dir / "cli.log").read_text().count("GLOBAL_RANK: 0, MEMBER: 1/2") == 1
+        assert (job_dir / "train_ddp_process_1.log").read_text().count("GLOBAL_RANK: 1, MEMBER: 2/2") == 1
+    assert _leftovers(marker) == []

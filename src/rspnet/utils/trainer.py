@@ -107,16 +107,16 @@ def relaunches_script(trainer: Mapping[str, Any]) -> bool:
 
 
 def check_ddp_in_multirun(trainer: Mapping[str, Any], launcher_target: str) -> None:
-    """`-m` with a re-launching DDP strategy is only supported one-job-per-SLURM-task.
+    """`-m` with DDP over several nodes is only supported one-job-per-SLURM-task.
 
-    `strategy=ddp` starts the other ranks by re-running the command line; under `-m` that
-    would re-run the whole sweep in every rank. `ddp_spawn` (spawned from the job process)
-    or the SLURM launcher (ranks = SLURM tasks, nothing re-launched) are the working setups.
+    On one node every launcher works: a local job whose strategy re-launches the command line runs
+    as its own `rspnet` process with that job's overrides (`rspnet.utils.job_process`), whose ranks
+    Lightning starts as in a single run. Other nodes would have to start the same job's ranks, which
+    only the SLURM launcher arranges (ranks = SLURM tasks); a local sweep would wait for them forever.
     """
-    if relaunches_script(trainer) and not launcher_target.endswith("SlurmLauncher"):
-        strategy = trainer.get("strategy", "auto")
+    nodes = int(trainer.get("num_nodes") or 1)
+    if nodes > 1 and not launcher_target.endswith("SlurmLauncher"):
         raise ConfigError(
-            f"trainer.strategy={strategy} (devices={trainer.get('devices')}) re-launches the command per rank, which "
-            "under -m would re-run the whole sweep in every rank; run DDP arms with hydra/launcher=slurm, or use "
-            "trainer.strategy=ddp_spawn (trainer=ddp_sim on CPU) in a local multirun (docs/scaling.md)"
+            f"trainer.num_nodes={nodes} in a local multirun: no launcher starts this job's ranks on the other "
+            "nodes; run multi-node sweeps with hydra/launcher=slurm, or use one node (docs/scaling.md)"
         )
