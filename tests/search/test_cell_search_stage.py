@@ -37,17 +37,17 @@ def test_fast_dev_run_writes_genotype_and_cell_picture(make_cfg, tmp_path: Path)
     for picture in ("cell.png", "alpha.png"):
         assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result["genotype"] == str(out / "genotype.json")
-    assert 0.0 <= result["val/miou"] <= 1.0
+    assert 0.0 <= result["select/miou"] <= 1.0
 
 
-def test_epoch_logs_val_miou_alpha_and_heatmap(make_cfg, tmp_path: Path, monkeypatch) -> None:
+def test_epoch_logs_select_miou_alpha_and_heatmap(make_cfg, tmp_path: Path, monkeypatch) -> None:
     images: list[tuple[str, np.ndarray]] = []
     monkeypatch.setattr(loggers, "log_image", lambda logger, key, image, step=None: images.append((key, image)))
     out = tmp_path / "search"
     limits = ("trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1")
     run_cell_search(make_cfg(*TINY, *limits, "logger=csv", out=out))
     logged = (out / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert "val/miou" in logged and "arch/alpha/0-1/conv_3x3" in logged and "arch/alpha_entropy" in logged
+    assert "select/miou" in logged and "arch/alpha/0-1/conv_3x3" in logged and "arch/alpha_entropy" in logged
     [(key, image)] = images  # the alpha heatmap, once per epoch
     assert key == "arch/alpha_heatmap" and image.dtype == np.uint8 and image.shape[-1] == 3
     assert (out / "checkpoints" / "last.ckpt").is_file()
