@@ -57,13 +57,15 @@ def _value(text: str) -> Any:
 
 def read_offline_run(run_dir: Path) -> dict[str, Any]:
     """One offline run: {"run": {"id", "group", "job_type"}, "config", "summary", "history": [row, ...],
-    "artifacts": [{"name", "type", "digest", "used"}], "metrics": {name: summary kinds}}.
+    "artifacts": [{"name", "type", "digest", "used"}], "metrics": {name: summary kinds}, "complete": bool}
+    (complete: the log has the run's exit record, i.e. the run finished and its log is whole).
 
     An artifact with `used` true is an input of the run (`use_artifact`; offline: recorded with
     use_after_commit, which `wandb sync` turns into the "used by" edge), else an output (`log_artifact`).
     """
     run_dir = Path(run_dir)
     out: dict[str, Any] = {"run": {}, "config": {}, "summary": {}, "history": [], "artifacts": [], "metrics": {}}
+    out["complete"] = False
     summary_file = run_dir / "files" / "wandb-summary.json"
     if summary_file.is_file():
         out["summary"] = json.loads(summary_file.read_text())
@@ -95,6 +97,8 @@ def read_offline_run(run_dir: Path) -> dict[str, Any]:
         elif kind == "metric" and record.metric.name:
             s = record.metric.summary
             out["metrics"][record.metric.name] = [k for k in ("min", "max", "mean", "last") if getattr(s, k)]
+        elif kind == "exit":
+            out["complete"] = True
         elif kind == "summary" and not summary_file.is_file():
             out["summary"].update({_key(i): _value(i.value_json) for i in record.summary.update})
     return out
