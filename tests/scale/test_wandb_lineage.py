@@ -126,3 +126,38 @@ def test_bad_extra_loggers_are_one_config_error(make_cfg, tmp_path: Path) -> Non
         build_logger(make_cfg("logger=csv", "extra_loggers=[cvs]"), tmp_path)
     with pytest.raises(ConfigError, match=r"extra_loggers\[0\]: a second CSVLogger"):
         build_logger(make_cfg("logger=csv", "extra_loggers=[csv]"), tmp_path)
+
+
+@pytest.mark.slow
+def test_pipeline_on_wandb_shows_eval_metrics_lineage_and_plots(rspnet_cli, tmp_path: Path) -> None:
+    """`rspnet experiment=demo logger=wandb` (tiny budgets): four W&B runs in one group, genotype -> macro ->
+    model lineage, eval's numbers in its own run, the pictures logged."""
+    out = tmp_path / "demo"
+    home = {v: str(tmp_path / "wandb_home") for v in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR")}
+    budgets = [f"stage.{s}_epochs=2" for s in ("cell_search", "macro_search", "train")]
+    proc = rspnet_cli(
+        "experiment=demo",
+        "debug=tiny",
+        "logger=wandb",
+        *budgets,
+        f"paths.output_dir={out}",
+        "print_config=false",
+        env=home,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = {stage: _run(out / stage) for stage in ("cell_search", "macro_search", "train", "eval")}
+    assert len({r["run"]["group"] for r in runs.values()}) == 1
+    assert [r["run"]["job_type"] for r in runs.values()] == list(runs)
+    edges = {stage: {(a["type"], a["used"]): a["digest"] for a in r["artifacts"]} for stage, r in runs.items()}
+    assert edges["macro_search"][("genotype", True)] == edges["cell_search"][("genotype", False)]
+    assert edges["train"][("genotype", True)] == edges["cell_search"][("genotype", False)]
+    assert edges["train"][("macro", True)] == edges["macro_search"][("macro", False)]
+    assert edges["eval"][("model", True)] == edges["train"][("model", False)]
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert runs["eval"]["summary"]["eval/miou"] == pytest.approx(metrics["miou"], abs=1e-6)
+    train_json = json.loads((out / "train" / "train.json").read_text())
+    assert runs["train"]["summary"]["select/miou"]["max"] == pytest.approx(train_json["best_val_miou"], abs=1e-6)
+    logged = {stage: {k.split("/filenames")[0] for row in r["history"] for k in row} for stage, r in runs.items()}
+    assert {"arch/alpha_evolution", "curves/learning_curves"} <= logged["cell_search"]
+    assert {"arch/beta_evolution", "arch/path_evolution", "curves/learning_curves"} <= logged["macro_search"]
+    assert "curves/learning_curves" in logged["train"] and "eval/confusion_matrix/_type" in logged["eval"]

@@ -34,8 +34,11 @@ def test_fast_dev_run_writes_genotype_and_cell_picture(make_cfg, tmp_path: Path)
     entropy = genotype.search["alpha_entropy"]
     assert len(entropy["per_edge"]) == 3 and 0.99 < entropy["mean"] <= 1.0  # one tiny step: still ~uniform
     assert json.loads((out / "genotype.json").read_text())["format"] == "rspnet.genotype/1"
-    for picture in ("cell.png", "alpha.png"):
+    for picture in ("cell.png", "alpha.png", "alpha_evolution.png"):
         assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (snapshot,) = json.loads((out / "arch_history.json").read_text())["epochs"]  # softmax(alpha) per epoch
+    assert snapshot["epoch"] == 1 and len(snapshot["alpha"]) == 3
+    assert all(sum(ops.values()) == pytest.approx(1.0, abs=1e-5) for ops in snapshot["alpha"].values())
     assert result["genotype"] == str(out / "genotype.json")
     assert 0.0 <= result["select/miou"] <= 1.0
 

@@ -163,6 +163,11 @@ def test_selection_split_and_val_are_logged_under_their_own_names(tiny_cfg, tmp_
     best = torch.load(info["best_ckpt"], map_location="cpu", weights_only=False)
     (monitor,) = [v["monitor"] for k, v in best["callbacks"].items() if "ModelCheckpoint" in k and v.get("monitor")]
     assert monitor == "select/miou"
+    rows = json.loads((out / "curves.json").read_text())["rows"]  # the learning curves, one row per epoch
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert [r["select/miou"] for r in rows] == pytest.approx(select, abs=1e-6)
+    assert [r["val/miou"] for r in rows] == pytest.approx(val, abs=1e-6) and all("train/loss_epoch" in r for r in rows)
+    assert (out / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     off = tmp_path / "off"
     run_train(tiny_cfg("stage=train", "trainer.max_epochs=1", "logger=csv", "train.monitor_val=false", out=off))
     assert "val/miou" not in (off / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
