@@ -4,7 +4,7 @@
 
 A run is a folder with the `config.yaml` rspnet saves (or a W&B offline run folder).
 Its mIoU comes from, in order: metrics.json (stage=eval), pipeline.json, train.json,
-the CSV log (csv/metrics.csv, best `val/miou`), the W&B offline run (wandb/offline-run-*:
+the CSV log (csv/metrics.csv, best `val/miou`, else best `select/miou` as the searches log), the W&B offline run (wandb/offline-run-*:
 its binary log, or files/wandb-summary.json in older wandb). The last three are skipped when
 train.json says validation ran on the held-out slice of train (`train.select`), which is not
 the reported split. Paper rows no run matches say "not run here".
@@ -132,14 +132,25 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _csv_best(path: Path, key: str = "val/miou") -> float | None:
-    """Best value of `key` in a Lightning CSV log."""
+# val mIoU, else the selection split's (runs before `select/miou` logged it as `val/miou`)
+MIOU_KEYS = ("val/miou", "select/miou")
+
+
+def _csv_best(path: Path) -> float | None:
+    """Best value of the first of MIOU_KEYS in a Lightning CSV log."""
     try:
         with path.open(newline="") as f:
-            values = [float(r[key]) for r in csv.DictReader(f) if r.get(key) not in (None, "")]
-    except (OSError, ValueError, KeyError):
+            rows = list(csv.DictReader(f))
+    except (OSError, ValueError):
         return None
-    return max(values) if values else None
+    for key in MIOU_KEYS:
+        try:
+            values = [float(r[key]) for r in rows if r.get(key) not in (None, "")]
+        except ValueError:
+            return None
+        if values:
+            return max(values)
+    return None
 
 
 def _wandb(run_dir: Path) -> dict[str, Any]:
@@ -150,10 +161,16 @@ def _wandb(run_dir: Path) -> dict[str, Any]:
         return {"config": {}, "summary": {}, "history": [], "artifacts": []}
 
 
-def _wandb_best(run: dict[str, Any], key: str = "val/miou") -> float | None:
-    """Best logged `key` over the run's history (else its summary value)."""
-    values = [row[key] for row in run["history"] if isinstance(row.get(key), (int, float))]
-    return max(values) if values else run["summary"].get(key)
+def _wandb_best(run: dict[str, Any]) -> float | None:
+    """Best logged value of the first of MIOU_KEYS over the run's history (else its summary value)."""
+    for key in MIOU_KEYS:
+        values = [row[key] for row in run["history"] if isinstance(row.get(key), (int, float))]
+        summary = run["summary"].get(key)
+        if isinstance(summary, dict):  # define_metric(summary="max") stores {"max": value}
+            summary = summary.get("max")
+        if values or isinstance(summary, (int, float)):
+            return max(values) if values else summary
+    return None
 
 
 def _describe(run: Run, cfg: dict[str, Any]) -> None:

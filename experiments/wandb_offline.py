@@ -56,9 +56,16 @@ def _value(text: str) -> Any:
 
 
 def read_offline_run(run_dir: Path) -> dict[str, Any]:
-    """{"config", "summary", "history": [row, ...], "artifacts": [{"name", "type"}]} of one offline run."""
+    """One offline run: {"run": {"id", "group", "job_type"}, "config", "summary", "history": [row, ...],
+    "artifacts": [{"name", "type", "digest", "used"}], "metrics": {name: summary kinds}, "complete": bool}
+    (complete: the log has the run's exit record, i.e. the run finished and its log is whole).
+
+    An artifact with `used` true is an input of the run (`use_artifact`; offline: recorded with
+    use_after_commit, which `wandb sync` turns into the "used by" edge), else an output (`log_artifact`).
+    """
     run_dir = Path(run_dir)
-    out: dict[str, Any] = {"config": {}, "summary": {}, "history": [], "artifacts": []}
+    out: dict[str, Any] = {"run": {}, "config": {}, "summary": {}, "history": [], "artifacts": [], "metrics": {}}
+    out["complete"] = False
     summary_file = run_dir / "files" / "wandb-summary.json"
     if summary_file.is_file():
         out["summary"] = json.loads(summary_file.read_text())
@@ -75,13 +82,23 @@ def read_offline_run(run_dir: Path) -> dict[str, Any]:
         record.ParseFromString(payload)
         kind = record.WhichOneof("record_type")
         if kind == "run":
+            r = record.run
+            out["run"] = {"id": r.run_id, "group": r.run_group, "job_type": r.job_type, "project": r.project}
             out["config"].update({_key(i): _value(i.value_json) for i in record.run.config.update})
         elif kind == "config":
             out["config"].update({_key(i): _value(i.value_json) for i in record.config.update})
         elif kind == "history":
             out["history"].append({_key(i): _value(i.value_json) for i in record.history.item})
         elif kind == "artifact":
-            out["artifacts"].append({"name": record.artifact.name, "type": record.artifact.type})
+            a = record.artifact
+            out["artifacts"].append(
+                {"name": a.name, "type": a.type, "digest": a.digest, "used": bool(a.use_after_commit)}
+            )
+        elif kind == "metric" and record.metric.name:
+            s = record.metric.summary
+            out["metrics"][record.metric.name] = [k for k in ("min", "max", "mean", "last") if getattr(s, k)]
+        elif kind == "exit":
+            out["complete"] = True
         elif kind == "summary" and not summary_file.is_file():
             out["summary"].update({_key(i): _value(i.value_json) for i in record.summary.update})
     return out

@@ -44,8 +44,14 @@ def test_fast_dev_run_writes_macro_json_and_pictures(make_cfg, genotype_file: Pa
         assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
     assert macro.search["score_source"] == "arch_path_weights"
     assert macro.search["genotype"] == str(genotype_file)
-    for name in ("trellis.png", "beta.png"):
+    for name in ("trellis.png", "beta.png", "beta_evolution.png", "path_evolution.png", "learning_curves.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    (snapshot,) = json.loads((out / "arch_history.json").read_text())["epochs"]  # one per epoch
+    assert snapshot["epoch"] == 1 and set(snapshot) == {"epoch", "beta", "path_scores"}
+    node = macro.nodes[-1]  # the kept inputs' scores are the last snapshot's path scores
+    scores = snapshot["path_scores"][f"({node.layer},{node.scale})"]
+    assert all(scores[f"({i.layer},{i.scale})"] == pytest.approx(i.score, abs=1e-5) for i in node.inputs)
+    assert sum(snapshot["beta"][f"({node.layer},{node.scale})"].values()) == pytest.approx(1.0, abs=1e-5)
     # the beta heatmap goes to the logger at every epoch end (W&B shows it; CSV skips images)
     assert [key for key, _ in logged] == ["arch/beta_heatmap"]
     assert logged[0][1].ndim == 3 and logged[0][1].shape[-1] == 3 and logged[0][1].dtype.name == "uint8"

@@ -132,7 +132,7 @@ def test_callbacks_group_instantiates_the_chosen_callbacks(make_cfg) -> None:
     cfg = make_cfg("callbacks=[default,early_stopping,rich_progress]", "callbacks.early_stopping.patience=3")
     made = user_callbacks(cfg, logger=object())
     assert [type(c) for c in made] == [LearningRateMonitor, EarlyStopping, RichProgressBar]
-    assert made[1].patience == 3 and made[1].monitor == "val/miou"
+    assert made[1].patience == 3 and made[1].monitor == "select/miou"
     assert user_callbacks(cfg, logger=False)[0].__class__ is EarlyStopping  # no logger: no LR monitor
     assert user_callbacks(make_cfg("callbacks=default", "callbacks.lr_monitor=null"), logger=object()) == []
     assert user_callbacks(make_cfg("callbacks=none"), logger=object()) == []

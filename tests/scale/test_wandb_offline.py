@@ -42,12 +42,14 @@ def test_wandb_offline_run_has_images(make_cfg, tmp_path: Path, monkeypatch) -> 
     logged = read_offline_run(runs[0])
     assert logged["config"]["stage"] == {"name": "cell_search"}  # the resolved rspnet config
     assert logged["config"]["logger"]["group"] == "test_group"
-    assert isinstance(logged["summary"]["val/miou"], float)
+    assert isinstance(logged["summary"]["select/miou"]["max"], float)  # the selection split (held-out slice)
     assert any("arch/alpha_heatmap/filenames" in row for row in logged["history"])
     assert {a["type"] for a in logged["artifacts"]} == {"genotype"}  # genotype.json as an artifact
+    assert any("curves/learning_curves/filenames" in row for row in logged["history"])
+    assert any("arch/alpha_evolution/filenames" in row for row in logged["history"])
     (found,) = find_runs([out])  # experiments.collect reads the same run
     assert found.stage == "cell_search" and found.miou == max(
-        row["val/miou"] for row in logged["history"] if "val/miou" in row
+        row["select/miou"] for row in logged["history"] if "select/miou" in row
     )
 
 

@@ -34,20 +34,23 @@ def test_fast_dev_run_writes_genotype_and_cell_picture(make_cfg, tmp_path: Path)
     entropy = genotype.search["alpha_entropy"]
     assert len(entropy["per_edge"]) == 3 and 0.99 < entropy["mean"] <= 1.0  # one tiny step: still ~uniform
     assert json.loads((out / "genotype.json").read_text())["format"] == "rspnet.genotype/1"
-    for picture in ("cell.png", "alpha.png"):
+    for picture in ("cell.png", "alpha.png", "alpha_evolution.png"):
         assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (snapshot,) = json.loads((out / "arch_history.json").read_text())["epochs"]  # softmax(alpha) per epoch
+    assert snapshot["epoch"] == 1 and len(snapshot["alpha"]) == 3
+    assert all(sum(ops.values()) == pytest.approx(1.0, abs=1e-5) for ops in snapshot["alpha"].values())
     assert result["genotype"] == str(out / "genotype.json")
-    assert 0.0 <= result["val/miou"] <= 1.0
+    assert 0.0 <= result["select/miou"] <= 1.0
 
 
-def test_epoch_logs_val_miou_alpha_and_heatmap(make_cfg, tmp_path: Path, monkeypatch) -> None:
+def test_epoch_logs_select_miou_alpha_and_heatmap(make_cfg, tmp_path: Path, monkeypatch) -> None:
     images: list[tuple[str, np.ndarray]] = []
     monkeypatch.setattr(loggers, "log_image", lambda logger, key, image, step=None: images.append((key, image)))
     out = tmp_path / "search"
     limits = ("trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1")
     run_cell_search(make_cfg(*TINY, *limits, "logger=csv", out=out))
     logged = (out / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert "val/miou" in logged and "arch/alpha/0-1/conv_3x3" in logged and "arch/alpha_entropy" in logged
+    assert "select/miou" in logged and "arch/alpha/0-1/conv_3x3" in logged and "arch/alpha_entropy" in logged
     [(key, image)] = images  # the alpha heatmap, once per epoch
     assert key == "arch/alpha_heatmap" and image.dtype == np.uint8 and image.shape[-1] == 3
     assert (out / "checkpoints" / "last.ckpt").is_file()

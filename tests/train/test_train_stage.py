@@ -132,7 +132,7 @@ def test_select_last_without_slice_and_select_val(tiny_cfg, tmp_path, caplog) ->
     assert info["class_weights"]["scheme"] == "median_freq" and len(info["class_weights"]["weights"]) == 19
     rows = list(csv.DictReader((out / "csv" / "metrics.csv").open()))
     assert any(r.get("val/iou/road") not in (None, "") for r in rows)  # per-class IoU logged every validation
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("val epoch 0 (val): mIoU")]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("select (val) epoch 0: mIoU")]
     assert len(lines) == 1 and " road " in lines[0] and "sky" in lines[0]
 
 
@@ -145,3 +145,29 @@ def test_resume_keeps_the_held_out_slice(trained: dict, tiny_cfg, tmp_path) -> N
     after = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     info = json.loads((out / "train.json").read_text())
     assert after["SegDataModule"]["holdout"] == saved and info["selection"]["holdout"]["seed"] == 0
+
+
+def test_selection_split_and_val_are_logged_under_their_own_names(tiny_cfg, tmp_path) -> None:
+    """train.select=holdout: `select/*` is the held-out slice (it picks the checkpoint), `val/*` the val split."""
+    import csv
+
+    out = tmp_path / "holdout"
+    run_train(tiny_cfg("stage=train", "trainer.max_epochs=2", "logger=csv", out=out))
+    rows = list(csv.DictReader((out / "csv" / "metrics.csv").open()))
+    select = [float(r["select/miou"]) for r in rows if r.get("select/miou")]
+    val = [float(r["val/miou"]) for r in rows if r.get("val/miou")]
+    assert len(select) == len(val) == 2 and any(r.get("val/iou/road") for r in rows)
+    assert not any("dataloader_idx" in key for key in rows[0])
+    info = json.loads((out / "train.json").read_text())
+    assert info["best_val_miou"] == pytest.approx(max(select), abs=1e-6)  # selected on the slice
+    best = torch.load(info["best_ckpt"], map_location="cpu", weights_only=False)
+    (monitor,) = [v["monitor"] for k, v in best["callbacks"].items() if "ModelCheckpoint" in k and v.get("monitor")]
+    assert monitor == "select/miou"
+    rows = json.loads((out / "curves.json").read_text())["rows"]  # the learning curves, one row per epoch
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert [r["select/miou"] for r in rows] == pytest.approx(select, abs=1e-6)
+    assert [r["val/miou"] for r in rows] == pytest.approx(val, abs=1e-6) and all("train/loss_epoch" in r for r in rows)
+    assert (out / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    off = tmp_path / "off"
+    run_train(tiny_cfg("stage=train", "trainer.max_epochs=1", "logger=csv", "train.monitor_val=false", out=off))
+    assert "val/miou" not in (off / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")

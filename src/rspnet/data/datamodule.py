@@ -43,6 +43,8 @@ class SegDataModule(pl.LightningDataModule):
         self.selection = Selection.from_cfg(cfg)
         self._holdout: dict[str, Any] | None = None  # {"fit", "holdout", ...}: see selection.carve_holdout
         self.holdout_dataset: Dataset | None = None
+        # stage=train sets it from train.monitor_val: val validated beside the held-out slice (never selects)
+        self.monitor_val = False
         self.batch_size = self._positive("batch_size")
         self.val_batch_size = self._positive("val_batch_size")
 
@@ -117,7 +119,21 @@ class SegDataModule(pl.LightningDataModule):
         if self._search_mode is not None:
             return self.search_val_dataloader()
         ds = self.selection_dataset()
-        return [] if ds is None else self._loader(ds, self.val_batch_size, train=False)
+        if ds is None:
+            return []
+        loader = self._loader(ds, self.val_batch_size, train=False)
+        if len(self.val_prefixes()) == 1:
+            return loader
+        return [loader, self._loader(self._require(self.val_dataset, "validate"), self.val_batch_size, train=False)]
+
+    def val_prefixes(self) -> list[tuple[str, ...]]:
+        """Per `val_dataloader` loader, the metric prefixes it is logged under: `select` = the selection split,
+        `val` = the val split (train.select=val: one loader, both names; `monitor_val`: val as a second loader)."""
+        if self._search_mode is None and self.selection.select == "val":
+            return [("select", "val")]
+        if self._search_mode is None and self.monitor_val and self.selection.holds_out:
+            return [("select",), ("val",)]
+        return [("select",)]
 
     def test_dataloader(self) -> DataLoader:
         """Loader over `cfg.split` (normalise only)."""

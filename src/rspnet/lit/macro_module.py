@@ -188,6 +188,19 @@ class MacroSearchModule(SearchModule):
             provenance="searched",
         )
 
+    def arch_snapshot(self) -> dict[str, dict[str, dict[str, float]]]:
+        """softmax(beta) and the path scores now, per node "(layer,scale)" and candidate input."""
+        scores, _ = self.path_scores()
+        betas = {node: torch.softmax(b.detach().float(), 0).cpu().tolist() for node, b in self.net.betas().items()}
+
+        def per_node(values: dict[tuple[int, int], list[float]]) -> dict[str, dict[str, float]]:
+            return {
+                _label(node): {_label(c): float(w) for c, w in zip(cands, values[node])}
+                for node, cands in self.net.candidates.items()
+            }
+
+        return {"beta": per_node(betas), "path_scores": per_node(scores)}
+
     def arch_metrics(self) -> dict[str, float]:
         """Mean normalised entropy of the path scores and of softmax(beta), logged each epoch."""
         search = self.macro_arch().search
@@ -208,6 +221,11 @@ class MacroSearchModule(SearchModule):
         save_figure(fig, out / "beta.png")
         if not final and self.logger:
             log_image(self.logger, "arch/beta_heatmap", figure_to_rgb(fig), step=self.global_step)
+
+
+def _label(node: Any) -> str:
+    """A trellis node (layer, scale) as "(l,s)"."""
+    return f"({node[0]},{node[1]})"
 
 
 def _mean_entropy(dists: Any) -> float:

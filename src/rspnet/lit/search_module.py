@@ -25,10 +25,16 @@ from torch import nn
 from rspnet.errors import ConfigError, NonFiniteError
 from rspnet.lit.bilevel import Architect, build_optimizers
 from rspnet.metrics import SegMetric
+from rspnet.search_space.cell import EDGES
+from rspnet.search_space.ops import PRIMITIVES
 from rspnet.utils.checkpoint import check_state_dict, rng_state, set_rng_state
 from rspnet.utils.distributed import all_ranks_finite, assert_same_across_ranks
+from rspnet.utils.io import atomic_write_json
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+# arch_snapshot() entries -> what their evolution picture shows
+EVOLUTION_TITLES = {"alpha": "softmax(alpha) per cell edge", "beta": "softmax(beta) per trellis node"}
+EVOLUTION_TITLES["path_scores"] = "path scores (macro.scoring) per trellis node"
 
 
 def split_parameters(net: nn.Module) -> tuple[list[str], list[str]]:
@@ -67,7 +73,7 @@ def check_trainer(search_cfg: DictConfig, trainer: Any) -> None:
 
 
 class SearchModule(pl.LightningModule):
-    """DARTS alternation (arch step, then weight step) over `net`; logs val/miou each epoch."""
+    """DARTS alternation (arch step, then weight step) over `net`; logs select/miou (the selection split) each epoch."""
 
     def __init__(self, net: nn.Module, cfg: DictConfig) -> None:
         super().__init__()
@@ -79,6 +85,8 @@ class SearchModule(pl.LightningModule):
         self.val_metric = SegMetric(self.num_classes, ignore_index=self.ignore_index)
         self.out_dir = Path(str(cfg.paths.output_dir))
         self.epochs_done = 0
+        # one arch_snapshot() per finished epoch (kept in checkpoints): the evolution pictures
+        self.arch_history: list[dict[str, Any]] = []
         self._architect: Architect | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -184,6 +192,8 @@ class SearchModule(pl.LightningModule):
         for sched in self.lr_schedulers() if isinstance(self.lr_schedulers(), list) else [self.lr_schedulers()]:
             sched.step()
         self.epochs_done = self.current_epoch + 1
+        self.arch_history = [h for h in self.arch_history if h["epoch"] < self.epochs_done]
+        self.arch_history.append({"epoch": self.epochs_done, **self.arch_snapshot()})
         for name, param in zip(self.arch_names, self._params(self.arch_names)):
             assert_same_across_ranks(param, name)  # rank 0 exports; the others must hold the same arch
         if self.trainer.is_global_zero:
@@ -192,19 +202,42 @@ class SearchModule(pl.LightningModule):
     def on_fit_end(self) -> None:
         if self.trainer.is_global_zero:
             self.export_artifacts(self.out_dir, final=True)
+            self.export_evolution(self.out_dir)
+
+    def arch_snapshot(self) -> dict[str, dict[str, dict[str, float]]]:
+        """The architecture weights now: {"alpha": {"edge a->b": {op: softmax(alpha) weight}}}."""
+        weights = self.net.arch_weights().tolist()
+        return {"alpha": {f"edge {a}->{b}": dict(zip(PRIMITIVES, row)) for (a, b), row in zip(EDGES, weights)}}
+
+    def export_evolution(self, out: Path) -> None:
+        """DIR/arch_history.json and one `<name>_evolution.png` per snapshot entry (weights over epochs)."""
+        from rspnet.viz import save_figure
+        from rspnet.viz.curves import evolution_figure
+
+        if not self.arch_history:
+            return
+        atomic_write_json(out / "arch_history.json", {"epochs": self.arch_history})
+        epochs = [h["epoch"] for h in self.arch_history]
+        for name in self.arch_history[-1]:
+            if name == "epoch":
+                continue
+            groups = self.arch_history[-1][name]
+            series = {g: {c: [h[name][g][c] for h in self.arch_history] for c in groups[g]} for g in groups}
+            title = f"{EVOLUTION_TITLES.get(name, name)} over search epochs"
+            save_figure(evolution_figure(epochs, series, title), out / f"{name.split('_')[0]}_evolution.png", dpi=70)
 
     # -- validation ---------------------------------------------------------------------
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch
         logits = self.net(x)
-        self.log("val/loss", self.loss(logits, y), on_epoch=True, sync_dist=True, batch_size=x.shape[0])
+        self.log("select/loss", self.loss(logits, y), on_epoch=True, sync_dist=True, batch_size=x.shape[0])
         self.val_metric.update(logits.argmax(1), y)
 
     def on_validation_epoch_end(self) -> None:
         res = self.val_metric.compute()  # reduced across DDP ranks by torchmetrics
         self.val_metric.reset()
-        self.log("val/miou", res["miou"], prog_bar=True)
-        self.log("val/pixel_acc", res["pixel_acc"])
+        self.log("select/miou", res["miou"], prog_bar=True)
+        self.log("select/pixel_acc", res["pixel_acc"])
         if hasattr(self.net, "arch_metrics"):
             self.log_dict({f"arch/{k}": v for k, v in self.net.arch_metrics().items()})
 
@@ -247,13 +280,14 @@ class SearchModule(pl.LightningModule):
     # -- checkpoints --------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # the weight/arch data split is saved by the datamodule (SegDataModule.state_dict)
-        checkpoint["rspnet"] = {"epochs_done": self.epochs_done, "rng": rng_state()}
+        checkpoint["rspnet"] = {"epochs_done": self.epochs_done, "rng": rng_state(), "arch_history": self.arch_history}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # runs before Lightning's strict load_state_dict: a checkpoint of another preset is one clear line
         check_state_dict(self, checkpoint["state_dict"], f"ckpt_path={self.trainer.ckpt_path}")
         state = checkpoint.get("rspnet", {})
         self.epochs_done = int(state.get("epochs_done", 0))
+        self.arch_history = list(state.get("arch_history", []))
         if "rng" in state:
             set_rng_state(state["rng"])
 

@@ -42,8 +42,20 @@ def _as_dict(out: Any) -> dict[str, torch.Tensor]:
     return out if isinstance(out, dict) else {"out": out}
 
 
+# the metric that picks checkpoints: mIoU on the selection split (the held-out slice of train by
+# default, val with train.select=val); `val/miou` is always the val split itself
+SELECT_MIOU = "select/miou"
+
+
+def val_prefixes(datamodule: Any) -> list[tuple[str, ...]]:
+    """Per validation loader, the metric prefixes it is logged under (`select`, `val`, or both: train.select=val)."""
+    prefixes = getattr(datamodule, "val_prefixes", None)
+    return list(prefixes()) if callable(prefixes) else [("select",)]
+
+
 class SegModule(pl.LightningModule):
-    """Trains `net` with SGD + poly lr (`train_cfg`); logs `val/miou` every epoch; `meta` goes into checkpoints."""
+    """Trains `net` with SGD + poly lr (`train_cfg`); logs `select/miou` (and `val/miou`) every epoch; `meta` goes
+    into checkpoints."""
 
     def __init__(
         self,
@@ -71,7 +83,8 @@ class SegModule(pl.LightningModule):
             self.net = self.net.to(memory_format=torch.channels_last)
         if train_cfg.get("compile", False):
             self.net.compile()  # in place: parameter names (and so checkpoints) stay those of the eager net
-        self.val_metric = SegMetric(self.num_classes, ignore_index=self.ignore_index)
+        self.val_metric = SegMetric(self.num_classes, ignore_index=self.ignore_index)  # the selection split
+        self.monitor_metric = SegMetric(self.num_classes, ignore_index=self.ignore_index)  # val beside it
         self.test_metric = SegMetric(self.num_classes, ignore_index=self.ignore_index)
         self.test_result: dict[str, Any] | None = None
         self._test_images = 0
@@ -94,30 +107,44 @@ class SegModule(pl.LightningModule):
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         # validation during training uses whole-image inference (fast); eval picks the inference group
         x, y = batch
         out = self(x)
         loss = seg_loss(out, y, self.train_cfg, self.ignore_index, self.aux_weight, self.class_weights)
-        self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=x.shape[0])
+        for prefix in val_prefixes(self.trainer.datamodule)[dataloader_idx]:
+            self.log(
+                f"{prefix}/loss", loss, on_epoch=True, sync_dist=True, batch_size=x.shape[0], add_dataloader_idx=False
+            )
         logits = out["out"]
         if logits.shape[-2:] != y.shape[-2:]:
             logits = resize(logits, y.shape[-2:])
         # W&B prediction pictures: rspnet.utils.wandb_media.WandbMedia (run_callbacks adds it)
-        self.val_metric.update(logits.argmax(1), y)
+        (self.monitor_metric if dataloader_idx else self.val_metric).update(logits.argmax(1), y)
 
     def on_validation_epoch_end(self) -> None:
-        res = self.val_metric.compute()
-        self.val_metric.reset()
+        for metric, prefixes in zip((self.val_metric, self.monitor_metric), val_prefixes(self.trainer.datamodule)):
+            res = metric.compute()
+            metric.reset()
+            for prefix in prefixes:
+                self._log_scores(prefix, res)
+            if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+                split = (self.meta.get("selection") or {}).get("split") or "val"
+                label = f"select ({split})" if "select" in prefixes else "val (monitoring)"
+                log.info("%s", per_class_line(self.current_epoch, res, self.meta["classes"], label))
+
+    def _log_scores(self, prefix: str, res: dict[str, torch.Tensor]) -> None:
+        """`<prefix>/miou`, `/pixel_acc` and `/iou/<class>` of one validation loader."""
         # compute() already reduced the confusion matrix over ranks, so the values agree on every
         # rank; sync_dist (a mean of equal values) only tells Lightning so
-        self.log("val/miou", torch.nan_to_num(res["miou"], nan=0.0), prog_bar=True, sync_dist=True)
-        self.log("val/pixel_acc", torch.nan_to_num(res["pixel_acc"], nan=0.0), sync_dist=True)
-        names = self.meta["classes"]
+        miou = torch.nan_to_num(res["miou"], nan=0.0)
+        self.log(f"{prefix}/miou", miou, prog_bar=prefix == "select", sync_dist=True, add_dataloader_idx=False)
+        logged = {f"{prefix}/pixel_acc": torch.nan_to_num(res["pixel_acc"], nan=0.0)}
         # NaN = class absent from both ground truth and prediction (left out of the mean)
-        self.log_dict({f"val/iou/{metric_name(n)}": v for n, v in zip(names, res["iou_per_class"])}, sync_dist=True)
-        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            log.info("%s", per_class_line(self.current_epoch, res, names, self.meta.get("selection")))
+        logged |= {f"{prefix}/iou/{metric_name(n)}": v for n, v in zip(self.meta["classes"], res["iou_per_class"])}
+        self.log_dict(logged, sync_dist=True, add_dataloader_idx=False)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
@@ -161,14 +188,13 @@ def metric_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
 
 
-def per_class_line(epoch: int, res: dict[str, torch.Tensor], names: list[str], selection: dict | None) -> str:
-    """'val epoch 3 (holdout): mIoU 45.2 | sky 87.1 road 80.2 ...' (IoU in %, '-' = absent)."""
-    split = (selection or {}).get("split") or "val"
+def per_class_line(epoch: int, res: dict[str, torch.Tensor], names: list[str], label: str) -> str:
+    """'select (holdout) epoch 3: mIoU 45.2 | sky 87.1 road 80.2 ...' (IoU in %, '-' = absent)."""
     ious = " ".join(
         f"{metric_name(n)} {'-' if math.isnan(float(v)) else f'{100 * float(v):.1f}'}"
         for n, v in zip(names, res["iou_per_class"])
     )
-    return f"val epoch {epoch} ({split}): mIoU {100 * float(torch.nan_to_num(res['miou'])):.1f} | {ious}"
+    return f"{label} epoch {epoch}: mIoU {100 * float(torch.nan_to_num(res['miou'])):.1f} | {ious}"
 
 
 def build_seg_module(

@@ -26,11 +26,11 @@ RESULT = "search.json"  # the search's result: epochs, selection-split metrics, 
 
 
 def search_result(out: Path, trainer: pl.Trainer, module: Any) -> dict[str, Any]:
-    """The result of a search fit (written by WriteResult on rank 0): epochs, `val/*` metrics, last checkpoint."""
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    """The result of a search fit (written by WriteResult on rank 0): epochs, `select/*` metrics, last checkpoint."""
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("select/")}
     result: dict[str, Any] = {"output_dir": str(out), "epochs": int(module.epochs_done), **metrics}
-    if "val/miou" in metrics:
-        result["objective"] = metrics["val/miou"]  # what hparams_search optimises
+    if "select/miou" in metrics:
+        result["objective"] = metrics["select/miou"]  # what hparams_search optimises
     last = out / "checkpoints" / "last.ckpt"
     if last.is_file():
         result["checkpoint"] = str(last)
@@ -41,7 +41,7 @@ def fit_search(cfg: DictConfig, module: Any, datamodule: Any) -> dict:
     """Fit a SearchModule on {weight, arch} halves of the training images; validates on the selection split.
 
     The selection split (`train.select`, rspnet.data.selection) is the held-out slice of train by
-    default, so the `val/*` numbers (a search sweep's objective) never see the reported split.
+    default, so the `select/*` numbers (a search sweep's objective) never see the reported split.
     The weight/arch split is saved in checkpoints by the datamodule (`state_dict`).
     """
     out = output_dir(cfg)

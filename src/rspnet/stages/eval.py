@@ -2,6 +2,9 @@
 
 Also, as mmsegmentation's IoUMetric: mAcc and per-class accuracy in metrics.json, and the
 confusion matrix (rows: ground truth) as DIR/confusion_matrix.json and DIR/confusion_matrix.png.
+The numbers go to the logger too (`eval/*`); with W&B, eval is its own run (job_type eval) in the
+training run's group, using the checkpoint as a `model` artifact, with the per-class table and the
+confusion matrix.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from omegaconf import DictConfig
 from rspnet.data import build_datamodule
 from rspnet.errors import ConfigError
 from rspnet.genotype import arch_provenance
-from rspnet.lit.seg_module import finite_or_none
+from rspnet.lit.seg_module import finite_or_none, metric_name
 from rspnet.utils.checkpoint import load_seg_checkpoint
 from rspnet.utils.config import output_dir, require
 from rspnet.utils.io import atomic_write_json
+from rspnet.utils.loggers import build_logger, wandb_logger
 from rspnet.utils.results import WriteResult
 from rspnet.utils.trainer import build_trainer, run_callbacks
+from rspnet.utils.wandb_media import log_eval_media
 from rspnet.viz import save_figure
 from rspnet.viz.heatmap import confusion_figure
 
@@ -78,6 +83,21 @@ def write_confusion(out: Path, confmat: Any, classes: list[str]) -> None:
     save_figure(confusion_figure(counts, classes), out / "confusion_matrix.png")
 
 
+def log_eval(logger: Any, metrics: dict, out: Path) -> None:
+    """`eval/miou`, `eval/macc`, `eval/pixel_acc`, `eval/iou/<class>` to every logger; W&B also gets the
+    per-class table and the confusion matrix (rank 0)."""
+    if not logger:
+        return
+    scalars = {f"eval/{k}": metrics[k] for k in ("miou", "macc", "pixel_acc") if metrics[k] is not None}
+    scalars |= {f"eval/iou/{metric_name(c)}": v for c, v in metrics["iou_per_class"].items() if v is not None}
+    for lg in logger if isinstance(logger, list) else [logger]:
+        lg.log_metrics(scalars, step=0)
+        lg.save()
+    wb = wandb_logger(logger)
+    if wb is not None:
+        log_eval_media(wb, metrics, out)
+
+
 def run(cfg: DictConfig) -> dict:
     """Evaluate `ckpt=` on `cfg.split` and write DIR/metrics.json atomically."""
     out = output_dir(cfg)
@@ -92,17 +112,20 @@ def run(cfg: DictConfig) -> dict:
     for old in (path, out / "confusion_matrix.json", out / "confusion_matrix.png"):
         old.unlink(missing_ok=True)  # never report a previous run's numbers
     writer = WriteResult(path, functools.partial(eval_result, list(dm.classes), cfg, ckpt, meta), on="test")
+    logger = build_logger(cfg, out)
     # the progress bar counts test batches (images / dataset.val_batch_size)
     trainer = build_trainer(
         cfg,
         out,
-        False,
-        [writer, *run_callbacks(cfg, out, False)],
+        logger,
+        [writer, *run_callbacks(cfg, out, logger)],
         enable_checkpointing=False,
         enable_progress_bar=bool(cfg.stage.get("progress", True)),
     )
     trainer.test(module, dataloaders=dm.test_dataloader(), verbose=False)
     metrics = writer.read("metrics")
+    if trainer.is_global_zero:
+        log_eval(logger, metrics, out)
     miou = metrics["miou"]
     macc = metrics["macc"]
     log.info(

@@ -14,14 +14,14 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from rspnet.data import build_datamodule
 from rspnet.data.selection import Selection
 from rspnet.errors import ArtifactError
-from rspnet.lit.seg_module import build_seg_module
+from rspnet.lit.seg_module import SELECT_MIOU, build_seg_module
 from rspnet.losses import resolve_class_weights
 from rspnet.stages.summary import arch_provenance, artifact_arg
 from rspnet.stages.summary import load_architecture as load_with_defaults
 from rspnet.utils.checkpoint import AtomicCheckpointIO, load_net_weights, net_state, read_checkpoint
 from rspnet.utils.config import output_dir, require
 from rspnet.utils.lifecycle import last_checkpoints, resolve_ckpt_path
-from rspnet.utils.loggers import build_logger
+from rspnet.utils.loggers import build_logger, log_file_artifact
 from rspnet.utils.results import WriteResult
 from rspnet.utils.trainer import build_trainer, run_callbacks
 
@@ -65,7 +65,7 @@ def init_from_checkpoint(module: Any, path: str) -> None:
 
 
 def _best_checkpoint(out: Path) -> ModelCheckpoint:
-    """The best checkpoint on the selection split (max val/miou); last.ckpt comes from `last_checkpoints`.
+    """The best checkpoint on the selection split (max select/miou); last.ckpt comes from `last_checkpoints`.
 
     last.ckpt has its own callback because Lightning >= 2.5 rewrites `save_last` only in epochs where
     top-k saved, so after an epoch without a new best it would hold an older epoch.
@@ -74,7 +74,7 @@ def _best_checkpoint(out: Path) -> ModelCheckpoint:
     return ModelCheckpoint(
         dirpath=str(out / "checkpoints"),
         filename="best-epoch{epoch:03d}",
-        monitor="val/miou",
+        monitor=SELECT_MIOU,
         mode="max",
         save_top_k=1,
         auto_insert_metric_name=False,
@@ -107,11 +107,11 @@ def restore_holdout(dm: Any, ckpt_path: str | None) -> None:
 
 def train_result(static: dict[str, Any], trainer: pl.Trainer, module: Any) -> dict[str, Any]:
     """train.json (written by WriteResult on rank 0, where the fit ran): checkpoints, selection score, counters."""
-    best_cb = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None) == "val/miou"), None)
+    best_cb = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None) == SELECT_MIOU), None)
     last_cb = next(c for c in trainer.checkpoint_callbacks if getattr(c, "filename", None) == "last")
     out = Path(str(last_cb.dirpath)).parent
     best_score = best_cb.best_model_score if best_cb is not None else None
-    last_miou = trainer.callback_metrics.get("val/miou")
+    last_miou = trainer.callback_metrics.get(SELECT_MIOU)
     best = float(best_score) if best_score is not None else (float(last_miou) if last_miou is not None else None)
     last = Path(last_cb.best_model_path or out / "checkpoints" / "last.ckpt")
     best_path = (best_cb.best_model_path or None) if best_cb is not None else None
@@ -136,6 +136,7 @@ def run(cfg: DictConfig) -> dict:
     out = output_dir(cfg)
     genotype, macro = load_architecture(cfg)
     dm = build_datamodule(cfg)
+    dm.monitor_val = bool(cfg.train.get("monitor_val", True))
     dm.setup("fit")
     ckpt_path = resolve_ckpt_path(cfg, out)
     restore_holdout(dm, ckpt_path)
@@ -153,8 +154,8 @@ def run(cfg: DictConfig) -> dict:
         init_from_checkpoint(module, str(cfg.train.init_ckpt))
     no_val = {"limit_val_batches": 0} if dm.selection.split is None else {}
     logger = build_logger(cfg, out)
-    if logger:  # W&B config / CSV hparams say whether the architecture was searched
-        logger.log_hyperparams({"arch_provenance": arch_provenance(cfg)})
+    for lg in logger if isinstance(logger, list) else [logger] if logger else []:
+        lg.log_hyperparams({"arch_provenance": arch_provenance(cfg)})  # W&B config / CSV hparams: searched?
     static = {
         "selection": selection,
         "class_weights": {
@@ -184,4 +185,6 @@ def run(cfg: DictConfig) -> dict:
     (out / "train.json").unlink(missing_ok=True)  # never return a previous run's result
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     result = writer.read("training result")
+    if result["selected_ckpt"]:  # the checkpoint eval reports, as the W&B `model` artifact eval uses
+        log_file_artifact(logger, Path(result["selected_ckpt"]), "model")
     return result | {"objective": result["best_val_miou"]}

@@ -34,7 +34,7 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # top-level keys that may change between a run and its resume: where it writes, how it is resumed,
 # logged, printed, threaded, checkpointed; the eval split and predict/inference options of later stages
 VOLATILE = ("ckpt_path", "ckpt", "split", "paths", "print_config", "threads", "logger", "callbacks", "checkpoint")
-VOLATILE += ("hydra", "predict")
+VOLATILE += ("hydra", "predict", "extra_loggers")
 # trainer keys that change the optimisation (all others are hardware, budgets, limits or logging)
 TRAINER_KEYS = ("precision", "accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm")
 # nested keys: where the data lives and how it is loaded; the held-out slice (a resume keeps the checkpoint's)

@@ -1,14 +1,21 @@
-"""Logger factory: `logger=wandb|csv|tensorboard|none`, each a `_target_` config instantiated by Hydra.
+"""Logger factory: `logger=wandb|csv|tensorboard|none`, each a `_target_` config instantiated by Hydra;
+`extra_loggers=[csv]` runs more of them beside it (names of `conf/logger/*.yaml`, or `_target_` configs).
 
 W&B is offline unless WANDB_MODE says otherwise; its run id is kept in the run dir so that
-`ckpt_path=last` continues the same W&B run.
+`ckpt_path=last` continues the same W&B run. Every stage is its own W&B run (job_type = the stage);
+runs that hand artifacts to each other share a group: `logger.group`, else the group of the run that
+wrote the stage's input (`genotype=`, `macro_arch=`, `ckpt=`; kept in `<run dir>/wandb_group.txt`),
+else a new one. Inputs are declared as used artifacts, so W&B shows the genotype -> macro -> model lineage.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import importlib.util
 import logging
 import os
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,20 +29,59 @@ from pytorch_lightning.utilities import rank_zero_only
 from rspnet.errors import ConfigError
 from rspnet.utils.io import atomic_write_text
 
+log = logging.getLogger(__name__)
 WANDB_ID_FILE = "wandb_id.txt"
+WANDB_GROUP_FILE = "wandb_group.txt"
 # keys recipes set to group runs (W&B arguments); other loggers do not take them
 RUN_LABELS = ("group", "tags")
+# the stage inputs that are W&B artifacts of an earlier stage: config key -> artifact type
+INPUT_ARTIFACTS = {"genotype": "genotype", "macro_arch": "macro", "ckpt": "model"}
+# the run summary keeps the best selection-split score, not the last one
+SUMMARY_MAX = ("select/miou",)
 
 
 def build_logger(cfg: DictConfig, out: Path) -> Any:
-    """Instantiate `cfg.logger` (a `_target_` config) writing under `out`, or False for `logger=none`."""
-    spec = cfg.get("logger")
-    target = str(spec.get("_target_") or "") if isinstance(spec, DictConfig) else ""
-    if not target:
+    """`cfg.logger` (+ `cfg.extra_loggers`) writing under `out`: one logger, a list of them, or False for none."""
+    specs = [("logger", cfg.get("logger"))] + [
+        (f"extra_loggers[{i}]", _extra_spec(cfg, spec)) for i, spec in enumerate(cfg.get("extra_loggers") or [])
+    ]
+    loggers, targets = [], []
+    for where, spec in specs:
+        target = str(spec.get("_target_") or "") if isinstance(spec, DictConfig) else ""
+        if not target:
+            continue
+        if target in targets:
+            raise ConfigError(f"{where}: a second {target.rsplit('.', 1)[-1]}; each logger may run once")
+        targets.append(target)
+        loggers.append(_build_one(cfg, spec, target, out))
+    if not loggers:
         return False
+    return loggers[0] if len(loggers) == 1 else loggers
+
+
+def _extra_spec(cfg: DictConfig, spec: Any) -> DictConfig:
+    """An `extra_loggers` entry: a logger config name (`csv`) read from conf/logger/, or a `_target_` config."""
+    if isinstance(spec, DictConfig):
+        return spec
+    from rspnet.resources import config_dir
+
+    path = config_dir() / "logger" / f"{spec}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ConfigError(f"extra_loggers: no logger config {spec!r}; choose from {', '.join(names)}")
+    # resolved against the run's config (wandb.yaml's job_type is ${stage.name})
+    root = copy.deepcopy(cfg)
+    OmegaConf.set_struct(root, False)
+    root._extra_logger = OmegaConf.load(path)
+    return root._extra_logger
+
+
+def _build_one(cfg: DictConfig, spec: DictConfig, target: str, out: Path) -> Any:
+    """Instantiate one `_target_` logger config."""
     kwargs: dict[str, Any] = {"save_dir": str(out)}
-    if target.endswith("WandbLogger"):
-        kwargs.update(_wandb_kwargs(cfg, out))
+    wandb = target.endswith("WandbLogger")
+    if wandb:
+        kwargs.update(_wandb_kwargs(cfg, spec, out))
     else:  # run labels the recipes set for every logger (kept in config.yaml for experiments.collect)
         spec = OmegaConf.masked_copy(spec, [k for k in spec if k not in RUN_LABELS])
     if target.endswith("TensorBoardLogger") and not any(
@@ -50,34 +96,111 @@ def build_logger(cfg: DictConfig, out: Path) -> Any:
         logger = instantiate(spec, _partial_=True, _convert_="all")(**kwargs)
     except (InstantiationException, TypeError) as e:
         raise ConfigError(f"logger ({target}): {str(e).splitlines()[0]}; check the logger.* keys") from e
-    if target.endswith("WandbLogger"):
+    if wandb:
         # Lightning always passes anonymous=None, which wandb >= 0.22 answers with a deprecation
         # warning on every run; leaving the key out is the same setting
         init = getattr(logger, "_wandb_init", {})
         if init.get("anonymous", False) is None:
             del init["anonymous"]
-        _store_wandb_id(logger, out)
+        _start_wandb_run(logger, cfg, out)
     return logger
 
 
-def _wandb_kwargs(cfg: DictConfig, out: Path) -> dict[str, Any]:
-    """W&B offline by default, the resolved config, and the stored run id when resuming."""
+def _wandb_kwargs(cfg: DictConfig, spec: DictConfig, out: Path) -> dict[str, Any]:
+    """W&B offline by default, the resolved config, the group, and the stored run id when resuming."""
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
     # one W&B run per stage: Lightning would otherwise attach to a run still open in this
     # process (an earlier pipeline stage) and log into it with that stage's config
     finish_loggers()
     kwargs: dict[str, Any] = {"config": OmegaConf.to_container(cfg, resolve=True)}
+    resuming = bool(cfg.get("ckpt_path")) and not spec.get("id")
     stored = out / WANDB_ID_FILE
-    if cfg.get("ckpt_path") and not cfg.logger.get("id") and stored.is_file():
+    if resuming and stored.is_file():
         kwargs.update(id=stored.read_text().strip(), resume="allow")  # ckpt_path=last: the same W&B run
+    if not spec.get("group"):
+        kwargs["group"] = _default_group(cfg, out, resuming)
     return kwargs
 
 
-def _store_wandb_id(logger: Any, out: Path) -> None:
-    """Write the W&B run id to `<out>/wandb_id.txt` (rank 0; starting the run is what assigns it)."""
-    if rank_zero_only.rank == 0:
-        atomic_write_text(out / WANDB_ID_FILE, str(logger.experiment.id) + "\n")
+def _run_dir_of(path: Path) -> Path:
+    """The run dir that wrote an artifact file (a checkpoint sits in `<run dir>/checkpoints/`)."""
+    parent = path.parent
+    return parent.parent if parent.name == "checkpoints" else parent
+
+
+def _default_group(cfg: DictConfig, out: Path, resuming: bool) -> str:
+    """This run's stored group when resuming, else the group of the run that wrote an input, else a new one."""
+    candidates = [out] if resuming else []
+    for key in INPUT_ARTIFACTS:
+        value = cfg.get(key)
+        if value and Path(str(value)).is_file():
+            candidates.append(_run_dir_of(Path(str(value))))
+    for run_dir in candidates:
+        stored = run_dir / WANDB_GROUP_FILE
+        if stored.is_file() and stored.read_text().strip():
+            return stored.read_text().strip()
+    return f"{cfg.stage.name}-{uuid.uuid4().hex[:8]}"
+
+
+def _start_wandb_run(logger: WandbLogger, cfg: DictConfig, out: Path) -> None:
+    """Rank 0 starts the run: store its id and group, keep the best selection score, declare the used inputs."""
+    if rank_zero_only.rank != 0:
+        return
+    run = logger.experiment  # starting the run is what assigns the id
+    atomic_write_text(out / WANDB_ID_FILE, str(run.id) + "\n")
+    atomic_write_text(out / WANDB_GROUP_FILE, str(run.group or "") + "\n")
+    for key in SUMMARY_MAX:
+        run.define_metric(key, summary="max")
+    for key, kind in INPUT_ARTIFACTS.items():
+        value = cfg.get(key)
+        if value and Path(str(value)).is_file():
+            use_file_artifact(logger, Path(str(value)), kind)
+
+
+def wandb_logger(logger: Any) -> WandbLogger | None:
+    """The W&B logger among `logger` (one logger, a list of them, or False), else None."""
+    for lg in logger if isinstance(logger, (list, tuple)) else [logger]:
+        if isinstance(lg, WandbLogger):
+            return lg
+    return None
+
+
+def file_artifact(path: Path, kind: str) -> Any:
+    """A W&B artifact of one file, named by its content: the run that writes it and the runs that use it
+    build the same artifact (name, file name and digest), which W&B joins into one node of the lineage graph."""
+    import wandb
+
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    artifact = wandb.Artifact(name=f"{kind}-{digest}", type=kind, metadata={"source": Path(path).name})
+    artifact.add_file(str(path), name=f"{kind}{Path(path).suffix}")
+    return artifact
+
+
+def log_file_artifact(logger: Any, path: Path, kind: str) -> None:
+    """Declare `path` an output of this stage's W&B run (rank 0; nothing without a W&B logger)."""
+    lg = wandb_logger(logger)
+    if lg is not None and rank_zero_only.rank == 0 and Path(path).is_file():
+        lg.experiment.log_artifact(file_artifact(Path(path), kind))
+
+
+def use_file_artifact(logger: Any, path: Path, kind: str) -> None:
+    """Declare `path` an input of this stage's W&B run.
+
+    Online this is `run.use_artifact`. Offline, wandb refuses `use_artifact`; the draft artifact is then
+    recorded the way `use_artifact` records a draft (`_log_artifact(..., use_after_commit=True)`), which
+    `wandb sync` turns into the same "used by" edge.
+    """
+    lg = wandb_logger(logger)
+    if lg is None or rank_zero_only.rank != 0:
+        return
+    run, artifact = lg.experiment, file_artifact(path, kind)
+    if not run.settings._offline:
+        run.use_artifact(artifact)
+    elif hasattr(run, "_log_artifact"):
+        run._log_artifact(artifact, is_user_created=True, use_after_commit=True)
+    else:  # pragma: no cover - a wandb without the private hook: the lineage edge is missing, say so
+        log.warning("W&B: this wandb version cannot record %s as a used artifact offline", path)
 
 
 def finish_loggers() -> None:

@@ -13,7 +13,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rspnet.errors import ConfigError
-from rspnet.utils.loggers import quiet_lightning
+from rspnet.utils.curves import LearningCurves
+from rspnet.utils.loggers import quiet_lightning, wandb_logger
 from rspnet.utils.wandb_media import WandbMedia
 
 
@@ -39,9 +40,10 @@ def build_trainer(
 
 
 def run_callbacks(cfg: DictConfig, out: Path, logger: Any) -> list:
-    """The callbacks every fitting stage runs with: the configured `callbacks.*`, and W&B media with a W&B logger."""
-    callbacks = user_callbacks(cfg, logger)
-    if isinstance(logger, pl.loggers.WandbLogger):  # prediction overlays, stage pictures, artifacts
+    """The callbacks every fitting stage runs with: the configured `callbacks.*`, the learning curves, and W&B media
+    with a W&B logger."""
+    callbacks = [*user_callbacks(cfg, logger), LearningCurves(out)]
+    if wandb_logger(logger) is not None:  # prediction overlays, stage pictures, artifacts
         callbacks.append(WandbMedia(out))
     return callbacks
 

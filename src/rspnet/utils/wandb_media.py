@@ -13,15 +13,16 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from PIL import Image
-from pytorch_lightning.loggers import WandbLogger
 
 from rspnet.data import dataset_module
-from rspnet.utils.loggers import log_image
+from rspnet.utils.curves import CURVES_PNG
+from rspnet.utils.io import read_json
+from rspnet.utils.loggers import log_file_artifact, log_image
 from rspnet.viz.masks import prediction_panel
 
-# pictures the stages write into their output dir at each epoch end
-PICTURES = ("cell.png", "trellis.png")
-# small JSON artifacts handed between stages (checkpoints go through WandbLogger(log_model=...))
+# pictures the stages write into their output dir (each epoch: cell, trellis; at the end: the others)
+PICTURES = ("cell.png", "trellis.png", CURVES_PNG, "alpha_evolution.png", "beta_evolution.png", "path_evolution.png")
+# small JSON artifacts handed between stages; stage=train logs its checkpoint as a `model` artifact
 ARTIFACTS = {"genotype.json": "genotype", "macro.json": "macro"}
 
 
@@ -41,8 +42,8 @@ class WandbMedia(pl.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        """Batch 0 of each validation: prediction | ground truth overlays of the first images."""
-        if batch_idx != 0 or trainer.sanity_checking or not trainer.is_global_zero:
+        """Batch 0 of each validation (selection split): prediction | ground truth overlays of the first images."""
+        if batch_idx != 0 or dataloader_idx != 0 or trainer.sanity_checking or not trainer.is_global_zero:
             return
         x, y = batch[0][: self.num_images], batch[1][: self.num_images]
         with torch.no_grad():
@@ -52,8 +53,8 @@ class WandbMedia(pl.Callback):
         palette = meta.get("palette") or dataset_module(pl_module.cfg).PALETTE
         for i, (img, pred, target) in enumerate(zip(x, logits.argmax(1), y)):
             log_image(
-                trainer.logger,
-                f"val/prediction_{i}",
+                trainer.loggers,
+                f"select/prediction_{i}",
                 prediction_panel(img, pred, target, palette),
                 step=trainer.global_step,
             )
@@ -67,16 +68,8 @@ class WandbMedia(pl.Callback):
         if stage != "fit" or not trainer.is_global_zero:
             return
         self._log_pictures(trainer)
-        if not isinstance(trainer.logger, WandbLogger):
-            return
-        import wandb  # here: importing wandb takes about a second; only W&B runs get this far
-
         for name, kind in ARTIFACTS.items():
-            path = self.out / name
-            if path.is_file():
-                artifact = wandb.Artifact(name=f"{kind}-{trainer.logger.experiment.id}", type=kind)
-                artifact.add_file(str(path))
-                trainer.logger.experiment.log_artifact(artifact)
+            log_file_artifact(trainer.loggers, self.out / name, kind)
 
     def _log_pictures(self, trainer: pl.Trainer) -> None:
         """Log each stage picture once per new version of the file."""
@@ -88,7 +81,31 @@ class WandbMedia(pl.Callback):
                 continue
             self._logged[name] = path.stat().st_mtime
             with Image.open(path) as im:
-                log_image(trainer.logger, f"arch/{path.stem}", _rgb(im), step=trainer.global_step)
+                prefix = "curves" if name == CURVES_PNG else "arch"
+                log_image(trainer.loggers, f"{prefix}/{path.stem}", _rgb(im), step=trainer.global_step)
+
+
+def log_eval_media(logger: Any, metrics: dict, out: Path) -> None:
+    """stage=eval on W&B: per-class IoU / accuracy table, confusion matrix (counts table and picture), summary."""
+    import wandb  # here: importing wandb takes about a second; only W&B runs get this far
+
+    run = logger.experiment
+    classes = list(metrics["iou_per_class"])
+    per_class = wandb.Table(
+        columns=["class", "iou", "acc"],
+        data=[[c, metrics["iou_per_class"][c], metrics["acc_per_class"].get(c)] for c in classes],
+    )
+    media: dict[str, Any] = {"eval/per_class": per_class}
+    confusion = out / "confusion_matrix.json"
+    if confusion.is_file():
+        counts = read_json(confusion, "confusion matrix")["counts"]
+        media["eval/confusion_counts"] = wandb.Table(
+            columns=["ground truth", *classes], data=[[c, *row] for c, row in zip(classes, counts)]
+        )
+    if (out / "confusion_matrix.png").is_file():
+        media["eval/confusion_matrix"] = wandb.Image(str(out / "confusion_matrix.png"))
+    run.log(media)
+    run.summary.update({"eval/split": metrics["split"], "eval/num_images": metrics["num_images"]})
 
 
 def _rgb(im: Any) -> Any:
