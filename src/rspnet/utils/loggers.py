@@ -21,6 +21,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from rspnet.errors import ConfigError
 from rspnet.utils.io import atomic_write_text
+from rspnet.utils.labels import run_labels
 
 WANDB_ID_FILE = "wandb_id.txt"
 # keys recipes set to group runs (W&B arguments); other loggers do not take them
@@ -67,7 +68,8 @@ def _wandb_kwargs(cfg: DictConfig, out: Path) -> dict[str, Any]:
     # one W&B run per stage: Lightning would otherwise attach to a run still open in this
     # process (an earlier pipeline stage) and log into it with that stage's config
     finish_loggers()
-    kwargs: dict[str, Any] = {"config": OmegaConf.to_container(cfg, resolve=True)}
+    # a readable run name and the tags: the stage, the experiment, root `tags`, logger.tags (rspnet.utils.labels)
+    kwargs: dict[str, Any] = {"config": OmegaConf.to_container(cfg, resolve=True), **run_labels(cfg)}
     stored = out / WANDB_ID_FILE
     if cfg.get("ckpt_path") and not cfg.logger.get("id") and stored.is_file():
         kwargs.update(id=stored.read_text().strip(), resume="allow")  # ckpt_path=last: the same W&B run
