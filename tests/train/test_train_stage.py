@@ -145,3 +145,12 @@ def test_resume_keeps_the_held_out_slice(trained: dict, tiny_cfg, tmp_path) -> N
     after = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     info = json.loads((out / "train.json").read_text())
     assert after["SegDataModule"]["holdout"] == saved and info["selection"]["holdout"]["seed"] == 0
+
+
+def test_a_train_run_keeps_the_checkpoints_the_checkpoint_group_asks_for(tiny_cfg, tmp_path: Path) -> None:
+    from rspnet.stages.train import run as run_train
+
+    result = run_train(tiny_cfg("stage=train", "checkpoint=every_epoch", "trainer.max_epochs=2"))
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.ckpt"))
+    assert names == ["epoch000.ckpt", "epoch001.ckpt", "last.ckpt"]  # save_top_k=-1: every epoch kept
+    assert Path(result["best_ckpt"]).name in names[:2] and result["epochs"] == 2
