@@ -165,3 +165,10 @@ def test_checkpoint_keys_rspnet_sets_or_lightning_lacks_are_one_error(make_cfg, 
 def test_checkpoint_save_top_k_is_type_checked(make_cfg) -> None:
     with pytest.raises(ConfigError, match=r"checkpoint.save_top_k=-2 is invalid"):
         validate_config(make_cfg("checkpoint.save_top_k=-2"))
+
+
+def test_a_sweep_over_the_stage_without_an_output_dir_is_one_error(rspnet_cli, tmp_path: Path) -> None:
+    proc = rspnet_cli("-m", "stage=summary,data_stats", "debug=tiny", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "rspnet: error: stage=summary,data_stats: a sweep over the stage needs paths.output_dir" in proc.stderr
+    assert "Traceback" not in proc.stderr and not list(tmp_path.glob("multirun/*/*/0"))  # no job ran

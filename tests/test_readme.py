@@ -73,6 +73,7 @@ def test_readme_commands_compose() -> None:
     "needle",
     [
         "14 min 37 s",  # make test, with its date
+        "7 min 44 s for `CPU_ONLY=1 make install`",  # install
         "2026-11-29",
         "`ckpt=PATH`",  # ckpt vs ckpt_path, side by side
         "`ckpt_path=last\\|PATH`",
