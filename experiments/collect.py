@@ -180,7 +180,7 @@ def _describe(run: Run, cfg: dict[str, Any]) -> None:
     run.dataset = str(get("dataset", "name") or "?")
     run.rsp = get("rsp", "enabled")
     run.head = str(get("head", "name") or "?")
-    run.tags = [str(t) for t in (get("logger", "tags") or [])]
+    run.tags = list(dict.fromkeys(str(t) for t in [*(get("tags") or []), *(get("logger", "tags") or [])]))
     run.pretrain = bool(get("train", "init_ckpt")) or ("pretrain-mapillary" in run.tags and run.dataset != "mapillary")
 
 

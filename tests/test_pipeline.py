@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,18 @@ def test_notebook_runs_on_pipeline_outputs(pipeline_run):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 3  # cell, trellis, predictions
+
+
+def test_readme_lists_the_files_each_pipeline_stage_writes(pipeline_run):
+    """README "What a run writes" agrees with a real run (besides config, logs and the pipeline's done.json)."""
+    from tests.test_readme import readme_artifacts
+
+    table = readme_artifacts()
+    common = {"config.yaml", "rspnet.log", ".hydra", "csv", "done.json"}
+    for stage in ("cell_search", "macro_search", "train", "eval"):
+        found = {p.name + ("/" if p.is_dir() else "") for p in (pipeline_run / stage).iterdir()}
+        found -= {c + "/" for c in common} | common
+        listed = {name for name in table[stage] if "/" not in name[:-1] and not name.endswith(".ckpt")}
+        assert found == listed, stage
+        ckpts = {re.sub(r"\d{3}", "NNN", p.name) for p in (pipeline_run / stage / "checkpoints").glob("*.ckpt")}
+        assert ckpts == {name for name in table[stage] if name.endswith(".ckpt")}, stage

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -89,6 +91,23 @@ def _failure(e: BaseException) -> tuple[str, int]:
         return f"exited with status {e.code}", e.code if isinstance(e.code, int) and e.code else 1
     first = (str(e).strip().splitlines() or [""])[0]
     return f"{type(e).__name__}: {first}" if first else type(e).__name__, 1
+
+
+class SweptStageCheck(Callback):
+    """Refuses `-m stage=a,b` without `paths.output_dir`: the sweep dir names the stage, so each stage's
+    jobs would land in their own `multirun/<stage>/...`, apart from each other and the sweep summary."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+        swept = [o for o in overrides if o.key_or_group == "stage" and o.is_sweep_override()]
+        if swept and _run_dir(OmegaConf.select(config, "paths.output_dir"), "") == "":
+            fail_sweep(
+                f"{swept[0].input_line}: a sweep over the stage needs paths.output_dir=DIR (the default sweep dir "
+                "multirun/<stage>/<date>_<time> names one stage)",
+                Path(str(config.hydra.sweep.dir)),
+            )
 
 
 def _message(e: RSPNetError) -> str:

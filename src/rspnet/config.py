@@ -26,7 +26,7 @@ def config_dir() -> str:
 def compose(*overrides: str, hydra: bool = False) -> DictConfig:
     """The config `rspnet <overrides>` would run with, composed outside any Hydra app.
 
-    As on the command line, `paths.output_dir` defaults to `outputs/<date>/<time>`.
+    As on the command line, `paths.output_dir` defaults to `outputs/<stage>/<date>_<time>`.
     `hydra=True` also returns the `hydra` node (sweeper, launcher, mode), as tests of recipes need.
     """
     check_moved(overrides)
@@ -41,7 +41,9 @@ def compose(*overrides: str, hydra: bool = False) -> DictConfig:
         raise ConfigError(f"overrides {' '.join(overrides)}: {str(e).splitlines()[0]}") from e
     if cfg.paths.get("output_dir") in (None, ""):
         with open_dict(cfg):  # the CLI's default run dir (Hydra's ${now:...} is not resolvable outside the app)
-            cfg.paths.output_dir = str(Path("outputs") / dt.datetime.now().strftime("%Y-%m-%d/%H-%M-%S"))
+            cfg.paths.output_dir = str(
+                Path("outputs") / str(cfg.stage.name) / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+            )
     return cfg
 
 

@@ -289,9 +289,9 @@ def test_cli_bad_genotype_keeps_the_previous_run(cli, tmp_path: Path) -> None:
     hydra_record = {
         p.relative_to(out).as_posix()
         for p in out.rglob("*")
-        if p.relative_to(out).parts[0] == ".hydra" or p.name == "cli.log"
+        if p.relative_to(out).parts[0] == ".hydra" or p.name == "rspnet.log"
     }
-    assert hydra_record <= {".hydra", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "cli.log"}
+    assert hydra_record <= {".hydra", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "rspnet.log"}
     for extra in sorted(hydra_record, reverse=True):
         (out / extra).rmdir() if (out / extra).is_dir() else (out / extra).unlink()
     _assert_intact(out, previous)

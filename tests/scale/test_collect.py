@@ -153,3 +153,13 @@ def test_held_out_validation_is_not_reported_as_val(tmp_path: Path) -> None:
     assert read_run(run).miou is None  # a held-out-slice number is not the reported val mIoU
     (run / "train.json").write_text(json.dumps({"best_val_miou": 0.5, "params": 10, "selection": {"split": "val"}}))
     assert read_run(run).miou == 0.5 and read_run(run).source == "train.json"
+
+
+def test_collect_reads_the_root_tags_and_the_recipes_logger_tags(tmp_path: Path) -> None:
+    run_dir = _run(tmp_path / "r", "train", "cityscapes", True)
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    cfg.tags = ["pretrain-mapillary", "mine"]  # `tags=[...]` on the command line
+    cfg.logger.tags = ["finetune", "mine"]
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    (run,) = find_runs([tmp_path])
+    assert run.tags == ["pretrain-mapillary", "mine", "finetune"] and run.pretrain

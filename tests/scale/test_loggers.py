@@ -64,7 +64,7 @@ def test_every_wandb_argument_is_settable(make_cfg, tmp_path: Path, offline_wand
         "arm-a",
         "abc123",
         "first try",
-        ["x", "y"],
+        ["pipeline", "x", "y"],  # the stage first (rspnet.utils.labels)
         "g",
         "proj",
     )

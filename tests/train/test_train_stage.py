@@ -171,3 +171,12 @@ def test_selection_split_and_val_are_logged_under_their_own_names(tiny_cfg, tmp_
     off = tmp_path / "off"
     run_train(tiny_cfg("stage=train", "trainer.max_epochs=1", "logger=csv", "train.monitor_val=false", out=off))
     assert "val/miou" not in (off / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+
+
+def test_a_train_run_keeps_the_checkpoints_the_checkpoint_group_asks_for(tiny_cfg, tmp_path: Path) -> None:
+    from rspnet.stages.train import run as run_train
+
+    result = run_train(tiny_cfg("stage=train", "checkpoint=every_epoch", "trainer.max_epochs=2"))
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.ckpt"))
+    assert names == ["epoch000.ckpt", "epoch001.ckpt", "last.ckpt"]  # save_top_k=-1: every epoch kept
+    assert Path(result["best_ckpt"]).name in names[:2] and result["epochs"] == 2

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import ModelCheckpoint
 
 from rspnet.data import build_datamodule
 from rspnet.data.selection import Selection
@@ -20,7 +19,7 @@ from rspnet.stages.summary import arch_provenance, artifact_arg
 from rspnet.stages.summary import load_architecture as load_with_defaults
 from rspnet.utils.checkpoint import AtomicCheckpointIO, load_net_weights, net_state, read_checkpoint
 from rspnet.utils.config import output_dir, require
-from rspnet.utils.lifecycle import last_checkpoints, resolve_ckpt_path
+from rspnet.utils.lifecycle import best_checkpoint, last_checkpoints, resolve_ckpt_path
 from rspnet.utils.loggers import build_logger, log_file_artifact
 from rspnet.utils.results import WriteResult
 from rspnet.utils.trainer import build_trainer, run_callbacks
@@ -62,24 +61,6 @@ def init_from_checkpoint(module: Any, path: str) -> None:
         )
     load_net_weights(module.net, state, f"train.init_ckpt={path}")
     log.info("initialised the network from %s", path)
-
-
-def _best_checkpoint(out: Path) -> ModelCheckpoint:
-    """The best checkpoint on the selection split (max select/miou); last.ckpt comes from `last_checkpoints`.
-
-    last.ckpt has its own callback because Lightning >= 2.5 rewrites `save_last` only in epochs where
-    top-k saved, so after an epoch without a new best it would hold an older epoch.
-    """
-    # enable_version_counter=False: a moved run dir must overwrite its files, not add -v1 copies
-    return ModelCheckpoint(
-        dirpath=str(out / "checkpoints"),
-        filename="best-epoch{epoch:03d}",
-        monitor=SELECT_MIOU,
-        mode="max",
-        save_top_k=1,
-        auto_insert_metric_name=False,
-        enable_version_counter=False,
-    )
 
 
 def selection_info(dm: Any) -> dict[str, Any]:
@@ -137,6 +118,8 @@ def run(cfg: DictConfig) -> dict:
     genotype, macro = load_architecture(cfg)
     dm = build_datamodule(cfg)
     dm.monitor_val = bool(cfg.train.get("monitor_val", True))
+    # the checkpoint group is checked before anything is written
+    best = [best_checkpoint(cfg, out, SELECT_MIOU)] if dm.selection.select != "last" else []
     dm.setup("fit")
     ckpt_path = resolve_ckpt_path(cfg, out)
     restore_holdout(dm, ckpt_path)
@@ -172,7 +155,6 @@ def run(cfg: DictConfig) -> dict:
         "init_ckpt": str(cfg.train.init_ckpt) if cfg.train.get("init_ckpt") else None,
     }
     writer = WriteResult(out / "train.json", functools.partial(train_result, static))
-    best = [_best_checkpoint(out)] if dm.selection.select != "last" else []
     callbacks = [*best, *last_checkpoints(cfg, out)]
     trainer = build_trainer(
         cfg,

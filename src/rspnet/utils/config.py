@@ -55,7 +55,13 @@ def print_config_tree(
         "paths",
     ),
 ) -> None:
-    """Print the resolved config as a rich tree (one branch per group)."""
+    """Print the resolved config as a rich tree (one branch per group), on rank 0 only.
+
+    DDP ranks that Lightning or torchrun start re-run the command, so without the check every rank
+    would print the same tree.
+    """
+    if launch_rank() != 0:
+        return
     tree = rich.tree.Tree("CONFIG", style="dim", guide_style="dim")
     keys = [k for k in order if k in cfg] + [k for k in cfg if k not in order]
     for key in keys:
@@ -64,6 +70,14 @@ def print_config_tree(
         text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
         branch.add(rich.syntax.Syntax(text, "yaml"))
     rich.print(tree)
+
+
+def launch_rank() -> int:
+    """This process's rank as the launcher set it in the environment (Lightning's order), 0 outside DDP."""
+    for var in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
 
 
 def save_config(cfg: DictConfig, out: Path) -> Path:

@@ -22,8 +22,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from rspnet.errors import ArtifactError, ConfigError, StoppedError
 
@@ -34,7 +37,7 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # top-level keys that may change between a run and its resume: where it writes, how it is resumed,
 # logged, printed, threaded, checkpointed; the eval split and predict/inference options of later stages
 VOLATILE = ("ckpt_path", "ckpt", "split", "paths", "print_config", "threads", "logger", "callbacks", "checkpoint")
-VOLATILE += ("hydra", "predict", "extra_loggers")
+VOLATILE += ("hydra", "predict", "extra_loggers", "tags")
 # trainer keys that change the optimisation (all others are hardware, budgets, limits or logging)
 TRAINER_KEYS = ("precision", "accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm")
 # nested keys: where the data lives and how it is loaded; the held-out slice (a resume keeps the checkpoint's)
@@ -196,6 +199,39 @@ def last_checkpoints(cfg: DictConfig, out: Path) -> list[pl.Callback]:
     if steps:
         callbacks.append(ModelCheckpoint(**common, every_n_train_steps=int(steps)))
     return [*callbacks, RunIdentity(cfg)]
+
+
+# checkpoint.* keys refused: rspnet sets where and the metric that picks the best (train.select), and last.ckpt;
+# a best checkpoint saved between validations would pair one epoch's score with later weights
+REFUSED_CHECKPOINT_KEYS = ("dirpath", "monitor", "mode", "save_last", "train_time_interval")
+
+
+def best_checkpoint(cfg: DictConfig, out: Path, monitor: str) -> ModelCheckpoint:
+    """`out/checkpoints/best-*.ckpt`: the `checkpoint` group (a ModelCheckpoint config) on max `monitor`
+    (the selection split's mIoU, `select/miou`).
+
+    `checkpoint.every_n_train_steps` is last.ckpt's (`last_checkpoints`), which has its own callback
+    because Lightning >= 2.5 rewrites `save_last` only in epochs where top-k saved.
+    """
+    spec = cfg.get("checkpoint")
+    if not isinstance(spec, DictConfig) or not spec.get("_target_"):
+        raise ConfigError("checkpoint: not a ModelCheckpoint config; choose checkpoint=default (conf/checkpoint/)")
+    given = [k for k in REFUSED_CHECKPOINT_KEYS if spec.get(k) is not None]
+    if given or spec.get("filename") == "last":
+        key = f"checkpoint.{given[0]}" if given else "checkpoint.filename=last"
+        raise ConfigError(
+            f"{key}: set by rspnet (checkpoints/ of the run dir, best = max select/miou, the selection split "
+            "chosen by train.select, last.ckpt always written); remove it"
+        )
+    kwargs = {k: v for k, v in spec.items() if k != "every_n_train_steps"}  # last.ckpt's (last_checkpoints)
+    kwargs |= {"dirpath": str(out / "checkpoints"), "monitor": monitor, "mode": "max"}
+    try:
+        callback = instantiate(kwargs, _convert_="all")
+    except (InstantiationException, TypeError, MisconfigurationException) as e:
+        raise ConfigError(f"checkpoint ({spec._target_}): {str(e).splitlines()[0]}; check the checkpoint.* keys") from e
+    if not isinstance(callback, ModelCheckpoint):
+        raise ConfigError(f"checkpoint._target_={spec._target_}: not a ModelCheckpoint")
+    return callback
 
 
 def checkpoint_candidates(out: Path) -> list[Path]:

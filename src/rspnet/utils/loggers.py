@@ -28,6 +28,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from rspnet.errors import ConfigError
 from rspnet.utils.io import atomic_write_text
+from rspnet.utils.labels import run_labels
 
 log = logging.getLogger(__name__)
 WANDB_ID_FILE = "wandb_id.txt"
@@ -113,7 +114,8 @@ def _wandb_kwargs(cfg: DictConfig, spec: DictConfig, out: Path) -> dict[str, Any
     # one W&B run per stage: Lightning would otherwise attach to a run still open in this
     # process (an earlier pipeline stage) and log into it with that stage's config
     finish_loggers()
-    kwargs: dict[str, Any] = {"config": OmegaConf.to_container(cfg, resolve=True)}
+    # a readable run name and the tags: the stage, the experiment, root `tags`, logger.tags (rspnet.utils.labels)
+    kwargs: dict[str, Any] = {"config": OmegaConf.to_container(cfg, resolve=True), **run_labels(cfg)}
     resuming = bool(cfg.get("ckpt_path")) and not spec.get("id")
     stored = out / WANDB_ID_FILE
     if resuming and stored.is_file():

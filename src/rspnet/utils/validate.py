@@ -62,6 +62,12 @@ LIMIT: Check = _optional((lambda v: _num(v) and v >= 0, "a batch count or fracti
 SCHEMA: dict[str, Check] = {
     "seed": INT,
     "checkpoint.every_n_train_steps": _optional(POS_INT),
+    "checkpoint.save_top_k": (lambda v: _int(v) and v >= -1, "an integer >= -1 (-1: every epoch)"),
+    "checkpoint.filename": STR,
+    "tags": (
+        lambda v: isinstance(v, (list, ListConfig)) and all(isinstance(t, (str, int)) for t in v),
+        "a list of labels",
+    ),
     "print_config": BOOL,
     **{
         f"model.{k}": POS_INT
