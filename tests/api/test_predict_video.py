@@ -15,10 +15,11 @@ from tests.train.conftest import compose_cfg
 FRAMES, H, W = 7, 48, 64
 
 
-def _clip(path: Path) -> Path:
+def _clip(path: Path, codec: str = "mp4v") -> Path:
+    """FRAMES random frames; `codec="MJPG"` into an .avi (its header announces the frame count, the index is at the end)."""
     import cv2
 
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (W, H))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), 10.0, (W, H))
     rng = np.random.default_rng(0)
     for _ in range(FRAMES):
         writer.write(rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
@@ -73,18 +74,6 @@ def test_video_limit_default_labelids_and_bad_file(tiny_ckpt: Path, tmp_path: Pa
         )
 
 
-def _clip_avi(path: Path) -> Path:
-    """FRAMES MJPG frames in an AVI (its header announces the frame count; the index is at the end)."""
-    import cv2
-
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (W, H))
-    rng = np.random.default_rng(0)
-    for _ in range(FRAMES):
-        writer.write(rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
-    writer.release()
-    return path
-
-
 def _damaged(path: Path, how: str) -> Path:
     data = path.read_bytes()
     if how == "truncated":  # cut half-way: the header still announces every frame
@@ -97,7 +86,7 @@ def _damaged(path: Path, how: str) -> Path:
 
 @pytest.mark.parametrize("how", ["truncated avi", "corrupt mp4"])
 def test_a_truncated_or_corrupt_video_is_an_error_not_a_shorter_result(tiny_ckpt: Path, tmp_path: Path, how: str):
-    clip = _clip_avi(tmp_path / "clip.avi") if how.endswith("avi") else _clip(tmp_path / "clip.mp4")
+    clip = _clip(tmp_path / "clip.avi", "MJPG") if how.endswith("avi") else _clip(tmp_path / "clip.mp4")
     _damaged(clip, how.split()[0])
     out = tmp_path / "pred"
     cfg = compose_cfg(out, "stage=predict", f"ckpt={tiny_ckpt}", f"predict.input={clip}", "predict.label_ids=true")
@@ -110,7 +99,7 @@ def test_a_truncated_or_corrupt_video_is_an_error_not_a_shorter_result(tiny_ckpt
 
 
 def test_an_intact_avi_and_a_limit_pass_the_frame_count_check(tiny_ckpt: Path, tmp_path: Path) -> None:
-    clip = _clip_avi(tmp_path / "clip.avi")
+    clip = _clip(tmp_path / "clip.avi", "MJPG")
     for limit, expected in (("null", FRAMES), (3, 3)):
         out = tmp_path / f"pred{limit}"
         cfg = compose_cfg(out, "stage=predict", f"ckpt={tiny_ckpt}", f"predict.input={clip}", f"predict.limit={limit}")

@@ -11,15 +11,6 @@ from rspnet.errors import ConfigError
 from rspnet.utils.loggers import WANDB_ID_FILE, build_logger, finish_loggers
 
 
-@pytest.fixture
-def offline_wandb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):
-        monkeypatch.setenv(var, str(tmp_path / "wandb_home"))
-    yield
-    finish_loggers()
-
-
 @pytest.mark.parametrize(
     ("choice", "cls"), [("csv", "CSVLogger"), ("tensorboard", "TensorBoardLogger"), ("wandb", "WandbLogger")]
 )

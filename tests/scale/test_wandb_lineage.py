@@ -16,15 +16,6 @@ from rspnet.errors import ConfigError
 from rspnet.utils.loggers import WANDB_GROUP_FILE, build_logger, finish_loggers, log_file_artifact
 
 
-@pytest.fixture
-def offline_wandb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):
-        monkeypatch.setenv(var, str(tmp_path / "wandb_home"))
-    yield
-    finish_loggers()
-
-
 def _run(out: Path) -> dict:
     finish_loggers()
     (run_dir,) = (out / "wandb").glob("offline-run-*")
