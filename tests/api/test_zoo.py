@@ -52,6 +52,7 @@ def test_zoo_camvid_is_the_trained_model() -> None:
         assert model(torch.zeros(1, 3, 64, 96)).shape == (1, 11, 64, 96)
 
 
+@pytest.mark.slow  # ~10 s: stage=eval of 101 images at 240x320
 @pytest.mark.skipif(not (REPO.parent / "shared" / "data" / "camvid").is_dir(), reason="no ../shared/data/camvid")
 def test_zoo_camvid_miou_is_reproduced_on_its_data() -> None:
     """stage=eval of the shipped weights on the stored copy and protocol gives the stored val mIoU (a few seconds)."""
