@@ -21,6 +21,16 @@ REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
 
 
+# load_model("zoo:camvid") in the installed package: its weights file, then kind, trained, classes, logits shape
+ZOO_CAMVID = """
+import torch, rspnet
+from rspnet.api import zoo_entries, zoo_weights
+m = rspnet.load_model("zoo:camvid")
+print(zoo_weights(zoo_entries()["camvid"]))
+print(m.kind, m.trained, m.num_classes, m.classes[0], tuple(m(torch.zeros(1, 3, 64, 96)).shape))
+"""
+
+
 def _setuptools() -> dict:
     return tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
 
@@ -38,6 +48,9 @@ def test_every_subpackage_and_the_data_are_declared() -> None:
     assert REPO / "conf" / "debug" / "limit.yaml" in conf
     genotypes = {p for pattern in data["rspnet.genotypes"] for p in (REPO / "experiments" / "genotypes").glob(pattern)}
     assert REPO / "experiments" / "genotypes" / "paper_like.json" in genotypes
+    assert dirs["rspnet.model_zoo"] == "experiments/model_zoo"  # zoo.yaml and the published weights
+    zoo = {p for pattern in data["rspnet.model_zoo"] for p in (REPO / "experiments" / "model_zoo").glob(pattern)}
+    assert {REPO / "experiments" / "model_zoo" / f for f in ("zoo.yaml", "camvid.safetensors")} <= zoo
 
 
 def test_resources_find_the_configs_and_the_shipped_genotypes() -> None:
@@ -74,7 +87,7 @@ def test_wheel_installs_and_runs_outside_the_repo(tmp_path: Path) -> None:
     wheels, venv, work, tree = tmp_path / "wheels", tmp_path / "venv", tmp_path / "elsewhere", tmp_path / "tree"
     # build from a copy of what the wheel is made of (an in-tree build would leave build/ in the repo)
     skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "local")
-    for part in ("src", "conf", "experiments/genotypes"):
+    for part in ("src", "conf", "experiments/genotypes", "experiments/model_zoo"):
         shutil.copytree(REPO / part, tree / part, ignore=skip)
     for part in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / part, tree / part)
@@ -112,6 +125,19 @@ def test_wheel_installs_and_runs_outside_the_repo(tmp_path: Path) -> None:
         text=True,
     ).stdout.split()
     assert all(p.startswith(site) for p in where), where  # the installed package and its data, not the repo
+    # the zoo's trained CamVid model, from the weights inside the installed package
+    zoo = subprocess.run(
+        [str(py), "-c", ZOO_CAMVID],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert zoo.returncode == 0, zoo.stderr[-3000:]
+    weights, described = zoo.stdout.strip().splitlines()
+    assert weights.startswith(site) and weights.endswith("camvid.safetensors"), weights
+    assert described == "zoo True 11 sky (1, 11, 64, 96)", described
     rspnet = str(venv / "bin" / "rspnet")
     proc = subprocess.run(
         [rspnet, "stage=summary", "model=paper", "print_config=false", "paths.output_dir=summary"],

@@ -113,8 +113,9 @@ def load_model(path: str | Path, device: str = "cpu") -> Model:
     Checkpoints are read with `torch.load(weights_only=True)`; a `*.safetensors` file from
     `stage=export stage.format=safetensors` holds no pickle at all.
 
-    `zoo:<name>` builds the shipped architecture of `experiments/zoo.yaml` with random
-    weights (no trained weights are published): useful to measure speed, not to segment.
+    `zoo:<name>` loads an entry of the shipped model zoo (`experiments/model_zoo/zoo.yaml`): its
+    trained weights where the entry publishes them (`zoo:camvid`, checked against the stored sha256),
+    else the architecture with random weights (useful to measure speed, not to segment).
     """
     text = str(path)
     if text.startswith(ZOO_PREFIX):
@@ -198,10 +199,10 @@ def _check_onnx_meta(path: Path, k: int, channels: int | None, classes: list, pa
 
 
 def zoo_file() -> Path:
-    """`experiments/zoo.yaml`, beside the shipped genotypes."""
-    from rspnet.stages.summary import PAPER_GENOTYPE
+    """The model zoo file `zoo.yaml` (repo: `experiments/model_zoo/`, shipped as `rspnet.model_zoo`)."""
+    from rspnet.resources import package_dir
 
-    return PAPER_GENOTYPE.parents[1] / "zoo.yaml"
+    return package_dir("rspnet.model_zoo") / "zoo.yaml"
 
 
 def zoo_entries() -> dict[str, dict[str, Any]]:
@@ -214,16 +215,36 @@ def zoo_entries() -> dict[str, dict[str, Any]]:
     return {str(e["name"]): e for e in yaml.safe_load(path.read_text())["models"]}
 
 
+def zoo_weights(entry: dict[str, Any]) -> Path | None:
+    """The entry's weights file (beside zoo.yaml), or None for an architecture without published weights."""
+    return zoo_file().parent / str(entry["weights"]) if entry.get("weights") else None
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file (`zoo.yaml` stores the weights' checksum)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def build_zoo_net(entry: dict[str, Any]) -> tuple[torch.nn.Module, Any]:
-    """(untrained derived net, composed config) of a zoo entry: its genotype, macro and config overrides."""
+    """(untrained derived net, composed config) of a zoo entry: its shipped genotype and macro, its config overrides."""
     from rspnet.config import compose
     from rspnet.genotype import Genotype, MacroArch
     from rspnet.models.derived import DerivedNet, default_macro
+    from rspnet.resources import genotype_path, package_dir
 
     cfg = compose(*entry["overrides"])
-    root = zoo_file().parents[1]
-    genotype = Genotype.load(root / entry["genotype"])
-    macro = default_macro(cfg) if entry["macro"] == "default_macro" else MacroArch.load(root / entry["macro"])
+    genotype = Genotype.load(genotype_path(entry["genotype"]))
+    macro = (
+        default_macro(cfg)
+        if entry["macro"] == "default_macro"
+        else MacroArch.load(package_dir("rspnet.genotypes") / f"{entry['macro']}.json")
+    )
     return DerivedNet.from_cfg(cfg, genotype, macro, int(cfg.dataset.num_classes)), cfg
 
 
@@ -233,6 +254,9 @@ def _from_zoo(name: str) -> Model:
     entries = zoo_entries()
     if name not in entries:
         raise ConfigError(f"zoo:{name} is not in {zoo_file().name}; choose one of: {', '.join(entries)}")
+    weights = zoo_weights(entries[name])
+    if weights is not None:
+        return _trained_zoo(name, entries[name], weights)
     torch.manual_seed(0)
     net, cfg = build_zoo_net(entries[name])
     data = dataset_module(cfg)
@@ -251,3 +275,16 @@ def _from_zoo(name: str) -> Model:
         crop_size=_crop(cfg.dataset.get("crop_size")),
         meta=entries[name],
     )
+
+
+def _trained_zoo(name: str, entry: dict[str, Any], weights: Path) -> Model:
+    """A zoo entry with published weights: its safetensors file, checked against the sha256 in zoo.yaml."""
+    if not weights.is_file():
+        raise ArtifactError(f"zoo:{name}: weights file {weights} is missing; reinstall rspnet")
+    if sha256(weights) != entry.get("sha256"):
+        raise ArtifactError(
+            f"zoo:{name}: {weights} does not match the sha256 in {zoo_file().name} (damaged or replaced); reinstall rspnet"
+        )
+    model = _from_checkpoint(weights)
+    model.source, model.kind, model.meta = f"zoo:{name}", "zoo", {**model.meta, "zoo": entry}
+    return model

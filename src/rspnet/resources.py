@@ -1,6 +1,7 @@
-"""Files shipped with the package: the Hydra configs (`rspnet.conf`) and the genotypes (`rspnet.genotypes`).
+"""Files shipped with the package: the Hydra configs (`rspnet.conf`), the genotypes (`rspnet.genotypes`)
+and the model zoo (`rspnet.model_zoo`: zoo.yaml and the published weights).
 
-In the repository they live at the top level (`conf/`, `experiments/genotypes/`);
+In the repository they live at the top level (`conf/`, `experiments/genotypes/`, `experiments/model_zoo/`);
 `pyproject.toml` maps them into the package, so an installed wheel carries them and any
 working directory works. Configs can name a shipped genotype as `${rspnet.genotype:paper_like}`.
 """
@@ -16,7 +17,11 @@ from omegaconf import OmegaConf
 from rspnet.errors import ConfigError
 
 # package -> its folder in a source checkout (pyproject.toml [tool.setuptools] package-dir)
-CHECKOUT_DIRS = {"rspnet.conf": "conf", "rspnet.genotypes": "experiments/genotypes"}
+CHECKOUT_DIRS = {
+    "rspnet.conf": "conf",
+    "rspnet.genotypes": "experiments/genotypes",
+    "rspnet.model_zoo": "experiments/model_zoo",
+}
 
 
 def _checkout() -> Path | None:

@@ -39,7 +39,8 @@ def check_classes(ckpt: str, meta: dict, num_classes: int, dataset: str) -> None
     if int(meta["num_classes"]) != int(num_classes):
         raise ConfigError(
             f"ckpt={ckpt} predicts {meta['num_classes']} classes but dataset={dataset} has {num_classes}; "
-            "evaluate on the dataset it was trained for (or fine-tune with train.init_ckpt)"
+            "evaluate on the dataset it was trained for, or fine-tune it on this one first: "
+            f"stage=train train.init_ckpt={ckpt} train.init_skip=classifiers"
         )
 
 

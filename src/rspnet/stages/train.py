@@ -12,12 +12,18 @@ from omegaconf import DictConfig
 
 from rspnet.data import build_datamodule
 from rspnet.data.selection import Selection
-from rspnet.errors import ArtifactError
+from rspnet.errors import ArtifactError, ConfigError
 from rspnet.lit.seg_module import SELECT_MIOU, build_seg_module
 from rspnet.losses import resolve_class_weights
 from rspnet.stages.summary import arch_provenance, artifact_arg
 from rspnet.stages.summary import load_architecture as load_with_defaults
-from rspnet.utils.checkpoint import AtomicCheckpointIO, load_net_weights, net_state, read_checkpoint
+from rspnet.utils.checkpoint import (
+    AtomicCheckpointIO,
+    class_layers,
+    load_net_weights,
+    net_state,
+    read_checkpoint,
+)
 from rspnet.utils.config import output_dir, require
 from rspnet.utils.lifecycle import best_checkpoint, last_checkpoints, resolve_ckpt_path
 from rspnet.utils.loggers import build_logger, log_file_artifact
@@ -52,15 +58,45 @@ def load_architecture(cfg: DictConfig) -> tuple[Any, Any]:
     return architecture
 
 
-def init_from_checkpoint(module: Any, path: str) -> None:
-    """`train.init_ckpt`: copy the network weights of another training checkpoint (strict keys and shapes)."""
+INIT_SKIP = "classifiers"  # train.init_skip: the one choice (null = strict)
+
+
+def init_from_checkpoint(module: Any, path: str | None, skip: str | None = None) -> None:
+    """`train.init_ckpt`: copy the network weights of another training checkpoint (strict keys and shapes).
+
+    `skip="classifiers"` (`train.init_skip`) keeps this network's freshly initialised class-shaped
+    layers (the heads' `class_layers`: final classifier, OCR aux classifier) and copies the rest
+    strictly: fine-tuning across label sets. Without it a different class count is one error naming the option.
+    """
+    if not path:
+        raise ConfigError(f"train.init_skip={skip} needs train.init_ckpt=PATH (the weights to copy)")
+    source = f"train.init_ckpt={path}"
     state = net_state(read_checkpoint(path))
     if not state:
-        raise ArtifactError(
-            f"train.init_ckpt={path}: no 'net.*' weights in it; pass a checkpoint written by stage=train"
-        )
-    load_net_weights(module.net, state, f"train.init_ckpt={path}")
-    log.info("initialised the network from %s", path)
+        raise ArtifactError(f"{source}: no 'net.*' weights in it; pass a checkpoint written by stage=train")
+    layers = class_layers(module.net)
+    stored = state.get(f"{layers[0]}.weight") if layers else None
+    theirs, ours = (int(stored.shape[0]) if stored is not None else None), int(module.num_classes)
+    if skip is None:
+        if theirs is not None and theirs != ours:
+            raise ArtifactError(
+                f"{source} predicts {theirs} classes but this dataset has {ours}; pass "
+                f"train.init_skip={INIT_SKIP} to copy everything else and re-initialise the class-shaped "
+                f"layers ({', '.join(layers)})"
+            )
+        load_net_weights(module.net, state, source)
+        log.info("initialised the network from %s", path)
+        return
+    load_net_weights(module.net, state, source, skip=tuple(layers))
+    log.info(
+        "initialised the network from %s except the class-shaped layers %s, re-initialised (train.init_skip=%s: "
+        "%s -> %s classes)",
+        path,
+        ", ".join(layers),
+        skip,
+        theirs,
+        ours,
+    )
 
 
 def selection_info(dm: Any) -> dict[str, Any]:
@@ -108,7 +144,7 @@ def train_result(static: dict[str, Any], trainer: pl.Trainer, module: Any) -> di
         "class_weights": static["class_weights"],
         "epochs": int(trainer.current_epoch),
         "global_step": int(trainer.global_step),
-        **{k: static[k] for k in ("params", "arch_provenance", "genotype", "macro_arch", "init_ckpt")},
+        **{k: static[k] for k in ("params", "arch_provenance", "genotype", "macro_arch", "init_ckpt", "init_skip")},
     }
 
 
@@ -133,8 +169,8 @@ def run(cfg: DictConfig) -> dict:
     log.info(
         "derived network: %s params (%.3f M), head=%s, rsp=%s", params, params / 1e6, cfg.head.name, cfg.rsp.enabled
     )
-    if cfg.train.get("init_ckpt"):
-        init_from_checkpoint(module, str(cfg.train.init_ckpt))
+    if cfg.train.get("init_ckpt") or cfg.train.get("init_skip"):
+        init_from_checkpoint(module, cfg.train.get("init_ckpt"), cfg.train.get("init_skip"))
     no_val = {"limit_val_batches": 0} if dm.selection.split is None else {}
     logger = build_logger(cfg, out)
     for lg in logger if isinstance(logger, list) else [logger] if logger else []:
@@ -153,6 +189,7 @@ def run(cfg: DictConfig) -> dict:
         "genotype": artifact_arg(cfg, "genotype"),
         "macro_arch": str(cfg.macro_arch) if cfg.get("macro_arch") else None,
         "init_ckpt": str(cfg.train.init_ckpt) if cfg.train.get("init_ckpt") else None,
+        "init_skip": cfg.train.get("init_skip"),
     }
     writer = WriteResult(out / "train.json", functools.partial(train_result, static))
     callbacks = [*best, *last_checkpoints(cfg, out)]

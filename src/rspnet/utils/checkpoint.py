@@ -82,12 +82,30 @@ def _listing(keys: list[str], limit: int = 8) -> str:
     return ", ".join(keys[:limit]) + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+def class_layers(net: nn.Module) -> list[str]:
+    """Names of the submodules with one output channel per class (each head lists its own in `class_layers`)."""
+    return [
+        f"{name}.{layer}" if name else layer
+        for name, module in net.named_modules()
+        for layer in getattr(module, "class_layers", ())
+    ]
+
+
+def under(key: str, prefixes: list[str]) -> bool:
+    """`key` is a tensor of one of the submodules `prefixes` (`head.classifier` holds `head.classifier.weight`)."""
+    return any(key.startswith(f"{p}.") for p in prefixes)
+
+
+def check_state_dict(
+    module: nn.Module, state: Mapping[str, torch.Tensor], source: str, skip: tuple[str, ...] = ()
+) -> None:
     """One ArtifactError listing missing, unexpected and shape-mismatched keys, if `state` does not fit `module`.
 
     Called before `load_state_dict`, whose multi-line RuntimeError would otherwise reach the user.
+    The tensors of the submodules `skip` are left out on both sides.
     """
-    own = module.state_dict()
+    own = {k: v for k, v in module.state_dict().items() if not under(k, list(skip))}
+    state = {k: v for k, v in state.items() if not under(k, list(skip))}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
@@ -309,10 +327,18 @@ def net_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
 
 
-def load_net_weights(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Strict load: any missing, unexpected or shape-mismatched key is one ArtifactError listing them."""
-    check_state_dict(net, state, source)
-    net.load_state_dict(state, strict=True)
+def load_net_weights(net: nn.Module, state: dict[str, torch.Tensor], source: str, skip: tuple[str, ...] = ()) -> None:
+    """Strict load: any missing, unexpected or shape-mismatched key is one ArtifactError listing them.
+
+    The submodules `skip` (e.g. `class_layers(net)`) keep their own weights; everything else must fit.
+    """
+    check_state_dict(net, state, source, skip)
+    if not skip:
+        net.load_state_dict(state, strict=True)
+        return
+    kept = {k: v for k, v in state.items() if not under(k, list(skip))}
+    missing, unexpected = net.load_state_dict(kept, strict=False)
+    assert not unexpected and all(under(k, list(skip)) for k in missing), (missing, unexpected)
 
 
 def _arch_diff(user: DictConfig, stored: dict) -> list[str]:

@@ -127,6 +127,7 @@ SCHEMA: dict[str, Check] = {
     "train.ohem_min_kept": POS_INT,
     "train.aux_weight": _optional(NONNEG),
     "train.init_ckpt": _optional(STR),
+    "train.init_skip": _optional(_choice("classifiers")),
     "inference.mode": _choice("whole", "slide", "multiscale_flip"),
     "inference.slide_crop": _optional(_list(POS_INT, "positive integers", 2)),
     "inference.slide_stride": _optional(_list(POS_INT, "positive integers", 2)),

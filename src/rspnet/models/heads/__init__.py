@@ -1,8 +1,10 @@
 """Segmentation heads over the trellis' last-layer outputs (`head=fcn|ocr`), looked up in `HEADS`.
 
 A head is `Head(in_channels, ...)` with `from_cfg(cfg, in_channels, num_classes)` and
-`forward(feats, size) -> {"out": logits at size, ...}`. A new head is one module here plus
-one `HEADS` entry (timm's `_model_entrypoints`, mmseg's `HEADS` registry).
+`forward(feats, size) -> {"out": logits at size, ...}`; it names its class-shaped submodules (one
+output channel per class) in `class_layers`, which `train.init_skip=classifiers` re-initialises.
+A new head is one module here plus one `HEADS` entry (timm's `_model_entrypoints`, mmseg's
+`HEADS` registry).
 """
 
 from __future__ import annotations

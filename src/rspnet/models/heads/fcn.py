@@ -12,6 +12,9 @@ from rspnet.models.layers import conv_bn_relu, fuse_scales, resize
 class FCNHead(nn.Module):
     """feats (one per scale) -> {"out": logits at the input size}; the search nets use it with affine=False."""
 
+    # submodules with one output channel per class (re-initialised by train.init_skip=classifiers)
+    class_layers = ("classifier",)
+
     def __init__(self, in_channels: list[int], channels: int, num_classes: int, affine: bool = True) -> None:
         super().__init__()
         self.fuse = conv_bn_relu(sum(in_channels), channels, affine=affine)

@@ -47,6 +47,9 @@ class ObjectAttention(nn.Module):
 class OCRHead(nn.Module):
     """feats (one per scale) -> {"out": OCR logits, "aux": soft-region logits}, both at input size."""
 
+    # submodules with one output channel per class (re-initialised by train.init_skip=classifiers)
+    class_layers = ("classifier", "aux_head.1")
+
     def __init__(self, in_channels: list[int], mid: int, key: int, num_classes: int, dropout: float = 0.05) -> None:
         super().__init__()
         total = sum(in_channels)
