@@ -9,6 +9,7 @@ import os
 import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -273,3 +274,25 @@ def test_a_step_checkpoint_resumes_mid_epoch_and_runs_to_the_end(
     result = run(make_cfg(*args, "ckpt_path=last", out=out))
     # the resumed run trained the two batches after the checkpoint and ended where a full run ends
     assert result["global_step"] == 6 and result["epochs"] == 2 and steps == [4, 2]
+
+
+def _sleep() -> None:
+    import time
+
+    time.sleep(60)
+
+
+def test_a_forked_worker_keeps_the_default_meaning_of_sigterm(tmp_path: Path) -> None:
+    """A DataLoader / pool worker forked inside a run inherits the handler; SIGTERM (a pool's terminate()) must end
+    it quietly as by default, not raise the run's stop exception (with a traceback) in the worker."""
+    import multiprocessing
+
+    from rspnet.utils.lifecycle import stop_on_signals
+
+    with stop_on_signals(tmp_path):
+        worker = multiprocessing.get_context("fork").Process(target=_sleep)
+        worker.start()
+        time.sleep(0.5)
+        worker.terminate()  # SIGTERM
+        worker.join(10)
+    assert worker.exitcode == -signal.SIGTERM

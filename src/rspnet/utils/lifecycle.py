@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,7 +46,7 @@ NESTED_VOLATILE = ("dataset.root", "dataset.num_workers", "dataset.pin_memory")
 NESTED_VOLATILE += ("train.holdout_fraction", "train.holdout_seed")
 ARTIFACT_KEYS = ("genotype", "macro_arch")  # input files: identified by their content, not their path
 
-_state: dict[str, Any] = {"depth": 0, "signum": None, "previous": {}}
+_state: dict[str, Any] = {"depth": 0, "signum": None, "previous": {}, "pid": None}
 
 
 class Interrupted(BaseException):  # noqa: N818 - a BaseException: `except Exception` blocks must not swallow it
@@ -53,7 +54,15 @@ class Interrupted(BaseException):  # noqa: N818 - a BaseException: `except Excep
 
 
 def _handler(signum: int, frame: Any) -> None:
-    """Record the first stop signal; stop at once unless a Trainer wrapped this handler (it stops at batch end)."""
+    """Record the first stop signal; stop at once unless a Trainer wrapped this handler (it stops at batch end).
+
+    A forked child (a DataLoader or multiprocessing-pool worker) inherits the handler: there the signal keeps
+    its default meaning (the pool's terminate() ends the worker quietly).
+    """
+    if os.getpid() != _state["pid"]:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     if _state["signum"] is None:
         _state["signum"] = signum
     if signal.getsignal(signum) is _handler:
@@ -72,7 +81,7 @@ def stop_on_signals(out: Path) -> Iterator[None]:
     """
     outermost = _state["depth"] == 0
     if outermost:
-        _state["signum"] = None
+        _state["signum"], _state["pid"] = None, os.getpid()
         _state["previous"] = {s: signal.getsignal(s) for s in SIGNALS}
         for s in SIGNALS:
             signal.signal(s, _handler)
