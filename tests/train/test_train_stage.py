@@ -180,3 +180,20 @@ def test_a_train_run_keeps_the_checkpoints_the_checkpoint_group_asks_for(tiny_cf
     names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.ckpt"))
     assert names == ["epoch000.ckpt", "epoch001.ckpt", "last.ckpt"]  # save_top_k=-1: every epoch kept
     assert Path(result["best_ckpt"]).name in names[:2] and result["epochs"] == 2
+
+
+def test_validating_never_moves_the_training_trajectory(tiny_cfg, tmp_path) -> None:
+    """Each evaluation loader has its own generator: monitoring val beside the held-out slice (train.monitor_val)
+    leaves the weights of every epoch bit-identical (a DataLoader iterator draws its base seed from the global RNG,
+    which the training shuffle and augmentations use)."""
+    from rspnet.stages import run_stage  # seeded, as the CLI runs a stage
+
+    weights = []
+    for monitor in ("true", "false"):
+        out = tmp_path / monitor
+        run_stage(tiny_cfg("stage=train", "trainer.max_epochs=2", f"train.monitor_val={monitor}", out=out))
+        weights.append(
+            torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+        )
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -38,7 +38,9 @@ def dataset_module(cfg: DictConfig) -> ModuleType:
 def build_dataset(cfg: DictConfig, split: str, train: bool) -> SegDataset:
     """Dataset `split` of `cfg.dataset` with the train (`train=True`) or eval pipeline."""
     module = dataset_module(cfg)
-    return module.build(cfg.dataset, split, build_transform(cfg.dataset, train), int(cfg.get("seed", 0)))
+    dataset = module.build(cfg.dataset, split, build_transform(cfg.dataset, train), int(cfg.get("seed", 0)))
+    dataset.augment = train  # the eval pipeline is deterministic: it draws no seed from torch's RNG
+    return dataset
 
 
 def available_splits(cfg: DictConfig) -> list[str]:

@@ -125,6 +125,9 @@ class SegDataset(Dataset):
         self.num_classes = len(self.classes)
         self.ignore_index = IGNORE
         self.transform = transform if transform is not None else eval_transform()
+        # a random (training) pipeline draws its seed from torch's RNG per sample; the eval pipeline is
+        # deterministic and draws nothing, so evaluating never moves the RNG training draws from
+        self.augment = transform is not None
         self.unknown_ids = check_unknown_ids(unknown_ids)
         self._warned = False
 
@@ -186,8 +189,8 @@ class SegDataset(Dataset):
                 f"{label_path}: label size {mask.shape[1]}x{mask.shape[0]} != image size "
                 f"{image.shape[1]}x{image.shape[0]} ({img_path}); fix or remove the pair"
             )
-        # augmentation randomness follows torch's RNG (seeded, checkpointed, per worker)
-        self.transform.set_random_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
+        if self.augment:  # augmentation randomness follows torch's RNG (seeded, checkpointed, per worker)
+            self.transform.set_random_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
         res = self.transform(image=image, mask=mask)
         image, mask = res["image"], res["mask"]
         return (

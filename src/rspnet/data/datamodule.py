@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig
 from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -87,6 +88,10 @@ class SegDataModule(pl.LightningDataModule):
             pin_memory=bool(self.dcfg.get("pin_memory", False)),
             persistent_workers=workers > 0,
             worker_init_fn=worker_init,  # one thread per worker (the main process holds the rest)
+            # every epoch's iterator draws its workers' base seed from this generator: an evaluation loader has its
+            # own, so validating (one loader or several, train.monitor_val) never moves the global RNG that the
+            # training shuffle and augmentations draw from
+            generator=None if train else torch.Generator(),
         )
 
     def _require(self, ds: SegDataset | None, stage: str) -> SegDataset:

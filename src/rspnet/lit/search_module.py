@@ -205,7 +205,9 @@ class SearchModule(pl.LightningModule):
             self.export_evolution(self.out_dir)
 
     def arch_snapshot(self) -> dict[str, dict[str, dict[str, float]]]:
-        """The architecture weights now: {"alpha": {"edge a->b": {op: softmax(alpha) weight}}}."""
+        """The architecture weights now: {"alpha": {"edge a->b": {op: softmax(alpha) weight}}} ({} for a bare net)."""
+        if not hasattr(self.net, "arch_weights"):  # any net with arch_parameters() searches; only supernets name edges
+            return {}
         weights = self.net.arch_weights().tolist()
         return {"alpha": {f"edge {a}->{b}": dict(zip(PRIMITIVES, row)) for (a, b), row in zip(EDGES, weights)}}
 
