@@ -16,7 +16,7 @@ VENV_FLAGS ?=
 export WANDB_MODE ?= offline
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo lint test test-fast bench clean
+.PHONY: help install demo lint test test-fast bench notebooks clean
 
 help:  ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ test-fast: install  ## run the test suite without slow tests
 
 bench: install  ## run every benchmark into docs/benchmarks.md (CAMVID=DIR adds the CamVid rows)
 	$(PY) -m bench.run_all $(if $(CAMVID),--camvid-root $(CAMVID))
+
+notebooks: install  ## run notebooks/*.ipynb and save them with their outputs (as committed; NAMES=x.ipynb for some)
+	$(PY) -m tools.notebooks $(NAMES)
 
 clean:  ## remove outputs and caches (keeps .venv)
 	rm -rf outputs multirun wandb .pytest_cache

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,22 @@ def read_offline_run(run_dir: Path) -> dict[str, Any]:
         elif kind == "summary" and not summary_file.is_file():
             out["summary"].update({_key(i): _value(i.value_json) for i in record.summary.update})
     return out
+
+
+def read_finished_run(run_dir: Path, timeout_s: float = 10.0) -> dict[str, Any]:
+    """`read_offline_run` once the log holds the run's exit record. Offline, wandb's service may still be writing
+    (and buffering) the log when `finish()` returns, so a read right after it can miss records, the config
+    included. Raises TimeoutError naming the folder when the record does not come within `timeout_s`."""
+    from google.protobuf.message import DecodeError  # a record cut short by the writer: read again
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            run = read_offline_run(run_dir)
+            if run["complete"]:
+                return run
+        except DecodeError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{run_dir}: no exit record in the run log after {timeout_s} s (the run did not finish)")
+        time.sleep(0.1)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from experiments.collect import find_runs
-from experiments.wandb_offline import read_offline_run
+from experiments.wandb_offline import read_finished_run
 
 
 def test_wandb_offline_run_has_images(make_cfg, tmp_path: Path, monkeypatch) -> None:
@@ -39,7 +41,7 @@ def test_wandb_offline_run_has_images(make_cfg, tmp_path: Path, monkeypatch) -> 
     names = " ".join(p.name for p in images)
     assert "alpha_heatmap" in names and "cell" in names  # per-epoch heatmap and cell picture
     assert all(f"prediction_{i}" in names for i in range(4))  # validation overlays (batch size 4)
-    logged = read_offline_run(runs[0])
+    logged = read_finished_run(runs[0])  # wandb may still be writing the log after finish()
     assert logged["config"]["stage"] == {"name": "cell_search"}  # the resolved rspnet config
     assert logged["config"]["logger"]["group"] == "test_group"
     assert isinstance(logged["summary"]["select/miou"]["max"], float)  # the selection split (held-out slice)
@@ -70,3 +72,10 @@ def test_each_stage_gets_its_own_wandb_run(make_cfg, tmp_path: Path, monkeypatch
         finish_loggers()
     assert len(list((tmp_path / "a" / "wandb").glob("offline-run-*"))) == 1
     assert len(list((tmp_path / "b" / "wandb").glob("offline-run-*"))) == 1
+
+
+def test_reading_a_run_waits_for_its_exit_record(tmp_path: Path) -> None:
+    """A log without the exit record (wandb still writing, or a run that never finished) is not read as a run."""
+    (tmp_path / "run-x.wandb").write_bytes(b":W&B" + bytes(3))  # the file header, no records yet
+    with pytest.raises(TimeoutError, match="no exit record"):
+        read_finished_run(tmp_path, timeout_s=0.3)

@@ -33,7 +33,7 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 from torch.utils.data import DataLoader, Subset
-from tqdm.auto import tqdm
+from tqdm import tqdm  # a text bar everywhere: tqdm.auto warns in Jupyter without ipywidgets
 
 from rspnet.api import load_model
 from rspnet.data import build_dataset

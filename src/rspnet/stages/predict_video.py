@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
-from tqdm.auto import tqdm
+from tqdm import tqdm  # a text bar everywhere: tqdm.auto warns in Jupyter without ipywidgets
 
 from rspnet.errors import ArtifactError, DataError
 from rspnet.segmenter import Segmenter
