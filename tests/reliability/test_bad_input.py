@@ -186,7 +186,8 @@ def test_resuming_a_checkpoint_of_another_preset_lists_the_mismatched_keys(
     )
     ckpt = first / "checkpoints" / "last.ckpt"
     before = ckpt.read_bytes()
-    with pytest.raises(ArtifactError) as err:
+    # the run identity in the checkpoint names the differing key first
+    with pytest.raises(ConfigError) as err:
         run_train(
             make_cfg(
                 *TRAIN, "model.base_width=8", f"ckpt_path={ckpt}", f"genotype={genotype_file}", out=tmp_path / "other"
@@ -194,27 +195,55 @@ def test_resuming_a_checkpoint_of_another_preset_lists_the_mismatched_keys(
         )
     msg = one_line(err)
     assert (
-        f"ckpt_path={ckpt}" in msg and "shape mismatch: net.head" in msg and "[32, 12, 1, 1] vs [32, 24, 1, 1]" in msg
+        f"ckpt_path={ckpt}" in msg and "checkpoint of another run" in msg and "model.base_width=4 (this run: 8)" in msg
     )
     assert ckpt.read_bytes() == before and not (tmp_path / "other" / "checkpoints").exists()
+    # a checkpoint without an identity (an older rspnet): the weights that do not fit are listed
+    old = _without_run_identity(ckpt, tmp_path / "old.ckpt")
+    with pytest.raises(ArtifactError) as err:
+        run_train(
+            make_cfg(
+                *TRAIN, "model.base_width=8", f"ckpt_path={old}", f"genotype={genotype_file}", out=tmp_path / "other"
+            )
+        )
+    msg = one_line(err)
+    assert f"ckpt_path={old}" in msg and "shape mismatch: net.head" in msg and "[32, 12, 1, 1] vs [32, 24, 1, 1]" in msg
+    assert not (tmp_path / "other" / "checkpoints").exists()
+
+
+def _without_run_identity(ckpt: Path, dst: Path) -> Path:
+    """A copy of `ckpt` as an rspnet before the run identity wrote it."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state.pop("rspnet_run")
+    torch.save(state, dst)
+    return dst
 
 
 def test_cell_search_resume_from_another_preset_seed_or_arch_split_is_refused(make_cfg, tmp_path: Path) -> None:
     first = tmp_path / "first"
     run(make_cfg(*CELL, "trainer.max_epochs=1", "trainer.limit_train_batches=1", out=first))
     ckpt = first / "checkpoints" / "last.ckpt"
+    # another preset, seed or arch split is another run: one line naming the differing key
+    for override, named in (("model.base_width=8", "model.base_width=4"), ("seed=5", "seed=0")):
+        with pytest.raises(ConfigError, match=rf"checkpoint of another run .*{named}") as err:
+            run(make_cfg(*CELL, override, f"ckpt_path={ckpt}", out=tmp_path / "other"))
+        one_line(err)
+    with pytest.raises(ConfigError, match=r"checkpoint of another run .*search.arch_split=0.5") as err:
+        run(make_cfg(*CELL, "search.arch_split=0.25", f"ckpt_path={ckpt}", out=tmp_path / "resplit"))
+    one_line(err)
+    assert not (tmp_path / "resplit" / "genotype.json").exists() and not (tmp_path / "resplit" / "config.yaml").exists()
+    # a checkpoint without an identity (an older rspnet): the network and the data split are still checked
+    old = _without_run_identity(ckpt, tmp_path / "old.ckpt")
     with pytest.raises(ArtifactError, match=r"weights do not fit this network .*shape mismatch: net\.") as err:
-        run(make_cfg(*CELL, "model.base_width=8", f"ckpt_path={ckpt}", out=tmp_path / "other"))
+        run(make_cfg(*CELL, "model.base_width=8", f"ckpt_path={old}", out=tmp_path / "other"))
     one_line(err)
     assert not (tmp_path / "other" / "genotype.json").exists()
     # another seed means another weight/arch split of the train images: resuming would mix them
     with pytest.raises(ConfigError, match="different weight/arch data split"):
-        run(make_cfg(*CELL, "seed=5", f"ckpt_path={ckpt}", out=tmp_path / "reseeded"))
-    # another search.arch_split, same seed: also another split
+        run(make_cfg(*CELL, "seed=5", f"ckpt_path={old}", out=tmp_path / "reseeded"))
     with pytest.raises(ConfigError, match="different weight/arch data split") as err:
-        run(make_cfg(*CELL, "search.arch_split=0.25", f"ckpt_path={ckpt}", out=tmp_path / "resplit"))
+        run(make_cfg(*CELL, "search.arch_split=0.25", f"ckpt_path={old}", out=tmp_path / "resplit"))
     one_line(err)
-    assert not (tmp_path / "resplit" / "genotype.json").exists() and not (tmp_path / "resplit" / "config.yaml").exists()
 
 
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04 not a zip", b"garbage"], ids=["empty", "bad_zip", "garbage"])

@@ -275,6 +275,6 @@ def test_local_multirun_runs_each_ddp_job_once_with_its_own_ranks(rspnet_cli, tm
         assert hydra.mode == "MULTIRUN" and f"seed={seed}" in hydra.overrides.task
         assert (job_dir / "train.json").is_file() and (job_dir / "checkpoints" / "last.ckpt").is_file()
         # both ranks of this job logged into this job's dir: rank 0 (the job's process) and rank 1
-        assert (job_dir / "cli.log").read_text().count("GLOBAL_RANK: 0, MEMBER: 1/2") == 1
+        assert (job_dir / "rspnet.log").read_text().count("GLOBAL_RANK: 0, MEMBER: 1/2") == 1
         assert (job_dir / "train_ddp_process_1.log").read_text().count("GLOBAL_RANK: 1, MEMBER: 2/2") == 1
     assert _leftovers(marker) == []
