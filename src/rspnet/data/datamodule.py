@@ -19,6 +19,19 @@ from rspnet.errors import ConfigError, DataError
 from rspnet.utils.threads import worker_init
 
 
+class EvalLoader(DataLoader):
+    """A DataLoader whose iteration never moves torch's global RNG.
+
+    Every iterator draws its workers' base seed from the global RNG, which the training shuffle and
+    augmentations use; evaluation (one loader or several, `train.monitor_val`) must not shift them. (A
+    `generator=` of its own would do the same, but a torch.Generator does not survive `ddp_spawn`'s pickling.)
+    """
+
+    def __iter__(self):  # noqa: ANN204 - DataLoader's own annotation
+        with torch.random.fork_rng(devices=[]):
+            return super().__iter__()
+
+
 class SegDataModule(pl.LightningDataModule):
     """train/val/test loaders from `cfg.dataset`; `search_dataloaders()` for bi-level search."""
 
@@ -78,7 +91,7 @@ class SegDataModule(pl.LightningDataModule):
 
     def _loader(self, ds: Dataset, batch_size: int, train: bool) -> DataLoader:
         workers = int(self.dcfg.get("num_workers", 0))
-        return DataLoader(
+        return (DataLoader if train else EvalLoader)(
             ds,
             batch_size=batch_size,
             shuffle=train,
@@ -88,10 +101,6 @@ class SegDataModule(pl.LightningDataModule):
             pin_memory=bool(self.dcfg.get("pin_memory", False)),
             persistent_workers=workers > 0,
             worker_init_fn=worker_init,  # one thread per worker (the main process holds the rest)
-            # every epoch's iterator draws its workers' base seed from this generator: an evaluation loader has its
-            # own, so validating (one loader or several, train.monitor_val) never moves the global RNG that the
-            # training shuffle and augmentations draw from
-            generator=None if train else torch.Generator(),
         )
 
     def _require(self, ds: SegDataset | None, stage: str) -> SegDataset:
