@@ -27,10 +27,11 @@ from typing import Any
 
 import torch
 
-from rspnet.api import build_zoo_net, sha256, zoo_entries, zoo_file, zoo_weights
+from rspnet.api import build_zoo_net, zoo_entries, zoo_file, zoo_weights
 from rspnet.errors import ArtifactError
 from rspnet.stages.summary import count_gflops
 from rspnet.utils.checkpoint import load_net_weights, net_state, read_checkpoint
+from rspnet.utils.io import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 MIOU_TOL = 5e-4  # `miou` is stored to 4 decimals; float differences between CPUs move it far less
@@ -47,7 +48,7 @@ def measure(entry: dict[str, Any]) -> dict[str, float]:
 def data_fingerprint(root: Path, split: str) -> str:
     """sha256 over the names and sha256s of `root/<split>/*` and `root/<split>annot/*` (SegNet CamVid layout)."""
     files = sorted(p for folder in (split, f"{split}annot") for p in (root / folder).glob("*") if p.is_file())
-    lines = "".join(f"{p.relative_to(root).as_posix()} {sha256(p)}\n" for p in files)
+    lines = "".join(f"{p.relative_to(root).as_posix()} {file_sha256(p)}\n" for p in files)
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
@@ -59,7 +60,7 @@ def weight_differences(name: str, entry: dict[str, Any]) -> list[str]:
     if not path.is_file():
         return [f"{name}: weights file {path.name} is missing"]
     out = []
-    digest = sha256(path)
+    digest = file_sha256(path)
     if digest != entry.get("sha256"):
         out.append(f"{name}: sha256 is {entry.get('sha256')} in zoo.yaml, the weights file's is {digest}")
     ckpt = read_checkpoint(path)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from rspnet.errors import ArtifactError, ConfigError
+from rspnet.utils.io import file_sha256
 
 log = logging.getLogger("rspnet")
 ZOO_PREFIX = "zoo:"
@@ -220,17 +221,6 @@ def zoo_weights(entry: dict[str, Any]) -> Path | None:
     return zoo_file().parent / str(entry["weights"]) if entry.get("weights") else None
 
 
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file (`zoo.yaml` stores the weights' checksum)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def build_zoo_net(entry: dict[str, Any]) -> tuple[torch.nn.Module, Any]:
     """(untrained derived net, composed config) of a zoo entry: its shipped genotype and macro, its config overrides."""
     from rspnet.config import compose
@@ -281,7 +271,7 @@ def _trained_zoo(name: str, entry: dict[str, Any], weights: Path) -> Model:
     """A zoo entry with published weights: its safetensors file, checked against the sha256 in zoo.yaml."""
     if not weights.is_file():
         raise ArtifactError(f"zoo:{name}: weights file {weights} is missing; reinstall rspnet")
-    if sha256(weights) != entry.get("sha256"):
+    if file_sha256(weights) != entry.get("sha256"):
         raise ArtifactError(
             f"zoo:{name}: {weights} does not match the sha256 in {zoo_file().name} (damaged or replaced); reinstall rspnet"
         )

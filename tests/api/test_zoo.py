@@ -74,7 +74,7 @@ def _camvid_tree(root: Path) -> Path:
 @pytest.fixture
 def tiny_zoo(tmp_path: Path, monkeypatch) -> dict[str, Any]:
     """zoo.yaml with one published entry: an untrained 11-class micro net, scored on a one-image CamVid tree."""
-    from rspnet.api import build_zoo_net, sha256
+    from rspnet.api import build_zoo_net
     from rspnet.config import compose
     from rspnet.data.camvid import CLASSES, PALETTE
     from rspnet.genotype import Genotype
@@ -82,6 +82,7 @@ def tiny_zoo(tmp_path: Path, monkeypatch) -> dict[str, Any]:
     from rspnet.models.derived import default_macro
     from rspnet.resources import genotype_path
     from rspnet.utils.checkpoint import safetensors_bytes
+    from rspnet.utils.io import file_sha256
 
     root = _camvid_tree(tmp_path / "camvid")
     folder = tmp_path / "zoo"
@@ -100,7 +101,7 @@ def tiny_zoo(tmp_path: Path, monkeypatch) -> dict[str, Any]:
         "eval", *protocol, f"dataset.root={root}", f"ckpt={folder / 'tiny.safetensors'}", f"paths.output_dir={out}"
     )
     entry |= {
-        "sha256": sha256(folder / "tiny.safetensors"),
+        "sha256": file_sha256(folder / "tiny.safetensors"),
         "classes": list(CLASSES),
         "palette": [list(c) for c in PALETTE],
         "miou": round(measured["miou"], 4),

@@ -102,10 +102,8 @@ def make_mapillary(tmp_path: Path) -> Callable[[str], Path]:
     return make
 
 
-@pytest.fixture
-def camvid_root(tmp_path: Path) -> Path:
-    """SegNet layout: two train pairs, one val pair (pixel 11 = void), no test split."""
-    root = tmp_path / "camvid"
+def write_camvid(root: Path) -> Path:
+    """SegNet layout under `root`: two train pairs, one val pair (pixel 11 = void), no test split."""
     for split, name, rows in (
         ("train", "a.png", [(8, 0), (4, 3), (4, 11)]),
         ("train", "b.png", [(16, 10)]),
@@ -114,3 +112,9 @@ def camvid_root(tmp_path: Path) -> Path:
         write_image(root / split / name)
         write_label(root / f"{split}annot" / name, rows)
     return root
+
+
+@pytest.fixture
+def camvid_root(tmp_path: Path) -> Path:
+    """`write_camvid` in the test's tmp_path."""
+    return write_camvid(tmp_path / "camvid")

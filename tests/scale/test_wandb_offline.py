@@ -11,7 +11,7 @@ from experiments.wandb_offline import read_finished_run
 
 
 def test_wandb_offline_run_has_images(make_cfg, tmp_path: Path, monkeypatch) -> None:
-    from rspnet.stages.cell_search import run as run_cell_search
+    from rspnet.stages import run_stage  # seeded: the numbers do not depend on the tests run before it
     from rspnet.utils.loggers import finish_loggers
 
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -32,7 +32,7 @@ def test_wandb_offline_run_has_images(make_cfg, tmp_path: Path, monkeypatch) -> 
         out=out,
     )  # 4 held out
     try:
-        run_cell_search(cfg)
+        run_stage(cfg)
     finally:
         finish_loggers()
     runs = sorted((out / "wandb").glob("offline-run-*"))

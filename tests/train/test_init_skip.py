@@ -11,7 +11,7 @@ import torch
 
 from rspnet.errors import ArtifactError, ConfigError
 from rspnet.stages.train import run as run_train
-from tests.data.conftest import write_image, write_label
+from tests.data.conftest import write_camvid
 
 # 16x32 fixture images: whole images as crops; train.select=val (too few images to hold one out)
 CAMVID = ["dataset=camvid", "dataset.crop_size=[16,32]", "dataset.batch_size=2", "dataset.val_batch_size=1"]
@@ -20,16 +20,8 @@ CAMVID += ["dataset.num_workers=0", "train.select=val"]
 
 @pytest.fixture(scope="module")
 def camvid_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """SegNet layout, 11 classes: two train pairs and one val pair."""
-    root = tmp_path_factory.mktemp("camvid")
-    for split, name, rows in (
-        ("train", "a.png", [(8, 0), (4, 3), (4, 11)]),
-        ("train", "b.png", [(16, 10)]),
-        ("val", "c.png", [(10, 8), (6, 9)]),
-    ):
-        write_image(root / split / name)
-        write_label(root / f"{split}annot" / name, rows)
-    return root
+    """SegNet layout, 11 classes: two train pairs and one val pair (shared by the module's tests)."""
+    return write_camvid(tmp_path_factory.mktemp("camvid"))
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from rspnet.lit.seg_module import finite_or_none, metric_name
 from rspnet.utils.checkpoint import load_seg_checkpoint
 from rspnet.utils.config import output_dir, require
 from rspnet.utils.io import atomic_write_json
-from rspnet.utils.loggers import build_logger, wandb_logger
+from rspnet.utils.loggers import all_loggers, build_logger, wandb_logger
 from rspnet.utils.results import WriteResult
 from rspnet.utils.trainer import build_trainer, run_callbacks
 from rspnet.utils.wandb_media import log_eval_media
@@ -91,7 +91,7 @@ def log_eval(logger: Any, metrics: dict, out: Path) -> None:
         return
     scalars = {f"eval/{k}": metrics[k] for k in ("miou", "macc", "pixel_acc") if metrics[k] is not None}
     scalars |= {f"eval/iou/{metric_name(c)}": v for c, v in metrics["iou_per_class"].items() if v is not None}
-    for lg in logger if isinstance(logger, list) else [logger]:
+    for lg in all_loggers(logger):
         lg.log_metrics(scalars, step=0)
         lg.save()
     wb = wandb_logger(logger)

@@ -26,7 +26,7 @@ from rspnet.utils.checkpoint import (
 )
 from rspnet.utils.config import output_dir, require
 from rspnet.utils.lifecycle import best_checkpoint, last_checkpoints, resolve_ckpt_path
-from rspnet.utils.loggers import build_logger, log_file_artifact
+from rspnet.utils.loggers import all_loggers, build_logger, log_file_artifact
 from rspnet.utils.results import WriteResult
 from rspnet.utils.trainer import build_trainer, run_callbacks
 
@@ -173,7 +173,7 @@ def run(cfg: DictConfig) -> dict:
         init_from_checkpoint(module, cfg.train.get("init_ckpt"), cfg.train.get("init_skip"))
     no_val = {"limit_val_batches": 0} if dm.selection.split is None else {}
     logger = build_logger(cfg, out)
-    for lg in logger if isinstance(logger, list) else [logger] if logger else []:
+    for lg in all_loggers(logger):
         lg.log_hyperparams({"arch_provenance": arch_provenance(cfg)})  # W&B config / CSV hparams: searched?
     static = {
         "selection": selection,

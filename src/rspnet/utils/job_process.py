@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rspnet.errors import RSPNetError, StoppedError
+from rspnet.utils.config import launch_rank
 from rspnet.utils.lifecycle import stop_on_signals
 
 OBJECTIVE_ENV = "RSPNET_OBJECTIVE_FILE"  # where the job's process writes the value the sweeper optimises
@@ -133,5 +134,5 @@ def _outcome(code: int, errors: list[str], objective_file: Path) -> float | None
 def report_objective(value: float | None) -> None:
     """In a sweep job's own process (`OBJECTIVE_ENV` set), rank 0 writes the objective for the sweep to read."""
     path = os.environ.get(OBJECTIVE_ENV)
-    if path and os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("RANK", "0") == "0":
+    if path and launch_rank() == 0:
         Path(path).write_text(json.dumps({"objective": value}))

@@ -30,6 +30,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from rspnet.errors import ArtifactError, ConfigError, StoppedError
+from rspnet.utils.io import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ def _file_digest(value: Any) -> Any:
     """An input artifact by content (`sha256:...`) when it is a file, else the value as given (a shipped name)."""
     if value is None or not Path(str(value)).is_file():
         return value
-    return "sha256:" + hashlib.sha256(Path(str(value)).read_bytes()).hexdigest()[:16]
+    return "sha256:" + file_sha256(Path(str(value)))[:16]
 
 
 def identity_config(cfg: DictConfig) -> dict[str, Any]:

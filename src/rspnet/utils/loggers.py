@@ -11,7 +11,6 @@ else a new one. Inputs are declared as used artifacts, so W&B shows the genotype
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib.util
 import logging
 import os
@@ -27,7 +26,7 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from rspnet.errors import ConfigError
-from rspnet.utils.io import atomic_write_text
+from rspnet.utils.io import atomic_write_text, file_sha256
 from rspnet.utils.labels import run_labels
 
 log = logging.getLogger(__name__)
@@ -160,12 +159,16 @@ def _start_wandb_run(logger: WandbLogger, cfg: DictConfig, out: Path) -> None:
             use_file_artifact(logger, Path(str(value)), kind)
 
 
+def all_loggers(logger: Any) -> list[Any]:
+    """The loggers `build_logger` returned (one logger, a list of them, or False for none) as a list."""
+    if isinstance(logger, (list, tuple)):
+        return list(logger)
+    return [logger] if logger else []
+
+
 def wandb_logger(logger: Any) -> WandbLogger | None:
     """The W&B logger among `logger` (one logger, a list of them, or False), else None."""
-    for lg in logger if isinstance(logger, (list, tuple)) else [logger]:
-        if isinstance(lg, WandbLogger):
-            return lg
-    return None
+    return next((lg for lg in all_loggers(logger) if isinstance(lg, WandbLogger)), None)
 
 
 def file_artifact(path: Path, kind: str) -> Any:
@@ -173,7 +176,7 @@ def file_artifact(path: Path, kind: str) -> Any:
     build the same artifact (name, file name and digest), which W&B joins into one node of the lineage graph."""
     import wandb
 
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    digest = file_sha256(path)[:16]
     artifact = wandb.Artifact(name=f"{kind}-{digest}", type=kind, metadata={"source": Path(path).name})
     artifact.add_file(str(path), name=f"{kind}{Path(path).suffix}")
     return artifact
@@ -217,9 +220,9 @@ def finish_loggers() -> None:
 
 def log_image(logger: Any, key: str, image: Any, step: int | None = None) -> None:
     """Log an image (HxWx3 uint8 array or matplotlib figure) to W&B; other loggers skip it."""
-    for lg in logger if isinstance(logger, (list, tuple)) else [logger]:
-        if isinstance(lg, WandbLogger):
-            lg.log_image(key=key, images=[image], step=step)
+    lg = wandb_logger(logger)
+    if lg is not None:
+        lg.log_image(key=key, images=[image], step=step)
 
 
 # Lightning's advertisements, logged at INFO by its rank-zero logger on every Trainer
