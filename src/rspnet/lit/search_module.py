@@ -26,6 +26,7 @@ from rspnet.errors import ConfigError, NonFiniteError
 from rspnet.lit.bilevel import Architect, build_optimizers
 from rspnet.metrics import SegMetric
 from rspnet.search_space.cell import EDGES
+from rspnet.search_space.evidence import null_labels
 from rspnet.search_space.ops import PRIMITIVES
 from rspnet.utils.checkpoint import check_state_dict, rng_state, set_rng_state
 from rspnet.utils.distributed import all_ranks_finite, assert_same_across_ranks
@@ -146,8 +147,15 @@ class SearchModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
         """(1) arch step on batch['arch'] unless warming up, (2) weight step on batch['weight']."""
         if self.current_epoch >= int(self.search_cfg.warmup_epochs):
-            self.arch_step(batch["arch"], batch["weight"])
+            self.arch_step(self.arch_batch(batch["arch"]), batch["weight"])
         self.weight_step(batch["weight"])
+
+    def arch_batch(self, batch: Batch) -> Batch:
+        """The arch half's batch; under `search.null=true` its labels are unlearnable noise (the null search)."""
+        if not self.search_cfg.get("null", False):
+            return batch
+        x, y = batch
+        return x, null_labels(y, self.num_classes, self.ignore_index, int(self.cfg.get("seed", 0)), self.global_step)
 
     def arch_step(self, arch_batch: Batch, weight_batch: Batch) -> None:
         """One architecture update (first-order, or unrolled with search.second_order)."""
@@ -261,6 +269,7 @@ class SearchModule(pl.LightningModule):
             "warmup_epochs": int(s.warmup_epochs),
             "arch_split": float(s.arch_split),
             "second_order": bool(s.second_order),
+            "null": bool(s.get("null", False)),
         }
 
     def export_artifacts(self, out: Path, final: bool) -> None:

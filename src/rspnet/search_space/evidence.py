@@ -1,0 +1,112 @@
+"""The evidence behind a search's choice: decisiveness, split-half reliability, the null search.
+
+A selection rule (argmax of alpha, top-k path scores, perturbation drops) turns one score per
+candidate (an op of an edge, an input of a node) into a choice. Whether that choice carries
+signal is measured, not assumed (SPEC 2.7, docs/design.md "Search evidence"):
+
+* `decisiveness(scores)`: per row (edge / node) the normalised entropy of the scores read as a
+  distribution (1 = undecided), the top-1 share and the margin top-1 minus top-2.
+* `split_half(a, b)`: the same scores computed on two disjoint halves of the data they are
+  measured on, rank-correlated (Spearman over every candidate, each row centred first so the
+  correlation measures the order *within* rows, which is what a selection uses).
+* `null_labels(y, ...)`: the labels of the null search: an i.i.d. uniform class per pixel
+  (ignored pixels stay ignored), which no network can learn, so every architecture-facing
+  signal of a null search is noise of the real search's scale and shape.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+# rows with a single candidate decide nothing and are left out of means
+Rows = Sequence[Sequence[float]]
+
+
+def _entropy(probs: Sequence[float]) -> float:
+    """Entropy of a non-negative vector read as a distribution, divided by log(len): 1 = uniform."""
+    p = [max(float(v), 0.0) for v in probs]
+    total = sum(p)
+    if len(p) < 2 or total <= 0:
+        return 0.0
+    return -sum(v / total * math.log(v / total) for v in p if v > 0) / math.log(len(p))
+
+
+def decisiveness(rows: Rows, as_probs: bool = True) -> dict[str, Any]:
+    """Per row {entropy, top1, margin} and their means over rows with >= 2 candidates.
+
+    `as_probs=True`: rows are distributions (softmax weights, path scores): entropy of the
+    normalised row, top-1 share and margin in shares. `as_probs=False`: rows are raw scores
+    (e.g. perturbation drops, any sign): entropy of softmax(row) and the margin in score units.
+    """
+    per_row = []
+    for row in rows:
+        values = [float(v) for v in row]
+        if not as_probs:
+            t = torch.softmax(torch.tensor(values, dtype=torch.float64), 0).tolist()
+            ranked = sorted(values, reverse=True)
+            share = t
+        else:
+            total = sum(max(v, 0.0) for v in values) or 1.0
+            share = [max(v, 0.0) / total for v in values]
+            ranked = sorted(share, reverse=True)
+        per_row.append(
+            {
+                "entropy": round(_entropy(share), 6),
+                "top1": round(max(share), 6),
+                "margin": round(ranked[0] - ranked[1], 6) if len(ranked) > 1 else 0.0,
+            }
+        )
+    counted = [r for r, row in zip(per_row, rows) if len(row) > 1]
+    mean = {k: round(sum(r[k] for r in counted) / len(counted), 6) if counted else None for k in per_row[0]}
+    return {"per_row": per_row, "mean": mean}
+
+
+def _centred(rows: Rows) -> list[float]:
+    out: list[float] = []
+    for row in rows:
+        if len(row) < 2:
+            continue
+        m = sum(float(v) for v in row) / len(row)
+        out.extend(float(v) - m for v in row)
+    return out
+
+
+def rank_correlation(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Spearman rank correlation of two equally long sequences (ties: average ranks); None if undefined."""
+    from scipy.stats import spearmanr
+
+    if len(a) != len(b):
+        raise ValueError(f"rank_correlation: {len(a)} vs {len(b)} values")
+    if len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
+        return None
+    r = float(spearmanr(a, b).statistic)
+    return round(r, 6) if math.isfinite(r) else None
+
+
+def split_half(rows_a: Rows, rows_b: Rows) -> dict[str, Any]:
+    """Reliability of a selection's scores: rank correlation of half A's and half B's row-centred scores,
+    and the fraction of rows whose top candidate is the same on both halves."""
+    if len(rows_a) != len(rows_b):
+        raise ValueError(f"split_half: {len(rows_a)} vs {len(rows_b)} rows")
+    multi = [(ra, rb) for ra, rb in zip(rows_a, rows_b) if len(ra) > 1]
+    agree = [max(range(len(ra)), key=lambda k: ra[k]) == max(range(len(rb)), key=lambda k: rb[k]) for ra, rb in multi]
+    return {
+        "spearman": rank_correlation(_centred(rows_a), _centred(rows_b)),
+        "top1_agreement": round(sum(agree) / len(agree), 6) if agree else None,
+        "rows": len(multi),
+    }
+
+
+def null_labels(y: torch.Tensor, num_classes: int, ignore_index: int, seed: int, step: int) -> torch.Tensor:
+    """Unlearnable labels for the null search: an i.i.d. uniform class per pixel, ignored pixels kept.
+
+    Drawn from a generator keyed by (seed, step), so a null search is reproducible, survives a
+    resume, and leaves the global RNG (the weight half's stream) exactly as the real search's.
+    """
+    gen = torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step)) % (2**63 - 1))
+    noise = torch.randint(0, int(num_classes), tuple(y.shape), generator=gen).to(device=y.device, dtype=y.dtype)
+    return torch.where(y == ignore_index, y, noise)
