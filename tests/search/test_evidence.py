@@ -59,3 +59,12 @@ def test_null_labels_are_uniform_keep_ignore_and_are_reproducible():
     state = torch.get_rng_state()
     null_labels(y, 5, 255, seed=0, step=0)
     assert torch.equal(state, torch.get_rng_state())  # the global stream (weight half) is untouched
+
+
+def test_search_null_option_composes():
+    # `null` is YAML's None: the key must be quoted in conf/search/default.yaml or composition fails
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("conf", version_base=None):
+        assert compose("config").search["null"] is False
+        assert compose("config", overrides=["search.null=true"]).search["null"] is True
