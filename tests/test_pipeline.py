@@ -68,7 +68,7 @@ def test_pipeline_writes_every_artifact(pipeline_run):
         ("eval", "metrics.json"),
     ):
         written = json.loads((out / stage / name).read_text())
-        done = json.loads((out / stage / "done.json").read_text())
+        done = json.loads((out / stage / "done.json").read_text())["result"]
         assert written.items() <= done.items(), stage
     # the train stage read the searched artifacts, not defaults
     train = json.loads((out / "train" / "train.json").read_text())

@@ -31,7 +31,14 @@ def commands() -> list[list[str]]:
     block = re.search(r"```bash\n(.*?)```", section("Commands"), flags=re.S).group(1)
     joined = re.sub(r"\\\n\s*", " ", block)
     lines = [re.split(r"\s#", line, maxsplit=1)[0].split() for line in joined.splitlines()]
-    return [[a for a in line[1:] if "=" in a] for line in lines if line[:1] == ["rspnet"]]
+    cmds = [line for line in lines if line[:1] == ["rspnet"]]
+    # a multirun (`rspnet -m`) composes each job: its sweeps `k=a,b` are checked by their first value
+    return [[_first_job(a, line[1:2] == ["-m"]) for a in line[1:] if "=" in a] for line in cmds]
+
+
+def _first_job(arg: str, multirun: bool) -> str:
+    key, value = arg.split("=", 1)
+    return f"{key}={value.split(',')[0]}" if multirun and "[" not in value else arg
 
 
 def readme_artifacts() -> dict[str, set[str]]:

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 import rspnet.stages
 from rspnet.stages import pipeline
 from rspnet.stages import run_stage as run
+from rspnet.utils import run_record
 
 from .conftest import DATA
 
@@ -37,7 +38,7 @@ RESUME = "ckpt_path=last"  # README: a killed pipeline resumes with the same com
 def _running_stage(out: Path) -> str | None:
     """The stage a pipeline in `out` is in: the first one that started and has no done marker."""
     for name in STAGES:
-        if not (out / name / pipeline.DONE).is_file():
+        if not (out / name / run_record.DONE).is_file():
             return name if (out / name).is_dir() else None
     return None
 
@@ -130,17 +131,21 @@ def test_resume_skips_finished_stages_and_continues_the_killed_one(make_cfg, tmp
     assert calls == [("cell_search", None), ("macro_search", None), ("train", None)]
     calls.clear()
     run(make_cfg("stage=pipeline", RESUME, out=out))
-    assert calls == [("train", "last"), ("eval", None)]  # finished stages skipped, train goes on from last.ckpt
-    assert json.loads((out / "cell_search" / pipeline.DONE).read_text())["loss"] is None  # NaN never written
-    markers = {n: (out / n / pipeline.DONE).read_bytes() for n in STAGES}
+    # finished stages skipped (their done.json); every later stage runs with ckpt_path=last: train goes on from
+    # its last.ckpt, eval (no checkpoint) starts fresh
+    assert calls == [("train", "last"), ("eval", "last")]
+    assert (
+        json.loads((out / "cell_search" / run_record.DONE).read_text())["result"]["loss"] is None
+    )  # NaN never written
+    markers = {n: (out / n / run_record.DONE).read_bytes() for n in STAGES}
     calls.clear()
     crash["cell_search"] = ConfigError("bad input")  # a fresh run refused up front leaves the markers alone...
     with pytest.raises(ConfigError):
         run(make_cfg("stage=pipeline", out=out))
-    assert {n: (out / n / pipeline.DONE).read_bytes() for n in STAGES} == markers
+    assert {n: (out / n / run_record.DONE).read_bytes() for n in STAGES} == markers
     crash["cell_search"] = KeyboardInterrupt()  # ...one that wrote something makes them stale
     with pytest.raises(KeyboardInterrupt):
         run(make_cfg("stage=pipeline", out=out))
-    assert not any((out / n / pipeline.DONE).exists() for n in STAGES)
+    assert not any((out / n / run_record.DONE).exists() for n in STAGES)
     with pytest.raises(ConfigError, match="ckpt_path=last only"):
         run(make_cfg("stage=pipeline", "ckpt_path=some.ckpt", out=out))

@@ -227,7 +227,11 @@ def test_resume_from_another_runs_checkpoint_is_one_error_naming_both(make_cfg, 
     with pytest.raises(ConfigError, match=f"paths.output_dir={first} holds checkpoints of another run"):
         run(make_cfg(*args, "seed=3", out=first))
     assert ckpt.read_bytes() == before
-    with pytest.raises(ConfigError, match="checkpoint of another run"):  # ckpt_path=last neither continues it
+    # ckpt_path=last neither continues it (its done.json names the other run first)
+    with pytest.raises(ConfigError, match=r"holds a finished run \w+ .*, this run is \w+"):
+        run(make_cfg(*args, "seed=3", "ckpt_path=last", out=first))
+    (first / "done.json").unlink()  # ... nor, without the marker, its checkpoint
+    with pytest.raises(ConfigError, match="checkpoint of another run"):
         run(make_cfg(*args, "seed=3", "ckpt_path=last", out=first))
 
 
@@ -296,3 +300,47 @@ def test_a_forked_worker_keeps_the_default_meaning_of_sigterm(tmp_path: Path) ->
         worker.terminate()  # SIGTERM
         worker.join(10)
     assert worker.exitcode == -signal.SIGTERM
+
+
+# -- the done marker: accounting and one resume rule (issue 28 item 5) ---------------------------
+def test_every_run_records_wall_and_cpu_time_and_ckpt_path_last_skips_a_finished_run(
+    make_cfg, tmp_path: Path, monkeypatch
+) -> None:
+    out = tmp_path / "sample"
+    first = run(make_cfg("stage=sample_arch", "debug=tiny", "model=micro", out=out))
+    done = json.loads((out / "done.json").read_text())
+    assert done["format"] == "rspnet.done/1" and done["stage"] == "sample_arch"
+    assert done["wall_s"] > 0 and done["cpu_s"] >= 0 and done["started"] <= done["finished"]
+    assert done["result"] == json.loads(json.dumps(first))
+    calls = []
+    monkeypatch.setattr("rspnet.stages.sample_arch.run", lambda cfg: calls.append(cfg) or {})
+    again = run(make_cfg("stage=sample_arch", "debug=tiny", "model=micro", "ckpt_path=last", out=out))
+    assert calls == [] and again == done["result"]  # skipped: the recorded result comes back
+    run(make_cfg("stage=sample_arch", "debug=tiny", "model=micro", out=out))  # a fresh run runs again
+    assert len(calls) == 1 and json.loads((out / "done.json").read_text())["result"] == {}
+
+
+def test_a_finished_marker_of_another_run_is_one_error_with_ckpt_path_last(make_cfg, tmp_path: Path) -> None:
+    out = tmp_path / "sample"
+    run(make_cfg("stage=sample_arch", "debug=tiny", "model=micro", "seed=1", out=out))
+    with pytest.raises(ConfigError, match=r"holds a finished run \w+ .*done\.json\), this run is \w+"):
+        run(make_cfg("stage=sample_arch", "debug=tiny", "model=micro", "seed=2", "ckpt_path=last", out=out))
+
+
+def test_a_failed_run_leaves_no_done_marker_and_a_fresh_run_drops_an_old_one(
+    make_cfg, tmp_path: Path, monkeypatch
+) -> None:
+    out = tmp_path / "sample"
+    run(make_cfg("stage=sample_arch", "debug=tiny", "model=micro", out=out))
+    assert (out / "done.json").is_file()
+
+    def failing(cfg) -> dict:  # noqa: ANN001
+        from rspnet.utils.io import atomic_write_json
+
+        atomic_write_json(out / "partial.json", {})  # the run wrote something, then failed
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("rspnet.stages.sample_arch.run", failing)
+    with pytest.raises(RuntimeError, match="boom"):
+        run(make_cfg("stage=sample_arch", "debug=tiny", "model=micro", out=out))
+    assert not (out / "done.json").exists()

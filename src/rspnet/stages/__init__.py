@@ -8,6 +8,7 @@ from collections.abc import Callable
 from omegaconf import DictConfig
 
 from rspnet.errors import ConfigError
+from rspnet.utils import run_record
 from rspnet.utils.config import flush_config, output_dir, print_config_tree, save_config_on_first_write, seed_everything
 from rspnet.utils.distributed import rank_errors
 from rspnet.utils.lifecycle import stop_on_signals
@@ -44,20 +45,27 @@ def run_stage(cfg: DictConfig) -> dict:
 
     The resolved config is saved to `paths.output_dir/config.yaml` just before the stage's first
     write (a run refused for bad input leaves the folder untouched), and dropped if the stage fails.
+    A run that succeeds writes `done.json` (wall/CPU time, its result); `ckpt_path=last` returns the
+    result of a finished run instead of running it again (rspnet.utils.run_record).
     """
     stage = get_stage(str(cfg.stage.name))
     validate_config(cfg)  # a wrong type is one line naming the key, not a traceback from deep inside
     out = output_dir(cfg)
+    done = run_record.finished_result(cfg, out)  # ckpt_path=last and this run finished: its recorded result
+    if done is not None:
+        return done
     if cfg.get("print_config", True):
         print_config_tree(cfg)
     apply_thread_policy(cfg)  # logs the pools this stage runs with
     seed_everything(int(cfg.get("seed", 0)))
     save_config_on_first_write(cfg, out)  # not before the stage checked its inputs (docs/reliability.md)
+    record = run_record.start(cfg, out)  # wall and CPU clocks; done.json at success
     ok = False
     try:
         # SIGTERM/SIGINT: one StoppedError (exit 128 + signum); an error in a spawned DDP rank stays one line
         with stop_on_signals(out), rank_errors():
             result = stage(cfg) or {}
+            record.write(result)
         ok = True
         return result
     finally:

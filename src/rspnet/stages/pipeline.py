@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +15,13 @@ from rspnet.errors import ConfigError
 from rspnet.provenance import of_file, search_epochs
 from rspnet.stages import run_stage
 from rspnet.utils.config import output_dir
-from rspnet.utils.io import atomic_write_json, before_first_write, json_safe, read_json, take_pending
-from rspnet.utils.lifecycle import newest_checkpoint
+from rspnet.utils.io import atomic_write_json, before_first_write, read_json, take_pending
+from rspnet.utils.run_record import DONE
 
 log = logging.getLogger(__name__)
 
 
 STAGES = ("cell_search", "macro_search", "train", "eval")
-DONE = "done.json"  # written into a sub-stage's folder when it finished; `ckpt_path=last` skips it
 
 
 def _stage_cfg(cfg: DictConfig, name: str, out: Path, resume: bool = False, **top: Any) -> DictConfig:
@@ -45,8 +43,9 @@ def _stage_cfg(cfg: DictConfig, name: str, out: Path, resume: bool = False, **to
                 OmegaConf.update(sub, target, int(value), merge=False)
         for key, value in top.items():
             sub[key] = value
-        # resuming: a sub-stage killed after a checkpoint goes on from it, one killed before restarts
-        sub.ckpt_path = "last" if resume and newest_checkpoint(out / name) is not None else None
+        # resuming: a finished sub-stage is skipped (its done.json), one killed after a checkpoint goes
+        # on from it, one killed before restarts (rspnet.utils.run_record)
+        sub.ckpt_path = "last" if resume else None
     return sub
 
 
@@ -63,21 +62,15 @@ def _resuming(cfg: DictConfig) -> bool:
     return True
 
 
-def _run(cfg: DictConfig, name: str, resume: bool) -> dict:
-    """Run one sub-stage through `run_stage` (or reuse its result when resuming and it finished); write its done marker.
+def _run(cfg: DictConfig, name: str) -> dict:
+    """Run one sub-stage through `run_stage` (which skips it when resuming and it finished); add its wall time.
 
     Each stage starts from the seed, as when run alone: a resumed pipeline that skips the
     finished stages then draws the same initialisation and batches as an uninterrupted one.
     """
-    done = output_dir(cfg) / DONE
-    if resume and done.is_file():
-        log.info("pipeline: %s finished before (%s); skipping it", name, done)
-        return read_json(done, "done marker")
-    t0 = time.perf_counter()
     result = run_stage(cfg)
-    result["seconds"] = round(time.perf_counter() - t0, 1)
-    atomic_write_json(done, json_safe(result))
-    return result
+    marker = read_json(output_dir(cfg) / DONE, "done marker")
+    return result | {"seconds": round(float(marker["wall_s"]), 1)}
 
 
 def _forget_done(out: Path) -> None:
@@ -99,7 +92,7 @@ def run(cfg: DictConfig) -> dict:
     results: dict[str, dict] = {}
 
     def stage(name: str, **top: Any) -> dict:
-        return _run(_stage_cfg(cfg, name, out, resume=resume, **top), name, resume)
+        return _run(_stage_cfg(cfg, name, out, resume=resume, **top), name)
 
     genotype = str(out / "cell_search" / "genotype.json")
     macro = str(out / "macro_search" / "macro.json")

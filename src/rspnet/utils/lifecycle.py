@@ -115,7 +115,7 @@ def stopped_message(signum: int, out: Path) -> str:
 
 
 # -- run identity ------------------------------------------------------------------------------
-def _file_digest(value: Any) -> Any:
+def artifact_digest(value: Any) -> Any:
     """An input artifact by content (`sha256:...`) when it is a file, else the value as given (a shipped name)."""
     if value is None or not Path(str(value)).is_file():
         return value
@@ -135,7 +135,7 @@ def identity_config(cfg: DictConfig) -> dict[str, Any]:
         if isinstance(ident.get(group), dict):
             ident[group].pop(key, None)
     for key in ARTIFACT_KEYS:
-        ident[key] = _file_digest(ident.get(key))
+        ident[key] = artifact_digest(ident.get(key))
     return ident
 
 

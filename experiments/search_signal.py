@@ -1,0 +1,192 @@
+"""Does a search carry signal? Real searches against null searches (issue 24), from their artifacts.
+
+    python -m experiments.search_signal runs/signal/cell [--out docs/img/results/signal_cell.md]
+
+Reads every `genotype.json` / `macro.json` under the given sweep folders (Hydra multirun
+`hydra.sweep.dir`s of `stage=cell_search` / `stage=macro_search`, real and `search.null=true` jobs
+side by side), and writes one table per artifact kind: for each statistic (decisiveness of the
+readout the selection used, split-half reliability where the artifact records it) the real
+searches' mean and SD, the null searches' mean and 2.5-97.5 % range, how many real searches lie
+outside that range on the decisive side, and a one-sided Mann-Whitney test real vs null. Plus
+how often two searches of a kind pick the same op per edge (input per node, as Jaccard) against
+the same number for two null searches. Nothing here looks at val: the statistics are computed by
+the searches on train.
+
+A search "carries signal" where its statistics lie outside the null's 95 % range (SPEC 2.7).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from scipy.stats import mannwhitneyu
+
+# statistic -> the direction in which a search is more decisive than noise (+1: larger, -1: smaller)
+DIRECTION = {"entropy": -1, "top1": +1, "margin": +1, "spearman": +1, "top1_agreement": +1}
+
+
+def _decisiveness(rows: list[list[float]]) -> dict[str, float]:
+    from rspnet.search_space.evidence import decisiveness
+
+    return {k: v for k, v in decisiveness(rows)["mean"].items() if v is not None}
+
+
+def _evidence_stats(search: dict[str, Any]) -> dict[str, float]:
+    """Flatten the artifact's `evidence` block: {"<scores>/<stat>": value} for decisiveness means and split-half."""
+    out: dict[str, float] = {}
+    for name, block in (search.get("evidence") or {}).items():
+        if not isinstance(block, dict):
+            continue
+        for key, value in block.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[f"{name}/{key}"] = float(value)
+            elif isinstance(value, dict):
+                for k2, v2 in (value.get("mean") or value).items():
+                    if isinstance(v2, (int, float)) and not isinstance(v2, bool):
+                        out[f"{name}/{key}/{k2}"] = float(v2)
+    return out
+
+
+def read_cell(path: Path) -> dict[str, Any]:
+    """One cell search: null flag, the ops, the alpha statistics, the recorded evidence."""
+    doc = json.loads(path.read_text())
+    search = doc.get("search") or {}
+    stats = {f"alpha/{k}": v for k, v in _decisiveness([e["weights"] for e in doc["edges"]]).items()}
+    return {
+        "path": str(path),
+        "null": bool(search.get("null", False)),
+        "seed": search.get("seed"),
+        "choice": [e["op"] for e in doc["edges"]],
+        "stats": stats | _evidence_stats(search),
+    }
+
+
+def read_macro(path: Path) -> dict[str, Any]:
+    """One macro search: null flag, the kept inputs per node, the path-score statistics, the recorded evidence."""
+    doc = json.loads(path.read_text())
+    search = doc.get("search") or {}
+    rows = [[i["score"] for i in n["inputs"]] for n in doc["nodes"]]
+    stats = {f"kept_scores/{k}": v for k, v in _decisiveness(rows).items()}
+    choice = [frozenset((i["layer"], i["scale"]) for i in n["inputs"]) for n in doc["nodes"]]
+    return {
+        "path": str(path),
+        "null": bool(search.get("null", False)),
+        "seed": search.get("seed"),
+        "choice": choice,
+        "stats": stats | _evidence_stats(search),
+    }
+
+
+def agreement(a: list[Any], b: list[Any]) -> float:
+    """Per position: equal ops (cell) or Jaccard of the kept input sets (macro), averaged."""
+    vals = [len(x & y) / len(x | y) if isinstance(x, frozenset) else float(x == y) for x, y in zip(a, b)]
+    return sum(vals) / len(vals)
+
+
+def pairwise(runs: list[dict]) -> float | None:
+    pairs = [agreement(p["choice"], q["choice"]) for p, q in itertools.combinations(runs, 2)]
+    return statistics.fmean(pairs) if pairs else None
+
+
+def _quantile(values: list[float], q: float) -> float:
+    s = sorted(values)
+    pos = q * (len(s) - 1)
+    lo, hi = int(pos), min(int(pos) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def compare(real: list[dict], null: list[dict]) -> list[dict[str, Any]]:
+    """One row per statistic both groups have."""
+    rows = []
+    keys = sorted({k for r in real for k in r["stats"]} & {k for r in null for k in r["stats"]})
+    for key in keys:
+        direction = DIRECTION.get(key.rsplit("/", 1)[-1], +1)
+        rv = [r["stats"][key] for r in real if key in r["stats"]]
+        nv = [r["stats"][key] for r in null if key in r["stats"]]
+        lo, hi = _quantile(nv, 0.025), _quantile(nv, 0.975)
+        outside = sum(v > hi for v in rv) if direction > 0 else sum(v < lo for v in rv)
+        alt = "greater" if direction > 0 else "less"
+        p = mannwhitneyu(rv, nv, alternative=alt).pvalue if len(rv) > 1 and len(nv) > 1 else None
+        rows.append(
+            {
+                "statistic": key,
+                "decisive": "larger" if direction > 0 else "smaller",
+                "real_mean": statistics.fmean(rv),
+                "real_sd": statistics.stdev(rv) if len(rv) > 1 else 0.0,
+                "null_mean": statistics.fmean(nv),
+                "null_lo": lo,
+                "null_hi": hi,
+                "outside": f"{outside}/{len(rv)}",
+                "p": p,
+            }
+        )
+    return rows
+
+
+def table(kind: str, runs: list[dict]) -> str:
+    """The markdown section for one artifact kind."""
+    real = [r for r in runs if not r["null"]]
+    null = [r for r in runs if r["null"]]
+    lines = [f"### {kind}: {len(real)} real vs {len(null)} null searches", ""]
+    if not real or not null:
+        return "\n".join(lines + ["(needs both real and null searches)", ""])
+    lines += [
+        "| statistic | decisive when | real mean ± SD | null mean | null 95 % range | real outside | Mann-Whitney p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in compare(real, null):
+        p = "–" if r["p"] is None else f"{r['p']:.3g}"
+        lines.append(
+            f"| {r['statistic']} | {r['decisive']} | {r['real_mean']:.3f} ± {r['real_sd']:.3f} | {r['null_mean']:.3f} "
+            f"| {r['null_lo']:.3f} – {r['null_hi']:.3f} | {r['outside']} | {p} |"
+        )
+    ra, na = pairwise(real), pairwise(null)
+    chance = "0.20 per edge" if kind == "cell" else "see null"
+    lines += [
+        "",
+        f"Pairwise agreement of the choices: real {ra:.3f}, null {na:.3f} (chance {chance}).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def collect(folders: list[Path]) -> dict[str, list[dict]]:
+    runs: dict[str, list[dict]] = {"cell": [], "macro": []}
+    for folder in folders:
+        if not folder.is_dir():
+            sys.exit(f"search_signal: error: {folder} is not a folder")
+        for path in sorted(folder.rglob("genotype.json")):
+            if json.loads(path.read_text()).get("complete", True):
+                runs["cell"].append(read_cell(path))
+        for path in sorted(folder.rglob("macro.json")):
+            if json.loads(path.read_text()).get("complete", True):
+                runs["macro"].append(read_macro(path))
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("folders", nargs="+", type=Path, help="sweep folders of real and null searches")
+    ap.add_argument("--out", type=Path, help="write the markdown here (default: print)")
+    args = ap.parse_args(argv)
+    runs = collect(args.folders)
+    text = "\n".join(table(kind, found) for kind, found in runs.items() if found)
+    if not text:
+        sys.exit(
+            "search_signal: error: no complete genotype.json / macro.json under " + " ".join(map(str, args.folders))
+        )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""Every run's accounting and done marker: `paths.output_dir/done.json`, written by `run_stage` at success.
+
+One resume rule for single runs, the pipeline and Hydra multirun phases alike (docs/design.md
+"Run lifecycle"): `ckpt_path=last` skips a run whose folder holds a done marker of the same run
+(same identity: the run identity of the checkpoints plus the eval split and the input checkpoint's
+content) and returns its recorded result; a killed run goes on from its newest checkpoint; a marker
+of another run is one error naming both. A fresh run (no `ckpt_path`) drops an old marker just
+before its first write, so a folder never shows a finished run that is not the one in it.
+
+    {"format": "rspnet.done/1", "stage": "train", "run_id": "...", "wall_s": 61.2, "cpu_s": 118.0,
+     "started": "...", "finished": "...", "result": {...the stage's result...}}
+
+`cpu_s` is user + system time of this process and of its children that ended (DataLoader workers).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from rspnet.errors import ConfigError
+from rspnet.utils.io import atomic_write_json, before_first_write, json_safe, read_json
+from rspnet.utils.lifecycle import artifact_digest, identity_config, run_id
+
+log = logging.getLogger(__name__)
+
+DONE = "done.json"
+FORMAT = "rspnet.done/1"
+
+
+def done_id(cfg: DictConfig) -> str:
+    """The run identity a done marker is keyed by: the checkpoints' identity + the eval split + the input checkpoint."""
+    ident = identity_config(cfg)
+    ident["split"] = str(cfg.get("split"))
+    ident["ckpt"] = artifact_digest(cfg.get("ckpt"))
+    return run_id(ident)
+
+
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class RunRecord:
+    """Wall and CPU clocks of one run, started when the run starts."""
+
+    out: Path
+    ident: str
+    stage: str
+    wall0: float = field(default_factory=time.perf_counter)
+    cpu0: float = field(default_factory=_cpu_seconds)
+    started: str = field(default_factory=_now)
+
+    def write(self, result: dict) -> dict:
+        """Write the done marker and return it (every DDP rank writes it atomically, as a complete file)."""
+        record = {
+            "format": FORMAT,
+            "stage": self.stage,
+            "run_id": self.ident,
+            "wall_s": round(time.perf_counter() - self.wall0, 2),
+            "cpu_s": round(_cpu_seconds() - self.cpu0, 2),
+            "started": self.started,
+            "finished": _now(),
+            "result": json_safe(result),
+        }
+        atomic_write_json(self.out / DONE, record)
+        return record
+
+
+def finished_result(cfg: DictConfig, out: Path) -> dict | None:
+    """With `ckpt_path=last`: the recorded result of this run if it finished before, else None.
+
+    Without it (a fresh run), an older marker is dropped just before the run's first write.
+    """
+    marker = out / DONE
+    if str(cfg.get("ckpt_path")) != "last":
+        before_first_write(out, lambda: marker.unlink(missing_ok=True), name="done-marker")
+        return None
+    if not marker.is_file():
+        return None
+    record = read_json(marker, "done marker")
+    mine = done_id(cfg)
+    if record.get("run_id") != mine:
+        raise ConfigError(
+            f"paths.output_dir={out} holds a finished run {record.get('run_id')} ({marker}), this run is {mine}; "
+            "choose a new paths.output_dir, or delete that folder to run there"
+        )
+    log.info("ckpt_path=last: this run finished before (%s); skipping it", marker)
+    return dict(record.get("result") or {})
+
+
+def start(cfg: DictConfig, out: Path) -> RunRecord:
+    """Start the clocks of a run of `cfg`."""
+    return RunRecord(out=out, ident=done_id(cfg), stage=str(cfg.stage.name))

@@ -1,0 +1,62 @@
+"""experiments/search_signal.py: real vs null search statistics from artifacts."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from experiments import search_signal
+from rspnet.genotype import Genotype
+
+
+def _write(folder: Path, seed: int, null: bool, sharp: float, rng: random.Random) -> None:
+    weights = []
+    for _ in range(3):
+        raw = [rng.random() for _ in range(5)]
+        raw[0] += sharp  # real searches favour op 0 on every edge
+        total = sum(raw)
+        weights.append([v / total for v in raw])
+    g = Genotype.from_weights(weights, rsp=True, search={"seed": seed, "null": null})
+    folder.mkdir(parents=True)
+    g.save(folder / "genotype.json")
+
+
+def test_decisive_real_searches_lie_outside_the_null_range_and_agree(tmp_path: Path, capsys) -> None:
+    rng = random.Random(0)
+    for s in range(6):
+        _write(tmp_path / f"real{s}", s, False, 8.0, rng)
+    for s in range(20):
+        _write(tmp_path / f"null{s}", s, True, 0.0, rng)
+    assert search_signal.main([str(tmp_path), "--out", str(tmp_path / "t.md")]) == 0
+    rows = {r["statistic"]: r for r in search_signal.compare(*_split(search_signal.collect([tmp_path])["cell"]))}
+    assert rows["alpha/top1"]["outside"] == "6/6" and rows["alpha/entropy"]["outside"] == "6/6"
+    assert rows["alpha/top1"]["p"] < 0.01
+    text = (tmp_path / "t.md").read_text()
+    assert "6 real vs 20 null" in text and "Pairwise agreement of the choices: real 1.000" in text
+
+
+def test_null_like_real_searches_are_not_called_decisive(tmp_path: Path) -> None:
+    rng = random.Random(1)
+    for s in range(8):
+        _write(tmp_path / f"real{s}", s, False, 0.0, rng)
+    for s in range(20):
+        _write(tmp_path / f"null{s}", s, True, 0.0, rng)
+    rows = {r["statistic"]: r for r in search_signal.compare(*_split(search_signal.collect([tmp_path])["cell"]))}
+    assert int(rows["alpha/top1"]["outside"].split("/")[0]) <= 2
+    assert rows["alpha/top1"]["p"] > 0.01
+
+
+def test_incomplete_searches_are_left_out_and_bad_folders_are_one_line(tmp_path: Path) -> None:
+    rng = random.Random(2)
+    _write(tmp_path / "real0", 0, False, 1.0, rng)
+    doc = json.loads((tmp_path / "real0" / "genotype.json").read_text())
+    (tmp_path / "real0" / "genotype.json").write_text(json.dumps(doc | {"complete": False}))
+    with pytest.raises(SystemExit, match="no complete genotype.json"):
+        search_signal.main([str(tmp_path)])
+    with pytest.raises(SystemExit, match="is not a folder"):
+        search_signal.main([str(tmp_path / "missing")])
+
+
+def _split(runs: list[dict]) -> tuple[list[dict], list[dict]]:
+    return [r for r in runs if not r["null"]], [r for r in runs if r["null"]]
