@@ -199,24 +199,28 @@ def per_class_line(epoch: int, res: dict[str, torch.Tensor], names: list[str], l
 
 def build_seg_module(
     cfg: DictConfig,
-    genotype: dict,
-    macro: dict,
+    genotype: dict | None,
+    macro: dict | None,
     num_classes: int,
     classes: list[str] | None = None,
     palette: list | None = None,
     class_weights: list[float] | None = None,
     selection: dict[str, Any] | None = None,
 ) -> SegModule:
-    """A SegModule around the rspnet derived net of `genotype` + `macro` (stage=train, eval, predict, export)."""
+    """A SegModule around the network of `cfg.net` (stage=train, eval, predict, export): the rspnet derived net
+    of `genotype` + `macro` (net=rspnet), or another family built from its entry (net=enet: no artifacts)."""
     from rspnet.genotype import Genotype, MacroArch
-    from rspnet.models.derived import DerivedNet
+    from rspnet.models.nets import build_net, is_searched, net_spec
 
-    net = DerivedNet.from_cfg(
-        cfg,
-        Genotype.from_dict(genotype, "checkpoint genotype"),
-        MacroArch.from_dict(macro, "checkpoint macro"),
-        int(num_classes),
-    )
+    spec = net_spec(cfg)
+    if is_searched(spec):
+        arch = (
+            Genotype.from_dict(genotype, "checkpoint genotype") if genotype is not None else None,
+            MacroArch.from_dict(macro, "checkpoint macro") if macro is not None else None,
+        )
+    else:
+        genotype = macro = arch = None
+    net = build_net(cfg, spec, int(num_classes), *(arch or ()))
     meta = seg_meta(
         cfg,
         net,
@@ -227,6 +231,7 @@ def build_seg_module(
         palette=palette,
         class_weights=class_weights,
         selection=selection,
+        net_spec=spec,
     )
     return SegModule(
         net,

@@ -21,7 +21,7 @@ from rspnet.data import build_datamodule
 from rspnet.errors import ConfigError
 from rspnet.genotype import arch_provenance
 from rspnet.lit.seg_module import finite_or_none, metric_name
-from rspnet.utils.checkpoint import load_seg_checkpoint
+from rspnet.utils.checkpoint import load_seg_checkpoint, net_name
 from rspnet.utils.config import output_dir, require
 from rspnet.utils.io import atomic_write_json
 from rspnet.utils.loggers import all_loggers, build_logger, wandb_logger
@@ -59,6 +59,7 @@ def metrics_dict(result: dict, classes: list[str], cfg: DictConfig, ckpt: str, m
         "dataset": str(cfg.dataset.name),
         "split": str(cfg.split),  # the reported split
         "checkpoint": str(Path(ckpt).resolve()),
+        "net": net_name(meta),  # the network family (net group entry)
         "arch_provenance": provenance,
         "checkpoint_selected_on": (meta.get("selection") or {}).get("selected_on"),  # train.select; null for older ones
     }

@@ -1,7 +1,7 @@
 """`stage=profile`: params, GMACs, latency and images/s of a model on this machine -> DIR/profile.json.
 
 The model is `ckpt=` (a training checkpoint, an exported `model.onnx` or `zoo:<name>`), or else
-the configured architecture (`genotype=`/`macro_arch=`, as stage=summary) with random weights.
+the configured network (the `net` group: `genotype=`/`macro_arch=` for net=rspnet, as stage=summary) with random weights.
 Latency is the median wall time of `stage.repeats` forward passes (no_grad, batch
 `stage.batch_size` at `stage.size`) after `stage.warmup` untimed ones; on CUDA each pass is
 synchronised. GMACs count the multiply-accumulates of convolutions and matrix products
@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 
 from rspnet.api import Model, load_model
 from rspnet.errors import ConfigError
-from rspnet.models.derived import DerivedNet
+from rspnet.models.nets import build_net, is_searched, net_spec
 from rspnet.stages.summary import count_gflops, load_architecture
 from rspnet.utils.config import output_dir
 from rspnet.utils.io import atomic_write_json
@@ -80,12 +80,12 @@ def _device(name: str) -> torch.device:
 
 
 def _model(cfg: DictConfig, device: torch.device) -> Any:
-    """`ckpt=` through rspnet.load_model, else the configured architecture with random weights."""
+    """`ckpt=` through rspnet.load_model, else the configured network (`net` group) with random weights."""
     if cfg.get("ckpt"):
         return load_model(str(cfg.ckpt), device.type)
     torch.manual_seed(int(cfg.get("seed", 0)))
-    net = DerivedNet.from_cfg(cfg, *load_architecture(cfg), int(cfg.dataset.num_classes))
-    k = int(cfg.dataset.num_classes)
+    k, spec = int(cfg.dataset.num_classes), net_spec(cfg)
+    net = build_net(cfg, spec, k, *(load_architecture(cfg) if is_searched(spec) else ()))
     return Model(net.eval(), [str(i) for i in range(k)], [[0, 0, 0]] * k, "config", "config", trained=False)
 
 

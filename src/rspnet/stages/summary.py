@@ -1,5 +1,7 @@
 """`stage=summary`: parameter count (by part) and GFLOPs of any preset, without training.
 
+With net=enet (or another `net` entry built from its keys alone): its parameters and GFLOPs (no parts).
+
 The network is built on the `meta` device (no memory, no init cost), so even the paper preset
 at 1024x2048 is summarised in seconds on a laptop.
 """
@@ -17,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from rspnet.errors import ConfigError
 from rspnet.genotype import Genotype, MacroArch
 from rspnet.models.derived import DerivedNet, default_macro
+from rspnet.models.nets import build_net, is_searched, net_spec
 from rspnet.provenance import of_file
 from rspnet.resources import genotype_path, shipped_genotypes
 from rspnet.utils.config import output_dir
@@ -26,7 +29,8 @@ log = logging.getLogger(__name__)
 PAPER_GENOTYPE = genotype_path("paper_like")
 PARTS = ("stem", "trellis", "head")
 DEFAULT_MACRO = "default_macro"  # `macro_arch=default_macro`: the preset trellis
-REQUIRED = "REQUIRED"  # recipes set `genotype: "REQUIRED: ..."` (a `???` cannot override the root null)
+REQUIRED = "REQUIRED"
+GFLOPS_CONVENTION = "torch.utils.flop_counter: 2 FLOPs per multiply-accumulate (GFLOPs = 2 x GMACs), batch 1"  # recipes set `genotype: "REQUIRED: ..."` (a `???` cannot override the root null)
 
 
 def artifact_arg(cfg: DictConfig, key: str) -> str | None:
@@ -107,7 +111,7 @@ def summarize(cfg: DictConfig, genotype: Genotype, macro: MacroArch, flops: bool
         "params_by_part": parts,
         "gflops": round(gflops, 3) if gflops is not None else None,
         "gmacs": round(gflops / 2, 3) if gflops is not None else None,
-        "gflops_convention": "torch.utils.flop_counter: 2 FLOPs per multiply-accumulate (GFLOPs = 2 x GMACs), batch 1",
+        "gflops_convention": GFLOPS_CONVENTION,
         "input_size": list(size),
         "model": str(cfg.model.name),
         "head": str(cfg.head.name),
@@ -118,15 +122,41 @@ def summarize(cfg: DictConfig, genotype: Genotype, macro: MacroArch, flops: bool
     }
 
 
+def summarize_family(cfg: DictConfig, spec: dict) -> dict:
+    """The summary of a `net` group entry built from its keys alone (net=enet ...), on meta, at `dataset.crop_size`."""
+    with torch.device("meta"):
+        net = build_net(cfg, spec, int(cfg.dataset.num_classes))
+    size = tuple(int(v) for v in cfg.dataset.crop_size)
+    gflops = count_gflops(net, size)
+    return {
+        "net": spec["name"],
+        "params": sum(p.numel() for p in net.parameters()),
+        "gflops": round(gflops, 3),
+        "gmacs": round(gflops / 2, 3),
+        "gflops_convention": GFLOPS_CONVENTION,
+        "input_size": list(size),
+        "num_classes": int(cfg.dataset.num_classes),
+    }
+
+
 def run(cfg: DictConfig) -> dict:
     """Write DIR/summary.json: {"params", "params_by_part", "gflops", "input_size", ...}."""
     out = output_dir(cfg)
-    summary = summarize(cfg, *load_architecture(cfg)) | {"arch_provenance": arch_provenance(cfg)}
+    spec = net_spec(cfg)
+    if is_searched(spec):
+        summary = summarize(cfg, *load_architecture(cfg)) | {"arch_provenance": arch_provenance(cfg)}
+        prov = summary["arch_provenance"]
+        what = f"model={summary['model']} head={summary['head']} rsp={'on' if summary['rsp'] else 'off'}"
+        arch = f" (architecture: genotype {prov['genotype']}, macro {prov['macro']})"
+    else:
+        summary, what, arch = summarize_family(cfg, spec), f"net={spec['name']}", ""
     atomic_write_json(out / "summary.json", summary)
-    msg = (
-        f"model={summary['model']} head={summary['head']} rsp={'on' if summary['rsp'] else 'off'}: "
-        f"{summary['params'] / 1e6:.2f}M params, {summary['gflops']:.2f} GFLOPs at {summary['input_size']} "
-        f"(architecture: genotype {summary['arch_provenance']['genotype']}, macro {summary['arch_provenance']['macro']})"
+    log.info(
+        "%s: %.2fM params, %.2f GFLOPs at %s%s",
+        what,
+        summary["params"] / 1e6,
+        summary["gflops"],
+        summary["input_size"],
+        arch,
     )
-    log.info(msg)
     return {**summary, "summary": str(out / "summary.json")}

@@ -1,4 +1,8 @@
-"""stage=train: fixed-architecture training of the derived network from genotype.json (+ macro.json)."""
+"""stage=train: fixed-architecture training of the `net` group's network with the SegModule recipe.
+
+net=rspnet (default): the derived network of genotype.json (+ macro.json); net=enet, net=monai_unet:
+a hand-designed or library baseline, no artifacts, same data, schedule, weighting and selection.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ from rspnet.data.selection import Selection
 from rspnet.errors import ArtifactError, ConfigError
 from rspnet.lit.seg_module import SELECT_MIOU, build_seg_module
 from rspnet.losses import resolve_class_weights
-from rspnet.stages.summary import arch_provenance, artifact_arg
+from rspnet.models.nets import is_searched, net_spec
+from rspnet.stages.summary import REQUIRED, arch_provenance, artifact_arg
 from rspnet.stages.summary import load_architecture as load_with_defaults
 from rspnet.utils.checkpoint import (
     AtomicCheckpointIO,
@@ -56,6 +61,14 @@ def load_architecture(cfg: DictConfig) -> tuple[Any, Any]:
             provenance["macro"],
         )
     return architecture
+
+
+def unused_architecture(cfg: DictConfig, spec: dict[str, Any]) -> tuple[None, None]:
+    """A family built from its `net` entry alone takes no genotype/macro; given ones are ignored, with a warning."""
+    given = [key for key in ("genotype", "macro_arch") if cfg.get(key) and not str(cfg[key]).startswith(REQUIRED)]
+    if given:
+        log.warning("net=%s is not built from a genotype or macro: ignoring %s", spec["name"], ", ".join(given))
+    return None, None
 
 
 INIT_SKIP = "classifiers"  # train.init_skip: the one choice (null = strict)
@@ -144,14 +157,40 @@ def train_result(static: dict[str, Any], trainer: pl.Trainer, module: Any) -> di
         "class_weights": static["class_weights"],
         "epochs": int(trainer.current_epoch),
         "global_step": int(trainer.global_step),
-        **{k: static[k] for k in ("params", "arch_provenance", "genotype", "macro_arch", "init_ckpt", "init_skip")},
+        # the network family (`name`, `class`; `config` = its conf/net entry unless net=rspnet) and its inputs
+        **{
+            k: static[k]
+            for k in ("net", "params", "arch_provenance", "genotype", "macro_arch", "init_ckpt", "init_skip")
+        },
+    }
+
+
+def static_result(cfg: DictConfig, module: Any, selection: dict, weights: list | None, searched: bool) -> dict:
+    """The train.json entries known before the fit: network, inputs, selection, class weights."""
+    return {
+        "net": module.meta["net"],
+        "selection": selection,
+        "class_weights": {
+            "source": str(cfg.train.get("class_weights")),
+            "scheme": str(cfg.train.get("class_weighting")),
+            "weights": weights,
+        }
+        if weights is not None
+        else None,
+        "params": module.meta["params"],
+        "arch_provenance": module.meta["arch_provenance"],
+        "genotype": artifact_arg(cfg, "genotype") if searched else None,
+        "macro_arch": str(cfg.macro_arch) if cfg.get("macro_arch") and searched else None,
+        "init_ckpt": str(cfg.train.init_ckpt) if cfg.train.get("init_ckpt") else None,
+        "init_skip": cfg.train.get("init_skip"),
     }
 
 
 def run(cfg: DictConfig) -> dict:
     """Train, keep best/last checkpoints, write DIR/train.json; objective = best selection-split mIoU."""
     out = output_dir(cfg)
-    genotype, macro = load_architecture(cfg)
+    spec = net_spec(cfg)
+    genotype, macro = load_architecture(cfg) if is_searched(spec) else unused_architecture(cfg, spec)
     dm = build_datamodule(cfg)
     dm.monitor_val = bool(cfg.train.get("monitor_val", True))
     # the checkpoint group is checked before anything is written
@@ -161,36 +200,20 @@ def run(cfg: DictConfig) -> dict:
     restore_holdout(dm, ckpt_path)
     selection = selection_info(dm)
     weights = resolve_class_weights(cfg, dm, out)
-    module = build_seg_module(
-        cfg, genotype.to_dict(), macro.to_dict(), dm.num_classes, list(dm.classes), list(dm.palette), weights, selection
-    )
+    arch = [a.to_dict() if a is not None else None for a in (genotype, macro)]
+    module = build_seg_module(cfg, *arch, dm.num_classes, list(dm.classes), list(dm.palette), weights, selection)
     log.info("checkpoint selection: %s", selection["selected_on"])
     params = module.meta["params"]
-    log.info(
-        "derived network: %s params (%.3f M), head=%s, rsp=%s", params, params / 1e6, cfg.head.name, cfg.rsp.enabled
-    )
+    shape = f"head={cfg.head.name}, rsp={cfg.rsp.enabled}" if is_searched(spec) else type(module.net).__name__
+    log.info("network net=%s: %s params (%.3f M), %s", spec["name"], params, params / 1e6, shape)
     if cfg.train.get("init_ckpt") or cfg.train.get("init_skip"):
         init_from_checkpoint(module, cfg.train.get("init_ckpt"), cfg.train.get("init_skip"))
     no_val = {"limit_val_batches": 0} if dm.selection.split is None else {}
     logger = build_logger(cfg, out)
-    for lg in all_loggers(logger):
-        lg.log_hyperparams({"arch_provenance": arch_provenance(cfg)})  # W&B config / CSV hparams: searched?
-    static = {
-        "selection": selection,
-        "class_weights": {
-            "source": str(cfg.train.get("class_weights")),
-            "scheme": str(cfg.train.get("class_weighting")),
-            "weights": weights,
-        }
-        if weights is not None
-        else None,
-        "params": params,
-        "arch_provenance": module.meta["arch_provenance"],
-        "genotype": artifact_arg(cfg, "genotype"),
-        "macro_arch": str(cfg.macro_arch) if cfg.get("macro_arch") else None,
-        "init_ckpt": str(cfg.train.init_ckpt) if cfg.train.get("init_ckpt") else None,
-        "init_skip": cfg.train.get("init_skip"),
-    }
+    for lg in all_loggers(logger):  # W&B config / CSV hparams: which family, searched?
+        provenance = arch_provenance(cfg) if is_searched(spec) else module.meta["arch_provenance"]
+        lg.log_hyperparams({"net": spec["name"], "arch_provenance": provenance})
+    static = static_result(cfg, module, selection, weights, genotype is not None)
     writer = WriteResult(out / "train.json", functools.partial(train_result, static))
     callbacks = [*best, *last_checkpoints(cfg, out)]
     trainer = build_trainer(

@@ -4,7 +4,9 @@ A training checkpoint holds `checkpoint["rspnet"]` (`seg_meta`): what network it
 genotype and macro structure of an rspnet net, the class names/palette and the model/rsp/head
 config, so eval, predict and export rebuild the exact network from the file alone
 (`load_seg_checkpoint`). Format history: `rspnet.seg/1` (up to a096c64) has no `net` entry and is
-always an rspnet derived net; `rspnet.seg/2` adds `net`. Both load; other versions are one error.
+always an rspnet derived net; `rspnet.seg/2` adds `net`, later with `net.name` and `net.config` (the
+`net` group entry of a non-searched family such as ENet, `builder: hydra.utils.instantiate`; an older
+rspnet refuses those files in one line, as any non-rspnet net). Both load; other versions are one error.
 
 Every load is `torch.load(weights_only=True)` (`read_checkpoint`, also for Lightning's resume through
 `AtomicCheckpointIO`), so a checkpoint cannot run code. `stage=export stage.format=safetensors` writes
@@ -28,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from rspnet.errors import ArtifactError, RSPNetError
+from rspnet.models.nets import RSPNET_SPEC, check_rebuildable, is_searched
 from rspnet.utils.io import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -44,7 +47,9 @@ CKPT_FORMAT = "rspnet.seg/2"
 READABLE_FORMATS = ("rspnet.seg/1", CKPT_FORMAT)
 # config groups that define an rspnet network's shape; stored in (and restored from) the checkpoint
 ARCH_GROUPS = ("model", "rsp", "head")
-DERIVED = "rspnet.models.derived"  # `net.builder` of the nets that load_seg_checkpoint rebuilds
+# `net.builder`: how load_seg_checkpoint rebuilds the network (None: an injected net it cannot rebuild)
+DERIVED = "rspnet.models.derived"  # the searched net, from the stored genotype + macro + model/rsp/head
+INSTANTIATE = "hydra.utils.instantiate"  # another `net` group entry, from its stored `net.config`
 WEIGHTS_FORMAT = "rspnet.weights/1"  # safetensors header: {"format": WEIGHTS_FORMAT, "rspnet": JSON of the metadata}
 SAFETENSORS = ".safetensors"
 
@@ -177,9 +182,12 @@ def check_seg_meta(
     net = meta.get("net", {"builder": DERIVED})  # rspnet.seg/1: always a derived net
     if not isinstance(net, dict) or not isinstance(net.get("class", ""), str):
         raise bad("net", "expected an object")
+    if net.get("builder") == INSTANTIATE:  # a `net` group entry (net=enet ...): rebuilt from net.config
+        check_rebuildable(net, str(path))
+        return meta
     if net.get("builder") != DERIVED:
         raise ArtifactError(
-            f"{path}: holds a {net.get('class') or 'non-rspnet'} network, not an rspnet derived net; "
+            f"{path}: holds a {net.get('class') or 'non-rspnet'} network, not one of the net group; "
             "eval/predict/export rebuild only those (load its net.* weights with "
             "rspnet.utils.checkpoint.net_state into that network yourself)"
         )
@@ -236,19 +244,24 @@ def seg_meta(
     class_weights: list[float] | None = None,
     selection: dict[str, Any] | None = None,
     description: str | None = None,
+    net_spec: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`checkpoint["rspnet"]` for `net`: an rspnet derived net (genotype + macro given) or any other network."""
+    """`checkpoint["rspnet"]` for `net`: an rspnet derived net (genotype + macro given), a `net` group entry
+    (`net_spec`, its conf/net entry: rebuilt from it on load) or any other network (not rebuilt)."""
     from rspnet.genotype import arch_provenance
 
     derived = genotype is not None and macro is not None
+    entry = net_spec is not None and not is_searched(net_spec) and not derived
     kind = type(net)
     return {
         "format": CKPT_FORMAT,
-        # what network the weights are for; only `builder: rspnet.models.derived` nets are rebuilt on load
+        # what network the weights are for and how load_seg_checkpoint rebuilds it (builder None: it cannot)
         "net": {
-            "builder": DERIVED if derived else None,
+            "name": "rspnet" if derived else (net_spec or {}).get("name"),
+            "builder": DERIVED if derived else (INSTANTIATE if entry else None),
             "class": f"{kind.__module__}.{kind.__qualname__}",
             "description": description,
+            "config": dict(net_spec) if entry else None,
         },
         "genotype": genotype,
         "macro": macro,
@@ -262,6 +275,12 @@ def seg_meta(
         # searched | random | preset per artifact (None = legacy file without the key, or not an rspnet net)
         "arch_provenance": arch_provenance(genotype, macro) if derived else {"genotype": None, "macro": None},
     }
+
+
+def net_name(meta: dict[str, Any]) -> str | None:
+    """The `net` group entry a checkpoint's network is (`rspnet` for derived nets of any format), None if none."""
+    net = meta.get("net", {"builder": DERIVED})
+    return net.get("name") or ("rspnet" if net.get("builder") == DERIVED else None)
 
 
 def read_checkpoint(path: str | Path, lightning: bool = True) -> dict[str, Any]:
@@ -352,6 +371,32 @@ def _arch_diff(user: DictConfig, stored: dict) -> list[str]:
     return diffs
 
 
+def _network_cfg(cfg: DictConfig | None, meta: dict[str, Any], path: str | Path) -> DictConfig:
+    """`cfg` (or the stored config) with the checkpoint's network: its model/rsp/head groups and `net` entry."""
+    stored = meta["config"]
+    net = meta.get("net") or {}  # rspnet.seg/1: a derived net
+    spec = net["config"] if net.get("builder") == INSTANTIATE else RSPNET_SPEC
+    if cfg is None:
+        cfg = OmegaConf.create(stored)
+    else:
+        diffs = _arch_diff(cfg, stored) if is_searched(spec) else []
+        mine = cfg.get("net")
+        if mine is not None and mine.get("name") != spec["name"]:
+            diffs.append(f"net={spec['name']} (config: net={mine.get('name')})")
+        if diffs:
+            log.warning(
+                "%s: using the checkpoint's network config, which differs from the given one: %s",
+                path,
+                "; ".join(diffs),
+            )
+        cfg = cfg.copy()
+    with open_dict(cfg):
+        for g in ARCH_GROUPS:
+            cfg[g] = OmegaConf.create(stored[g])
+        cfg.net = OmegaConf.create(spec)
+    return cfg
+
+
 def load_seg_checkpoint(path: str | Path, cfg: DictConfig | None = None) -> tuple[SegModule, dict[str, Any]]:
     """Rebuild the trained SegModule (eval mode) from a checkpoint; returns (module, checkpoint["rspnet"]).
 
@@ -362,21 +407,7 @@ def load_seg_checkpoint(path: str | Path, cfg: DictConfig | None = None) -> tupl
 
     ckpt = read_checkpoint(path)
     meta = check_seg_meta(ckpt.get("rspnet"), path)
-    stored = meta["config"]
-    if cfg is None:
-        cfg = OmegaConf.create(stored)
-    else:
-        diffs = _arch_diff(cfg, stored)
-        if diffs:
-            log.warning(
-                "%s: using the checkpoint's network config, which differs from the given one: %s",
-                path,
-                "; ".join(diffs),
-            )
-        cfg = cfg.copy()
-        with open_dict(cfg):
-            for g in ARCH_GROUPS:
-                cfg[g] = OmegaConf.create(stored[g])
+    cfg = _network_cfg(cfg, meta, path)
     try:
         module = build_seg_module(
             cfg,
