@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from rspnet.utils.checkpoint import read_checkpoint
+from rspnet.utils.checkpoint import load_seg_checkpoint, read_checkpoint
 
 TINY = (
     "dataset=synthetic",
@@ -33,7 +33,11 @@ def test_the_baseline_checkpoint_describes_the_monai_net(tmp_path: Path) -> None
     assert json.loads((tmp_path / "metrics.json").read_text())["network"] == NETWORK
     ckpt = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     meta = ckpt["rspnet"]
-    assert meta["net"]["class"] == "monai.networks.nets.basic_unet.BasicUNet" and meta["net"]["builder"] is None
+    assert meta["net"]["class"] == "monai.networks.nets.basic_unet.BasicUNet" and meta["net"]["name"] == "monai_unet"
+    # the net group entry is stored, so eval/predict/export rebuild the baseline from its checkpoint
+    assert meta["net"]["builder"] == "hydra.utils.instantiate"
+    module, _ = load_seg_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert type(module.net).__name__ == "BasicUNet"
     # the count of the weights the checkpoint holds, not of an rspnet net that never trained
     assert meta["params"] == sum(v.numel() for k, v in ckpt["state_dict"].items() if k.startswith("net.")) > 0
     assert meta["genotype"] is None and meta["arch_provenance"] == {"genotype": None, "macro": None}

@@ -63,7 +63,7 @@ def test_an_injected_net_is_what_the_checkpoint_describes(tiny_cfg, tmp_path: Pa
     assert meta["net"]["builder"] is None and meta["arch_provenance"] == {"genotype": None, "macro": None}
     torch.save({"state_dict": module.state_dict(), "rspnet": meta}, tmp_path / "baseline.ckpt")
     # eval/predict/export rebuild only rspnet nets: anything else is one line naming what the file holds
-    with pytest.raises(ArtifactError, match=r"baseline.ckpt: holds a .*Baseline network, not an rspnet derived net"):
+    with pytest.raises(ArtifactError, match=r"baseline.ckpt: holds a .*Baseline network, not one of the net group"):
         load_seg_checkpoint(tmp_path / "baseline.ckpt")
 
 

@@ -24,6 +24,7 @@ METRIC_KEYS = {
     "dataset",
     "split",
     "checkpoint",
+    "net",
     "arch_provenance",
     "checkpoint_selected_on",
 }

@@ -20,7 +20,7 @@ import io
 import json
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -179,12 +179,18 @@ def check_seg_meta(
         )
     ):
         raise bad("palette", "expected a list of [r, g, b] colours (ints 0..255)")
+    _check_net(meta, path, bad)
+    return meta
+
+
+def _check_net(meta: dict[str, Any], path: Any, bad: Callable[[str, str], ArtifactError]) -> None:
+    """The `net` entry names a network load_seg_checkpoint rebuilds, with what it is rebuilt from."""
     net = meta.get("net", {"builder": DERIVED})  # rspnet.seg/1: always a derived net
     if not isinstance(net, dict) or not isinstance(net.get("class", ""), str):
         raise bad("net", "expected an object")
     if net.get("builder") == INSTANTIATE:  # a `net` group entry (net=enet ...): rebuilt from net.config
         check_rebuildable(net, str(path))
-        return meta
+        return
     if net.get("builder") != DERIVED:
         raise ArtifactError(
             f"{path}: holds a {net.get('class') or 'non-rspnet'} network, not one of the net group; "
@@ -194,7 +200,6 @@ def check_seg_meta(
     for key in ("genotype", "macro"):
         if not isinstance(meta.get(key), dict):
             raise bad(key, "expected an object")
-    return meta
 
 
 def rng_state() -> dict[str, Any]:
