@@ -52,10 +52,10 @@ def reuse_rspnet(out: Path) -> dict[str, Any]:
 
 
 def baseline_net(num_classes: int) -> torch.nn.Module:
-    """MONAI BasicUNet with its default features (32, 32, 64, 128, 256, 32)."""
-    from monai.networks.nets import BasicUNet
+    """MONAI BasicUNet with its default features (32, 32, 64, 128, 256, 32): the `net=monai_unet` entry."""
+    from rspnet.models.nets import monai_unet
 
-    return BasicUNet(spatial_dims=2, in_channels=3, out_channels=num_classes)
+    return monai_unet(num_classes)
 
 
 def run_baseline(out: Path, overrides: list[str], epochs: int, max_minutes: float | None = None) -> dict[str, Any]:

@@ -6,13 +6,14 @@
 Same SegModule recipe as stage=train (data module, crop, batch, SGD + poly lr decaying over the
 epochs this run actually trains — `trainer.max_epochs`, no wall-clock cap), same checkpoint rule
 (the last one; no validation while training), same metric (evaluated once on `split=val`).
+The network is the `net=monai_unet` entry of the net group (conf/net/monai_unet.yaml); stage=train
+net=monai_unet trains the same network through the normal stage (this script keeps the study's layout).
 Writes DIR/checkpoints/last.ckpt (a killed run resumes from it), DIR/train.json, DIR/metrics.json.
 """
 
 from __future__ import annotations
 
 import sys
-from functools import partial
 
 NETWORK = "monai.networks.nets.BasicUNet (spatial_dims=2, default features, random init)"
 
@@ -21,30 +22,25 @@ def run(overrides: list[str]) -> dict:
     """Train + evaluate; returns the metrics dict."""
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from bench.camvid_baseline import baseline_net
     from bench.common import compose_cfg
     from rspnet.data import build_datamodule
-    from rspnet.inference import infer_from_cfg
-    from rspnet.lit.seg_module import SegModule
+    from rspnet.lit.seg_module import build_seg_module
     from rspnet.stages.eval import metrics_dict
     from rspnet.stages.summary import count_gflops
-    from rspnet.utils.checkpoint import AtomicCheckpointIO, seg_meta
+    from rspnet.utils.checkpoint import AtomicCheckpointIO
     from rspnet.utils.config import output_dir, seed_everything
     from rspnet.utils.io import atomic_write_json
     from rspnet.utils.trainer import build_trainer, run_callbacks
 
-    cfg = compose_cfg("stage=train", *overrides)
+    cfg = compose_cfg("stage=train", "net=monai_unet", *overrides)
     out = output_dir(cfg)
     seed_everything(int(cfg.seed))
     dm = build_datamodule(cfg)
     dm.setup("fit")
-    # the same SegModule recipe around the library net; the checkpoint metadata describes that net
-    net = baseline_net(dm.num_classes)
-    meta = seg_meta(cfg, net, dm.num_classes, classes=list(dm.classes), palette=list(dm.palette), description=NETWORK)
-    module = SegModule(
-        net, cfg.train, int(cfg.dataset.get("ignore_index", 255)), meta, infer=partial(infer_from_cfg, cfg=cfg)
-    )  # evaluated like every arm (the inference group)
-    params = meta["params"]
+    # the same SegModule recipe around the library net (the `net` group entry, which the checkpoint stores, so
+    # eval/predict rebuild it); no class weights, as before; evaluated like every arm (the inference group)
+    module = build_seg_module(cfg, None, None, dm.num_classes, list(dm.classes), list(dm.palette))
+    params = module.meta["params"]
     ckpt_cb = ModelCheckpoint(
         dirpath=str(out / "checkpoints"),
         filename="epoch{epoch:03d}",
