@@ -74,3 +74,17 @@ def test_one_backward_gives_every_parameter_a_finite_gradient() -> None:
     net(torch.randn(2, 3, 32, 32)).logsumexp(1).mean().backward()
     for name, p in net.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_summary_and_profile_count_the_enet_of_net_enet(make_cfg, tmp_path) -> None:
+    """`stage=summary net=enet` and `stage=profile net=enet` measure ENet, not the rspnet net."""
+    from rspnet.stages.profile import run as run_profile
+    from rspnet.stages.summary import count_gflops
+    from rspnet.stages.summary import run as run_summary
+
+    over = ("net=enet", "dataset.num_classes=11", "dataset.crop_size=[64,96]")
+    summary = run_summary(make_cfg("stage=summary", *over, out=tmp_path / "s"))
+    assert summary["net"] == "enet" and summary["params"] == table1_params(11)
+    assert summary["gflops"] == round(count_gflops(ENet(11), (64, 96)), 3) and summary["gmacs"] > 0
+    profile = run_profile(make_cfg("stage=profile", *over, "stage.repeats=1", "stage.warmup=0", out=tmp_path / "p"))
+    assert profile["params"] == table1_params(11) and profile["gmacs"] == summary["gmacs"]
