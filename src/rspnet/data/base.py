@@ -139,6 +139,10 @@ class SegDataset(Dataset):
         return len(self.items)
 
     # --- hooks a dataset overrides -------------------------------------------------
+    def sequences(self) -> list[str] | None:
+        """Per item, the video sequence its frame comes from (`train.holdout_sequences`); None: not known."""
+        return None
+
     def lut_for(self, label_path: Path) -> np.ndarray:
         """The raw-id -> train-id LUT for one label file."""
         raise NotImplementedError

@@ -88,7 +88,8 @@ class SegDataModule(pl.LightningDataModule):
         if stage in (None, "fit") and self.train_dataset is None:
             self.train_dataset = self._build(self.cfg, "train", True)
             if self.selection.holds_out:
-                self._set_holdout(carve_holdout(len(self.train_dataset), self.selection, str(self.dcfg.name)))
+                ds = self.train_dataset
+                self._set_holdout(carve_holdout(len(ds), self.selection, str(self.dcfg.name), ds.sequences()))
         if stage in (None, "fit", "validate") and self.val_dataset is None:
             self.val_dataset = self._build(self.cfg, "val", False)
         if stage in ("test", "predict"):
