@@ -29,6 +29,7 @@ from rspnet.config import compose
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_IMAGES, VAL_IMAGES = 367, 101  # SegNet CamVid split (../shared/data/camvid/README.txt)
+SEQUENCE_IMAGES = {"0001TP": 62, "0006R0": 101, "0016E5": 204}  # train frames per sequence (same README)
 
 
 def step_seconds(net: torch.nn.Module, batch: int, hw: tuple[int, int], classes: int, repeats: int = 3) -> float:
@@ -57,6 +58,8 @@ def split_sizes(cfg: DictConfig) -> tuple[int, int]:
 
     sel = Selection.from_cfg(cfg)
     hold = min(max(round(TRAIN_IMAGES * sel.fraction), 1), TRAIN_IMAGES - 1) if sel.holds_out else 0
+    if sel.sequences:  # train.holdout_sequences: whole sequences (an unknown name counts as none)
+        hold = sum(SEQUENCE_IMAGES.get(name, 0) for name in sel.sequences)
     return TRAIN_IMAGES - hold, hold if sel.holds_out else (VAL_IMAGES if sel.select == "val" else 0)
 
 

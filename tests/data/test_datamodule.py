@@ -169,8 +169,28 @@ def test_synthetic_is_learnable_by_a_tiny_net(make_cfg) -> None:
     assert metric.compute()["miou"] > 0.2  # chance is about 1/19; this run gets about 0.31
 
 
-def test_resize_long_applies_to_eval_and_keeps_mask_ids(make_cfg) -> None:
+def test_resize_long_resizes_the_eval_image_but_never_the_label(make_cfg) -> None:
     ds = build_dataset(make_cfg(*SMALL, "dataset.resize_long=32"), "val", train=False)
     image, mask = ds[0]
-    assert image.shape == (3, 16, 32) and mask.shape == (16, 32)
-    assert set(mask.unique().tolist()) <= set(np.unique(ds.load_label(0)).tolist())
+    # the network sees the resized image; scoring sees the label file itself (SPEC §6)
+    assert image.shape == (3, 16, 32) and mask.shape == (32, 64)
+    assert torch.equal(mask, torch.from_numpy(ds.load_label(0).astype(np.int64)))
+
+
+def test_eval_scale_scales_eval_images_only(make_cfg) -> None:
+    cfg = make_cfg(*SMALL, "dataset.eval_scale=0.5")
+    image, mask = build_dataset(cfg, "val", train=False)[0]
+    assert image.shape == (3, 16, 32) and mask.shape == (32, 64)  # the label keeps the file's size
+    image, mask = build_dataset(cfg, "train", train=True)[0]
+    assert image.shape[-2:] == mask.shape == tuple(cfg.dataset.crop_size)  # training crops are untouched
+
+
+def test_an_eval_batch_of_mixed_label_sizes_is_one_line_naming_val_batch_size() -> None:
+    from rspnet.data.datamodule import eval_collate
+
+    same = [(torch.zeros(3, 8, 16), torch.zeros(16, 32, dtype=torch.long))] * 2
+    x, y = eval_collate(same)
+    assert x.shape == (2, 3, 8, 16) and y.shape == (2, 16, 32)
+    mixed = [same[0], (torch.zeros(3, 8, 16), torch.zeros(24, 48, dtype=torch.long))]
+    with pytest.raises(DataError, match=r"different sizes .*; set dataset.val_batch_size=1$"):
+        eval_collate(mixed)

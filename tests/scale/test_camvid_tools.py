@@ -166,3 +166,8 @@ def test_recorded_eval_commands_name_the_checkpoint_inside_the_variant_folder() 
         camvid_recipes._portable("rspnet stage=train paths.output_dir=o/train")
         == "rspnet stage=train paths.output_dir=o/train"
     )
+
+
+def test_sizing_counts_a_held_out_sequence(make_cfg) -> None:
+    assert camvid_sizing.split_sizes(make_cfg("experiment=camvid")) == (330, 37)
+    assert camvid_sizing.split_sizes(make_cfg("experiment=camvid", "train.holdout_sequences=[0006R0]")) == (266, 101)

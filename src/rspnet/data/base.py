@@ -107,7 +107,11 @@ def make_lut(mapping: dict[int, int], size: int = 256) -> np.ndarray:
 
 
 class SegDataset(Dataset):
-    """Items of (image, label) files -> (image float32 [3,H,W] normalised, mask int64 [H,W])."""
+    """Items of (image, label) files -> (image float32 [3,h,w] normalised, mask int64 [H,W]).
+
+    Training (`augment`): image and mask go through the random pipeline together. Evaluation: only the
+    image is transformed; the mask keeps the label file's resolution H x W, which scoring uses.
+    """
 
     def __init__(
         self,
@@ -135,6 +139,10 @@ class SegDataset(Dataset):
         return len(self.items)
 
     # --- hooks a dataset overrides -------------------------------------------------
+    def sequences(self) -> list[str] | None:
+        """Per item, the video sequence its frame comes from (`train.holdout_sequences`); None: not known."""
+        return None
+
     def lut_for(self, label_path: Path) -> np.ndarray:
         """The raw-id -> train-id LUT for one label file."""
         raise NotImplementedError
@@ -191,8 +199,10 @@ class SegDataset(Dataset):
             )
         if self.augment:  # augmentation randomness follows torch's RNG (seeded, checkpointed, per worker)
             self.transform.set_random_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
-        res = self.transform(image=image, mask=mask)
-        image, mask = res["image"], res["mask"]
+            res = self.transform(image=image, mask=mask)
+            image, mask = res["image"], res["mask"]
+        else:  # evaluation: the image may be resized, the label never is (scores are upsampled to it)
+            image = self.transform(image=image)["image"]
         return (
             torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)),
             torch.from_numpy(np.ascontiguousarray(mask, dtype=np.int64)),

@@ -1,6 +1,8 @@
 """CamVid, SegNet 11-class version: `root/<split>/*.png` with labels in `root/<split>annot/`.
 
 Label pixels are class indices 0..10; 11 (void) -> 255; anything else is outside the mapping.
+Frame names start with their video sequence (0001TP, 0006R0, 0016E5, Seq05VD), which
+`train.holdout_sequences` holds out whole.
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ class CamVidDataset(SegDataset):
     def lut_for(self, label_path: Path) -> np.ndarray:
         """The fixed 0..10 identity LUT (11 -> 255)."""
         return LUT
+
+    def sequences(self) -> list[str] | None:
+        """The sequence of each frame: its name's prefix (`0006R0_f02400.png` -> 0006R0); None if a name has none."""
+        names = [Path(image).name if image is not None else "" for image, _ in self.items]
+        prefixes = [name.split("_", 1)[0] if "_" in name else "" for name in names]
+        return prefixes if all(prefixes) else None
 
 
 def available_splits(dcfg: Any) -> list[str]:

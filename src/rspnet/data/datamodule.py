@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 from pytorch_lightning.utilities import CombinedLoader
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
 from rspnet.data.base import IGNORE, SegDataset
 from rspnet.data.selection import Selection, carve_holdout
@@ -30,6 +30,21 @@ class EvalLoader(DataLoader):
     def __iter__(self):  # noqa: ANN204 - DataLoader's own annotation
         with torch.random.fork_rng(devices=[]):
             return super().__iter__()
+
+
+def eval_collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    """`default_collate` of evaluation items; one line naming `dataset.val_batch_size` if their sizes differ.
+
+    Evaluation labels keep their files' resolution, so images resized to one size may still carry
+    labels of different sizes (e.g. `dataset.resize_long` over photos of several resolutions).
+    """
+    sizes = sorted({f"image {tuple(x.shape[-2:])} label {tuple(y.shape[-2:])}" for x, y in batch})
+    if len(sizes) > 1:
+        raise DataError(
+            f"one evaluation batch holds images or labels of different sizes ({'; '.join(sizes[:3])}); "
+            "set dataset.val_batch_size=1"
+        )
+    return default_collate(batch)
 
 
 class SegDataModule(pl.LightningDataModule):
@@ -73,7 +88,8 @@ class SegDataModule(pl.LightningDataModule):
         if stage in (None, "fit") and self.train_dataset is None:
             self.train_dataset = self._build(self.cfg, "train", True)
             if self.selection.holds_out:
-                self._set_holdout(carve_holdout(len(self.train_dataset), self.selection, str(self.dcfg.name)))
+                ds = self.train_dataset
+                self._set_holdout(carve_holdout(len(ds), self.selection, str(self.dcfg.name), ds.sequences()))
         if stage in (None, "fit", "validate") and self.val_dataset is None:
             self.val_dataset = self._build(self.cfg, "val", False)
         if stage in ("test", "predict"):
@@ -101,6 +117,7 @@ class SegDataModule(pl.LightningDataModule):
             pin_memory=bool(self.dcfg.get("pin_memory", False)),
             persistent_workers=workers > 0,
             worker_init_fn=worker_init,  # one thread per worker (the main process holds the rest)
+            collate_fn=None if train else eval_collate,
         )
 
     def _require(self, ds: SegDataset | None, stage: str) -> SegDataset:

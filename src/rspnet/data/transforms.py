@@ -1,4 +1,8 @@
-"""Albumentations pipelines: train (scale, pad+crop, flip, colour jitter) and eval (normalise)."""
+"""Albumentations pipelines: train (scale, pad+crop, flip, colour jitter) and eval (normalise).
+
+The eval pipeline transforms the image only: labels are scored at their own resolution (the
+network's scores are upsampled to the label, docs/design.md "Evaluation protocol").
+"""
 
 from __future__ import annotations
 
@@ -68,11 +72,22 @@ def train_transform(dcfg: Any) -> A.Compose:
     return A.Compose(ops)
 
 
-def eval_transform(resize_long: int | None = None) -> A.Compose:
-    """Normalise only (plus the optional longest-side resize)."""
-    return A.Compose([*_resize(resize_long), A.Normalize(mean=MEAN, std=STD, max_pixel_value=255.0)])
+def _scale(factor: float | None) -> list[A.BasicTransform]:
+    """Optional fixed rescale of the image by `factor` (dataset.eval_scale): the inference scale."""
+    if factor is None or float(factor) == 1.0:
+        return []
+    if float(factor) <= 0:
+        raise ConfigError(f"dataset.eval_scale={factor} must be > 0 (1 or null = the frame's own size)")
+    # a one-point range: RandomScale with it always scales by exactly `factor`
+    limit = float(factor) - 1.0
+    return [A.RandomScale(scale_limit=(limit, limit), interpolation=cv2.INTER_LINEAR, p=1.0)]
+
+
+def eval_transform(resize_long: int | None = None, scale: float | None = None) -> A.Compose:
+    """Normalise, after the optional longest-side resize and the optional `scale` (image only: see module doc)."""
+    return A.Compose([*_resize(resize_long), *_scale(scale), A.Normalize(mean=MEAN, std=STD, max_pixel_value=255.0)])
 
 
 def build_transform(dcfg: Any, train: bool) -> A.Compose:
     """The train or eval pipeline for a dataset config."""
-    return train_transform(dcfg) if train else eval_transform(dcfg.get("resize_long"))
+    return train_transform(dcfg) if train else eval_transform(dcfg.get("resize_long"), dcfg.get("eval_scale"))

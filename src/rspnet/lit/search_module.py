@@ -25,6 +25,7 @@ from torch import nn
 from rspnet.errors import ConfigError, NonFiniteError
 from rspnet.lit.bilevel import Architect, build_optimizers
 from rspnet.metrics import SegMetric
+from rspnet.models.layers import resize
 from rspnet.search_space.cell import EDGES
 from rspnet.search_space.evidence import null_labels
 from rspnet.search_space.ops import PRIMITIVES
@@ -240,6 +241,7 @@ class SearchModule(pl.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch
         logits = self.net(x)
+        logits = logits if logits.shape[-2:] == y.shape[-2:] else resize(logits, y.shape[-2:])  # label resolution
         self.log("select/loss", self.loss(logits, y), on_epoch=True, sync_dist=True, batch_size=x.shape[0])
         self.val_metric.update(logits.argmax(1), y)
 

@@ -100,8 +100,9 @@ def mirror_names(files: Sequence[Path], root: Path) -> list[Names]:
 
 
 def prepare(rgb: np.ndarray, cfg: DictConfig) -> torch.Tensor:
-    """uint8 [H, W, 3] -> the network input [3, h, w]: the datasets' eval pipeline (normalise, optional resize_long)."""
-    x = eval_transform(cfg.dataset.get("resize_long"))(image=rgb)["image"]
+    """uint8 [H, W, 3] -> the network input [3, h, w]: the datasets' eval pipeline (normalise, optional
+    resize_long and eval_scale)."""
+    x = eval_transform(cfg.dataset.get("resize_long"), cfg.dataset.get("eval_scale"))(image=rgb)["image"]
     return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1).float()
 
 
@@ -310,7 +311,7 @@ def predict_batch(seg: Segmenter, xs: list[torch.Tensor], sizes: list[tuple[int,
     for idx in groups.values():
         scores = seg.scores(torch.stack([xs[i] for i in idx]))
         for j, i in enumerate(idx):
-            # back from dataset.resize_long to the file's size, memory-bounded for huge images
+            # back from dataset.resize_long / eval_scale to the file's size, memory-bounded for huge images
             preds[i] = upsample_argmax(scores[j : j + 1], sizes[i])[0].to(torch.uint8).cpu().numpy()
     return preds  # type: ignore[return-value]
 

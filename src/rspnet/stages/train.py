@@ -15,7 +15,6 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from rspnet.data import build_datamodule
-from rspnet.data.selection import Selection
 from rspnet.errors import ArtifactError, ConfigError
 from rspnet.lit.seg_module import SELECT_MIOU, build_seg_module
 from rspnet.losses import resolve_class_weights
@@ -115,13 +114,14 @@ def init_from_checkpoint(module: Any, path: str | None, skip: str | None = None)
 def selection_info(dm: Any) -> dict[str, Any]:
     """What picks the checkpoint (train.json, checkpoint metadata and metrics.json carry it)."""
     hold = dm.holdout_state()  # the slice in use: a resumed run keeps its checkpoint's
-    sel = dm.selection if hold is None else Selection(dm.selection.select, float(hold["fraction"]), int(hold["seed"]))
+    sel = dm.selection if hold is None else dm.selection.with_slice(hold)
+    slice_ = None if hold is None else {"fraction": sel.fraction, "seed": sel.seed, "images": len(hold["holdout"])}
+    if sel.sequences and slice_ is not None:
+        slice_["sequences"] = list(sel.sequences)
     return {
         "select": sel.select,
         "split": sel.split,
-        "holdout": None
-        if hold is None
-        else {"fraction": sel.fraction, "seed": sel.seed, "images": len(hold["holdout"])},
+        "holdout": slice_,
         "selected_on": sel.describe(None if hold is None else len(hold["holdout"])),
     }
 

@@ -44,7 +44,7 @@ VOLATILE += ("hydra", "predict", "extra_loggers", "tags")
 TRAINER_KEYS = ("precision", "accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm")
 # nested keys: where the data lives and how it is loaded; the held-out slice (a resume keeps the checkpoint's)
 NESTED_VOLATILE = ("dataset.root", "dataset.num_workers", "dataset.pin_memory")
-NESTED_VOLATILE += ("train.holdout_fraction", "train.holdout_seed")
+NESTED_VOLATILE += ("train.holdout_fraction", "train.holdout_seed", "train.holdout_sequences")
 ARTIFACT_KEYS = ("genotype", "macro_arch")  # input files: identified by their content, not their path
 
 _state: dict[str, Any] = {"depth": 0, "signum": None, "previous": {}, "pid": None}

@@ -92,6 +92,7 @@ SCHEMA: dict[str, Check] = {
     "dataset.hflip": BOOL,
     "dataset.color_jitter": _optional(_list(NONNEG, "numbers >= 0", 4)),
     "dataset.resize_long": _optional(POS_INT),
+    "dataset.eval_scale": _optional(POSITIVE),
     "dataset.batch_size": POS_INT,
     "dataset.val_batch_size": POS_INT,
     "dataset.num_workers": NONNEG_INT,

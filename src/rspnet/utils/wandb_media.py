@@ -15,6 +15,8 @@ import torch
 from PIL import Image
 
 from rspnet.data import dataset_module
+from rspnet.inference import upsample_argmax
+from rspnet.models.layers import resize
 from rspnet.utils.curves import CURVES_PNG
 from rspnet.utils.io import read_json
 from rspnet.utils.loggers import log_file_artifact, log_image
@@ -51,7 +53,10 @@ class WandbMedia(pl.Callback):
         logits = out["out"] if isinstance(out, dict) else out
         meta = getattr(pl_module, "meta", None) or {}  # SegModule: the palette it was trained with
         palette = meta.get("palette") or dataset_module(pl_module.cfg).PALETTE
-        for i, (img, pred, target) in enumerate(zip(x, logits.argmax(1), y)):
+        # shown at the label's resolution, as scored (the input may be resized: dataset.resize_long / eval_scale)
+        preds = upsample_argmax(logits, y.shape[-2:])
+        x = x if x.shape[-2:] == y.shape[-2:] else resize(x, y.shape[-2:])
+        for i, (img, pred, target) in enumerate(zip(x, preds, y)):
             log_image(
                 trainer.loggers,
                 f"select/prediction_{i}",
