@@ -23,6 +23,8 @@ MACRO_FORMAT = "rspnet.macro/1"
 VALID_SCALES = (4, 8, 16, 32)
 # where an architecture came from (optional top-level "provenance"; absent = legacy/unknown)
 PROVENANCES = ("searched", "random", "preset")
+# how a searched macro.json chose its inputs (`search.select`; absent = score, the paper)
+MACRO_SELECTS = ("score", "perturb")
 
 
 def _fail(source: str, fieldname: str, msg: str) -> ArtifactError:
@@ -336,12 +338,16 @@ class MacroArch:
         missing = sorted(known - {STEM} - seen)
         if missing:
             raise _fail(source, "nodes", f"missing nodes (layer, scale): {missing}")
+        search = _search_meta(d, source)
+        # optional (absent before selection by perturbation): how the inputs were chosen
+        if search.get("select", "score") not in MACRO_SELECTS:
+            raise _fail(source, "search.select", f"must be one of {', '.join(MACRO_SELECTS)}, got {search['select']!r}")
         return cls(
             layers=layers,
             scales=list(scales),
             top_k=top_k,
             nodes=nodes,
-            search=_search_meta(d, source),
+            search=search,
             provenance=_provenance(d, source),
             complete=_complete(d, source),
         )

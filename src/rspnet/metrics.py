@@ -47,10 +47,7 @@ class SegMetric(Metric):
         """mIoU over classes present in GT or prediction, per-class IoU, pixel accuracy, mAcc, the confusion matrix."""
         cm = self.confmat.double()
         tp = cm.diag()
-        union = cm.sum(0) + cm.sum(1) - tp
-        iou = torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
-        present = ~iou.isnan()
-        miou = iou[present].mean() if present.any() else torch.tensor(float("nan"), dtype=cm.dtype)
+        iou, miou = confmat_iou(self.confmat)
         total = cm.sum()
         acc = tp.sum() / total if total > 0 else torch.tensor(float("nan"), dtype=cm.dtype)
         gt = cm.sum(1)
@@ -65,3 +62,14 @@ class SegMetric(Metric):
             "acc_per_class": class_acc.float(),
             "confmat": self.confmat.clone(),
         }
+
+
+def confmat_iou(confmat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(IoU per class, mIoU) of a [K, K] confusion matrix; classes absent from GT and prediction are nan, skipped."""
+    cm = confmat.double()
+    tp = cm.diag()
+    union = cm.sum(0) + cm.sum(1) - tp
+    iou = torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
+    present = ~iou.isnan()
+    miou = iou[present].mean() if present.any() else torch.tensor(float("nan"), dtype=cm.dtype)
+    return iou, miou

@@ -52,7 +52,7 @@ def test_beta_shifts_the_weights() -> None:
 
 
 @pytest.mark.parametrize("signal", [0, 3])
-def test_the_candidate_carrying_the_signal_is_ranked_first(signal: int) -> None:
+def test_the_candidate_carrying_the_signal_is_ranked_first_by_score_and_by_perturbation(signal: int) -> None:
     torch.manual_seed(1)
     k, c = 5, 8
     pam = PathAttention(channels=c, num_candidates=k, hidden=16)
@@ -71,7 +71,12 @@ def test_the_candidate_carrying_the_signal_is_ranked_first(signal: int) -> None:
     target = torch.randn(32, c, 4, 4, generator=g)
     zs = [target if i == signal else torch.randn(32, c, 4, 4, generator=g) for i in range(k)]
     with torch.no_grad():
-        _, w = pam(zs)
+        out, w = pam(zs)
+        # perturbation (macro.select=perturb): the harm of removing each candidate
+        intact = torch.nn.functional.mse_loss(out, target)
+        harm = [float(torch.nn.functional.mse_loss(pam(zs, drop=i)[0], target) - intact) for i in range(k)]
     score = w.mean(0)
     assert int(score.argmax()) == signal
     assert score[signal] > 0.5
+    assert max(range(k), key=lambda i: harm[i]) == signal and harm[signal] > 0
+    assert sorted(harm)[-2] < 0  # removing a noise path helps: it renormalises weight onto the signal

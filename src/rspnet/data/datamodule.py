@@ -262,8 +262,25 @@ class SegDataModule(pl.LightningDataModule):
         """Validation of the searches: the selection split, else the arch half."""
         ds = self.selection_dataset()
         if ds is None:  # train.select=last with nothing held out: the arch half (eval pipeline)
-            ds = Subset(self._build(self.cfg, "train", False), self._split_indices()["arch"])
+            ds = self._arch_eval_dataset()
         return self._loader(ds, self.val_batch_size, train=False)
+
+    def _arch_eval_dataset(self) -> Dataset:
+        return Subset(self._build(self.cfg, "train", False), self._split_indices()["arch"])
+
+    def scoring_dataloader(self, split: str) -> DataLoader:
+        """Eval-pipeline loader (fixed order) for scoring a trained supernet: the arch half of train
+        (`arch`) or the held-out slice of train (`select`); never val."""
+        if split == "arch":
+            return self._loader(self._arch_eval_dataset(), self.val_batch_size, train=False)
+        if split == "select" and self.selection.holds_out:
+            return self._loader(self._require_holdout(), self.val_batch_size, train=False)
+        raise ConfigError(f"scoring split {split!r}: use arch, or select with a held-out slice of train")
+
+    def _require_holdout(self) -> Dataset:
+        self._require(self.train_dataset, "fit")
+        assert self.holdout_dataset is not None
+        return self.holdout_dataset
 
     def split_state(self) -> dict[str, Any]:
         """The weight/arch split (plain data; stored in checkpoints)."""

@@ -3,70 +3,38 @@
 `MacroSearchModule` scores each candidate input of a node by its mean PAM path weight on the
 arch half of train (`PathScoreAccumulator`, all-reduced under DDP) and exports DIR/macro.json
 (top `macro.top_k` inputs per node), DIR/trellis.png and DIR/beta.png from its epoch-end hook.
+`macro.select=perturb` ranks the inputs instead by the harm their removal does to the trained
+supernet (lit/macro_select.py), measured once at the end of training. macro.json's
+`search.evidence` holds the per-node decisiveness and split-half reliability of both rankings.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
 
-from rspnet.errors import ConfigError
 from rspnet.genotype import MacroArch, MacroInput, MacroNode, normalized_entropy
+from rspnet.lit.macro_select import (
+    Batch,
+    PathScoreAccumulator,
+    PerturbResult,
+    node_label,
+    perturbation_drops,
+    rows_evidence,
+)
 from rspnet.lit.search_module import SearchModule
 from rspnet.models.macro_supernet import MacroSupernet
+from rspnet.search_space.evidence import null_labels
 
-
-class PathScoreAccumulator:
-    """Per-rank sums of path weights over scoring samples (flat: node after node) + a count.
-
-    Plain tensors rather than module buffers: DDP broadcasts buffers from rank 0 on every
-    forward, which would overwrite the other ranks' sums before they are all-reduced.
-    `total` is the all-reduced [sums..., count], set at every training epoch end.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.local = torch.zeros(size + 1, dtype=torch.float64)  # [sums..., count]
-        self.total: torch.Tensor | None = None
-        self.reset_epoch = self.first_epoch = -1
-
-    def reset(self, epoch: int) -> None:
-        """Start accumulating afresh at `epoch`."""
-        # a new tensor, not zero_(): ddp_spawn pickles the module into shared memory, so an
-        # in-place update would be seen (and counted) by every rank
-        self.local = torch.zeros_like(self.local)
-        self.reset_epoch = self.first_epoch = epoch
-
-    def add(self, where: slice, weights: torch.Tensor) -> None:
-        """Add the path weights [B, K] of one node's candidates (positions `where`)."""
-        self.local[where] += weights.sum(0).to("cpu", torch.float64)
-
-    def add_count(self, n: int) -> None:
-        """Count `n` more scoring samples."""
-        self.local[-1] += n
-
-    @property
-    def mean(self) -> torch.Tensor | None:
-        """Reduced mean path weight per candidate, or None before any scoring sample."""
-        return None if self.total is None or self.total[-1] <= 0 else self.total[:-1] / self.total[-1]
-
-    def state_dict(self) -> dict[str, Any]:
-        """The reduced totals (what every rank agrees on) and the window bookkeeping."""
-        total = self.local if self.total is None else self.total
-        return {"total": total.clone(), "reset_epoch": self.reset_epoch, "first_epoch": self.first_epoch}
-
-    def load_state_dict(self, state: dict[str, Any], world_size: int) -> None:
-        """Restore; each rank takes an equal share of the totals so the next all-reduce is exact."""
-        total = state["total"]
-        if total.shape != self.local.shape:
-            raise ConfigError(
-                "the checkpoint's path scores do not match this supernet; resume with the same model.* and macro.lookback"
-            )
-        self.total = total.clone()
-        self.local = total / world_size  # a new (per-process) tensor, see reset()
-        self.reset_epoch, self.first_epoch = int(state["reset_epoch"]), int(state["first_epoch"])
+log = logging.getLogger(__name__)
+# null_labels "step" of the i-th perturbation scoring batch: apart from every training step's labels
+NULL_SCORING_STEP = 10**9
 
 
 class MacroSearchModule(SearchModule):
@@ -78,6 +46,8 @@ class MacroSearchModule(SearchModule):
     mode, the BN mode the CAM is trained in (SPEC §2.5). Before that window the accumulator
     holds the latest epoch, so intermediate exports are meaningful. It is saved in every
     checkpoint; under DDP the sums and counts are all-reduced at every training epoch end.
+    `score_halves` accumulate the same weights over alternate arch steps (even / odd): their
+    agreement is the split-half reliability of the scores.
     """
 
     net: MacroSupernet
@@ -92,6 +62,10 @@ class MacroSearchModule(SearchModule):
             self.slices[node] = slice(start, start + len(cands))
             start += len(cands)
         self.scores = PathScoreAccumulator(start)
+        self.score_halves = (PathScoreAccumulator(start), PathScoreAccumulator(start))
+        self._scored_steps = 0
+        self.select = str(cfg.macro.get("select", "score"))
+        self.perturbation: PerturbResult | None = None  # set at train end with macro.select=perturb
 
     def window_start(self) -> int:
         """First epoch whose arch steps count towards the final path scores."""
@@ -104,7 +78,8 @@ class MacroSearchModule(SearchModule):
         epoch = self.current_epoch
         # reset once per epoch up to the window start; inside the window keep accumulating
         if epoch <= self.window_start() and self.scores.reset_epoch != epoch:
-            self.scores.reset(epoch)
+            for acc in (self.scores, *self.score_halves):
+                acc.reset(epoch)
 
     def arch_step(self, arch_batch: Any, weight_batch: Any) -> None:
         """The architecture step; the path weights of its forward on the arch batch are scored."""
@@ -121,28 +96,37 @@ class MacroSearchModule(SearchModule):
         finally:
             handle.remove()
         if seen and all(torch.isfinite(w).all() for w in seen[-1].values()):
-            for node, w in seen[-1].items():
-                self.scores.add(self.slices[node], w)
-            self.scores.add_count(x.shape[0])
+            half = self.score_halves[self._scored_steps % 2]
+            self._scored_steps += 1
+            for acc in (self.scores, half):
+                for node, w in seen[-1].items():
+                    acc.add(self.slices[node], w)
+                acc.add_count(x.shape[0])
 
     def on_train_epoch_end(self) -> None:
-        total = self.scores.local.clone()
+        accs = (self.scores, *self.score_halves)
+        total = torch.cat([acc.local for acc in accs])
         if self.trainer.world_size > 1:
-            # one collective for sums and count; NCCL needs the tensor on the rank's device
+            # one collective for sums and counts; NCCL needs the tensor on the rank's device
             total = self.trainer.strategy.reduce(total.to(self.device), reduce_op="sum").cpu()
-        self.scores.total = total
+        for acc, part in zip(accs, total.split([len(acc.local) for acc in accs])):
+            acc.total = part.clone()
         self.log_dict(self.arch_metrics())
         super().on_train_epoch_end()  # exports macro.json from the reduced scores
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["rspnet"]["path_scores"] = self.scores.state_dict()
+        checkpoint["rspnet"]["path_score_halves"] = [acc.state_dict() for acc in self.score_halves]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         if "path_scores" in checkpoint.get("rspnet", {}):
             world_size = self.trainer.world_size if self._trainer is not None else 1
             self.scores.load_state_dict(checkpoint["rspnet"]["path_scores"], world_size)
+        # absent in checkpoints written before the split-half evidence: the halves restart empty
+        for acc, state in zip(self.score_halves, checkpoint.get("rspnet", {}).get("path_score_halves", [])):
+            acc.load_state_dict(state, world_size)
 
     def path_scores(self) -> tuple[dict[tuple[int, int], list[float]], str]:
         """Per node the candidate scores, and where they come from (arch-step path weights or softmax(beta))."""
@@ -156,13 +140,27 @@ class MacroSearchModule(SearchModule):
             node: torch.softmax(betas[node].detach().float(), 0).cpu().tolist() for node in self.slices
         }, "softmax_beta"
 
+    def score_halves_means(self) -> tuple[dict[tuple[int, int], list[float]], ...] | None:
+        """The path scores of the even and of the odd arch steps, or None while a half has no sample."""
+        means = [acc.mean for acc in self.score_halves]
+        if any(m is None for m in means):
+            return None
+        return tuple({node: m.tolist()[sl] for node, sl in self.slices.items()} for m in means)
+
+    def selection_scores(self) -> tuple[dict[tuple[int, int], list[float]], str]:
+        """What ranks the inputs and its name: the perturbation drops once measured, else the path scores."""
+        if self.perturbation is not None:
+            return self.perturbation.drops, f"perturb_{self.perturbation.metric}_drop"
+        return self.path_scores()[0], "path_weight"
+
     def macro_arch(self) -> MacroArch:
-        """Top `macro.top_k` inputs per node by score (ties: earlier candidate first)."""
+        """Top `macro.top_k` inputs per node by the selection score (ties: earlier candidate first)."""
         scores, source = self.path_scores()
+        ranking, ranked_by = self.selection_scores()
         nodes = []
         for node, cands in self.net.candidates.items():
-            ranked = sorted(range(len(cands)), key=lambda k: -scores[node][k])[: self.top_k]
-            inputs = tuple(MacroInput(cands[k][0], cands[k][1], round(float(scores[node][k]), 6)) for k in ranked)
+            ranked = sorted(range(len(cands)), key=lambda k: -ranking[node][k])[: self.top_k]
+            inputs = tuple(MacroInput(cands[k][0], cands[k][1], round(float(ranking[node][k]), 6)) for k in ranked)
             nodes.append(MacroNode(node[0], node[1], inputs))
         betas = {node: torch.softmax(b.detach().float(), 0).tolist() for node, b in self.net.betas().items()}
         meta = self.search_meta() | {
@@ -178,6 +176,9 @@ class MacroSearchModule(SearchModule):
             # 1 = every node weighs its candidates uniformly (the search decided nothing), 0 = one-hot
             "path_entropy": _mean_entropy(scores.values()),
             "beta_entropy": _mean_entropy(betas.values()),
+            "select": self.select,
+            "selection_score": ranked_by,  # what the inputs' "score" fields are
+            "evidence": self.evidence(scores),
         }
         return MacroArch(
             layers=self.net.layers,
@@ -188,6 +189,69 @@ class MacroSearchModule(SearchModule):
             provenance="searched",
         )
 
+    def evidence(self, scores: dict[tuple[int, int], list[float]]) -> dict[str, Any]:
+        """Per node decisiveness and split-half reliability of the path scores (+ of the perturbation drops)."""
+        halves = self.score_halves_means()
+        counts = [int(acc.total[-1]) if acc.total is not None else 0 for acc in self.score_halves]
+        out: dict[str, Any] = {
+            "path_scores": rows_evidence(self.net.candidates, scores, halves, as_probs=True)
+            | {"halves": "alternate arch steps of the scoring epochs", "half_samples": counts}
+        }
+        p = self.perturbation
+        if p is not None:
+            drops = {
+                node_label(n): {node_label(c): round(d, 6) for c, d in zip(cands, p.drops[n])}
+                for n, cands in self.net.candidates.items()
+                if len(cands) > 1
+            }
+            out["perturb"] = rows_evidence(self.net.candidates, p.drops, p.halves, as_probs=False) | {
+                "split": str(self.cfg.macro.perturb_split),
+                "metric": p.metric,
+                "intact": round(p.intact, 6),
+                "batches": p.batches,
+                "samples": p.samples,
+                "seconds": p.seconds,
+                "halves": "alternate scoring batches",
+                "drops": drops,
+            }
+        return out
+
+    # -- perturbation selection -----------------------------------------------------------
+    def on_train_end(self) -> None:
+        # before on_fit_end: search.json (WriteResult) and the final macro.json both see the drops;
+        # every DDP rank measures the same drops (same weights, same batches, no collective)
+        if self.select == "perturb":
+            self.perturbation = self.perturb_inputs()
+
+    def perturb_inputs(self, batches: Iterable[Batch] | None = None) -> PerturbResult:
+        """Harm of removing each candidate input (lit/macro_select.py) on `batches`, else `macro.perturb_split`."""
+        m = self.cfg.macro
+        if batches is None:
+            loader = self.trainer.datamodule.scoring_dataloader(str(m.perturb_split))
+            limit = m.get("perturb_batches")
+            batches = loader if limit is None else itertools.islice(loader, int(limit))
+        result = perturbation_drops(
+            self.net, self.scoring_batches(batches), self.num_classes, self.ignore_index, str(m.perturb_metric)
+        )
+        log.info(
+            "macro perturbation: %d removals x %d batches (%d images, macro.perturb_split=%s) in %.1f s",
+            sum(len(c) for c in self.net.candidates.values() if len(c) > 1),
+            result.batches,
+            result.samples,
+            m.perturb_split,
+            result.seconds,
+        )
+        return result
+
+    def scoring_batches(self, batches: Iterable[Batch]) -> Iterator[Batch]:
+        """`batches` on this module's device; under `search.null=true` with null labels (keyed apart from training)."""
+        null, seed = bool(self.search_cfg.get("null", False)), int(self.cfg.get("seed", 0))
+        for i, (x, y) in enumerate(batches):
+            x, y = x.to(self.device), y.to(self.device)
+            if null:
+                y = null_labels(y, self.num_classes, self.ignore_index, seed, NULL_SCORING_STEP + i)
+            yield x, y
+
     def arch_snapshot(self) -> dict[str, dict[str, dict[str, float]]]:
         """softmax(beta) and the path scores now, per node "(layer,scale)" and candidate input."""
         scores, _ = self.path_scores()
@@ -195,7 +259,7 @@ class MacroSearchModule(SearchModule):
 
         def per_node(values: dict[tuple[int, int], list[float]]) -> dict[str, dict[str, float]]:
             return {
-                _label(node): {_label(c): float(w) for c, w in zip(cands, values[node])}
+                node_label(node): {node_label(c): float(w) for c, w in zip(cands, values[node])}
                 for node, cands in self.net.candidates.items()
             }
 
@@ -204,7 +268,11 @@ class MacroSearchModule(SearchModule):
     def arch_metrics(self) -> dict[str, float]:
         """Mean normalised entropy of the path scores and of softmax(beta), logged each epoch."""
         search = self.macro_arch().search
-        return {"arch/path_entropy": search["path_entropy"], "arch/beta_entropy": search["beta_entropy"]}
+        metrics = {"arch/path_entropy": search["path_entropy"], "arch/beta_entropy": search["beta_entropy"]}
+        reliability = search["evidence"]["path_scores"]["split_half"] or {}
+        if reliability.get("spearman") is not None:
+            metrics["arch/path_split_half"] = reliability["spearman"]
+        return metrics
 
     def export_artifacts(self, out: Path, final: bool) -> None:
         """DIR/macro.json, DIR/trellis.png, DIR/beta.png (+ beta heatmap to the logger)."""
@@ -221,11 +289,6 @@ class MacroSearchModule(SearchModule):
         save_figure(fig, out / "beta.png")
         if not final and self.logger:
             log_image(self.logger, "arch/beta_heatmap", figure_to_rgb(fig), step=self.global_step)
-
-
-def _label(node: Any) -> str:
-    """A trellis node (layer, scale) as "(l,s)"."""
-    return f"({node[0]},{node[1]})"
 
 
 def _mean_entropy(dists: Any) -> float:

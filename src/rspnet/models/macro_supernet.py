@@ -6,6 +6,10 @@ node's C x H x W (1x1 conv-BN + bilinear resize, SPEC §2.4). An earlier node's 
 to a target scale is computed once per forward and shared by all nodes of that scale, so
 alignments cost O(L * S^2) instead of O(L^2 * S^2) (`reuse_alignment=False` disables the
 cache; the benchmark uses it to measure the saving).
+
+`forward_cached` and `forward_without` serve the perturbation selection (`macro.select=perturb`,
+lit/macro_perturb.py): removing candidate k of node (l, s) changes only that node and the layers
+after it, so the intact forward's node outputs and alignments upstream of it are reused.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from rspnet.models.supernet import SearchTrellis
 from rspnet.search_space.attention import PathAttention
 from rspnet.search_space.cell import RSP, FixedCell
 from rspnet.search_space.trellis import STEM, Align, Node, node_key
+
+Aligned = dict[tuple[Node, int], torch.Tensor]  # (source node, target scale) -> aligned output
 
 
 def candidate_inputs(layer: int, scales: Sequence[int], lookback: int | None) -> list[Node]:
@@ -77,7 +83,8 @@ class MacroSupernet(SearchTrellis):
                         self.aligns[name] = Align(width[src[1]], width[s], affine=False)
         self.head = FCNHead([width[s] for s in self.scales], head_channels, num_classes, affine=False)
         self.path_weights: dict[Node, torch.Tensor] = {}
-        self._aligned: dict[tuple[Node, int], torch.Tensor] = {}  # (source, target scale) -> aligned, per forward
+        self._aligned: Aligned = {}  # per forward: see Aligned
+        self._drop: tuple[Node, int] | None = None  # (node, candidate) removed by forward_without
 
     @staticmethod
     def _align_name(src: Node, scale: int) -> str:
@@ -125,7 +132,8 @@ class MacroSupernet(SearchTrellis):
             if z is None:
                 z = self._aligned[(src, scale)] = self.aligns[self._align_name(src, scale)](x, size)
             zs.append(z)
-        mixed, w = self.pams[node_key(node)](zs)
+        drop = self._drop[1] if self._drop is not None and self._drop[0] == node else None
+        mixed, w = self.pams[node_key(node)](zs, drop=drop)
         self.path_weights[node] = w.detach()
         return self.cells[node_key(node)](mixed)
 
@@ -136,3 +144,32 @@ class MacroSupernet(SearchTrellis):
             return super().forward_features(x)
         finally:
             self._aligned = {}  # the cache holds activations: free them with the forward
+
+    def _logits(self, feats: dict[Node, torch.Tensor], size: tuple) -> torch.Tensor:
+        return self.head([feats[(self.layers, s)] for s in self.scales], size)["out"]
+
+    def forward_cached(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[Node, torch.Tensor], Aligned]:
+        """Logits of the intact supernet, every node's output and every alignment (for `forward_without`)."""
+        self._aligned, self.path_weights = {}, {}
+        try:
+            feats = self.forward_nodes({STEM: self.stem(x)})
+            aligned = dict(self._aligned)
+        finally:
+            self._aligned = {}
+        return self._logits(feats, tuple(x.shape[-2:])), feats, aligned
+
+    def forward_without(
+        self, node: Node, k: int, size: tuple, feats: dict[Node, torch.Tensor], aligned: Aligned
+    ) -> torch.Tensor:
+        """Logits [B, K, H, W] with candidate `k` of `node` removed (its PAM renormalised over the others).
+
+        `feats`/`aligned` come from `forward_cached` on the same batch; the nodes of earlier layers and
+        the other nodes of `node`'s layer do not depend on `node`, so they (and their alignments) are reused.
+        """
+        keep = {n: f for n, f in feats.items() if n[0] < node[0] or (n[0] == node[0] and n != node)}
+        self._aligned = {key: z for key, z in aligned.items() if key[0] in keep}
+        self._drop = (node, k)
+        try:
+            return self._logits(self.forward_nodes(keep), size)
+        finally:
+            self._aligned, self._drop = {}, None

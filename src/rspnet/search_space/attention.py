@@ -13,6 +13,9 @@ z_k leaves the alignment's BatchNorm(affine=False), so GAP(z_k) has batch mean e
 train mode (0 at batch 1); GAP(relu) and the spatial std are not zeroed by BN and match
 between train and eval mode (SPEC §2.5). `use_cam=False` (`macro.scoring=beta`) drops the
 CAM term: w = softmax(beta), the ablation without content-based scoring.
+
+`forward(zs, drop=k)` removes candidate k (its logit becomes -inf, so the remaining weights are
+renormalised): the perturbation of `macro.select=perturb` (lit/macro_perturb.py).
 """
 
 from __future__ import annotations
@@ -71,9 +74,18 @@ class PathAttention(nn.Module):
         g = torch.stack([path_descriptor(z) for z in zs], dim=1)  # B, K, 2C
         return self.cam(g) + self.beta
 
-    def forward(self, zs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """`zs`: K aligned tensors [B, C, H, W] -> (node input [B, C, H, W], path weights [B, K])."""
-        w = self.path_logits(zs).softmax(dim=-1)
+    def forward(self, zs: Sequence[torch.Tensor], drop: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`zs`: K aligned tensors [B, C, H, W] -> (node input [B, C, H, W], path weights [B, K]).
+
+        `drop=k` removes candidate k: w = softmax over the other candidates (w_k = 0).
+        """
+        logits = self.path_logits(zs)
+        if drop is not None:
+            if not 0 <= drop < self.num_candidates or self.num_candidates < 2:
+                raise ValueError(f"cannot drop candidate {drop} of a node with {self.num_candidates} candidate(s)")
+            removed = torch.arange(self.num_candidates, device=logits.device) == drop
+            logits = logits.masked_fill(removed, float("-inf"))
+        w = logits.softmax(dim=-1)
         # a running sum instead of stack(zs) avoids one extra K x [B, C, H, W] copy
         out = w[:, 0, None, None, None] * zs[0]
         for k in range(1, len(zs)):

@@ -99,12 +99,17 @@ class Trellis(nn.Module):
         """Output of `node` from its inputs' outputs `xs` (in `inputs[node]` order), at spatial `size`."""
         raise NotImplementedError
 
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Image -> last-layer node outputs, one per scale (scale 4 first)."""
-        feats: dict[Node, torch.Tensor] = {STEM: self.stem(x)}
+    def forward_nodes(self, feats: dict[Node, torch.Tensor]) -> dict[Node, torch.Tensor]:
+        """Complete `feats` (the stem's output and any nodes already known) with every other node, in order."""
         sizes = node_sizes(feats[STEM].shape[-2:], self.scales)
         for node, srcs in self.inputs.items():
-            feats[node] = self.combine(node, [feats[src] for src in srcs], sizes[node[1]])
+            if node not in feats:
+                feats[node] = self.combine(node, [feats[src] for src in srcs], sizes[node[1]])
+        return feats
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Image -> last-layer node outputs, one per scale (scale 4 first)."""
+        feats = self.forward_nodes({STEM: self.stem(x)})
         return [feats[(self.layers, s)] for s in self.scales]
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

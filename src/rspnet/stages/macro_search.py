@@ -3,7 +3,8 @@
 Reads the stage-1 cell (`genotype=PATH`), runs the bi-level search of `MacroSearchModule`
 (lit/macro_module.py) over `MacroSupernet` (beta and the CAM MLPs in the arch optimiser); the
 module's export hook writes DIR/macro.json (top `macro.top_k` inputs per node), DIR/trellis.png
-and DIR/beta.png.
+and DIR/beta.png. `macro.select` chooses how the inputs are ranked (path scores or perturbation);
+the evidence for the choice (macro.json `search.evidence`) is copied into DIR/search.json.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from rspnet.data import build_datamodule
+from rspnet.data.selection import Selection
 from rspnet.errors import ConfigError
-from rspnet.genotype import Genotype
+from rspnet.genotype import Genotype, MacroArch
 from rspnet.lit.macro_module import MacroSearchModule
 from rspnet.models.macro_supernet import MacroSupernet
-from rspnet.stages.cell_search import fit_search
+from rspnet.stages.cell_search import RESULT, fit_search
 from rspnet.utils.config import require
+from rspnet.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,26 @@ def _check_macro_cfg(cfg: DictConfig) -> None:
         raise ConfigError(f"macro.scoring={m.scoring}: use pam (CAM + beta, the paper) or beta (beta only, no CAM)")
     if int(m.mlp_hidden) < 1:
         raise ConfigError(f"macro.mlp_hidden={m.mlp_hidden}: must be >= 1")
+    _check_select_cfg(cfg)
+
+
+def _check_select_cfg(cfg: DictConfig) -> None:
+    """One-line ConfigErrors for macro.select and the perturbation's options."""
+    m = cfg.macro
+    if str(m.get("select", "score")) not in ("score", "perturb"):
+        raise ConfigError(f"macro.select={m.select}: use score (top path scores, the paper) or perturb (removal harm)")
+    if str(m.get("select", "score")) != "perturb":
+        return
+    if str(m.perturb_metric) not in ("loss", "miou"):
+        raise ConfigError(f"macro.perturb_metric={m.perturb_metric}: use loss or miou")
+    if m.get("perturb_batches") is not None and int(m.perturb_batches) < 1:
+        raise ConfigError(f"macro.perturb_batches={m.perturb_batches}: must be >= 1, or null for the whole split")
+    split = str(m.perturb_split)
+    if split not in ("arch", "select") or (split == "select" and not Selection.from_cfg(cfg).holds_out):
+        raise ConfigError(
+            f"macro.perturb_split={split}: use arch (the arch half of train) or select (the held-out slice "
+            "of train; needs train.holdout_fraction > 0 and train.select holdout or last)"
+        )
 
 
 def run(cfg: DictConfig) -> dict:
@@ -57,7 +80,10 @@ def run(cfg: DictConfig) -> dict:
     module = MacroSearchModule(net, cfg)
     result = fit_search(cfg, module, datamodule)
     out = Path(str(cfg.paths.output_dir))
-    search = module.macro_arch().search
+    # rank 0's final macro.json (under ddp_spawn this process's module never saw the end of training)
+    search = MacroArch.load(out / "macro.json").search
+    result = dict(result or {}) | {"select": search["select"], "evidence": search["evidence"]}
+    atomic_write_json(out / RESULT, result)
     log.info(
         "macro search: top-%d inputs for %d nodes -> %s (scoring=%s; mean path entropy / log K %.3f, beta %.3f)",
         module.top_k,
@@ -67,7 +93,7 @@ def run(cfg: DictConfig) -> dict:
         search["path_entropy"],
         search["beta_entropy"],
     )
-    return dict(result or {}) | {
+    return result | {
         "macro": str(out / "macro.json"),
         "trellis": str(out / "trellis.png"),
         "path_entropy": search["path_entropy"],
