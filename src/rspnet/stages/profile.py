@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-import platform
 import statistics
-import time
 from typing import Any
 
 import numpy as np
@@ -30,6 +28,7 @@ from rspnet.models.derived import DerivedNet
 from rspnet.stages.summary import count_gflops, load_architecture
 from rspnet.utils.config import output_dir
 from rspnet.utils.io import atomic_write_json
+from rspnet.utils.timing import device_name, time_forward
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16")
@@ -87,36 +86,6 @@ def _model(cfg: DictConfig, device: torch.device) -> Any:
     net = DerivedNet.from_cfg(cfg, *load_architecture(cfg), int(cfg.dataset.num_classes))
     k = int(cfg.dataset.num_classes)
     return Model(net.eval(), [str(i) for i in range(k)], [[0, 0, 0]] * k, "config", "config", trained=False)
-
-
-def time_forward(fn: Any, x: torch.Tensor, warmup: int, repeats: int) -> list[float]:
-    """Wall seconds of `repeats` calls of `fn(x)` after `warmup` untimed ones (CUDA synchronised)."""
-    cuda = x.device.type == "cuda"
-    with torch.inference_mode():
-        for _ in range(warmup):
-            fn(x)
-        times = []
-        for _ in range(repeats):
-            if cuda:
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            fn(x)
-            if cuda:
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-    return times
-
-
-def device_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU model with the torch thread count."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:  # the model name is only in /proc/cpuinfo on Linux
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {torch.get_num_threads()} torch threads"
 
 
 def run(cfg: DictConfig) -> dict:
