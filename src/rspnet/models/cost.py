@@ -38,6 +38,7 @@ from rspnet.search_space.ops import PRIMITIVES
 
 log = logging.getLogger(__name__)
 BAND = 0.1  # the target band: +-10 % around the target
+_SLACK = 1e-9  # rounding slack at the band's edges (a cost of exactly target * 1.1 is inside)
 Price = Callable[[Block], float]
 
 
@@ -95,11 +96,11 @@ class Target:
 
     def within(self, cost: float) -> bool:
         """True if `cost` is inside the band (+-10 % of the target)."""
-        return abs(cost / self.value - 1) <= BAND + 1e-12
+        return abs(cost / self.value - 1) <= BAND + _SLACK
 
     def penalty(self, expected: torch.Tensor) -> torch.Tensor:
         """`weight * relu(|E / target - 1| - BAND)`: zero inside the band, a constant pull outside."""
-        return self.weight * F.relu((expected / self.value - 1).abs() - BAND)
+        return self.weight * F.relu((expected / self.value - 1).abs() - (BAND + _SLACK))
 
     def describe(self) -> dict[str, Any]:
         return {"metric": self.metric, "value": self.value, "band": BAND, "weight": self.weight}
