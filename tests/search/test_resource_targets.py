@@ -121,8 +121,11 @@ def test_a_tiny_search_with_target_params_gives_a_derived_net_within_the_band(ma
 def test_search_target_errors_are_one_line(make_cfg) -> None:
     with pytest.raises(ConfigError, match="both set; a search targets one cost at a time"):
         CellTarget.from_cfg(make_cfg(*MICRO, "search.target_params=2000", "search.target_latency_ms=5"))
-    with pytest.raises(ConfigError, match=r"cannot be reached by any cell: .* span 1443 to 2979 params"):
+    with pytest.raises(ConfigError, match=r"cannot be reached by any cell: .* span 1443 to 2979 params, the nearest"):
         CellTarget.from_cfg(make_cfg(*MICRO, "search.target_params=100"))
+    # inside the span but in a gap between the 125 cells' costs (tiny: 67907 and 105707 params)
+    with pytest.raises(ConfigError, match="the nearest to the target 67907 and 105707 "):
+        CellTarget.from_cfg(make_cfg("stage=cell_search", "model=tiny", "search.target_params=86000"))
     assert CellTarget.from_cfg(make_cfg(*MICRO)) is None
 
 

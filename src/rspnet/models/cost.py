@@ -157,11 +157,15 @@ class CellTarget:
         if target is None:
             return None
         cost = CellCost.build(Layout.from_cfg(cfg), assumed_macro(cfg), target.price)
-        low, high = cost.range()
-        if not (low * (1 - BAND) <= target.value <= high * (1 + BAND)):
+        costs = sorted(cost.of_ops(ops) for ops in itertools.product(PRIMITIVES, repeat=len(EDGES)))
+        if not any(target.within(c) for c in costs):
+            below = max((c for c in costs if c < target.value), default=None)
+            above = min((c for c in costs if c > target.value), default=None)
+            near = " and ".join(f"{c:.6g}" for c in (below, above) if c is not None)
             raise ConfigError(
                 f"{target.option}={target.value:g} cannot be reached by any cell: the derived nets of "
-                f"model={cfg.model.name} span {low:.6g} to {high:.6g} {target.metric} with this trellis"
+                f"model={cfg.model.name} with this trellis span {costs[0]:.6g} to {costs[-1]:.6g} {target.metric}, "
+                f"the nearest to the target {near} (band +-{BAND:.0%}); choose a target near one of them"
             )
         return cls(target, cost, str(cfg.get("macro_arch") or "default_macro"))
 
