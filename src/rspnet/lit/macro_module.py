@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from rspnet.errors import ConfigError
 from rspnet.genotype import MacroArch, MacroInput, MacroNode, normalized_entropy
 from rspnet.lit.search_module import SearchModule
+from rspnet.models.macro_cost import MacroTarget
 from rspnet.models.macro_supernet import MacroSupernet
 
 
@@ -92,6 +93,11 @@ class MacroSearchModule(SearchModule):
             self.slices[node] = slice(start, start + len(cands))
             start += len(cands)
         self.scores = PathScoreAccumulator(start)
+        self.cost_target = MacroTarget.from_cfg(cfg, net.cell_ops, net.candidates)
+
+    def cost_penalty(self) -> torch.Tensor:
+        """The resource target's term of the arch loss: expected cost over path choices under softmax(beta)."""
+        return self.cost_target.penalty(self.net.betas())
 
     def window_start(self) -> int:
         """First epoch whose arch steps count towards the final path scores."""
@@ -213,6 +219,8 @@ class MacroSearchModule(SearchModule):
         from rspnet.viz.trellis import beta_heatmap, draw_trellis
 
         macro = self.macro_arch()
+        if self.cost_target:  # search.target_*: the trellis held to the band (models/macro_cost.py)
+            macro = self.cost_target.apply(macro, self.path_scores()[0], self.net.betas())
         macro.complete = final  # per-epoch exports say the search is still running; loaders refuse them
         macro.save(out / "macro.json")
         draw_trellis(macro, out / "trellis.png", title=f"searched trellis, epoch {self.epochs_done} (width ~ score)")

@@ -91,7 +91,7 @@ class SearchModule(pl.LightningModule):
         self.arch_history: list[dict[str, Any]] = []
         self._architect: Architect | None = None
         # search.target_params / target_latency_ms: the arch-loss penalty and the in-band selection (models/cost.py)
-        self.cell_target = CellTarget.from_cfg(cfg) if hasattr(net, "alpha") else None
+        self.cost_target: Any = CellTarget.from_cfg(cfg) if hasattr(net, "alpha") else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [B, K, H, W] at input resolution."""
@@ -144,13 +144,13 @@ class SearchModule(pl.LightningModule):
                 finite=self._finite_or_skip,
                 check_arch_grads=str(self.trainer.precision) != "16-mixed",
                 clip_before_step=False,
-                penalty=self._cost_penalty if self.cell_target else None,
+                penalty=self.cost_penalty if self.cost_target else None,
             )
         return self._architect
 
-    def _cost_penalty(self) -> torch.Tensor:
+    def cost_penalty(self) -> torch.Tensor:
         """The resource target's term of the arch loss, on this forward's op weights softmax(alpha / T)."""
-        return self.cell_target.penalty(F.softmax(self.net.alpha / self.net.alpha_temperature, dim=-1))
+        return self.cost_target.penalty(F.softmax(self.net.alpha / self.net.alpha_temperature, dim=-1))
 
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
         """(1) arch step on batch['arch'] unless warming up, (2) weight step on batch['weight']."""
@@ -288,8 +288,8 @@ class SearchModule(pl.LightningModule):
         from rspnet.viz.heatmap import alpha_heatmap
 
         genotype = self.net.genotype(self.search_meta())
-        if self.cell_target:
-            genotype = self.cell_target.apply(genotype, self.net.arch_weights())
+        if self.cost_target:
+            genotype = self.cost_target.apply(genotype, self.net.arch_weights())
         genotype.complete = final  # per-epoch exports say the search is still running; loaders refuse them
         genotype.save(out / "genotype.json")
         save_figure(cell_figure(genotype), out / "cell.png")

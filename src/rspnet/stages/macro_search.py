@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from rspnet.data import build_datamodule
 from rspnet.errors import ConfigError
-from rspnet.genotype import Genotype
+from rspnet.genotype import Genotype, MacroArch
 from rspnet.lit.macro_module import MacroSearchModule
 from rspnet.models.macro_supernet import MacroSupernet
 from rspnet.stages.cell_search import fit_search
@@ -67,7 +67,17 @@ def run(cfg: DictConfig) -> dict:
         search["path_entropy"],
         search["beta_entropy"],
     )
+    target = MacroArch.load(out / "macro.json").search.get("target")  # search.target_*: as held to the band
+    if target and not target["within_band"]:
+        log.warning(
+            "macro search: no trellis found within +-10 %% of search.target_%s=%g for this cell (closest: %g); "
+            "the cell search's target decides most of the cost",
+            target["metric"],
+            target["value"],
+            target["derived"],
+        )
     return dict(result or {}) | {
+        "target": target,
         "macro": str(out / "macro.json"),
         "trellis": str(out / "trellis.png"),
         "path_entropy": search["path_entropy"],
