@@ -31,7 +31,7 @@ class MacroTarget:
 
     def __init__(
         self, target: Target, layout: Layout, ops: Sequence[str], candidates: dict[Node, list[Node]], top_k: int
-    ):
+    ) -> None:
         self.target, self.layout, self.ops, self.top_k = target, layout, list(ops), int(top_k)
         self.candidates = {n: list(c) for n, c in candidates.items()}
         price = target.price
@@ -67,8 +67,9 @@ class MacroTarget:
         return {n: (self.top_k * torch.softmax(b, 0)).clamp(max=1) for n, b in betas.items()}
 
     def penalty(self, betas: dict[Node, torch.Tensor]) -> torch.Tensor:
-        """The arch-loss term (zero inside the band)."""
-        return self.target.penalty(self.expected(self.probs(betas)))
+        """The arch-loss term (zero inside the band), in the dtype of beta."""
+        dtype = next(iter(betas.values())).dtype
+        return self.target.penalty(self.expected(self.probs(betas))).to(dtype)
 
     def cost(self, macro: MacroArch) -> float:
         """The derived net's cost with this cell and trellis."""
