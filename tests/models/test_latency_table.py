@@ -50,6 +50,8 @@ def test_lut_mode_writes_a_well_formed_table_and_merges_presets(make_cfg, tmp_pa
     assert {"op:conv_5x5:c2:8x16", "align:c8>4:4x8>8x16", "stem:c3>4:32x64>8x16"} <= expected
     assert table["measured"]["input_size"] == [32, 64] and table["measured"]["model"] == "micro"
     assert json.loads((tmp_path / "a" / "lut.json").read_text())["devices"][device_key()]["entries"] == table["entries"]
+    with pytest.raises(ConfigError, match="stage.mode=bogus is invalid; use model .* or lut"):
+        _build_lut(make_cfg, path, tmp_path / "c", "stage.mode=bogus")
     _build_lut(make_cfg, path, tmp_path / "b", "stage.size=[16,32]")  # another size: merged, the first kept
     merged = json.loads(path.read_text())["devices"][device_key()]["entries"]
     assert set(table["entries"]) < set(merged)
