@@ -25,7 +25,7 @@ from rspnet.utils.io import atomic_write_text
 
 def steps(doc: Path, quick: bool, cuda: bool, camvid: Path | None) -> dict[str, Callable[[], Any]]:
     """Benchmark name -> call (each writes its section into `doc`)."""
-    from bench import camvid_baseline, derived, profile, runs, search, throughput
+    from bench import camvid_baseline, derived, lut_check, profile, runs, search, throughput
 
     w = ["--write", str(doc), *(["--quick"] if quick else [])]
     root = ["--camvid-root", str(camvid)] if camvid else []
@@ -49,6 +49,7 @@ def steps(doc: Path, quick: bool, cuda: bool, camvid: Path | None) -> dict[str, 
             "busy_threads.intra_op=2": lambda: runs.main(["--epochs", "--reps", "2", *w, "threads.intra_op=2"]),
             "demo": lambda: runs.main(["--demo", *w]),
             "demo_busy": lambda: runs.main(["--demo", "--busy", *w]),
+            "lut_check": lambda: lut_check.main(w),
         }
         if camvid:
             out["camvid_baseline"] = lambda: camvid_baseline.main(

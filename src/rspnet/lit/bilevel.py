@@ -3,7 +3,9 @@
 A plain object over a supernet (`arch_parameters()`, `weight_parameters()`, `forward(x) -> logits`),
 a loss and the two optimisers (DARTS' `Architect`). Per step: (1) an architecture step on the arch
 batch, first-order or DARTS' unrolled gradient (`second_order`, lit/unrolled.py, in fp32);
-(2) a weight step on the weight batch with gradient-norm clipping. `SearchModule.training_step`
+(2) a weight step on the weight batch with gradient-norm clipping. An optional `penalty()` (a
+term in the architecture parameters alone: a resource target, models/cost.py) is added to the
+arch loss. `SearchModule.training_step`
 and the benchmarks both run it: the module passes `backward=self.manual_backward`, its DDP-aware
 non-finite guard and clips in its own hook (after AMP unscaling); plain code keeps the defaults.
 """
@@ -82,6 +84,7 @@ class Architect:
         finite: Guard = raise_nonfinite,
         check_arch_grads: bool = True,
         clip_before_step: bool = True,
+        penalty: Callable[[], torch.Tensor] | None = None,
     ) -> None:
         self.net, self.loss, self.w_opt, self.a_opt = net, loss, w_opt, a_opt
         self.weights, self.arch = _group_params(w_opt), _group_params(a_opt)
@@ -91,6 +94,8 @@ class Architect:
         self.check_arch_grads = check_arch_grads
         # False when the caller clips in its own hook (Lightning: after the AMP unscale)
         self.clip_before_step = clip_before_step
+        # a term of the arch loss that depends on the arch parameters only (a resource target, models/cost.py)
+        self.penalty = penalty
 
     def step(
         self, weight_batch: Batch, arch_batch: Batch, update_arch: bool = True
@@ -117,12 +122,19 @@ class Architect:
                 group["lr"],
                 float(group["weight_decay"]),
             )
+            if self.penalty is not None:
+                extra = self.penalty()
+                loss = loss + extra.detach()
+                more = torch.autograd.grad(extra, self.arch, allow_unused=True)
+                grads = [g if m is None else g + m for g, m in zip(grads, more)]
             if not self.finite(loss, "arch loss"):
                 return None
             for p, g in zip(self.arch, grads):
                 p.grad = g
         else:
             loss = self.loss(self.net(x), y)
+            if self.penalty is not None:
+                loss = loss + self.penalty()
             if not self.finite(loss, "arch loss"):
                 return None
             self.backward(loss)

@@ -29,6 +29,7 @@ from rspnet.lit.macro_select import (
     rows_evidence,
 )
 from rspnet.lit.search_module import SearchModule
+from rspnet.models.macro_cost import MacroTarget
 from rspnet.models.macro_supernet import MacroSupernet
 from rspnet.search_space.evidence import null_labels
 
@@ -66,6 +67,11 @@ class MacroSearchModule(SearchModule):
         self._scored_steps = 0
         self.select = str(cfg.macro.get("select", "score"))
         self.perturbation: PerturbResult | None = None  # set at train end with macro.select=perturb
+        self.cost_target = MacroTarget.from_cfg(cfg, net.cell_ops, net.candidates)
+
+    def cost_penalty(self) -> torch.Tensor:
+        """The resource target's term of the arch loss: expected cost over path choices under softmax(beta)."""
+        return self.cost_target.penalty(self.net.betas())
 
     def window_start(self) -> int:
         """First epoch whose arch steps count towards the final path scores."""
@@ -281,6 +287,8 @@ class MacroSearchModule(SearchModule):
         from rspnet.viz.trellis import beta_heatmap, draw_trellis
 
         macro = self.macro_arch()
+        if self.cost_target:  # search.target_*: the trellis held to the band (models/macro_cost.py)
+            macro = self.cost_target.apply(macro, self.path_scores()[0], self.net.betas())
         macro.complete = final  # per-epoch exports say the search is still running; loaders refuse them
         macro.save(out / "macro.json")
         draw_trellis(macro, out / "trellis.png", title=f"searched trellis, epoch {self.epochs_done} (width ~ score)")

@@ -26,6 +26,7 @@ from rspnet.errors import ConfigError, NonFiniteError
 from rspnet.lit.bilevel import Architect, build_optimizers
 from rspnet.metrics import SegMetric
 from rspnet.models.layers import resize
+from rspnet.models.cost import CellTarget
 from rspnet.search_space.cell import EDGES
 from rspnet.search_space.evidence import null_labels
 from rspnet.search_space.ops import PRIMITIVES
@@ -90,6 +91,8 @@ class SearchModule(pl.LightningModule):
         # one arch_snapshot() per finished epoch (kept in checkpoints): the evolution pictures
         self.arch_history: list[dict[str, Any]] = []
         self._architect: Architect | None = None
+        # search.target_params / target_latency_ms: the arch-loss penalty and the in-band selection (models/cost.py)
+        self.cost_target: Any = CellTarget.from_cfg(cfg) if hasattr(net, "alpha") else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [B, K, H, W] at input resolution."""
@@ -142,8 +145,13 @@ class SearchModule(pl.LightningModule):
                 finite=self._finite_or_skip,
                 check_arch_grads=str(self.trainer.precision) != "16-mixed",
                 clip_before_step=False,
+                penalty=self.cost_penalty if self.cost_target else None,
             )
         return self._architect
+
+    def cost_penalty(self) -> torch.Tensor:
+        """The resource target's term of the arch loss, on this forward's op weights softmax(alpha / T)."""
+        return self.cost_target.penalty(F.softmax(self.net.alpha / self.net.alpha_temperature, dim=-1))
 
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
         """(1) arch step on batch['arch'] unless warming up, (2) weight step on batch['weight']."""
@@ -282,6 +290,8 @@ class SearchModule(pl.LightningModule):
         from rspnet.viz.heatmap import alpha_heatmap
 
         genotype = self.net.genotype(self.search_meta())
+        if self.cost_target:
+            genotype = self.cost_target.apply(genotype, self.net.arch_weights())
         genotype.complete = final  # per-epoch exports say the search is still running; loaders refuse them
         genotype.save(out / "genotype.json")
         save_figure(cell_figure(genotype), out / "cell.png")

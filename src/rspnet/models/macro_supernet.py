@@ -68,7 +68,7 @@ class MacroSupernet(SearchTrellis):
         self.aligns = nn.ModuleDict()
         self.pams = nn.ModuleDict()
         self.cells = nn.ModuleDict()
-        ops = genotype.ops
+        ops = self.cell_ops = list(genotype.ops)  # the fixed cell (resource targets price the derived net with it)
         for l in range(1, self.layers + 1):
             cands = candidate_inputs(l, self.scales, lookback)
             for s in self.scales:

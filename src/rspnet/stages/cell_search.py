@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from rspnet.data import build_datamodule
+from rspnet.genotype import Genotype
 from rspnet.lit.search_module import SearchModule, check_trainer
 from rspnet.models.supernet import CellSupernet
 from rspnet.utils.checkpoint import AtomicCheckpointIO
@@ -72,11 +73,13 @@ def run(cfg: DictConfig) -> dict:
     result = fit_search(cfg, SearchModule(net, cfg), datamodule)
     genotype = out / "genotype.json"
     entropy = net.alpha_entropy()
+    written = Genotype.load(genotype)  # its ops may be held to a resource target's band (models/cost.py)
     result.update(genotype=str(genotype), cell_picture=str(out / "cell.png"), alpha_entropy=entropy["mean"])
+    result.update(target=written.search.get("target"))
     # normalised entropy 1.0 = softmax(alpha) still uniform: the argmax is noise, not a decision
     log.info(
         "cell search: genotype %s -> %s (alpha entropy / log 5: per edge %s, mean %.3f)",
-        net.genotype().ops,
+        written.ops,
         genotype,
         entropy["per_edge"],
         entropy["mean"],

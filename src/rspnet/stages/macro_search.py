@@ -82,7 +82,8 @@ def run(cfg: DictConfig) -> dict:
     out = Path(str(cfg.paths.output_dir))
     # rank 0's final macro.json (under ddp_spawn this process's module never saw the end of training)
     search = MacroArch.load(out / "macro.json").search
-    result = dict(result or {}) | {"select": search["select"], "evidence": search["evidence"]}
+    target = search.get("target")  # search.target_*: as held to the band
+    result = dict(result or {}) | {"select": search["select"], "evidence": search["evidence"], "target": target}
     atomic_write_json(out / RESULT, result)
     log.info(
         "macro search: top-%d inputs for %d nodes -> %s (scoring=%s; mean path entropy / log K %.3f, beta %.3f)",
@@ -93,8 +94,21 @@ def run(cfg: DictConfig) -> dict:
         search["path_entropy"],
         search["beta_entropy"],
     )
+    _warn_off_target(target)
     return result | {
         "macro": str(out / "macro.json"),
         "trellis": str(out / "trellis.png"),
         "path_entropy": search["path_entropy"],
     }
+
+
+def _warn_off_target(target: dict | None) -> None:
+    """One warning when the trellis could not be held to the resource target's band."""
+    if target and not target["within_band"]:
+        log.warning(
+            "macro search: no trellis found within +-10 %% of search.target_%s=%g for this cell (closest: %g); "
+            "the cell search's target decides most of the cost",
+            target["metric"],
+            target["value"],
+            target["derived"],
+        )

@@ -11,11 +11,12 @@ GFLOPs = 2 x GMACs.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import math
-import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,9 +28,14 @@ from omegaconf import DictConfig
 from rspnet.api import Model, load_model
 from rspnet.errors import ConfigError
 from rspnet.models.nets import build_net, is_searched, net_spec
+from rspnet.models import lut
+from rspnet.models.blocks import Layout
+from rspnet.models.derived import DerivedNet
+from rspnet.search_space.ops import PRIMITIVES
 from rspnet.stages.summary import count_gflops, load_architecture
 from rspnet.utils.config import output_dir
 from rspnet.utils.io import atomic_write_json
+from rspnet.utils.timing import device_name, time_forward
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16")
@@ -89,46 +95,56 @@ def _model(cfg: DictConfig, device: torch.device) -> Any:
     return Model(net.eval(), [str(i) for i in range(k)], [[0, 0, 0]] * k, "config", "config", trained=False)
 
 
-def time_forward(fn: Any, x: torch.Tensor, warmup: int, repeats: int) -> list[float]:
-    """Wall seconds of `repeats` calls of `fn(x)` after `warmup` untimed ones (CUDA synchronised)."""
-    cuda = x.device.type == "cuda"
-    with torch.inference_mode():
-        for _ in range(warmup):
-            fn(x)
-        times = []
-        for _ in range(repeats):
-            if cuda:
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            fn(x)
-            if cuda:
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-    return times
-
-
-def device_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU model with the torch thread count."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:  # the model name is only in /proc/cpuinfo on Linux
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {torch.get_num_threads()} torch threads"
+def run_lut(cfg: DictConfig, size: tuple[int, int]) -> dict:
+    """`stage.mode=lut`: time every block of the preset's derived nets; merge into `stage.lut`, copy to DIR/lut.json."""
+    opts, out = cfg.stage, output_dir(cfg)
+    if _device(str(opts.get("device", "auto"))).type != "cpu" and str(opts.get("device")) != "auto":
+        raise ConfigError("stage.mode=lut measures on the CPU; use stage.device=cpu (or auto)")
+    warmup, repeats, rounds = int(opts.get("warmup", 3)), int(opts.get("repeats", 20)), int(opts.get("rounds", 3))
+    if min(repeats, rounds) < 1 or warmup < 0:
+        raise ConfigError("stage.repeats and stage.rounds must be >= 1, stage.warmup >= 0")
+    blocks = Layout.from_cfg(cfg, size).all_blocks(PRIMITIVES)
+    t0 = time.perf_counter()
+    entries = lut.measure(blocks, warmup, repeats, rounds)
+    key = lut.device_key()
+    measured = {
+        "date": datetime.date.today().isoformat(),
+        "model": str(cfg.model.name),
+        "input_size": list(size),
+        "warmup": warmup,
+        "repeats": repeats,
+        "rounds": rounds,
+        "statistic": "median wall ms, batch 1, inference mode",
+    }
+    path = lut.save(Path(str(opts.lut)), key, entries, measured)
+    lut.save(out / "lut.json", key, entries, measured)
+    log.info(
+        "latency table: %d blocks of model=%s at %s in %.1f s -> %s [%s]",
+        len(entries),
+        cfg.model.name,
+        list(size),
+        time.perf_counter() - t0,
+        path,
+        key,
+    )
+    return {"lut": str(path), "run_lut": str(out / "lut.json"), "device_key": key, "blocks": len(entries)}
 
 
 def run(cfg: DictConfig) -> dict:
-    """Measure the model; write DIR/profile.json and log one line."""
+    """Measure the model (or, with stage.mode=lut, build the latency table); write DIR/profile.json."""
     out = output_dir(cfg)
     opts = cfg.stage
+    mode = str(opts.get("mode", "model"))
+    if mode not in ("model", "lut"):
+        raise ConfigError(f"stage.mode={mode} is invalid; use model (one network) or lut (the latency table)")
+    if opts.get("threads"):
+        torch.set_num_threads(int(opts.threads))
+    if mode == "lut":
+        return run_lut(cfg, tuple(int(v) for v in (opts.get("size") or cfg.dataset.crop_size)))
     precision = str(opts.get("precision", "fp32"))
     if precision not in PRECISIONS:
         raise ConfigError(f"stage.precision={precision} is invalid; use fp32 or fp16")
     device = _device(str(opts.get("device", "auto")))
-    if opts.get("threads"):
-        torch.set_num_threads(int(opts.threads))
     size = tuple(int(v) for v in (opts.get("size") or cfg.dataset.crop_size))
     batch, warmup, repeats = int(opts.get("batch_size", 1)), int(opts.get("warmup", 3)), int(opts.get("repeats", 20))
     if min(batch, repeats) < 1 or warmup < 0:

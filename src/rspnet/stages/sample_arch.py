@@ -7,12 +7,17 @@ DIR/genotype.json and DIR/macro.json with `"provenance": "random"` and DIR/sampl
 `sample.param_match=REF` rejects draws whose derived network (built on the meta device for the
 current model/rsp/head/dataset) is outside +-`sample.tolerance` of REF's parameter count; REF is
 a number, a training checkpoint, or a folder holding genotype.json (+ macro.json).
+`search.target_params=X` / `search.target_latency_ms=X` (the resource target of the search, see
+models/cost.py) instead rejects draws whose derived net is outside +-10 % of X (latency predicted
+by the latency table), so random baselines are drawn at the target the search was held to.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,8 @@ from omegaconf import DictConfig
 
 from rspnet.errors import ArtifactError, ConfigError
 from rspnet.genotype import Edge, Genotype, MacroArch, MacroInput, MacroNode
+from rspnet.models.blocks import Layout
+from rspnet.models.cost import BAND, net_cost, target_from_cfg
 from rspnet.models.derived import DerivedNet, default_macro
 from rspnet.models.macro_supernet import candidate_inputs
 from rspnet.search_space.cell import EDGES
@@ -87,38 +94,72 @@ def reference_params(cfg: DictConfig, ref: Any) -> int:
     )
 
 
-def sample_architecture(cfg: DictConfig, seed: int) -> tuple[Genotype, MacroArch, dict[str, Any]]:
-    """Draw (genotype, macro) with `seed`; with sample.param_match, redraw until within tolerance."""
+@dataclass
+class _Match:
+    """What a draw must match: `value` +-`tolerance` of `cost(genotype, macro)`; `key` names it in sample.json."""
+
+    option: str
+    value: float
+    tolerance: float
+    cost: Callable[[Genotype, MacroArch], float]
+    key: str  # "param_match" | "target"
+    record: dict[str, Any]
+
+    def fits(self, cost: float) -> bool:
+        return abs(cost - self.value) <= self.tolerance * self.value * (1 + 1e-12)
+
+
+def _match(cfg: DictConfig) -> _Match | None:
+    """The search.target_* or sample.param_match draws must meet; None = accept every draw."""
     s = cfg.sample
+    target = target_from_cfg(cfg)
+    if target is not None and s.get("param_match") is not None:
+        raise ConfigError(
+            f"sample.param_match={s.param_match} and {target.option}={target.value:g} are both set; "
+            "draw at one of them (set the other to null)"
+        )
+    if target is not None:
+        layout = Layout.from_cfg(cfg)
+        return _Match(
+            target.option,
+            target.value,
+            BAND,
+            lambda g, m: net_cost(layout, g.ops, m, target.price),
+            "target",
+            {"metric": target.metric, "value": target.value, "band": BAND},
+        )
+    if s.get("param_match") is None:
+        return None
+    ref, tolerance = reference_params(cfg, s.param_match), float(s.tolerance)
+    record = {"reference": str(s.param_match), "reference_params": ref, "tolerance": tolerance}
+    return _Match("sample.param_match", ref, tolerance, lambda g, m: count_params(cfg, g, m), "param_match", record)
+
+
+def sample_architecture(cfg: DictConfig, seed: int) -> tuple[Genotype, MacroArch, dict[str, Any]]:
+    """Draw (genotype, macro) with `seed`; with a search.target_* or sample.param_match, redraw until within it."""
+    s, m = cfg.sample, cfg.model
     tolerance, max_tries = float(s.tolerance), int(s.max_tries)
     if not 0 < tolerance < 1 or max_tries < 1:
         raise ConfigError(f"sample.tolerance={s.tolerance} must be in (0, 1) and sample.max_tries={s.max_tries} >= 1")
-    target = reference_params(cfg, s.param_match) if s.get("param_match") is not None else None
-    m = cfg.model
-    lookback = cfg.macro.get("lookback")
+    match, lookback = _match(cfg), cfg.macro.get("lookback")
     info: dict[str, Any] = {"method": "uniform", "seed": seed, "param_match": None}
-    rng = random.Random(seed)
+    rng, costs = random.Random(seed), []
     for tries in range(1, max_tries + 1):
         genotype = sample_genotype(rng, bool(cfg.rsp.enabled), info)
         macro = sample_macro(rng, [int(x) for x in m.scales], int(m.layers), lookback, int(cfg.macro.top_k), info)
-        params = count_params(cfg, genotype, macro)
-        if target is None or abs(params - target) <= tolerance * target:
-            match = (
-                None
-                if target is None
-                else {
-                    "reference": str(s.param_match),
-                    "reference_params": target,
-                    "tolerance": tolerance,
-                    "tries": tries,
-                }
-            )
-            info = info | {"param_match": match, "params": params}
-            genotype.search, macro.search = dict(info), dict(info) | {"lookback": lookback}
-            return genotype, macro, info
+        if match is not None:
+            costs.append(match.cost(genotype, macro))
+            if not match.fits(costs[-1]):
+                continue
+            info[match.key] = match.record | {"tries": tries} | ({"cost": costs[-1]} if match.key == "target" else {})
+        info["params"] = count_params(cfg, genotype, macro)
+        genotype.search, macro.search = dict(info), dict(info) | {"lookback": lookback}
+        return genotype, macro, info
+    extra = " or sample.tolerance" if match.key == "param_match" else ""
     raise ConfigError(
-        f"sample.param_match: no draw within +-{tolerance:.0%} of {target} params in {max_tries} tries "
-        f"(seed={seed}); raise sample.tolerance or sample.max_tries"
+        f"{match.option}: no draw within +-{match.tolerance:.0%} of {match.value:g} in {max_tries} tries "
+        f"(seed={seed}); the draws of model={m.name} spanned {min(costs):.6g} to {max(costs):.6g}: "
+        f"choose a value in that range, or raise sample.max_tries{extra}"
     )
 
 
@@ -139,5 +180,6 @@ def run(cfg: DictConfig) -> dict:
         "macro": str(out / "macro.json"),
         "params": info["params"],
         "seed": seed,
-        "tries": (info["param_match"] or {}).get("tries", 1),
+        "tries": (info.get("target") or info["param_match"] or {}).get("tries", 1),
+        "target": info.get("target"),
     }

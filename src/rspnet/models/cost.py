@@ -1,0 +1,214 @@
+"""Resource targets: the derived network's cost, its expectation under the cell search's alpha, the penalty.
+
+`search.target_params` / `search.target_latency_ms` name the cost of the **derived** network at
+the model preset (models/derived.py), not of the supernet. Its blocks (models/blocks.py) split
+that cost into a fixed part (stem, alignments, cell skeletons, head, for the trellis the cell
+search assumes: `macro_arch=`, else default_macro) and one term per cell edge: every derived
+cell holds every edge's op, so op o on one edge costs `per_op[o]` = the sum over the derived
+cells of o's cost at that cell's width and resolution. Under the op weights w = softmax(alpha / T)
+
+    E[cost] = fixed + sum_e sum_o w[e, o] * per_op[o]
+
+which is exact for a one-hot alpha. The arch loss gets `target_weight * relu(|E / target - 1| - 0.1)`:
+nothing inside the +-10 % band (a plain penalty drags the search towards tiny nets, FasterSeg),
+a constant pull outside it. Because alpha stays near uniform at small budgets, the final choice
+is also held to the band: among the 5^3 cells, the one whose ops have the largest summed log
+weight among those whose derived net is within the band (`CellTarget.select`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+from rspnet.errors import ConfigError
+from rspnet.genotype import Edge, Genotype, MacroArch
+from rspnet.models.blocks import Block, Layout, block_params
+from rspnet.models.derived import default_macro
+from rspnet.search_space.cell import EDGES
+from rspnet.search_space.ops import PRIMITIVES
+
+log = logging.getLogger(__name__)
+BAND = 0.1  # the target band: +-10 % around the target
+_SLACK = 1e-9  # rounding slack at the band's edges (a cost of exactly target * 1.1 is inside)
+Price = Callable[[Block], float]
+
+
+def param_price(block: Block) -> float:
+    """A block's parameter count (the price of `search.target_params`)."""
+    return float(block_params(block))
+
+
+def net_cost(layout: Layout, ops: Sequence[str], macro: MacroArch, price: Price) -> float:
+    """Cost of the derived net of (`ops`, `macro`): the sum of its blocks' prices."""
+    return sum(n * price(b) for b, n in layout.net_blocks(ops, macro).items())
+
+
+@dataclass(frozen=True)
+class CellCost:
+    """The derived net's cost as a function of the cell: `fixed` + per edge `per_op[op]` (PRIMITIVES order)."""
+
+    fixed: float
+    per_op: tuple[float, ...]
+
+    @classmethod
+    def build(cls, layout: Layout, macro: MacroArch, price: Price) -> CellCost:
+        """Price the skeleton (all blocks but the ops) and each op summed over the derived cells of `macro`."""
+        fixed = net_cost(layout, (), macro, price)
+        cells = layout.op_cells(macro)
+        per_op = tuple(sum(n * price(layout.op(name, s)) for s, n in cells.items()) for name in PRIMITIVES)
+        return cls(fixed, per_op)
+
+    def expected(self, weights: torch.Tensor) -> torch.Tensor:
+        """E[cost] under op weights [edges, ops] (differentiable in `weights`)."""
+        per_op = torch.tensor(self.per_op, dtype=weights.dtype, device=weights.device)
+        return self.fixed + (weights * per_op).sum()
+
+    def of_ops(self, ops: Sequence[str]) -> float:
+        """Cost of the derived net with cell `ops`."""
+        return self.fixed + sum(self.per_op[PRIMITIVES.index(op)] for op in ops)
+
+    def range(self) -> tuple[float, float]:
+        """(cheapest, dearest) derived net over all cells."""
+        return self.fixed + len(EDGES) * min(self.per_op), self.fixed + len(EDGES) * max(self.per_op)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resource target: `metric` (params | latency_ms) = `value` +-BAND, priced per block by `price`."""
+
+    metric: str
+    value: float
+    weight: float
+    price: Price
+
+    @property
+    def option(self) -> str:
+        return f"search.target_{self.metric}"
+
+    def within(self, cost: float) -> bool:
+        """True if `cost` is inside the band (+-10 % of the target)."""
+        return abs(cost / self.value - 1) <= BAND + _SLACK
+
+    def penalty(self, expected: torch.Tensor) -> torch.Tensor:
+        """`weight * relu(|E / target - 1| - BAND)`: zero inside the band, a constant pull outside."""
+        return self.weight * F.relu((expected / self.value - 1).abs() - (BAND + _SLACK))
+
+    def describe(self) -> dict[str, Any]:
+        return {"metric": self.metric, "value": self.value, "band": BAND, "weight": self.weight}
+
+
+def target_from_cfg(cfg: DictConfig) -> Target | None:
+    """The `search.target_*` of the config (None when neither is set; one ConfigError for both or a bad value)."""
+    s = cfg.search
+    params, latency = s.get("target_params"), s.get("target_latency_ms")
+    if params is not None and latency is not None:
+        raise ConfigError(
+            f"search.target_params={params} and search.target_latency_ms={latency} are both set; "
+            "a search targets one cost at a time: set the other to null"
+        )
+    if params is None and latency is None:
+        return None
+    metric, value = ("params", params) if params is not None else ("latency_ms", latency)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"search.target_{metric}={value} is invalid: expected a positive number")
+    weight = float(s.get("target_weight", 1.0))
+    if not weight >= 0:
+        raise ConfigError(f"search.target_weight={s.target_weight} is invalid: expected a number >= 0")
+    if metric == "params":
+        return Target(metric, float(value), weight, param_price)
+    from rspnet.models.lut import table_for  # only latency targets need a table
+
+    return Target(metric, float(value), weight, table_for(cfg).price)
+
+
+def assumed_macro(cfg: DictConfig) -> MacroArch:
+    """The trellis the derived net of a cell search will have: `macro_arch=FILE`, else default_macro."""
+    value = cfg.get("macro_arch")
+    if value in (None, "", "default_macro"):
+        return default_macro(cfg)
+    macro = MacroArch.load(str(value))
+    if macro.layers != int(cfg.model.layers) or list(macro.scales) != [int(x) for x in cfg.model.scales]:
+        raise ConfigError(
+            f"macro_arch={value}: layers={macro.layers} scales={list(macro.scales)} do not match model.layers="
+            f"{cfg.model.layers} model.scales={list(cfg.model.scales)}; the cost target prices that derived net"
+        )
+    return macro
+
+
+class CellTarget:
+    """A resource target for the cell search: the penalty on softmax(alpha / T) and the in-band selection."""
+
+    def __init__(self, target: Target, cost: CellCost, macro_source: str) -> None:
+        self.target, self.cost, self.macro_source = target, cost, macro_source
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig) -> CellTarget | None:
+        """From `search.target_*` (None when unset), pricing the derived net of `model.*` at `dataset.crop_size`."""
+        target = target_from_cfg(cfg)
+        if target is None:
+            return None
+        cost = CellCost.build(Layout.from_cfg(cfg), assumed_macro(cfg), target.price)
+        costs = sorted(cost.of_ops(ops) for ops in itertools.product(PRIMITIVES, repeat=len(EDGES)))
+        if not any(target.within(c) for c in costs):
+            below = max((c for c in costs if c < target.value), default=None)
+            above = min((c for c in costs if c > target.value), default=None)
+            near = " and ".join(f"{c:.6g}" for c in (below, above) if c is not None)
+            raise ConfigError(
+                f"{target.option}={target.value:g} cannot be reached by any cell: the derived nets of "
+                f"model={cfg.model.name} with this trellis span {costs[0]:.6g} to {costs[-1]:.6g} {target.metric}, "
+                f"the nearest to the target {near} (band +-{BAND:.0%}); choose a target near one of them"
+            )
+        return cls(target, cost, str(cfg.get("macro_arch") or "default_macro"))
+
+    def penalty(self, weights: torch.Tensor) -> torch.Tensor:
+        """The arch-loss term for op weights [edges, ops] (zero inside the band)."""
+        return self.target.penalty(self.cost.expected(weights.double())).to(weights.dtype)
+
+    def select(self, weights: Sequence[Sequence[float]]) -> tuple[list[str], dict[str, Any]]:
+        """The cell with the largest summed log weight among those within the band (the argmax if it is)."""
+        logw = [[math.log(max(float(w), 1e-30)) for w in row] for row in weights]
+        argmax = [PRIMITIVES[max(range(len(row)), key=row.__getitem__)] for row in logw]
+        cells = list(itertools.product(range(len(PRIMITIVES)), repeat=len(EDGES)))
+        inside = [c for c in cells if self.target.within(self.cost.of_ops([PRIMITIVES[i] for i in c]))]
+        if inside:
+            best = max(inside, key=lambda c: sum(logw[e][i] for e, i in enumerate(c)))
+        else:  # none reaches the band (checked when built; kept safe): the closest cost
+            best = min(cells, key=lambda c: abs(self.cost.of_ops([PRIMITIVES[i] for i in c]) - self.target.value))
+        ops = [PRIMITIVES[i] for i in best]
+        info = {
+            "argmax_ops": argmax,
+            "argmax_cost": round(self.cost.of_ops(argmax), 6),
+            "held_to_band": ops != argmax,
+            "cells_in_band": len(inside),
+        }
+        return ops, info
+
+    def apply(self, genotype: Genotype, weights: torch.Tensor) -> Genotype:
+        """`genotype` with its ops held to the band and the target block in `search["target"]`.
+
+        `weights` [edges, ops] are the op weights it was derived from (softmax(alpha / T), EDGES order).
+        """
+        ops, info = self.select(weights.tolist())
+        cost = self.cost.of_ops(ops)
+        by_edge = {(e.src, e.dst): e for e in genotype.edges}
+        genotype.edges = [Edge(a, b, op, by_edge[(a, b)].weights) for (a, b), op in zip(EDGES, ops)]
+        genotype.search = dict(genotype.search) | {
+            "target": self.target.describe()
+            | {
+                "expected": round(float(self.cost.expected(weights.double())), 6),
+                "derived": round(cost, 6),
+                "within_band": self.target.within(cost),
+                "macro": self.macro_source,
+                **info,
+            }
+        }
+        return genotype
