@@ -25,8 +25,8 @@ from torch import nn
 from rspnet.errors import ConfigError, NonFiniteError
 from rspnet.lit.bilevel import Architect, build_optimizers
 from rspnet.metrics import SegMetric
-from rspnet.models.layers import resize
 from rspnet.models.cost import CellTarget
+from rspnet.models.layers import resize
 from rspnet.search_space.cell import EDGES
 from rspnet.search_space.evidence import null_labels
 from rspnet.search_space.ops import PRIMITIVES

@@ -27,10 +27,9 @@ from omegaconf import DictConfig
 
 from rspnet.api import Model, load_model
 from rspnet.errors import ConfigError
-from rspnet.models.nets import build_net, is_searched, net_spec
 from rspnet.models import lut
 from rspnet.models.blocks import Layout
-from rspnet.models.derived import DerivedNet
+from rspnet.models.nets import build_net, is_searched, net_spec
 from rspnet.search_space.ops import PRIMITIVES
 from rspnet.stages.summary import count_gflops, load_architecture
 from rspnet.utils.config import output_dir
