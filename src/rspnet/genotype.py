@@ -142,17 +142,26 @@ class Genotype:
         return [by_edge[edge] for edge in EDGES]
 
     @classmethod
-    def from_weights(cls, weights: Sequence[Sequence[float]], rsp: bool, search: dict | None = None) -> Genotype:
-        """Derive from softmax(alpha) [3, 5]: per edge, the op with the largest weight."""
+    def from_weights(
+        cls,
+        weights: Sequence[Sequence[float]],
+        rsp: bool,
+        search: dict | None = None,
+        ops: Sequence[str] | None = None,
+    ) -> Genotype:
+        """Derive from softmax(alpha) [3, 5]: per edge `ops[i]` if given (another selection rule's choice),
+        else the op with the largest weight."""
+        if ops is not None and (len(ops) != len(EDGES) or any(op not in PRIMITIVES for op in ops)):
+            raise ArtifactError(f"ops {list(ops)}: need {len(EDGES)} op names (one per edge) from {PRIMITIVES}")
         edges = []
-        for (src, dst), row in zip(EDGES, weights):
+        for i, ((src, dst), row) in enumerate(zip(EDGES, weights)):
             row = [float(w) for w in row]
             if not all(math.isfinite(w) for w in row):
                 raise ArtifactError(
                     f"edge {src}->{dst}: architecture weights are not finite ({row}); not writing a genotype"
                 )
-            best = max(range(len(row)), key=row.__getitem__)
-            edges.append(Edge(src, dst, PRIMITIVES[best], tuple(row)))
+            best = PRIMITIVES[max(range(len(row)), key=row.__getitem__)] if ops is None else ops[i]
+            edges.append(Edge(src, dst, best, tuple(row)))
         return cls(edges=edges, rsp=rsp, search=dict(search or {}))
 
     @classmethod

@@ -31,6 +31,18 @@ def neighbour_inputs(layer: int, scale: int, scales: Sequence[int]) -> list[Node
     return [(layer - 1, s) for s in (scale // 2, scale, scale * 2) if s in scales]
 
 
+def masked_weights(weights: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Op weights [E, N] with the ops where `mask` is 0 removed and each row renormalised to sum 1.
+
+    Renormalising keeps an edge's output at the scale the rest of the supernet was trained on,
+    so removing an op measures what the op contributes, not that the edge got quieter.
+    """
+    if mask is None:
+        return weights
+    kept = weights * mask.to(weights)
+    return kept / kept.sum(-1, keepdim=True).clamp_min(torch.finfo(kept.dtype).tiny)
+
+
 class SearchTrellis(Trellis):
     """A search net: the trellis and an FCN head, whose forward returns the logits tensor (no dict)."""
 
@@ -87,6 +99,8 @@ class CellSupernet(SearchTrellis):
                 self.cells[node_key((l, s))] = RSP(width[s], lambda c: SearchCell(c, affine=False), self.rsp, shuffle)
         self.head = FCNHead([width[s] for s in self.scales], head_channels, num_classes, affine=False)
         self._weights: torch.Tensor | None = None  # softmax(alpha / T) during a forward
+        # [3, 5] of 0/1 or None: ops masked out of their MixedOp (perturbation selection, lit/perturb.py)
+        self.op_mask: torch.Tensor | None = None
 
     @staticmethod
     def _align_key(src: Node, dst: Node) -> str:
@@ -117,7 +131,7 @@ class CellSupernet(SearchTrellis):
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The trellis loop, with the op weights softmax(alpha / T) computed for this forward."""
         # once per forward, shared by all cells (one softmax node: alpha's gradient is summed in one place)
-        self._weights = F.softmax(self.alpha / self.alpha_temperature, dim=-1)
+        self._weights = masked_weights(F.softmax(self.alpha / self.alpha_temperature, dim=-1), self.op_mask)
         try:
             return super().forward_features(x)
         finally:
@@ -140,12 +154,13 @@ class CellSupernet(SearchTrellis):
         }
         return weights | {"alpha_entropy": self.alpha_entropy()["mean"]}
 
-    def genotype(self, search: dict[str, Any] | None = None) -> Genotype:
-        """Derive the cell: per edge the op with the largest softmax(alpha) weight (provenance: searched)."""
+    def genotype(self, search: dict[str, Any] | None = None, ops: Sequence[str] | None = None) -> Genotype:
+        """Derive the cell: per edge `ops` (a selection rule's choice, e.g. perturbation), else the op with
+        the largest softmax(alpha) weight; the weights stay softmax(alpha) (provenance: searched)."""
         search = dict(search or {}) | {
             "alpha_entropy": self.alpha_entropy(),
             "alpha_temperature": self.alpha_temperature,
         }
-        genotype = Genotype.from_weights(self.arch_weights().tolist(), rsp=self.rsp, search=search)
+        genotype = Genotype.from_weights(self.arch_weights().tolist(), rsp=self.rsp, search=search, ops=ops)
         genotype.provenance = "searched"
         return genotype

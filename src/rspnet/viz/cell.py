@@ -48,7 +48,8 @@ def cell_figure(genotype: Genotype, title: str | None = None) -> Any:
     fig = new_figure(7.5, 3.2)
     ax = fig.add_subplot(1, 1, 1)
     for edge in genotype.edges:
-        weight = f"\n{max(edge.weights):.2f}" if edge.weights else ""
+        # the chosen op's softmax weight (not the row's max: perturbation may pick another op)
+        weight = f"\n{edge.weights[genotype.primitives.index(edge.op)]:.2f}" if edge.weights else ""
         # the long edge 0->2 arcs below the straight line so it does not cross n1's edges
         _arrow(ax, edge.src, edge.dst, f"{edge.op}{weight}", rad=0.35 if (edge.src, edge.dst) == (0, 2) else 0.0)
     _arrow(ax, 1, "out", None, dashed=True)
