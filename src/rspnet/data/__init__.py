@@ -17,6 +17,7 @@ DATASETS: dict[str, str] = {
     "cityscapes": "rspnet.data.cityscapes",
     "mapillary": "rspnet.data.mapillary",
     "camvid": "rspnet.data.camvid",
+    "known_op": "rspnet.data.known_op",
 }
 
 

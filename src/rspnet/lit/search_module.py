@@ -24,6 +24,7 @@ from torch import nn
 
 from rspnet.errors import ConfigError, NonFiniteError
 from rspnet.lit.bilevel import Architect, build_optimizers
+from rspnet.lit.perturb import check_options, select_cell
 from rspnet.metrics import SegMetric
 from rspnet.models.cost import CellTarget
 from rspnet.models.layers import resize
@@ -93,6 +94,8 @@ class SearchModule(pl.LightningModule):
         self._architect: Architect | None = None
         # search.target_params / target_latency_ms: the arch-loss penalty and the in-band selection (models/cost.py)
         self.cost_target: Any = CellTarget.from_cfg(cfg) if hasattr(net, "alpha") else None
+        # {"select", "ops", "evidence"} of the finished search (lit/perturb.py), set in on_train_end
+        self.selection: dict[str, Any] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [B, K, H, W] at input resolution."""
@@ -128,6 +131,7 @@ class SearchModule(pl.LightningModule):
     # -- training -----------------------------------------------------------------------
     def on_fit_start(self) -> None:
         check_trainer(self.search_cfg, self.trainer)
+        check_options(self.search_cfg)  # a bad selection option fails now, not after the search
 
     @property
     def architect(self) -> Architect:
@@ -216,6 +220,12 @@ class SearchModule(pl.LightningModule):
         if self.trainer.is_global_zero:
             self.export_artifacts(self.out_dir, final=False)
 
+    def on_train_end(self) -> None:
+        # before on_fit_end (the artifacts) and before WriteResult (search.json); every rank runs it
+        # (identical data and arithmetic), so collectives such as SyncBatchNorm's stay matched
+        if hasattr(self.net, "arch_weights"):  # a cell supernet; the trellis stage selects in its own module
+            self.selection = select_cell(self.net, self.cfg, self.trainer.datamodule)
+
     def on_fit_end(self) -> None:
         if self.trainer.is_global_zero:
             self.export_artifacts(self.out_dir, final=True)
@@ -280,6 +290,7 @@ class SearchModule(pl.LightningModule):
             "arch_split": float(s.arch_split),
             "second_order": bool(s.second_order),
             "null": bool(s.get("null", False)),
+            "select": str(s.get("select", "argmax")),
         }
 
     def export_artifacts(self, out: Path, final: bool) -> None:
@@ -289,8 +300,11 @@ class SearchModule(pl.LightningModule):
         from rspnet.viz.cell import cell_figure
         from rspnet.viz.heatmap import alpha_heatmap
 
-        genotype = self.net.genotype(self.search_meta())
-        if self.cost_target:
+        meta, ops = self.search_meta(), None
+        if final and self.selection is not None:  # before the search ends the ops are softmax(alpha)'s argmax
+            meta["evidence"], ops = self.selection["evidence"], self.selection["ops"]
+        genotype = self.net.genotype(meta, ops=ops)
+        if self.cost_target:  # search.select=argmax only (lit/perturb.check_select_cfg)
             genotype = self.cost_target.apply(genotype, self.net.arch_weights())
         genotype.complete = final  # per-epoch exports say the search is still running; loaders refuse them
         genotype.save(out / "genotype.json")

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from rspnet.data import build_datamodule
 from rspnet.genotype import Genotype
+from rspnet.lit.perturb import check_select_cfg
 from rspnet.lit.search_module import SearchModule, check_trainer
 from rspnet.models.supernet import CellSupernet
 from rspnet.utils.checkpoint import AtomicCheckpointIO
@@ -32,6 +33,9 @@ def search_result(out: Path, trainer: pl.Trainer, module: Any) -> dict[str, Any]
     result: dict[str, Any] = {"output_dir": str(out), "epochs": int(module.epochs_done), **metrics}
     if "select/miou" in metrics:
         result["objective"] = metrics["select/miou"]  # what hparams_search optimises
+    selection = getattr(module, "selection", None)
+    if selection is not None:  # the cell search's choice (search.select) and its evidence (lit/perturb.py)
+        result.update(select=selection["select"], ops=list(selection["ops"]), evidence=selection["evidence"])
     last = out / "checkpoints" / "last.ckpt"
     if last.is_file():
         result["checkpoint"] = str(last)
@@ -67,6 +71,7 @@ def fit_search(cfg: DictConfig, module: Any, datamodule: Any) -> dict:
 def run(cfg: DictConfig) -> dict:
     """Stage 1: DARTS search of the Norm-Cell on the fixed trellis -> DIR/genotype.json, DIR/cell.png."""
     out = output_dir(cfg)
+    check_select_cfg(cfg)  # search.select and its scoring split: one line now, not after the search
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     net = CellSupernet.from_cfg(cfg, datamodule.num_classes)
@@ -75,7 +80,7 @@ def run(cfg: DictConfig) -> dict:
     entropy = net.alpha_entropy()
     written = Genotype.load(genotype)  # its ops may be held to a resource target's band (models/cost.py)
     result.update(genotype=str(genotype), cell_picture=str(out / "cell.png"), alpha_entropy=entropy["mean"])
-    result.update(target=written.search.get("target"))
+    result.update(target=written.search.get("target"), ops=written.ops)
     # normalised entropy 1.0 = softmax(alpha) still uniform: the argmax is noise, not a decision
     log.info(
         "cell search: genotype %s -> %s (alpha entropy / log 5: per edge %s, mean %.3f)",

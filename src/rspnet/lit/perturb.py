@@ -1,0 +1,280 @@
+"""Selecting the cell after the search, and the evidence for the choice (SPEC 2.7).
+
+`search.select`:
+* `argmax` (paper): per edge the op with the largest softmax(alpha) weight.
+* `perturb` (DARTS-PT, Wang et al. ICLR 2021): on the trained supernet, remove each op of an
+  edge from its MixedOp (its weight zeroed, the rest renormalised: `models/supernet.py`
+  `masked_weights`) and measure the increase of the cross-entropy on the scoring set; keep per
+  edge the op whose removal hurts most. Edges are decided in EDGES order; a decided edge is
+  projected to its op (DARTS-PT) and, with `search.perturb_retune_steps > 0`, the weights are
+  re-tuned for that many SGD steps on the weight half before the next edge is scored.
+
+The scoring set (`search.perturb_split`) is the arch half of train (`arch`, never seen by the
+weight optimiser) or the held-out selection slice of train (`select`); never val. Under
+`search.null=true` its labels are `null_labels` too. Scoring runs on a copy of the supernet with
+batch-statistics BatchNorm (train mode), as the search's own steps do; the running statistics
+of the searched net are never touched.
+
+Evidence, whatever the rule (`evidence` in genotype.json's `search` block): the decisiveness of
+softmax(alpha) per edge, and split-half reliability, for which every scoring batch is split into
+its even and odd samples, each half forwarded on its own (its own BatchNorm statistics), so the
+two halves share no image and no statistic. The alpha score of a half is the negative gradient
+of the half's summed cross-entropy w.r.t. alpha, accumulated in one extra pass without an update
+(d/d alpha through a softmax sums to zero per edge: the scores are row-centred by construction).
+With `perturb`, the perturbation scores of each half are rank-correlated the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
+
+from rspnet.errors import ConfigError
+from rspnet.metrics import SegMetric
+from rspnet.search_space.cell import EDGES
+from rspnet.search_space.evidence import decisiveness, null_labels, split_half
+from rspnet.search_space.ops import PRIMITIVES
+
+SELECTS = ("argmax", "perturb")
+PERTURB_SPLITS = ("arch", "select")
+NULL_STEP = 2**40  # null_labels step offset of the scoring set: disjoint from the search's own steps
+HALVES = ("a", "b")
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """What the scoring passes measure against: summed cross-entropy on real or null labels."""
+
+    num_classes: int
+    ignore_index: int
+    null_seed: int | None = None  # not None: labels are null_labels keyed by (seed, NULL_STEP + batch)
+
+    def labels(self, batch: int, y: torch.Tensor) -> torch.Tensor:
+        """The labels batch `batch` is scored against (the null search's are unlearnable noise)."""
+        if self.null_seed is None:
+            return y
+        return null_labels(y, self.num_classes, self.ignore_index, self.null_seed, NULL_STEP + batch)
+
+    def loss_sum(self, logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """(summed cross-entropy, labelled pixels): sums, so that halves and batches add up exactly."""
+        loss = F.cross_entropy(logits.float(), y, ignore_index=self.ignore_index, reduction="sum")
+        return loss, int((y != self.ignore_index).sum())
+
+
+def half_batches(loader: Iterable, scoring: Scoring, device: torch.device) -> Iterator[tuple[int, Any, Any]]:
+    """(half 0/1, x, y) for the even and the odd samples of every batch, labels as `scoring` says."""
+    for i, (x, y) in enumerate(loader):
+        y = scoring.labels(i, y)
+        for half in (0, 1):
+            if len(x[half::2]):
+                yield half, x[half::2].to(device), y[half::2].to(device)
+
+
+def check_options(s: DictConfig) -> tuple[str, str, int]:
+    """(select, perturb_split, perturb_retune_steps) of `cfg.search`, or one ConfigError naming the option."""
+    select = str(s.get("select", "argmax"))
+    if select not in SELECTS:
+        raise ConfigError(f"search.select={select} is unknown; use one of: {', '.join(SELECTS)}")
+    split = str(s.get("perturb_split", "arch"))
+    if split not in PERTURB_SPLITS:
+        raise ConfigError(
+            f"search.perturb_split={split} is unknown; use arch (the arch half of train) or select "
+            "(the held-out slice of train); val is never scored on"
+        )
+    steps = s.get("perturb_retune_steps", 0)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ConfigError(f"search.perturb_retune_steps={steps} must be an integer >= 0")
+    return select, split, steps
+
+
+def check_select_cfg(cfg: DictConfig) -> None:
+    """`check_options`; `search.perturb_split=select` only where a slice of train is held out (never val);
+    `perturb` not with a resource target (its band selection ranks cells by alpha)."""
+    from rspnet.data.selection import Selection
+
+    select, split, _ = check_options(cfg.search)
+    targets = [k for k in ("target_params", "target_latency_ms") if cfg.search.get(k) is not None]
+    if select == "perturb" and targets:
+        raise ConfigError(
+            f"search.select=perturb with search.{targets[0]} is not supported: the target's in-band selection "
+            "ranks cells by softmax(alpha); use search.select=argmax with a target, or drop the target"
+        )
+    selection = Selection.from_cfg(cfg)
+    if split == "select" and not selection.holds_out:
+        raise ConfigError(
+            "search.perturb_split=select scores on the held-out slice of train, but nothing is held out "
+            f"(train.select={selection.select}); use train.select=holdout or search.perturb_split=arch"
+        )
+
+
+def measure(net: nn.Module, loader: Iterable, scoring: Scoring) -> dict[str, dict[str, float]]:
+    """Mean cross-entropy and mIoU of `net` on the scoring set: {"all", "a", "b"} (b: the odd samples)."""
+    sums = {k: [0.0, 0] for k in ("all", *HALVES)}
+    metrics = {k: SegMetric(scoring.num_classes, scoring.ignore_index, sync_on_compute=False) for k in sums}
+    device = next(net.parameters()).device
+    net.train()  # batch statistics, as in the search's steps; `net` is a copy, its running stats are scratch
+    with torch.no_grad():
+        for half, x, y in half_batches(loader, scoring, device):
+            logits = net(x)
+            loss, pixels = scoring.loss_sum(logits, y)
+            for key in ("all", HALVES[half]):
+                sums[key][0] += float(loss)
+                sums[key][1] += pixels
+                metrics[key].update(logits.argmax(1).cpu(), y.cpu())
+    return {
+        k: {
+            "loss": sums[k][0] / sums[k][1] if sums[k][1] else float("nan"),
+            "miou": float(metrics[k].compute()["miou"]),
+        }
+        for k in sums
+    }
+
+
+def alpha_gradient_scores(net: nn.Module, loader: Iterable, scoring: Scoring) -> dict[str, list[list[float]]]:
+    """Per half, -d(mean cross-entropy)/d alpha [3, 5], accumulated over the scoring set without an update."""
+    (alpha,) = net.arch_parameters()
+    grads = [torch.zeros_like(alpha), torch.zeros_like(alpha)]
+    pixels = [0, 0]
+    device = alpha.device
+    net.train()
+    for half, x, y in half_batches(loader, scoring, device):
+        loss, n = scoring.loss_sum(net(x), y)
+        if n:
+            (g,) = torch.autograd.grad(loss, alpha)  # only alpha: no weight .grad is written
+            grads[half] += g
+            pixels[half] += n
+    return {h: (-grads[i] / max(pixels[i], 1)).tolist() for i, h in enumerate(HALVES)}
+
+
+def _round_rows(rows: list[list[float]]) -> list[list[float]]:
+    return [[round(float(v), 6) for v in row] for row in rows]
+
+
+def perturb_edge(net: nn.Module, loader: Iterable, scoring: Scoring, mask: torch.Tensor, edge: int) -> dict[str, Any]:
+    """Scores of removing each op of `edge` under `mask`: loss increase ("all", "a", "b") and mIoU drop."""
+    net.op_mask = mask
+    base = measure(net, loader, scoring)
+    rows: dict[str, list[float]] = {"all": [], "a": [], "b": [], "miou_drop": []}
+    for j in range(len(PRIMITIVES)):
+        removed = mask.clone()
+        removed[edge, j] = 0.0
+        net.op_mask = removed
+        m = measure(net, loader, scoring)
+        for key in ("all", *HALVES):
+            rows[key].append(m[key]["loss"] - base[key]["loss"])
+        rows["miou_drop"].append(base["all"]["miou"] - m["all"]["miou"])
+    net.op_mask = mask
+    return rows
+
+
+def perturb_select(
+    net: nn.Module, loader: Iterable, scoring: Scoring, retune: Callable[[nn.Module], None] | None = None
+) -> dict[str, Any]:
+    """DARTS-PT over the cell's edges (on `net`, which it modifies: pass a copy): ops and per-edge scores."""
+    mask = torch.ones(len(EDGES), len(PRIMITIVES), device=next(net.parameters()).device)
+    ops: list[str] = []
+    rows: dict[str, list[list[float]]] = {"all": [], "a": [], "b": [], "miou_drop": []}
+    try:
+        for e in range(len(EDGES)):
+            scores = perturb_edge(net, loader, scoring, mask, e)
+            for key, row in scores.items():
+                rows[key].append(row)
+            best = max(range(len(PRIMITIVES)), key=lambda j: scores["all"][j])
+            ops.append(PRIMITIVES[best])
+            mask[e] = 0.0
+            mask[e, best] = 1.0  # project the decided edge onto its op (DARTS-PT)
+            net.op_mask = mask
+            if retune is not None and e < len(EDGES) - 1:
+                retune(net)
+    finally:
+        net.op_mask = None
+    return {"ops": ops, "rows": rows}
+
+
+def retune_weights(net: nn.Module, loader: Iterable, s: DictConfig, steps: int, ignore_index: int = 255) -> None:
+    """`steps` SGD steps of the weights (search.weight_lr, momentum, wd, grad_clip) on the weight half, real labels."""
+    opt = torch.optim.SGD(
+        net.weight_parameters(),
+        lr=float(s.weight_lr),
+        momentum=float(s.weight_momentum),
+        weight_decay=float(s.weight_wd),
+    )
+    device = next(net.parameters()).device
+    net.train()
+    for x, y in itertools.islice(itertools.cycle(loader), steps):
+        opt.zero_grad()
+        F.cross_entropy(net(x.to(device)).float(), y.to(device), ignore_index=ignore_index).backward()
+        if s.get("grad_clip"):
+            nn.utils.clip_grad_norm_(net.weight_parameters(), float(s.grad_clip))
+        opt.step()
+    net.zero_grad(set_to_none=True)
+
+
+def alpha_evidence(net: nn.Module, loader: Iterable | None, scoring: Scoring) -> dict[str, Any]:
+    """Decisiveness of softmax(alpha) per edge; split-half of the alpha-gradient scores (None without data)."""
+    out: dict[str, Any] = {"decisiveness": decisiveness(net.arch_weights().tolist(), as_probs=True)}
+    if loader is None:
+        return out | {"split_half": None}
+    halves = alpha_gradient_scores(copy.deepcopy(net), loader, scoring)
+    return out | {
+        "split_half": split_half(halves["a"], halves["b"]),
+        "split_half_score": "-d(cross-entropy)/d(alpha) per half of the scoring set (row-centred)",
+        "half_scores": {h: _round_rows(halves[h]) for h in HALVES},
+    }
+
+
+def perturb_evidence(result: dict[str, Any], retune_steps: int) -> dict[str, Any]:
+    """The `perturb` entry of the evidence: scores per edge, their decisiveness and split-half."""
+    rows = result["rows"]
+    return {
+        "score": "increase of the mean cross-entropy when the op is removed (weight zeroed, rest renormalised)",
+        "scores": _round_rows(rows["all"]),
+        "miou_drop": _round_rows(rows["miou_drop"]),
+        "decisiveness": decisiveness(rows["all"], as_probs=False),
+        "split_half": split_half(rows["a"], rows["b"]),
+        "half_scores": {h: _round_rows(rows[h]) for h in HALVES},
+        "retune_steps": retune_steps,
+        "ops": list(result["ops"]),
+    }
+
+
+def select_cell(net: nn.Module, cfg: DictConfig, datamodule: Any) -> dict[str, Any]:
+    """{"select", "ops", "evidence"}: the cell under `search.select` and its evidence (`net` is not modified).
+
+    `datamodule` provides `scoring_dataloader(split)` (and the weight half for re-tuning); None
+    (a bare fit on loaders) leaves the split-half out and refuses `perturb`.
+    """
+    select, split, steps = check_options(cfg.search)
+    ignore = int(cfg.dataset.get("ignore_index", 255))
+    null = bool(cfg.search.get("null", False))
+    scoring = Scoring(int(net.num_classes), ignore, int(cfg.get("seed", 0)) if null else None)
+    loader = datamodule.scoring_dataloader(split) if hasattr(datamodule, "scoring_dataloader") else None
+    evidence: dict[str, Any] = {
+        "select": select,
+        "scoring": {"split": split, "images": len(loader.dataset) if loader is not None else 0, "null": null},
+        "alpha": alpha_evidence(net, loader, scoring),
+    }
+    weights = net.arch_weights().tolist()
+    ops = [PRIMITIVES[max(range(len(row)), key=row.__getitem__)] for row in weights]
+    if select == "perturb":
+        if loader is None:
+            raise ConfigError("search.select=perturb needs the datamodule's scoring set; fit through stage=cell_search")
+        retune = None
+        if steps:
+            weight_loader = datamodule.search_dataloaders()[0]
+            retune = functools.partial(
+                retune_weights, loader=weight_loader, s=cfg.search, steps=steps, ignore_index=ignore
+            )
+        result = perturb_select(copy.deepcopy(net), loader, scoring, retune)
+        evidence["perturb"] = perturb_evidence(result, steps)
+        ops = result["ops"]
+    return {"select": select, "ops": ops, "evidence": evidence}
