@@ -109,6 +109,8 @@ BAD_VALUES = [
     ("dataset.crop_size=[32]", r"dataset.crop_size=\[32\] is invalid: expected a list of 2 positive integers"),
     ("dataset.hflip=maybe", "dataset.hflip=maybe is invalid: expected true or false"),
     ("search.arch_lr=fast", "search.arch_lr=fast is invalid: expected a number >= 0"),
+    ("search.select=foo", r"search.select=foo is invalid: expected one of argmax \| perturb"),
+    ("search.perturb_split=val", r"search.perturb_split=val is invalid: expected one of arch \| select"),
     ("search.arch_split=1.5", "search.arch_split=1.5 is invalid"),
     ("search.second_order=yes", "search.second_order=yes is invalid"),
     ("macro.top_k=two", "macro.top_k=two is invalid"),

@@ -82,3 +82,17 @@ def test_from_ops_is_the_one_hot_cell_and_refuses_unknown_ops() -> None:
         Genotype.from_ops(["conv_7x7", "conv_3x3", "skip_connect"])
     with pytest.raises(ArtifactError, match="one per edge"):
         Genotype.from_ops(["conv_3x3"])
+
+
+def test_a_genotype_without_evidence_still_loads_and_a_chosen_op_round_trips(tmp_path: Path) -> None:
+    # files written before search.select (no "select"/"evidence" in the search block) load unchanged
+    old = Genotype.load(Path(__file__).resolve().parents[1] / "experiments" / "genotypes" / "camvid_tiny_s0.json")
+    assert "evidence" not in old.search and len(old.ops) == 3
+    # perturbation may choose an op that is not the alpha argmax: the op and the alphas both survive
+    chosen = ["dw_conv_3x3", "conv_3x3", "skip_connect"]
+    g = Genotype.from_weights(WEIGHTS, rsp=True, search={"select": "perturb", "evidence": {"x": [1.0]}}, ops=chosen)
+    back = Genotype.load(g.save(tmp_path / "genotype.json"))
+    assert back.ops == chosen and [list(e.weights) for e in back.edges] == WEIGHTS
+    assert back.search == {"select": "perturb", "evidence": {"x": [1.0]}}
+    with pytest.raises(ArtifactError, match="need 3 op names"):
+        Genotype.from_weights(WEIGHTS, rsp=True, ops=["conv_3x3"])

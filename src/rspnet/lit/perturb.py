@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -116,10 +117,10 @@ def check_select_cfg(cfg: DictConfig) -> None:
         )
 
 
-def measure(net: nn.Module, loader: Iterable, scoring: Scoring) -> dict[str, dict[str, float]]:
-    """Mean cross-entropy and mIoU of `net` on the scoring set: {"all", "a", "b"} (b: the odd samples)."""
+def measure(net: nn.Module, loader: Iterable, scoring: Scoring) -> dict[str, float]:
+    """Mean cross-entropy of `net` on the scoring set ("all") and on its halves ("a", "b"), and mIoU ("miou")."""
     sums = {k: [0.0, 0] for k in ("all", *HALVES)}
-    metrics = {k: SegMetric(scoring.num_classes, scoring.ignore_index, sync_on_compute=False) for k in sums}
+    metric = SegMetric(scoring.num_classes, scoring.ignore_index, sync_on_compute=False)
     device = next(net.parameters()).device
     net.train()  # batch statistics, as in the search's steps; `net` is a copy, its running stats are scratch
     with torch.no_grad():
@@ -129,14 +130,9 @@ def measure(net: nn.Module, loader: Iterable, scoring: Scoring) -> dict[str, dic
             for key in ("all", HALVES[half]):
                 sums[key][0] += float(loss)
                 sums[key][1] += pixels
-                metrics[key].update(logits.argmax(1).cpu(), y.cpu())
-    return {
-        k: {
-            "loss": sums[k][0] / sums[k][1] if sums[k][1] else float("nan"),
-            "miou": float(metrics[k].compute()["miou"]),
-        }
-        for k in sums
-    }
+            metric.update(logits.argmax(1).cpu(), y.cpu())
+    losses = {k: total / pixels if pixels else float("nan") for k, (total, pixels) in sums.items()}
+    return losses | {"miou": float(metric.compute()["miou"])}
 
 
 def alpha_gradient_scores(net: nn.Module, loader: Iterable, scoring: Scoring) -> dict[str, list[list[float]]]:
@@ -152,7 +148,9 @@ def alpha_gradient_scores(net: nn.Module, loader: Iterable, scoring: Scoring) ->
             (g,) = torch.autograd.grad(loss, alpha)  # only alpha: no weight .grad is written
             grads[half] += g
             pixels[half] += n
-    return {h: (-grads[i] / max(pixels[i], 1)).tolist() for i, h in enumerate(HALVES)}
+    if not all(pixels):
+        return {}  # a scoring set of one image has no second half
+    return {h: (-grads[i] / pixels[i]).tolist() for i, h in enumerate(HALVES)}
 
 
 def _round_rows(rows: list[list[float]]) -> list[list[float]]:
@@ -170,8 +168,8 @@ def perturb_edge(net: nn.Module, loader: Iterable, scoring: Scoring, mask: torch
         net.op_mask = removed
         m = measure(net, loader, scoring)
         for key in ("all", *HALVES):
-            rows[key].append(m[key]["loss"] - base[key]["loss"])
-        rows["miou_drop"].append(base["all"]["miou"] - m["all"]["miou"])
+            rows[key].append(m[key] - base[key])
+        rows["miou_drop"].append(base["miou"] - m["miou"])
     net.op_mask = mask
     return rows
 
@@ -226,22 +224,24 @@ def alpha_evidence(net: nn.Module, loader: Iterable | None, scoring: Scoring) ->
         return out | {"split_half": None}
     halves = alpha_gradient_scores(copy.deepcopy(net), loader, scoring)
     return out | {
-        "split_half": split_half(halves["a"], halves["b"]),
+        "split_half": split_half(halves["a"], halves["b"]) if halves else None,
         "split_half_score": "-d(cross-entropy)/d(alpha) per half of the scoring set (row-centred)",
-        "half_scores": {h: _round_rows(halves[h]) for h in HALVES},
+        "half_scores": {h: _round_rows(halves[h]) for h in HALVES} if halves else None,
     }
 
 
 def perturb_evidence(result: dict[str, Any], retune_steps: int) -> dict[str, Any]:
     """The `perturb` entry of the evidence: scores per edge, their decisiveness and split-half."""
     rows = result["rows"]
+    # a scoring set of one image has no second half: its losses are NaN, and there is no split-half
+    both = all(math.isfinite(v) for h in HALVES for row in rows[h] for v in row)
     return {
         "score": "increase of the mean cross-entropy when the op is removed (weight zeroed, rest renormalised)",
         "scores": _round_rows(rows["all"]),
         "miou_drop": _round_rows(rows["miou_drop"]),
         "decisiveness": decisiveness(rows["all"], as_probs=False),
-        "split_half": split_half(rows["a"], rows["b"]),
-        "half_scores": {h: _round_rows(rows[h]) for h in HALVES},
+        "split_half": split_half(rows["a"], rows["b"]) if both else None,
+        "half_scores": {h: _round_rows(rows[h]) for h in HALVES} if both else None,
         "retune_steps": retune_steps,
         "ops": list(result["ops"]),
     }
