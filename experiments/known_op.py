@@ -66,7 +66,9 @@ def _fmt(value: float | None) -> str:
 
 def table(results: dict[str, list[dict[str, Any]]], seeds: list[int]) -> str:
     """Markdown: one row per seed (picks on the decisive edge, whole cells), then hit rates and means."""
-    head = f"| seed | real perturb | real argmax | null perturb | null argmax | real cell (perturb) | null cell (perturb) |"
+    head = (
+        "| seed | real perturb | real argmax | null perturb | null argmax | real cell (perturb) | null cell (perturb) |"
+    )
     lines = [head, "|---|---|---|---|---|---|---|"]
     real, null = results["real"], results["null"]
     for s, r, n in zip(seeds, real, null):
