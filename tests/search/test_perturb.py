@@ -130,3 +130,11 @@ def test_bad_selection_options_are_one_line(key: str, value, message: str) -> No
     with pytest.raises(ConfigError, match=message) as info:
         check_options(_cfg(**{key: value}).search)
     assert "\n" not in str(info.value)
+
+
+def test_scores_are_taken_at_the_labels_resolution() -> None:
+    # dataset.eval_scale scales only the image: the logits are resized to the label, as validation does
+    y = torch.zeros(1, 8, 8, dtype=torch.long)
+    y[0, 0] = 255
+    loss, pixels = Scoring(3, 255).loss_sum(torch.zeros(1, 3, 4, 4), y)
+    assert pixels == 56 and float(loss) == pytest.approx(56 * torch.log(torch.tensor(3.0)).item(), rel=1e-5)

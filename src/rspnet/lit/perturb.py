@@ -41,6 +41,7 @@ from torch import nn
 
 from rspnet.errors import ConfigError
 from rspnet.metrics import SegMetric
+from rspnet.models.layers import resize
 from rspnet.search_space.cell import EDGES
 from rspnet.search_space.evidence import decisiveness, null_labels, split_half
 from rspnet.search_space.ops import PRIMITIVES
@@ -66,9 +67,14 @@ class Scoring:
         return null_labels(y, self.num_classes, self.ignore_index, self.null_seed, NULL_STEP + batch)
 
     def loss_sum(self, logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """(summed cross-entropy, labelled pixels): sums, so that halves and batches add up exactly."""
-        loss = F.cross_entropy(logits.float(), y, ignore_index=self.ignore_index, reduction="sum")
+        """(summed cross-entropy, labelled pixels) at the label's resolution: sums, so halves and batches add up."""
+        loss = F.cross_entropy(at_label(logits, y).float(), y, ignore_index=self.ignore_index, reduction="sum")
         return loss, int((y != self.ignore_index).sum())
+
+
+def at_label(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Logits at the label's size (`dataset.eval_scale` scales only the image), as validation scores them."""
+    return logits if logits.shape[-2:] == y.shape[-2:] else resize(logits, y.shape[-2:])
 
 
 def half_batches(loader: Iterable, scoring: Scoring, device: torch.device) -> Iterator[tuple[int, Any, Any]]:
@@ -130,7 +136,7 @@ def measure(net: nn.Module, loader: Iterable, scoring: Scoring) -> dict[str, flo
             for key in ("all", HALVES[half]):
                 sums[key][0] += float(loss)
                 sums[key][1] += pixels
-            metric.update(logits.argmax(1).cpu(), y.cpu())
+            metric.update(at_label(logits, y).argmax(1).cpu(), y.cpu())
     losses = {k: total / pixels if pixels else float("nan") for k, (total, pixels) in sums.items()}
     return losses | {"miou": float(metric.compute()["miou"])}
 
