@@ -55,6 +55,12 @@ def test_scoring_on_the_selection_slice_needs_one_and_never_uses_val(make_cfg, t
     assert result["evidence"]["perturb"]["split_half"] is None  # one image has no second half (no NaN written)
 
 
+def test_perturb_with_a_resource_target_is_one_line(make_cfg, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="search.select=perturb with search.target_params is not supported") as e:
+        run(make_cfg(*TINY, "search.select=perturb", "search.target_params=100000", out=tmp_path / "t"))
+    assert "\n" not in str(e.value) and not (tmp_path / "t" / "genotype.json").exists()
+
+
 def test_known_op_labels_are_the_bits_at_the_offset() -> None:
     img, lab = render(0, "train", 3, (32, 32), (1, 2))
     bits = (img[::4, ::4, 0] == 255).astype(np.uint8)
