@@ -19,11 +19,11 @@ def test_decisiveness_by_hand():
     assert d["mean"]["top1"] == pytest.approx((0.5 + 1.0 + 0.2) / 3, abs=1e-6)
 
 
-def test_decisiveness_of_raw_scores_uses_softmax_shares_and_raw_margin():
-    d = decisiveness([[2.0, 0.0, -1.0]], as_probs=False)
-    share = torch.softmax(torch.tensor([2.0, 0.0, -1.0], dtype=torch.float64), 0)
-    assert d["per_row"][0]["top1"] == pytest.approx(float(share.max()), abs=1e-6)
-    assert d["per_row"][0]["margin"] == pytest.approx(2.0)
+def test_decisiveness_of_raw_scores_is_margin_and_margin_over_range():
+    d = decisiveness([[2.0, 0.0, -1.0], [0.5, 0.5, 0.1]], as_probs=False)
+    assert d["per_row"][0] == {"margin": 2.0, "margin_rel": pytest.approx(2.0 / 3.0, abs=1e-6)}
+    assert d["per_row"][1] == {"margin": 0.0, "margin_rel": 0.0}  # a tie at the top decides nothing
+    assert d["mean"]["margin"] == pytest.approx(1.0)
 
 
 def test_split_half_identical_order_is_one_and_reversed_is_minus_one():

@@ -5,7 +5,8 @@ candidate (an op of an edge, an input of a node) into a choice. Whether that cho
 signal is measured, not assumed (SPEC 2.7, docs/design.md "Search evidence"):
 
 * `decisiveness(scores)`: per row (edge / node) the normalised entropy of the scores read as a
-  distribution (1 = undecided), the top-1 share and the margin top-1 minus top-2.
+  distribution (1 = undecided), the top-1 share and the margin top-1 minus top-2; for raw scores
+  (perturbation drops) the margin and the margin relative to the row's range.
 * `split_half(a, b)`: the same scores computed on two disjoint halves of the data they are
   measured on, rank-correlated (Spearman over every candidate, each row centred first so the
   correlation measures the order *within* rows, which is what a selection uses).
@@ -36,33 +37,33 @@ def _entropy(probs: Sequence[float]) -> float:
 
 
 def decisiveness(rows: Rows, as_probs: bool = True) -> dict[str, Any]:
-    """Per row {entropy, top1, margin} and their means over rows with >= 2 candidates.
+    """Per row {entropy, top1, margin} (distributions) or {margin, margin_rel} (raw scores), and means over rows.
 
     `as_probs=True`: rows are distributions (softmax weights, path scores): entropy of the
-    normalised row, top-1 share and margin in shares. `as_probs=False`: rows are raw scores
-    (e.g. perturbation drops, any sign): entropy of softmax(row) and the margin in score units.
+    normalised row, top-1 share and margin top-1 minus top-2 in shares. `as_probs=False`: rows are
+    raw scores of any sign and scale (e.g. perturbation drops), where an entropy or a share means
+    nothing: the margin top-1 minus top-2 in score units and `margin_rel` = that margin over the
+    row's range (1: the best stands alone, 0: a tie at the top). Rows with one candidate are left
+    out of the means.
     """
-    per_row = []
-    for row in rows:
-        values = [float(v) for v in row]
-        if not as_probs:
-            t = torch.softmax(torch.tensor(values, dtype=torch.float64), 0).tolist()
-            ranked = sorted(values, reverse=True)
-            share = t
-        else:
-            total = sum(max(v, 0.0) for v in values) or 1.0
-            share = [max(v, 0.0) / total for v in values]
-            ranked = sorted(share, reverse=True)
-        per_row.append(
-            {
-                "entropy": round(_entropy(share), 6),
-                "top1": round(max(share), 6),
-                "margin": round(ranked[0] - ranked[1], 6) if len(ranked) > 1 else 0.0,
-            }
-        )
+    per_row = [_row_stats([float(v) for v in row], as_probs) for row in rows]
     counted = [r for r, row in zip(per_row, rows) if len(row) > 1]
-    mean = {k: round(sum(r[k] for r in counted) / len(counted), 6) if counted else None for k in per_row[0]}
+    keys = per_row[0].keys() if per_row else ()
+    mean = {k: round(sum(r[k] for r in counted) / len(counted), 6) if counted else None for k in keys}
     return {"per_row": per_row, "mean": mean}
+
+
+def _row_stats(values: list[float], as_probs: bool) -> dict[str, float]:
+    if as_probs:
+        total = sum(max(v, 0.0) for v in values) or 1.0
+        share = [max(v, 0.0) / total for v in values]
+        ranked = sorted(share, reverse=True)
+        margin = ranked[0] - ranked[1] if len(ranked) > 1 else 0.0
+        return {"entropy": round(_entropy(share), 6), "top1": round(max(share), 6), "margin": round(margin, 6)}
+    ranked = sorted(values, reverse=True)
+    margin = ranked[0] - ranked[1] if len(ranked) > 1 else 0.0
+    spread = ranked[0] - ranked[-1]
+    return {"margin": round(margin, 6), "margin_rel": round(margin / spread, 6) if spread > 0 else 0.0}
 
 
 def _centred(rows: Rows) -> list[float]:
