@@ -53,6 +53,14 @@ def _evidence_stats(search: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def _null_kind(search: dict[str, Any]) -> str | None:
+    """None for a real search, else the null's kind ("labels": `search.null=true|labels`, "grad")."""
+    value = search.get("null", False)
+    if value in (None, False, "false"):
+        return None
+    return "labels" if value is True or value == "true" else str(value)
+
+
 def read_cell(path: Path) -> dict[str, Any]:
     """One cell search: null flag, the ops, the alpha statistics, the recorded evidence."""
     doc = json.loads(path.read_text())
@@ -60,7 +68,7 @@ def read_cell(path: Path) -> dict[str, Any]:
     stats = {f"alpha/{k}": v for k, v in _decisiveness([e["weights"] for e in doc["edges"]]).items()}
     return {
         "path": str(path),
-        "null": bool(search.get("null", False)),
+        "null": _null_kind(search),
         "seed": search.get("seed"),
         "choice": [e["op"] for e in doc["edges"]],
         "stats": stats | _evidence_stats(search),
@@ -76,7 +84,7 @@ def read_macro(path: Path) -> dict[str, Any]:
     choice = [frozenset((i["layer"], i["scale"]) for i in n["inputs"]) for n in doc["nodes"]]
     return {
         "path": str(path),
-        "null": bool(search.get("null", False)),
+        "null": _null_kind(search),
         "seed": search.get("seed"),
         "choice": choice,
         "stats": stats | _evidence_stats(search),
@@ -130,29 +138,29 @@ def compare(real: list[dict], null: list[dict]) -> list[dict[str, Any]]:
 
 
 def table(kind: str, runs: list[dict]) -> str:
-    """The markdown section for one artifact kind."""
+    """The markdown section for one artifact kind: real searches against each kind of null search."""
     real = [r for r in runs if not r["null"]]
-    null = [r for r in runs if r["null"]]
-    lines = [f"### {kind}: {len(real)} real vs {len(null)} null searches", ""]
-    if not real or not null:
-        return "\n".join(lines + ["(needs both real and null searches)", ""])
-    lines += [
-        "| statistic | decisive when | real mean ± SD | null mean | null 95 % range | real outside | Mann-Whitney p |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in compare(real, null):
-        p = "–" if r["p"] is None else f"{r['p']:.3g}"
-        lines.append(
-            f"| {r['statistic']} | {r['decisive']} | {r['real_mean']:.3f} ± {r['real_sd']:.3f} | {r['null_mean']:.3f} "
-            f"| {r['null_lo']:.3f} – {r['null_hi']:.3f} | {r['outside']} | {p} |"
-        )
-    ra, na = pairwise(real), pairwise(null)
-    chance = "0.20 per edge" if kind == "cell" else "see null"
-    lines += [
-        "",
-        f"Pairwise agreement of the choices: real {ra:.3f}, null {na:.3f} (chance {chance}).",
-        "",
-    ]
+    nulls = sorted({r["null"] for r in runs if r["null"]})
+    lines = []
+    for null_kind in nulls or [None]:
+        null = [r for r in runs if r["null"] == null_kind]
+        lines += [f"### {kind}: {len(real)} real vs {len(null)} null searches (search.null={null_kind})", ""]
+        if not real or not null:
+            lines += ["(needs both real and null searches)", ""]
+            continue
+        lines += [
+            "| statistic | decisive when | real mean ± SD | null mean | null 95 % range | real outside | Mann-Whitney p |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in compare(real, null):
+            p = "–" if r["p"] is None else f"{r['p']:.3g}"
+            lines.append(
+                f"| {r['statistic']} | {r['decisive']} | {r['real_mean']:.3f} ± {r['real_sd']:.3f} "
+                f"| {r['null_mean']:.3f} | {r['null_lo']:.3f} – {r['null_hi']:.3f} | {r['outside']} | {p} |"
+            )
+        chance = "0.20 per edge" if kind == "cell" else "see null"
+        agree = f"real {pairwise(real):.3f}, null {pairwise(null):.3f} (chance {chance})"
+        lines += ["", f"Pairwise agreement of the choices: {agree}.", ""]
     return "\n".join(lines)
 
 

@@ -68,3 +68,45 @@ def test_search_null_option_composes():
     with initialize_config_module("conf", version_base=None):
         assert compose("config").search["null"] is False
         assert compose("config", overrides=["search.null=true"]).search["null"] is True
+
+
+def test_null_mode_reads_bool_and_named_nulls():
+    from rspnet.search_space.evidence import null_mode
+
+    assert [null_mode({"null": v}) for v in (False, True, "labels", "grad", "false")] == [
+        None,
+        "labels",
+        "labels",
+        "grad",
+        None,
+    ]
+
+
+def test_null_grads_keep_each_norm_change_the_direction_and_are_reproducible():
+    from rspnet.search_space.evidence import null_grads
+
+    def grads(seed: int, step: int) -> list[torch.Tensor]:
+        p = torch.nn.Parameter(torch.zeros(3, 5))
+        p.grad = torch.arange(15, dtype=torch.float32).reshape(3, 5)
+        null_grads([p], seed, step)
+        return [p.grad]
+
+    a, b, c = grads(0, 1)[0], grads(0, 1)[0], grads(0, 2)[0]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert float(a.norm()) == pytest.approx(float(torch.arange(15.0).norm()), rel=1e-5)
+    cos = torch.nn.functional.cosine_similarity(a.flatten(), torch.arange(15.0), dim=0)
+    assert abs(float(cos)) < 0.9
+
+
+def test_a_grad_null_search_moves_alpha_by_noise_not_by_the_labels(make_cfg, tmp_path):
+    from rspnet.stages import run_stage
+
+    args = ("stage=cell_search", "debug=tiny", "model=micro", "search.arch_optim=adam", "search.arch_adam_lr=0.1")
+    alphas = {}
+    for null in ("false", "grad"):
+        out = tmp_path / null
+        run_stage(make_cfg(*args, f"search.null={null}", out=out))
+        doc = __import__("json").loads((out / "genotype.json").read_text())
+        alphas[null] = [e["weights"] for e in doc["edges"]]
+        assert doc["search"]["null"] == (False if null == "false" else "grad")
+    assert alphas["false"] != alphas["grad"]

@@ -33,7 +33,10 @@ def test_decisive_real_searches_lie_outside_the_null_range_and_agree(tmp_path: P
     assert rows["alpha/top1"]["outside"] == "6/6" and rows["alpha/entropy"]["outside"] == "6/6"
     assert rows["alpha/top1"]["p"] < 0.01
     text = (tmp_path / "t.md").read_text()
-    assert "6 real vs 20 null" in text and "Pairwise agreement of the choices: real 1.000" in text
+    assert (
+        "6 real vs 20 null searches (search.null=labels)" in text
+        and "Pairwise agreement of the choices: real 1.000" in text
+    )
 
 
 def test_null_like_real_searches_are_not_called_decisive(tmp_path: Path) -> None:

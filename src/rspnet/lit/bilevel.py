@@ -85,6 +85,7 @@ class Architect:
         check_arch_grads: bool = True,
         clip_before_step: bool = True,
         penalty: Callable[[], torch.Tensor] | None = None,
+        arch_grad_hook: Callable[[list[nn.Parameter]], None] | None = None,
     ) -> None:
         self.net, self.loss, self.w_opt, self.a_opt = net, loss, w_opt, a_opt
         self.weights, self.arch = _group_params(w_opt), _group_params(a_opt)
@@ -96,6 +97,8 @@ class Architect:
         self.clip_before_step = clip_before_step
         # a term of the arch loss that depends on the arch parameters only (a resource target, models/cost.py)
         self.penalty = penalty
+        # called with the arch parameters once their gradients are set, before the step (the grad null)
+        self.arch_grad_hook = arch_grad_hook
 
     def step(
         self, weight_batch: Batch, arch_batch: Batch, update_arch: bool = True
@@ -138,6 +141,8 @@ class Architect:
             if not self.finite(loss, "arch loss"):
                 return None
             self.backward(loss)
+        if self.arch_grad_hook is not None:
+            self.arch_grad_hook(self.arch)
         if self.check_arch_grads and not self.finite(abs_sum(p.grad for p in self.arch), "arch gradient"):
             return None
         before = [p.detach().clone() for p in self.arch]

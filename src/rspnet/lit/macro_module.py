@@ -31,7 +31,7 @@ from rspnet.lit.macro_select import (
 from rspnet.lit.search_module import SearchModule
 from rspnet.models.macro_cost import MacroTarget
 from rspnet.models.macro_supernet import MacroSupernet
-from rspnet.search_space.evidence import null_labels
+from rspnet.search_space.evidence import null_labels, null_mode
 
 log = logging.getLogger(__name__)
 # null_labels "step" of the i-th perturbation scoring batch: apart from every training step's labels
@@ -251,7 +251,7 @@ class MacroSearchModule(SearchModule):
 
     def scoring_batches(self, batches: Iterable[Batch]) -> Iterator[Batch]:
         """`batches` on this module's device; under `search.null=true` with null labels (keyed apart from training)."""
-        null, seed = bool(self.search_cfg.get("null", False)), int(self.cfg.get("seed", 0))
+        null, seed = null_mode(self.search_cfg) == "labels", int(self.cfg.get("seed", 0))
         for i, (x, y) in enumerate(batches):
             x, y = x.to(self.device), y.to(self.device)
             if null:

@@ -43,7 +43,7 @@ from rspnet.errors import ConfigError
 from rspnet.metrics import SegMetric
 from rspnet.models.layers import resize
 from rspnet.search_space.cell import EDGES
-from rspnet.search_space.evidence import decisiveness, null_labels, split_half
+from rspnet.search_space.evidence import decisiveness, null_labels, null_mode, split_half
 from rspnet.search_space.ops import PRIMITIVES
 
 SELECTS = ("argmax", "perturb")
@@ -261,7 +261,7 @@ def select_cell(net: nn.Module, cfg: DictConfig, datamodule: Any) -> dict[str, A
     """
     select, split, steps = check_options(cfg.search)
     ignore = int(cfg.dataset.get("ignore_index", 255))
-    null = bool(cfg.search.get("null", False))
+    null = null_mode(cfg.search) == "labels"  # the grad null scores on real labels
     scoring = Scoring(int(net.num_classes), ignore, int(cfg.get("seed", 0)) if null else None)
     loader = datamodule.scoring_dataloader(split) if hasattr(datamodule, "scoring_dataloader") else None
     evidence: dict[str, Any] = {

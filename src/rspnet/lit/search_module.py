@@ -29,7 +29,7 @@ from rspnet.metrics import SegMetric
 from rspnet.models.cost import CellTarget
 from rspnet.models.layers import resize
 from rspnet.search_space.cell import EDGES
-from rspnet.search_space.evidence import null_labels
+from rspnet.search_space.evidence import null_grads, null_labels, null_mode
 from rspnet.search_space.ops import PRIMITIVES
 from rspnet.utils.checkpoint import check_state_dict, rng_state, set_rng_state
 from rspnet.utils.distributed import all_ranks_finite, assert_same_across_ranks
@@ -150,6 +150,7 @@ class SearchModule(pl.LightningModule):
                 check_arch_grads=str(self.trainer.precision) != "16-mixed",
                 clip_before_step=False,
                 penalty=self.cost_penalty if self.cost_target else None,
+                arch_grad_hook=self._null_grads if null_mode(self.search_cfg) == "grad" else None,
             )
         return self._architect
 
@@ -163,9 +164,13 @@ class SearchModule(pl.LightningModule):
             self.arch_step(self.arch_batch(batch["arch"]), batch["weight"])
         self.weight_step(batch["weight"])
 
+    def _null_grads(self, params: list[nn.Parameter]) -> None:
+        """`search.null=grad`: this step's arch gradients become Gaussian noise of the same norm."""
+        null_grads(params, int(self.cfg.get("seed", 0)), self.global_step)
+
     def arch_batch(self, batch: Batch) -> Batch:
-        """The arch half's batch; under `search.null=true` its labels are unlearnable noise (the null search)."""
-        if not self.search_cfg.get("null", False):
+        """The arch half's batch; under `search.null=labels` its labels are unlearnable noise (the null search)."""
+        if null_mode(self.search_cfg) != "labels":
             return batch
         x, y = batch
         return x, null_labels(y, self.num_classes, self.ignore_index, int(self.cfg.get("seed", 0)), self.global_step)
@@ -289,7 +294,7 @@ class SearchModule(pl.LightningModule):
             "warmup_epochs": int(s.warmup_epochs),
             "arch_split": float(s.arch_split),
             "second_order": bool(s.second_order),
-            "null": bool(s.get("null", False)),
+            "null": null_mode(s) or False,
             "select": str(s.get("select", "argmax")),
         }
 

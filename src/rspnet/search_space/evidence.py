@@ -10,9 +10,16 @@ signal is measured, not assumed (SPEC 2.7, docs/design.md "Search evidence"):
 * `split_half(a, b)`: the same scores computed on two disjoint halves of the data they are
   measured on, rank-correlated (Spearman over every candidate, each row centred first so the
   correlation measures the order *within* rows, which is what a selection uses).
-* `null_labels(y, ...)`: the labels of the null search: an i.i.d. uniform class per pixel
-  (ignored pixels stay ignored), which no network can learn, so every architecture-facing
-  signal of a null search is noise of the real search's scale and shape.
+* Two null searches (`search.null`), each destroying the architecture signal another way:
+  - `labels` (or `true`): `null_labels(y, ...)`, an i.i.d. uniform class per pixel (ignored pixels
+    stay ignored) for the arch steps and the selection's scoring. No network can learn them, but
+    their gradient is not noise: it pushes the architecture towards ops that flatten the output
+    (measured on CamVid: the label null ends far MORE decided than a real search, mostly on
+    skip_connect), so it is the reference for "does the choice follow the labels", not for
+    decisiveness.
+  - `grad`: `null_grads(...)`, the architecture gradients replaced by Gaussian noise of the same
+    norm each step (the weights and the scoring see real labels): alpha/beta take the random walk
+    the optimiser makes of pure noise, the reference for decisiveness statistics.
 """
 
 from __future__ import annotations
@@ -100,6 +107,31 @@ def split_half(rows_a: Rows, rows_b: Rows) -> dict[str, Any]:
         "top1_agreement": round(sum(agree) / len(agree), 6) if agree else None,
         "rows": len(multi),
     }
+
+
+NULL_MODES = ("labels", "grad")
+
+
+def null_mode(search_cfg: Any) -> str | None:
+    """`search.null`: None (a real search), "labels" (`true` too) or "grad"."""
+    value = search_cfg.get("null", False) if search_cfg is not None else False
+    if value is None or value is False or str(value).lower() == "false":
+        return None
+    return "labels" if value is True or str(value).lower() == "true" else str(value)
+
+
+def null_grads(params: Sequence[torch.Tensor], seed: int, step: int) -> None:
+    """The grad null: replace each parameter's gradient by Gaussian noise of the same norm (in place).
+
+    Keyed by (seed, step) like `null_labels`, so a null search is reproducible and resumable.
+    """
+    gen = torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step) + 7) % (2**63 - 1))
+    for p in params:
+        if p.grad is None:
+            continue
+        noise = torch.randn(tuple(p.grad.shape), generator=gen, dtype=torch.float64)
+        scale = p.grad.detach().double().norm() / noise.norm().clamp_min(1e-300)
+        p.grad = (noise * scale).to(device=p.grad.device, dtype=p.grad.dtype)
 
 
 def null_labels(y: torch.Tensor, num_classes: int, ignore_index: int, seed: int, step: int) -> torch.Tensor:

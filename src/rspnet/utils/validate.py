@@ -124,7 +124,7 @@ SCHEMA: dict[str, Check] = {
     "search.latency_lut": STR,
     "search.latency_threads": _optional(POS_INT),
     "search.combine_mode": _choice("max_size_cycle", "min_size", "max_size", "sequential"),
-    "search.null": BOOL,
+    "search.null": (lambda v: isinstance(v, bool) or str(v) in ("labels", "grad"), "true, false, labels or grad"),
     "search.select": _choice("argmax", "perturb"),
     "search.perturb_split": _choice("arch", "select"),
     "search.perturb_retune_steps": NONNEG_INT,
