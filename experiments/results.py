@@ -363,6 +363,8 @@ def render(study: Path, out: Path, img: Path) -> str:
         "## Did the search decide?",
         "",
         "Normalised entropy (1 = uniform, the argmax is noise; 0 = one-hot) at the end of each search.",
+        "Real searches against null searches (the same search with its signal destroyed), split-half",
+        "reliability and perturbation selection: [docs/search_signal.md](search_signal.md).",
         "",
         _table(
             ["search job", "what", "entropy", "beta entropy", "epochs", "wall (min)", "CPU (min)"],

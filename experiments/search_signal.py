@@ -161,7 +161,17 @@ def table(kind: str, runs: list[dict]) -> str:
         chance = "0.20 per edge" if kind == "cell" else "see null"
         agree = f"real {pairwise(real):.3f}, null {pairwise(null):.3f} (chance {chance})"
         lines += ["", f"Pairwise agreement of the choices: {agree}.", ""]
+        if kind == "cell":
+            lines += [f"Ops chosen over all edges: real {_op_counts(real)}; null {_op_counts(null)}.", ""]
     return "\n".join(lines)
+
+
+def _op_counts(runs: list[dict]) -> str:
+    counts: dict[str, int] = {}
+    for r in runs:
+        for op in r["choice"]:
+            counts[op] = counts.get(op, 0) + 1
+    return ", ".join(f"{op} {n}" for op, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def collect(folders: list[Path]) -> dict[str, list[dict]]:
