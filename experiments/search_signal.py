@@ -162,7 +162,11 @@ def table(kind: str, runs: list[dict]) -> str:
         agree = f"real {pairwise(real):.3f}, null {pairwise(null):.3f} (chance {chance})"
         lines += ["", f"Pairwise agreement of the choices: {agree}.", ""]
         if kind == "cell":
-            lines += [f"Ops chosen over all edges: real {_op_counts(real)}; null {_op_counts(null)}.", ""]
+            lines += [
+                f"Ops chosen over all edges: real {_op_counts(real)}; null {_op_counts(null)} "
+                f"(chi-square test of equal op frequencies, real vs null: p = {_op_test(real, null):.3g}).",
+                "",
+            ]
     return "\n".join(lines)
 
 
@@ -172,6 +176,15 @@ def _op_counts(runs: list[dict]) -> str:
         for op in r["choice"]:
             counts[op] = counts.get(op, 0) + 1
     return ", ".join(f"{op} {n}" for op, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _op_test(real: list[dict], null: list[dict]) -> float:
+    """p of a chi-square test that real and null searches choose ops with the same frequencies."""
+    from scipy.stats import chi2_contingency
+
+    ops = sorted({op for r in real + null for op in r["choice"]})
+    table = [[sum(r["choice"].count(op) for r in group) for op in ops] for group in (real, null)]
+    return float(chi2_contingency(table).pvalue) if len(ops) > 1 else 1.0
 
 
 def collect(folders: list[Path]) -> dict[str, list[dict]]:
