@@ -44,8 +44,8 @@ def test_compose_and_run_behave_like_the_cli(tmp_path: Path) -> None:
 
 
 def test_segmenter_matches_the_eval_inference(tiny_ckpt: Path) -> None:
+    from rspnet.data.images import to_tensor
     from rspnet.inference import infer
-    from rspnet.segmenter import to_tensor
     from rspnet.utils.checkpoint import load_seg_checkpoint
 
     model = rspnet.load_model(tiny_ckpt)
