@@ -83,7 +83,7 @@ def train_step_worker(spec: dict[str, Any]) -> dict[str, Any]:
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device, dtype=torch.float16, enabled=device == "cuda"):
             out = module(x)
-        seg_loss(out, y, cfg.train, 255).backward()
+        seg_loss(out, y, 255).backward()
         opt.step()
 
     first = common.time_calls(step, 1, 0, device)[0][0]  # wall clock; compiles when train.compile=true

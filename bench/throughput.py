@@ -135,7 +135,8 @@ def windows(size: tuple[int, int], crop: tuple[int, int]) -> int:
 def run_infer(args: argparse.Namespace) -> list[dict[str, Any]]:
     """One row per (size, path, arm): median images/s, CPU s/image, network calls per image."""
     from rspnet.api import Model, build_zoo_net, zoo_entries
-    from rspnet.segmenter import Segmenter, to_tensor
+    from rspnet.data.images import to_tensor
+    from rspnet.segmenter import Segmenter
 
     torch.manual_seed(0)
     net, _ = build_zoo_net(zoo_entries()[f"paper_like-{args.model}"])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rspnet.data import build_dataset
-from rspnet.stages.data_stats import count_chunk, count_pixels, split_stats
+from rspnet.data.stats import count_chunk, count_pixels, split_stats
 from rspnet.stages.data_stats import run as run_data_stats
 
 SMALL = ("stage=data_stats", "dataset.image_size=[24,40]", "dataset.num_train=20", "dataset.num_val=5")

@@ -18,7 +18,7 @@ _EXPORTS = {
     "load_model": "rspnet.api",
     "Model": "rspnet.api",
     "Segmenter": "rspnet.segmenter",
-    "list_images": "rspnet.segmenter",
+    "list_images": "rspnet.data.images",
     "Genotype": "rspnet.genotype",
     "MacroArch": "rspnet.genotype",
     "cell_figure": "rspnet.viz.cell",
@@ -29,8 +29,9 @@ __all__ = ["__version__", *_EXPORTS]
 if TYPE_CHECKING:
     from rspnet.api import Model, load_model
     from rspnet.config import compose, config_dir, run
+    from rspnet.data.images import list_images
     from rspnet.genotype import Genotype, MacroArch
-    from rspnet.segmenter import Segmenter, list_images
+    from rspnet.segmenter import Segmenter
     from rspnet.viz.cell import cell_figure
     from rspnet.viz.trellis import trellis_figure
 

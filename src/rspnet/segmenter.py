@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +11,10 @@ import torch
 from omegaconf import DictConfig
 
 from rspnet.api import Model, load_model
-from rspnet.errors import ConfigError, DataError
-from rspnet.inference import MODES, infer, inference_options
+from rspnet.data.images import ImageLike, as_rgb, list_images, to_tensor
+from rspnet.errors import ConfigError
+from rspnet.inference import MODES, infer, inference_options, upsample_argmax
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-ImageLike = np.ndarray | str | Path
 Prediction = np.ndarray | tuple[np.ndarray, np.ndarray]  # class map, or (class map, probabilities)
 
 
@@ -27,40 +26,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={device}: no CUDA device is visible; use device=cpu")
     return dev
-
-
-def list_images(folder: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[Path]:
-    """Image files under `folder` (recursive, sorted): the order of `Segmenter.predict(folder)`."""
-    root = Path(folder)
-    exts = {e.lower() for e in extensions}
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in exts)
-    if not files:
-        raise DataError(f"{root}: no images ({', '.join(sorted(exts))}) in it")
-    return files
-
-
-def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """uint8 RGB [H, W, 3] -> the network's normalised float input [3, H, W] (datasets' MEAN/STD)."""
-    from rspnet.data.transforms import MEAN, STD
-
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
-    return (x - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
-
-
-def as_rgb(image: ImageLike) -> np.ndarray:
-    """A path (any PIL-readable image) or an array ([H, W] grey, [H, W, 3] RGB, [H, W, 4] RGBA) -> uint8 RGB."""
-    from rspnet.stages.predict import read_rgb
-
-    if isinstance(image, (str, Path)):
-        return read_rgb(Path(image))
-    a = np.asarray(image)
-    if a.ndim == 2:
-        a = np.stack([a] * 3, axis=-1)
-    if a.ndim != 3 or a.shape[2] not in (3, 4):
-        raise DataError(f"image array must be [H, W], [H, W, 3] or [H, W, 4], got shape {a.shape}")
-    if a.dtype != np.uint8:
-        raise DataError(f"image array must be uint8 (0-255), got {a.dtype}")
-    return a[..., :3]
 
 
 class Segmenter:
@@ -156,28 +121,60 @@ class Segmenter:
 
     def iter_predict(self, images: Iterable[ImageLike], probs: bool = False) -> Iterator[Prediction]:
         """`predict` as a generator over any iterable (video frames, a long list): batches of `batch_size`."""
+        for batch in self.batches(images, probs=probs):
+            for _, pred in batch:
+                yield pred
+
+    def batches(
+        self,
+        images: Iterable[ImageLike],
+        transform: Callable[[np.ndarray], torch.Tensor] = to_tensor,
+        dtype: torch.dtype = torch.int64,
+        probs: bool = False,
+    ) -> Iterator[list[tuple[np.ndarray, Prediction]]]:
+        """(RGB image, prediction) pairs, one list per `batch_size` images, in input order.
+
+        `transform` turns a uint8 RGB image into the network input (default `to_tensor`: the image's
+        own size; stage=predict passes the dataset's eval pipeline); maps are at the image's size.
+        """
         batch: list[np.ndarray] = []
         for image in images:
             batch.append(as_rgb(image))
             if len(batch) == self.batch_size:
-                yield from self._run(batch, probs)
+                yield self._pairs(batch, transform, dtype, probs)
                 batch = []
         if batch:
-            yield from self._run(batch, probs)
+            yield self._pairs(batch, transform, dtype, probs)
 
-    def _run(self, rgbs: list[np.ndarray], probs: bool) -> Iterator[Prediction]:
-        """Predict a list of images, batching those of equal size; results in input order."""
-        out: list[Prediction] = [np.empty(0)] * len(rgbs)
-        by_size: dict[tuple[int, int], list[int]] = {}
-        for i, rgb in enumerate(rgbs):
-            by_size.setdefault(rgb.shape[:2], []).append(i)
-        for idx in by_size.values():
-            s = self.scores(torch.stack([to_tensor(rgbs[i]) for i in idx]))
-            maps = s.argmax(1).cpu().numpy().astype(np.int64)
-            p = s.softmax(1).cpu().numpy() if probs else None
+    def _pairs(
+        self, rgbs: list[np.ndarray], transform: Callable, dtype: torch.dtype, probs: bool
+    ) -> list[tuple[np.ndarray, Prediction]]:
+        preds = self.predict_inputs([transform(rgb) for rgb in rgbs], [rgb.shape[:2] for rgb in rgbs], dtype, probs)
+        return list(zip(rgbs, preds))
+
+    def predict_inputs(
+        self,
+        xs: Sequence[torch.Tensor],
+        sizes: Sequence[tuple[int, int]],
+        dtype: torch.dtype = torch.int64,
+        probs: bool = False,
+    ) -> list[Prediction]:
+        """Class maps at `sizes` of network inputs `xs` ([3, h, w] each), batching the inputs of equal shape.
+
+        Scores are upsampled to each size memory-bounded (`upsample_argmax`: huge images); `probs=True`
+        adds the class probabilities at the input's resolution (float32 [K, h, w]).
+        """
+        out: list[Prediction] = [np.empty(0)] * len(xs)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, x in enumerate(xs):
+            groups.setdefault(tuple(x.shape), []).append(i)
+        for idx in groups.values():
+            scores = self.scores(torch.stack([xs[i] for i in idx]))
+            p = scores.softmax(1).cpu().numpy() if probs else None
             for j, i in enumerate(idx):
-                out[i] = (maps[j], p[j]) if probs else maps[j]
-        yield from out
+                pred = upsample_argmax(scores[j : j + 1], sizes[i])[0].to(dtype).cpu().numpy()
+                out[i] = (pred, p[j]) if p is not None else pred
+        return out
 
     def colorize(self, mask: np.ndarray) -> np.ndarray:
         """[H, W] class ids -> [H, W, 3] uint8 picture in the model's palette."""

@@ -44,8 +44,8 @@ def test_compose_and_run_behave_like_the_cli(tmp_path: Path) -> None:
 
 
 def test_segmenter_matches_the_eval_inference(tiny_ckpt: Path) -> None:
+    from rspnet.data.images import to_tensor
     from rspnet.inference import infer
-    from rspnet.segmenter import to_tensor
     from rspnet.utils.checkpoint import load_seg_checkpoint
 
     model = rspnet.load_model(tiny_ckpt)
@@ -205,3 +205,32 @@ def test_logits_with_another_class_count_than_the_model_are_one_clear_error() ->
     model = Model(torch.nn.Conv2d(3, 2, 1), list("abc"), [[0, 0, 0]] * 3, "net.onnx", "onnx")
     with pytest.raises(ArtifactError, match="net.onnx: the network outputs 2 channels but the model has 3 classes"):
         rspnet.Segmenter(model).predict(_image(8, 8))
+
+
+def test_segmenter_batches_inputs_of_equal_shape_and_keeps_their_order(tiny_ckpt: Path) -> None:
+    from rspnet.data.images import to_tensor
+    from rspnet.inference import upsample_argmax
+
+    seg = rspnet.Segmenter(tiny_ckpt, batch_size=3)
+    rng = np.random.default_rng(0)
+    rgbs = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(32, 48), (40, 40), (32, 48)]]
+    xs, sizes = [to_tensor(r) for r in rgbs], [(64, 96), (40, 40), (32, 48)]
+    real, calls = seg.scores, []
+    seg.scores = lambda x: calls.append(x.shape[0]) or real(x)  # type: ignore[method-assign]
+    maps = seg.predict_inputs(xs, sizes, torch.uint8)
+    assert sorted(calls) == [1, 2]  # the two 32x48 inputs in one call
+    for x, size, m in zip(xs, sizes, maps):
+        assert m.dtype == np.uint8 and m.shape == size
+        assert (m == upsample_argmax(real(x[None]), size)[0].numpy()).all()
+    pairs = [pair for batch in seg.batches(iter(rgbs)) for pair in batch]
+    assert [rgb.shape for rgb, _ in pairs] == [r.shape for r in rgbs]
+    assert all((pred == seg.predict(rgb)).all() for rgb, pred in pairs)
+
+
+def test_losses_data_and_the_segmenter_load_no_stage() -> None:
+    code = (
+        "import sys, rspnet.losses, rspnet.data.stats, rspnet.data.images, rspnet.data.video, rspnet.segmenter; "
+        "print(sorted(m for m in sys.modules if m.startswith('rspnet.stages')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -173,7 +173,7 @@ EMPTY_OR_HUGE = {
 def test_empty_and_bomb_sized_images_are_one_error_naming_the_file(
     make_cfg, camvid_root: Path, case: str, reader: str
 ) -> None:
-    from rspnet.stages.predict import read_rgb
+    from rspnet.data.images import read_rgb
 
     content, expected = EMPTY_OR_HUGE[case]
     path = camvid_root / "val/c.png"

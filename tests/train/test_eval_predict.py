@@ -86,8 +86,8 @@ def _write_inputs(folder: Path) -> dict[str, Path]:
 def test_predict_folder_writes_labelids_that_round_trip(trained: dict, tiny_cfg, tmp_path: Path) -> None:
     from cityscapesscripts.helpers.labels import id2label
 
+    from rspnet.data.images import prepare, read_rgb
     from rspnet.inference import infer_from_cfg
-    from rspnet.stages.predict import prepare, read_rgb
     from rspnet.utils.checkpoint import load_seg_checkpoint
 
     inputs = _write_inputs(tmp_path / "in")
@@ -103,7 +103,13 @@ def test_predict_folder_writes_labelids_that_round_trip(trained: dict, tiny_cfg,
         assert all(int(v) in id2label and id2label[int(v)].trainId < 19 for v in np.unique(ids))
         back = np.vectorize(lambda v: id2label[int(v)].trainId)(ids)
         with torch.no_grad():
-            argmax = infer_from_cfg(module, prepare(rgb, cfg)[None], cfg).argmax(1)[0].numpy()
+            argmax = (
+                infer_from_cfg(
+                    module, prepare(rgb, cfg.dataset.get("resize_long"), cfg.dataset.get("eval_scale"))[None], cfg
+                )
+                .argmax(1)[0]
+                .numpy()
+            )
         assert (back == argmax).all()
         overlay = np.asarray(Image.open(pred_dir / "overlay" / src.parent.relative_to(tmp_path / "in") / f"{stem}.png"))
         assert overlay.shape == (*rgb.shape[:2], 3)

@@ -1,4 +1,4 @@
-"""rspnet.losses: class weights from counts, weighted CE by hand, OHEM on the final output only."""
+"""rspnet.losses and rspnet.data.stats: class weights from counts, weighted CE by hand, OHEM on the final output only."""
 
 from __future__ import annotations
 
@@ -8,18 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from rspnet.errors import ConfigError
-from rspnet.losses import (
+from rspnet.data.stats import (
     enet_weights,
     median_frequency_weights,
-    ohem_cross_entropy,
     read_stats_file,
     resolve_class_weights,
-    seg_loss,
     weights_from_stats,
 )
+from rspnet.errors import ConfigError
+from rspnet.losses import ohem_cross_entropy, seg_loss
 
 
 def test_median_frequency_weights_by_hand() -> None:
@@ -50,9 +48,8 @@ def test_weighted_ce_equals_hand_computation_with_ignore() -> None:
     nll0 = -math.log(math.exp(2) / (math.exp(2) + 1))  # pixel 0, class 0
     nll1 = -math.log(math.e / (1 + math.e))  # pixel 1, class 1
     expected = (1.0 * nll0 + 3.0 * nll1) / (1.0 + 3.0)  # torch's weighted mean; the ignored pixel drops out
-    t = OmegaConf.create({"ohem": False})
-    assert seg_loss({"out": logits}, target, t, 255, weight=w).item() == pytest.approx(expected, rel=1e-5)
-    assert seg_loss({"out": logits}, target, t, 255).item() == pytest.approx((nll0 + nll1) / 2, rel=1e-5)
+    assert seg_loss({"out": logits}, target, 255, weight=w).item() == pytest.approx(expected, rel=1e-5)
+    assert seg_loss({"out": logits}, target, 255).item() == pytest.approx((nll0 + nll1) / 2, rel=1e-5)
     # OHEM with weights keeps every pixel at thresh 1: mean of the weighted pixel losses (HRNet-OCR)
     ohem = ohem_cross_entropy(logits, target, 255, thresh=1.0, min_kept=1, weight=w)
     assert ohem.item() == pytest.approx((nll0 + 3 * nll1) / 2, rel=1e-5)
@@ -62,10 +59,9 @@ def test_ohem_applies_to_the_final_output_only() -> None:
     torch.manual_seed(0)
     out, aux = torch.randn(2, 4, 6, 6), torch.randn(2, 4, 6, 6)
     y = torch.randint(0, 4, (2, 6, 6))
-    t = lambda thresh: OmegaConf.create({"ohem": True, "ohem_thresh": thresh, "ohem_min_kept": 1})  # noqa: E731
     plain_aux = torch.nn.functional.cross_entropy(aux, y)
     for thresh in (1e-6, 0.3, 1.0):
-        total = seg_loss({"out": out, "aux": aux}, y, t(thresh), 255, aux=0.4)
+        total = seg_loss({"out": out, "aux": aux}, y, 255, ohem=True, thresh=thresh, min_kept=1, aux_weight=0.4)
         final = ohem_cross_entropy(out, y, 255, thresh, 1)
         assert total.item() == pytest.approx(final.item() + 0.4 * plain_aux.item(), rel=1e-5)
     # the threshold changes the final term, so the check above is not vacuous
@@ -107,7 +103,7 @@ def test_train_stage_stops_on_a_bad_weights_path(tiny_cfg, tmp_path: Path) -> No
 
 def test_auto_weights_count_the_training_images_and_are_cached(make_cfg, tmp_path: Path) -> None:
     from rspnet.data import build_datamodule
-    from rspnet.stages.data_stats import count_pixels
+    from rspnet.data.stats import count_pixels
 
     cfg = make_cfg(
         "dataset.num_train=6", "dataset.image_size=[16,32]", "train.class_weights=auto", "train.class_weighting=enet"

@@ -29,13 +29,12 @@ def test_overlay_blends_with_alpha() -> None:
 
 def test_denormalise_inverts_the_eval_pipeline_and_panel_is_pred_then_gt() -> None:
     import torch
-    from omegaconf import OmegaConf
 
-    from rspnet.stages.predict import prepare
+    from rspnet.data.images import prepare
     from rspnet.viz.masks import denormalise, prediction_panel
 
     rgb = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
-    x = prepare(rgb, OmegaConf.create({"dataset": {"resize_long": None}}))
+    x = prepare(rgb)
     assert np.abs(denormalise(x).astype(int) - rgb).max() <= 1
     pred, target = torch.zeros(6, 5, dtype=torch.long), torch.full((6, 5), 2)
     panel = prediction_panel(x, pred, target, PALETTE, alpha=1.0)

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from PIL import Image
 from torch import nn
 
@@ -99,10 +98,10 @@ def test_eval_stage_counts_every_pixel_of_the_label_files(trained: dict, tiny_cf
 
 
 def test_eval_scale_applies_to_predict_inputs_and_keeps_file_size() -> None:
-    from rspnet.stages.predict import prepare
+    from rspnet.data.images import prepare
 
     rgb = np.zeros((36, 48, 3), dtype=np.uint8)
-    x = prepare(rgb, OmegaConf.create({"dataset": {"resize_long": None, "eval_scale": 0.5}}))
+    x = prepare(rgb, resize_long=None, eval_scale=0.5)
     assert x.shape == (3, 18, 24)
 
 

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from rspnet.errors import ArtifactError
-from rspnet.lit.seg_module import poly_lambda
-from rspnet.losses import aux_weight, ohem_cross_entropy, seg_loss
+from rspnet.lit.seg_module import aux_weight, loss_options, poly_lambda
+from rspnet.losses import ohem_cross_entropy, seg_loss
 from rspnet.utils.checkpoint import load_seg_checkpoint
 
 
@@ -32,7 +32,7 @@ def test_loss_is_finite_and_decreases_on_a_fixed_batch(tiny_cfg, head: str) -> N
     opt = torch.optim.SGD(module.net.parameters(), lr=0.05, momentum=0.9)
     losses = []
     for _ in range(20):  # OCR on the HRNet-style default_macro is noisier over the first 10 steps
-        loss = seg_loss(module(x), y, cfg.train, 255, module.aux_weight)
+        loss = seg_loss(module(x), y, 255, aux_weight=module.aux_weight, **loss_options(cfg.train))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -46,9 +46,14 @@ def test_ocr_aux_loss_is_weighted_by_head_default_or_train_override(tiny_cfg) ->
     assert aux_weight(tiny_cfg("head=fcn")) == 0.0
     logits, aux = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 4, 4)
     y = torch.randint(0, 3, (1, 4, 4))
-    t = tiny_cfg().train
+    assert loss_options(tiny_cfg().train) == {"ohem": False}
+    assert loss_options(tiny_cfg("train.ohem=true", "train.ohem_min_kept=64").train) == {
+        "ohem": True,
+        "thresh": 0.7,
+        "min_kept": 64,
+    }
     expected = F.cross_entropy(logits, y) + 0.4 * F.cross_entropy(aux, y)
-    assert torch.allclose(seg_loss({"out": logits, "aux": aux}, y, t, 255, 0.4), expected)
+    assert torch.allclose(seg_loss({"out": logits, "aux": aux}, y, 255, aux_weight=0.4), expected)
 
 
 def test_ohem_keeps_hard_pixels_and_at_least_min_kept() -> None:

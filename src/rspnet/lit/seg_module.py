@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -22,7 +22,7 @@ from torch import nn
 from rspnet.errors import NonFiniteError
 from rspnet.inference import infer as default_infer
 from rspnet.inference import infer_from_cfg, upsample_argmax
-from rspnet.losses import aux_weight, seg_loss
+from rspnet.losses import seg_loss
 from rspnet.models.layers import resize
 from rspnet.utils.checkpoint import RNG_KEY, check_state_dict, rng_state, seg_meta, set_rng_state
 from rspnet.utils.distributed import all_ranks_finite
@@ -65,6 +65,7 @@ class SegModule(pl.LightningModule):
         meta: dict[str, Any],
         *,
         aux_weight: float = 0.0,
+        loss: Mapping[str, Any] | None = None,
         infer: Infer = default_infer,
     ) -> None:
         super().__init__()
@@ -74,6 +75,8 @@ class SegModule(pl.LightningModule):
         self.num_classes = int(meta["num_classes"])
         self.ignore_index = int(ignore_index)
         self.aux_weight = float(aux_weight)
+        # seg_loss's ohem / thresh / min_kept (the builder passes them; else read from train_cfg)
+        self.loss_args = dict(loss if loss is not None else loss_options(train_cfg))
         weights = meta.get("class_weights")
         # a plain tensor, not a buffer: checkpoints (and their strict loading) stay those of the network
         self.class_weights = None if weights is None else torch.tensor(weights, dtype=torch.float32)
@@ -94,9 +97,15 @@ class SegModule(pl.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return _as_dict(self.net(x))
 
+    def compute_loss(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        """`seg_loss` with this module's explicit options, aux weight and class weights."""
+        return seg_loss(
+            out, y, self.ignore_index, aux_weight=self.aux_weight, weight=self.class_weights, **self.loss_args
+        )
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
-        loss = seg_loss(self(x), y, self.train_cfg, self.ignore_index, self.aux_weight, self.class_weights)
+        loss = self.compute_loss(self(x), y)
         if not all_ranks_finite(loss):  # one decision for all DDP ranks, before the backward all-reduce
             value = loss.item() if not torch.isfinite(loss) else "non-finite on another DDP rank"
             raise NonFiniteError(
@@ -113,7 +122,7 @@ class SegModule(pl.LightningModule):
         # validation during training uses whole-image inference (fast); eval picks the inference group
         x, y = batch
         out = self(x)
-        loss = seg_loss(out, y, self.train_cfg, self.ignore_index, self.aux_weight, self.class_weights)
+        loss = self.compute_loss(out, y)
         for prefix in val_prefixes(self.trainer.datamodule)[dataloader_idx]:
             self.log(
                 f"{prefix}/loss", loss, on_epoch=True, sync_dist=True, batch_size=x.shape[0], add_dataloader_idx=False
@@ -239,8 +248,22 @@ def build_seg_module(
         int(cfg.dataset.get("ignore_index", 255)),
         meta,
         aux_weight=aux_weight(cfg),
+        loss=loss_options(cfg.train),
         infer=partial(infer_from_cfg, cfg=cfg),
     )
+
+
+def aux_weight(cfg: DictConfig) -> float:
+    """`train.aux_weight` when set, else the head's own default (`head.aux_weight`: ocr 0.4)."""
+    w = cfg.train.get("aux_weight")
+    return float(w if w is not None else cfg.head.get("aux_weight", 0.0) or 0.0)
+
+
+def loss_options(train_cfg: DictConfig) -> dict[str, Any]:
+    """`seg_loss`'s OHEM arguments from the `train` group (`ohem`, `ohem_thresh`, `ohem_min_kept`)."""
+    if not train_cfg.get("ohem", False):
+        return {"ohem": False}
+    return {"ohem": True, "thresh": float(train_cfg.ohem_thresh), "min_kept": int(train_cfg.ohem_min_kept)}
 
 
 def finite_or_none(value: float) -> float | None:

@@ -13,8 +13,16 @@ DataError before anything is written. No file is ever written twice.
 A run writes into DIR/.predictions.partial and renames it to DIR/predictions when complete, then
 writes DIR/predict.json; an output dir that already holds a predict's output is refused unless
 `predict.overwrite=true` (which replaces it whole, never mixing two runs). A video
-(`predict.input=clip.mp4`) gives `overlay.mp4` (see predict_video). Images go through a DataLoader in
+(`predict.input=clip.mp4`) gives `overlay.mp4` (see `_predict_video`). Images go through a DataLoader in
 batches of `predict.batch_size`, with a progress bar; DIR/predict.json reports images (frames)/s.
+Reading, normalising (`rspnet.data.images`, `rspnet.data.video`) and batching by size (`Segmenter`)
+are the Python API's; this stage names and writes the files.
+
+On a video: DIR/predictions/overlay.mp4 (mp4v, the source's fps) and, if asked, per-frame labelIds
+`labelIds/<video stem>/<video stem>_<frame:06d>_labelIds.png` (`predict.label_ids=true`). A video
+that ends before the frame count its container announces (truncated or corrupt) is a DataError, not
+a shorter result (containers that announce no count, 0, are read to their end); the video is written
+under a temporary name and renamed to overlay.mp4 only when complete.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,11 +46,10 @@ from tqdm import tqdm  # a text bar everywhere: tqdm.auto warns in Jupyter witho
 
 from rspnet.api import load_model
 from rspnet.data import build_dataset
-from rspnet.data.base import decode_file
 from rspnet.data.cityscapes import trainid_to_labelid
-from rspnet.data.transforms import eval_transform
+from rspnet.data.images import list_images, prepare, read_rgb
+from rspnet.data.video import frames, is_video, open_video, video_writer, write_frame
 from rspnet.errors import ConfigError, DataError
-from rspnet.inference import upsample_argmax
 from rspnet.segmenter import Segmenter
 from rspnet.utils.config import output_dir, require
 from rspnet.utils.io import atomic_write_bytes, atomic_write_json
@@ -99,27 +107,9 @@ def mirror_names(files: Sequence[Path], root: Path) -> list[Names]:
         full |= pending
 
 
-def prepare(rgb: np.ndarray, cfg: DictConfig) -> torch.Tensor:
-    """uint8 [H, W, 3] -> the network input [3, h, w]: the datasets' eval pipeline (normalise, optional
-    resize_long and eval_scale)."""
-    x = eval_transform(cfg.dataset.get("resize_long"), cfg.dataset.get("eval_scale"))(image=rgb)["image"]
-    return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1).float()
-
-
-def _to_rgb(im: Image.Image) -> np.ndarray:
-    if im.mode.startswith("I"):  # 16/32-bit greyscale: rescale to 8 bit before RGB conversion
-        a = np.asarray(im, dtype=np.float64)
-        a = (255.0 * (a - a.min()) / max(float(a.max() - a.min()), 1.0)).astype(np.uint8)
-        return np.stack([a] * 3, axis=-1)
-    return np.array(im.convert("RGB"), dtype=np.uint8)  # a writable copy (torch.from_numpy needs one)
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Any PIL-readable image (grey, palette, RGBA, 16-bit) as uint8 RGB [H, W, 3]; clear error if unreadable.
-
-    Empty (0 bytes, 0 pixels) and decompression-bomb-sized files are one DataError too (`decode_file`).
-    """
-    return decode_file(path, "image", _to_rgb)
+def _prepare(cfg: DictConfig) -> partial:
+    """The network input of a uint8 image: the dataset's eval pipeline (normalise, `resize_long`, `eval_scale`)."""
+    return partial(prepare, resize_long=cfg.dataset.get("resize_long"), eval_scale=cfg.dataset.get("eval_scale"))
 
 
 class FolderImages:
@@ -129,19 +119,16 @@ class FolderImages:
         root = Path(folder)
         if not root.is_dir():
             raise DataError(f"predict.input={folder}: folder not found")
-        exts = {e.lower() for e in extensions}
-        self.files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in exts)
-        if not self.files:
-            raise DataError(f"predict.input={folder}: no images ({', '.join(sorted(exts))}) in it")
+        self.files = list_images(root, extensions, name=f"predict.input={folder}")
         self.names = mirror_names(self.files, root)
-        self.cfg = cfg
+        self.prepare = _prepare(cfg)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> Item:
         rgb = read_rgb(self.files[i])
-        return self.names[i], rgb, prepare(rgb, self.cfg)
+        return self.names[i], rgb, self.prepare(rgb)
 
 
 class SplitImages:
@@ -153,7 +140,7 @@ class SplitImages:
         self.names = None  # generated data (synthetic) has no files: its own tensors, named <dataset>_<index>
         if files and len(files) == len(self.ds):
             self.names = mirror_names(files, Path(os.path.commonpath([f.parent for f in files])))
-        self.cfg = cfg
+        self.prepare = _prepare(cfg)
 
     def __len__(self) -> int:
         return len(self.ds)
@@ -163,7 +150,7 @@ class SplitImages:
             x = self.ds[i][0]
             return Names("", "unknown", f"{self.ds.name}_{i:06d}"), denormalise(x), x
         rgb = read_rgb(Path(self.ds.items[i][0]))
-        return self.names[i], rgb, prepare(rgb, self.cfg)
+        return self.names[i], rgb, self.prepare(rgb)
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -189,9 +176,6 @@ def _label_ids(cfg: DictConfig, num_classes: int, video: bool) -> tuple[bool, bo
 
 def run(cfg: DictConfig) -> dict:
     """Predict a folder, a dataset split or a video (`predict.input`) in batches; write DIR/predictions + predict.json."""
-    # predict_video builds on this module's helpers: imported here, not at the top, to break the cycle
-    from rspnet.stages.predict_video import VIDEO_EXTENSIONS, predict_video
-
     out = output_dir(cfg)
     ckpt = require(
         cfg, "ckpt", "pass ckpt=PATH to a checkpoint written by stage=train (or a model.onnx from stage=export)"
@@ -202,7 +186,7 @@ def run(cfg: DictConfig) -> dict:
     model = load_model(ckpt, "cuda" if _wants_gpu(cfg) else "cpu")
     seg = Segmenter.from_config(model, cfg, "cuda" if _wants_gpu(cfg) else "cpu", batch_size)
     source = str(p.input) if p.get("input") else None
-    video = source is not None and Path(source).suffix.lower() in VIDEO_EXTENSIONS
+    video = source is not None and is_video(source)
     save, label_ids = _label_ids(cfg, model.num_classes, video)
     limit = None if p.get("limit") is None else int(p.limit)
     staging = out / PARTIAL
@@ -210,7 +194,7 @@ def run(cfg: DictConfig) -> dict:
     t0 = time.perf_counter()
     try:
         if video:
-            result = predict_video(cfg, seg, Path(source), staging, save, label_ids, limit)  # type: ignore[arg-type]
+            result = _predict_video(cfg, seg, Path(source), staging, save, label_ids, limit)  # type: ignore[arg-type]
         else:
             items = FolderImages(cfg, source, list(p.extensions)) if source else SplitImages(cfg)
             result = {"num_images": _predict_items(cfg, seg, items, staging, save, label_ids, limit)}
@@ -302,20 +286,6 @@ def write_prediction(
         atomic_write_bytes(out / "overlay" / folder / f"{base}.png", _png(overlay(rgb, pred, palette, alpha)))
 
 
-def predict_batch(seg: Segmenter, xs: list[torch.Tensor], sizes: list[tuple[int, int]]) -> list[np.ndarray]:
-    """uint8 class maps at `sizes` (the files' sizes) of network inputs `xs`, batching inputs of equal shape."""
-    preds: list[np.ndarray | None] = [None] * len(xs)
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, x in enumerate(xs):
-        groups.setdefault(tuple(x.shape), []).append(i)
-    for idx in groups.values():
-        scores = seg.scores(torch.stack([xs[i] for i in idx]))
-        for j, i in enumerate(idx):
-            # back from dataset.resize_long / eval_scale to the file's size, memory-bounded for huge images
-            preds[i] = upsample_argmax(scores[j : j + 1], sizes[i])[0].to(torch.uint8).cpu().numpy()
-    return preds  # type: ignore[return-value]
-
-
 def _predict_items(
     cfg: DictConfig,
     seg: Segmenter,
@@ -335,7 +305,8 @@ def _predict_items(
     n = 0
     with tqdm(total=len(data), unit="img", desc="predict", disable=not p.get("progress", True)) as bar:
         for batch in loader:
-            preds = predict_batch(seg, [x for *_, x in batch], [rgb.shape[:2] for _, rgb, _ in batch])
+            # back from dataset.resize_long / eval_scale to the file's size, memory-bounded for huge images
+            preds = seg.predict_inputs([x for *_, x in batch], [rgb.shape[:2] for _, rgb, _ in batch], torch.uint8)
             for (names, rgb, _), pred in zip(batch, preds):
                 write_prediction(
                     out,
@@ -350,3 +321,52 @@ def _predict_items(
             n += len(batch)
             bar.update(len(batch))
     return n
+
+
+def _predict_video(
+    cfg: DictConfig, seg: Segmenter, path: Path, out: Path, save: bool, label_ids: bool, limit: int | None
+) -> dict:
+    """Overlay video + optional per-frame class maps of `path`; returns {"num_images", "video", "fps"}."""
+    cap, fps, announced = open_video(path)
+    expected = min(announced, limit) if announced and limit is not None else announced
+    p = cfg.predict
+    out.mkdir(parents=True, exist_ok=True)
+    video_path = out / "overlay.mp4"
+    tmp = out / ".overlay.mp4.part.mp4"  # renamed when complete: a killed run leaves no half video under the final name
+    writer = None
+    n = 0
+    try:
+        with tqdm(total=expected, unit="frame", desc="predict", disable=not p.get("progress", True)) as bar:
+            for batch in seg.batches(frames(cap, limit), _prepare(cfg), torch.uint8):
+                for frame, pred in batch:
+                    writer = writer or video_writer(tmp, fps, frame)
+                    write_frame(writer, overlay(frame, pred, seg.palette, float(p.alpha)))
+                    if save:
+                        names = Names("", path.stem, f"{path.stem}_{n:06d}")
+                        write_prediction(out, names, pred, None, seg.palette, 0.0, save, label_ids)
+                    n += 1
+                bar.update(len(batch))
+        _check_frame_count(path, n, expected)
+    except BaseException:
+        if writer is not None:
+            writer.release()
+            writer = None
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+    tmp.replace(video_path)
+    return {"num_images": n, "video": str(video_path), "fps": fps}
+
+
+def _check_frame_count(path: Path, n: int, expected: int | None) -> None:
+    """No frame, or fewer than the container announces (truncated or corrupt), is a DataError."""
+    if n == 0:
+        raise DataError(f"predict.input={path}: no frame could be read from this video")
+    if expected is not None and n < expected:
+        raise DataError(
+            f"predict.input={path}: only {n} of the {expected} frames its container announces could be read "
+            "(truncated or corrupt video); no result was written"
+        )

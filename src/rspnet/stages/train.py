@@ -15,9 +15,9 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from rspnet.data import build_datamodule
+from rspnet.data.stats import resolve_class_weights
 from rspnet.errors import ArtifactError, ConfigError
 from rspnet.lit.seg_module import SELECT_MIOU, build_seg_module
-from rspnet.losses import resolve_class_weights
 from rspnet.models.nets import is_searched, net_spec
 from rspnet.stages.summary import REQUIRED, arch_provenance, artifact_arg
 from rspnet.stages.summary import load_architecture as load_with_defaults
