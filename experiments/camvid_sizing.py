@@ -95,7 +95,8 @@ def estimate(cfg: DictConfig, overhead: float) -> list[tuple[str, int, float, fl
 
 def params_of(cfg: DictConfig) -> int:
     """Parameters of the derived network (paper_like genotype, default macro) at `cfg`."""
-    from rspnet.stages.summary import load_architecture, summarize
+    from rspnet.architecture import load_architecture
+    from rspnet.models.cost import summarize
 
     return int(summarize(cfg, *load_architecture(cfg), flops=False)["params"])
 

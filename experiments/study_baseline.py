@@ -25,8 +25,8 @@ def run(overrides: list[str]) -> dict:
     from bench.common import compose_cfg
     from rspnet.data import build_datamodule
     from rspnet.lit.seg_module import build_seg_module
+    from rspnet.models.cost import count_gflops
     from rspnet.stages.eval import metrics_dict
-    from rspnet.stages.summary import count_gflops
     from rspnet.utils.checkpoint import AtomicCheckpointIO
     from rspnet.utils.config import output_dir, seed_everything
     from rspnet.utils.io import atomic_write_json

@@ -35,7 +35,7 @@ def test_arch_step_sees_only_the_arch_half_and_weight_step_only_the_weight_half(
 ) -> None:
     from rspnet.data import build_datamodule
     from rspnet.models.supernet import CellSupernet
-    from rspnet.stages.cell_search import fit_search
+    from rspnet.lit.fit import fit_search
 
     cfg = make_cfg(*CELL, "trainer.max_epochs=2", "dataset.num_train=12", "dataset.batch_size=2", out=tmp_path / "run")
     dm = build_datamodule(cfg)

@@ -59,11 +59,11 @@ def test_resume_without_a_last_checkpoint_starts_fresh(tiny_cfg) -> None:
 
 def test_init_ckpt_copies_the_weights(trained: dict, tiny_cfg) -> None:
     from rspnet.lit.seg_module import build_seg_module
-    from rspnet.stages.train import init_from_checkpoint, load_architecture
+    from rspnet.stages.train import init_from_checkpoint, training_architecture
     from rspnet.utils.checkpoint import net_state, read_checkpoint
 
     cfg = tiny_cfg("stage=train")
-    genotype, macro = load_architecture(cfg)
+    genotype, macro = training_architecture(cfg)
     module = build_seg_module(cfg, genotype.to_dict(), macro.to_dict(), 19)
     init_from_checkpoint(module, trained["best_ckpt"])
     saved = net_state(read_checkpoint(trained["best_ckpt"]))

@@ -17,9 +17,9 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
+from rspnet.architecture import arch_provenance
 from rspnet.data import build_datamodule
 from rspnet.errors import ConfigError
-from rspnet.genotype import arch_provenance
 from rspnet.lit.seg_module import finite_or_none, metric_name
 from rspnet.utils.checkpoint import load_seg_checkpoint, net_name
 from rspnet.utils.config import output_dir, require
