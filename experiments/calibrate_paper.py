@@ -18,7 +18,7 @@ import itertools
 import torch
 from omegaconf import DictConfig, open_dict
 
-from rspnet.config import compose
+from rspnet.composition import compose
 from rspnet.genotype import Genotype
 from rspnet.models.cost import summarize
 from rspnet.models.derived import default_macro

@@ -28,8 +28,8 @@ def run(overrides: list[str]) -> dict:
     from rspnet.models.cost import count_gflops
     from rspnet.stages.eval import metrics_dict
     from rspnet.utils.checkpoint import AtomicCheckpointIO
-    from rspnet.utils.config import output_dir, seed_everything
     from rspnet.utils.io import atomic_write_json
+    from rspnet.utils.runtime import output_dir, seed_everything
     from rspnet.utils.trainer import build_trainer, run_callbacks
 
     cfg = compose_cfg("stage=train", "net=monai_unet", *overrides)

@@ -224,7 +224,7 @@ def zoo_weights(entry: dict[str, Any]) -> Path | None:
 def build_zoo_net(entry: dict[str, Any]) -> tuple[torch.nn.Module, Any]:
     """(untrained derived net, composed config) of a zoo entry: its shipped genotype and macro, its config overrides."""
     from rspnet.architecture import DEFAULT_MACRO, load_macro
-    from rspnet.config import compose
+    from rspnet.composition import compose
     from rspnet.genotype import Genotype
     from rspnet.models.derived import DerivedNet
     from rspnet.resources import genotype_path, package_dir

@@ -1,4 +1,4 @@
-"""bench.search and bench.profile: the shared bi-level step, its variants, the grids and the profiles."""
+"""bench.search and bench.profile_search: the shared bi-level step, its variants, the grids and the profiles."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def test_step_is_the_training_architect_first_and_second_order() -> None:
 
 
 def test_harness_times_the_shared_architect_step(monkeypatch) -> None:
-    from rspnet.lit import bilevel
+    from rspnet.search import bilevel
 
     calls = []
     real = bilevel.Architect.step
@@ -120,6 +120,6 @@ def test_epoch_profile_counts_the_imports_in_a_fresh_process() -> None:
     import rspnet.data  # noqa: F401  (as bench.run_all has, before this benchmark runs)
 
     quick = ["dataset.num_train=8", "dataset.num_val=4", "dataset.image_size=[32,64]", "dataset.crop_size=[32,64]"]
-    res = common.run_worker("bench.profile", {"overrides": quick})
+    res = common.run_worker("bench.profile_search", {"overrides": quick})
     seconds, _ = res["parts"]["import rspnet.data (Lightning, albumentations, cv2)"]
     assert seconds > 0.05

@@ -130,7 +130,7 @@ def test_a_checkpoint_that_runs_code_is_refused_on_search_resume(make_cfg, tmp_p
 def trained_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One epoch of tiny stage=train (micro net, paper-like genotype)."""
     from rspnet.architecture import PAPER_GENOTYPE
-    from rspnet.config import compose
+    from rspnet.composition import compose
 
     out = tmp_path_factory.mktemp("safe_trained")
     cfg = compose("logger=none", "print_config=false", *TRAIN, f"genotype={PAPER_GENOTYPE}", f"paths.output_dir={out}")

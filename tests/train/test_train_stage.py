@@ -81,7 +81,7 @@ def test_init_ckpt_from_another_preset_lists_the_mismatched_keys(trained: dict, 
 
 def test_killed_and_resumed_run_equals_an_uninterrupted_one(tiny_cfg, tmp_path, monkeypatch) -> None:
     from rspnet.lit.seg_module import SegModule
-    from rspnet.utils.config import seed_everything
+    from rspnet.utils.runtime import seed_everything
 
     # 9 images, 1 held out: 2 batches of 4 per epoch
     args = ("stage=train", "trainer.max_epochs=2", "trainer.deterministic=true", "dataset.num_train=9")

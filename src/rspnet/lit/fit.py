@@ -15,11 +15,11 @@ from omegaconf import DictConfig
 
 from rspnet.lit.search_module import check_trainer
 from rspnet.utils.checkpoint import AtomicCheckpointIO
-from rspnet.utils.config import output_dir
 from rspnet.utils.distributed import rank_errors
 from rspnet.utils.lifecycle import last_checkpoints, resolve_ckpt_path
 from rspnet.utils.loggers import build_logger
 from rspnet.utils.results import WriteResult
+from rspnet.utils.runtime import output_dir
 from rspnet.utils.trainer import build_trainer, run_callbacks
 
 RESULT = "search.json"  # the search's result: epochs, selection-split metrics, last checkpoint

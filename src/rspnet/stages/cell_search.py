@@ -12,7 +12,7 @@ from rspnet.lit.fit import fit_search
 from rspnet.lit.perturb import check_select_cfg
 from rspnet.lit.search_module import SearchModule
 from rspnet.models.supernet import CellSupernet
-from rspnet.utils.config import output_dir
+from rspnet.utils.runtime import output_dir
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from rich.table import Table
 from rspnet.architecture import arch_provenance, search_epochs
 from rspnet.errors import ConfigError
 from rspnet.stages import run_stage
-from rspnet.utils.config import output_dir
 from rspnet.utils.io import atomic_write_json, before_first_write, read_json, take_pending
 from rspnet.utils.run_record import DONE
+from rspnet.utils.runtime import output_dir
 
 log = logging.getLogger(__name__)
 

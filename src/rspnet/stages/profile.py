@@ -33,8 +33,8 @@ from rspnet.models.blocks import Layout
 from rspnet.models.cost import count_gflops
 from rspnet.models.nets import build_net, is_searched, net_spec
 from rspnet.search_space.ops import PRIMITIVES
-from rspnet.utils.config import output_dir
 from rspnet.utils.io import atomic_write_json
+from rspnet.utils.runtime import output_dir
 from rspnet.utils.timing import device_name, time_forward
 
 log = logging.getLogger(__name__)

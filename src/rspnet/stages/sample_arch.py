@@ -32,8 +32,8 @@ from rspnet.models.macro_supernet import candidate_inputs
 from rspnet.search_space.cell import EDGES
 from rspnet.search_space.ops import PRIMITIVES
 from rspnet.utils.checkpoint import read_checkpoint
-from rspnet.utils.config import output_dir
 from rspnet.utils.io import atomic_write_json
+from rspnet.utils.runtime import output_dir
 from rspnet.viz import save_figure
 from rspnet.viz.cell import cell_figure
 from rspnet.viz.trellis import draw_trellis

@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 from rspnet.architecture import cfg_provenance, load_architecture
 from rspnet.models.cost import summarize, summarize_family
 from rspnet.models.nets import is_searched, net_spec
-from rspnet.utils.config import output_dir
 from rspnet.utils.io import atomic_write_json
+from rspnet.utils.runtime import output_dir
 
 log = logging.getLogger(__name__)
 

@@ -27,10 +27,10 @@ from rspnet.utils.checkpoint import (
     net_state,
     read_checkpoint,
 )
-from rspnet.utils.config import output_dir, require
 from rspnet.utils.lifecycle import best_checkpoint, last_checkpoints, resolve_ckpt_path
 from rspnet.utils.loggers import all_loggers, build_logger, log_file_artifact
 from rspnet.utils.results import WriteResult
+from rspnet.utils.runtime import output_dir, require
 from rspnet.utils.trainer import build_trainer, run_callbacks
 
 log = logging.getLogger(__name__)
