@@ -168,8 +168,8 @@ def worker_main(argv: Sequence[str], fn: Callable[[dict[str, Any]], dict[str, An
 
 
 def compose_cfg(*overrides: str) -> Any:
-    """`rspnet.config.compose` with no logger and no printed config (what every benchmark builds from)."""
-    from rspnet.config import compose
+    """`rspnet.composition.compose` with no logger and no printed config (what every benchmark builds from)."""
+    from rspnet.composition import compose
 
     return compose("logger=none", "print_config=false", *overrides)
 

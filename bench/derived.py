@@ -46,8 +46,8 @@ def build(net: str, model: str, rsp: bool) -> nn.Module:
         from bench.hrnet_ref import hrnetv2_w48
 
         return hrnetv2_w48(NUM_CLASSES)
+    from rspnet.architecture import load_architecture
     from rspnet.models.derived import DerivedNet
-    from rspnet.stages.summary import load_architecture
 
     cfg = common.compose_cfg(f"model={model}", f"rsp={'on' if rsp else 'off'}", "head=fcn", "genotype=null")
     return DerivedNet.from_cfg(cfg, *load_architecture(cfg), NUM_CLASSES)
@@ -66,9 +66,9 @@ def latency(m: nn.Module, x: torch.Tensor, steps: int, warmup: int, amp: bool = 
 
 def train_step_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Median step time of one training-option combination (and the first step's: compile)."""
+    from rspnet.architecture import load_architecture
     from rspnet.lit.seg_module import build_seg_module
     from rspnet.losses import seg_loss
-    from rspnet.stages.summary import load_architecture
 
     options = [f"train.channels_last={spec['channels_last']}", f"train.compile={spec['compile']}"]
     cfg = common.compose_cfg(f"model={spec['model']}", "rsp=on", "head=fcn", *options)
@@ -117,7 +117,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 def run_cost(args: argparse.Namespace) -> list[dict[str, Any]]:
     """One dict per row: label, params, GFLOPs, CPU latency/memory, GPU images/s (or None); the table."""
-    from rspnet.stages.summary import count_gflops
+    from rspnet.models.cost import count_gflops
 
     run = {k: getattr(args, k) for k in ("size", "steps", "warmup", "gpu_size", "gpu_batch")}
     results = []

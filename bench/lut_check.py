@@ -29,11 +29,11 @@ from bench import common
 from rspnet.genotype import Genotype, MacroArch
 from rspnet.models import lut
 from rspnet.models.blocks import Layout
-from rspnet.models.cost import BAND, net_cost
+from rspnet.models.cost import BAND, count_params, net_cost
 from rspnet.models.derived import DerivedNet, default_macro
 from rspnet.search_space.ops import PRIMITIVES
 from rspnet.stages import run_stage
-from rspnet.stages.sample_arch import count_params, sample_architecture
+from rspnet.stages.sample_arch import sample_architecture
 from rspnet.utils.timing import time_calls
 
 PRESETS = ("micro", "tiny", "cpu_small")

@@ -25,7 +25,7 @@ from rspnet.utils.io import atomic_write_text
 
 def steps(doc: Path, quick: bool, cuda: bool, camvid: Path | None) -> dict[str, Callable[[], Any]]:
     """Benchmark name -> call (each writes its section into `doc`)."""
-    from bench import camvid_baseline, derived, lut_check, profile, runs, search, throughput
+    from bench import camvid_baseline, derived, lut_check, profile_search, runs, search, throughput
 
     w = ["--write", str(doc), *(["--quick"] if quick else [])]
     root = ["--camvid-root", str(camvid)] if camvid else []
@@ -35,8 +35,8 @@ def steps(doc: Path, quick: bool, cuda: bool, camvid: Path | None) -> dict[str, 
         ),
         "search_scaling": lambda: search.main(["--scaling", "--plot", str(doc.parent / "img" / search.PLOT.name), *w]),
         "macro_cost": lambda: search.main(["--macro", *w]),
-        "search_profile_tiny": lambda: profile.main(w),
-        "search_profile_stages": lambda: profile.main(["--stages", *w]),
+        "search_profile_tiny": lambda: profile_search.main(w),
+        "search_profile_stages": lambda: profile_search.main(["--stages", *w]),
         "derived_cost": lambda: derived.main(w),
         "train_options": lambda: derived.main(["--train-options", *w]),
         "data_throughput": lambda: throughput.main(["--data", *root, *w]),
@@ -44,7 +44,7 @@ def steps(doc: Path, quick: bool, cuda: bool, camvid: Path | None) -> dict[str, 
     }
     if not quick:  # minutes of real CLI runs; their smoke runs are tests of their own (tests/benchmarks)
         out |= {
-            "demo_stage1_profile": lambda: profile.main(["--epoch", *w]),
+            "demo_stage1_profile": lambda: profile_search.main(["--epoch", *w]),
             "busy": lambda: runs.main(["--epochs", *w]),
             "busy_threads.intra_op=2": lambda: runs.main(["--epochs", "--reps", "2", *w, "threads.intra_op=2"]),
             "demo": lambda: runs.main(["--demo", *w]),

@@ -1,4 +1,4 @@
-"""Search cost: the bi-level step training runs (`rspnet.lit.bilevel.Architect`), variants as flags.
+"""Search cost: the bi-level step training runs (`rspnet.search.bilevel.Architect`), variants as flags.
 
     python -m bench.search [--models tiny small] [--variants "RSP on" ...] [--repeats 3] [--write]
     python -m bench.search --scaling [--plot docs/img/search_scaling.png] [--write]   # stage 1 vs L, B, image size
@@ -106,7 +106,7 @@ def build(spec: dict[str, Any]) -> tuple[nn.Module, Any]:
 
 def step_fn(net: nn.Module, cfg: Any, x: torch.Tensor, y: torch.Tensor, second_order: bool = False) -> Any:
     """One bi-level step of `net` on (x, y) as `SearchModule.training_step` runs it (bf16 autocast on CUDA)."""
-    from rspnet.lit.bilevel import Architect, build_optimizers
+    from rspnet.search.bilevel import Architect, build_optimizers
 
     def fwd(inp: torch.Tensor) -> torch.Tensor:
         with torch.autocast(inp.device.type, dtype=torch.bfloat16, enabled=inp.device.type == "cuda"):
@@ -207,7 +207,7 @@ def run_cost(args: argparse.Namespace) -> dict[tuple[str, str], dict[str, Any]]:
         raise RuntimeError(f"every variant failed: {res}")
     common.publish(
         args, "search_cost", "Stage-1 search cost: RSP on/off, first/second order, PC-DARTS peer", "bench.search",
-        "One bi-level step (`rspnet.lit.bilevel.Architect`: arch step + weight step, what `SearchModule` runs per",
+        "One bi-level step (`rspnet.search.bilevel.Architect`: arch step + weight step, what `SearchModule` runs per",
         "batch) of the stage-1 `CellSupernet` on random images; median of the timed steps after warm-up, then over",
         f"{args.repeats} fresh processes per row. Targets: RSP on <= 0.6x the time and <= 0.5x the memory of RSP",
         "off (issue 9); at `small`, <= 0.5x the wall time and <= 0.35x the memory (issue 16; checked by bench.run_all).",

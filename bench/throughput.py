@@ -44,9 +44,9 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     import torch.nn.functional as F
     from omegaconf import open_dict
 
+    from rspnet.architecture import load_architecture
     from rspnet.data import build_datamodule
     from rspnet.models.derived import DerivedNet
-    from rspnet.stages.summary import load_architecture
 
     cfg = common.compose_cfg(*spec["overrides"])
     b = int(cfg.dataset.batch_size)

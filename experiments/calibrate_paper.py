@@ -18,11 +18,11 @@ import itertools
 import torch
 from omegaconf import DictConfig, open_dict
 
-from rspnet.config import compose
+from rspnet.composition import compose
 from rspnet.genotype import Genotype
+from rspnet.models.cost import summarize
 from rspnet.models.derived import default_macro
 from rspnet.search_space.ops import PRIMITIVES
-from rspnet.stages.summary import summarize
 
 TARGET_OFF, TARGET_ON = 68.67e6, 17.20e6
 

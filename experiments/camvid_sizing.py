@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from rspnet.config import compose
+from rspnet.composition import compose
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_IMAGES, VAL_IMAGES = 367, 101  # SegNet CamVid split (../shared/data/camvid/README.txt)
@@ -95,7 +95,8 @@ def estimate(cfg: DictConfig, overhead: float) -> list[tuple[str, int, float, fl
 
 def params_of(cfg: DictConfig) -> int:
     """Parameters of the derived network (paper_like genotype, default macro) at `cfg`."""
-    from rspnet.stages.summary import load_architecture, summarize
+    from rspnet.architecture import load_architecture
+    from rspnet.models.cost import summarize
 
     return int(summarize(cfg, *load_architecture(cfg), flops=False)["params"])
 

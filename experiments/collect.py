@@ -10,7 +10,7 @@ train.json says validation ran on the held-out slice of train (`train.select`), 
 the reported split. Paper rows no run matches say "not run here".
 
 Each run's budgets (epochs of cell search, macro search and training, as run) and the
-provenance of its architecture (searched | random | preset | unknown, rspnet.provenance)
+provenance of its architecture (searched | random | preset | unknown, rspnet.architecture)
 are recorded. Only a run on a searched architecture with at least the paper's budgets
 (PAPER_BUDGETS) is filed under a paper row; a run with a paper row's setting that falls
 short is listed below the table with the reason.
@@ -30,7 +30,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from experiments.wandb_offline import read_offline_run
-from rspnet.provenance import of_file, search_epochs
+from rspnet.architecture import arch_provenance, search_epochs
 from rspnet.resources import genotype_path, shipped_genotypes
 
 FINAL_STAGES = {"train", "eval", "pipeline"}  # search stages report supernet mIoU, not the paper's
@@ -237,7 +237,7 @@ def _from_artifacts(run: Run, genotype: Any, macro: Any, macro_default: str = "p
         genotype = genotype_path(str(genotype))  # `genotype=paper_like`
     run.epochs["cell_search"] = search_epochs(genotype)
     run.epochs["macro_search"] = search_epochs(macro)
-    run.arch = {"genotype": of_file(genotype), "macro": of_file(macro, default=macro_default)}
+    run.arch = arch_provenance(genotype, macro, no_macro=macro_default)
 
 
 def _recorded(run: Run, record: dict[str, Any] | None) -> bool:

@@ -3,7 +3,7 @@
     python -m experiments.known_op --seeds 10 --out outputs/known_op --table outputs/known_op/known_op.md
 
 Runs the real cell search (`rspnet stage=cell_search experiment=known_op`, in this process through
-`rspnet.config.run`) once per seed in real and in null mode (`search.null=true`: the arch half's
+`rspnet.composition.run`) once per seed in real and in null mode (`search.null=true`: the arch half's
 and the scoring set's labels are i.i.d. random), with `search.select=perturb`. One search gives both
 read-outs: the genotype's op (perturbation, DARTS-PT) and the argmax of its softmax(alpha) weights
 (what `search.select=argmax` writes: selection runs after the search and never changes it). The
@@ -32,7 +32,7 @@ MODES = ("real", "null")
 
 def search(out: Path, seed: int, null: bool, overrides: list[str]) -> dict[str, Any]:
     """One known-op cell search; -> picks (perturb, argmax) on every edge, split-half, margin, wall time."""
-    from rspnet.config import run
+    from rspnet.composition import run
 
     start = time.perf_counter()
     run(

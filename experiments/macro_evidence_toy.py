@@ -18,7 +18,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from rspnet.config import compose
+from rspnet.composition import compose
 from rspnet.genotype import Genotype, MacroArch
 from rspnet.stages import run_stage
 

@@ -43,7 +43,7 @@ def gflops_of(ckpt: Path) -> float | None:
     from omegaconf import OmegaConf
 
     from rspnet.genotype import Genotype, MacroArch
-    from rspnet.stages.summary import summarize
+    from rspnet.models.cost import summarize
     from rspnet.utils.checkpoint import read_checkpoint
 
     meta = read_checkpoint(ckpt).get("rspnet") or {}

@@ -25,11 +25,11 @@ def run(overrides: list[str]) -> dict:
     from bench.common import compose_cfg
     from rspnet.data import build_datamodule
     from rspnet.lit.seg_module import build_seg_module
+    from rspnet.models.cost import count_gflops
     from rspnet.stages.eval import metrics_dict
-    from rspnet.stages.summary import count_gflops
     from rspnet.utils.checkpoint import AtomicCheckpointIO
-    from rspnet.utils.config import output_dir, seed_everything
     from rspnet.utils.io import atomic_write_json
+    from rspnet.utils.runtime import output_dir, seed_everything
     from rspnet.utils.trainer import build_trainer, run_callbacks
 
     cfg = compose_cfg("stage=train", "net=monai_unet", *overrides)

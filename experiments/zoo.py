@@ -29,7 +29,7 @@ import torch
 
 from rspnet.api import build_zoo_net, zoo_entries, zoo_file, zoo_weights
 from rspnet.errors import ArtifactError
-from rspnet.stages.summary import count_gflops
+from rspnet.models.cost import count_gflops
 from rspnet.utils.checkpoint import load_net_weights, net_state, read_checkpoint
 from rspnet.utils.io import file_sha256
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: compose the Hydra config (rspnet.config.compose) once per test with overrides."""
+"""Shared fixtures: compose the Hydra config (rspnet.composition.compose) once per test with overrides."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import DictConfig, open_dict
 
-from rspnet.config import compose
+from rspnet.composition import compose
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from rspnet.cli import _run_dir
 from rspnet.errors import ConfigError
 from rspnet.stages import STAGES, get_stage
-from rspnet.utils.config import output_dir
+from rspnet.utils.runtime import output_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ def test_every_stage_has_a_config_file_and_a_module_of_its_name_with_run():
 
 
 def test_debug_tiny_is_the_tiny_synthetic_run_and_command_line_keys_win():
-    from rspnet.config import compose
+    from rspnet.composition import compose
 
     cfg = compose("debug=tiny", "dataset.num_val=2", "logger=csv")
     data = cfg.dataset
@@ -149,7 +149,7 @@ def test_cli_wrong_type_is_one_line(rspnet_cli, tmp_path, override: str) -> None
 
 
 def test_moved_inference_keys_are_one_line_naming_the_new_key(rspnet_cli, tmp_path) -> None:
-    from rspnet.config import compose
+    from rspnet.composition import compose
 
     proc = rspnet_cli("stage=eval", "train.inference=slide", f"paths.output_dir={tmp_path / 'run'}", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
@@ -166,7 +166,7 @@ def test_moved_inference_keys_are_one_line_naming_the_new_key(rspnet_cli, tmp_pa
 def test_a_config_saved_before_the_inference_group_keeps_its_mode(tmp_path) -> None:
     import yaml
 
-    from rspnet.config import compose, from_saved
+    from rspnet.composition import compose, from_saved
 
     saved = OmegaConf.to_container(compose("paths.output_dir=" + str(tmp_path / "old")), resolve=True)
     del saved["inference"]

@@ -14,13 +14,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import open_dict
 
-from rspnet.config import compose
+from rspnet.composition import compose
 from rspnet.errors import ConfigError
 from rspnet.stages import STAGES
-from rspnet.utils.config import print_config_tree
 from rspnet.utils.labels import run_name, run_tags
 from rspnet.utils.lifecycle import best_checkpoint, last_checkpoints
 from rspnet.utils.loggers import build_logger, finish_loggers
+from rspnet.utils.runtime import print_config_tree
 from rspnet.utils.validate import validate_config
 
 STAMP = r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}"

@@ -34,7 +34,7 @@ def pipeline_run(tmp_path_factory) -> Path:
     """Run the micro pipeline once for the tests of this module."""
     from omegaconf import open_dict
 
-    from rspnet.config import compose
+    from rspnet.composition import compose
 
     out = tmp_path_factory.mktemp("pipeline")
     cfg = compose(*MICRO)

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from rspnet.architecture import arch_provenance
 from rspnet.errors import ArtifactError
-from rspnet.genotype import Genotype, MacroArch, arch_provenance, normalized_entropy
+from rspnet.genotype import Genotype, MacroArch, normalized_entropy
 from rspnet.models.supernet import CellSupernet
 
 OPS = ["conv_3x3", "dw_conv_3x3", "skip_connect"]

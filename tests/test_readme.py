@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rspnet.config import compose
+from rspnet.composition import compose
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()

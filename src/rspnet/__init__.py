@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "compose": "rspnet.config",
-    "run": "rspnet.config",
-    "config_dir": "rspnet.config",
+    "compose": "rspnet.composition",
+    "run": "rspnet.composition",
+    "config_dir": "rspnet.composition",
     "load_model": "rspnet.api",
     "Model": "rspnet.api",
     "Segmenter": "rspnet.segmenter",
@@ -28,7 +28,7 @@ __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
     from rspnet.api import Model, load_model
-    from rspnet.config import compose, config_dir, run
+    from rspnet.composition import compose, config_dir, run
     from rspnet.data.images import list_images
     from rspnet.genotype import Genotype, MacroArch
     from rspnet.segmenter import Segmenter

@@ -223,18 +223,16 @@ def zoo_weights(entry: dict[str, Any]) -> Path | None:
 
 def build_zoo_net(entry: dict[str, Any]) -> tuple[torch.nn.Module, Any]:
     """(untrained derived net, composed config) of a zoo entry: its shipped genotype and macro, its config overrides."""
-    from rspnet.config import compose
-    from rspnet.genotype import Genotype, MacroArch
-    from rspnet.models.derived import DerivedNet, default_macro
+    from rspnet.architecture import DEFAULT_MACRO, load_macro
+    from rspnet.composition import compose
+    from rspnet.genotype import Genotype
+    from rspnet.models.derived import DerivedNet
     from rspnet.resources import genotype_path, package_dir
 
     cfg = compose(*entry["overrides"])
     genotype = Genotype.load(genotype_path(entry["genotype"]))
-    macro = (
-        default_macro(cfg)
-        if entry["macro"] == "default_macro"
-        else MacroArch.load(package_dir("rspnet.genotypes") / f"{entry['macro']}.json")
-    )
+    shipped = package_dir("rspnet.genotypes") / f"{entry['macro']}.json"
+    macro = load_macro(cfg, None if entry["macro"] == DEFAULT_MACRO else shipped)
     return DerivedNet.from_cfg(cfg, genotype, macro, int(cfg.dataset.num_classes)), cfg
 
 

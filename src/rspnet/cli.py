@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rspnet.errors import RSPNetError, StoppedError
 from rspnet.resources import config_dir  # also registers the ${rspnet.genotype:NAME} resolver
 from rspnet.utils.callbacks import fail_sweep
-from rspnet.utils.config import output_dir
+from rspnet.utils.runtime import output_dir
 from rspnet.utils.validate import check_moved
 
 log = logging.getLogger("rspnet")

@@ -90,13 +90,6 @@ def normalized_entropy(probs: Sequence[float]) -> float:
     return h / math.log(len(p))
 
 
-def arch_provenance(genotype: dict | None, macro: dict | None) -> dict[str, str]:
-    """`{"genotype": ..., "macro": ...}` as written into train.json / metrics.json / checkpoints."""
-    from rspnet.provenance import of_artifact
-
-    return {"genotype": of_artifact(genotype), "macro": of_artifact(macro)}
-
-
 def _finite_number(w: Any) -> bool:
     """A JSON number that is a finite float (an int too large for a float is not: fuzzing found 10**300)."""
     if isinstance(w, bool) or not isinstance(w, (int, float)):
@@ -122,6 +115,25 @@ class Edge:
     dst: int
     op: str
     weights: tuple[float, ...]
+
+
+def _edge(e: Any, where: str, source: str, seen: set[tuple[int, int]]) -> Edge:
+    """One validated `edges[i]` entry of genotype.json (`seen`: the edges before it, to refuse a repeat)."""
+    src, dst = _get(e, "src", source, where, int), _get(e, "dst", source, where, int)
+    if (src, dst) not in EDGES:
+        raise _fail(source, f"{where}src/dst", f"({src}, {dst}) is not an edge; valid edges: {EDGES}")
+    if (src, dst) in seen:
+        raise _fail(source, f"{where}src/dst", f"edge ({src}, {dst}) appears twice")
+    seen.add((src, dst))
+    op = _get(e, "op", source, where, str)
+    if op not in PRIMITIVES:
+        raise _fail(source, f"{where}op", f"unknown op {op!r}; valid ops: {', '.join(PRIMITIVES)}")
+    weights = e.get("weights", [])
+    if not isinstance(weights, list) or (weights and len(weights) != len(PRIMITIVES)):
+        raise _fail(source, f"{where}weights", f"expected {len(PRIMITIVES)} numbers")
+    if not all(_finite_number(w) for w in weights):
+        raise _fail(source, f"{where}weights", "must be finite numbers")
+    return Edge(src, dst, op, tuple(float(w) for w in weights))
 
 
 @dataclass
@@ -195,24 +207,8 @@ class Genotype:
         raw = _get(d, "edges", source, "", list)
         if len(raw) != len(EDGES):
             raise _fail(source, "edges", f"a Norm-Cell has {len(EDGES)} edges, got {len(raw)}")
-        edges, seen = [], set()
-        for i, e in enumerate(raw):
-            where = f"edges[{i}]."
-            src, dst = _get(e, "src", source, where, int), _get(e, "dst", source, where, int)
-            if (src, dst) not in EDGES:
-                raise _fail(source, f"{where}src/dst", f"({src}, {dst}) is not an edge; valid edges: {EDGES}")
-            if (src, dst) in seen:
-                raise _fail(source, f"{where}src/dst", f"edge ({src}, {dst}) appears twice")
-            seen.add((src, dst))
-            op = _get(e, "op", source, where, str)
-            if op not in PRIMITIVES:
-                raise _fail(source, f"{where}op", f"unknown op {op!r}; valid ops: {', '.join(PRIMITIVES)}")
-            weights = e.get("weights", [])
-            if not isinstance(weights, list) or (weights and len(weights) != len(PRIMITIVES)):
-                raise _fail(source, f"{where}weights", f"expected {len(PRIMITIVES)} numbers")
-            if not all(_finite_number(w) for w in weights):
-                raise _fail(source, f"{where}weights", "must be finite numbers")
-            edges.append(Edge(src, dst, op, tuple(float(w) for w in weights)))
+        seen: set[tuple[int, int]] = set()
+        edges = [_edge(e, f"edges[{i}].", source, seen) for i, e in enumerate(raw)]
         search = _search_meta(d, source)
         return cls(
             edges=edges,
@@ -248,6 +244,36 @@ class MacroNode:
     layer: int
     scale: int
     inputs: tuple[MacroInput, ...]
+
+
+def _macro_input(
+    inp: Any, w: str, layer: int, grid: tuple[set, list], srcs: set[tuple[int, int]], source: str
+) -> MacroInput:
+    """One validated `nodes[i].inputs[j]` of macro.json into a node at `layer` (`srcs`: the node's inputs so far).
+
+    `grid`: (the known nodes, stem included; the file's scales).
+    """
+    known, scales = grid
+    il, isc = _get(inp, "layer", source, w, int), _get(inp, "scale", source, w, int)
+    score = _get(inp, "score", source, w, (int, float))
+    if il >= layer:
+        raise _fail(
+            source,
+            f"{w}layer",
+            f"input from layer {il} into node at layer {layer}: inputs must come from earlier layers",
+        )
+    if (il, isc) not in known:
+        raise _fail(
+            source,
+            f"{w}scale",
+            f"({il}, {isc}) is not a node (layer 0 is the stem at scale {STEM[1]}; scales are {scales})",
+        )
+    if (il, isc) in srcs:
+        raise _fail(source, w.rstrip("."), f"input ({il}, {isc}) appears twice")
+    if not math.isfinite(score):
+        raise _fail(source, f"{w}score", "must be finite")
+    srcs.add((il, isc))
+    return MacroInput(il, isc, float(score))
 
 
 @dataclass
@@ -320,29 +346,11 @@ class MacroArch:
             ins = _get(n, "inputs", source, where, list)
             if not 1 <= len(ins) <= top_k:
                 raise _fail(source, f"{where}inputs", f"expected 1..top_k={top_k} inputs, got {len(ins)}")
-            parsed, srcs = [], set()
-            for j, inp in enumerate(ins):
-                w = f"{where}inputs[{j}]."
-                il, isc = _get(inp, "layer", source, w, int), _get(inp, "scale", source, w, int)
-                score = _get(inp, "score", source, w, (int, float))
-                if il >= layer:
-                    raise _fail(
-                        source,
-                        f"{w}layer",
-                        f"input from layer {il} into node at layer {layer}: inputs must come from earlier layers",
-                    )
-                if (il, isc) not in known:
-                    raise _fail(
-                        source,
-                        f"{w}scale",
-                        f"({il}, {isc}) is not a node (layer 0 is the stem at scale {STEM[1]}; scales are {scales})",
-                    )
-                if (il, isc) in srcs:
-                    raise _fail(source, w.rstrip("."), f"input ({il}, {isc}) appears twice")
-                if not math.isfinite(score):
-                    raise _fail(source, f"{w}score", "must be finite")
-                srcs.add((il, isc))
-                parsed.append(MacroInput(il, isc, float(score)))
+            srcs: set[tuple[int, int]] = set()
+            parsed = [
+                _macro_input(inp, f"{where}inputs[{j}].", layer, (known, scales), srcs, source)
+                for j, inp in enumerate(ins)
+            ]
             nodes.append(MacroNode(layer, scale, tuple(parsed)))
         missing = sorted(known - {STEM} - seen)
         if missing:

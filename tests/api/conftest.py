@@ -12,7 +12,7 @@ from tests.train.conftest import compose_cfg
 @pytest.fixture(scope="session")
 def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One epoch of stage=train at the micro size (paper_like genotype, 19 classes)."""
-    from rspnet.stages.summary import PAPER_GENOTYPE
+    from rspnet.architecture import PAPER_GENOTYPE
     from rspnet.stages.train import run as run_train
 
     out = tmp_path_factory.mktemp("api_trained")

@@ -15,8 +15,8 @@ FAST = ["stage=profile", "stage.size=[64,96]", "stage.warmup=1", "stage.repeats=
 
 def test_profile_checkpoint_and_its_onnx_export_agree(tiny_ckpt: Path, make_cfg, tmp_path: Path) -> None:
     from rspnet.api import load_model
+    from rspnet.models.cost import count_gflops
     from rspnet.stages.export import run as run_export
-    from rspnet.stages.summary import count_gflops
 
     result = run_profile(make_cfg(*FAST, f"ckpt={tiny_ckpt}", "stage.batch_size=2", out=tmp_path / "p"))
     report = json.loads((tmp_path / "p" / "profile.json").read_text())

@@ -75,7 +75,7 @@ def _camvid_tree(root: Path) -> Path:
 def tiny_zoo(tmp_path: Path, monkeypatch) -> dict[str, Any]:
     """zoo.yaml with one published entry: an untrained 11-class micro net, scored on a one-image CamVid tree."""
     from rspnet.api import build_zoo_net
-    from rspnet.config import compose
+    from rspnet.composition import compose
     from rspnet.data.camvid import CLASSES, PALETTE
     from rspnet.genotype import Genotype
     from rspnet.lit.seg_module import build_seg_module

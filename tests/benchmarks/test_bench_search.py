@@ -1,4 +1,4 @@
-"""bench.search and bench.profile: the shared bi-level step, its variants, the grids and the profiles."""
+"""bench.search and bench.profile_search: the shared bi-level step, its variants, the grids and the profiles."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import common, profile, search
+from bench import common, profile_search, search
 
 TINY = ["model.search_layers=1", "model.scales=[4,8]", "model.base_width=4"]
 
@@ -24,7 +24,7 @@ def test_step_is_the_training_architect_first_and_second_order() -> None:
 
 
 def test_harness_times_the_shared_architect_step(monkeypatch) -> None:
-    from rspnet.lit import bilevel
+    from rspnet.search import bilevel
 
     calls = []
     real = bilevel.Architect.step
@@ -83,7 +83,7 @@ def test_scaling_grid_plots_and_tables(tmp_path: Path) -> None:
 
 def test_profile_groups_ops_rsp_on_vs_off(tmp_path: Path) -> None:
     doc = tmp_path / "b.md"
-    on, off = profile.main(["--quick", "--write", str(doc)])
+    on, off = profile_search.main(["--quick", "--write", str(doc)])
     for prof in (on, off):
         assert prof["kinds"]["conv forward"] > 0 and prof["kinds"]["conv backward"] > 0
         assert abs(sum(prof["kinds"].values()) - prof["total_ms"]) < 1e-6 * max(prof["total_ms"], 1.0)
@@ -92,15 +92,15 @@ def test_profile_groups_ops_rsp_on_vs_off(tmp_path: Path) -> None:
 
 
 def test_kind_of_classifies_aten_ops() -> None:
-    assert profile.kind_of("aten::convolution_backward") == "conv backward"
-    assert profile.kind_of("aten::mkldnn_convolution") == "conv forward"
-    assert profile.kind_of("aten::upsample_bilinear2d_backward") == "resize (bilinear)"
-    assert profile.kind_of("aten::cat") == "copies, cat, slicing"
+    assert profile_search.kind_of("aten::convolution_backward") == "conv backward"
+    assert profile_search.kind_of("aten::mkldnn_convolution") == "conv forward"
+    assert profile_search.kind_of("aten::upsample_bilinear2d_backward") == "resize (bilinear)"
+    assert profile_search.kind_of("aten::cat") == "copies, cat, slicing"
 
 
 def test_stages_profiles_macro_and_cell_steps(tmp_path: Path) -> None:
     doc = tmp_path / "b.md"
-    macro, cell = profile.main(["--stages", "--quick", "--write", str(doc)])
+    macro, cell = profile_search.main(["--stages", "--quick", "--write", str(doc)])
     assert macro["calls"] != cell["calls"]  # different nets: PAM/alignments vs mixed ops on every edge
     assert macro["kinds"]["conv forward"] > 0 and cell["kinds"]["conv forward"] > 0
     assert "| kind | macro (ms/step) | cell (ms/step) | macro / cell |" in doc.read_text()
@@ -108,7 +108,7 @@ def test_stages_profiles_macro_and_cell_steps(tmp_path: Path) -> None:
 
 def test_epoch_profile_splits_the_stage(tmp_path: Path) -> None:
     doc = tmp_path / "b.md"
-    res = profile.main(["--epoch", "--quick", "--write", str(doc)])
+    res = profile_search.main(["--epoch", "--quick", "--write", str(doc)])
     steps, calls = res["parts"]["bi-level training steps"]
     assert calls >= 1 and 0 < steps < res["wall_s"]
     assert "bench:demo_stage1_profile:start" in doc.read_text()
@@ -120,6 +120,6 @@ def test_epoch_profile_counts_the_imports_in_a_fresh_process() -> None:
     import rspnet.data  # noqa: F401  (as bench.run_all has, before this benchmark runs)
 
     quick = ["dataset.num_train=8", "dataset.num_val=4", "dataset.image_size=[32,64]", "dataset.crop_size=[32,64]"]
-    res = common.run_worker("bench.profile", {"overrides": quick})
+    res = common.run_worker("bench.profile_search", {"overrides": quick})
     seconds, _ = res["parts"]["import rspnet.data (Lightning, albumentations, cv2)"]
     assert seconds > 0.05

@@ -8,9 +8,9 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
+from rspnet.architecture import load_architecture
 from rspnet.lit.seg_module import SegModule, build_seg_module
 from rspnet.losses import seg_loss
-from rspnet.stages.summary import load_architecture
 
 SMALL = ["model.layers=2", "dataset.crop_size=[32,64]"]
 

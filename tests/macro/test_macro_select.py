@@ -147,7 +147,7 @@ def test_perturb_search_records_its_evidence_and_stays_loadable(make_cfg, genoty
 def test_null_search_scores_paths_and_perturbs_on_null_labels(make_cfg, genotype_file: Path, monkeypatch) -> None:
     import rspnet.lit.macro_module as macro_module
     import rspnet.lit.search_module as search_module
-    from rspnet.lit.bilevel import Architect
+    from rspnet.search.bilevel import Architect
 
     made: list[torch.Tensor] = []
     real_null = search_module.null_labels

@@ -8,11 +8,11 @@ from pathlib import Path
 import torch
 
 from rspnet.genotype import Genotype, MacroArch
-from rspnet.models.cost import BAND
+from rspnet.models.cost import BAND, count_params
 from rspnet.models.macro_cost import MacroTarget
 from rspnet.models.macro_supernet import candidate_inputs
 from rspnet.stages.macro_search import run as run_macro_search
-from rspnet.stages.sample_arch import count_params, sample_macro
+from rspnet.stages.sample_arch import sample_macro
 
 SCALES, LAYERS = [4, 8, 16, 32], 4
 OPS = ["conv_3x3", "dw_conv_3x3", "skip_connect"]

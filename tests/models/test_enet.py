@@ -78,8 +78,8 @@ def test_one_backward_gives_every_parameter_a_finite_gradient() -> None:
 
 def test_summary_and_profile_count_the_enet_of_net_enet(make_cfg, tmp_path) -> None:
     """`stage=summary net=enet` and `stage=profile net=enet` measure ENet, not the rspnet net."""
+    from rspnet.models.cost import count_gflops
     from rspnet.stages.profile import run as run_profile
-    from rspnet.stages.summary import count_gflops
     from rspnet.stages.summary import run as run_summary
 
     over = ("net=enet", "dataset.num_classes=11", "dataset.crop_size=[64,96]")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from rspnet.architecture import PAPER_GENOTYPE
 from rspnet.errors import ArtifactError
 from rspnet.genotype import Genotype
 from rspnet.models.derived import default_macro
 from rspnet.stages.export import run as run_export
-from rspnet.stages.summary import PAPER_GENOTYPE
 
 
 def _checkpoint(cfg, path: Path) -> Path:

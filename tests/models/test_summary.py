@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
+from rspnet.architecture import PAPER_GENOTYPE
 from rspnet.genotype import Genotype
+from rspnet.models.cost import count_gflops
 from rspnet.models.derived import DerivedNet, default_macro
-from rspnet.stages.summary import PAPER_GENOTYPE, count_gflops
 from rspnet.stages.summary import run as run_summary
 
 
@@ -49,9 +50,10 @@ def test_paper_preset_matches_table1_within_10_percent(make_cfg, tmp_path, rsp: 
 
 
 def test_cpu_small_preset_stays_under_enet_size_at_the_camvid_recipe(make_cfg) -> None:
+    from rspnet.architecture import load_architecture
     from rspnet.genotype import Genotype
+    from rspnet.models.cost import summarize
     from rspnet.models.derived import default_macro
-    from rspnet.stages.summary import load_architecture, summarize
 
     cfg = make_cfg("experiment=camvid", "model=cpu_small")
     tiny = make_cfg("experiment=camvid")

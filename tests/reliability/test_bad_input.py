@@ -159,10 +159,12 @@ def test_bad_macro_file_stops_the_stage_before_anything_is_written(
     bad, out = tmp_path / "macro.json", tmp_path / "run"
     bad.write_text(text)
     if field is None:  # the valid file really is accepted: the failures below are the file's fault
-        from rspnet.stages.train import load_architecture
+        from rspnet.stages.train import training_architecture
 
         cfg = make_cfg(*TRAIN, "model.layers=2", f"genotype={genotype_file}", f"macro_arch={bad}", out=out)
-        _, macro = load_architecture(cfg)  # (model.layers must match the file: tests/train/test_architecture_args.py)
+        _, macro = training_architecture(
+            cfg
+        )  # (model.layers must match the file: tests/train/test_architecture_args.py)
         assert macro.layers == 2
         return
     previous = _previous_run(out)

@@ -140,7 +140,7 @@ def test_fuzzed_macro_json(tmp_path: Path, data: st.DataObject) -> None:
 @pytest.fixture(scope="module")
 def seg_checkpoint() -> dict:
     """A valid (tiny) training checkpoint as stage=train writes it: weights + rspnet metadata."""
-    from rspnet.config import compose
+    from rspnet.composition import compose
     from rspnet.lit.seg_module import build_seg_module
     from rspnet.models.derived import default_macro
 

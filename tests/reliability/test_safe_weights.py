@@ -129,8 +129,8 @@ def test_a_checkpoint_that_runs_code_is_refused_on_search_resume(make_cfg, tmp_p
 @pytest.fixture(scope="module")
 def trained_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One epoch of tiny stage=train (micro net, paper-like genotype)."""
-    from rspnet.config import compose
-    from rspnet.stages.summary import PAPER_GENOTYPE
+    from rspnet.architecture import PAPER_GENOTYPE
+    from rspnet.composition import compose
 
     out = tmp_path_factory.mktemp("safe_trained")
     cfg = compose("logger=none", "print_config=false", *TRAIN, f"genotype={PAPER_GENOTYPE}", f"paths.output_dir={out}")

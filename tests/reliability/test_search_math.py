@@ -12,7 +12,7 @@ from torch import nn
 from torch.func import functional_call
 
 from rspnet.lit.search_module import SearchModule
-from rspnet.lit.unrolled import unrolled_arch_grads
+from rspnet.search.unrolled import unrolled_arch_grads
 
 from .conftest import CELL
 
@@ -34,8 +34,8 @@ def test_arch_step_sees_only_the_arch_half_and_weight_step_only_the_weight_half(
     make_cfg, tmp_path: Path, monkeypatch
 ) -> None:
     from rspnet.data import build_datamodule
+    from rspnet.lit.fit import fit_search
     from rspnet.models.supernet import CellSupernet
-    from rspnet.stages.cell_search import fit_search
 
     cfg = make_cfg(*CELL, "trainer.max_epochs=2", "dataset.num_train=12", "dataset.batch_size=2", out=tmp_path / "run")
     dm = build_datamodule(cfg)

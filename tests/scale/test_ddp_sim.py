@@ -51,8 +51,8 @@ class RankRecordingSearchModule(SearchModule):
 
 def test_ddp_sim_cell_search_keeps_alpha_identical_across_ranks(make_cfg, tmp_path: Path) -> None:
     from rspnet.data import build_datamodule
+    from rspnet.lit.fit import fit_search
     from rspnet.models.supernet import CellSupernet
-    from rspnet.stages.cell_search import fit_search
 
     out = tmp_path / "cell"
     cfg = make_cfg("stage=cell_search", *TINY, out=out)
@@ -95,8 +95,8 @@ class RankRecordingMacroModule(MacroSearchModule):
 @pytest.mark.slow
 def test_ddp_sim_macro_search_keeps_beta_identical_across_ranks(make_cfg, tmp_path: Path) -> None:
     from rspnet.data import build_datamodule
+    from rspnet.lit.fit import fit_search
     from rspnet.models.macro_supernet import MacroSupernet
-    from rspnet.stages.cell_search import fit_search
 
     out = tmp_path / "macro"
     genotype = Genotype.from_ops(["conv_3x3", "dw_conv_3x3", "skip_connect"], rsp=True)
@@ -122,8 +122,8 @@ class DriftingSearchModule(RankRecordingSearchModule):
 @pytest.mark.slow
 def test_ddp_sim_search_stops_when_ranks_disagree(make_cfg, tmp_path: Path) -> None:
     from rspnet.data import build_datamodule
+    from rspnet.lit.fit import fit_search
     from rspnet.models.supernet import CellSupernet
-    from rspnet.stages.cell_search import fit_search
 
     cfg = make_cfg("stage=cell_search", *TINY, out=tmp_path / "cell")
     dm = build_datamodule(cfg)
@@ -179,8 +179,8 @@ class NanOnRankOneSearchModule(SearchModule):
 def test_ddp_sim_nan_on_one_rank_stops_every_rank_with_one_error(make_cfg, tmp_path: Path) -> None:
     from rspnet.data import build_datamodule
     from rspnet.errors import NonFiniteError
+    from rspnet.lit.fit import fit_search
     from rspnet.models.supernet import CellSupernet
-    from rspnet.stages.cell_search import fit_search
 
     out = tmp_path / "cell"
     cfg = make_cfg("stage=cell_search", *TINY, out=out)

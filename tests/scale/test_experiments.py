@@ -34,7 +34,7 @@ def test_ablation_arms_differ_only_in_the_ablated_switch(make_cfg) -> None:
 
 
 def test_recipe_sweeps(make_cfg) -> None:
-    from rspnet.config import compose
+    from rspnet.composition import compose
 
     rsp = compose("experiment=rsp_ablation", hydra=True)
     ocr = compose("experiment=ocr_ablation", hydra=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rspnet.config import compose
+from rspnet.composition import compose
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from rspnet.errors import ConfigError
 from rspnet.lit.search_module import SearchModule, check_trainer
-from rspnet.lit.unrolled import unrolled_arch_grads
 from rspnet.models.supernet import CellSupernet
+from rspnet.search.unrolled import unrolled_arch_grads
 
 torch.set_num_threads(1)
 

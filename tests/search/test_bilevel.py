@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from rspnet.errors import NonFiniteError
-from rspnet.lit.bilevel import Architect, build_optimizers
 from rspnet.lit.search_module import SearchModule
+from rspnet.search.bilevel import Architect, build_optimizers
 
 
 class Quiet(SearchModule):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from rspnet.genotype import Genotype
-from rspnet.viz import figure_to_rgb
-from rspnet.viz.cell import cell_figure, draw_cell
+from rspnet.viz import figure_to_rgb, save_figure
+from rspnet.viz.cell import cell_figure
 from rspnet.viz.heatmap import alpha_heatmap, heatmap_figure
 
 WEIGHTS = [[0.1, 0.2, 0.5, 0.1, 0.1], [0.6, 0.1, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.1, 0.6]]
@@ -20,7 +20,7 @@ def test_cell_picture_labels_every_edge_with_its_op(tmp_path: Path) -> None:
     texts = [t.get_text() for t in cell_figure(genotype).axes[0].texts]
     for op, weight in [("conv_5x5", "0.50"), ("conv_3x3", "0.60"), ("skip_connect", "0.60")]:
         assert any(op in t and weight in t for t in texts), (op, texts)
-    path = draw_cell(genotype, tmp_path / "cell.png")
+    path = save_figure(cell_figure(genotype), tmp_path / "cell.png")
     assert path.read_bytes()[:4] == b"\x89PNG" and not list(tmp_path.glob(".*.tmp"))
 
 

@@ -12,13 +12,13 @@ import torch.nn.functional as F
 
 from rspnet.errors import ConfigError
 from rspnet.genotype import Genotype
-from rspnet.lit.bilevel import Architect, build_optimizers
 from rspnet.models.blocks import Layout, block_params
-from rspnet.models.cost import BAND, CellCost, CellTarget, Target, param_price
+from rspnet.models.cost import BAND, CellCost, CellTarget, Target, count_params, param_price
 from rspnet.models.derived import default_macro
+from rspnet.search.bilevel import Architect, build_optimizers
 from rspnet.search_space.ops import PRIMITIVES
 from rspnet.stages.cell_search import run as run_cell_search
-from rspnet.stages.sample_arch import count_params, sample_architecture
+from rspnet.stages.sample_arch import sample_architecture
 
 MICRO = ("stage=cell_search", "debug=tiny", "model=micro")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig, open_dict
 
-from rspnet.config import compose
+from rspnet.composition import compose
 from rspnet.genotype import Genotype
 
 OPS = ["conv_3x3", "dw_conv_3x3", "skip_connect"]

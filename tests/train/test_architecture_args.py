@@ -8,21 +8,21 @@ from pathlib import Path
 
 import pytest
 
+from rspnet.architecture import PAPER_GENOTYPE, cfg_provenance
 from rspnet.errors import ConfigError
 from rspnet.models.derived import default_macro
-from rspnet.stages.summary import PAPER_GENOTYPE, arch_provenance
-from rspnet.stages.train import load_architecture
+from rspnet.stages.train import training_architecture
 from tests.train.conftest import compose_cfg
 
 
 def test_train_without_macro_arch_warns_once_and_labels_it_preset(tiny_cfg, caplog) -> None:
     cfg = tiny_cfg("stage=train")
     with caplog.at_level(logging.WARNING, logger="rspnet"):
-        _, macro = load_architecture(cfg)
+        _, macro = training_architecture(cfg)
     assert macro.search["source"] == "default_macro"
     named = [r for r in caplog.records if "default_macro" in r.getMessage()]
     assert len(named) == 1 and named[0].levelno == logging.WARNING and "provenance: preset" in named[0].getMessage()
-    assert arch_provenance(cfg)["macro"] == "preset"
+    assert cfg_provenance(cfg)["macro"] == "preset"
 
 
 def test_train_json_records_the_architecture_provenance(trained: dict) -> None:
@@ -38,7 +38,7 @@ def test_macro_json_must_match_the_model(tiny_cfg, tmp_path: Path, override: str
     macro = default_macro(tiny_cfg("stage=train")).save(tmp_path / "macro.json")  # model.layers=2, 4 scales
     cfg = tiny_cfg("stage=train", f"macro_arch={macro}", override)
     with pytest.raises(ConfigError) as err:
-        load_architecture(cfg)
+        training_architecture(cfg)
     msg = str(err.value)
     assert str(macro) in msg and mismatch in msg and override.split("=")[0] in msg and "\n" not in msg
 
@@ -47,10 +47,10 @@ def test_macro_json_must_match_the_model(tiny_cfg, tmp_path: Path, override: str
 def test_paper_recipes_require_searched_artifacts(tmp_path: Path, recipe: str) -> None:
     cfg = compose_cfg(tmp_path, f"experiment={recipe}", "logger=none")
     with pytest.raises(ConfigError, match="option genotype is required by this recipe: pass"):
-        load_architecture(cfg)
+        training_architecture(cfg)
     cfg = compose_cfg(tmp_path, f"experiment={recipe}", "logger=none", f"genotype={PAPER_GENOTYPE}")
     with pytest.raises(ConfigError, match="option macro_arch is required by this recipe"):
-        load_architecture(cfg)
+        training_architecture(cfg)
 
 
 def test_the_preset_is_chosen_by_name_and_labelled(tmp_path: Path, caplog) -> None:
@@ -58,9 +58,9 @@ def test_the_preset_is_chosen_by_name_and_labelled(tmp_path: Path, caplog) -> No
         tmp_path, "experiment=ocr_ablation", "logger=none", "genotype=paper_like", "macro_arch=default_macro"
     )
     with caplog.at_level(logging.WARNING, logger="rspnet"):
-        genotype, macro = load_architecture(cfg)
+        genotype, macro = training_architecture(cfg)
     assert genotype.ops == ["conv_3x3", "dw_conv_3x3", "dil_conv_3x3"] and macro.layers == cfg.model.layers
-    assert arch_provenance(cfg) == {"genotype": "preset", "macro": "preset"}
+    assert cfg_provenance(cfg) == {"genotype": "preset", "macro": "preset"}
     assert any("not a search result (genotype: preset, macro: preset)" in r.getMessage() for r in caplog.records)
 
 

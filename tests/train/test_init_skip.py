@@ -35,9 +35,9 @@ def ocr19(tmp_path_factory: pytest.TempPathFactory, genotype_file: Path) -> Path
 
 def _module(cfg, num_classes: int):
     from rspnet.lit.seg_module import build_seg_module
-    from rspnet.stages.train import load_architecture
+    from rspnet.stages.train import training_architecture
 
-    genotype, macro = load_architecture(cfg)
+    genotype, macro = training_architecture(cfg)
     return build_seg_module(cfg, genotype.to_dict(), macro.to_dict(), num_classes)
 
 

@@ -12,7 +12,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from rspnet.config import compose
+from rspnet.composition import compose
 from rspnet.errors import ArtifactError, ConfigError
 from rspnet.models.nets import RSPNET_SPEC, net_spec
 from rspnet.stages.eval import run as run_eval

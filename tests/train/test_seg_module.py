@@ -14,10 +14,10 @@ from rspnet.utils.checkpoint import load_seg_checkpoint
 
 def _module(cfg, num_classes: int = 5):
     from rspnet.lit.seg_module import build_seg_module
-    from rspnet.stages.train import load_architecture
+    from rspnet.stages.train import training_architecture
 
     torch.manual_seed(0)
-    genotype, macro = load_architecture(cfg)
+    genotype, macro = training_architecture(cfg)
     return build_seg_module(cfg, genotype.to_dict(), macro.to_dict(), num_classes)
 
 

@@ -59,11 +59,11 @@ def test_resume_without_a_last_checkpoint_starts_fresh(tiny_cfg) -> None:
 
 def test_init_ckpt_copies_the_weights(trained: dict, tiny_cfg) -> None:
     from rspnet.lit.seg_module import build_seg_module
-    from rspnet.stages.train import init_from_checkpoint, load_architecture
+    from rspnet.stages.train import init_from_checkpoint, training_architecture
     from rspnet.utils.checkpoint import net_state, read_checkpoint
 
     cfg = tiny_cfg("stage=train")
-    genotype, macro = load_architecture(cfg)
+    genotype, macro = training_architecture(cfg)
     module = build_seg_module(cfg, genotype.to_dict(), macro.to_dict(), 19)
     init_from_checkpoint(module, trained["best_ckpt"])
     saved = net_state(read_checkpoint(trained["best_ckpt"]))
@@ -81,7 +81,7 @@ def test_init_ckpt_from_another_preset_lists_the_mismatched_keys(trained: dict, 
 
 def test_killed_and_resumed_run_equals_an_uninterrupted_one(tiny_cfg, tmp_path, monkeypatch) -> None:
     from rspnet.lit.seg_module import SegModule
-    from rspnet.utils.config import seed_everything
+    from rspnet.utils.runtime import seed_everything
 
     # 9 images, 1 held out: 2 batches of 4 per epoch
     args = ("stage=train", "trainer.max_epochs=2", "trainer.deterministic=true", "dataset.num_train=9")

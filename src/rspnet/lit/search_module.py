@@ -5,7 +5,7 @@ The net provides `arch_parameters()`, `weight_parameters()` and `forward(x) -> l
 (1) an architecture step on the arch batch (skipped during `search.warmup_epochs`),
 first-order by default or DARTS' unrolled approximation with `search.second_order=true`;
 (2) a weight step on the weight batch, gradient norm clipped to `search.grad_clip`.
-The step itself is `lit/bilevel.py:Architect`; this module adds logging, the DDP-aware
+The step itself is `search/bilevel.py:Architect`; this module adds logging, the DDP-aware
 non-finite guard, the schedule, validation, artifacts and checkpoints. Subclasses (stage 2)
 override `export_artifacts` and the validation hooks.
 """
@@ -23,11 +23,11 @@ from omegaconf import DictConfig
 from torch import nn
 
 from rspnet.errors import ConfigError, NonFiniteError
-from rspnet.lit.bilevel import Architect, build_optimizers
 from rspnet.lit.perturb import check_options, select_cell
 from rspnet.metrics import SegMetric
 from rspnet.models.cost import CellTarget
 from rspnet.models.layers import resize
+from rspnet.search.bilevel import Architect, build_optimizers
 from rspnet.search_space.cell import EDGES
 from rspnet.search_space.evidence import null_grads, null_labels, null_mode
 from rspnet.search_space.ops import PRIMITIVES
@@ -57,7 +57,7 @@ def split_parameters(net: nn.Module) -> tuple[list[str], list[str]]:
 
 
 # precisions whose parameters are fp32 (or fp64) and that need no loss scaler: the unrolled
-# gradient then runs in fp32 with autocast off (lit/unrolled.py); fp16 scaling and half
+# gradient then runs in fp32 with autocast off (search/unrolled.py); fp16 scaling and half
 # parameters would turn its finite-difference Hessian term into rounding noise
 SECOND_ORDER_PRECISIONS = ("32-true", "32", "64-true", "64", "bf16-mixed")
 

@@ -14,6 +14,9 @@ nothing inside the +-10 % band (a plain penalty drags the search towards tiny ne
 a constant pull outside it. Because alpha stays near uniform at small budgets, the final choice
 is also held to the band: among the 5^3 cells, the one whose ops have the largest summed log
 weight among those whose derived net is within the band (`CellTarget.select`).
+
+Counting (the last section): parameters and GFLOPs of a built network, and the `stage=summary`
+dict of a preset, built on the `meta` device (no memory, no init cost).
 """
 
 from __future__ import annotations
@@ -28,11 +31,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
+from rspnet.architecture import artifact_arg, load_macro
 from rspnet.errors import ConfigError
 from rspnet.genotype import Edge, Genotype, MacroArch
 from rspnet.models.blocks import Block, Layout, block_params
-from rspnet.models.derived import default_macro
+from rspnet.models.derived import DerivedNet
+from rspnet.models.nets import build_net
 from rspnet.search_space.cell import EDGES
 from rspnet.search_space.ops import PRIMITIVES
 
@@ -132,16 +139,7 @@ def target_from_cfg(cfg: DictConfig) -> Target | None:
 
 def assumed_macro(cfg: DictConfig) -> MacroArch:
     """The trellis the derived net of a cell search will have: `macro_arch=FILE`, else default_macro."""
-    value = cfg.get("macro_arch")
-    if value in (None, "", "default_macro"):
-        return default_macro(cfg)
-    macro = MacroArch.load(str(value))
-    if macro.layers != int(cfg.model.layers) or list(macro.scales) != [int(x) for x in cfg.model.scales]:
-        raise ConfigError(
-            f"macro_arch={value}: layers={macro.layers} scales={list(macro.scales)} do not match model.layers="
-            f"{cfg.model.layers} model.scales={list(cfg.model.scales)}; the cost target prices that derived net"
-        )
-    return macro
+    return load_macro(cfg, artifact_arg(cfg, "macro_arch"), hint="the cost target prices that derived net")
 
 
 class CellTarget:
@@ -212,3 +210,75 @@ class CellTarget:
             }
         }
         return genotype
+
+
+# ---- counting: parameters and GFLOPs of a built network -------------------------------------------------
+
+PARTS = ("stem", "trellis", "head")
+GFLOPS_CONVENTION = "torch.utils.flop_counter: 2 FLOPs per multiply-accumulate (GFLOPs = 2 x GMACs), batch 1"
+
+
+def count_params(cfg: DictConfig, genotype: Genotype, macro: MacroArch) -> int:
+    """Parameters of the derived network for cfg.model/rsp/head/dataset, built on the meta device (no memory)."""
+    with torch.device("meta"):
+        net = DerivedNet.from_cfg(cfg, genotype, macro, int(cfg.dataset.num_classes))
+    return sum(p.numel() for p in net.parameters())
+
+
+def param_counts(net: nn.Module) -> dict[str, int]:
+    """Parameter count per top-level part of a DerivedNet (stem, trellis, head)."""
+    return {part: sum(p.numel() for p in getattr(net, part).parameters()) for part in PARTS}
+
+
+def count_gflops(net: nn.Module, input_size: tuple[int, int]) -> float:
+    """GFLOPs of one forward pass at batch 1, on a tensor on the model's device.
+
+    Convention: `torch.utils.flop_counter` counts 2 FLOPs per multiply-accumulate, so this is
+    2x the "GMACs" that some papers (and fvcore) report as FLOPs. Only matmul/conv-type ops are counted.
+    """
+    device = next(net.parameters()).device
+    x = torch.zeros(1, 3, *input_size, device=device)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        net.eval()(x)
+    return counter.get_total_flops() / 1e9
+
+
+def summarize(cfg: DictConfig, genotype: Genotype, macro: MacroArch, flops: bool = True) -> dict:
+    """The summary dict for `cfg.model`/`cfg.rsp`/`cfg.head` at `dataset.crop_size` (built on meta)."""
+    with torch.device("meta"):
+        net = DerivedNet.from_cfg(cfg, genotype, macro, int(cfg.dataset.num_classes))
+    parts = param_counts(net)
+    size = tuple(int(v) for v in cfg.dataset.crop_size)
+    gflops = count_gflops(net, size) if flops else None
+    return {
+        "params": sum(parts.values()),
+        "params_by_part": parts,
+        "gflops": round(gflops, 3) if gflops is not None else None,
+        "gmacs": round(gflops / 2, 3) if gflops is not None else None,
+        "gflops_convention": GFLOPS_CONVENTION,
+        "input_size": list(size),
+        "model": str(cfg.model.name),
+        "head": str(cfg.head.name),
+        "rsp": bool(cfg.rsp.enabled),
+        "layers": macro.layers,
+        "cells_per_node": int(cfg.model.cells_per_node),
+        "genotype_ops": genotype.ops,
+    }
+
+
+def summarize_family(cfg: DictConfig, spec: dict) -> dict:
+    """The summary of a `net` group entry built from its keys alone (net=enet ...), on meta, at `dataset.crop_size`."""
+    with torch.device("meta"):
+        net = build_net(cfg, spec, int(cfg.dataset.num_classes))
+    size = tuple(int(v) for v in cfg.dataset.crop_size)
+    gflops = count_gflops(net, size)
+    return {
+        "net": spec["name"],
+        "params": sum(p.numel() for p in net.parameters()),
+        "gflops": round(gflops, 3),
+        "gmacs": round(gflops / 2, 3),
+        "gflops_convention": GFLOPS_CONVENTION,
+        "input_size": list(size),
+        "num_classes": int(cfg.dataset.num_classes),
+    }

@@ -9,10 +9,16 @@ from omegaconf import DictConfig
 
 from rspnet.errors import ConfigError
 from rspnet.utils import run_record
-from rspnet.utils.config import flush_config, output_dir, print_config_tree, save_config_on_first_write, seed_everything
 from rspnet.utils.distributed import rank_errors
 from rspnet.utils.lifecycle import stop_on_signals
 from rspnet.utils.loggers import finish_loggers
+from rspnet.utils.runtime import (
+    flush_config,
+    output_dir,
+    print_config_tree,
+    save_config_on_first_write,
+    seed_everything,
+)
 from rspnet.utils.threads import apply as apply_thread_policy
 from rspnet.utils.validate import validate_config
 

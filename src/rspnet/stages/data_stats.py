@@ -18,8 +18,8 @@ from omegaconf import DictConfig
 from rspnet.data import available_splits, build_dataset, dataset_module
 from rspnet.data.stats import split_stats
 from rspnet.errors import DataError
-from rspnet.utils.config import output_dir
 from rspnet.utils.io import atomic_write_json
+from rspnet.utils.runtime import output_dir
 
 log = logging.getLogger(__name__)
 

@@ -17,15 +17,15 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
+from rspnet.architecture import arch_provenance
 from rspnet.data import build_datamodule
 from rspnet.errors import ConfigError
-from rspnet.genotype import arch_provenance
 from rspnet.lit.seg_module import finite_or_none, metric_name
 from rspnet.utils.checkpoint import load_seg_checkpoint, net_name
-from rspnet.utils.config import output_dir, require
 from rspnet.utils.io import atomic_write_json
 from rspnet.utils.loggers import all_loggers, build_logger, wandb_logger
 from rspnet.utils.results import WriteResult
+from rspnet.utils.runtime import output_dir, require
 from rspnet.utils.trainer import build_trainer, run_callbacks
 from rspnet.utils.wandb_media import log_eval_media
 from rspnet.viz import save_figure

@@ -26,8 +26,8 @@ from torch import nn
 
 from rspnet.errors import ArtifactError, ConfigError
 from rspnet.utils.checkpoint import WEIGHTS_FORMAT, load_seg_checkpoint, safetensors_bytes
-from rspnet.utils.config import output_dir, require
 from rspnet.utils.io import atomic_write_bytes, atomic_write_json
+from rspnet.utils.runtime import output_dir, require
 
 log = logging.getLogger(__name__)
 INPUT, OUTPUT = "image", "logits"

@@ -18,11 +18,11 @@ from rspnet.data import build_datamodule
 from rspnet.data.selection import Selection
 from rspnet.errors import ConfigError
 from rspnet.genotype import Genotype, MacroArch
+from rspnet.lit.fit import RESULT, fit_search
 from rspnet.lit.macro_module import MacroSearchModule
 from rspnet.models.macro_supernet import MacroSupernet
-from rspnet.stages.cell_search import RESULT, fit_search
-from rspnet.utils.config import require
 from rspnet.utils.io import atomic_write_json
+from rspnet.utils.runtime import require
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
+from rspnet.architecture import arch_provenance, search_epochs
 from rspnet.errors import ConfigError
-from rspnet.provenance import of_file, search_epochs
 from rspnet.stages import run_stage
-from rspnet.utils.config import output_dir
 from rspnet.utils.io import atomic_write_json, before_first_write, read_json, take_pending
 from rspnet.utils.run_record import DONE
+from rspnet.utils.runtime import output_dir
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,15 @@ def run(cfg: DictConfig) -> dict:
     finally:
         take_pending(out, name="done")  # a run that wrote nothing leaves the markers alone
 
+    summary = _summary(cfg, out, results, {"genotype": genotype, "macro": macro, "checkpoint": ckpt})
+    atomic_write_json(out / "pipeline.json", summary)
+    _print_summary(summary, cfg)
+    return summary
+
+
+def _summary(cfg: DictConfig, out: Path, results: dict[str, dict], files: dict[str, str]) -> dict:
+    """pipeline.json: the reported mIoU, what picked the checkpoint, artifacts, time, epochs and provenance."""
+    genotype, macro, ckpt = files["genotype"], files["macro"], files["checkpoint"]
     summary = {
         "miou": results["eval"].get("miou"),
         "split": str(cfg.split),  # the reported split (eval); selection_* below picked the checkpoint
@@ -134,13 +143,11 @@ def run(cfg: DictConfig) -> dict:
         "batch_size": {
             k: int(_stage_cfg(cfg, k, out, False).dataset.batch_size) for k in ("cell_search", "macro_search", "train")
         },
-        "arch_provenance": {"genotype": of_file(genotype), "macro": of_file(macro)},
+        "arch_provenance": arch_provenance(genotype, macro),
         # what a sweep optimises: the selection-split score, never the reported split's
         # (train.select=val makes them the same split; train.select=last with no slice gives null)
         "objective": results["train"].get("objective"),
     }
-    atomic_write_json(out / "pipeline.json", summary)
-    _print_summary(summary, cfg)
     return summary
 
 

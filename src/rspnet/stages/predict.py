@@ -51,8 +51,8 @@ from rspnet.data.images import list_images, prepare, read_rgb
 from rspnet.data.video import frames, is_video, open_video, video_writer, write_frame
 from rspnet.errors import ConfigError, DataError
 from rspnet.segmenter import Segmenter
-from rspnet.utils.config import output_dir, require
 from rspnet.utils.io import atomic_write_bytes, atomic_write_json
+from rspnet.utils.runtime import output_dir, require
 from rspnet.viz.masks import denormalise, overlay
 
 log = logging.getLogger(__name__)

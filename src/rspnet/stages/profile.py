@@ -26,14 +26,15 @@ import torch
 from omegaconf import DictConfig
 
 from rspnet.api import Model, load_model
+from rspnet.architecture import load_architecture
 from rspnet.errors import ConfigError
 from rspnet.models import lut
 from rspnet.models.blocks import Layout
+from rspnet.models.cost import count_gflops
 from rspnet.models.nets import build_net, is_searched, net_spec
 from rspnet.search_space.ops import PRIMITIVES
-from rspnet.stages.summary import count_gflops, load_architecture
-from rspnet.utils.config import output_dir
 from rspnet.utils.io import atomic_write_json
+from rspnet.utils.runtime import output_dir
 from rspnet.utils.timing import device_name, time_forward
 
 log = logging.getLogger(__name__)
@@ -184,17 +185,22 @@ def run(cfg: DictConfig) -> dict:
         "torch": torch.__version__,
     }
     atomic_write_json(out / "profile.json", report)
+    _log_report(report)
+    return {**report, "profile": str(out / "profile.json")}
+
+
+def _log_report(report: dict) -> None:
+    """One line: the model, its size and cost, where and how fast it ran."""
     log.info(
         "%s: %.2fM params, %s GMACs (%s GFLOPs) at %s; %s %s batch %d: %.1f ms median, %.2f images/s",
-        model.source,
+        report["model"],
         report["params"] / 1e6,
         report["gmacs"],
         report["gflops"],
-        list(size),
+        report["input_size"],
         report["device_name"],
-        precision,
-        batch,
+        report["precision"],
+        report["batch_size"],
         report["latency_ms"],
         report["images_per_s"],
     )
-    return {**report, "profile": str(out / "profile.json")}

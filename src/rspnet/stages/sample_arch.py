@@ -21,20 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
 
+from rspnet.architecture import load_macro
 from rspnet.errors import ArtifactError, ConfigError
 from rspnet.genotype import Edge, Genotype, MacroArch, MacroInput, MacroNode
 from rspnet.models.blocks import Layout
-from rspnet.models.cost import BAND, net_cost, target_from_cfg
-from rspnet.models.derived import DerivedNet, default_macro
+from rspnet.models.cost import BAND, count_params, net_cost, target_from_cfg
 from rspnet.models.macro_supernet import candidate_inputs
 from rspnet.search_space.cell import EDGES
 from rspnet.search_space.ops import PRIMITIVES
 from rspnet.utils.checkpoint import read_checkpoint
-from rspnet.utils.config import output_dir
 from rspnet.utils.io import atomic_write_json
+from rspnet.utils.runtime import output_dir
 from rspnet.viz import save_figure
 from rspnet.viz.cell import cell_figure
 from rspnet.viz.trellis import draw_trellis
@@ -63,13 +62,6 @@ def sample_macro(
     )
 
 
-def count_params(cfg: DictConfig, genotype: Genotype, macro: MacroArch) -> int:
-    """Parameters of the derived network for cfg.model/rsp/head/dataset, built on the meta device (no memory)."""
-    with torch.device("meta"):
-        net = DerivedNet.from_cfg(cfg, genotype, macro, int(cfg.dataset.num_classes))
-    return sum(p.numel() for p in net.parameters())
-
-
 def reference_params(cfg: DictConfig, ref: Any) -> int:
     """The parameter count to match: a number, a training checkpoint, or a folder with genotype.json (+ macro.json)."""
     if isinstance(ref, (int, float)) and not isinstance(ref, bool):
@@ -86,7 +78,7 @@ def reference_params(cfg: DictConfig, ref: Any) -> int:
         return params
     if path.is_dir() and (path / "genotype.json").is_file():
         genotype = Genotype.load(path / "genotype.json")
-        macro = MacroArch.load(path / "macro.json") if (path / "macro.json").is_file() else default_macro(cfg)
+        macro = load_macro(cfg, path / "macro.json" if (path / "macro.json").is_file() else None)
         return count_params(cfg, genotype, macro)
     raise ConfigError(
         f"sample.param_match={ref}: pass a parameter count, a stage=train checkpoint (.ckpt) "

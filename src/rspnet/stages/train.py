@@ -14,13 +14,12 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
+from rspnet.architecture import REQUIRED, artifact_arg, cfg_provenance, load_architecture
 from rspnet.data import build_datamodule
 from rspnet.data.stats import resolve_class_weights
 from rspnet.errors import ArtifactError, ConfigError
 from rspnet.lit.seg_module import SELECT_MIOU, build_seg_module
 from rspnet.models.nets import is_searched, net_spec
-from rspnet.stages.summary import REQUIRED, arch_provenance, artifact_arg
-from rspnet.stages.summary import load_architecture as load_with_defaults
 from rspnet.utils.checkpoint import (
     AtomicCheckpointIO,
     class_layers,
@@ -28,17 +27,17 @@ from rspnet.utils.checkpoint import (
     net_state,
     read_checkpoint,
 )
-from rspnet.utils.config import output_dir, require
 from rspnet.utils.lifecycle import best_checkpoint, last_checkpoints, resolve_ckpt_path
 from rspnet.utils.loggers import all_loggers, build_logger, log_file_artifact
 from rspnet.utils.results import WriteResult
+from rspnet.utils.runtime import output_dir, require
 from rspnet.utils.trainer import build_trainer, run_callbacks
 
 log = logging.getLogger(__name__)
 
 
-def load_architecture(cfg: DictConfig) -> tuple[Any, Any]:
-    """(Genotype, MacroArch) from `genotype=` (required) and `macro_arch=` (default: default_macro, with a warning)."""
+def training_architecture(cfg: DictConfig) -> tuple[Any, Any]:
+    """`load_architecture` with `genotype=` required; warnings for default_macro and an unsearched architecture."""
     # training has no default cell: the genotype must be given; the macro default is shared
     require(
         cfg,
@@ -46,13 +45,13 @@ def load_architecture(cfg: DictConfig) -> tuple[Any, Any]:
         "pass genotype=PATH (genotype.json from stage=cell_search, "
         "or genotype=paper_like for the shipped, unsearched preset)",
     )
-    architecture = load_with_defaults(cfg)
+    architecture = load_architecture(cfg)
     if not artifact_arg(cfg, "macro_arch"):
         log.warning(
             "training on default_macro, the hand-made HRNet-style trellis (provenance: preset, not a "
             "searched macro.json); pass macro_arch=DIR/macro.json for a searched one"
         )
-    provenance = arch_provenance(cfg)
+    provenance = cfg_provenance(cfg)
     if set(provenance.values()) != {"searched"}:
         log.warning(
             "architecture is not a search result (genotype: %s, macro: %s); results are reported as such",
@@ -190,7 +189,7 @@ def run(cfg: DictConfig) -> dict:
     """Train, keep best/last checkpoints, write DIR/train.json; objective = best selection-split mIoU."""
     out = output_dir(cfg)
     spec = net_spec(cfg)
-    genotype, macro = load_architecture(cfg) if is_searched(spec) else unused_architecture(cfg, spec)
+    genotype, macro = training_architecture(cfg) if is_searched(spec) else unused_architecture(cfg, spec)
     dm = build_datamodule(cfg)
     dm.monitor_val = bool(cfg.train.get("monitor_val", True))
     # the checkpoint group is checked before anything is written
@@ -211,7 +210,7 @@ def run(cfg: DictConfig) -> dict:
     no_val = {"limit_val_batches": 0} if dm.selection.split is None else {}
     logger = build_logger(cfg, out)
     for lg in all_loggers(logger):  # W&B config / CSV hparams: which family, searched?
-        provenance = arch_provenance(cfg) if is_searched(spec) else module.meta["arch_provenance"]
+        provenance = cfg_provenance(cfg) if is_searched(spec) else module.meta["arch_provenance"]
         lg.log_hyperparams({"net": spec["name"], "arch_provenance": provenance})
     static = static_result(cfg, module, selection, weights, genotype is not None)
     writer = WriteResult(out / "train.json", functools.partial(train_result, static))

@@ -253,7 +253,7 @@ def seg_meta(
 ) -> dict[str, Any]:
     """`checkpoint["rspnet"]` for `net`: an rspnet derived net (genotype + macro given), a `net` group entry
     (`net_spec`, its conf/net entry: rebuilt from it on load) or any other network (not rebuilt)."""
-    from rspnet.genotype import arch_provenance
+    from rspnet.architecture import arch_provenance
 
     derived = genotype is not None and macro is not None
     entry = net_spec is not None and not is_searched(net_spec) and not derived

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from rspnet.errors import RSPNetError, StoppedError
-from rspnet.utils.config import launch_rank
 from rspnet.utils.lifecycle import stop_on_signals
+from rspnet.utils.runtime import launch_rank
 
 OBJECTIVE_ENV = "RSPNET_OBJECTIVE_FILE"  # where the job's process writes the value the sweeper optimises
 ERROR_PREFIX = "rspnet: error: "

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from rspnet.genotype import Genotype
-from rspnet.viz import new_figure, save_figure
+from rspnet.viz import new_figure
 
 # node positions (x, y): input x0, intermediate n1/n2, output (1x1 conv-BN of concat)
 _POS = {0: (0.0, 0.0), 1: (1.6, 1.0), 2: (3.2, 0.0), "out": (4.5, 0.0)}
@@ -65,8 +64,3 @@ def cell_figure(genotype: Genotype, title: str | None = None) -> Any:
     ax.set_ylim(-1.0, 1.3)
     ax.axis("off")
     return fig
-
-
-def draw_cell(genotype: Genotype, path: str | Path, title: str | None = None) -> Path:
-    """Render the cell picture to `path` (.png or .svg), atomically."""
-    return save_figure(cell_figure(genotype, title), path)

@@ -1,8 +1,8 @@
 """Where search time goes: torch.profiler op kinds of the bi-level step, and a demo stage-1 epoch under cProfile.
 
-    python -m bench.profile [--model tiny] [--steps 3] [--write]   # stage-1 step, RSP on vs off
-    python -m bench.profile --stages [--write]   # demo preset: stage-2 (macro) step vs stage-1 (cell) step
-    python -m bench.profile --epoch [--write]    # one demo cell-search epoch: imports, steps, validation, pictures
+    python -m bench.profile_search [--model tiny] [--steps 3] [--write]   # stage-1 step, RSP on vs off
+    python -m bench.profile_search --stages [--write]   # demo preset: stage-2 (macro) step vs stage-1 (cell) step
+    python -m bench.profile_search --epoch [--write]    # one demo cell-search epoch: imports, steps, validation, pictures
 
 The step is `bench.search.step_fn` (the `Architect` training runs), first order, 1 thread, after one
 warm-up step; aten ops are grouped into kinds so two nets can be compared side by side.
@@ -142,10 +142,12 @@ def main(argv: list[str] | None = None) -> Any:
             "step), per step, grouped by kind; then the top ops of the first column.", "")  # fmt: skip
     if args.epoch:
         quick = ["dataset.num_train=8", "dataset.num_val=4", "dataset.image_size=[32,64]", "dataset.crop_size=[32,64]"]
-        res = common.run_worker("bench.profile", {"overrides": quick if args.quick else []}, inprocess=args.quick)
+        res = common.run_worker(
+            "bench.profile_search", {"overrides": quick if args.quick else []}, inprocess=args.quick
+        )
         common.publish(
             args, "demo_stage1_profile", "Demo cell search: where 1 epoch of `stage=cell_search model=tiny` goes",
-            "bench.profile", "One fresh process, cProfile on, imports included; synthetic data (the demo's 48 train",
+            "bench.profile_search", "One fresh process, cProfile on, imports included; synthetic data (the demo's 48 train",
             "images, batch 4, less the held-out slice; calls = bi-level steps), csv logger, as `make demo` runs stage 1.",
             "", res["table"],
         )  # fmt: skip
@@ -155,14 +157,14 @@ def main(argv: list[str] | None = None) -> Any:
         res = tuple(profile_step(spec, steps, *size) for spec in ({**demo, "net": "macro", "genotype": genotype}, demo))
         common.publish(
             args, "search_profile_stages", "Profile of a search step at the demo preset: macro (stage 2) vs cell "
-            "(stage 1)", "bench.profile", *desc, "`MacroSupernet` with experiments/genotypes/paper_like.json vs "
+            "(stage 1)", "bench.profile_search", *desc, "`MacroSupernet` with experiments/genotypes/paper_like.json vs "
             "`CellSupernet`, experiment=demo.", "", tables(*res, args.top, ("macro", "cell")),
         )  # fmt: skip
     else:
         res = tuple(profile_step({"model": args.model, "rsp": rsp}, steps, *size) for rsp in (True, False))
         common.publish(
             args, f"search_profile_{args.model}", f"Profile of a stage-1 search step, RSP on vs off (model="
-            f"{args.model}, CPU)", "bench.profile", *desc, tables(*res, args.top, ("RSP on", "RSP off")),
+            f"{args.model}, CPU)", "bench.profile_search", *desc, tables(*res, args.top, ("RSP on", "RSP off")),
         )  # fmt: skip
     return res
 

@@ -2,7 +2,7 @@
 
 A plain object over a supernet (`arch_parameters()`, `weight_parameters()`, `forward(x) -> logits`),
 a loss and the two optimisers (DARTS' `Architect`). Per step: (1) an architecture step on the arch
-batch, first-order or DARTS' unrolled gradient (`second_order`, lit/unrolled.py, in fp32);
+batch, first-order or DARTS' unrolled gradient (`second_order`, search/unrolled.py, in fp32);
 (2) a weight step on the weight batch with gradient-norm clipping. An optional `penalty()` (a
 term in the architecture parameters alone: a resource target, models/cost.py) is added to the
 arch loss. `SearchModule.training_step`
@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from rspnet.errors import ConfigError, NonFiniteError
-from rspnet.lit.unrolled import unrolled_arch_grads
+from rspnet.search.unrolled import unrolled_arch_grads
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -1,4 +1,4 @@
-"""Config helpers: output dir, rich tree printing, saving the resolved config, seeding."""
+"""What a run does with its composed config: output dir, required options, rich tree printing, saving the resolved config, launch rank, seeding."""
 
 from __future__ import annotations
 
@@ -78,11 +78,6 @@ def launch_rank() -> int:
         if os.environ.get(var, "").isdigit():
             return int(os.environ[var])
     return 0
-
-
-def save_config(cfg: DictConfig, out: Path) -> Path:
-    """Save the resolved config as `<out>/config.yaml` (atomic)."""
-    return atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def save_config_on_first_write(cfg: DictConfig, out: Path) -> None:
