@@ -74,7 +74,7 @@ def train_step_worker(spec: dict[str, Any]) -> dict[str, Any]:
     cfg = common.compose_cfg(f"model={spec['model']}", "rsp=on", "head=fcn", *options)
     torch.manual_seed(0)
     device = spec.get("device", "cpu")
-    module = build_seg_module(cfg, *(a.to_dict() for a in load_architecture(cfg)), NUM_CLASSES).to(device)
+    module = build_seg_module(cfg, *load_architecture(cfg), NUM_CLASSES).to(device)
     opt = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
     b, (h, w) = spec["batch"], spec["size"]
     x, y = torch.randn(b, 3, h, w, device=device), torch.randint(0, NUM_CLASSES, (b, h, w), device=device)

@@ -139,7 +139,8 @@ def _crop(value: Any) -> tuple[int, int] | None:
 def _from_checkpoint(path: Path) -> Model:
     from omegaconf import OmegaConf, open_dict
 
-    from rspnet.utils.checkpoint import load_seg_checkpoint, read_checkpoint
+    from rspnet.lit.seg_module import SegModule
+    from rspnet.utils.checkpoint import read_checkpoint
 
     stored = (read_checkpoint(path).get("rspnet") or {}).get("config")
     cfg = OmegaConf.create(stored) if isinstance(stored, dict) else None
@@ -148,7 +149,7 @@ def _from_checkpoint(path: Path) -> Model:
             cfg.train.compile = (
                 False  # a checkpoint trained with train.compile=true: no minutes-long compile to predict
             )
-    module, meta = load_seg_checkpoint(path, cfg)
+    module, meta = SegModule.from_checkpoint(path, cfg)
     classes = list(meta.get("classes") or [str(i) for i in range(int(meta["num_classes"]))])
     palette = meta.get("palette") or default_palette(len(classes))
     crop = meta.get("config", {}).get("dataset", {}).get("crop_size")

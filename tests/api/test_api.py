@@ -46,7 +46,7 @@ def test_compose_and_run_behave_like_the_cli(tmp_path: Path) -> None:
 def test_segmenter_matches_the_eval_inference(tiny_ckpt: Path) -> None:
     from rspnet.data.images import to_tensor
     from rspnet.inference import infer
-    from rspnet.utils.checkpoint import load_seg_checkpoint
+    from rspnet.lit.seg_module import SegModule
 
     model = rspnet.load_model(tiny_ckpt)
     assert (
@@ -58,7 +58,7 @@ def test_segmenter_matches_the_eval_inference(tiny_ckpt: Path) -> None:
     seg = rspnet.Segmenter(model, inference="slide", device="cpu", crop=(32, 32))
     img = _image()
     mask = seg.predict(img)
-    module, _ = load_seg_checkpoint(tiny_ckpt)
+    module, _ = SegModule.from_checkpoint(tiny_ckpt)
     with torch.no_grad():
         ref = infer(module, to_tensor(img)[None], "slide", crop=(32, 32)).argmax(1)[0].numpy()
     assert mask.shape == (40, 70) and mask.dtype == np.int64 and (mask == ref).all()

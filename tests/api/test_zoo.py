@@ -91,8 +91,8 @@ def tiny_zoo(tmp_path: Path, monkeypatch) -> dict[str, Any]:
     entry |= {"overrides": ["model=micro", "dataset=camvid"], "input_size": [16, 32], "weights": "tiny.safetensors"}
     cfg = compose(*entry["overrides"])
     torch.manual_seed(0)
-    genotype = Genotype.load(genotype_path("paper_like")).to_dict()
-    module = build_seg_module(cfg, genotype, default_macro(cfg).to_dict(), 11, CLASSES, PALETTE)
+    genotype = Genotype.load(genotype_path("paper_like"))
+    module = build_seg_module(cfg, genotype, default_macro(cfg), 11, CLASSES, PALETTE)
     (folder / "tiny.safetensors").write_bytes(safetensors_bytes(module.net.state_dict(), module.meta))
     protocol = ["dataset=camvid", "split=val", "inference=whole", "trainer=cpu"]
     # the stored number comes from a plain stage=eval of the file, not from the check

@@ -19,7 +19,7 @@ def module(make_cfg: Callable[..., DictConfig], *overrides: str) -> tuple[SegMod
     cfg = make_cfg(*SMALL, *overrides)
     genotype, macro = load_architecture(cfg)
     torch.manual_seed(0)
-    return build_seg_module(cfg, genotype.to_dict(), macro.to_dict(), 19), cfg
+    return build_seg_module(cfg, genotype, macro, 19), cfg
 
 
 def test_channels_last_same_outputs_and_checkpoint_keys(make_cfg: Callable[..., DictConfig]) -> None:

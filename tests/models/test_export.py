@@ -21,7 +21,7 @@ def _checkpoint(cfg, path: Path) -> Path:
     from rspnet.lit.seg_module import build_seg_module
 
     torch.manual_seed(0)
-    module = build_seg_module(cfg, Genotype.load(PAPER_GENOTYPE).to_dict(), default_macro(cfg).to_dict(), num_classes=5)
+    module = build_seg_module(cfg, Genotype.load(PAPER_GENOTYPE), default_macro(cfg), num_classes=5)
     module.net.train()
     with torch.no_grad():
         for _ in range(2):  # moves BN running stats away from (0, 1) so folding is really exercised

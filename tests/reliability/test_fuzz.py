@@ -145,14 +145,14 @@ def seg_checkpoint() -> dict:
     from rspnet.models.derived import default_macro
 
     cfg = compose("logger=none", "model=micro")
-    module = build_seg_module(cfg, Genotype.from_ops(OPS, rsp=True).to_dict(), default_macro(cfg).to_dict(), 4)
+    module = build_seg_module(cfg, Genotype.from_ops(OPS, rsp=True), default_macro(cfg), 4)
     return {"state_dict": module.state_dict(), "rspnet": module.meta, "epoch": 0, "global_step": 1}
 
 
 @fuzz("checkpoint")
 @given(data=st.data())
 def test_fuzzed_checkpoint_metadata(tmp_path: Path, seg_checkpoint: dict, data: st.DataObject) -> None:
-    from rspnet.utils.checkpoint import load_seg_checkpoint
+    from rspnet.lit.seg_module import SegModule
 
     folder = tmp_path / "ckpt_case"
     folder.mkdir(exist_ok=True)
@@ -165,7 +165,7 @@ def test_fuzzed_checkpoint_metadata(tmp_path: Path, seg_checkpoint: dict, data: 
         raw = raw[: len(raw) * data.draw(st.integers(0, 99), label="cut %") // 100]
     path.write_bytes(raw)
     try:
-        module, meta = load_seg_checkpoint(path)
+        module, meta = SegModule.from_checkpoint(path)
     except RSPNetError as e:
         _clean(e, path)
     else:  # a valid result predicts

@@ -22,7 +22,7 @@ from rspnet.lit.seg_module import SegModule
 from rspnet.segmenter import Segmenter
 from rspnet.stages import run_stage as run
 from rspnet.stages.train import init_from_checkpoint
-from rspnet.utils.checkpoint import load_seg_checkpoint, net_state, read_checkpoint
+from rspnet.utils.checkpoint import net_state, read_checkpoint
 
 from .conftest import CELL, MACRO, TRAIN
 
@@ -158,7 +158,7 @@ def test_safetensors_export_loads_with_the_checkpoints_logits_and_metadata(
         # the same weights through the same code in one process: bit-identical logits
         assert torch.equal(weights(x), ckpt(x))
     # train.init_ckpt, eval and predict take it where they take a checkpoint
-    module, _ = load_seg_checkpoint(trained_ckpt)
+    module, _ = SegModule.from_checkpoint(trained_ckpt)
     with torch.no_grad():
         for t in module.net.state_dict().values():
             t.zero_()

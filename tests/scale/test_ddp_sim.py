@@ -225,7 +225,7 @@ def test_ddp_sim_training_nan_on_one_rank_stops_every_rank(make_cfg, tmp_path: P
     dm = build_datamodule(cfg)
     dm.setup("fit")
     genotype = Genotype.from_ops(["conv_3x3", "dw_conv_3x3", "skip_connect"], rsp=True, search={})
-    base = build_seg_module(cfg, genotype.to_dict(), default_macro(cfg).to_dict(), dm.num_classes)
+    base = build_seg_module(cfg, genotype, default_macro(cfg), dm.num_classes)
     module = NanInputOnRankOneSegModule(base.net, cfg.train, base.ignore_index, base.meta)
     module.out = out
     with pytest.raises(NonFiniteError, match="training loss is"), rank_errors():

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from rspnet.utils.checkpoint import load_seg_checkpoint, read_checkpoint
+from rspnet.lit.seg_module import SegModule
+from rspnet.utils.checkpoint import read_checkpoint
 
 TINY = (
     "dataset=synthetic",
@@ -36,7 +37,7 @@ def test_the_baseline_checkpoint_describes_the_monai_net(tmp_path: Path) -> None
     assert meta["net"]["class"] == "monai.networks.nets.basic_unet.BasicUNet" and meta["net"]["name"] == "monai_unet"
     # the net group entry is stored, so eval/predict/export rebuild the baseline from its checkpoint
     assert meta["net"]["builder"] == "hydra.utils.instantiate"
-    module, _ = load_seg_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    module, _ = SegModule.from_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert type(module.net).__name__ == "BasicUNet"
     # the count of the weights the checkpoint holds, not of an rspnet net that never trained
     assert meta["params"] == sum(v.numel() for k, v in ckpt["state_dict"].items() if k.startswith("net.")) > 0

@@ -10,7 +10,7 @@ from torch import nn
 
 from rspnet.errors import ArtifactError
 from rspnet.lit.seg_module import SegModule
-from rspnet.utils.checkpoint import CKPT_FORMAT, load_seg_checkpoint, read_checkpoint, seg_meta
+from rspnet.utils.checkpoint import CKPT_FORMAT, read_checkpoint, seg_meta
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # written by stage=train at commit a096c64 (tiny preset, OCR head, 19 classes; callback paths removed),
@@ -24,7 +24,7 @@ def _input() -> torch.Tensor:
 
 
 def test_a_checkpoint_of_format_1_loads_and_gives_its_logits() -> None:
-    module, meta = load_seg_checkpoint(OLD_CKPT)
+    module, meta = SegModule.from_checkpoint(OLD_CKPT)
     assert meta["format"] == "rspnet.seg/1" and "net" not in meta
     with torch.no_grad():
         out = module(_input())["out"]
@@ -39,7 +39,7 @@ def test_an_unknown_format_version_is_one_clear_error(tmp_path: Path) -> None:
     ckpt["rspnet"]["format"] = "rspnet.seg/9"
     torch.save(ckpt, tmp_path / "future.ckpt")
     with pytest.raises(ArtifactError, match=r"future.ckpt: checkpoint format rspnet.seg/9 is not one this rspnet"):
-        load_seg_checkpoint(tmp_path / "future.ckpt")
+        SegModule.from_checkpoint(tmp_path / "future.ckpt")
 
 
 class Baseline(nn.Module):
@@ -64,12 +64,12 @@ def test_an_injected_net_is_what_the_checkpoint_describes(tiny_cfg, tmp_path: Pa
     torch.save({"state_dict": module.state_dict(), "rspnet": meta}, tmp_path / "baseline.ckpt")
     # eval/predict/export rebuild only rspnet nets: anything else is one line naming what the file holds
     with pytest.raises(ArtifactError, match=r"baseline.ckpt: holds a .*Baseline network, not one of the net group"):
-        load_seg_checkpoint(tmp_path / "baseline.ckpt")
+        SegModule.from_checkpoint(tmp_path / "baseline.ckpt")
 
 
 def test_a_trained_checkpoint_describes_the_derived_net(trained: dict) -> None:
     meta = read_checkpoint(trained["best_ckpt"])["rspnet"]
     assert meta["format"] == CKPT_FORMAT and meta["net"]["builder"] == "rspnet.models.derived"
-    module, _ = load_seg_checkpoint(trained["best_ckpt"])
+    module, _ = SegModule.from_checkpoint(trained["best_ckpt"])
     assert meta["net"]["class"] == f"{type(module.net).__module__}.{type(module.net).__qualname__}"
     assert meta["params"] == sum(p.numel() for p in module.net.parameters())

@@ -88,13 +88,13 @@ def test_predict_folder_writes_labelids_that_round_trip(trained: dict, tiny_cfg,
 
     from rspnet.data.images import prepare, read_rgb
     from rspnet.inference import infer_from_cfg
-    from rspnet.utils.checkpoint import load_seg_checkpoint
+    from rspnet.lit.seg_module import SegModule
 
     inputs = _write_inputs(tmp_path / "in")
     cfg = tiny_cfg("stage=predict", f"ckpt={trained['best_ckpt']}", f"predict.input={tmp_path / 'in'}")
     assert run_predict(cfg)["num_images"] == 3
     pred_dir = Path(cfg.paths.output_dir) / "predictions"
-    module, _ = load_seg_checkpoint(trained["best_ckpt"], cfg)
+    module, _ = SegModule.from_checkpoint(trained["best_ckpt"], cfg)
     for (stem, src), city in zip(inputs.items(), ["aachen", "bonn", "in"]):
         ids = np.asarray(Image.open(pred_dir / "labelIds" / city / f"{stem}_labelIds.png"))
         rgb = read_rgb(src)

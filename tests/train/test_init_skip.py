@@ -38,7 +38,7 @@ def _module(cfg, num_classes: int):
     from rspnet.stages.train import training_architecture
 
     genotype, macro = training_architecture(cfg)
-    return build_seg_module(cfg, genotype.to_dict(), macro.to_dict(), num_classes)
+    return build_seg_module(cfg, genotype, macro, num_classes)
 
 
 @pytest.mark.parametrize("head", ["fcn", "ocr"])

@@ -14,10 +14,11 @@ from PIL import Image
 
 from rspnet.composition import compose
 from rspnet.errors import ArtifactError, ConfigError
+from rspnet.lit.seg_module import SegModule
 from rspnet.models.nets import RSPNET_SPEC, net_spec
 from rspnet.stages.eval import run as run_eval
 from rspnet.stages.train import run as run_train
-from rspnet.utils.checkpoint import load_seg_checkpoint, read_checkpoint
+from rspnet.utils.checkpoint import read_checkpoint
 
 from .conftest import compose_cfg
 
@@ -41,7 +42,7 @@ def test_net_enet_trains_with_the_stage_and_records_the_family(enet_run: dict) -
     assert (
         meta["params"]
         == info["params"]
-        == sum(p.numel() for p in load_seg_checkpoint(info["last_ckpt"])[0].parameters())
+        == sum(p.numel() for p in SegModule.from_checkpoint(info["last_ckpt"])[0].parameters())
     )
 
 
@@ -90,7 +91,7 @@ def test_a_checkpoint_naming_another_builder_is_refused(enet_run: dict, tmp_path
     ckpt["rspnet"]["net"]["config"]["_target_"] = "os.system"
     torch.save(ckpt, tmp_path / "evil.ckpt")
     with pytest.raises(ArtifactError, match=r"evil.ckpt: net.config names builder 'os.system', which rspnet does not"):
-        load_seg_checkpoint(tmp_path / "evil.ckpt")
+        SegModule.from_checkpoint(tmp_path / "evil.ckpt")
 
 
 def test_the_rspnet_entry_is_the_default_and_the_spec_of_old_configs() -> None:

@@ -7,9 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from rspnet.errors import ArtifactError
-from rspnet.lit.seg_module import aux_weight, loss_options, poly_lambda
+from rspnet.lit.seg_module import SegModule, aux_weight, loss_options, poly_lambda
 from rspnet.losses import ohem_cross_entropy, seg_loss
-from rspnet.utils.checkpoint import load_seg_checkpoint
 
 
 def _module(cfg, num_classes: int = 5):
@@ -18,7 +17,7 @@ def _module(cfg, num_classes: int = 5):
 
     torch.manual_seed(0)
     genotype, macro = training_architecture(cfg)
-    return build_seg_module(cfg, genotype.to_dict(), macro.to_dict(), num_classes)
+    return build_seg_module(cfg, genotype, macro, num_classes)
 
 
 @pytest.mark.parametrize("head", ["fcn", "ocr"])
@@ -74,26 +73,26 @@ def test_poly_schedule() -> None:
     assert f(50) == pytest.approx(0.5**0.9)
 
 
-def test_load_seg_checkpoint_errors(trained: dict, tmp_path) -> None:
+def test_from_checkpoint_errors(trained: dict, tmp_path) -> None:
     with pytest.raises(ArtifactError, match="checkpoint not found"):
-        load_seg_checkpoint(tmp_path / "missing.ckpt")
+        SegModule.from_checkpoint(tmp_path / "missing.ckpt")
     (tmp_path / "junk.ckpt").write_bytes(b"garbage")
     with pytest.raises(ArtifactError, match="junk.ckpt: cannot read checkpoint"):
-        load_seg_checkpoint(tmp_path / "junk.ckpt")
+        SegModule.from_checkpoint(tmp_path / "junk.ckpt")
     ckpt = torch.load(trained["best_ckpt"], map_location="cpu", weights_only=True)
     torch.save({"state_dict": ckpt["state_dict"]}, tmp_path / "plain.ckpt")
     with pytest.raises(ArtifactError, match="not an rspnet training checkpoint"):
-        load_seg_checkpoint(tmp_path / "plain.ckpt")
+        SegModule.from_checkpoint(tmp_path / "plain.ckpt")
     ckpt["rspnet"]["config"]["model"]["cells_per_node"] = 1  # metadata no longer matches the weights
     torch.save(ckpt, tmp_path / "other.ckpt")
     with pytest.raises(ArtifactError, match=r"other.ckpt: weights do not fit.*unexpected: .*cells\.1\."):
-        load_seg_checkpoint(tmp_path / "other.ckpt")
+        SegModule.from_checkpoint(tmp_path / "other.ckpt")
 
 
 def test_checkpoint_alone_rebuilds_the_trained_network(trained: dict, tiny_cfg) -> None:
-    module, meta = load_seg_checkpoint(trained["best_ckpt"])
+    module, meta = SegModule.from_checkpoint(trained["best_ckpt"])
     # a config with another preset does not change the rebuilt network: the checkpoint wins
-    other, _ = load_seg_checkpoint(trained["best_ckpt"], tiny_cfg("model.base_width=16"))
+    other, _ = SegModule.from_checkpoint(trained["best_ckpt"], tiny_cfg("model.base_width=16"))
     x = torch.randn(1, 3, 32, 64)
     with torch.no_grad():
         assert torch.equal(module(x)["out"], other(x)["out"])

@@ -64,7 +64,7 @@ def test_init_ckpt_copies_the_weights(trained: dict, tiny_cfg) -> None:
 
     cfg = tiny_cfg("stage=train")
     genotype, macro = training_architecture(cfg)
-    module = build_seg_module(cfg, genotype.to_dict(), macro.to_dict(), 19)
+    module = build_seg_module(cfg, genotype, macro, 19)
     init_from_checkpoint(module, trained["best_ckpt"])
     saved = net_state(read_checkpoint(trained["best_ckpt"]))
     assert all(torch.equal(v, saved[k]) for k, v in module.net.state_dict().items())

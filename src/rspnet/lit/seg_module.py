@@ -1,9 +1,11 @@
 """Fixed-architecture training (HRNet-OCR recipe) of an injected network.
 
 `SegModule(net, train_cfg, ignore_index, meta)` trains whatever `net` it is given
-(lightning-hydra-template's `MNISTLitModule(net, ...)`): the rspnet derived net
-(`build_seg_module`) or a baseline. `meta` is the checkpoint's self-describing metadata
-(`rspnet.utils.checkpoint.seg_meta`), saved in every checkpoint; all checkpoint code lives there.
+(lightning-hydra-template's `MNISTLitModule(net, ...)`). The network of a run is built in one place,
+`build_seg_module` (the `net` group's entry via `models/nets.build_net`: the rspnet derived net of a
+`Genotype` + `MacroArch`, or a baseline), and `SegModule.from_checkpoint` rebuilds it from a file.
+`meta` is the checkpoint's self-describing metadata (`rspnet.utils.checkpoint.seg_meta`), saved in every
+checkpoint; the file format (reading, checking, strict loading) lives in `rspnet.utils.checkpoint`.
 """
 
 from __future__ import annotations
@@ -12,20 +14,37 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from rspnet.errors import NonFiniteError
+from rspnet.errors import ArtifactError, NonFiniteError, RSPNetError
 from rspnet.inference import infer as default_infer
 from rspnet.inference import infer_from_cfg, upsample_argmax
 from rspnet.losses import seg_loss
 from rspnet.models.layers import resize
-from rspnet.utils.checkpoint import RNG_KEY, check_state_dict, rng_state, seg_meta, set_rng_state
+from rspnet.models.nets import build_net, is_searched, net_spec
+from rspnet.utils.checkpoint import (
+    RNG_KEY,
+    check_seg_meta,
+    check_state_dict,
+    load_net_weights,
+    net_state,
+    network_cfg,
+    read_checkpoint,
+    rng_state,
+    seg_meta,
+    set_rng_state,
+    stored_architecture,
+)
 from rspnet.utils.distributed import all_ranks_finite
+
+if TYPE_CHECKING:
+    from rspnet.genotype import Genotype, MacroArch
 
 log = logging.getLogger(__name__)
 # (net, images) -> class scores [B, K, H, W]: how test_step infers (default whole image; eval: the inference group)
@@ -91,6 +110,37 @@ class SegModule(pl.LightningModule):
         self.test_metric = SegMetric(self.num_classes, ignore_index=self.ignore_index)
         self.test_result: dict[str, Any] | None = None
         self._test_images = 0
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, cfg: DictConfig | None = None) -> tuple[SegModule, dict[str, Any]]:
+        """Rebuild the trained module (eval mode) from a checkpoint; returns (module, checkpoint["rspnet"]).
+
+        The network (its `net` entry, model/rsp/head, genotype + macro) always comes from the checkpoint;
+        `cfg` supplies the rest (dataset, inference ...). Differences are logged, not errors.
+        """
+        ckpt = read_checkpoint(path)
+        meta = check_seg_meta(ckpt.get("rspnet"), path)
+        cfg = network_cfg(cfg, meta, path)
+        try:
+            module = build_seg_module(
+                cfg,
+                *stored_architecture(meta),
+                meta["num_classes"],
+                meta.get("classes"),
+                meta.get("palette"),
+                meta.get("class_weights"),
+                meta.get("selection"),
+            )
+        except RSPNetError as e:  # the stored genotype/macro/config (head=nan, ...): name the checkpoint it came from
+            raise type(e)(f"{path}: {e}") from e
+        except Exception as e:  # noqa: BLE001 - any failure to rebuild from the stored config is the checkpoint's
+            first = (str(e).splitlines() or [""])[0][:200]
+            raise ArtifactError(
+                f"{path}: cannot rebuild the network from its rspnet metadata ({type(e).__name__}: {first})"
+            ) from e
+        load_net_weights(module.net, net_state(ckpt), str(path))
+        module.eval()
+        return module, meta
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.channels_last:
@@ -208,8 +258,8 @@ def per_class_line(epoch: int, res: dict[str, torch.Tensor], names: list[str], l
 
 def build_seg_module(
     cfg: DictConfig,
-    genotype: dict | None,
-    macro: dict | None,
+    genotype: Genotype | None,
+    macro: MacroArch | None,
     num_classes: int,
     classes: list[str] | None = None,
     palette: list | None = None,
@@ -218,24 +268,16 @@ def build_seg_module(
 ) -> SegModule:
     """A SegModule around the network of `cfg.net` (stage=train, eval, predict, export): the rspnet derived net
     of `genotype` + `macro` (net=rspnet), or another family built from its entry (net=enet: no artifacts)."""
-    from rspnet.genotype import Genotype, MacroArch
-    from rspnet.models.nets import build_net, is_searched, net_spec
-
     spec = net_spec(cfg)
-    if is_searched(spec):
-        arch = (
-            Genotype.from_dict(genotype, "checkpoint genotype") if genotype is not None else None,
-            MacroArch.from_dict(macro, "checkpoint macro") if macro is not None else None,
-        )
-    else:
-        genotype = macro = arch = None
-    net = build_net(cfg, spec, int(num_classes), *(arch or ()))
+    if not is_searched(spec):
+        genotype = macro = None
+    net = build_net(cfg, spec, int(num_classes), genotype, macro)
     meta = seg_meta(
         cfg,
         net,
         num_classes,
-        genotype=genotype,
-        macro=macro,
+        genotype=genotype.to_dict() if genotype is not None else None,
+        macro=macro.to_dict() if macro is not None else None,
         classes=classes,
         palette=palette,
         class_weights=class_weights,

@@ -20,8 +20,8 @@ from omegaconf import DictConfig
 from rspnet.architecture import arch_provenance
 from rspnet.data import build_datamodule
 from rspnet.errors import ConfigError
-from rspnet.lit.seg_module import finite_or_none, metric_name
-from rspnet.utils.checkpoint import load_seg_checkpoint, net_name
+from rspnet.lit.seg_module import SegModule, finite_or_none, metric_name
+from rspnet.utils.checkpoint import net_name
 from rspnet.utils.io import atomic_write_json
 from rspnet.utils.loggers import all_loggers, build_logger, wandb_logger
 from rspnet.utils.results import WriteResult
@@ -106,7 +106,7 @@ def run(cfg: DictConfig) -> dict:
     ckpt = require(
         cfg, "ckpt", "pass ckpt=PATH to a checkpoint written by stage=train (e.g. DIR/checkpoints/last.ckpt)"
     )
-    module, meta = load_seg_checkpoint(ckpt, cfg)
+    module, meta = SegModule.from_checkpoint(ckpt, cfg)
     dm = build_datamodule(cfg)
     dm.setup("test")
     check_classes(ckpt, meta, dm.num_classes, cfg.dataset.name)

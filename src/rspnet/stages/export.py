@@ -25,7 +25,8 @@ from omegaconf import DictConfig
 from torch import nn
 
 from rspnet.errors import ArtifactError, ConfigError
-from rspnet.utils.checkpoint import WEIGHTS_FORMAT, load_seg_checkpoint, safetensors_bytes
+from rspnet.lit.seg_module import SegModule
+from rspnet.utils.checkpoint import WEIGHTS_FORMAT, safetensors_bytes
 from rspnet.utils.io import atomic_write_bytes, atomic_write_json
 from rspnet.utils.runtime import output_dir, require
 
@@ -114,7 +115,7 @@ def run(cfg: DictConfig) -> dict:
     fmt = str(cfg.stage.get("format") or "onnx")
     if fmt not in FORMATS:
         raise ConfigError(f"stage.format={fmt}: choose one of {', '.join(FORMATS)}")
-    module, meta = load_seg_checkpoint(ckpt, cfg)
+    module, meta = SegModule.from_checkpoint(ckpt, cfg)
     net = module.net.cpu().eval()
     if fmt == "safetensors":
         return export_safetensors(net, meta, out, ckpt)

@@ -199,8 +199,9 @@ def run(cfg: DictConfig) -> dict:
     restore_holdout(dm, ckpt_path)
     selection = selection_info(dm)
     weights = resolve_class_weights(cfg, dm, out)
-    arch = [a.to_dict() if a is not None else None for a in (genotype, macro)]
-    module = build_seg_module(cfg, *arch, dm.num_classes, list(dm.classes), list(dm.palette), weights, selection)
+    module = build_seg_module(
+        cfg, genotype, macro, dm.num_classes, list(dm.classes), list(dm.palette), weights, selection
+    )
     log.info("checkpoint selection: %s", selection["selected_on"])
     params = module.meta["params"]
     shape = f"head={cfg.head.name}, rsp={cfg.rsp.enabled}" if is_searched(spec) else type(module.net).__name__

@@ -3,7 +3,8 @@
 A training checkpoint holds `checkpoint["rspnet"]` (`seg_meta`): what network it is (`net`), the
 genotype and macro structure of an rspnet net, the class names/palette and the model/rsp/head
 config, so eval, predict and export rebuild the exact network from the file alone
-(`load_seg_checkpoint`). Format history: `rspnet.seg/1` (up to a096c64) has no `net` entry and is
+(`rspnet.lit.seg_module.SegModule.from_checkpoint`, from `check_seg_meta`, `network_cfg` and
+`stored_architecture`; this module holds the file format only and builds no module). Format history: `rspnet.seg/1` (up to a096c64) has no `net` entry and is
 always an rspnet derived net; `rspnet.seg/2` adds `net`, later with `net.name` and `net.config` (the
 `net` group entry of a non-searched family such as ENet, `builder: hydra.utils.instantiate`; an older
 rspnet refuses those files in one line, as any non-rspnet net). Both load; other versions are one error.
@@ -22,19 +23,16 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
-from rspnet.errors import ArtifactError, RSPNetError
+from rspnet.errors import ArtifactError
 from rspnet.models.nets import RSPNET_SPEC, check_rebuildable, is_searched
 from rspnet.utils.io import atomic_write_bytes
-
-if TYPE_CHECKING:
-    from rspnet.lit.seg_module import SegModule
 
 try:  # the CheckpointIO base lives in lightning_fabric, a hard dependency of pytorch-lightning
     from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
@@ -47,7 +45,7 @@ CKPT_FORMAT = "rspnet.seg/2"
 READABLE_FORMATS = ("rspnet.seg/1", CKPT_FORMAT)
 # config groups that define an rspnet network's shape; stored in (and restored from) the checkpoint
 ARCH_GROUPS = ("model", "rsp", "head")
-# `net.builder`: how load_seg_checkpoint rebuilds the network (None: an injected net it cannot rebuild)
+# `net.builder`: how SegModule.from_checkpoint rebuilds the network (None: an injected net it cannot rebuild)
 DERIVED = "rspnet.models.derived"  # the searched net, from the stored genotype + macro + model/rsp/head
 INSTANTIATE = "hydra.utils.instantiate"  # another `net` group entry, from its stored `net.config`
 WEIGHTS_FORMAT = "rspnet.weights/1"  # safetensors header: {"format": WEIGHTS_FORMAT, "rspnet": JSON of the metadata}
@@ -184,7 +182,7 @@ def check_seg_meta(
 
 
 def _check_net(meta: dict[str, Any], path: Any, bad: Callable[[str, str], ArtifactError]) -> None:
-    """The `net` entry names a network load_seg_checkpoint rebuilds, with what it is rebuilt from."""
+    """The `net` entry names a network SegModule.from_checkpoint rebuilds, with what it is rebuilt from."""
     net = meta.get("net", {"builder": DERIVED})  # rspnet.seg/1: always a derived net
     if not isinstance(net, dict) or not isinstance(net.get("class", ""), str):
         raise bad("net", "expected an object")
@@ -260,7 +258,7 @@ def seg_meta(
     kind = type(net)
     return {
         "format": CKPT_FORMAT,
-        # what network the weights are for and how load_seg_checkpoint rebuilds it (builder None: it cannot)
+        # what network the weights are for and how SegModule.from_checkpoint rebuilds it (builder None: it cannot)
         "net": {
             "name": "rspnet" if derived else (net_spec or {}).get("name"),
             "builder": DERIVED if derived else (INSTANTIATE if entry else None),
@@ -376,7 +374,19 @@ def _arch_diff(user: DictConfig, stored: dict) -> list[str]:
     return diffs
 
 
-def _network_cfg(cfg: DictConfig | None, meta: dict[str, Any], path: str | Path) -> DictConfig:
+def stored_architecture(meta: dict[str, Any]) -> tuple[Any, Any]:
+    """The (Genotype, MacroArch) of a checked (`check_seg_meta`) derived net's metadata; (None, None) for other nets."""
+    from rspnet.genotype import Genotype, MacroArch
+
+    if (meta.get("net") or {"builder": DERIVED}).get("builder") != DERIVED:
+        return None, None
+    return (
+        Genotype.from_dict(meta["genotype"], "checkpoint genotype"),
+        MacroArch.from_dict(meta["macro"], "checkpoint macro"),
+    )
+
+
+def network_cfg(cfg: DictConfig | None, meta: dict[str, Any], path: str | Path) -> DictConfig:
     """`cfg` (or the stored config) with the checkpoint's network: its model/rsp/head groups and `net` entry."""
     stored = meta["config"]
     net = meta.get("net") or {}  # rspnet.seg/1: a derived net
@@ -400,37 +410,3 @@ def _network_cfg(cfg: DictConfig | None, meta: dict[str, Any], path: str | Path)
             cfg[g] = OmegaConf.create(stored[g])
         cfg.net = OmegaConf.create(spec)
     return cfg
-
-
-def load_seg_checkpoint(path: str | Path, cfg: DictConfig | None = None) -> tuple[SegModule, dict[str, Any]]:
-    """Rebuild the trained SegModule (eval mode) from a checkpoint; returns (module, checkpoint["rspnet"]).
-
-    The network shape (model/rsp/head) always comes from the checkpoint; `cfg` supplies the
-    rest (dataset, inference ...). Differences are logged, not errors.
-    """
-    from rspnet.lit.seg_module import build_seg_module
-
-    ckpt = read_checkpoint(path)
-    meta = check_seg_meta(ckpt.get("rspnet"), path)
-    cfg = _network_cfg(cfg, meta, path)
-    try:
-        module = build_seg_module(
-            cfg,
-            meta["genotype"],
-            meta["macro"],
-            meta["num_classes"],
-            meta.get("classes"),
-            meta.get("palette"),
-            meta.get("class_weights"),
-            meta.get("selection"),
-        )
-    except RSPNetError as e:  # the stored genotype/macro/config (head=nan, ...): name the checkpoint it came from
-        raise type(e)(f"{path}: {e}") from e
-    except Exception as e:  # noqa: BLE001 - any failure to rebuild from the stored config is the checkpoint's
-        first = (str(e).splitlines() or [""])[0][:200]
-        raise ArtifactError(
-            f"{path}: cannot rebuild the network from its rspnet metadata ({type(e).__name__}: {first})"
-        ) from e
-    load_net_weights(module.net, net_state(ckpt), str(path))
-    module.eval()
-    return module, meta
