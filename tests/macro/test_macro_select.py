@@ -161,7 +161,9 @@ def test_null_search_scores_paths_and_perturbs_on_null_labels(make_cfg, genotype
     arch_labels, scoring_labels = [], []
     arch_step = Architect.arch_step
     monkeypatch.setattr(
-        Architect, "arch_step", lambda self, b, w=None: arch_labels.append(b[1]) or arch_step(self, b, w)
+        Architect,
+        "arch_step",
+        lambda self, b, w=None, forward=None: arch_labels.append(b[1]) or arch_step(self, b, w, forward),
     )
     drops = macro_module.perturbation_drops
 

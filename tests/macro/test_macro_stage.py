@@ -170,7 +170,9 @@ def test_second_order_search_with_adam_runs(make_cfg, genotype_file: Path) -> No
         "search.second_order=true",
         "search.arch_optim=adam",
     )
-    assert MacroArch.load(run_macro_search(cfg)["macro"]).layers == 1
+    macro = MacroArch.load(run_macro_search(cfg)["macro"])
+    # the path weights of the arch forward at the virtual weights w' are scored (not softmax(beta))
+    assert macro.layers == 1 and macro.search["score_source"] == "arch_path_weights"
 
 
 @pytest.mark.parametrize("scoring", ["pam", "beta"])

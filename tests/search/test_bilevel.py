@@ -56,3 +56,24 @@ def test_second_order_arch_step_needs_the_weight_batch(tiny_net) -> None:
     architect = Architect(net, F.cross_entropy, *opts, second_order=True)
     with pytest.raises(ValueError, match="weight batch"):
         architect.arch_step((torch.randn(2, 3, 16, 16), torch.zeros(2, 16, 16, dtype=torch.long)))
+
+
+@pytest.mark.parametrize("second_order", [False, True], ids=["first", "second"])
+def test_arch_step_runs_the_given_forward_once_on_the_arch_batch(tiny_net, second_order: bool) -> None:
+    """Stage 2 scores the path weights of the arch forward: it is handed over, not recognised by its input."""
+    torch.manual_seed(0)
+    net = tiny_net()
+    twin = copy.deepcopy(net)
+    arch_batch = (torch.randn(2, 3, 16, 16), torch.randint(0, 3, (2, 16, 16)))
+    weight_batch = (torch.randn(2, 3, 16, 16), torch.randint(0, 3, (2, 16, 16)))
+    seen: list[torch.Tensor] = []
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x)
+        return net(x)
+
+    for model, fwd in ((net, forward), (twin, None)):
+        opts = torch.optim.SGD(model.weight_parameters(), lr=0.1), torch.optim.SGD(model.arch_parameters(), lr=0.1)
+        Architect(model, F.cross_entropy, *opts, second_order=second_order).arch_step(arch_batch, weight_batch, fwd)
+    assert len(seen) == 1 and torch.equal(seen[0], arch_batch[0])
+    assert torch.equal(net.alpha, twin.alpha)  # the same step as with the net's own forward

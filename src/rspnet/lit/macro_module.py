@@ -88,19 +88,20 @@ class MacroSearchModule(SearchModule):
                 acc.reset(epoch)
 
     def arch_step(self, arch_batch: Any, weight_batch: Any) -> None:
-        """The architecture step; the path weights of its forward on the arch batch are scored."""
-        x = arch_batch[0]
+        """The architecture step; the path weights of its forward on the arch batch are scored.
+
+        The step is handed that forward (`Architect.arch_step(forward=)`: at w, or at the virtual w' of
+        second order; never the weight-batch forwards), which keeps the path weights it computed.
+        """
         seen: list[dict] = []
 
-        def capture(module: Any, inputs: tuple, output: Any) -> None:
-            if inputs and inputs[0] is x:  # second order also runs forwards on the weight batch
-                seen.append(dict(module.path_weights))
+        def scored_forward(x: torch.Tensor) -> torch.Tensor:
+            out = self.net(x)
+            seen.append(dict(self.net.path_weights))
+            return out
 
-        handle = self.net.register_forward_hook(capture)
-        try:
-            super().arch_step(arch_batch, weight_batch)
-        finally:
-            handle.remove()
+        super().arch_step(arch_batch, weight_batch, scored_forward)
+        x = arch_batch[0]
         if seen and all(torch.isfinite(w).all() for w in seen[-1].values()):
             half = self.score_halves[self._scored_steps % 2]
             self._scored_steps += 1

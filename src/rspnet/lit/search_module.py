@@ -13,6 +13,7 @@ override `export_artifacts` and the validation hooks.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from rspnet.utils.distributed import all_ranks_finite, assert_same_across_ranks
 from rspnet.utils.io import atomic_write_json
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+Forward = Callable[[torch.Tensor], torch.Tensor]  # the arch batch's forward (Architect.arch_step's `forward`)
 # arch_snapshot() entries -> what their evolution picture shows
 EVOLUTION_TITLES = {"alpha": "softmax(alpha) per cell edge", "beta": "softmax(beta) per trellis node"}
 EVOLUTION_TITLES["path_scores"] = "path scores (macro.scoring) per trellis node"
@@ -175,9 +177,9 @@ class SearchModule(pl.LightningModule):
         x, y = batch
         return x, null_labels(y, self.num_classes, self.ignore_index, int(self.cfg.get("seed", 0)), self.global_step)
 
-    def arch_step(self, arch_batch: Batch, weight_batch: Batch) -> None:
-        """One architecture update (first-order, or unrolled with search.second_order)."""
-        loss = self.architect.arch_step(arch_batch, weight_batch)
+    def arch_step(self, arch_batch: Batch, weight_batch: Batch, forward: Forward | None = None) -> None:
+        """One architecture update (first-order, or unrolled with search.second_order); `forward`: Architect.arch_step."""
+        loss = self.architect.arch_step(arch_batch, weight_batch, forward)
         if loss is not None:
             self.log("train/arch_loss", loss, on_step=True, on_epoch=True, batch_size=arch_batch[0].shape[0])
 

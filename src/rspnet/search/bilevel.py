@@ -107,8 +107,17 @@ class Architect:
         arch_loss = self.arch_step(arch_batch, weight_batch) if update_arch else None
         return arch_loss, self.weight_step(weight_batch)
 
-    def arch_step(self, batch: Batch, weight_batch: Batch | None = None) -> torch.Tensor | None:
-        """One architecture update on `batch`; second order also needs the `weight_batch` (the virtual step)."""
+    def arch_step(
+        self,
+        batch: Batch,
+        weight_batch: Batch | None = None,
+        forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor | None:
+        """One architecture update on `batch`; second order also needs the `weight_batch` (the virtual step).
+
+        `forward` (default: the net) runs the one forward on `batch` whose loss the arch gradient is taken
+        of (second order: at the virtual weights w'); a caller that scores what that forward saw passes its own.
+        """
         self.a_opt.zero_grad()
         x, y = batch
         if self.second_order:
@@ -124,6 +133,7 @@ class Architect:
                 batch,
                 group["lr"],
                 float(group["weight_decay"]),
+                arch_forward=forward,
             )
             if self.penalty is not None:
                 extra = self.penalty()
@@ -135,7 +145,7 @@ class Architect:
             for p, g in zip(self.arch, grads):
                 p.grad = g
         else:
-            loss = self.loss(self.net(x), y)
+            loss = self.loss((forward or self.net)(x), y)
             if self.penalty is not None:
                 loss = loss + self.penalty()
             if not self.finite(loss, "arch loss"):

@@ -35,6 +35,7 @@ def unrolled_arch_grads(
     weight_decay: float = 0.0,
     r: float = 0.01,
     fp32: bool = True,
+    arch_forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Return (L_val(w', a), grad_a L_val(w', a) - xi * Hessian-vector term) with w' = w - xi * grad_w L_train.
 
@@ -44,6 +45,7 @@ def unrolled_arch_grads(
     Always computed in fp32 with autocast off: under bf16 the finite difference
     (g+ - g-) / 2eps is rounding noise. The parameters must be fp32 (`check_trainer`).
     `fp32=False` leaves the caller's autocast and batch dtypes as they are (a test shows why not).
+    `arch_forward` (default: `net`) runs the forward on the arch batch at w' (stage 2 scores its path weights).
     """
     device = weight_batch[0].device.type
     with torch.autocast(device_type=device, enabled=False) if fp32 else contextlib.nullcontext():
@@ -51,7 +53,7 @@ def unrolled_arch_grads(
         backup = [w.detach().clone() for w in weights]
         g_train = _grads(loss_fn(net(xw), yw), weights)
         _axpy(weights, -xi, [g + weight_decay * w.detach() for g, w in zip(g_train, weights)])  # w' (virtual step)
-        loss_val = loss_fn(net(xa), ya)
+        loss_val = loss_fn((arch_forward or net)(xa), ya)
         grads = _grads(loss_val, [*arch, *weights])
         d_arch, d_w = grads[: len(arch)], grads[len(arch) :]
         _restore(weights, backup)
