@@ -113,11 +113,8 @@ class Architect:
         weight_batch: Batch | None = None,
         forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor | None:
-        """One architecture update on `batch`; second order also needs the `weight_batch` (the virtual step).
-
-        `forward` (default: the net) runs the one forward on `batch` whose loss the arch gradient is taken
-        of (second order: at the virtual weights w'); a caller that scores what that forward saw passes its own.
-        """
+        """One architecture update on `batch` (second order also needs `weight_batch`: the virtual step); the loss
+        is of `forward(x)` (default the net; second order: at w'), so a caller scoring that forward passes its own."""
         self.a_opt.zero_grad()
         x, y = batch
         if self.second_order:
