@@ -182,7 +182,7 @@ def test_null_search_scores_paths_and_perturbs_on_null_labels(make_cfg, genotype
     assert all(any(y is m for m in made) for y in arch_labels + scoring_labels)
     ckpt = torch.load(result["checkpoint"], map_location="cpu", weights_only=False)
     assert ckpt["rspnet"]["path_scores"]["total"][-1] == 4  # scored on the arch steps above
-    assert MacroArch.load(result["macro"]).search["null"] is True
+    assert MacroArch.load(result["macro"]).search["null"] == "labels"  # search.null=true is the label null
 
 
 def test_scoring_split_select_is_the_held_out_slice_never_val(make_cfg, genotype_file: Path) -> None:
