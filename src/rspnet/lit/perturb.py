@@ -78,12 +78,21 @@ def at_label(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def half_batches(loader: Iterable, scoring: Scoring, device: torch.device) -> Iterator[tuple[int, Any, Any]]:
-    """(half 0/1, x, y) for the even and the odd samples of every batch, labels as `scoring` says."""
+    """(half 0/1, x, y) for the even and the odd samples of every batch, labels as `scoring` says.
+
+    A half of one sample is forwarded with a copy of itself whose labels are all ignored: BatchNorm
+    on batch statistics then sees the one image's statistics (mean and variance of two equal
+    samples are those of one), which alone gives too few values per channel at the coarsest
+    scales, and the copy adds nothing to the loss or the counts.
+    """
     for i, (x, y) in enumerate(loader):
         y = scoring.labels(i, y)
         for half in (0, 1):
-            if len(x[half::2]):
-                yield half, x[half::2].to(device), y[half::2].to(device)
+            xh, yh = x[half::2], y[half::2]
+            if len(xh) == 1:
+                xh, yh = torch.cat([xh, xh]), torch.cat([yh, torch.full_like(yh, scoring.ignore_index)])
+            if len(xh):
+                yield half, xh.to(device), yh.to(device)
 
 
 def check_options(s: DictConfig) -> tuple[str, str, int]:

@@ -98,6 +98,7 @@ class SearchModule(pl.LightningModule):
         self.cost_target: Any = CellTarget.from_cfg(cfg) if hasattr(net, "alpha") else None
         # {"select", "ops", "evidence"} of the finished search (lit/perturb.py), set in on_train_end
         self.selection: dict[str, Any] | None = None
+        self.final_genotype: Any = None  # set on every rank at the end of the fit (cell supernets)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [B, K, H, W] at input resolution."""
@@ -234,6 +235,10 @@ class SearchModule(pl.LightningModule):
             self.selection = select_cell(self.net, self.cfg, self.trainer.datamodule)
 
     def on_fit_end(self) -> None:
+        # every rank holds the final cell (stage=cell_search reports it without reading rank 0's file,
+        # which another rank could read before rank 0 has finished writing it)
+        if hasattr(self.net, "arch_weights"):
+            self.final_genotype = self.derive_genotype(final=True)
         if self.trainer.is_global_zero:
             self.export_artifacts(self.out_dir, final=True)
             self.export_evolution(self.out_dir)
@@ -300,13 +305,8 @@ class SearchModule(pl.LightningModule):
             "select": str(s.get("select", "argmax")),
         }
 
-    def export_artifacts(self, out: Path, final: bool) -> None:
-        """Stage 1: DIR/genotype.json, DIR/cell.png, DIR/alpha.png (+ heatmap to the logger)."""
-        from rspnet.utils.loggers import log_image
-        from rspnet.viz import figure_to_rgb, save_figure
-        from rspnet.viz.cell import cell_figure
-        from rspnet.viz.heatmap import alpha_heatmap
-
+    def derive_genotype(self, final: bool) -> Any:
+        """The searched cell now: argmax (or the selection's ops once the search ended), held to a resource target."""
         meta, ops = self.search_meta(), None
         if final and self.selection is not None:  # before the search ends the ops are softmax(alpha)'s argmax
             meta["evidence"], ops = self.selection["evidence"], self.selection["ops"]
@@ -314,6 +314,16 @@ class SearchModule(pl.LightningModule):
         if self.cost_target:  # search.select=argmax only (lit/perturb.check_select_cfg)
             genotype = self.cost_target.apply(genotype, self.net.arch_weights())
         genotype.complete = final  # per-epoch exports say the search is still running; loaders refuse them
+        return genotype
+
+    def export_artifacts(self, out: Path, final: bool) -> None:
+        """Stage 1: DIR/genotype.json, DIR/cell.png, DIR/alpha.png (+ heatmap to the logger)."""
+        from rspnet.utils.loggers import log_image
+        from rspnet.viz import figure_to_rgb, save_figure
+        from rspnet.viz.cell import cell_figure
+        from rspnet.viz.heatmap import alpha_heatmap
+
+        genotype = self.derive_genotype(final)
         genotype.save(out / "genotype.json")
         save_figure(cell_figure(genotype), out / "cell.png")
         fig = alpha_heatmap(self.net.arch_weights(), title=f"softmax(alpha), epoch {self.epochs_done}")

@@ -24,10 +24,14 @@ def run(cfg: DictConfig) -> dict:
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     net = CellSupernet.from_cfg(cfg, datamodule.num_classes)
-    result = fit_search(cfg, SearchModule(net, cfg), datamodule)
+    module = SearchModule(net, cfg)
+    result = fit_search(cfg, module, datamodule)
     genotype = out / "genotype.json"
     entropy = net.alpha_entropy()
-    written = Genotype.load(genotype)  # its ops may be held to a resource target's band (models/cost.py)
+    # the cell as written (its ops may be held to a resource target's band, models/cost.py): this rank's
+    # own copy under DDP; under ddp_spawn this process's module never saw the end of the fit, so the file
+    # (complete once the spawned ranks have joined)
+    written = module.final_genotype if module.final_genotype is not None else Genotype.load(genotype)
     result.update(genotype=str(genotype), cell_picture=str(out / "cell.png"), alpha_entropy=entropy["mean"])
     result.update(target=written.search.get("target"), ops=written.ops)
     # normalised entropy 1.0 = softmax(alpha) still uniform: the argmax is noise, not a decision
