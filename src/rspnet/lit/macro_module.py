@@ -125,11 +125,13 @@ class MacroSearchModule(SearchModule):
         super().on_save_checkpoint(checkpoint)
         checkpoint["rspnet"]["path_scores"] = self.scores.state_dict()
         checkpoint["rspnet"]["path_score_halves"] = [acc.state_dict() for acc in self.score_halves]
+        checkpoint["rspnet"]["scored_steps"] = self._scored_steps  # which half the next arch step feeds
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
+        world_size = self.trainer.world_size if self._trainer is not None else 1
+        self._scored_steps = int(checkpoint.get("rspnet", {}).get("scored_steps", 0))
         if "path_scores" in checkpoint.get("rspnet", {}):
-            world_size = self.trainer.world_size if self._trainer is not None else 1
             self.scores.load_state_dict(checkpoint["rspnet"]["path_scores"], world_size)
         # absent in checkpoints written before the split-half evidence: the halves restart empty
         for acc, state in zip(self.score_halves, checkpoint.get("rspnet", {}).get("path_score_halves", [])):
