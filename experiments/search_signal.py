@@ -55,10 +55,9 @@ def _evidence_stats(search: dict[str, Any]) -> dict[str, float]:
 
 def _null_kind(search: dict[str, Any]) -> str | None:
     """None for a real search, else the null's kind ("labels": `search.null=true|labels`, "grad")."""
-    value = search.get("null", False)
-    if value in (None, False, "false"):
-        return None
-    return "labels" if value is True or value == "true" else str(value)
+    from rspnet.search_space.evidence import null_mode
+
+    return null_mode(search)
 
 
 def read_cell(path: Path) -> dict[str, Any]:
