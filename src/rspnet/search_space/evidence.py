@@ -30,17 +30,10 @@ from typing import Any
 
 import torch
 
+from rspnet.genotype import normalized_entropy
+
 # rows with a single candidate decide nothing and are left out of means
 Rows = Sequence[Sequence[float]]
-
-
-def _entropy(probs: Sequence[float]) -> float:
-    """Entropy of a non-negative vector read as a distribution, divided by log(len): 1 = uniform."""
-    p = [max(float(v), 0.0) for v in probs]
-    total = sum(p)
-    if len(p) < 2 or total <= 0:
-        return 0.0
-    return -sum(v / total * math.log(v / total) for v in p if v > 0) / math.log(len(p))
 
 
 def decisiveness(rows: Rows, as_probs: bool = True) -> dict[str, Any]:
@@ -66,7 +59,11 @@ def _row_stats(values: list[float], as_probs: bool) -> dict[str, float]:
         share = [max(v, 0.0) / total for v in values]
         ranked = sorted(share, reverse=True)
         margin = ranked[0] - ranked[1] if len(ranked) > 1 else 0.0
-        return {"entropy": round(_entropy(share), 6), "top1": round(max(share), 6), "margin": round(margin, 6)}
+        return {
+            "entropy": round(normalized_entropy(share), 6),
+            "top1": round(max(share), 6),
+            "margin": round(margin, 6),
+        }
     ranked = sorted(values, reverse=True)
     margin = ranked[0] - ranked[1] if len(ranked) > 1 else 0.0
     spread = ranked[0] - ranked[-1]
