@@ -202,3 +202,36 @@ def test_macro_json_records_scoring_entropy_and_provenance(make_cfg, genotype_fi
 def test_unknown_scoring_is_a_config_error(make_cfg, genotype_file: Path) -> None:
     with pytest.raises(ConfigError, match="macro.scoring=cam"):
         run_macro_search(make_cfg(*TINY, f"genotype={genotype_file}", "macro.scoring=cam"))
+
+
+@pytest.mark.parametrize("stage", ["cell_search", "macro_search"])
+def test_a_rank_reports_its_own_final_architecture_without_reading_rank_0s_file(
+    make_cfg, genotype_file: Path, monkeypatch, stage: str
+) -> None:
+    # a DDP rank other than 0 never writes the final file; rank 0 may still be writing it when the other
+    # rank's stage reports. Emulated in one process: the final export does not happen, so the artifact on
+    # disk is the last epoch's (complete=False, which loaders refuse) — the stage must not read it.
+    from rspnet.lit.macro_module import MacroSearchModule
+    from rspnet.lit.search_module import SearchModule
+    from rspnet.stages.cell_search import run as run_cell_search
+
+    module_class = SearchModule if stage == "cell_search" else MacroSearchModule
+    real_export = module_class.export_artifacts
+
+    def epoch_exports_only(self, out: Path, final: bool) -> None:
+        if not final:
+            real_export(self, out, final)
+
+    monkeypatch.setattr(module_class, "export_artifacts", epoch_exports_only)
+    if stage == "cell_search":
+        cfg = make_cfg("stage=cell_search", "debug=tiny", "model=micro", "trainer.max_epochs=1")
+        result = run_cell_search(cfg)
+        assert len(result["ops"]) == 3
+        with pytest.raises(ArtifactError):  # what the old code read: the epoch export
+            Genotype.load(Path(cfg.paths.output_dir) / "genotype.json")
+    else:
+        cfg = make_cfg(*TINY, f"genotype={genotype_file}", "trainer.max_epochs=1")
+        result = run_macro_search(cfg)
+        assert result["select"] == "score" and "path_scores" in result["evidence"]
+        with pytest.raises(ArtifactError):
+            MacroArch.load(Path(cfg.paths.output_dir) / "macro.json")

@@ -283,16 +283,21 @@ class MacroSearchModule(SearchModule):
             metrics["arch/path_split_half"] = reliability["spearman"]
         return metrics
 
+    def derive_arch(self, final: bool) -> MacroArch:
+        """The searched trellis now (top-k inputs per node), held to a resource target's band."""
+        macro = self.macro_arch()
+        if self.cost_target:  # search.target_*: the trellis held to the band (models/macro_cost.py)
+            macro = self.cost_target.apply(macro, self.path_scores()[0], self.net.betas())
+        macro.complete = final  # per-epoch exports say the search is still running; loaders refuse them
+        return macro
+
     def export_artifacts(self, out: Path, final: bool) -> None:
         """DIR/macro.json, DIR/trellis.png, DIR/beta.png (+ beta heatmap to the logger)."""
         from rspnet.utils.loggers import log_image
         from rspnet.viz import figure_to_rgb, save_figure
         from rspnet.viz.trellis import beta_heatmap, draw_trellis
 
-        macro = self.macro_arch()
-        if self.cost_target:  # search.target_*: the trellis held to the band (models/macro_cost.py)
-            macro = self.cost_target.apply(macro, self.path_scores()[0], self.net.betas())
-        macro.complete = final  # per-epoch exports say the search is still running; loaders refuse them
+        macro = self.derive_arch(final)
         macro.save(out / "macro.json")
         draw_trellis(macro, out / "trellis.png", title=f"searched trellis, epoch {self.epochs_done} (width ~ score)")
         betas = {node: torch.softmax(b.detach().float(), 0).cpu().tolist() for node, b in self.net.betas().items()}

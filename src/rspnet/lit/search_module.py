@@ -98,7 +98,9 @@ class SearchModule(pl.LightningModule):
         self.cost_target: Any = CellTarget.from_cfg(cfg) if hasattr(net, "alpha") else None
         # {"select", "ops", "evidence"} of the finished search (lit/perturb.py), set in on_train_end
         self.selection: dict[str, Any] | None = None
-        self.final_genotype: Any = None  # set on every rank at the end of the fit (cell supernets)
+        # the finished search's architecture (Genotype / MacroArch), set on every rank at the end of the fit:
+        # a stage reports it without reading rank 0's file, which another rank could read half written
+        self.final_arch: Any = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [B, K, H, W] at input resolution."""
@@ -235,10 +237,7 @@ class SearchModule(pl.LightningModule):
             self.selection = select_cell(self.net, self.cfg, self.trainer.datamodule)
 
     def on_fit_end(self) -> None:
-        # every rank holds the final cell (stage=cell_search reports it without reading rank 0's file,
-        # which another rank could read before rank 0 has finished writing it)
-        if hasattr(self.net, "arch_weights"):
-            self.final_genotype = self.derive_genotype(final=True)
+        self.final_arch = self.derive_arch(final=True)
         if self.trainer.is_global_zero:
             self.export_artifacts(self.out_dir, final=True)
             self.export_evolution(self.out_dir)
@@ -304,6 +303,10 @@ class SearchModule(pl.LightningModule):
             "null": null_mode(s) or False,
             "select": str(s.get("select", "argmax")),
         }
+
+    def derive_arch(self, final: bool) -> Any:
+        """The searched architecture now (a Genotype for a cell supernet; None for a bare net)."""
+        return self.derive_genotype(final) if hasattr(self.net, "arch_weights") else None
 
     def derive_genotype(self, final: bool) -> Any:
         """The searched cell now: argmax (or the selection's ops once the search ended), held to a resource target."""

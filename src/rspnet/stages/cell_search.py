@@ -31,7 +31,7 @@ def run(cfg: DictConfig) -> dict:
     # the cell as written (its ops may be held to a resource target's band, models/cost.py): this rank's
     # own copy under DDP; under ddp_spawn this process's module never saw the end of the fit, so the file
     # (complete once the spawned ranks have joined)
-    written = module.final_genotype if module.final_genotype is not None else Genotype.load(genotype)
+    written = module.final_arch if module.final_arch is not None else Genotype.load(genotype)
     result.update(genotype=str(genotype), cell_picture=str(out / "cell.png"), alpha_entropy=entropy["mean"])
     result.update(target=written.search.get("target"), ops=written.ops)
     # normalised entropy 1.0 = softmax(alpha) still uniform: the argmax is noise, not a decision

@@ -80,8 +80,10 @@ def run(cfg: DictConfig) -> dict:
     module = MacroSearchModule(net, cfg)
     result = fit_search(cfg, module, datamodule)
     out = Path(str(cfg.paths.output_dir))
-    # rank 0's final macro.json (under ddp_spawn this process's module never saw the end of training)
-    search = MacroArch.load(out / "macro.json").search
+    # this rank's own final trellis (rank 0 may still be writing macro.json); under ddp_spawn this
+    # process's module never saw the end of the fit, so the file (complete once the spawned ranks joined)
+    final = module.final_arch if module.final_arch is not None else MacroArch.load(out / "macro.json")
+    search = final.search
     target = search.get("target")  # search.target_*: as held to the band
     result = dict(result or {}) | {"select": search["select"], "evidence": search["evidence"], "target": target}
     atomic_write_json(out / RESULT, result)
