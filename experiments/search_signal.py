@@ -1,6 +1,8 @@
 """Does a search carry signal? Real searches against null searches (issue 24), from their artifacts.
 
     python -m experiments.search_signal runs/signal/cell [--out docs/img/results/signal_cell.md]
+    python -m experiments.search_signal --knob base=runs/signal/cell,runs/signal/cell_grad \
+        --knob beta1_09=runs/signal/knobs/beta1_09 ...     # the knob table (issue 24 item 3)
 
 Reads every `genotype.json` / `macro.json` under the given sweep folders (Hydra multirun
 `hydra.sweep.dir`s of `stage=cell_search` / `stage=macro_search`, real and `search.null=true` jobs
@@ -13,6 +15,13 @@ the same number for two null searches. Nothing here looks at val: the statistics
 the searches on train.
 
 A search "carries signal" where its statistics lie outside the null's 95 % range (SPEC 2.7).
+
+`--knob NAME=DIR[,DIR...]` (repeated) writes the knob table instead: one row per search recipe
+(each a sweep of real and `search.null=grad` cell searches), with the real-vs-null gap of the
+readout's decisiveness (how far the real searches' mean normalised alpha entropy lies below the
+null's, in null SDs, and its Mann-Whitney p), the split-half reliability of the alpha scores (and
+of the perturbation drops where recorded) in real and null searches, the pairwise agreement of
+the real searches' choices, and the CPU minutes per search (done.json).
 """
 
 from __future__ import annotations
@@ -60,6 +69,12 @@ def _null_kind(search: dict[str, Any]) -> str | None:
     return null_mode(search)
 
 
+def _cpu_s(path: Path) -> float | None:
+    """CPU seconds of the run that wrote `path` (its done.json), if recorded."""
+    done = path.parent / "done.json"
+    return json.loads(done.read_text()).get("cpu_s") if done.is_file() else None
+
+
 def read_cell(path: Path) -> dict[str, Any]:
     """One cell search: null flag, the ops, the alpha statistics, the recorded evidence."""
     doc = json.loads(path.read_text())
@@ -67,6 +82,7 @@ def read_cell(path: Path) -> dict[str, Any]:
     stats = {f"alpha/{k}": v for k, v in _decisiveness([e["weights"] for e in doc["edges"]]).items()}
     return {
         "path": str(path),
+        "cpu_s": _cpu_s(path),
         "null": _null_kind(search),
         "seed": search.get("seed"),
         "choice": [e["op"] for e in doc["edges"]],
@@ -200,13 +216,60 @@ def collect(folders: list[Path]) -> dict[str, list[dict]]:
     return runs
 
 
+KNOB_RELIABILITY = ("alpha/split_half/spearman", "perturb/split_half/spearman")
+
+
+def _mean(values: list[float]) -> str:
+    return f"{statistics.fmean(values):.3f}" if values else "–"
+
+
+def knob_row(name: str, runs: list[dict]) -> str:
+    """One row of the knob table: the real-vs-grad-null gap and the reliability of one search recipe."""
+    real = [r for r in runs if not r["null"]]
+    null = [r for r in runs if r["null"] == "grad"]
+    if len(real) < 2 or len(null) < 2:
+        cells = [name, str(len(real)), str(len(null)), "(needs >= 2 real and >= 2 grad-null searches)", *[""] * 6]
+        return "| " + " | ".join(cells) + " |"
+    rv, nv = ([r["stats"]["alpha/entropy"] for r in g] for g in (real, null))
+    gap = (statistics.fmean(nv) - statistics.fmean(rv)) / (statistics.stdev(nv) or float("nan"))
+    p = mannwhitneyu(rv, nv, alternative="less").pvalue
+    reliability = [
+        f"{_mean([r['stats'][k] for r in real if k in r['stats']])} / "
+        f"{_mean([r['stats'][k] for r in null if k in r['stats']])}"
+        for k in KNOB_RELIABILITY
+    ]
+    cpu = [r["cpu_s"] / 60 for r in runs if r.get("cpu_s")]
+    return (
+        f"| {name} | {len(real)} | {len(null)} | {statistics.fmean(rv):.3f} / {statistics.fmean(nv):.3f} "
+        f"| {gap:+.2f} | {p:.3g} | {' | '.join(reliability)} | {pairwise(real):.3f} | {_mean(cpu)} |"
+    )
+
+
+def knob_table(knobs: list[str]) -> str:
+    """The markdown knob table for `--knob NAME=DIR[,DIR...]` arguments."""
+    lines = [
+        "| recipe | real | grad null | alpha entropy real / null | gap (null SDs) | Mann-Whitney p "
+        "| alpha split-half real / null | perturb split-half real / null | real agreement | CPU min / search |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for knob in knobs:
+        name, _, dirs = knob.partition("=")
+        if not dirs:
+            sys.exit(f"search_signal: error: --knob {knob}: use NAME=DIR[,DIR...]")
+        lines.append(knob_row(name, collect([Path(d) for d in dirs.split(",")])["cell"]))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("folders", nargs="+", type=Path, help="sweep folders of real and null searches")
+    ap.add_argument("folders", nargs="*", type=Path, help="sweep folders of real and null searches")
+    ap.add_argument("--knob", action="append", default=[], help="NAME=DIR[,DIR...]: a knob-table row (repeat)")
     ap.add_argument("--out", type=Path, help="write the markdown here (default: print)")
     args = ap.parse_args(argv)
+    if not args.folders and not args.knob:
+        ap.error("give sweep folders, or --knob NAME=DIR[,DIR...]")
     runs = collect(args.folders)
-    text = "\n".join(table(kind, found) for kind, found in runs.items() if found)
+    text = knob_table(args.knob) if args.knob else "\n".join(table(kind, found) for kind, found in runs.items() if found)
     if not text:
         sys.exit(
             "search_signal: error: no complete genotype.json / macro.json under " + " ".join(map(str, args.folders))

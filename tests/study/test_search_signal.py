@@ -63,3 +63,30 @@ def test_incomplete_searches_are_left_out_and_bad_folders_are_one_line(tmp_path:
 
 def _split(runs: list[dict]) -> tuple[list[dict], list[dict]]:
     return [r for r in runs if not r["null"]], [r for r in runs if r["null"]]
+
+
+def _write_grad(folder: Path, seed: int, null: bool, sharp: float, rng: random.Random, cpu_s: float) -> None:
+    _write(folder, seed, False, sharp, rng)
+    doc = json.loads((folder / "genotype.json").read_text())
+    doc["search"]["null"] = "grad" if null else False
+    (folder / "genotype.json").write_text(json.dumps(doc))
+    (folder / "done.json").write_text(json.dumps({"cpu_s": cpu_s}))
+
+
+def test_knob_table_ranks_the_recipe_with_signal_above_the_one_without(tmp_path: Path, capsys) -> None:
+    rng = random.Random(3)
+    for name, sharp in (("flat", 0.0), ("sharp", 6.0)):
+        for s in range(5):
+            _write_grad(tmp_path / name / f"real{s}", s, False, sharp, rng, 120.0)
+            _write_grad(tmp_path / name / f"null{s}", s, True, 0.0, rng, 60.0)
+    _write_grad(tmp_path / "few" / "real0", 0, False, 6.0, rng, 60.0)
+    knobs = [f"flat={tmp_path / 'flat'}", f"sharp={tmp_path / 'sharp'}", f"few={tmp_path / 'few'}"]
+    assert search_signal.main([arg for k in knobs for arg in ("--knob", k)]) == 0
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in capsys.readouterr().out.splitlines()}
+    gap_flat, gap_sharp = float(rows["flat"][4]), float(rows["sharp"][4])
+    assert gap_sharp > 2.0 > abs(gap_flat)  # entropy below the null's by > 2 null SDs only with signal
+    assert float(rows["sharp"][5]) < 0.01 < float(rows["flat"][5])  # Mann-Whitney p
+    assert rows["sharp"][9].strip(" |") == "1.500"  # CPU minutes per search from done.json (mean of 120 s, 60 s)
+    assert "needs >= 2 real" in rows["few"][3] and len(rows["few"]) == len(rows["flat"])
+    with pytest.raises(SystemExit, match="NAME=DIR"):
+        search_signal.main(["--knob", "nodir"])
