@@ -269,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.folders and not args.knob:
         ap.error("give sweep folders, or --knob NAME=DIR[,DIR...]")
     runs = collect(args.folders)
-    text = knob_table(args.knob) if args.knob else "\n".join(table(kind, found) for kind, found in runs.items() if found)
+    text = (
+        knob_table(args.knob) if args.knob else "\n".join(table(kind, found) for kind, found in runs.items() if found)
+    )
     if not text:
         sys.exit(
             "search_signal: error: no complete genotype.json / macro.json under " + " ".join(map(str, args.folders))
