@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from rspnet.errors import ArtifactError, DataError
+from rspnet.data import build_datamodule
+from rspnet.errors import ArtifactError, ConfigError, DataError
 from rspnet.stages.eval import run as run_eval
 from rspnet.stages.predict import run as run_predict
 
@@ -59,7 +60,6 @@ def test_eval_writes_metrics_json_per_spec(trained: dict, tiny_cfg, mode: str) -
 
 
 def test_eval_needs_a_checkpoint(tiny_cfg, tmp_path: Path) -> None:
-    from rspnet.errors import ConfigError
 
     with pytest.raises(ConfigError, match="ckpt"):
         run_eval(tiny_cfg("stage=eval"))
@@ -307,3 +307,28 @@ def test_a_failed_predict_leaves_no_predictions_folder(trained: dict, tiny_cfg, 
         run_predict(cfg)
     assert not (Path(cfg.paths.output_dir) / "predictions").exists()
     assert not (Path(cfg.paths.output_dir) / ".predictions.partial").exists()
+
+
+def test_eval_on_the_selection_split_reproduces_the_selection_score(trained: dict, tiny_cfg) -> None:
+    # split=select: the held-out slice of train the run picked its checkpoint on (same train.holdout_* options),
+    # e.g. to choose the inference scale on it (issue 25) and never on val
+    train_json = json.loads((trained["out"] / "train.json").read_text())
+    cfg = tiny_cfg("stage=eval", f"ckpt={trained['best_ckpt']}", "split=select")
+    run_eval(cfg)
+    metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    assert dm.holdout_dataset is not None and len(dm.holdout_dataset) >= 1
+    assert metrics["split"] == "select" and metrics["num_images"] == len(dm.holdout_dataset)
+    # train.json names the monitored selection score best_val_miou (its historic key)
+    assert metrics["miou"] == pytest.approx(train_json["best_val_miou"], abs=1e-4)
+    with pytest.raises(ConfigError, match="split=select"):
+        run_eval(
+            tiny_cfg(
+                "stage=eval",
+                f"ckpt={trained['best_ckpt']}",
+                "split=select",
+                "train.select=last",
+                "train.holdout_fraction=0",
+            )
+        )

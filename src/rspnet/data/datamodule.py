@@ -66,7 +66,7 @@ class SegDataModule(pl.LightningDataModule):
         self.ignore_index = IGNORE
         self.train_dataset: SegDataset | None = None
         self.val_dataset: SegDataset | None = None
-        self.test_dataset: SegDataset | None = None
+        self.test_dataset: Dataset | None = None
         self._search_split: dict[str, Any] | None = None
         self._search_mode: str | None = None  # CombinedLoader mode once `use_search_loaders` was called
         self.selection = Selection.from_cfg(cfg)
@@ -95,11 +95,19 @@ class SegDataModule(pl.LightningDataModule):
         if stage in ("test", "predict"):
             self._test()
 
-    def _test(self) -> SegDataset:
-        """Dataset of `cfg.split` with the eval pipeline (reuses val when split=val)."""
+    def _test(self) -> Dataset:
+        """Dataset of `cfg.split` with the eval pipeline (reuses val when split=val; `select` = the held-out
+        slice of train that `train.holdout_*` carve, the frames a training run selected its checkpoint on)."""
         split = str(self.cfg.get("split", "val"))
         if self.test_dataset is None:
-            if split == "val" and self.val_dataset is not None:
+            if split == "select":
+                if not self.selection.holds_out:
+                    raise ConfigError(
+                        "split=select is the held-out slice of train: set train.holdout_sequences=[...] or "
+                        "train.holdout_fraction > 0 as the training run did"
+                    )
+                self.test_dataset = self._require_holdout()
+            elif split == "val" and self.val_dataset is not None:
                 self.test_dataset = self.val_dataset
             else:
                 self.test_dataset = self._build(self.cfg, split, False)
