@@ -25,7 +25,7 @@ from rspnet.utils.io import atomic_write_text
 
 def steps(doc: Path, quick: bool, cuda: bool, camvid: Path | None) -> dict[str, Callable[[], Any]]:
     """Benchmark name -> call (each writes its section into `doc`)."""
-    from bench import camvid_baseline, derived, lut_check, profile_search, runs, search, throughput
+    from bench import camvid_baseline, camvid_speed, derived, lut_check, profile_search, runs, search, throughput
 
     w = ["--write", str(doc), *(["--quick"] if quick else [])]
     root = ["--camvid-root", str(camvid)] if camvid else []
@@ -50,6 +50,7 @@ def steps(doc: Path, quick: bool, cuda: bool, camvid: Path | None) -> dict[str, 
             "demo": lambda: runs.main(["--demo", *w]),
             "demo_busy": lambda: runs.main(["--demo", "--busy", *w]),
             "lut_check": lambda: lut_check.main(w),
+            "camvid_speed": lambda: camvid_speed.main(w),
         }
         if camvid:
             out["camvid_baseline"] = lambda: camvid_baseline.main(

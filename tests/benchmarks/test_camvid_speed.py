@@ -1,0 +1,30 @@
+"""bench/camvid_speed.py: ours vs ENet latency rows, alternating arms, params and GMACs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import camvid_speed
+
+
+def test_rows_for_ours_and_enet_with_their_params_and_gmacs(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bench.md"
+    assert camvid_speed.main(["--rounds", "2", "--repeats", "1", "--size", "32", "48", "--write", str(out)]) == 0
+    text = out.read_text()
+    assert "<!-- bench:camvid_speed:start -->" in text and "Command: `python -m bench.camvid_speed" in text
+    rows = [
+        line.split(" | ")
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("| ") and "---" not in line
+    ]
+    by_net = {r[0].strip("| "): r for r in rows[1:]}
+    assert by_net["ENet (net=enet)"][1] == "364,127"  # the paper's network (tests/models/test_enet.py derives it)
+    assert by_net["rspnet (experiment=camvid)"][1] == "422,547"  # the shipped camvid_tiny_s0 architecture
+    assert all(float(r[2]) > 0 and float(r[3]) > 0 and r[6].strip(" |") == "2" for r in by_net.values())
+
+
+def test_bad_arch_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="--arch nofiles"):
+        camvid_speed.main(["--arch", "nofiles", "--rounds", "1", "--repeats", "1"])
