@@ -2,12 +2,12 @@
 
     python -m experiments.collect RUN_DIRS... > table.md
 
-A run is a folder with the `config.yaml` rspnet saves (or a W&B offline run folder).
-Its mIoU comes from, in order: metrics.json (stage=eval), pipeline.json, train.json,
-the CSV log (csv/metrics.csv, best `val/miou`, else best `select/miou` as the searches log), the W&B offline run (wandb/offline-run-*:
-its binary log, or files/wandb-summary.json in older wandb). The last three are skipped when
+A run is a folder with the `config.yaml` rspnet saves. Its mIoU comes from, in order:
+metrics.json (stage=eval), pipeline.json, train.json, the CSV log (csv/metrics.csv, best
+`val/miou`, else best `select/miou` as the searches log). The last two are skipped when
 train.json says validation ran on the held-out slice of train (`train.select`), which is not
-the reported split. Paper rows no run matches say "not run here".
+the reported split. W&B's own files are not read: a run logged to W&B gives its logged numbers
+here through the csv logger beside it (`logger=wandb extra_loggers=[csv]`). Paper rows no run matches say "not run here".
 
 Each run's budgets (epochs of cell search, macro search and training, as run) and the
 provenance of its architecture (searched | random | preset | unknown, rspnet.architecture)
@@ -29,7 +29,6 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from experiments.wandb_offline import read_offline_run
 from rspnet.architecture import arch_provenance, search_epochs
 from rspnet.resources import genotype_path, shipped_genotypes
 
@@ -153,26 +152,6 @@ def _csv_best(path: Path) -> float | None:
     return None
 
 
-def _wandb(run_dir: Path) -> dict[str, Any]:
-    """Config/summary/history of a W&B offline run; empty if it cannot be read."""
-    try:
-        return read_offline_run(run_dir)
-    except (OSError, ValueError, ImportError):
-        return {"config": {}, "summary": {}, "history": [], "artifacts": []}
-
-
-def _wandb_best(run: dict[str, Any]) -> float | None:
-    """Best logged value of the first of MIOU_KEYS over the run's history (else its summary value)."""
-    for key in MIOU_KEYS:
-        values = [row[key] for row in run["history"] if isinstance(row.get(key), (int, float))]
-        summary = run["summary"].get(key)
-        if isinstance(summary, dict):  # define_metric(summary="max") stores {"max": value}
-            summary = summary.get("max")
-        if values or isinstance(summary, (int, float)):
-            return max(values) if values else summary
-    return None
-
-
 def _describe(run: Run, cfg: dict[str, Any]) -> None:
     """Fill stage/dataset/rsp/head/pretraining from a resolved config dict."""
     get = lambda *keys: _dig(cfg, keys)  # noqa: E731
@@ -193,17 +172,12 @@ def _dig(d: Any, keys: Iterable[str]) -> Any:
 
 
 def read_run(path: Path) -> Run:
-    """Read one run folder (rspnet output dir or W&B offline run dir)."""
+    """Read one run folder (an rspnet output dir)."""
     run = Run(path)
-    wandb_dirs = sorted(path.glob("wandb/offline-run-*")) + sorted(path.glob("wandb/run-*"))
-    if path.name.startswith(("offline-run-", "run-")):
-        wandb_dirs = [path]
     cfg: dict[str, Any] = {}
     if (path / "config.yaml").is_file():
         cfg = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=False)
         _describe(run, cfg)
-    elif wandb_dirs:
-        _describe(run, _wandb(wandb_dirs[-1])["config"])
     _budgets_and_provenance(run, cfg)
     sources: list[tuple[str, Any]] = []
     if (m := _read_json(path / "metrics.json")) is not None:
@@ -220,10 +194,6 @@ def read_run(path: Path) -> Run:
         run.params = run.params or t.get("params")
     if not held_out:
         sources.append(("csv/metrics.csv", _csv_best(path / "csv" / "metrics.csv")))
-    for wdir in reversed(wandb_dirs):
-        wrun = _wandb(wdir)
-        sources.append((f"wandb/{wdir.name}", None if held_out else _wandb_best(wrun)))
-        run.params = run.params or wrun["summary"].get("params")
     for name, value in sources:
         if isinstance(value, (int, float)):
             run.miou, run.source = float(value), name
@@ -295,7 +265,7 @@ def shortfalls(run: Run) -> list[str]:
     return why
 
 
-SKIP = {".hydra", "checkpoints", "csv", "files", "logs", ".submitit"}
+SKIP = {".hydra", "checkpoints", "csv", "files", "logs", ".submitit", "wandb"}
 
 
 def find_runs(roots: Iterable[Path]) -> list[Run]:
@@ -303,14 +273,12 @@ def find_runs(roots: Iterable[Path]) -> list[Run]:
     runs: list[Run] = []
 
     def walk(d: Path) -> None:
-        has_config = (d / "config.yaml").is_file()
-        if has_config or d.name.startswith("offline-run-"):
+        if (d / "config.yaml").is_file():
             runs.append(read_run(d))
-            if not has_config or (d / "pipeline.json").is_file():
+            if (d / "pipeline.json").is_file():
                 return
         for child in sorted(c for c in d.iterdir() if c.is_dir() and c.name not in SKIP):
-            if not (has_config and child.name == "wandb"):  # a run's own W&B dir was read with it
-                walk(child)
+            walk(child)
 
     for root in roots:
         walk(Path(root))
@@ -402,7 +370,7 @@ def render(runs: list[Run]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """CLI: print the table for the given run folders to stdout."""
     parser = argparse.ArgumentParser(prog="python -m experiments.collect", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dirs", nargs="*", type=Path, help="run / sweep / W&B offline folders")
+    parser.add_argument("run_dirs", nargs="*", type=Path, help="run / sweep folders")
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.run_dirs if not p.is_dir()]
     if missing:
