@@ -1,4 +1,4 @@
-"""experiments.collect: local run outputs (JSON, CSV logs) -> results table."""
+"""experiments.results, the paper table: local run outputs (JSON, CSV logs) -> results table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from experiments.collect import PAPER_BUDGETS, find_runs, main, render
+from experiments.results import PAPER_BUDGETS, find_runs, main
+from experiments.results import paper_table as render
 from rspnet.resources import genotype_path
 
 
@@ -148,7 +149,7 @@ def test_collect_refuses_unsearched_and_under_budget_runs(tmp_path: Path) -> Non
 
 
 def test_held_out_validation_is_not_reported_as_val(tmp_path: Path) -> None:
-    from experiments.collect import read_run
+    from experiments.results import read_run
 
     run = tmp_path / "train_only"
     (run / "csv").mkdir(parents=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.collect import find_runs
+from experiments.results import find_runs
 from tests.scale.conftest import read_finished_run
 
 
@@ -21,7 +21,7 @@ def test_wandb_offline_run_has_images(make_cfg, tmp_path: Path, monkeypatch) -> 
     cfg = make_cfg(
         "stage=cell_search",
         "logger=wandb",
-        "extra_loggers=[csv]",  # the numbers for experiments.collect
+        "extra_loggers=[csv]",  # the numbers for experiments.results
         "logger.group=test_group",
         "logger.tags=[t1]",
         "trainer.max_epochs=1",
@@ -50,7 +50,7 @@ def test_wandb_offline_run_has_images(make_cfg, tmp_path: Path, monkeypatch) -> 
     assert {a["type"] for a in logged["artifacts"]} == {"genotype"}  # genotype.json as an artifact
     assert any("curves/learning_curves/filenames" in row for row in logged["history"])
     assert any("arch/alpha_evolution/filenames" in row for row in logged["history"])
-    (found,) = find_runs([out])  # experiments.collect reads the same numbers from the csv logged beside W&B
+    (found,) = find_runs([out])  # experiments.results reads the same numbers from the csv logged beside W&B
     assert found.stage == "cell_search" and found.source == "csv/metrics.csv"
     assert found.miou == max(row["select/miou"] for row in logged["history"] if "select/miou" in row)
 
