@@ -2,6 +2,7 @@
 
     python -m experiments.results RUN_DIRS... > table.md          # paper table (experiments/README.md)
     python -m experiments.results --study outputs/camvid_study --out docs/results.md
+    python -m experiments.results --recipes outputs/camvid_recipes --out docs/camvid_recipes.md
 
 One reader of what runs leave behind: metrics.json (stage=eval), pipeline.json, train.json, the csv
 log (csv/metrics.csv), the done markers' wall/CPU seconds (`done.json` of rspnet.utils.run_record, or
@@ -16,6 +17,11 @@ Each run's budgets (epochs of cell search, macro search and training, as run) an
 architecture (searched | random | preset | unknown) are recorded; only a run on a searched architecture
 with at least the paper's budgets (PAPER_BUDGETS) is filed under a paper row, a run with a paper row's
 setting that falls short is listed below the table with the reason; rows no run matches say "not run here".
+
+Recipe table: one row per job folder of a recipe sweep (`hparams_search=camvid_recipes`, the
+folder named after the variant's overrides; docs/camvid_recipes.md): val mIoU (eval/metrics.json),
+held-out mIoU (train/train.json, the selection split), per-class IoU, params, wall and CPU time (the
+done markers); the variant with the best held-out mIoU is marked, val is never used to choose.
 
 Study page: reads OUT/study.json (the plan written by experiments.camvid_study) and every arm's
 folders; writes the table of every arm (val mIoU mean ± std over training seeds, params, GFLOPs, wall
@@ -398,6 +404,59 @@ def paper_table(runs: list[Run]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ---- the recipe sweep's table (docs/camvid_recipes.md) ----
+
+
+def recipe_rows(sweep: Path) -> list[dict[str, Any]]:
+    """One row per finished variant folder of a recipe sweep: a pipeline job, or its train/ and eval/ phases."""
+    rows = []
+    for d in sorted(p for p in Path(sweep).iterdir() if p.is_dir()):
+        metrics = _json(d / "eval" / "metrics.json")
+        train = _json(d / "train" / "train.json") or {}
+        if metrics is None:
+            continue
+        clocks = timing(d) if (d / "pipeline.json").is_file() else timing(d / "train", d / "eval")
+        rows.append(
+            {
+                "name": d.name,
+                "miou": metrics.get("miou"),
+                "iou_per_class": metrics.get("iou_per_class") or {},
+                "selection_miou": train.get("best_val_miou"),
+                "params": train.get("params"),
+                "wall_s": clocks and clocks[0],
+                "cpu_s": clocks and clocks[1],
+            }
+        )
+    return rows
+
+
+def chosen(rows: list[dict[str, Any]]) -> str | None:
+    """The variant with the best held-out mIoU (the selection split; val is never looked at), or None."""
+    scored = [r for r in rows if isinstance(r.get("selection_miou"), (int, float))]
+    return max(scored, key=lambda r: r["selection_miou"])["name"] if scored else None
+
+
+def recipe_table(rows: list[dict[str, Any]]) -> str:
+    """The markdown table: one row per variant (the chosen one marked *), per-class IoU columns."""
+    classes = list(dict.fromkeys(c for r in rows for c in r["iou_per_class"]))
+    head = ["variant", "val mIoU (%)", "held-out mIoU (%)", *classes, "params (M)", "wall (min)", "CPU (min)"]
+    best = chosen(rows)
+    lines = [f"Chosen on the held-out column: **{best}** (marked *); val was not used to choose.", ""] if best else []
+    table = [
+        [
+            f"`{r['name']}`" + (" *" if r["name"] == best else ""),
+            _fmt(r["miou"], 1, 100),
+            _fmt(r["selection_miou"], 1, 100),
+            *(_fmt(r["iou_per_class"].get(c), 1, 100) for c in classes),
+            _fmt(r["params"] and r["params"] / 1e6, 3),
+            _fmt(r["wall_s"] and r["wall_s"] / 60, 1),
+            _fmt(r["cpu_s"] and r["cpu_s"] / 60, 1),
+        ]
+        for r in rows
+    ]
+    return "\n".join([*lines, _table(head, table)]) + "\n"
+
+
 # ---- the CamVid study's page (docs/results.md) ----
 
 
@@ -746,9 +805,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("run_dirs", nargs="*", type=Path, help="run / sweep folders: the paper table to stdout")
     ap.add_argument("--study", type=Path, help="the --out folder of experiments.camvid_study: the study page")
-    ap.add_argument("--out", type=Path, default=Path("docs/results.md"), help="the study page (with --study)")
+    ap.add_argument("--recipes", type=Path, help="the sweep folder of hparams_search=camvid_recipes: its table")
+    ap.add_argument("--out", type=Path, default=None, help="the page (default docs/results.md; --recipes: stdout)")
     ap.add_argument("--img", type=Path, default=None, help="picture folder (default: img/results beside --out)")
     args = ap.parse_args(argv)
+    if args.recipes is not None:
+        table = recipe_table(recipe_rows(args.recipes))
+        if args.out is None:
+            sys.stdout.write(table)
+        else:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(table)
+            print(f"results: {args.out}")
+        return 0
     if args.study is None:
         missing = [str(p) for p in args.run_dirs if not p.is_dir()]
         if missing:
@@ -756,6 +825,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         sys.stdout.write(paper_table(find_runs(args.run_dirs)))
         return 0
+    args.out = args.out or Path("docs/results.md")
     img = args.img or args.out.parent / "img" / "results"
     page = render(args.study, args.out, img)
     args.out.parent.mkdir(parents=True, exist_ok=True)
