@@ -3,6 +3,7 @@
     python -m experiments.results RUN_DIRS... > table.md          # paper table (experiments/README.md)
     python -m experiments.results --study outputs/camvid_study --out docs/results.md
     python -m experiments.results --recipes outputs/camvid_recipes --out docs/camvid_recipes.md
+    python -m experiments.results --decide outputs/camvid_study/decide
 
 One reader of what runs leave behind: metrics.json (stage=eval), pipeline.json, train.json, the csv
 log (csv/metrics.csv), the done markers' wall/CPU seconds (`done.json` of rspnet.utils.run_record, or
@@ -23,6 +24,9 @@ folder named after the variant's overrides; docs/camvid_recipes.md): val mIoU (e
 held-out mIoU (train/train.json, the selection split), per-class IoU, params, wall and CPU time (the
 done markers); the variant with the best held-out mIoU is marked, val is never used to choose.
 
+Search-decide table: one row per search-recipe attempt of a `hparams_search=search_decide` sweep (the
+job folders without their seed): mean alpha entropy, top-1 weight and margin, seed agreement, the cells.
+
 Study page: reads OUT/study.json (the plan written by experiments.camvid_study) and every arm's
 folders; writes the table of every arm (val mIoU mean ± std over training seeds, params, GFLOPs, wall
 and CPU time), the searched arms' rank among the random ones, the search's entropies, and pictures
@@ -33,8 +37,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -461,24 +467,27 @@ def recipe_table(rows: list[dict[str, Any]]) -> str:
 
 
 def gflops_of(ckpt: Path) -> float | None:
-    """GFLOPs of an rspnet training checkpoint's network at its crop size (built on the meta device)."""
-    from omegaconf import OmegaConf
-
+    """GFLOPs of a training checkpoint's network at its crop size: an rspnet net built on the meta device,
+    another net of the `net` group (the study's baseline) rebuilt from the checkpoint."""
     from rspnet.genotype import Genotype, MacroArch
-    from rspnet.models.cost import summarize
+    from rspnet.lit.seg_module import SegModule
+    from rspnet.models.cost import count_gflops, summarize
     from rspnet.utils.checkpoint import read_checkpoint
 
     meta = read_checkpoint(ckpt).get("rspnet") or {}
-    if "network" in meta or "genotype" not in meta:
+    cfg = OmegaConf.create(meta.get("config") or {})
+    if meta.get("genotype"):
+        return summarize(cfg, Genotype.from_dict(meta["genotype"]), MacroArch.from_dict(meta["macro"]))["gflops"]
+    if (meta.get("net") or {}).get("name") in (None, "rspnet") or "crop_size" not in cfg.get("dataset", {}):
         return None
-    cfg = OmegaConf.create(meta["config"])
-    return summarize(cfg, Genotype.from_dict(meta["genotype"]), MacroArch.from_dict(meta["macro"]))["gflops"]
+    module, _ = SegModule.from_checkpoint(ckpt)
+    return round(count_gflops(module.net, tuple(int(v) for v in cfg.dataset.crop_size)), 3)
 
 
 def run_record(study: Path, run: str) -> dict[str, Any]:
     """mIoU, params, GFLOPs, wall/CPU seconds (train + eval) of one training run; missing values None."""
     d = study / run
-    metrics = _json(d / "eval" / "metrics.json") or _json(d / "metrics.json")  # rspnet arm | baseline
+    metrics = _json(d / "eval" / "metrics.json") or _json(d / "metrics.json")  # every arm | older baselines
     train = _json(d / "train.json") or {}
     clocks = timing(d, d / "eval")
     ckpt = d / "checkpoints" / "last.ckpt"
@@ -580,20 +589,76 @@ def search_rows(study: Path, plan: dict) -> list[list[Any]]:
     return rows
 
 
-def decide_section(study: Path) -> list[str]:
-    """The search-recipe attempts (experiments.search_decide, run into STUDY/decide) and the searched cells' agreement."""
-    from experiments.search_decide import agreement
+def edge_stats(genotype: dict[str, Any]) -> dict[str, Any]:
+    """Entropy, top-1 weight and top-1 minus top-2 margin of each edge's softmax(alpha), and the ops."""
+    tops, margins = [], []
+    for e in genotype["edges"]:
+        w = sorted(e["weights"], reverse=True)
+        tops.append(w[0])
+        margins.append(w[0] - w[1])
+    return {
+        "entropy": genotype["search"]["alpha_entropy"]["mean"],
+        "top1": statistics.fmean(tops),
+        "margin": statistics.fmean(margins),
+        "ops": [e["op"] for e in genotype["edges"]],
+    }
 
+
+def agreement(ops: list[list[str]]) -> float:
+    """Mean over seed pairs of the fraction of edges with the same op (1 = every seed found the same cell)."""
+    pairs = list(itertools.combinations(ops, 2))
+    if not pairs:
+        return float("nan")
+    return statistics.fmean(sum(a == b for a, b in zip(x, y)) / len(x) for x, y in pairs)
+
+
+def attempt_of(job: str) -> str:
+    """The attempt a search-decide job folder belongs to: its name without the seed
+    (`search.arch_adam_lr=0.03,seed=1` -> `search.arch_adam_lr=0.03`; the older runner's `cell_adam003_s1` -> `adam003`)."""
+    name = re.sub(r"(^|,)seed=\d+(?=,|$)", "", job).strip(",")
+    return re.sub(r"_s\d+$", "", name.removeprefix("cell_")) if name == job else name or "(base)"
+
+
+def decide_table(sweep: Path) -> str:
+    """Markdown: one row per search-recipe attempt (seeds pooled), from the finished cell searches of a
+    `hparams_search=search_decide` sweep (their genotype.json and done markers). Train-only statistics."""
+    rows: dict[str, list[tuple[dict, tuple[float, float]]]] = {}
+    for d in sorted(p for p in Path(sweep).iterdir() if p.is_dir()):
+        genotype, clocks = _json(d / "genotype.json"), timing(d)
+        if genotype and clocks:
+            rows.setdefault(attempt_of(d.name), []).append((edge_stats(genotype), clocks))
+    lines = [
+        "| attempt | seeds | alpha entropy (mean) | top-1 weight | margin top-1 - top-2 | "
+        "seed agreement (edges) | cells (edges 0-1, 0-2, 1-2) | wall / CPU per search (min) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for attempt, recs in rows.items():
+        stats = [r[0] for r in recs]
+        mean = {k: statistics.fmean(s[k] for s in stats) for k in ("entropy", "top1", "margin")}
+        wall, cpu = (statistics.fmean(r[1][i] for r in recs) / 60 for i in (0, 1))
+        lines.append(
+            f"| `{attempt}` | {len(recs)} | {mean['entropy']:.3f} | {mean['top1']:.3f} | {mean['margin']:.3f} | "
+            f"{agreement([s['ops'] for s in stats]):.2f} | {'; '.join('/'.join(s['ops']) for s in stats)} | "
+            f"{wall:.1f} / {cpu:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def decide_section(study: Path) -> list[str]:
+    """The search-recipe attempts (the search_decide sweep, run into STUDY/decide) and the searched cells' agreement."""
     lines = []
-    attempts = study / "decide" / "decide.md"
-    if attempts.is_file():
+    decide = study / "decide"
+    written = decide / "decide.md"  # the table of the older runner, as it wrote it
+    table = written.read_text().strip() if written.is_file() else decide.is_dir() and decide_table(decide).strip()
+    if table and table.count("\n") > 1:
         lines += [
             "### Search-recipe attempts (cell search only, before any training)",
             "",
-            "Each attempt a row (`python -m experiments.search_decide`): decisiveness and agreement between search "
-            "seeds, measured on train only; the study's recipe was chosen from this table, not from val.",
+            "Each attempt a row (`rspnet experiment=camvid_study hparams_search=search_decide`): decisiveness and "
+            "agreement between search seeds, measured on train only; the study's recipe was chosen from this table, "
+            "not from val.",
             "",
-            attempts.read_text().strip(),
+            table,
             "",
         ]
     cells = [_json(study / f"search/cell_s{s}" / "genotype.json") for s in range(2)]
@@ -806,11 +871,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run_dirs", nargs="*", type=Path, help="run / sweep folders: the paper table to stdout")
     ap.add_argument("--study", type=Path, help="the --out folder of experiments.camvid_study: the study page")
     ap.add_argument("--recipes", type=Path, help="the sweep folder of hparams_search=camvid_recipes: its table")
+    ap.add_argument("--decide", type=Path, help="the sweep folder of hparams_search=search_decide: its table")
     ap.add_argument("--out", type=Path, default=None, help="the page (default docs/results.md; --recipes: stdout)")
     ap.add_argument("--img", type=Path, default=None, help="picture folder (default: img/results beside --out)")
     args = ap.parse_args(argv)
-    if args.recipes is not None:
-        table = recipe_table(recipe_rows(args.recipes))
+    if args.recipes is not None or args.decide is not None:
+        table = recipe_table(recipe_rows(args.recipes)) if args.recipes else decide_table(args.decide)
         if args.out is None:
             sys.stdout.write(table)
         else:
