@@ -49,7 +49,7 @@ DEBUG = [
 
 @dataclass
 class Job:
-    """One step: `kind` rspnet (a stage run), baseline, or write (a Python callable); deps are job names."""
+    """One step: `kind` rspnet (a stage run) or write (a Python callable); deps are job names."""
 
     name: str
     kind: str
@@ -220,14 +220,8 @@ def plan(args: argparse.Namespace) -> tuple[list[Job], list[Arm]]:
             [f"search/cell_{name}", f"search/macro_{name}"],
             searched(f"search/cell_{name}", f"search/macro_{name}"),
         )
-    baseline = Arm("baseline_unet", "baseline", "MONAI BasicUNet (library baseline)")
-    for t in range(args.baseline_seeds):
-        name = f"train/baseline_unet_t{t}"
-        jobs.append(
-            Job(name, "baseline", lambda d, t=t: [*base, f"seed={t}", f"trainer.max_epochs={args.train_epochs}"])
-        )
-        baseline.runs[t] = name
-    arms.append(baseline)
+    # the library baseline: the net group's MONAI BasicUNet, trained and evaluated like every arm
+    arm("baseline_unet", "baseline", "MONAI BasicUNet (library baseline)", args.baseline_seeds, [], ["net=monai_unet"])
     for name in ("searched_s0", "random_r0"):  # a few prediction overlays for the results page
         run = next(a for a in arms if a.name == name).runs[0]
         stage(
@@ -269,10 +263,8 @@ def command(job: Job, d: Path) -> list[str]:
     """The subprocess command of a job (resuming from last.ckpt when a killed run left one)."""
     assert job.args is not None
     argv = job.args(d)
-    if job.kind == "rspnet":
-        resume = ["ckpt_path=last"] if (d / "checkpoints" / "last.ckpt").is_file() else []
-        return [sys.executable, "-m", "rspnet.cli", *argv, *resume, f"paths.output_dir={d}", "print_config=false"]
-    return [sys.executable, "-m", "experiments.study_baseline", *argv, f"paths.output_dir={d}"]
+    resume = ["ckpt_path=last"] if (d / "checkpoints" / "last.ckpt").is_file() else []
+    return [sys.executable, "-m", "rspnet.cli", *argv, *resume, f"paths.output_dir={d}", "print_config=false"]
 
 
 def run_job(job: Job, d: Path) -> dict[str, Any]:

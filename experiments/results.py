@@ -1,26 +1,59 @@
-"""Results page of the CamVid study: docs/results.md and its pictures, from the run folders alone.
+"""Results from run folders alone: the paper table, the CamVid study's page, the recipe sweep's table.
 
+    python -m experiments.results RUN_DIRS... > table.md          # paper table (experiments/README.md)
     python -m experiments.results --study outputs/camvid_study --out docs/results.md
+    python -m experiments.results --recipes outputs/camvid_recipes --out docs/camvid_recipes.md
+    python -m experiments.results --decide outputs/camvid_study/decide
 
-Reads OUT/study.json (the plan written by experiments.camvid_study), every arm's eval
-metrics.json / train.json / checkpoint metadata and the `done` markers' timings. Writes the
-table of every arm (val mIoU mean ± std over training seeds, params, GFLOPs, wall and CPU time),
-the searched arms' rank among the random ones, the search's entropies, and pictures under
---img (default: docs/img/results next to --out).
+One reader of what runs leave behind: metrics.json (stage=eval), pipeline.json, train.json, the csv
+log (csv/metrics.csv), the done markers' wall/CPU seconds (`done.json` of rspnet.utils.run_record, or
+the study's `done`), checkpoint metadata and the architecture's provenance (rspnet.architecture).
+
+Paper table: a run is a folder with the `config.yaml` rspnet saves. Its mIoU comes from, in order:
+metrics.json, pipeline.json, train.json, the csv log (best `val/miou`, else best `select/miou` as the
+searches log). The last two are skipped when train.json says validation ran on the held-out slice of
+train (`train.select`), which is not the reported split. W&B's own files are not read: a run logged to
+W&B gives its numbers here through the csv logger beside it (`logger=wandb extra_loggers=[csv]`).
+Each run's budgets (epochs of cell search, macro search and training, as run) and the provenance of its
+architecture (searched | random | preset | unknown) are recorded; only a run on a searched architecture
+with at least the paper's budgets (PAPER_BUDGETS) is filed under a paper row, a run with a paper row's
+setting that falls short is listed below the table with the reason; rows no run matches say "not run here".
+
+Recipe table: one row per job folder of a recipe sweep (`hparams_search=camvid_recipes`, the
+folder named after the variant's overrides; docs/camvid_recipes.md): val mIoU (eval/metrics.json),
+held-out mIoU (train/train.json, the selection split), per-class IoU, params, wall and CPU time (the
+done markers); the variant with the best held-out mIoU is marked, val is never used to choose.
+
+Search-decide table: one row per search-recipe attempt of a `hparams_search=search_decide` sweep (the
+job folders without their seed): mean alpha entropy, top-1 weight and margin, seed agreement, the cells.
+
+Study page: reads OUT/study.json (the plan written by experiments.camvid_study) and every arm's
+folders; writes the table of every arm (val mIoU mean ± std over training seeds, params, GFLOPs, wall
+and CPU time), the searched arms' rank among the random ones, the search's entropies, and pictures
+under --img (default: docs/img/results next to --out).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import itertools
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import OmegaConf
+
+from rspnet.architecture import arch_provenance, search_epochs
+from rspnet.resources import genotype_path, shipped_genotypes
 
 GROUP_COLOURS = {
     "random": "tab:grey",
@@ -32,33 +65,431 @@ GROUP_COLOURS = {
 
 
 def _json(path: Path) -> dict | None:
+    """JSON file contents, or None if missing/unreadable (a half-written run is skipped, not fatal)."""
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return None
+
+
+def timing(*dirs: Path) -> tuple[float, float] | None:
+    """Wall and CPU seconds summed over the done markers of the given run folders (None: none finished).
+
+    A folder's marker is the study scheduler's `done` (its job's whole process tree), else rspnet's `done.json`
+    (rspnet.utils.run_record: the run's own process and its ended children)."""
+    marks = [m for d in dirs if (m := _json(d / "done") or _json(d / "done.json"))]
+    return (sum(m["wall_s"] for m in marks), sum(m["cpu_s"] for m in marks)) if marks else None
+
+
+# ---- the paper table (experiments/README.md "Results") ----
+
+FINAL_STAGES = {"train", "eval", "pipeline"}  # search stages report supernet mIoU, not the paper's
+SUB_STAGES = ("cell_search", "macro_search", "train")
+# epochs per stage of the paper's protocol (conf/experiment/rsp_ablation.yaml): 300 cell-search
+# and 40 macro-search epochs (paper), the HRNetV2/OCR Cityscapes schedule for training
+PAPER_BUDGETS = {"cell_search": 300, "macro_search": 40, "train": 484}
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """One row of a paper table and how a run is recognised as reproducing it."""
+
+    table: str
+    row: str
+    miou: float
+    params: float
+    rsp: bool
+    head: str
+    pretrain: bool
+    command: str
+
+
+PAPER_ROWS = (
+    PaperRow(
+        "Table 1", "Ours", 81.4, 68.67, False, "fcn", False, "rspnet experiment=rsp_ablation hydra/launcher=slurm"
+    ),
+    PaperRow(
+        "Table 1", "Ours + RSP", 81.0, 17.20, True, "fcn", False, "rspnet experiment=rsp_ablation hydra/launcher=slurm"
+    ),
+    PaperRow(
+        "Table 2",
+        "Ours (Mapillary)",
+        82.1,
+        68.67,
+        False,
+        "fcn",
+        True,
+        "rspnet experiment=mapillary_pretrain rsp=off genotype=G macro_arch=M; "
+        "rspnet experiment=cityscapes_finetune rsp=off genotype=G macro_arch=M ckpt=...",
+    ),
+    PaperRow(
+        "Table 2",
+        "Ours + RSP (Mapillary)",
+        81.7,
+        17.20,
+        True,
+        "fcn",
+        True,
+        "rspnet experiment=mapillary_pretrain genotype=G macro_arch=M; "
+        "rspnet experiment=cityscapes_finetune genotype=G macro_arch=M ckpt=...",
+    ),
+    PaperRow(
+        "Table 3",
+        "Ours + OCR",
+        83.2,
+        float("nan"),
+        False,
+        "ocr",
+        False,
+        "rspnet experiment=ocr_ablation hydra/launcher=slurm genotype=G macro_arch=M",
+    ),
+    PaperRow(
+        "Table 3",
+        "Ours + RSP + OCR",
+        82.5,
+        float("nan"),
+        True,
+        "ocr",
+        False,
+        "rspnet experiment=ocr_ablation hydra/launcher=slurm genotype=G macro_arch=M",
+    ),
+)
+
+
+@dataclass
+class Run:
+    """What one local run produced."""
+
+    path: Path
+    stage: str = "?"
+    dataset: str = "?"
+    rsp: bool | None = None
+    head: str = "?"
+    pretrain: bool = False
+    miou: float | None = None
+    source: str = ""
+    params: float | None = None
+    tags: list[str] = field(default_factory=list)
+    epochs: dict[str, int | None] = field(default_factory=lambda: dict.fromkeys(SUB_STAGES))
+    arch: dict[str, str] = field(default_factory=lambda: {"genotype": "unknown", "macro": "unknown"})
+
+
+# val mIoU, else the selection split's (runs before `select/miou` logged it as `val/miou`)
+MIOU_KEYS = ("val/miou", "select/miou")
+
+
+def _csv_best(path: Path) -> float | None:
+    """Best value of the first of MIOU_KEYS in a Lightning CSV log."""
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, ValueError):
+        return None
+    for key in MIOU_KEYS:
+        try:
+            values = [float(r[key]) for r in rows if r.get(key) not in (None, "")]
+        except ValueError:
+            return None
+        if values:
+            return max(values)
+    return None
+
+
+def _describe(run: Run, cfg: dict[str, Any]) -> None:
+    """Fill stage/dataset/rsp/head/pretraining from a resolved config dict."""
+    get = lambda *keys: _dig(cfg, keys)  # noqa: E731
+    run.stage = str(get("stage", "name") or "?")
+    run.dataset = str(get("dataset", "name") or "?")
+    run.rsp = get("rsp", "enabled")
+    run.head = str(get("head", "name") or "?")
+    run.tags = list(dict.fromkeys(str(t) for t in [*(get("tags") or []), *(get("logger", "tags") or [])]))
+    run.pretrain = bool(get("train", "init_ckpt")) or ("pretrain-mapillary" in run.tags and run.dataset != "mapillary")
+
+
+def _dig(d: Any, keys: Iterable[str]) -> Any:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def read_run(path: Path) -> Run:
+    """Read one run folder (an rspnet output dir)."""
+    run = Run(path)
+    cfg: dict[str, Any] = {}
+    if (path / "config.yaml").is_file():
+        cfg = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=False)
+        _describe(run, cfg)
+    _budgets_and_provenance(run, cfg)
+    sources: list[tuple[str, Any]] = []
+    if (m := _json(path / "metrics.json")) is not None:
+        sources.append(("metrics.json", m.get("miou")))
+    if (p := _json(path / "pipeline.json")) is not None:
+        sources.append(("pipeline.json", p.get("miou")))
+        run.params = p.get("params")
+    held_out = False
+    if (t := _json(path / "train.json")) is not None:
+        # since train.select: validation during training ran on a held-out slice of train, not val
+        held_out = (t.get("selection") or {}).get("split", "val") != "val"
+        if not held_out:
+            sources.append(("train.json", t.get("best_val_miou")))
+        run.params = run.params or t.get("params")
+    if not held_out:
+        sources.append(("csv/metrics.csv", _csv_best(path / "csv" / "metrics.csv")))
+    for name, value in sources:
+        if isinstance(value, (int, float)):
+            run.miou, run.source = float(value), name
+            break
+    return run
+
+
+def _from_artifacts(run: Run, genotype: Any, macro: Any, macro_default: str = "preset") -> None:
+    """Search epochs and provenance read from the genotype/macro files a run used (no macro file: default_macro)."""
+    if genotype and not Path(str(genotype)).exists() and str(genotype) in shipped_genotypes():
+        genotype = genotype_path(str(genotype))  # `genotype=paper_like`
+    run.epochs["cell_search"] = search_epochs(genotype)
+    run.epochs["macro_search"] = search_epochs(macro)
+    run.arch = arch_provenance(genotype, macro, no_macro=macro_default)
+
+
+def _recorded(run: Run, record: dict[str, Any] | None) -> bool:
+    """Take arch_provenance (and per-stage epochs) from a stage's JSON when it has them."""
+    prov = (record or {}).get("arch_provenance")
+    if isinstance(prov, dict) and {"genotype", "macro"} <= prov.keys():
+        run.arch = {"genotype": str(prov["genotype"]), "macro": str(prov["macro"])}
+    epochs = (record or {}).get("epochs")
+    if isinstance(epochs, dict):
+        run.epochs |= {k: v for k, v in epochs.items() if k in SUB_STAGES and isinstance(v, int)}
+    return isinstance(prov, dict)
+
+
+def _budgets_and_provenance(run: Run, cfg: dict[str, Any]) -> None:
+    """Fill run.epochs / run.arch from the run's JSON records, else from the artifacts its config names."""
+    path = run.path
+    if run.stage == "pipeline":
+        p = _json(path / "pipeline.json") or {}
+        if not _recorded(run, p):  # older pipeline.json: read the stage folders
+            _from_artifacts(
+                run,
+                path / "cell_search" / "genotype.json",
+                path / "macro_search" / "macro.json",
+                macro_default="unknown",
+            )
+            run.epochs["train"] = (_json(path / "train" / "train.json") or {}).get("epochs")
+        return
+    if run.stage == "eval":  # the checkpoint's training run knows the budgets: <train>/checkpoints/x.ckpt
+        ckpt = cfg.get("ckpt")
+        train_dir = Path(str(ckpt)).parent.parent if ckpt else None
+        if train_dir is not None and (train_dir / "config.yaml").is_file() and train_dir != path:
+            trained = read_run(train_dir)
+            run.epochs, run.arch = trained.epochs, trained.arch
+        _recorded(run, _json(path / "metrics.json"))
+        return
+    if run.stage == "train":
+        macro = cfg.get("macro_arch")
+        _from_artifacts(run, cfg.get("genotype"), None if macro in (None, "default_macro") else macro)
+        t = _json(path / "train.json") or {}
+        run.epochs["train"] = t.get("epochs") if isinstance(t.get("epochs"), int) else None
+        _recorded(run, t)
+
+
+def shortfalls(run: Run) -> list[str]:
+    """Why a run with a paper row's setting is not filed under it (empty: it is)."""
+    why = []
+    if set(run.arch.values()) != {"searched"}:
+        why.append(f"architecture not searched (genotype: {run.arch['genotype']}, macro: {run.arch['macro']})")
+    for stage, need in PAPER_BUDGETS.items():
+        done = run.epochs.get(stage)
+        if done is None:
+            why.append(f"{stage} epochs unknown")
+        elif done < need:
+            why.append(f"{stage} {done}/{need} epochs")
+    return why
+
+
+SKIP = {".hydra", "checkpoints", "csv", "files", "logs", ".submitit", "wandb"}
+
+
+def find_runs(roots: Iterable[Path]) -> list[Run]:
+    """Every run under the given folders; a pipeline's per-stage subfolders are not separate runs."""
+    runs: list[Run] = []
+
+    def walk(d: Path) -> None:
+        if (d / "config.yaml").is_file():
+            runs.append(read_run(d))
+            if (d / "pipeline.json").is_file():
+                return
+        for child in sorted(c for c in d.iterdir() if c.is_dir() and c.name not in SKIP):
+            walk(child)
+
+    for root in roots:
+        walk(Path(root))
+    return runs
+
+
+def _matches(row: PaperRow, run: Run) -> bool:
+    return (
+        run.stage in FINAL_STAGES
+        and run.dataset == "cityscapes"
+        and run.rsp is row.rsp
+        and run.head == row.head
+        and run.pretrain == row.pretrain
+        and run.miou is not None
+    )
+
+
+def _pct(value: float | None) -> str:
+    return "not run here" if value is None else f"{100 * value:.1f}"
+
+
+def _m(value: float | None) -> str:
+    return "–" if value is None or value != value else f"{value / 1e6:.2f}" if value > 1000 else f"{value:.2f}"
+
+
+def _epochs(run: Run) -> str:
+    return " / ".join("?" if run.epochs.get(s) is None else str(run.epochs[s]) for s in SUB_STAGES)
+
+
+def _arch(run: Run) -> str:
+    g, m = run.arch["genotype"], run.arch["macro"]
+    return g if g == m else f"{g} cell, {m} macro"
+
+
+def paper_table(runs: list[Run]) -> str:
+    """The README results table (paper rows, held-back runs, then our other runs) as markdown."""
+    lines = [
+        "| Paper | Row | Paper mIoU (%) | Paper params (M) | Command | Our mIoU (%) | Our params (M) | Runs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    used: set[Path] = set()
+    held: list[tuple[PaperRow, Run]] = []
+    for row in PAPER_ROWS:
+        matched = [r for r in runs if _matches(row, r)]
+        hits = [r for r in matched if not shortfalls(r)]
+        held += [(row, r) for r in matched if shortfalls(r)]
+        best = max(hits, key=lambda r: r.miou or 0.0) if hits else None
+        used.update(r.path for r in matched)
+        lines.append(
+            f"| {row.table} | {row.row} | {row.miou:.1f} | {_m(row.params)} | `{row.command}` | "
+            f"{_pct(best.miou if best else None)} | {_m(best.params) if best else '–'} | {len(hits)} |"
+        )
+    lines.append(
+        f"\nPaper rows take only runs on a searched architecture with at least the paper's budgets "
+        f"(epochs cell search / macro search / train: {' / '.join(str(PAPER_BUDGETS[s]) for s in SUB_STAGES)})."
+    )
+    if held:
+        lines += [
+            "",
+            "Not filed under a paper row (same setting, but unsearched or under budget):",
+            "",
+            "| Run | Setting of | mIoU (%) | Params (M) | Epochs (cell / macro / train) | Architecture | Why not |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row, r in held:
+            lines.append(
+                f"| `{r.path}` | {row.table} {row.row} | {_pct(r.miou)} | {_m(r.params)} | {_epochs(r)} | "
+                f"{_arch(r)} | {'; '.join(shortfalls(r))} |"
+            )
+    others = [r for r in runs if r.path not in used and r.miou is not None]
+    if others:
+        lines += [
+            "",
+            "Other local runs (not paper rows):",
+            "",
+            "| Run | Stage | Dataset | RSP | Head | Pretrained | mIoU (%) | Params (M) | Epochs (cell / macro / train) "
+            "| Architecture | From |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in sorted(others, key=lambda r: str(r.path)):
+            rsp = "?" if r.rsp is None else ("on" if r.rsp else "off")
+            lines.append(
+                f"| `{r.path}` | {r.stage} | {r.dataset} | {rsp} | {r.head} | {'yes' if r.pretrain else 'no'} | "
+                f"{_pct(r.miou)} | {_m(r.params)} | {_epochs(r)} | {_arch(r)} | {r.source} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+# ---- the recipe sweep's table (docs/camvid_recipes.md) ----
+
+
+def recipe_rows(sweep: Path) -> list[dict[str, Any]]:
+    """One row per finished variant folder of a recipe sweep: a pipeline job, or its train/ and eval/ phases."""
+    rows = []
+    for d in sorted(p for p in Path(sweep).iterdir() if p.is_dir()):
+        metrics = _json(d / "eval" / "metrics.json")
+        train = _json(d / "train" / "train.json") or {}
+        if metrics is None:
+            continue
+        clocks = timing(d) if (d / "pipeline.json").is_file() else timing(d / "train", d / "eval")
+        rows.append(
+            {
+                "name": d.name,
+                "miou": metrics.get("miou"),
+                "iou_per_class": metrics.get("iou_per_class") or {},
+                "selection_miou": train.get("best_val_miou"),
+                "params": train.get("params"),
+                "wall_s": clocks and clocks[0],
+                "cpu_s": clocks and clocks[1],
+            }
+        )
+    return rows
+
+
+def chosen(rows: list[dict[str, Any]]) -> str | None:
+    """The variant with the best held-out mIoU (the selection split; val is never looked at), or None."""
+    scored = [r for r in rows if isinstance(r.get("selection_miou"), (int, float))]
+    return max(scored, key=lambda r: r["selection_miou"])["name"] if scored else None
+
+
+def recipe_table(rows: list[dict[str, Any]]) -> str:
+    """The markdown table: one row per variant (the chosen one marked *), per-class IoU columns."""
+    classes = list(dict.fromkeys(c for r in rows for c in r["iou_per_class"]))
+    head = ["variant", "val mIoU (%)", "held-out mIoU (%)", *classes, "params (M)", "wall (min)", "CPU (min)"]
+    best = chosen(rows)
+    lines = [f"Chosen on the held-out column: **{best}** (marked *); val was not used to choose.", ""] if best else []
+    table = [
+        [
+            f"`{r['name']}`" + (" *" if r["name"] == best else ""),
+            _fmt(r["miou"], 1, 100),
+            _fmt(r["selection_miou"], 1, 100),
+            *(_fmt(r["iou_per_class"].get(c), 1, 100) for c in classes),
+            _fmt(r["params"] and r["params"] / 1e6, 3),
+            _fmt(r["wall_s"] and r["wall_s"] / 60, 1),
+            _fmt(r["cpu_s"] and r["cpu_s"] / 60, 1),
+        ]
+        for r in rows
+    ]
+    return "\n".join([*lines, _table(head, table)]) + "\n"
+
+
+# ---- the CamVid study's page (docs/results.md) ----
 
 
 def gflops_of(ckpt: Path) -> float | None:
-    """GFLOPs of an rspnet training checkpoint's network at its crop size (built on the meta device)."""
-    from omegaconf import OmegaConf
-
+    """GFLOPs of a training checkpoint's network at its crop size: an rspnet net built on the meta device,
+    another net of the `net` group (the study's baseline) rebuilt from the checkpoint."""
     from rspnet.genotype import Genotype, MacroArch
-    from rspnet.models.cost import summarize
+    from rspnet.lit.seg_module import SegModule
+    from rspnet.models.cost import count_gflops, summarize
     from rspnet.utils.checkpoint import read_checkpoint
 
     meta = read_checkpoint(ckpt).get("rspnet") or {}
-    if "network" in meta or "genotype" not in meta:
+    cfg = OmegaConf.create(meta.get("config") or {})
+    if meta.get("genotype"):
+        return summarize(cfg, Genotype.from_dict(meta["genotype"]), MacroArch.from_dict(meta["macro"]))["gflops"]
+    if (meta.get("net") or {}).get("name") in (None, "rspnet") or "crop_size" not in cfg.get("dataset", {}):
         return None
-    cfg = OmegaConf.create(meta["config"])
-    return summarize(cfg, Genotype.from_dict(meta["genotype"]), MacroArch.from_dict(meta["macro"]))["gflops"]
+    module, _ = SegModule.from_checkpoint(ckpt)
+    return round(count_gflops(module.net, tuple(int(v) for v in cfg.dataset.crop_size)), 3)
 
 
 def run_record(study: Path, run: str) -> dict[str, Any]:
     """mIoU, params, GFLOPs, wall/CPU seconds (train + eval) of one training run; missing values None."""
     d = study / run
-    metrics = _json(d / "eval" / "metrics.json") or _json(d / "metrics.json")  # rspnet arm | baseline
+    metrics = _json(d / "eval" / "metrics.json") or _json(d / "metrics.json")  # every arm | older baselines
     train = _json(d / "train.json") or {}
-    timing = [m for m in (_json(d / "done"), _json(d / "eval" / "done")) if m]
+    clocks = timing(d, d / "eval")
     ckpt = d / "checkpoints" / "last.ckpt"
     gflops = train.get("gflops")
     if gflops is None and ckpt.is_file() and metrics:
@@ -67,8 +498,8 @@ def run_record(study: Path, run: str) -> dict[str, Any]:
         "miou": (metrics or {}).get("miou"),
         "params": train.get("params"),
         "gflops": gflops,
-        "wall_s": sum(m["wall_s"] for m in timing) if timing else None,
-        "cpu_s": sum(m["cpu_s"] for m in timing) if timing else None,
+        "wall_s": clocks and clocks[0],
+        "cpu_s": clocks and clocks[1],
         "provenance": (metrics or {}).get("arch_provenance") or train.get("arch_provenance"),
         "dir": run,
         "dataset": (metrics or {}).get("dataset"),
@@ -82,7 +513,7 @@ def arm_rows(study: Path, plan: dict) -> list[dict[str, Any]]:
         runs = [run_record(study, run) for run in arm["runs"].values()]
         mious = [r["miou"] for r in runs if r["miou"] is not None]
         first = next((r for r in runs if r["params"] is not None), runs[0] if runs else {})
-        search = [_json(study / j / "done") for j in arm["search_jobs"]]
+        search = timing(*(study / j for j in arm["search_jobs"]))
         rows.append(
             arm
             | {
@@ -94,7 +525,7 @@ def arm_rows(study: Path, plan: dict) -> list[dict[str, Any]]:
                 "gflops": first.get("gflops"),
                 "wall_s": _mean([r["wall_s"] for r in runs]),
                 "cpu_s": _mean([r["cpu_s"] for r in runs]),
-                "search_wall_s": sum(s["wall_s"] for s in search if s) if any(search) else None,
+                "search_wall_s": search and search[0],
             }
         )
     return rows
@@ -139,7 +570,7 @@ def search_rows(study: Path, plan: dict) -> list[list[Any]]:
         name = job["name"]
         if not name.startswith("search/"):
             continue
-        done = _json(study / name / "done")
+        clocks = timing(study / name)
         art = _json(study / name / "genotype.json") or _json(study / name / "macro.json") or {}
         s = art.get("search", {})
         ent = s["alpha_entropy"]["mean"] if "alpha_entropy" in s else s.get("path_entropy")
@@ -151,27 +582,83 @@ def search_rows(study: Path, plan: dict) -> list[list[Any]]:
                 _fmt(ent, 3),
                 _fmt(s.get("beta_entropy"), 3),
                 s.get("epochs", "-"),
-                _fmt(done and done["wall_s"] / 60, 1),
-                _fmt(done and done["cpu_s"] / 60, 1),
+                _fmt(clocks and clocks[0] / 60, 1),
+                _fmt(clocks and clocks[1] / 60, 1),
             ]
         )
     return rows
 
 
-def decide_section(study: Path) -> list[str]:
-    """The search-recipe attempts (experiments.search_decide, run into STUDY/decide) and the searched cells' agreement."""
-    from experiments.search_decide import agreement
+def edge_stats(genotype: dict[str, Any]) -> dict[str, Any]:
+    """Entropy, top-1 weight and top-1 minus top-2 margin of each edge's softmax(alpha), and the ops."""
+    tops, margins = [], []
+    for e in genotype["edges"]:
+        w = sorted(e["weights"], reverse=True)
+        tops.append(w[0])
+        margins.append(w[0] - w[1])
+    return {
+        "entropy": genotype["search"]["alpha_entropy"]["mean"],
+        "top1": statistics.fmean(tops),
+        "margin": statistics.fmean(margins),
+        "ops": [e["op"] for e in genotype["edges"]],
+    }
 
+
+def agreement(ops: list[list[str]]) -> float:
+    """Mean over seed pairs of the fraction of edges with the same op (1 = every seed found the same cell)."""
+    pairs = list(itertools.combinations(ops, 2))
+    if not pairs:
+        return float("nan")
+    return statistics.fmean(sum(a == b for a, b in zip(x, y)) / len(x) for x, y in pairs)
+
+
+def attempt_of(job: str) -> str:
+    """The attempt a search-decide job folder belongs to: its name without the seed
+    (`search.arch_adam_lr=0.03,seed=1` -> `search.arch_adam_lr=0.03`; the older runner's `cell_adam003_s1` -> `adam003`)."""
+    name = re.sub(r"(^|,)seed=\d+(?=,|$)", "", job).strip(",")
+    return re.sub(r"_s\d+$", "", name.removeprefix("cell_")) if name == job else name or "(base)"
+
+
+def decide_table(sweep: Path) -> str:
+    """Markdown: one row per search-recipe attempt (seeds pooled), from the finished cell searches of a
+    `hparams_search=search_decide` sweep (their genotype.json and done markers). Train-only statistics."""
+    rows: dict[str, list[tuple[dict, tuple[float, float]]]] = {}
+    for d in sorted(p for p in Path(sweep).iterdir() if p.is_dir()):
+        genotype, clocks = _json(d / "genotype.json"), timing(d)
+        if genotype and clocks:
+            rows.setdefault(attempt_of(d.name), []).append((edge_stats(genotype), clocks))
+    lines = [
+        "| attempt | seeds | alpha entropy (mean) | top-1 weight | margin top-1 - top-2 | "
+        "seed agreement (edges) | cells (edges 0-1, 0-2, 1-2) | wall / CPU per search (min) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for attempt, recs in rows.items():
+        stats = [r[0] for r in recs]
+        mean = {k: statistics.fmean(s[k] for s in stats) for k in ("entropy", "top1", "margin")}
+        wall, cpu = (statistics.fmean(r[1][i] for r in recs) / 60 for i in (0, 1))
+        lines.append(
+            f"| `{attempt}` | {len(recs)} | {mean['entropy']:.3f} | {mean['top1']:.3f} | {mean['margin']:.3f} | "
+            f"{agreement([s['ops'] for s in stats]):.2f} | {'; '.join('/'.join(s['ops']) for s in stats)} | "
+            f"{wall:.1f} / {cpu:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def decide_section(study: Path) -> list[str]:
+    """The search-recipe attempts (the search_decide sweep, run into STUDY/decide) and the searched cells' agreement."""
     lines = []
-    attempts = study / "decide" / "decide.md"
-    if attempts.is_file():
+    decide = study / "decide"
+    written = decide / "decide.md"  # the table of the older runner, as it wrote it
+    table = written.read_text().strip() if written.is_file() else decide.is_dir() and decide_table(decide).strip()
+    if table and table.count("\n") > 1:
         lines += [
             "### Search-recipe attempts (cell search only, before any training)",
             "",
-            "Each attempt a row (`python -m experiments.search_decide`): decisiveness and agreement between search "
-            "seeds, measured on train only; the study's recipe was chosen from this table, not from val.",
+            "Each attempt a row (`rspnet experiment=camvid_study hparams_search=search_decide`): decisiveness and "
+            "agreement between search seeds, measured on train only; the study's recipe was chosen from this table, "
+            "not from val.",
             "",
-            attempts.read_text().strip(),
+            table,
             "",
         ]
     cells = [_json(study / f"search/cell_s{s}" / "genotype.json") for s in range(2)]
@@ -378,11 +865,33 @@ def render(study: Path, out: Path, img: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--study", type=Path, required=True, help="the --out folder of experiments.camvid_study")
-    ap.add_argument("--out", type=Path, default=Path("docs/results.md"))
+    ap = argparse.ArgumentParser(
+        prog="python -m experiments.results", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("run_dirs", nargs="*", type=Path, help="run / sweep folders: the paper table to stdout")
+    ap.add_argument("--study", type=Path, help="the --out folder of experiments.camvid_study: the study page")
+    ap.add_argument("--recipes", type=Path, help="the sweep folder of hparams_search=camvid_recipes: its table")
+    ap.add_argument("--decide", type=Path, help="the sweep folder of hparams_search=search_decide: its table")
+    ap.add_argument("--out", type=Path, default=None, help="the page (default docs/results.md; --recipes: stdout)")
     ap.add_argument("--img", type=Path, default=None, help="picture folder (default: img/results beside --out)")
     args = ap.parse_args(argv)
+    if args.recipes is not None or args.decide is not None:
+        table = recipe_table(recipe_rows(args.recipes)) if args.recipes else decide_table(args.decide)
+        if args.out is None:
+            sys.stdout.write(table)
+        else:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(table)
+            print(f"results: {args.out}")
+        return 0
+    if args.study is None:
+        missing = [str(p) for p in args.run_dirs if not p.is_dir()]
+        if missing:
+            print(f"results: error: not a folder: {', '.join(missing)}", file=sys.stderr)
+            return 2
+        sys.stdout.write(paper_table(find_runs(args.run_dirs)))
+        return 0
+    args.out = args.out or Path("docs/results.md")
     img = args.img or args.out.parent / "img" / "results"
     page = render(args.study, args.out, img)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""experiments.collect: local run outputs (JSON, CSV logs, W&B offline summaries) -> results table."""
+"""experiments.results, the paper table: local run outputs (JSON, CSV logs) -> results table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from experiments.collect import PAPER_BUDGETS, find_runs, main, render
+from experiments.results import PAPER_BUDGETS, find_runs, main
+from experiments.results import paper_table as render
 from rspnet.resources import genotype_path
 
 
@@ -50,7 +51,7 @@ def _run(
     return d
 
 
-def test_collect_fills_paper_rows_from_json_csv_and_wandb(tmp_path: Path) -> None:
+def test_collect_fills_paper_rows_from_json_and_csv(tmp_path: Path) -> None:
     # Table 1 "Ours + RSP": train.json
     r1 = _run(tmp_path / "sweep" / "0", "train", "cityscapes", True)
     (r1 / "train.json").write_text(json.dumps({"best_val_miou": 0.5, "params": 17_000_000, "epochs": 484}))
@@ -58,11 +59,15 @@ def test_collect_fills_paper_rows_from_json_csv_and_wandb(tmp_path: Path) -> Non
     r2 = _run(tmp_path / "sweep" / "1", "train", "cityscapes", False)
     (r2 / "csv").mkdir()
     (r2 / "csv" / "metrics.csv").write_text("epoch,val/miou,train/loss\n0,0.25,\n1,,0.3\n2,0.375,\n")
-    # Table 2 "Ours + RSP (Mapillary)": fine-tuned, only a W&B offline summary
+    # Table 2 "Ours + RSP (Mapillary)": fine-tuned, logged to W&B and the csv beside it: the csv's number;
+    # W&B's own files are not read (a W&B-only run has no number here, and its folder is not a run)
     r3 = _run(tmp_path / "ft", "train", "cityscapes", True, init_ckpt="mapillary/last.ckpt")
     files = r3 / "wandb" / "offline-run-20260101_000000-abc" / "files"
     files.mkdir(parents=True)
-    (files / "wandb-summary.json").write_text(json.dumps({"val/miou": 0.625}))
+    (files / "wandb-summary.json").write_text(json.dumps({"val/miou": 0.875}))
+    (files / "config.yaml").write_text(OmegaConf.to_yaml({"stage": {"name": "train"}}))
+    (r3 / "csv").mkdir()
+    (r3 / "csv" / "metrics.csv").write_text("epoch,val/miou\n0,0.625\n")
     # a pipeline: counted once (its eval/ subfolder is not a second run); not cityscapes -> "other runs"
     p = _run(tmp_path / "demo", "pipeline", "synthetic", True)
     (p / "pipeline.json").write_text(json.dumps({"miou": 0.3, "params": 50_000}))
@@ -78,7 +83,7 @@ def test_collect_fills_paper_rows_from_json_csv_and_wandb(tmp_path: Path) -> Non
     rows = {line.split("|")[2].strip(): line for line in table.splitlines() if line.startswith("| Table")}
     assert "| 50.0 | 17.00 | 1 |" in rows["Ours + RSP"]
     assert "| 37.5 |" in rows["Ours"]
-    assert "| 62.5 |" in rows["Ours + RSP (Mapillary)"] and "wandb" not in rows["Ours + RSP (Mapillary)"]
+    assert "| 62.5 |" in rows["Ours + RSP (Mapillary)"] and "87.5" not in table
     assert "not run here" in rows["Ours + OCR"] and "not run here" in rows["Ours (Mapillary)"]
     assert "90.0" not in rows["Ours"]
     other = table.split("Other local runs")[1]
@@ -144,7 +149,7 @@ def test_collect_refuses_unsearched_and_under_budget_runs(tmp_path: Path) -> Non
 
 
 def test_held_out_validation_is_not_reported_as_val(tmp_path: Path) -> None:
-    from experiments.collect import read_run
+    from experiments.results import read_run
 
     run = tmp_path / "train_only"
     (run / "csv").mkdir(parents=True)

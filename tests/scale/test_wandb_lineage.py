@@ -10,9 +10,9 @@ import pytest
 import torch
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
-from experiments.wandb_offline import read_finished_run
 from rspnet.errors import ConfigError
 from rspnet.utils.loggers import WANDB_GROUP_FILE, build_logger, finish_loggers, log_file_artifact
+from tests.scale.conftest import read_finished_run
 
 
 def _run(out: Path) -> dict:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.collect import find_runs
-from experiments.wandb_offline import read_finished_run
+from experiments.results import find_runs
+from tests.scale.conftest import read_finished_run
 
 
 def test_wandb_offline_run_has_images(make_cfg, tmp_path: Path, monkeypatch) -> None:
@@ -21,6 +21,7 @@ def test_wandb_offline_run_has_images(make_cfg, tmp_path: Path, monkeypatch) -> 
     cfg = make_cfg(
         "stage=cell_search",
         "logger=wandb",
+        "extra_loggers=[csv]",  # the numbers for experiments.results
         "logger.group=test_group",
         "logger.tags=[t1]",
         "trainer.max_epochs=1",
@@ -49,10 +50,9 @@ def test_wandb_offline_run_has_images(make_cfg, tmp_path: Path, monkeypatch) -> 
     assert {a["type"] for a in logged["artifacts"]} == {"genotype"}  # genotype.json as an artifact
     assert any("curves/learning_curves/filenames" in row for row in logged["history"])
     assert any("arch/alpha_evolution/filenames" in row for row in logged["history"])
-    (found,) = find_runs([out])  # experiments.collect reads the same run
-    assert found.stage == "cell_search" and found.miou == max(
-        row["select/miou"] for row in logged["history"] if "select/miou" in row
-    )
+    (found,) = find_runs([out])  # experiments.results reads the same numbers from the csv logged beside W&B
+    assert found.stage == "cell_search" and found.source == "csv/metrics.csv"
+    assert found.miou == max(row["select/miou"] for row in logged["history"] if "select/miou" in row)
 
 
 def test_each_stage_gets_its_own_wandb_run(make_cfg, tmp_path: Path, monkeypatch) -> None:

@@ -39,6 +39,22 @@ def test_full_plan_has_every_arm_in_dependency_order(tmp_path: Path) -> None:
     assert "split=val" in ev and any(a.endswith("train/random_r3_t1/checkpoints/last.ckpt") for a in ev)
 
 
+def test_the_baseline_arm_is_stage_train_net_monai_unet_then_stage_eval(tmp_path: Path) -> None:
+    """The library baseline runs through the CLI like every arm: the net group's entry, the same layout."""
+    jobs, arms = plan(parse_args(["--out", str(tmp_path), "--root", str(tmp_path), "--baseline-seeds", "2"]))
+    baseline = next(a for a in arms if a.name == "baseline_unet")
+    assert baseline.group == "baseline" and baseline.runs == {0: "train/baseline_unet_t0", 1: "train/baseline_unet_t1"}
+    by_name = {j.name: j for j in jobs}
+    d = tmp_path / "train/baseline_unet_t1"
+    train = command(by_name["train/baseline_unet_t1"], d)
+    assert train[:3] == [sys.executable, "-m", "rspnet.cli"] and all(j.kind in ("rspnet", "write") for j in jobs)
+    assert {"experiment=camvid_study", "stage=train", "net=monai_unet", "seed=1"} <= set(train)
+    assert f"paths.output_dir={d}" in train
+    ev = command(by_name["train/baseline_unet_t1/eval"], d / "eval")
+    assert by_name["train/baseline_unet_t1/eval"].deps == ["train/baseline_unet_t1"]
+    assert {"stage=eval", "split=val", f"ckpt={d / 'checkpoints/last.ckpt'}"} <= set(ev)
+
+
 def test_done_markers_skip_jobs_and_failures_block_only_dependents(tmp_path: Path) -> None:
     jobs, _ = plan(parse_args(["--debug", "--out", str(tmp_path)]))
     ran: list[str] = []
@@ -98,7 +114,11 @@ def test_debug_study_runs_end_to_end_and_the_results_page_builds(tmp_path: Path)
     assert all((out / j["name"] / "done").is_file() for j in plan_["jobs"])
     metrics = json.loads((out / "train/random_r0_t0/eval/metrics.json").read_text())
     assert metrics["arch_provenance"] == {"genotype": "random", "macro": "random"}
-    assert json.loads((out / "train/baseline_unet_t0/metrics.json").read_text())["miou"] is not None
+    assert json.loads((out / "train/baseline_unet_t0/eval/metrics.json").read_text())["miou"] is not None
+    from experiments.results import arm_rows
+
+    baseline = next(r for r in arm_rows(out, plan_) if r["name"] == "baseline_unet")
+    assert baseline["gflops"] > 0 and baseline["params"] > 0 and baseline["cpu_s"] > 0  # rebuilt from its checkpoint
     assert main(["--debug", "--out", str(out)]) == 0  # everything done: nothing reruns
     page = tmp_path / "docs" / "results.md"
     assert results_main(["--study", str(out), "--out", str(page)]) == 0

@@ -1,4 +1,5 @@
-"""experiments.search_decide: decisiveness statistics, seed agreement, the attempts table, bad input."""
+"""The search-recipe attempts (hparams_search=search_decide, a multirun of the study's cell search) and their
+table in experiments.results: decisiveness statistics, seed agreement, one row per attempt; one real sweep."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.search_decide import agreement, edge_stats, main, parse_args, plan, table
+from experiments.results import agreement, attempt_of, decide_table, edge_stats, main
+from rspnet.composition import compose
 
 
 def _genotype(weights: list[list[float]], ops: list[str], entropy: float) -> dict:
@@ -34,45 +36,60 @@ def test_agreement_counts_equal_edges_over_seed_pairs() -> None:
     assert agreement([a, b, c]) == pytest.approx((2 / 3 + 1 / 3 + 2 / 3) / 3)
 
 
-def test_plan_and_table_one_row_per_attempt(tmp_path: Path) -> None:
-    args = parse_args(
-        [
-            "--out",
-            str(tmp_path),
-            "--root",
-            str(tmp_path),
-            "--attempt",
-            "fast=search.arch_adam_lr=0.1",
-            "--seeds",
-            "0",
-            "1",
-            "--epochs",
-            "7",
-        ]
+def test_the_sweep_is_attempts_times_seeds_of_the_studys_cell_search() -> None:
+    cfg = compose("experiment=camvid_study", "hparams_search=search_decide", hydra=True)
+    assert str(cfg.hydra.mode) == "RunMode.MULTIRUN" and cfg.stage.name == "cell_search"
+    assert cfg.trainer.max_epochs == 15 and cfg.dataset.crop_size == [120, 160]  # the study's budget and data
+    assert dict(cfg.hydra.sweeper.params) == {
+        "seed": "0,1",
+        "search.arch_adam_lr": "0.01,0.03,0.1",
+        "search.warmup_epochs": "0,5",
+    }
+    assert "seed" not in cfg.hydra.job.config.override_dirname.exclude_keys  # one folder per (attempt, seed)
+
+
+def test_a_job_folder_belongs_to_its_attempt() -> None:
+    assert attempt_of("search.arch_adam_lr=0.03,search.warmup_epochs=5,seed=1") == (
+        "search.arch_adam_lr=0.03,search.warmup_epochs=5"
     )
-    jobs = plan(args)
-    assert [j.name for j in jobs] == ["cell_fast_s0", "cell_fast_s1"]
-    argv = jobs[1].args(tmp_path)
-    assert {
-        "experiment=camvid_study",
-        "stage=cell_search",
-        "seed=1",
-        "trainer.max_epochs=7",
-        "search.arch_adam_lr=0.1",
-    } <= set(argv)
+    assert attempt_of("seed=0,search.arch_adam_lr=0.1") == "search.arch_adam_lr=0.1"
+    assert attempt_of("seed=0") == "(base)"
+    assert attempt_of("cell_adam003_wu5_s1") == "adam003_wu5"  # the older runner's folders
+
+
+def test_table_one_row_per_attempt(tmp_path: Path) -> None:
     for s, ops in ((0, ["conv_3x3", "conv_5x5", "skip_connect"]), (1, ["conv_3x3", "dw_conv_3x3", "skip_connect"])):
-        d = tmp_path / f"cell_fast_s{s}"
+        d = tmp_path / f"search.arch_adam_lr=0.1,seed={s}"
         d.mkdir()
         (d / "genotype.json").write_text(json.dumps(_genotype([[0.3, 0.25, 0.15, 0.15, 0.15]] * 3, ops, 0.95)))
-        (d / "done").write_text(json.dumps({"wall_s": 120.0, "cpu_s": 60.0}))
-    text = table(tmp_path, jobs)
-    row = text.splitlines()[2]
-    assert row.startswith("| fast | `search.arch_adam_lr=0.1` | 2 | 0.950 | 0.300 | 0.050 | 0.67 |")
-    assert row.endswith("| 2.0 / 1.0 |")
+        (d / "done.json").write_text(json.dumps({"wall_s": 120.0, "cpu_s": 60.0}))
+    (tmp_path / "search.arch_adam_lr=0.01,seed=0").mkdir()  # unfinished: not in the table
+    row = decide_table(tmp_path).splitlines()[2]
+    assert row.startswith("| `search.arch_adam_lr=0.1` | 2 | 0.950 | 0.300 | 0.050 | 0.67 |")
+    assert row.endswith("| 2.0 / 1.0 |") and len(decide_table(tmp_path).splitlines()) == 3
 
 
-def test_bad_attempt_and_root_are_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(SystemExit, match="--attempt nonsense"):
-        plan(parse_args(["--out", str(tmp_path), "--attempt", "nonsense"]))
-    assert main(["--out", str(tmp_path), "--root", str(tmp_path / "missing")]) == 2
-    assert "no such folder" in capsys.readouterr().err
+@pytest.mark.slow  # two cell searches in a subprocess: ~45 s on a busy 2-core box
+def test_a_real_sweep_through_the_cli_is_tabled(rspnet_cli, tmp_path: Path) -> None:
+    """One attempt x two seeds of the documented sweep on synthetic data (seconds a job)."""
+    sweep = tmp_path / "decide"
+    proc = rspnet_cli(
+        "experiment=camvid_study",
+        "hparams_search=search_decide",
+        "debug=tiny",
+        "dataset.resize_long=null",
+        "search.arch_adam_lr=0.03",
+        "search.warmup_epochs=0",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=1",
+        f"paths.output_dir={sweep}",
+        "ckpt_path=last",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p.name for p in sweep.iterdir() if (p / "done.json").is_file())
+    assert len(jobs) == 2 and {attempt_of(j) for j in jobs} == {
+        "dataset.resize_long=null,search.arch_adam_lr=0.03,search.warmup_epochs=0,trainer.limit_train_batches=1"
+    }
+    table = tmp_path / "decide.md"
+    assert main(["--decide", str(sweep), "--out", str(table)]) == 0
+    assert "| 2 |" in table.read_text().splitlines()[2]

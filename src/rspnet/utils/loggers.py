@@ -82,7 +82,7 @@ def _build_one(cfg: DictConfig, spec: DictConfig, target: str, out: Path) -> Any
     wandb = target.endswith("WandbLogger")
     if wandb:
         kwargs.update(_wandb_kwargs(cfg, spec, out))
-    else:  # run labels the recipes set for every logger (kept in config.yaml for experiments.collect)
+    else:  # run labels the recipes set for every logger (kept in config.yaml for experiments.results)
         spec = OmegaConf.masked_copy(spec, [k for k in spec if k not in RUN_LABELS])
     if target.endswith("TensorBoardLogger") and not any(
         importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")
