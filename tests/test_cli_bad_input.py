@@ -165,7 +165,7 @@ def test_bad_macro_file_stops_the_stage_before_anything_is_written(
         cfg = make_cfg(*TRAIN, "model.layers=2", f"genotype={searched_genotype_file}", f"macro_arch={bad}", out=out)
         _, macro = training_architecture(
             cfg
-        )  # (model.layers must match the file: tests/train/test_architecture_args.py)
+        )  # (model.layers must match the file: tests/stages/test_train_architecture.py)
         assert macro.layers == 2
         return
     previous = _previous_run(out)

@@ -1,7 +1,7 @@
 """A local multirun's DDP job as its own process (rspnet.utils.job_process): its command, its outcome, signals.
 
 Fast: the job's process is a stand-in `python -c` script here; the real CLI end to end is
-`test_multirun.py::test_local_multirun_runs_each_ddp_job_once_with_its_own_ranks` (slow).
+`tests/test_cli_multirun.py::test_local_multirun_runs_each_ddp_job_once_with_its_own_ranks` (slow).
 """
 
 from __future__ import annotations
