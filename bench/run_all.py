@@ -42,7 +42,7 @@ def steps(doc: Path, quick: bool, cuda: bool, camvid: Path | None) -> dict[str, 
         "data_throughput": lambda: throughput.main(["--data", *root, *w]),
         "infer_throughput": lambda: throughput.main(["--infer", *w]),
     }
-    if not quick:  # minutes of real CLI runs; their smoke runs are tests of their own (tests/benchmarks)
+    if not quick:  # minutes of real CLI runs; their smoke runs are tests of their own (tests/bench)
         out |= {
             "demo_stage1_profile": lambda: profile_search.main(["--epoch", *w]),
             "busy": lambda: runs.main(["--epochs", *w]),

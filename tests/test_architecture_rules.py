@@ -1,12 +1,14 @@
 """Structure of src/rspnet, read with `ast`: stages do not import stages, no import cycles, short functions.
 
 Imports count at any depth (inside functions too), and so do `importlib.import_module("rspnet...")`
-calls with a literal (or f-string) module name.
+calls with a literal (or f-string) module name. And the layout of tests/: it mirrors the code
+(tests/conftest.py), every test file's name is unique.
 """
 
 from __future__ import annotations
 
 import ast
+from collections import Counter
 from pathlib import Path
 
 import rspnet
@@ -149,3 +151,46 @@ def test_no_function_is_longer_than_60_lines() -> None:
                 if lines > MAX_FUNCTION_LINES:
                     long.append(f"{name}.{node.name}: {lines} lines")
     assert long == [], f"split these into helpers (at most {MAX_FUNCTION_LINES} lines each)"
+
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+# tests/X/... mirrors src/rspnet/X/..., except tests/bench and tests/experiments, which mirror the repo's scripts.
+# The cross-cutting tests (whole CLI, README, makefile, packaging, ...) sit at the top level of tests/ itself:
+# no folder is exempt.
+SCRIPT_PACKAGES = {"bench", "experiments"}
+
+
+def _test_folders() -> list[Path]:
+    """Folders under tests/ that hold Python files (a folder of data files only, like fixtures/, is not one)."""
+    return sorted(
+        d
+        for d in TESTS.rglob("*")
+        if d.is_dir() and d.name != "__pycache__" and not d.name.startswith(".") and any(d.glob("*.py"))
+    )
+
+
+def test_no_two_test_files_share_a_name() -> None:
+    names = Counter(p.name for p in TESTS.rglob("test_*.py") if "__pycache__" not in p.parts)
+    assert not {name for name, n in names.items() if n > 1}, sorted(
+        str(p.relative_to(TESTS)) for p in TESTS.rglob("test_*.py") if names[p.name] > 1
+    )
+
+
+def test_every_test_folder_names_a_package_or_module_of_the_code() -> None:
+    """tests/a/b names src/rspnet/a/b (or bench/..., experiments/...): a package, or a module a.b.py."""
+    assert _test_folders(), "no test folder found"
+    stray = []
+    for folder in _test_folders():
+        rel = folder.relative_to(TESTS)
+        target = (REPO if rel.parts[0] in SCRIPT_PACKAGES else REPO / "src" / "rspnet") / rel
+        if not ((target / "__init__.py").is_file() or target.with_suffix(".py").is_file()):
+            stray.append(f"tests/{rel.as_posix()} (no {target.relative_to(REPO).as_posix()})")
+    assert not stray, f"test folders that mirror nothing: {stray}"
+
+
+def test_every_test_folder_is_a_package() -> None:
+    """tests/ and its folders have an __init__.py: test modules import as tests.X.test_Y (pytest's prepend
+    import mode), so tests/bench cannot shadow the `bench` package and conftest.py files cannot collide."""
+    missing = [str(d.relative_to(REPO)) for d in [TESTS, *_test_folders()] if not (d / "__init__.py").is_file()]
+    assert not missing, missing

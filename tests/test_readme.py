@@ -1,7 +1,7 @@
 """README.md: its commands compose and run in order (each reads only what an earlier one wrote, files its
 "What a run writes" table lists), and the timing and option explanations are where users look.
 
-The table itself is checked against a real run in tests/test_pipeline.py.
+The table itself is checked against a real run in tests/stages/test_pipeline.py.
 """
 
 from __future__ import annotations

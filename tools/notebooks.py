@@ -5,7 +5,7 @@
 
 Each notebook runs top to bottom in a fresh kernel, from notebooks/ (as Jupyter would), with W&B offline.
 A notebook is written back only when it ran without an error and its outputs name no machine path
-(the committed files are scanned for those by tests/benchmarks/test_bench_common.py); else the command
+(the committed files are scanned for those by tests/bench/test_common.py); else the command
 names the notebook and the problem and exits 1. Cell timings are not recorded, so a rerun changes only what
 the code computes (timings it prints, e.g. frames/s).
 """
