@@ -153,10 +153,12 @@ def test_shrink_points_are_every_n_epochs_of_arch_steps() -> None:
     assert not any(ShrinkOptions().due(e, 0) for e in range(1, 9))  # 0 = off
 
 
-def test_a_search_records_what_it_pruned_when_and_its_genotype_uses_only_kept_ops(make_cfg, tmp_path: Path) -> None:
+def test_cli_search_records_what_it_pruned_when_and_its_genotype_uses_only_kept_ops(rspnet_cli, tmp_path: Path) -> None:
     args = ("search.shrink_every=2", "search.warmup_epochs=1", "trainer.max_epochs=5", "search.shrink_batches=1")
-    result = run(make_cfg(*TINY, *args, "search.select=perturb", out=tmp_path / "s"))
-    genotype = Genotype.load(tmp_path / "s" / "genotype.json")
+    out = tmp_path / "s"
+    proc = rspnet_cli(*TINY, *args, "search.select=perturb", f"paths.output_dir={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    genotype = Genotype.load(out / "genotype.json")
     shrink = genotype.search["evidence"]["shrink"]
     assert [s["epoch"] for s in shrink["steps"]] == [3, 5] and all(len(s["pruned"]) == 3 for s in shrink["steps"])
     assert {k: shrink[k] for k in ("every", "batches", "min_ops", "split")} == {
@@ -173,7 +175,7 @@ def test_a_search_records_what_it_pruned_when_and_its_genotype_uses_only_kept_op
     assert all(op in ops for op, ops in zip(genotype.ops, kept))
     for edge, ops in zip(genotype.edges, kept):  # the genotype's weights are the shrunk supernet's
         assert [w > 0 for w in edge.weights] == [op in ops for op in PRIMITIVES]
-    assert result["evidence"]["shrink"] == shrink  # search.json gets it too
+    assert json.loads((out / "search.json").read_text())["evidence"]["shrink"] == shrink  # search.json too
 
 
 @pytest.mark.parametrize(
