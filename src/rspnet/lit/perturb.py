@@ -129,7 +129,7 @@ class ShrinkOptions:
     first `batches` batches of the scoring split (None = all), down to `min_ops` ops per edge."""
 
     every: int = 0
-    batches: int | None = None
+    batches: int | None = 8
     min_ops: int = 1
 
     def due(self, epochs_done: int, warmup_epochs: int) -> bool:
@@ -140,7 +140,7 @@ class ShrinkOptions:
 
 def check_shrink_options(s: DictConfig) -> ShrinkOptions:
     """The `search.shrink_*` options, or one ConfigError naming the option."""
-    every, batches, min_ops = s.get("shrink_every", 0), s.get("shrink_batches"), s.get("shrink_min_ops", 1)
+    every, batches, min_ops = s.get("shrink_every", 0), s.get("shrink_batches", 8), s.get("shrink_min_ops", 1)
     if not _is_int(every) or every < 0:
         raise ConfigError(f"search.shrink_every={every} must be an integer >= 0 (epochs between shrink steps; 0 = off)")
     if batches is not None and (not _is_int(batches) or batches < 1):
@@ -316,14 +316,16 @@ def shrink_step(net: nn.Module, loader: Iterable, scoring: Scoring, min_ops: int
     keep = mask.clone()
     pruned: dict[int, str] = {}
     rows: dict[str, list[list[float | None]]] = {"all": [], "a": [], "b": [], "miou_drop": []}
+    base = None
     try:
-        net.op_mask = mask
-        base = measure(net, loader, scoring)
         for e in range(len(EDGES)):
             live = live_ops(mask, e)
             if len(live) <= min_ops:
                 scores: dict[str, list[float | None]] = {key: [None] * len(PRIMITIVES) for key in rows}
             else:
+                if base is None:  # once, and not at all when every edge is down to min_ops
+                    net.op_mask = mask
+                    base = measure(net, loader, scoring)
                 scores = perturb_edge(net, loader, scoring, mask, e, base)
                 weakest = min(live, key=lambda j: scores["all"][j])
                 keep[e, weakest] = 0.0
