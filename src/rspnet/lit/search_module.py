@@ -13,6 +13,7 @@ override `export_artifacts` and the validation hooks.
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import math
 import time
@@ -28,7 +29,6 @@ from torch import nn
 
 from rspnet.errors import ConfigError, NonFiniteError
 from rspnet.lit.perturb import (
-    FirstBatches,
     Scoring,
     check_options,
     check_shrink_options,
@@ -272,7 +272,9 @@ class SearchModule(pl.LightningModule):
                 raise ConfigError(
                     "search.shrink_every needs the datamodule's scoring set; fit through stage=cell_search"
                 )
-            loader = FirstBatches(datamodule.scoring_dataloader(str(s.get("perturb_split", "arch"))), opts.batches)
+            loader = datamodule.scoring_dataloader(str(s.get("perturb_split", "arch")))
+            if opts.batches is not None:  # held for the step: loaded once, not once per scoring pass
+                loader = list(itertools.islice(loader, opts.batches))
         start = time.perf_counter()
         step = shrink_step(copy.deepcopy(self.net), loader, Scoring.from_cfg(self.cfg, self.num_classes), opts.min_ops)
         record = shrink_record(step, self.epochs_done, time.perf_counter() - start)
