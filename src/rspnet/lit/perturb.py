@@ -9,6 +9,10 @@
   projected to its op (DARTS-PT) and, with `search.perturb_retune_steps > 0`, the weights are
   re-tuned for that many SGD steps on the weight half before the next edge is scored.
 
+Progressive shrinking (`search.shrink_every`, `shrink_step`) uses the same scores during the search:
+at its shrink points every edge loses the op whose removal hurts least, for good (`CellSupernet.op_keep`);
+`perturb` then scores and chooses only the ops left, and the evidence compares only those.
+
 The scoring set (`search.perturb_split`) is the arch half of train (`arch`, never seen by the
 weight optimiser) or the held-out selection slice of train (`select`); never val. Under
 `search.null=true` its labels are `null_labels` too. Scoring runs on a copy of the supernet with

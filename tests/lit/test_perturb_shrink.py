@@ -201,6 +201,8 @@ def test_bad_shrink_options_are_one_line(key: str, value, message: str) -> None:
         ("search.target_params=100000", "search.shrink_every=1 with search.target_params is not supported"),
         ("search.null=grad", "search.shrink_every=1 with search.null=grad is not supported"),
         ("search.shrink_min_ops=7", "search.shrink_min_ops=7 must be an integer from 1 to 4"),
+        ("search.shrink_every=-2", "search.shrink_every=-2 is invalid: expected an integer >= 0"),
+        ("search.shrink_batches=few", "search.shrink_batches=few is invalid: expected a positive integer or null"),
     ],
 )
 def test_shrinking_with_a_target_or_the_grad_null_is_refused_before_the_search(
