@@ -221,6 +221,7 @@ def _kill_at_epoch(epoch: int):
     return on_train_epoch_start
 
 
+@pytest.mark.slow  # three tiny searches (~15 s); the fast round trip is test_the_module_shrinks_and_its_state_...
 def test_a_killed_and_resumed_shrinking_search_gives_the_uninterrupted_genotype(
     make_cfg, tmp_path: Path, monkeypatch
 ) -> None:
