@@ -12,8 +12,12 @@ override `export_artifacts` and the validation hooks.
 
 from __future__ import annotations
 
+import copy
+import itertools
+import logging
 import math
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +28,15 @@ from omegaconf import DictConfig
 from torch import nn
 
 from rspnet.errors import ConfigError, NonFiniteError
-from rspnet.lit.perturb import check_options, select_cell
+from rspnet.lit.perturb import (
+    Scoring,
+    check_options,
+    check_shrink_options,
+    select_cell,
+    shrink_evidence,
+    shrink_record,
+    shrink_step,
+)
 from rspnet.metrics import SegMetric
 from rspnet.models.cost import CellTarget
 from rspnet.models.layers import resize
@@ -35,6 +47,8 @@ from rspnet.search_space.ops import PRIMITIVES
 from rspnet.utils.checkpoint import check_state_dict, rng_state, set_rng_state
 from rspnet.utils.distributed import all_ranks_finite, assert_same_across_ranks
 from rspnet.utils.io import atomic_write_json
+
+log = logging.getLogger(__name__)
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 Forward = Callable[[torch.Tensor], torch.Tensor]  # the arch batch's forward (Architect.arch_step's `forward`)
@@ -101,6 +115,9 @@ class SearchModule(pl.LightningModule):
         # the finished search's architecture (Genotype / MacroArch), set on every rank at the end of the fit:
         # a stage reports it without reading rank 0's file, which another rank could read half written
         self.final_arch: Any = None
+        # progressive shrinking (search.shrink_every): one shrink_record per step, kept in checkpoints
+        # with the supernet's op_keep mask
+        self.shrink_history: list[dict[str, Any]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [B, K, H, W] at input resolution."""
@@ -137,6 +154,8 @@ class SearchModule(pl.LightningModule):
     def on_fit_start(self) -> None:
         check_trainer(self.search_cfg, self.trainer)
         check_options(self.search_cfg)  # a bad selection option fails now, not after the search
+        if check_shrink_options(self.search_cfg).every and not hasattr(self.net, "op_keep"):
+            raise ConfigError("search.shrink_every applies to the cell search only; set search.shrink_every=0")
 
     @property
     def architect(self) -> Architect:
@@ -223,6 +242,11 @@ class SearchModule(pl.LightningModule):
         for sched in self.lr_schedulers() if isinstance(self.lr_schedulers(), list) else [self.lr_schedulers()]:
             sched.step()
         self.epochs_done = self.current_epoch + 1
+        # before the snapshot, the artifacts and (ModelCheckpoint runs after this hook) the checkpoint
+        if hasattr(self.net, "op_keep") and check_shrink_options(self.search_cfg).due(
+            self.epochs_done, int(self.search_cfg.warmup_epochs)
+        ):
+            self.shrink()
         self.arch_history = [h for h in self.arch_history if h["epoch"] < self.epochs_done]
         self.arch_history.append({"epoch": self.epochs_done, **self.arch_snapshot()})
         for name, param in zip(self.arch_names, self._params(self.arch_names)):
@@ -230,11 +254,49 @@ class SearchModule(pl.LightningModule):
         if self.trainer.is_global_zero:
             self.export_artifacts(self.out_dir, final=False)
 
+    def shrink(self, loader: Iterable | None = None) -> dict[str, Any]:
+        """One progressive-shrinking step (lit/perturb.py `shrink_step`): per edge the weakest op by
+        perturbation score leaves the supernet for good (`op_keep`). Scored on `loader`, else the first
+        `search.shrink_batches` batches of `search.perturb_split` (never val). Returns its record.
+
+        DDP: every rank scores from the same batches (the scoring loader has no sampler), so
+        collectives inside the forwards (SyncBatchNorm) stay matched, as in `select_cell`; the mask
+        and the record are then rank 0's, broadcast, so a last-bit difference between ranks in a
+        near tie cannot leave the ranks with different supernets.
+        """
+        s = self.search_cfg
+        opts = check_shrink_options(s)
+        if loader is None:
+            datamodule = self.trainer.datamodule
+            if not hasattr(datamodule, "scoring_dataloader"):
+                raise ConfigError(
+                    "search.shrink_every needs the datamodule's scoring set; fit through stage=cell_search"
+                )
+            loader = datamodule.scoring_dataloader(str(s.get("perturb_split", "arch")))
+            if opts.batches is not None:  # held for the step: loaded once, not once per scoring pass
+                loader = list(itertools.islice(loader, opts.batches))
+        start = time.perf_counter()
+        step = shrink_step(copy.deepcopy(self.net), loader, Scoring.from_cfg(self.cfg, self.num_classes), opts.min_ops)
+        record = shrink_record(step, self.epochs_done, time.perf_counter() - start)
+        keep = step["keep"]
+        if self._trainer is not None and self.trainer.world_size > 1:
+            keep, record = self.trainer.strategy.broadcast((keep, record), src=0)
+        self.net.op_keep = keep.to(self.net.alpha.device)
+        self.shrink_history = [h for h in self.shrink_history if h["epoch"] < record["epoch"]] + [record]
+        log.info("shrink at epoch %d: removed %s in %.2f s", record["epoch"], record["pruned"], record["seconds"])
+        return record
+
     def on_train_end(self) -> None:
         # before on_fit_end (the artifacts) and before WriteResult (search.json); every rank runs it
         # (identical data and arithmetic), so collectives such as SyncBatchNorm's stay matched
         if hasattr(self.net, "arch_weights"):  # a cell supernet; the trellis stage selects in its own module
             self.selection = select_cell(self.net, self.cfg, self.trainer.datamodule)
+            opts = check_shrink_options(self.search_cfg)
+            if opts.every:
+                split = str(self.search_cfg.get("perturb_split", "arch"))
+                self.selection["evidence"]["shrink"] = shrink_evidence(
+                    opts, split, self.shrink_history, self.net.op_keep
+                )
 
     def on_fit_end(self) -> None:
         self.final_arch = self.derive_arch(final=True)
@@ -338,6 +400,12 @@ class SearchModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # the weight/arch data split is saved by the datamodule (SegDataModule.state_dict)
         checkpoint["rspnet"] = {"epochs_done": self.epochs_done, "rng": rng_state(), "arch_history": self.arch_history}
+        keep = getattr(self.net, "op_keep", None)
+        # progressive shrinking: the ops removed so far and the steps' records (absent: nothing removed)
+        if keep is not None:
+            checkpoint["rspnet"]["op_keep"] = keep.cpu().tolist()
+        if self.shrink_history:
+            checkpoint["rspnet"]["shrink_history"] = self.shrink_history
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # runs before Lightning's strict load_state_dict: a checkpoint of another preset is one clear line
@@ -345,6 +413,11 @@ class SearchModule(pl.LightningModule):
         state = checkpoint.get("rspnet", {})
         self.epochs_done = int(state.get("epochs_done", 0))
         self.arch_history = list(state.get("arch_history", []))
+        # checkpoints written before progressive shrinking (or without it) hold no mask: every op is kept
+        if hasattr(self.net, "op_keep"):
+            keep = state.get("op_keep")
+            self.net.op_keep = torch.tensor(keep, dtype=torch.float32) if keep is not None else None
+        self.shrink_history = [h for h in state.get("shrink_history", []) if h["epoch"] <= self.epochs_done]
         if "rng" in state:
             set_rng_state(state["rng"])
 

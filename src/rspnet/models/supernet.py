@@ -101,6 +101,11 @@ class CellSupernet(SearchTrellis):
         self._weights: torch.Tensor | None = None  # softmax(alpha / T) during a forward
         # [3, 5] of 0/1 or None: ops masked out of their MixedOp (perturbation selection, lit/perturb.py)
         self.op_mask: torch.Tensor | None = None
+        # [3, 5] of 0/1 or None (nothing removed): the ops progressive shrinking (`search.shrink_every`,
+        # lit/perturb.py `shrink_step`) removed for good; on top of op_mask in every forward and in
+        # arch_weights(). A plain attribute, not a buffer: SearchModule saves it in the checkpoint's
+        # own block, so checkpoints written before shrinking existed load unchanged
+        self.op_keep: torch.Tensor | None = None
 
     @staticmethod
     def _align_key(src: Node, dst: Node) -> str:
@@ -131,15 +136,24 @@ class CellSupernet(SearchTrellis):
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The trellis loop, with the op weights softmax(alpha / T) computed for this forward."""
         # once per forward, shared by all cells (one softmax node: alpha's gradient is summed in one place)
-        self._weights = masked_weights(F.softmax(self.alpha / self.alpha_temperature, dim=-1), self.op_mask)
+        self._weights = masked_weights(F.softmax(self.alpha / self.alpha_temperature, dim=-1), self.live_mask())
         try:
             return super().forward_features(x)
         finally:
             self._weights = None
 
+    def live_mask(self) -> torch.Tensor | None:
+        """The ops a forward uses: `op_keep` (shrinking, permanent) times `op_mask` (a perturbation), or None (all)."""
+        if self.op_keep is None:
+            return self.op_mask
+        return self.op_keep if self.op_mask is None else self.op_keep.to(self.op_mask) * self.op_mask
+
     def arch_weights(self) -> torch.Tensor:
-        """softmax(alpha / T) [3, 5] (the op weights the cells use), detached, on CPU."""
-        return F.softmax(self.alpha.detach().float() / self.alpha_temperature, dim=-1).cpu()
+        """softmax(alpha / T) [3, 5] (the op weights the cells use: ops removed by shrinking at 0, the rest
+        renormalised), detached, on CPU."""
+        return masked_weights(
+            F.softmax(self.alpha.detach().float() / self.alpha_temperature, dim=-1).cpu(), self.op_keep
+        )
 
     def alpha_entropy(self) -> dict[str, Any]:
         """Per-edge entropy of the op weights / log(#ops) (1 = uniform, undecided) and its mean."""
@@ -156,7 +170,8 @@ class CellSupernet(SearchTrellis):
 
     def genotype(self, search: dict[str, Any] | None = None, ops: Sequence[str] | None = None) -> Genotype:
         """Derive the cell: per edge `ops` (a selection rule's choice, e.g. perturbation), else the op with
-        the largest softmax(alpha) weight; the weights stay softmax(alpha) (provenance: searched)."""
+        the largest softmax(alpha) weight; the weights stay softmax(alpha) (provenance: searched), with the
+        ops progressive shrinking removed at 0 (so argmax never picks one)."""
         search = dict(search or {}) | {
             "alpha_entropy": self.alpha_entropy(),
             "alpha_temperature": self.alpha_temperature,
