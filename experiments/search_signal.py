@@ -174,7 +174,7 @@ def table(kind: str, runs: list[dict]) -> str:
                 f"| {r['null_mean']:.3f} | {r['null_lo']:.3f} – {r['null_hi']:.3f} | {r['outside']} | {p} |"
             )
         chance = "0.20 per edge" if kind == "cell" else "see null"
-        agree = f"real {pairwise(real):.3f}, null {pairwise(null):.3f} (chance {chance})"
+        agree = f"real {_fmt(pairwise(real))}, null {_fmt(pairwise(null))} (chance {chance})"
         lines += ["", f"Pairwise agreement of the choices: {agree}.", ""]
         if kind == "cell":
             lines += [
@@ -183,6 +183,10 @@ def table(kind: str, runs: list[dict]) -> str:
                 "",
             ]
     return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
 
 
 def _op_counts(runs: list[dict]) -> str:
@@ -241,7 +245,7 @@ def knob_row(name: str, runs: list[dict]) -> str:
     cpu = [r["cpu_s"] / 60 for r in runs if r.get("cpu_s")]
     return (
         f"| {name} | {len(real)} | {len(null)} | {statistics.fmean(rv):.3f} / {statistics.fmean(nv):.3f} "
-        f"| {gap:+.2f} | {p:.3g} | {' | '.join(reliability)} | {pairwise(real):.3f} | {_mean(cpu)} |"
+        f"| {gap:+.2f} | {p:.3g} | {' | '.join(reliability)} | {_fmt(pairwise(real))} | {_mean(cpu)} |"
     )
 
 
