@@ -15,11 +15,8 @@ HAS_GPU    ?= $(shell command -v nvidia-smi 2>/dev/null)
 VENV_FLAGS ?=
 export WANDB_MODE ?= offline
 # test processes (pytest-xdist): plain pytest runs one test at a time and keeps one core busy; 2 workers use
-# both cores of the project's 2-core machines (18 min -> 11 min there); PYTEST_WORKERS=0 runs it serially.
-# worksteal: a worker that runs out of tests takes queued ones from the other, so one long test near
-# the end of a worker's share does not leave the other core idle
+# both cores of the project's 2-core machines (18 min -> 11 min there); PYTEST_WORKERS=0 runs it serially
 PYTEST_WORKERS ?= 2
-PYTEST_DIST ?= worksteal
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo lint test test-fast bench notebooks clean
@@ -57,10 +54,10 @@ lint: install  ## ruff lint + format check (run by make test)
 	$(PY) -m ruff format --check .
 
 test: install lint  ## lint, then run the test suite (PYTEST_WORKERS=2 processes)
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist $(PYTEST_DIST)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS)
 
 test-fast: install  ## run the test suite without slow tests
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist $(PYTEST_DIST) -m "not slow"
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not slow"
 
 bench: install  ## run every benchmark into docs/benchmarks.md (CAMVID=DIR adds the CamVid rows)
 	$(PY) -m bench.run_all $(if $(CAMVID),--camvid-root $(CAMVID))
