@@ -376,28 +376,37 @@ def alpha_evidence(net: nn.Module, loader: Iterable | None, scoring: Scoring) ->
     }
 
 
-def scores_evidence(rows: dict[str, list[list[float | None]]], keep: torch.Tensor | None) -> dict[str, Any]:
+def _scored(rows: list[list[float | None]]) -> list[list[float]]:
+    """Each row's scored entries (None: an op not scored, i.e. removed by shrinking before the scoring)."""
+    return [[v for v in row if v is not None] for row in rows]
+
+
+def _halves_split_half(rows: dict[str, list[list[float | None]]]) -> dict[str, Any] | None:
+    """Split-half of the scored entries of halves "a" and "b"; None where a half has a non-finite score
+    (a scoring set of one image has no second half: its losses are NaN)."""
+    a, b = _scored(rows["a"]), _scored(rows["b"])
+    return split_half(a, b) if all(math.isfinite(v) for row in a + b for v in row) else None
+
+
+def scores_evidence(rows: dict[str, list[list[float | None]]]) -> dict[str, Any]:
     """Perturbation scores per edge (None: an op not scored), their decisiveness and split-half over the
-    scored ops of `keep` (the mask they were scored under)."""
-    live = {key: _live_rows(r, keep) for key, r in rows.items()}
-    live = {key: [[v for v in row if v is not None] for row in r] for key, r in live.items()}
-    # a scoring set of one image has no second half: its losses are NaN, and there is no split-half
-    both = all(math.isfinite(v) for h in HALVES for row in live[h] for v in row)
+    scored ops."""
+    reliability = _halves_split_half(rows)
     return {
         "scores": _round_rows(rows["all"]),
         "miou_drop": _round_rows(rows["miou_drop"]),
-        "decisiveness": decisiveness(live["all"], as_probs=False),
-        "split_half": split_half(live["a"], live["b"]) if both else None,
-        "half_scores": {h: _round_rows(rows[h]) for h in HALVES} if both else None,
+        "decisiveness": decisiveness(_scored(rows["all"]), as_probs=False),
+        "split_half": reliability,
+        "half_scores": {h: _round_rows(rows[h]) for h in HALVES} if reliability is not None else None,
     }
 
 
-def perturb_evidence(result: dict[str, Any], retune_steps: int, keep: torch.Tensor | None = None) -> dict[str, Any]:
+def perturb_evidence(result: dict[str, Any], retune_steps: int) -> dict[str, Any]:
     """The `perturb` entry of the evidence: scores per edge (None: pruned by shrinking), their decisiveness
     and split-half."""
     return {
         "score": "increase of the mean cross-entropy when the op is removed (weight zeroed, rest renormalised)",
-        **scores_evidence(result["rows"], keep),
+        **scores_evidence(result["rows"]),
         "retune_steps": retune_steps,
         "ops": list(result["ops"]),
     }
@@ -407,13 +416,11 @@ def shrink_record(step: dict[str, Any], epoch: int, seconds: float) -> dict[str,
     """One entry of the `shrink` evidence: the epoch, the op removed per edge, the scores (None: not scored)
     and their split-half over the ops scored."""
     rows = step["rows"]
-    scored = {h: [[v for v in row if v is not None] for row in rows[h]] for h in HALVES}
-    both = all(math.isfinite(v) for h in HALVES for row in scored[h] for v in row)
     return {
         "epoch": int(epoch),
         "pruned": {f"edge {a}->{b}": op for e, (a, b) in enumerate(EDGES) if (op := step["pruned"].get(e))},
         "scores": _round_rows(rows["all"]),
-        "split_half": split_half(scored["a"], scored["b"]) if both else None,
+        "split_half": _halves_split_half(rows),
         "seconds": round(float(seconds), 3),
     }
 
@@ -459,6 +466,6 @@ def select_cell(net: nn.Module, cfg: DictConfig, datamodule: Any) -> dict[str, A
                 retune_weights, loader=weight_loader, s=cfg.search, steps=steps, ignore_index=ignore
             )
         result = perturb_select(copy.deepcopy(net), loader, scoring, retune)
-        evidence["perturb"] = perturb_evidence(result, steps, getattr(net, "op_keep", None))
+        evidence["perturb"] = perturb_evidence(result, steps)
         ops = result["ops"]
     return {"select": select, "ops": ops, "evidence": evidence}
