@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import itertools
 import json
 import os
 import re
@@ -605,11 +604,12 @@ def edge_stats(genotype: dict[str, Any]) -> dict[str, Any]:
 
 
 def agreement(ops: list[list[str]]) -> float:
-    """Mean over seed pairs of the fraction of edges with the same op (1 = every seed found the same cell)."""
-    pairs = list(itertools.combinations(ops, 2))
-    if not pairs:
-        return float("nan")
-    return statistics.fmean(sum(a == b for a, b in zip(x, y)) / len(x) for x, y in pairs)
+    """Mean over seed pairs of the fraction of edges with the same op (1 = every seed found the same cell;
+    `experiments.search_signal.pairwise`), nan for a single seed."""
+    from experiments.search_signal import pairwise
+
+    value = pairwise(ops)
+    return float("nan") if value is None else value
 
 
 def attempt_of(job: str) -> str:

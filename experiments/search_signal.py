@@ -112,9 +112,14 @@ def agreement(a: list[Any], b: list[Any]) -> float:
     return sum(vals) / len(vals)
 
 
-def pairwise(runs: list[dict]) -> float | None:
-    pairs = [agreement(p["choice"], q["choice"]) for p, q in itertools.combinations(runs, 2)]
+def pairwise(choices: list[list[Any]]) -> float | None:
+    """Mean `agreement` over every pair of searches' choices (None for fewer than two searches)."""
+    pairs = [agreement(a, b) for a, b in itertools.combinations(choices, 2)]
     return statistics.fmean(pairs) if pairs else None
+
+
+def _choices(runs: list[dict]) -> list[list[Any]]:
+    return [r["choice"] for r in runs]
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -174,7 +179,7 @@ def table(kind: str, runs: list[dict]) -> str:
                 f"| {r['null_mean']:.3f} | {r['null_lo']:.3f} – {r['null_hi']:.3f} | {r['outside']} | {p} |"
             )
         chance = "0.20 per edge" if kind == "cell" else "see null"
-        agree = f"real {_fmt(pairwise(real))}, null {_fmt(pairwise(null))} (chance {chance})"
+        agree = f"real {_fmt(pairwise(_choices(real)))}, null {_fmt(pairwise(_choices(null)))} (chance {chance})"
         lines += ["", f"Pairwise agreement of the choices: {agree}.", ""]
         if kind == "cell":
             lines += [
@@ -245,7 +250,7 @@ def knob_row(name: str, runs: list[dict]) -> str:
     cpu = [r["cpu_s"] / 60 for r in runs if r.get("cpu_s")]
     return (
         f"| {name} | {len(real)} | {len(null)} | {statistics.fmean(rv):.3f} / {statistics.fmean(nv):.3f} "
-        f"| {gap:+.2f} | {p:.3g} | {' | '.join(reliability)} | {_fmt(pairwise(real))} | {_mean(cpu)} |"
+        f"| {gap:+.2f} | {p:.3g} | {' | '.join(reliability)} | {_fmt(pairwise(_choices(real)))} | {_mean(cpu)} |"
     )
 
 
