@@ -25,10 +25,9 @@ from typing import Any
 import torch
 
 from bench import common
-from rspnet.architecture import load_architecture
+from rspnet.architecture import configured_net
 from rspnet.errors import ConfigError
 from rspnet.models.cost import count_gflops
-from rspnet.models.nets import build_net, is_searched, net_spec
 from rspnet.utils import threads
 
 GENOTYPES = Path(__file__).resolve().parents[1] / "experiments" / "genotypes"
@@ -49,9 +48,8 @@ def build(arch: str, size: tuple[int, int]) -> tuple[str, torch.nn.Module, Any]:
         genotype, _, macro = files.partition(",")
         overrides = [f"genotype={genotype}", *([f"macro_arch={macro}"] if macro else [])]
     cfg = common.compose_cfg(*RECIPE, *overrides, f"dataset.crop_size=[{size[0]},{size[1]}]")
-    spec = net_spec(cfg)
     torch.manual_seed(0)
-    net = build_net(cfg, spec, int(cfg.dataset.num_classes), *(load_architecture(cfg) if is_searched(spec) else ()))
+    net = configured_net(cfg, int(cfg.dataset.num_classes))
     return name, net.eval(), cfg
 
 

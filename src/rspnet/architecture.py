@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
+from torch import nn
 
 from rspnet.errors import ArtifactError, ConfigError
 from rspnet.genotype import PROVENANCES, Genotype, MacroArch
 from rspnet.models.derived import default_macro
+from rspnet.models.nets import build_net, is_searched, net_spec
 from rspnet.resources import genotype_path, shipped_genotypes
 from rspnet.utils.io import read_json
 
@@ -124,3 +126,10 @@ def search_epochs(path: str | Path | None) -> int | None:
     except (ArtifactError, AttributeError):
         return None
     return int(epochs) if isinstance(epochs, int) and not isinstance(epochs, bool) else None
+
+
+def configured_net(cfg: DictConfig, num_classes: int) -> nn.Module:
+    """The network of `cfg`'s `net` entry with fresh weights: the searched one from `genotype=` /
+    `macro_arch=` (`load_architecture`), any other family from its own keys."""
+    spec = net_spec(cfg)
+    return build_net(cfg, spec, num_classes, *(load_architecture(cfg) if is_searched(spec) else ()))

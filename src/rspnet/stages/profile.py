@@ -26,12 +26,11 @@ import torch
 from omegaconf import DictConfig
 
 from rspnet.api import Model, load_model
-from rspnet.architecture import load_architecture
+from rspnet.architecture import configured_net
 from rspnet.errors import ConfigError
 from rspnet.models import lut
 from rspnet.models.blocks import Layout
 from rspnet.models.cost import count_gflops
-from rspnet.models.nets import build_net, is_searched, net_spec
 from rspnet.search_space.ops import PRIMITIVES
 from rspnet.utils.io import atomic_write_json
 from rspnet.utils.runtime import output_dir
@@ -90,8 +89,8 @@ def _model(cfg: DictConfig, device: torch.device) -> Any:
     if cfg.get("ckpt"):
         return load_model(str(cfg.ckpt), device.type)
     torch.manual_seed(int(cfg.get("seed", 0)))
-    k, spec = int(cfg.dataset.num_classes), net_spec(cfg)
-    net = build_net(cfg, spec, k, *(load_architecture(cfg) if is_searched(spec) else ()))
+    k = int(cfg.dataset.num_classes)
+    net = configured_net(cfg, k)
     return Model(net.eval(), [str(i) for i in range(k)], [[0, 0, 0]] * k, "config", "config", trained=False)
 
 
