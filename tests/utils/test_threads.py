@@ -178,6 +178,8 @@ def test_real_worker_has_one_opencv_thread_and_lightning_seeding(monkeypatch: py
     cv2.setNumThreads(4)  # what the parent runs with (OpenCV defaults to one thread per core)
     monkeypatch.setenv("PL_SEED_WORKERS", "1")
     try:
+        threads.limit_opencv_threads()  # what the loaders do before their workers fork
+        assert cv2.getNumThreads() == 1
         torch.manual_seed(0)
         batch = next(iter(torch.utils.data.DataLoader(_Probe(), num_workers=1, worker_init_fn=threads.worker_init)))
         assert int(batch[0]) == 1 and int(batch[1]) == 1
@@ -187,3 +189,50 @@ def test_real_worker_has_one_opencv_thread_and_lightning_seeding(monkeypatch: py
         assert float(batch[2]) == float(ref[2])
     finally:
         cv2.setNumThreads(-1)
+
+
+def test_loaders_size_opencv_in_the_parent(make_cfg) -> None:
+    import cv2
+
+    from rspnet.data import build_datamodule
+
+    dm = build_datamodule(make_cfg("dataset.num_workers=1", "dataset.num_train=4", "dataset.num_val=2"))
+    dm.setup("fit")
+    cv2.setNumThreads(4)
+    try:
+        dm.train_dataloader()
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(-1)
+
+
+# The parent runs OpenCV's pool (as any in-process cv2 use before a later fork does: a test suite, a
+# notebook, stage after stage in one process), then iterates the datamodule's loader with forked workers.
+# A worker that resized OpenCV's pool itself hung forever in pthread_cond_destroy.
+_FORK_AFTER_OPENCV = """
+import cv2, numpy as np
+from rspnet.composition import compose
+from rspnet.data import build_datamodule
+cv2.setNumThreads(2)
+img = np.random.rand(2000, 2000, 3).astype(np.float32)  # large enough that the pool stays up
+for _ in range(5):
+    cv2.GaussianBlur(img, (5, 5), 0)
+cfg = compose("logger=none", "print_config=false", "dataset.num_workers=2", "dataset.num_train=4",
+              "dataset.num_val=2", "dataset.batch_size=2")
+dm = build_datamodule(cfg)
+dm.setup("fit")
+print(sum(1 for _ in dm.train_dataloader()), "batches")
+"""
+
+
+@pytest.mark.reliability
+def test_forked_workers_after_opencv_pool_ran_do_not_hang() -> None:
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run([sys.executable, "-c", _FORK_AFTER_OPENCV], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a loader worker forked after OpenCV's pool ran hung (it must not resize the pool itself)")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("batches")

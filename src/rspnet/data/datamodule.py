@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from rspnet.data.base import IGNORE, SegDataset
 from rspnet.data.selection import Selection, carve_holdout
 from rspnet.errors import ConfigError, DataError
-from rspnet.utils.threads import worker_init
+from rspnet.utils.threads import limit_opencv_threads, worker_init
 
 
 class EvalLoader(DataLoader):
@@ -115,6 +115,8 @@ class SegDataModule(pl.LightningDataModule):
 
     def _loader(self, ds: Dataset, batch_size: int, train: bool) -> DataLoader:
         workers = int(self.dcfg.get("num_workers", 0))
+        if workers > 0:
+            limit_opencv_threads()  # before the workers fork (a child must not resize the pool)
         return (DataLoader if train else EvalLoader)(
             ds,
             batch_size=batch_size,

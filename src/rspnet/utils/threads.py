@@ -185,12 +185,27 @@ def apply(cfg: DictConfig) -> ThreadPlan:
     return p
 
 
+def limit_opencv_threads() -> None:
+    """OpenCV's pool to one thread, called in the process that is about to fork loader workers.
+
+    albumentations' OpenCV keeps its own pthreads pool (one thread per core). Resizing that pool in a
+    forked child whose parent had it running deadlocks the child (in `pthread_cond_destroy` on the
+    parent's copied pool state), so the parent sizes it before the fork and the children inherit one
+    thread. A no-op when OpenCV is not loaded or already runs one thread.
+    """
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None and cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
+
+
 def worker_init(worker_id: int) -> None:
-    """DataLoader `worker_init_fn`: one thread per worker (torch, OpenMP/MKL, OpenCV), then Lightning's seeding."""
+    """DataLoader `worker_init_fn`: one thread per worker (torch, OpenMP/MKL), then Lightning's seeding.
+
+    OpenCV's pool is sized by the parent before it forks (`limit_opencv_threads`): sizing it here
+    can deadlock the worker.
+    """
     torch.set_num_threads(1)
     for name in THREAD_ENV:
         os.environ[name] = "1"
-    if "cv2" in sys.modules:  # albumentations' OpenCV has its own pthreads pool, one thread per core
-        sys.modules["cv2"].setNumThreads(1)
     if os.environ.get("PL_SEED_WORKERS") == "1":  # what Lightning adds when worker_init_fn is None
         pl_worker_init_function(worker_id)
