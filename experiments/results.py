@@ -53,6 +53,7 @@ from omegaconf import OmegaConf
 
 from rspnet.architecture import arch_provenance, search_epochs
 from rspnet.resources import genotype_path, shipped_genotypes
+from rspnet.search_space.evidence import decisiveness
 
 GROUP_COLOURS = {
     "random": "tab:grey",
@@ -589,16 +590,13 @@ def search_rows(study: Path, plan: dict) -> list[list[Any]]:
 
 
 def edge_stats(genotype: dict[str, Any]) -> dict[str, Any]:
-    """Entropy, top-1 weight and top-1 minus top-2 margin of each edge's softmax(alpha), and the ops."""
-    tops, margins = [], []
-    for e in genotype["edges"]:
-        w = sorted(e["weights"], reverse=True)
-        tops.append(w[0])
-        margins.append(w[0] - w[1])
+    """Entropy, top-1 weight and top-1 minus top-2 margin of each edge's op weights (means over edges,
+    `evidence.decisiveness`), and the ops."""
+    mean = decisiveness([e["weights"] for e in genotype["edges"]])["mean"]
     return {
-        "entropy": genotype["search"]["alpha_entropy"]["mean"],
-        "top1": statistics.fmean(tops),
-        "margin": statistics.fmean(margins),
+        "entropy": mean["entropy"],
+        "top1": mean["top1"],
+        "margin": mean["margin"],
         "ops": [e["op"] for e in genotype["edges"]],
     }
 

@@ -10,6 +10,7 @@ import pytest
 
 from experiments.results import agreement, attempt_of, decide_table, edge_stats, main
 from rspnet.composition import compose
+from rspnet.genotype import normalized_entropy
 
 
 def _genotype(weights: list[list[float]], ops: list[str], entropy: float) -> dict:
@@ -26,7 +27,10 @@ def test_edge_stats_top1_and_margin() -> None:
     s = edge_stats(g)
     assert s["top1"] == pytest.approx((0.4 + 0.2 + 0.6) / 3)
     assert s["margin"] == pytest.approx((0.1 + 0.0 + 0.5) / 3)
-    assert s["ops"] == ["conv_3x3", "conv_3x3", "skip_connect"] and s["entropy"] == 0.9
+    assert s["ops"] == ["conv_3x3", "conv_3x3", "skip_connect"]
+    # the mean normalised entropy of the weights (the uniform edge is 1)
+    assert s["entropy"] == pytest.approx(sum(normalized_entropy(e["weights"]) for e in g["edges"]) / 3, abs=1e-6)
+    assert s["entropy"] < 1 and edge_stats(_genotype([[0.2] * 5] * 3, ["conv_3x3"] * 3, 0.0))["entropy"] == 1.0
 
 
 def test_agreement_counts_equal_edges_over_seed_pairs() -> None:

@@ -227,12 +227,23 @@ print(sum(1 for _ in dm.train_dataloader()), "batches")
 
 @pytest.mark.reliability
 def test_forked_workers_after_opencv_pool_ran_do_not_hang() -> None:
+    import signal
     import subprocess
     import sys
 
+    # its own session: a hung run's forked workers are killed with it (a timeout kills only the parent)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _FORK_AFTER_OPENCV],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        done = subprocess.run([sys.executable, "-c", _FORK_AFTER_OPENCV], capture_output=True, text=True, timeout=60)
+        out, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
         pytest.fail("a loader worker forked after OpenCV's pool ran hung (it must not resize the pool itself)")
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().endswith("batches")
+    assert proc.returncode == 0, err[-2000:]
+    assert out.strip().endswith("batches")

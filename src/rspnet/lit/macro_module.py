@@ -291,13 +291,14 @@ class MacroSearchModule(SearchModule):
         macro.complete = final  # per-epoch exports say the search is still running; loaders refuse them
         return macro
 
-    def export_artifacts(self, out: Path, final: bool) -> None:
-        """DIR/macro.json, DIR/trellis.png, DIR/beta.png (+ beta heatmap to the logger)."""
+    def export_artifacts(self, out: Path, final: bool, arch: MacroArch | None = None) -> None:
+        """DIR/macro.json, DIR/trellis.png, DIR/beta.png (+ beta heatmap to the logger); `arch`: the
+        trellis already derived (else derived now)."""
         from rspnet.utils.loggers import log_image
         from rspnet.viz import figure_to_rgb, save_figure
         from rspnet.viz.trellis import beta_heatmap, draw_trellis
 
-        macro = self.derive_arch(final)
+        macro = arch if arch is not None else self.derive_arch(final)
         macro.save(out / "macro.json")
         draw_trellis(macro, out / "trellis.png", title=f"searched trellis, epoch {self.epochs_done} (width ~ score)")
         betas = {node: torch.softmax(b.detach().float(), 0).cpu().tolist() for node, b in self.net.betas().items()}

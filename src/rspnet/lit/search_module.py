@@ -13,6 +13,7 @@ override `export_artifacts` and the validation hooks.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import logging
 import math
@@ -30,6 +31,7 @@ from torch import nn
 from rspnet.errors import ConfigError, NonFiniteError
 from rspnet.lit.perturb import (
     Scoring,
+    ShrinkOptions,
     check_options,
     check_shrink_options,
     select_cell,
@@ -154,8 +156,13 @@ class SearchModule(pl.LightningModule):
     def on_fit_start(self) -> None:
         check_trainer(self.search_cfg, self.trainer)
         check_options(self.search_cfg)  # a bad selection option fails now, not after the search
-        if check_shrink_options(self.search_cfg).every and not hasattr(self.net, "op_keep"):
+        if self.shrink_options.every and not hasattr(self.net, "op_keep"):
             raise ConfigError("search.shrink_every applies to the cell search only; set search.shrink_every=0")
+
+    @functools.cached_property
+    def shrink_options(self) -> ShrinkOptions:
+        """The `search.shrink_*` options, checked once (one ConfigError naming the option)."""
+        return check_shrink_options(self.search_cfg)
 
     @property
     def architect(self) -> Architect:
@@ -243,7 +250,7 @@ class SearchModule(pl.LightningModule):
             sched.step()
         self.epochs_done = self.current_epoch + 1
         # before the snapshot, the artifacts and (ModelCheckpoint runs after this hook) the checkpoint
-        if hasattr(self.net, "op_keep") and check_shrink_options(self.search_cfg).due(
+        if hasattr(self.net, "op_keep") and self.shrink_options.due(
             self.epochs_done, int(self.search_cfg.warmup_epochs)
         ):
             self.shrink()
@@ -265,7 +272,7 @@ class SearchModule(pl.LightningModule):
         near tie cannot leave the ranks with different supernets.
         """
         s = self.search_cfg
-        opts = check_shrink_options(s)
+        opts = self.shrink_options
         if loader is None:
             datamodule = self.trainer.datamodule
             if not hasattr(datamodule, "scoring_dataloader"):
@@ -291,7 +298,7 @@ class SearchModule(pl.LightningModule):
         # (identical data and arithmetic), so collectives such as SyncBatchNorm's stay matched
         if hasattr(self.net, "arch_weights"):  # a cell supernet; the trellis stage selects in its own module
             self.selection = select_cell(self.net, self.cfg, self.trainer.datamodule)
-            opts = check_shrink_options(self.search_cfg)
+            opts = self.shrink_options
             if opts.every:
                 split = str(self.search_cfg.get("perturb_split", "arch"))
                 self.selection["evidence"]["shrink"] = shrink_evidence(
@@ -301,7 +308,7 @@ class SearchModule(pl.LightningModule):
     def on_fit_end(self) -> None:
         self.final_arch = self.derive_arch(final=True)
         if self.trainer.is_global_zero:
-            self.export_artifacts(self.out_dir, final=True)
+            self.export_artifacts(self.out_dir, final=True, arch=self.final_arch)
             self.export_evolution(self.out_dir)
 
     def arch_snapshot(self) -> dict[str, dict[str, dict[str, float]]]:
@@ -381,14 +388,15 @@ class SearchModule(pl.LightningModule):
         genotype.complete = final  # per-epoch exports say the search is still running; loaders refuse them
         return genotype
 
-    def export_artifacts(self, out: Path, final: bool) -> None:
-        """Stage 1: DIR/genotype.json, DIR/cell.png, DIR/alpha.png (+ heatmap to the logger)."""
+    def export_artifacts(self, out: Path, final: bool, arch: Any = None) -> None:
+        """Stage 1: DIR/genotype.json, DIR/cell.png, DIR/alpha.png (+ heatmap to the logger); `arch`: the
+        genotype already derived (else derived now)."""
         from rspnet.utils.loggers import log_image
         from rspnet.viz import figure_to_rgb, save_figure
         from rspnet.viz.cell import cell_figure
         from rspnet.viz.heatmap import alpha_heatmap
 
-        genotype = self.derive_genotype(final)
+        genotype = arch if arch is not None else self.derive_genotype(final)
         genotype.save(out / "genotype.json")
         save_figure(cell_figure(genotype), out / "cell.png")
         fig = alpha_heatmap(self.net.arch_weights(), title=f"softmax(alpha), epoch {self.epochs_done}")
