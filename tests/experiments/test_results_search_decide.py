@@ -69,7 +69,8 @@ def test_table_one_row_per_attempt(tmp_path: Path) -> None:
         (d / "done.json").write_text(json.dumps({"wall_s": 120.0, "cpu_s": 60.0}))
     (tmp_path / "search.arch_adam_lr=0.01,seed=0").mkdir()  # unfinished: not in the table
     row = decide_table(tmp_path).splitlines()[2]
-    assert row.startswith("| `search.arch_adam_lr=0.1` | 2 | 0.950 | 0.300 | 0.050 | 0.67 |")
+    # entropy: the normalised entropy of (0.3, 0.25, 0.15, 0.15, 0.15) = 0.970
+    assert row.startswith("| `search.arch_adam_lr=0.1` | 2 | 0.970 | 0.300 | 0.050 | 0.67 |")
     assert row.endswith("| 2.0 / 1.0 |") and len(decide_table(tmp_path).splitlines()) == 3
 
 

@@ -42,7 +42,7 @@ class Recording(SearchModule):
         super().weight_step(*args)
         self.changed["weight"] |= self._diff(before)
 
-    def export_artifacts(self, out: Path, final: bool) -> None:
+    def export_artifacts(self, out: Path, final: bool, arch: object = None) -> None:
         pass
 
 

@@ -14,7 +14,7 @@ from rspnet.search.bilevel import Architect, build_optimizers
 
 
 class Quiet(SearchModule):
-    def export_artifacts(self, out, final) -> None:  # noqa: ANN001
+    def export_artifacts(self, out, final, arch=None) -> None:  # noqa: ANN001
         pass
 
 
