@@ -210,18 +210,21 @@ def test_loaders_size_opencv_in_the_parent(make_cfg) -> None:
 # notebook, stage after stage in one process), then iterates the datamodule's loader with forked workers.
 # A worker that resized OpenCV's pool itself hung forever in pthread_cond_destroy.
 _FORK_AFTER_OPENCV = """
+import time
 import cv2, numpy as np
 from rspnet.composition import compose
 from rspnet.data import build_datamodule
 cv2.setNumThreads(2)
 img = np.random.rand(2000, 2000, 3).astype(np.float32)  # large enough that the pool stays up
-for _ in range(5):
-    cv2.GaussianBlur(img, (5, 5), 0)
 cfg = compose("logger=none", "print_config=false", "dataset.num_workers=2", "dataset.num_train=4",
               "dataset.num_val=2", "dataset.batch_size=2")
 dm = build_datamodule(cfg)
 dm.setup("fit")
-print(sum(1 for _ in dm.train_dataloader()), "batches")
+for _ in range(4):  # the old code hung in about 4 of 5 forks: four loaders, four sets of workers
+    for _ in range(5):
+        cv2.GaussianBlur(img, (5, 5), 0)
+    time.sleep(1)  # the pool's threads asleep on their condition variable at the fork (what hangs)
+    print(sum(1 for _ in dm.train_dataloader()), "batches")
 """
 
 
