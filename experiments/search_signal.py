@@ -6,7 +6,8 @@
 
 Reads every `genotype.json` / `macro.json` under the given sweep folders (Hydra multirun
 `hydra.sweep.dir`s of `stage=cell_search` / `stage=macro_search`, real and `search.null=true` jobs
-side by side), and writes one table per artifact kind: for each statistic (decisiveness of the
+side by side; a genotype.json beside a macro.json is the cell a macro search read, not a cell
+search's, and is skipped), and writes one table per artifact kind: for each statistic (decisiveness of the
 readout the selection used, split-half reliability where the artifact records it) the real
 searches' mean and SD, the null searches' mean and 2.5-97.5 % range, how many real searches lie
 outside that range on the decisive side, and a one-sided Mann-Whitney test real vs null. Plus
@@ -217,6 +218,8 @@ def collect(folders: list[Path]) -> dict[str, list[dict]]:
         if not folder.is_dir():
             sys.exit(f"search_signal: error: {folder} is not a folder")
         for path in sorted(folder.rglob("genotype.json")):
+            if (path.parent / "macro.json").is_file():  # the cell a macro search read (its copy) or a random draw
+                continue
             if json.loads(path.read_text()).get("complete", True):
                 runs["cell"].append(read_cell(path))
         for path in sorted(folder.rglob("macro.json")):

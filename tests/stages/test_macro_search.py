@@ -48,6 +48,9 @@ def test_fast_dev_run_writes_macro_json_and_pictures(make_cfg, genotype_file: Pa
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     (snapshot,) = json.loads((out / "arch_history.json").read_text())["epochs"]  # one per epoch
     assert snapshot["epoch"] == 1 and set(snapshot) == {"epoch", "beta", "path_scores"}
+    # the folder holds the whole architecture: a byte copy of the cell it searched on beside macro.json
+    assert (out / "genotype.json").read_bytes() == genotype_file.read_bytes()
+    assert result["genotype"] == str(out / "genotype.json")
     node = macro.nodes[-1]  # the kept inputs' scores are the last snapshot's path scores
     scores = snapshot["path_scores"][f"({node.layer},{node.scale})"]
     assert all(scores[f"({i.layer},{i.scale})"] == pytest.approx(i.score, abs=1e-5) for i in node.inputs)

@@ -3,7 +3,9 @@
 Reads the stage-1 cell (`genotype=PATH`), runs the bi-level search of `MacroSearchModule`
 (lit/macro_module.py) over `MacroSupernet` (beta and the CAM MLPs in the arch optimiser); the
 module's export hook writes DIR/macro.json (top `macro.top_k` inputs per node), DIR/trellis.png
-and DIR/beta.png. `macro.select` chooses how the inputs are ranked (path scores or perturbation);
+and DIR/beta.png. At success DIR/genotype.json is a byte copy of the cell it searched on, so DIR holds
+the whole searched architecture (genotype.json + macro.json, as stage=sample_arch's folder): one
+folder to train (`genotype=DIR/genotype.json macro_arch=DIR/macro.json`, the study's arms). `macro.select` chooses how the inputs are ranked (path scores or perturbation);
 the evidence for the choice (macro.json `search.evidence`) is copied into DIR/search.json.
 """
 
@@ -21,7 +23,7 @@ from rspnet.genotype import Genotype, MacroArch
 from rspnet.lit.fit import RESULT, fit_search
 from rspnet.lit.macro_module import MacroSearchModule
 from rspnet.models.macro_supernet import MacroSupernet
-from rspnet.utils.io import atomic_write_json
+from rspnet.utils.io import atomic_write_bytes, atomic_write_json
 from rspnet.utils.runtime import require
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ def run(cfg: DictConfig) -> dict:
     target = search.get("target")  # search.target_*: as held to the band
     result = dict(result or {}) | {"select": search["select"], "evidence": search["evidence"], "target": target}
     atomic_write_json(out / RESULT, result)
+    cell = _keep_cell(Path(genotype_path), out)
     log.info(
         "macro search: top-%d inputs for %d nodes -> %s (scoring=%s; mean path entropy / log K %.3f, beta %.3f)",
         module.top_k,
@@ -99,9 +102,18 @@ def run(cfg: DictConfig) -> dict:
     _warn_off_target(target)
     return result | {
         "macro": str(out / "macro.json"),
+        "genotype": str(cell),
         "trellis": str(out / "trellis.png"),
         "path_entropy": search["path_entropy"],
     }
+
+
+def _keep_cell(genotype: Path, out: Path) -> Path:
+    """DIR/genotype.json: a byte copy of the searched-on cell (same content, so the same `genotype=` identity)."""
+    dst = out / "genotype.json"
+    if not (dst.exists() and dst.samefile(genotype)):
+        atomic_write_bytes(dst, genotype.read_bytes())
+    return dst
 
 
 def _warn_off_target(target: dict | None) -> None:
