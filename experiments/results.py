@@ -7,7 +7,7 @@
 
 One reader of what runs leave behind: metrics.json (stage=eval), pipeline.json, train.json, the csv
 log (csv/metrics.csv), the done markers' wall/CPU seconds (`done.json` of rspnet.utils.run_record, or
-the study's `done`), checkpoint metadata and the architecture's provenance (rspnet.architecture).
+the `done` of the older study runner), checkpoint metadata and the architecture's provenance (rspnet.architecture).
 
 Paper table: a run is a folder with the `config.yaml` rspnet saves. Its mIoU comes from, in order:
 metrics.json, pipeline.json, train.json, the csv log (best `val/miou`, else best `select/miou` as the
@@ -27,10 +27,14 @@ done markers); the variant with the best held-out mIoU is marked, val is never u
 Search-decide table: one row per search-recipe attempt of a `hparams_search=search_decide` sweep (the
 job folders without their seed): mean alpha entropy, top-1 weight and margin, seed agreement, the cells.
 
-Study page: reads OUT/study.json (the plan written by experiments.camvid_study) and every arm's
-folders; writes the table of every arm (val mIoU mean ± std over training seeds, params, GFLOPs, wall
-and CPU time), the searched arms' rank among the random ones, the search's entropies, and pictures
-under --img (default: docs/img/results next to --out).
+Study page: reads the folder of the study's Hydra phases (conf/study: `rspnet -m experiment=camvid_study
+study=cell|macro|sample|train|eval`, each phase one sweep dir under `study.dir`): its arms are the train
+phase's job folders `train/<arm>/t<seed>` (an arm is a folder under the study dir holding genotype.json +
+macro.json, `macro/s<seed>` searched or `sample/r<seed>` random, its group read from the architecture's
+provenance), each scored by the eval phase's twin folder `eval/<arm>/t<seed>/metrics.json`. A study of the
+older runner (round 1: OUT/study.json, its plan) is read as it was written. The page: the table of every
+arm (val mIoU mean ± std over training seeds, params, GFLOPs, wall and CPU time), the searched arms' rank
+among the random ones, the search's entropies, and pictures under --img (default: docs/img/results next to --out).
 """
 
 from __future__ import annotations
@@ -484,12 +488,19 @@ def gflops_of(ckpt: Path) -> float | None:
     return round(count_gflops(module.net, tuple(int(v) for v in cfg.dataset.crop_size)), 3)
 
 
+def eval_dir(study: Path, run: str) -> Path:
+    """The eval job of a training run: the eval phase's twin folder (train/A/t0 -> eval/A/t0), else the older
+    runner's `eval/` inside the run folder."""
+    twin = study / "eval" / Path(run).relative_to("train") if run.startswith("train/") else None
+    return twin if twin is not None and twin.is_dir() else study / run / "eval"
+
+
 def run_record(study: Path, run: str) -> dict[str, Any]:
     """mIoU, params, GFLOPs, wall/CPU seconds (train + eval) of one training run; missing values None."""
-    d = study / run
-    metrics = _json(d / "eval" / "metrics.json") or _json(d / "metrics.json")  # every arm | older baselines
+    d, ev = study / run, eval_dir(study, run)
+    metrics = _json(ev / "metrics.json") or _json(d / "metrics.json")  # every arm | older baselines
     train = _json(d / "train.json") or {}
-    clocks = timing(d, d / "eval")
+    clocks = timing(d, ev)
     ckpt = d / "checkpoints" / "last.ckpt"
     gflops = train.get("gflops")
     if gflops is None and ckpt.is_file() and metrics:
@@ -531,6 +542,60 @@ def arm_rows(study: Path, plan: dict) -> list[dict[str, Any]]:
     return rows
 
 
+PHASES = ("cell", "macro", "sample", "train", "eval")  # conf/study, in the order they run
+GROUPS = {"searched": "searched", "random": "random"}  # an arm's group by its architecture's provenance
+
+
+def phase_plan(study: Path) -> dict[str, Any] | None:
+    """The plan of a study run as Hydra phases (conf/study), in the older runner's shape: its arms are the
+    train phase's job folders `train/<arm>/t<seed>`, its search jobs the finished cell/macro jobs. None: no
+    training job yet."""
+    train = study / "train"
+    runs = sorted(p.parent for p in train.rglob("config.yaml") if re.fullmatch(r"t\d+", p.parent.name))
+    if not runs:
+        return None
+    arms: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        name = run.parent.relative_to(train).as_posix()
+        arm = arms.setdefault(name, _phase_arm(study, name))
+        arm["runs"][int(run.name[1:])] = run.relative_to(study).as_posix()
+    searches = [d for ph in ("cell", "macro") for d in sorted((study / ph).glob("*")) if (d / "done.json").is_file()]
+    phases = {ph: _phase_command(study / ph) for ph in PHASES if (study / ph / "multirun.yaml").is_file()}
+    return {
+        "debug": any(a.startswith("debug=") for c in phases.values() for a in c[1]),
+        "command": " ; ".join(f"rspnet -m {' '.join(args)}" for _, args in phases.values()),
+        "epochs": {ph: c[0] for ph, c in phases.items() if c[0] is not None},
+        "jobs": [{"name": d.relative_to(study).as_posix(), "kind": "rspnet", "deps": []} for d in searches],
+        "arms": list(arms.values()),
+        "phases": list(phases),
+    }
+
+
+def _phase_arm(study: Path, name: str) -> dict[str, Any]:
+    """An arm of the train phase: `macro/s0` (searched: its cell and macro search jobs), `sample/r1000` (random)."""
+    from rspnet.architecture import provenance
+
+    kind = provenance(study / name / "genotype.json")
+    group = GROUPS.get(kind, kind)
+    seed = re.fullmatch(r"[sr](\d+)", Path(name).name)
+    cell = f"cell/{Path(name).name}"
+    label = {
+        "searched": f"searched (cell + macro search, search seed {seed and seed.group(1)})",
+        "random": f"random (sample_arch seed {seed and seed.group(1)}, at the searches' target)",
+    }.get(group, f"{kind} architecture")
+    jobs = [cell, name] if group == "searched" and (study / cell).is_dir() else []
+    return {"name": name, "group": group, "label": label, "runs": {}, "search_jobs": jobs}
+
+
+def _phase_command(sweep: Path) -> tuple[int | None, list[str]]:
+    """A phase's budget (trainer.max_epochs of its jobs) and its command-line overrides, from multirun.yaml."""
+    cfg = OmegaConf.load(sweep / "multirun.yaml")
+    args = [str(a) for a in OmegaConf.select(cfg, "hydra.overrides.task", default=[]) or []]
+    stage = OmegaConf.select(cfg, "stage.name", default="")
+    epochs = OmegaConf.select(cfg, "trainer.max_epochs", default=None, throw_on_resolution_failure=False)
+    return (epochs if stage in ("cell_search", "macro_search", "train") else None), args
+
+
 def _mean(values: list) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.fmean(values) if values else None
@@ -568,10 +633,11 @@ def search_rows(study: Path, plan: dict) -> list[list[Any]]:
     rows = []
     for job in plan["jobs"]:
         name = job["name"]
-        if not name.startswith("search/"):
+        if not name.startswith(("search/", "cell/", "macro/")):
             continue
         clocks = timing(study / name)
-        art = _json(study / name / "genotype.json") or _json(study / name / "macro.json") or {}
+        # a macro search's folder also holds the cell it read (genotype.json): its own artifact is macro.json
+        art = _json(study / name / "macro.json") or _json(study / name / "genotype.json") or {}
         s = art.get("search", {})
         ent = s["alpha_entropy"]["mean"] if "alpha_entropy" in s else s.get("path_entropy")
         what = "cell (alpha)" if "alpha_entropy" in s else f"macro ({s.get('scoring', '?')} path scores)" if s else "-"
@@ -659,7 +725,8 @@ def decide_section(study: Path) -> list[str]:
             table,
             "",
         ]
-    cells = [_json(study / f"search/cell_s{s}" / "genotype.json") for s in range(2)]
+    cells = [_json(study / f"cell/s{s}" / "genotype.json") or _json(study / f"search/cell_s{s}" / "genotype.json")
+             for s in range(2)]  # fmt: skip
     if all(cells):
         ops = [[e["op"] for e in c["edges"]] for c in cells]
         lines += [
@@ -721,7 +788,11 @@ def figures(study: Path, rows: list[dict], img: Path) -> dict[str, Path]:
     ax.set_xlabel("parameters (M, log)")
     ax.set_ylabel("val mIoU (%)")
     pics["params"] = save_figure(fig, img / "miou_vs_params.png")
-    arch = study / "arch" / "searched_s0"
+    arch = (
+        study / "macro" / "s0"
+        if (study / "macro" / "s0" / "genotype.json").is_file()
+        else study / "arch" / "searched_s0"
+    )
     if (arch / "genotype.json").is_file() and (arch / "macro.json").is_file():
         pics["cell"] = save_figure(
             cell_figure(Genotype.load(arch / "genotype.json"), "searched Norm-Cell (search seed 0)"),
@@ -746,10 +817,11 @@ def render(study: Path, out: Path, img: Path) -> str:
     """The markdown page (pictures written to `img`)."""
     from bench.common import device_info
 
-    plan = _json(study / "study.json")
+    plan = _json(study / "study.json") or phase_plan(study)
     if plan is None:
         raise SystemExit(
-            f"results: error: {study / 'study.json'} not found; run python -m experiments.camvid_study first"
+            f"results: error: --study {study}: no finished training job under {study / 'train'}; run the study's "
+            "phases first (rspnet -m experiment=camvid_study study=cell ... study=eval, with study.dir set to it)"
         )
     rows = arm_rows(study, plan)
     pics = figures(study, rows, img)
@@ -758,7 +830,8 @@ def render(study: Path, out: Path, img: Path) -> str:
     lines = ["# Does the search matter? CamVid: searched vs random architectures", ""]
     if plan.get("debug"):
         lines += [
-            "> **PLACEHOLDER produced by `--debug`** (synthetic data, 1 epoch, 2 batches): these numbers "
+            "> **PLACEHOLDER produced by a debug run** (`debug=` / the older `--debug`: synthetic data, 1 epoch, "
+            "2 batches): these numbers "
             "are a dry run of the pipeline and say nothing about the search.",
             "",
         ]
@@ -778,8 +851,11 @@ def render(study: Path, out: Path, img: Path) -> str:
             "",
         ]
     lines += [
-        "Random arms are parameter-matched (±20 %) to `searched_s0`; `searched_s1` (another search seed) may fall "
-        "outside that band — its params are in the table.",
+        "Random arms are drawn at the searches' resource target (`search.target_params`, ±10 %); the searches are "
+        "held to it softly — every arm's params are in the table."
+        if plan.get("phases")
+        else "Random arms are parameter-matched (±20 %) to `searched_s0`; `searched_s1` (another search seed) may "
+        "fall outside that band — its params are in the table.",
         "",
     ]
     table = [
@@ -867,7 +943,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m experiments.results", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("run_dirs", nargs="*", type=Path, help="run / sweep folders: the paper table to stdout")
-    ap.add_argument("--study", type=Path, help="the --out folder of experiments.camvid_study: the study page")
+    ap.add_argument("--study", type=Path, help="the study.dir of the study's phases (conf/study): the study page")
     ap.add_argument("--recipes", type=Path, help="the sweep folder of hparams_search=camvid_recipes: its table")
     ap.add_argument("--decide", type=Path, help="the sweep folder of hparams_search=search_decide: its table")
     ap.add_argument("--out", type=Path, default=None, help="the page (default docs/results.md; --recipes: stdout)")

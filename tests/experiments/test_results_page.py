@@ -100,3 +100,28 @@ def test_two_search_seeds_add_a_pooled_row_and_the_seed_noise_line(study: Path, 
     page = tmp_path / "docs" / "results.md"
     assert main(["--study", str(study), "--out", str(page)]) == 0
     assert "Training-seed noise" in page.read_text() and "1.41 points" in page.read_text()
+
+
+def test_a_study_of_hydra_phases_is_read_from_its_folders(tmp_path: Path) -> None:
+    """conf/study's layout: arms = train/<arm>/t<seed>, scored by eval/<arm>/t<seed>, grouped by provenance."""
+    from experiments.results import phase_plan
+
+    study = tmp_path / "study"
+    assert phase_plan(study) is None  # nothing trained yet: the page says so
+    for arm, provenance, mious in (("macro/s0", "searched", [0.5, 0.6]), ("sample/r1000", "random", [0.4])):
+        _write(study / arm / "genotype.json", {"provenance": provenance})
+        for t, miou in enumerate(mious):
+            (study / "train" / arm / f"t{t}").mkdir(parents=True)
+            (study / "train" / arm / f"t{t}" / "config.yaml").write_text("seed: 0\n")
+            _write(study / "train" / arm / f"t{t}" / "train.json", {"params": 180000})
+            _write(study / "train" / arm / f"t{t}" / "done.json", {"wall_s": 60.0, "cpu_s": 100.0})
+            _write(study / "eval" / arm / f"t{t}" / "metrics.json", {"miou": miou, "dataset": "camvid"})
+            _write(study / "eval" / arm / f"t{t}" / "done.json", {"wall_s": 6.0, "cpu_s": 10.0})
+    _write(study / "cell/s0/done.json", {"wall_s": 1.0, "cpu_s": 1.0})
+    (study / "macro/s0/done.json").write_text(json.dumps({"wall_s": 1.0, "cpu_s": 1.0}))
+    plan = phase_plan(study)
+    assert [j["name"] for j in plan["jobs"]] == ["cell/s0", "macro/s0"]
+    rows = {r["name"]: r for r in arm_rows(study, plan)}
+    assert rows["macro/s0"]["group"] == "searched" and rows["macro/s0"]["mean"] == pytest.approx(0.55)
+    assert rows["macro/s0"]["search_jobs"] == ["cell/s0", "macro/s0"] and rows["macro/s0"]["wall_s"] == 66.0
+    assert rows["sample/r1000"]["group"] == "random" and rows["sample/r1000"]["params"] == 180000
