@@ -40,6 +40,7 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # logged, printed, threaded, checkpointed; the eval split and predict/inference options of later stages
 VOLATILE = ("ckpt_path", "ckpt", "split", "paths", "print_config", "threads", "logger", "callbacks", "checkpoint")
 VOLATILE += ("hydra", "predict", "extra_loggers", "tags")
+VOLATILE += ("study",)  # the study phases' folders (conf/study): the artifacts they resolve to count by content
 # trainer keys that change the optimisation (all others are hardware, budgets, limits or logging)
 TRAINER_KEYS = ("precision", "accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm")
 # nested keys: where the data lives and how it is loaded; the held-out slice (a resume keeps the checkpoint's)
