@@ -90,3 +90,14 @@ def test_knob_table_ranks_the_recipe_with_signal_above_the_one_without(tmp_path:
     assert "needs >= 2 real" in rows["few"][3] and len(rows["few"]) == len(rows["flat"])
     with pytest.raises(SystemExit, match="NAME=DIR"):
         search_signal.main(["--knob", "nodir"])
+
+
+def test_the_cell_a_macro_search_read_is_not_a_cell_search(tmp_path: Path, monkeypatch) -> None:
+    """A macro search's folder holds a copy of its cell (genotype.json beside macro.json): not counted as a cell."""
+    monkeypatch.setattr(search_signal, "read_cell", lambda path: path)
+    monkeypatch.setattr(search_signal, "read_macro", lambda path: path)
+    for rel in ("cell/s0/genotype.json", "macro/s0/genotype.json", "macro/s0/macro.json"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("{}")
+    runs = search_signal.collect([tmp_path])
+    assert runs == {"cell": [tmp_path / "cell/s0/genotype.json"], "macro": [tmp_path / "macro/s0/macro.json"]}
