@@ -1,7 +1,7 @@
 """Results from run folders alone: the paper table, the CamVid study's page, the recipe sweep's table.
 
     python -m experiments.results RUN_DIRS... > table.md          # paper table (experiments/README.md)
-    python -m experiments.results --study outputs/camvid_study --out docs/results.md
+    python -m experiments.results --study outputs/study --out docs/results.md     # study.dir of conf/study's phases
     python -m experiments.results --recipes outputs/camvid_recipes --out docs/camvid_recipes.md
     python -m experiments.results --decide outputs/camvid_study/decide
 

@@ -122,6 +122,7 @@ def _killed_after_first_job(study: Path, phase: str, extra: list[str]) -> dict[P
     return {p: p.read_bytes() for p in (study / phase).rglob("done.json")}
 
 
+@pytest.mark.reliability  # docs/reliability.md: a killed phase re-run skips its finished jobs
 def test_the_whole_study_runs_phase_by_phase_and_a_killed_phase_resumes(tmp_path: Path) -> None:
     """All five phases in debug=tiny (2 search seeds, 2 random draws, 1 training seed); the cell phase is
     killed once after its first job, re-run: the finished job is skipped (done.json unchanged), the rest run."""
