@@ -93,6 +93,15 @@ def test_the_study_node_is_not_part_of_a_runs_identity() -> None:
     assert "study" not in identity_config(a) and identity_config(a) == identity_config(b)
 
 
+def test_a_phase_without_the_studys_recipe_is_one_error(rspnet_cli) -> None:
+    proc = rspnet_cli("-m", "study=cell", "debug=tiny")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "rspnet: error: study=cell: a phase of the CamVid study runs on top of experiment=camvid_study "
+        "(its study node: study.dir, study.target_params); add experiment=camvid_study"
+    )
+
+
 def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "offline"}
 

@@ -135,9 +135,23 @@ def _check_output_dir_arg(argv: list[str]) -> None:
         sys.exit(2)
 
 
+def _check_study_arg(argv: list[str]) -> None:
+    """Exit 2 with one line for a phase of the CamVid study (conf/study) without an experiment: the phases
+    read the `study:` node of experiment=camvid_study, and Hydra would report `${study.dir}` with a traceback."""
+    phases = [a for a in argv if a.startswith("study=")]
+    if phases and not any(a.lstrip("+").startswith("experiment=") for a in argv):
+        print(
+            f"rspnet: error: {phases[-1]}: a phase of the CamVid study runs on top of experiment=camvid_study "
+            "(its study node: study.dir, study.target_params); add experiment=camvid_study",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+
 def main() -> None:
     """Console-script entry (`rspnet ...`)."""
     _check_output_dir_arg(sys.argv[1:])
+    _check_study_arg(sys.argv[1:])
     try:
         check_moved(sys.argv[1:])  # Hydra would only say "not in struct"; name the new key
     except RSPNetError as e:
