@@ -131,6 +131,7 @@ def _killed_after_first_job(study: Path, phase: str, extra: list[str]) -> dict[P
     return {p: p.read_bytes() for p in (study / phase).rglob("done.json")}
 
 
+@pytest.mark.slow  # 6 rspnet processes (~7 s of imports each), jobs < 1 s: 55-65 s on a busy 2-core box
 @pytest.mark.reliability  # docs/reliability.md: a killed phase re-run skips its finished jobs
 def test_the_whole_study_runs_phase_by_phase_and_a_killed_phase_resumes(tmp_path: Path) -> None:
     """All five phases in debug=tiny (2 search seeds, 2 random draws, 1 training seed); the cell phase is
