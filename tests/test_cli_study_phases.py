@@ -84,6 +84,12 @@ def test_the_default_arms_are_every_search_seed_and_random_draw() -> None:
         assert params.seed == "0,1"
 
 
+def test_a_phase_runs_on_the_slurm_launcher_into_the_same_folders() -> None:
+    cfg = _phase("train", "hydra/launcher=slurm", "study.arm=macro/s0")
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.name == "rspnet-train"
+    assert cfg.hydra.sweep.dir == "outputs/s2/train" and cfg.hydra.sweep.subdir == "macro/s0/t0"
+
+
 def test_the_study_node_is_not_part_of_a_runs_identity() -> None:
     """Moving the study (study.dir) keeps every job the same run; its artifacts count by content."""
     from rspnet.utils.lifecycle import identity_config
