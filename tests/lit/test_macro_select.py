@@ -93,6 +93,25 @@ def test_perturbation_ranks_the_removal_that_hurts_most_first(metric: str) -> No
     assert result.halves[0][(2, 4)] == pytest.approx(drops)  # the same batch on both halves
 
 
+class CoarseHarmNet(HarmNet):
+    """HarmNet whose logits come at half the label's size (inputs at `dataset.resize_long`, labels native)."""
+
+    def forward_cached(self, x: torch.Tensor) -> tuple:
+        logits, feats, aligned = super().forward_cached(x)
+        return torch.nn.functional.avg_pool2d(logits, 2), feats, aligned
+
+    def forward_without(self, node: tuple, k: int, size: tuple, feats: dict, aligned: dict) -> torch.Tensor:
+        return torch.nn.functional.avg_pool2d(super().forward_without(node, k, size, feats, aligned), 2)
+
+
+def test_perturbation_scores_logits_at_the_labels_size() -> None:
+    # the study recipe feeds 120x160 inputs and scores at the labels' 240x320; this crashed the macro stage
+    y = torch.randint(0, 3, (2, 4, 8), generator=torch.Generator().manual_seed(0))
+    result = perturbation_drops(CoarseHarmNet(y), [(torch.zeros(2, 3, 2, 4), y)] * 2, 3, 255, metric="loss")
+    drops = result.drops[(2, 4)]
+    assert max(range(4), key=lambda k: drops[k]) == 1 and all(d >= -1e-6 for d in drops)
+
+
 def test_macro_arch_keeps_the_inputs_with_the_largest_drops(make_cfg, genotype_file: Path) -> None:
     from rspnet.lit.macro_module import MacroSearchModule
 

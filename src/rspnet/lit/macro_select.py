@@ -30,6 +30,7 @@ from torch import nn
 
 from rspnet.errors import ConfigError
 from rspnet.metrics import confmat_iou
+from rspnet.models.layers import at_label
 from rspnet.search_space.evidence import decisiveness, split_half
 from rspnet.search_space.trellis import Node
 
@@ -133,7 +134,8 @@ class DropMeter:
         self.conf = torch.zeros(2, variants, num_classes * num_classes, dtype=torch.long)
 
     def add(self, half: int, variant: int, logits: torch.Tensor, y: torch.Tensor) -> None:
-        """Add one batch's logits [B, K, H, W] of `variant` against labels `y` [B, H, W]."""
+        """Add one batch's logits [B, K, H, W] of `variant` against labels `y` [B, H', W'] (at the label's size)."""
+        logits = at_label(logits, y)
         ce = F.cross_entropy(logits.float(), y, ignore_index=self.ignore_index, reduction="sum")
         self.loss[half, variant] += float(ce)
         valid = y != self.ignore_index

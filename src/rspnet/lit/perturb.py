@@ -45,7 +45,7 @@ from torch import nn
 
 from rspnet.errors import ConfigError
 from rspnet.metrics import SegMetric
-from rspnet.models.layers import resize
+from rspnet.models.layers import at_label
 from rspnet.search_space.cell import EDGES
 from rspnet.search_space.evidence import decisiveness, null_labels, null_mode, split_half
 from rspnet.search_space.ops import PRIMITIVES
@@ -80,11 +80,6 @@ class Scoring:
         """(summed cross-entropy, labelled pixels) at the label's resolution: sums, so halves and batches add up."""
         loss = F.cross_entropy(at_label(logits, y).float(), y, ignore_index=self.ignore_index, reduction="sum")
         return loss, int((y != self.ignore_index).sum())
-
-
-def at_label(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Logits at the label's size (`dataset.eval_scale` scales only the image), as validation scores them."""
-    return logits if logits.shape[-2:] == y.shape[-2:] else resize(logits, y.shape[-2:])
 
 
 def half_batches(loader: Iterable, scoring: Scoring, device: torch.device) -> Iterator[tuple[int, Any, Any]]:

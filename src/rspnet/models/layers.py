@@ -26,6 +26,11 @@ def resize(x: torch.Tensor, size: Sequence[int] | torch.Size) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
+def at_label(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Logits at the label's size (`dataset.eval_scale` / `resize_long` scale only the image), as validation scores them."""
+    return logits if logits.shape[-2:] == y.shape[-2:] else resize(logits, y.shape[-2:])
+
+
 def fuse_scales(feats: Sequence[torch.Tensor]) -> torch.Tensor:
     """HRNetV2 representation: upsample every scale to the first (finest) one and concatenate."""
     size = feats[0].shape[-2:]
