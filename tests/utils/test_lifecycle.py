@@ -330,7 +330,17 @@ def test_every_run_records_wall_and_cpu_time_and_ckpt_path_last_skips_a_finished
 def test_a_finished_marker_of_another_run_is_one_error_with_ckpt_path_last(make_cfg, tmp_path: Path) -> None:
     out = tmp_path / "sample"
     run(make_cfg("stage=sample_arch", "debug=tiny", "model=micro", "seed=1", out=out))
-    with pytest.raises(ConfigError, match=r"holds a finished run \w+ .*done\.json\), this run is \w+"):
+    # the marker records the identity it hashes: the error names the key that differs
+    with pytest.raises(
+        ConfigError,
+        match=r"holds a finished run \w+ .*done\.json\), this run is \w+; differs in seed=1 \(this run: 2\)",
+    ):
+        run(make_cfg("stage=sample_arch", "debug=tiny", "model=micro", "seed=2", "ckpt_path=last", out=out))
+    # a marker written before the identity was recorded: the two ids alone
+    marker = json.loads((out / "done.json").read_text())
+    del marker["identity"]
+    (out / "done.json").write_text(json.dumps(marker))
+    with pytest.raises(ConfigError, match=r"this run is \w+; choose a new paths.output_dir"):
         run(make_cfg("stage=sample_arch", "debug=tiny", "model=micro", "seed=2", "ckpt_path=last", out=out))
 
 

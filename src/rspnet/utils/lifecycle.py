@@ -162,7 +162,8 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
     return {k: v for key, value in d.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
 
 
-def _differences(mine: dict[str, Any], theirs: dict[str, Any], limit: int = 4) -> str:
+def differences(mine: dict[str, Any], theirs: dict[str, Any], limit: int = 4) -> str:
+    """The keys whose values differ, `key=theirs (this run: mine)`, the first `limit` of them."""
     a, b = _flat(mine), _flat(theirs)
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     shown = [f"{k}={b.get(k)!r} (this run: {a.get(k)!r})" for k in keys[:limit]]
@@ -193,7 +194,7 @@ def other_run(path: Path, cfg: DictConfig) -> str | None:
         theirs = json.loads(record.get("config") or "{}")
     except json.JSONDecodeError:
         theirs = {}
-    return f"run {record['id']}, this run is {run_id(mine)}; differs in {_differences(mine, theirs) or 'its config'}"
+    return f"run {record['id']}, this run is {run_id(mine)}; differs in {differences(mine, theirs) or 'its config'}"
 
 
 # -- checkpoints of a run ----------------------------------------------------------------------

@@ -8,7 +8,10 @@ of another run is one error naming both. A fresh run (no `ckpt_path`) drops an o
 before its first write, so a folder never shows a finished run that is not the one in it.
 
     {"format": "rspnet.done/1", "stage": "train", "run_id": "...", "wall_s": 61.2, "cpu_s": 118.0,
-     "started": "...", "finished": "...", "result": {...the stage's result...}}
+     "started": "...", "finished": "...", "result": {...the stage's result...}, "identity": {...}}
+
+`identity` is the config the run id hashes: a marker of another run is refused naming the keys that
+differ (markers written before it was recorded name only the two ids).
 
 `cpu_s` is user + system time of this process and of its children that ended (DataLoader workers).
 """
@@ -26,7 +29,7 @@ from omegaconf import DictConfig
 
 from rspnet.errors import ConfigError
 from rspnet.utils.io import atomic_write_json, before_first_write, json_safe, read_json
-from rspnet.utils.lifecycle import artifact_digest, identity_config, run_id
+from rspnet.utils.lifecycle import artifact_digest, differences, identity_config, run_id
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +37,12 @@ DONE = "done.json"
 FORMAT = "rspnet.done/1"
 
 
-def done_id(cfg: DictConfig) -> str:
-    """The run identity a done marker is keyed by: the checkpoints' identity + the eval split + the input checkpoint."""
+def done_identity(cfg: DictConfig) -> dict:
+    """What a done marker is keyed by: the checkpoints' identity + the eval split + the input checkpoint."""
     ident = identity_config(cfg)
     ident["split"] = str(cfg.get("split"))
     ident["ckpt"] = artifact_digest(cfg.get("ckpt"))
-    return run_id(ident)
+    return ident
 
 
 def _cpu_seconds() -> float:
@@ -58,6 +61,7 @@ class RunRecord:
     out: Path
     ident: str
     stage: str
+    identity: dict = field(default_factory=dict)
     wall0: float = field(default_factory=time.perf_counter)
     cpu0: float = field(default_factory=_cpu_seconds)
     started: str = field(default_factory=_now)
@@ -73,6 +77,7 @@ class RunRecord:
             "started": self.started,
             "finished": _now(),
             "result": json_safe(result),
+            "identity": json_safe(self.identity),
         }
         atomic_write_json(self.out / DONE, record)
         return record
@@ -90,11 +95,14 @@ def finished_result(cfg: DictConfig, out: Path) -> dict | None:
     if not marker.is_file():
         return None
     record = read_json(marker, "done marker")
-    mine = done_id(cfg)
+    ident = done_identity(cfg)
+    mine = run_id(ident)
     if record.get("run_id") != mine:
+        theirs = record.get("identity")
+        diff = f"; differs in {differences(ident, theirs)}" if isinstance(theirs, dict) else ""
         raise ConfigError(
-            f"paths.output_dir={out} holds a finished run {record.get('run_id')} ({marker}), this run is {mine}; "
-            "choose a new paths.output_dir, or delete that folder to run there"
+            f"paths.output_dir={out} holds a finished run {record.get('run_id')} ({marker}), this run is {mine}"
+            f"{diff}; choose a new paths.output_dir, or delete that folder to run there"
         )
     log.info("ckpt_path=last: this run finished before (%s); skipping it", marker)
     return dict(record.get("result") or {})
@@ -102,4 +110,5 @@ def finished_result(cfg: DictConfig, out: Path) -> dict | None:
 
 def start(cfg: DictConfig, out: Path) -> RunRecord:
     """Start the clocks of a run of `cfg`."""
-    return RunRecord(out=out, ident=done_id(cfg), stage=str(cfg.stage.name))
+    ident = done_identity(cfg)
+    return RunRecord(out=out, ident=run_id(ident), stage=str(cfg.stage.name), identity=ident)
