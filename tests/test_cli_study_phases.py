@@ -5,6 +5,7 @@ and re-run (its finished jobs skipped), tabled by `experiments.results --study`.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -34,6 +35,7 @@ PHASES = [
     ("sample", ["seed=1000,1001"]),
     ("train", [f"study.arm={ARMS}", "seed=0"]),
     ("eval", [f"study.arm={ARMS}", "seed=0"]),
+    ("profile", [f"study.arm={ARMS}", "stage.repeats=2", "stage.warmup=1"]),
 ]
 
 
@@ -44,15 +46,16 @@ def _phase(name: str, *overrides: str):
 @pytest.mark.parametrize(
     ("phase", "stage", "subdir", "sweep"),
     [
-        ("cell", "cell_search", "s3", {"seed": "range(0,6)"}),
-        ("macro", "macro_search", "s3", {"seed": "range(0,6)"}),
-        ("sample", "sample_arch", "r3", {"seed": "range(1000,1018)"}),
+        ("cell", "cell_search", "s3", {"seed": "range(0,8)"}),
+        ("macro", "macro_search", "s3", {"seed": "range(0,8)"}),
+        ("sample", "sample_arch", "r3", {"seed": "range(1000,1024)"}),
         ("train", "train", "macro/s1/t3", None),
         ("eval", "eval", "macro/s1/t3", None),
+        ("profile", "profile", "macro/s1", None),
     ],
 )
 def test_each_phase_is_one_sweep_of_one_stage_into_its_own_folder(phase, stage, subdir, sweep) -> None:
-    cfg = _phase(phase, "seed=3", *(["study.arm=macro/s1"] if phase in ("train", "eval") else []))
+    cfg = _phase(phase, "seed=3", *(["study.arm=macro/s1"] if phase in ("train", "eval", "profile") else []))
     assert cfg.stage.name == stage and str(cfg.hydra.mode) == "RunMode.MULTIRUN"
     assert cfg.hydra.sweep.dir == f"outputs/s2/{phase}" and cfg.hydra.sweep.subdir == subdir
     assert cfg.ckpt_path == "last" and cfg.hydra.job.chdir is False  # resumable; relative paths stay the user's
@@ -77,11 +80,19 @@ def test_the_phases_hand_their_artifacts_on_by_interpolation() -> None:
 
 
 def test_the_default_arms_are_every_search_seed_and_random_draw() -> None:
-    for phase in ("train", "eval"):
+    # the protocol's arms (experiments/README.md, round 2): 8 searches, 24 random draws, seeds 0-2 for
+    # every arm (the searched arms' fourth seed is a second train/eval command)
+    for phase in ("train", "eval", "profile"):
         params = _phase(phase).hydra.sweeper.params
         arms = params["study.arm"].split(",")
-        assert arms == [f"macro/s{s}" for s in range(6)] + [f"sample/r{s}" for s in range(1000, 1018)]
-        assert params.seed == "0,1"
+        assert arms == [f"macro/s{s}" for s in range(8)] + [f"sample/r{s}" for s in range(1000, 1024)]
+        assert params.get("seed") == (None if phase == "profile" else "0,1,2")
+    profile = _phase("profile", "study.arm=sample/r1001")
+    assert (profile.genotype, profile.macro_arch) == (
+        "outputs/s2/sample/r1001/genotype.json",
+        "outputs/s2/sample/r1001/macro.json",
+    )
+    assert profile.stage.threads == 1 and profile.stage.device == "cpu"
 
 
 def test_a_phase_runs_on_the_slurm_launcher_into_the_same_folders() -> None:
@@ -159,6 +170,7 @@ def test_the_whole_study_runs_phase_by_phase_and_a_killed_phase_resumes(tmp_path
         "sample": ["r1000", "r1001"],
         "train": [f"{a}/t0" for a in ARMS.split(",")],
         "eval": [f"{a}/t0" for a in ARMS.split(",")],
+        "profile": ARMS.split(","),
     }
     for phase, jobs in expected.items():
         assert sorted(p.parent.relative_to(study / phase).as_posix() for p in (study / phase).rglob("done.json")) == (
@@ -168,6 +180,7 @@ def test_the_whole_study_runs_phase_by_phase_and_a_killed_phase_resumes(tmp_path
         assert (study / arm / "genotype.json").is_file() and (study / arm / "macro.json").is_file()
     assert (study / "macro/s0/genotype.json").read_bytes() == (study / "cell/s0/genotype.json").read_bytes()
     assert (study / "eval/sample/r1001/t0/metrics.json").is_file()
+    assert json.loads((study / "profile/macro/s1/profile.json").read_text())["params"] > 0
     page = tmp_path / "page" / "results.md"
     assert results_main(["--study", str(study), "--out", str(page)]) == 0
     text = page.read_text()
