@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import re
 import shutil
@@ -623,9 +624,55 @@ def verdict(rows: list[dict]) -> list[dict[str, Any]]:
 
 
 def seed_spread(rows: list[dict]) -> float | None:
-    """Mean over the arms with >= 2 training seeds of their std: the noise a difference between arms must beat."""
-    stds = [r["std"] for r in rows if r["std"] is not None]
-    return statistics.fmean(stds) if stds else None
+    """The pooled training-seed SD of the arms with >= 2 seeds (within-arm variances weighted by their degrees
+    of freedom; the mean of the SDs is biased low): the noise a difference between arms must beat."""
+    seeded = [(len(r["mious"]) - 1, r["std"]) for r in rows if r["std"] is not None and len(r["mious"]) > 1]
+    df = sum(d for d, _ in seeded)
+    return math.sqrt(sum(d * sd**2 for d, sd in seeded) / df) if df else None
+
+
+def comparison_lines(rows: list[dict]) -> list[str]:
+    """Searched vs random on architecture-level means (experiments/stats.py, round 2's protocol): the
+    difference with its two-level bootstrap interval, Welch and permutation p, the verdict; [] with fewer
+    than 2 finished architectures a group."""
+    from experiments.stats import compare
+
+    groups = {g: [[100 * m for m in r["mious"]] for r in rows if r["group"] == g and r["mious"]] for g in GROUPS}
+    if min(len(v) for v in groups.values()) < 2:
+        return []
+    c = compare(groups["searched"], groups["random"])
+    seeds = {g: sum(len(a) for a in v) for g, v in groups.items()}
+    return [
+        "Architecture-level means (each architecture's mean over its training seeds; experiments/stats.py):",
+        "",
+        _table(
+            [
+                "searched (archs / runs)",
+                "random (archs / runs)",
+                "searched mean (%)",
+                "random mean (%)",
+                "difference (points) [95 % CI]",
+                "Welch p (one-sided)",
+                "permutation p",
+                "vs random average",
+            ],
+            [
+                [
+                    f"{c.searched_archs} / {seeds['searched']}",
+                    f"{c.random_archs} / {seeds['random']}",
+                    f"{c.searched_mean:.2f}",
+                    f"{c.random_mean:.2f}",
+                    f"{c.difference:+.2f} [{c.ci_low:+.2f}, {c.ci_high:+.2f}]",
+                    f"{c.welch_p:.3g}",
+                    f"{c.permutation_p:.3g}",
+                    f"{c.relative_improvement:+.1f} %",
+                ]
+            ],
+        ),  # fmt: skip
+        "",
+        f"Verdict (protocol: experiments/README.md, round 2): **{c.verdict}**.",
+        "",
+    ]
 
 
 def search_rows(study: Path, plan: dict) -> list[list[Any]]:
@@ -911,11 +958,13 @@ def render(study: Path, out: Path, img: Path) -> str:
             ),
             "",
         ]
+        lines += comparison_lines(rows)
         spread = seed_spread(rows)
         if spread is not None:
             lines += [
-                f"Training-seed noise: the arms trained with 2 seeds differ between their seeds by {100 * spread:.2f} "
-                "points (mean std); differences between arms smaller than that are not resolved by this study.",
+                f"Training-seed noise: the arms trained with 2 or more seeds differ between their seeds by "
+                f"{100 * spread:.2f} points (pooled SD); differences between arms smaller than that are not "
+                "resolved by this study.",
                 "",
             ]
     else:

@@ -125,3 +125,27 @@ def test_a_study_of_hydra_phases_is_read_from_its_folders(tmp_path: Path) -> Non
     assert rows["macro/s0"]["group"] == "searched" and rows["macro/s0"]["mean"] == pytest.approx(0.55)
     assert rows["macro/s0"]["search_jobs"] == ["cell/s0", "macro/s0"] and rows["macro/s0"]["wall_s"] == 66.0
     assert rows["sample/r1000"]["group"] == "random" and rows["sample/r1000"]["params"] == 180000
+
+
+def test_the_comparison_reads_architecture_means_and_states_its_verdict() -> None:
+    from experiments.results import comparison_lines
+
+    rows = [
+        {"group": "searched", "mious": [0.40, 0.41]},
+        {"group": "searched", "mious": [0.42]},
+        {"group": "random", "mious": [0.30, 0.31]},
+        {"group": "random", "mious": [0.32, 0.30]},
+        {"group": "baseline", "mious": [0.50]},  # not in either group
+    ]
+    text = "\n".join(comparison_lines(rows))
+    # architecture means: searched 40.5, 42 -> 41.25; random 30.5, 31 -> 30.75
+    assert "| 2 / 3 | 2 / 4 | 41.25 | 30.75 | +10.50 [" in text and "**win:" in text
+    assert comparison_lines(rows[1:]) == []  # one searched architecture: no comparison
+
+
+def test_the_seed_noise_is_the_pooled_sd() -> None:
+    from experiments.results import seed_spread
+
+    rows = [{"mious": [0.1, 0.2, 0.3], "std": 0.1}, {"mious": [0.5, 0.6], "std": 0.07}, {"mious": [0.4], "std": None}]
+    assert seed_spread(rows) == pytest.approx(((2 * 0.1**2 + 1 * 0.07**2) / 3) ** 0.5)
+    assert seed_spread(rows[2:]) is None
