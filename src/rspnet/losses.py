@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rspnet.models.layers import resize
+from rspnet.models.layers import at_label
 
 
 def ohem_cross_entropy(
@@ -42,9 +42,7 @@ def ohem_cross_entropy(
 
 def _resized(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Logits at the target's resolution, in fp32 (the loss stays fp32 under AMP)."""
-    if logits.shape[-2:] != target.shape[-2:]:
-        logits = resize(logits, target.shape[-2:])
-    return logits.float()
+    return at_label(logits, target).float()
 
 
 def seg_loss(

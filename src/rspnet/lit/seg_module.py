@@ -26,7 +26,7 @@ from rspnet.errors import ArtifactError, NonFiniteError, RSPNetError
 from rspnet.inference import infer as default_infer
 from rspnet.inference import infer_from_cfg, upsample_argmax
 from rspnet.losses import seg_loss
-from rspnet.models.layers import resize
+from rspnet.models.layers import at_label
 from rspnet.models.nets import build_net, is_searched, net_spec
 from rspnet.utils.checkpoint import (
     RNG_KEY,
@@ -177,9 +177,7 @@ class SegModule(pl.LightningModule):
             self.log(
                 f"{prefix}/loss", loss, on_epoch=True, sync_dist=True, batch_size=x.shape[0], add_dataloader_idx=False
             )
-        logits = out["out"]
-        if logits.shape[-2:] != y.shape[-2:]:
-            logits = resize(logits, y.shape[-2:])
+        logits = at_label(out["out"], y)
         # W&B prediction pictures: rspnet.utils.wandb_media.WandbMedia (run_callbacks adds it)
         (self.monitor_metric if dataloader_idx else self.val_metric).update(logits.argmax(1), y)
 
