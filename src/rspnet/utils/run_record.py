@@ -59,9 +59,8 @@ class RunRecord:
     """Wall and CPU clocks of one run, started when the run starts."""
 
     out: Path
-    ident: str
     stage: str
-    identity: dict = field(default_factory=dict)
+    identity: dict  # what the run id hashes (done_identity)
     wall0: float = field(default_factory=time.perf_counter)
     cpu0: float = field(default_factory=_cpu_seconds)
     started: str = field(default_factory=_now)
@@ -71,7 +70,7 @@ class RunRecord:
         record = {
             "format": FORMAT,
             "stage": self.stage,
-            "run_id": self.ident,
+            "run_id": run_id(self.identity),
             "wall_s": round(time.perf_counter() - self.wall0, 2),
             "cpu_s": round(_cpu_seconds() - self.cpu0, 2),
             "started": self.started,
@@ -110,5 +109,4 @@ def finished_result(cfg: DictConfig, out: Path) -> dict | None:
 
 def start(cfg: DictConfig, out: Path) -> RunRecord:
     """Start the clocks of a run of `cfg`."""
-    ident = done_identity(cfg)
-    return RunRecord(out=out, ident=run_id(ident), stage=str(cfg.stage.name), identity=ident)
+    return RunRecord(out=out, stage=str(cfg.stage.name), identity=done_identity(cfg))
