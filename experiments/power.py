@@ -31,6 +31,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from experiments.stats import pooled_variance
+
 Z = statistics.NormalDist()
 DESIGNS = ("2x2,8x1", "6x2,18x1", "6x3,18x2", "8x3,24x2", "8x4,24x2", "8x4,24x3", "10x4,30x3")
 
@@ -77,11 +79,10 @@ def read_arms(page: Path) -> list[Arm]:
 def components(arms: list[Arm]) -> Components:
     """Pooled training-seed variance (searched + random arms) and the random arms' architecture variance."""
     study = [a for a in arms if a.group in ("searched", "random")]
-    seeded = [a for a in study if a.seeds >= 2 and a.sd is not None]
-    df = sum(a.seeds - 1 for a in seeded)
-    if df == 0:
+    pooled = pooled_variance([(a.seeds, a.sd) for a in study if a.sd is not None])
+    if pooled is None:
         raise SystemExit("power: error: no searched or random arm has >= 2 seeds: the seed variance is unknown")
-    seed_var = sum((a.seeds - 1) * a.sd**2 for a in seeded) / df  # type: ignore[operator]
+    seed_var, df = pooled
     random = [a for a in arms if a.group == "random"]
     if len(random) < 2:
         raise SystemExit("power: error: fewer than 2 random arms: the architecture variance is unknown")

@@ -543,8 +543,8 @@ def arm_rows(study: Path, plan: dict) -> list[dict[str, Any]]:
     return rows
 
 
-PHASES = ("cell", "macro", "sample", "train", "eval")  # conf/study, in the order they run
-GROUPS = {"searched": "searched", "random": "random"}  # an arm's group by its architecture's provenance
+PHASES = ("cell", "macro", "sample", "train", "eval", "profile")  # conf/study, in the order they run
+GROUPS = ("searched", "random")  # the compared groups: an arm's group is its architecture's provenance
 
 
 def phase_plan(study: Path) -> dict[str, Any] | None:
@@ -576,14 +576,13 @@ def _phase_arm(study: Path, name: str) -> dict[str, Any]:
     """An arm of the train phase: `macro/s0` (searched: its cell and macro search jobs), `sample/r1000` (random)."""
     from rspnet.architecture import provenance
 
-    kind = provenance(study / name / "genotype.json")
-    group = GROUPS.get(kind, kind)
+    group = provenance(study / name / "genotype.json")  # searched | random (| preset ...)
     seed = re.fullmatch(r"[sr](\d+)", Path(name).name)
     cell = f"cell/{Path(name).name}"
     label = {
         "searched": f"searched (cell + macro search, search seed {seed and seed.group(1)})",
         "random": f"random (sample_arch seed {seed and seed.group(1)}, at the searches' target)",
-    }.get(group, f"{kind} architecture")
+    }.get(group, f"{group} architecture")
     jobs = [cell, name] if group == "searched" and (study / cell).is_dir() else []
     return {"name": name, "group": group, "label": label, "runs": {}, "search_jobs": jobs}
 
@@ -626,9 +625,10 @@ def verdict(rows: list[dict]) -> list[dict[str, Any]]:
 def seed_spread(rows: list[dict]) -> float | None:
     """The pooled training-seed SD of the arms with >= 2 seeds (within-arm variances weighted by their degrees
     of freedom; the mean of the SDs is biased low): the noise a difference between arms must beat."""
-    seeded = [(len(r["mious"]) - 1, r["std"]) for r in rows if r["std"] is not None and len(r["mious"]) > 1]
-    df = sum(d for d, _ in seeded)
-    return math.sqrt(sum(d * sd**2 for d, sd in seeded) / df) if df else None
+    from experiments.stats import pooled_variance
+
+    pooled = pooled_variance([(len(r["mious"]), r["std"]) for r in rows if r["std"] is not None])
+    return math.sqrt(pooled[0]) if pooled else None
 
 
 def comparison_lines(rows: list[dict]) -> list[str]:

@@ -8,6 +8,7 @@ The endpoint is the difference of architecture-level means (each architecture's 
   Welch t-test on the architecture means (scipy), a permutation test of the group labels over
   architectures (scipy), Yang et al.'s relative improvement over the random average, and the verdict
   the protocol fixes (win / null result / loss).
+* `pooled_variance(groups)`: the training-seed variance pooled over arms (by degrees of freedom).
 * `dominance(cost, miou, random_cost, random_miou)`: the fraction of random nets within +-10 % of a
   searched net's cost whose mIoU it equals or beats.
 * `hypervolume(points, reference)`: the area a front dominates (cost lower, mIoU higher) up to a
@@ -42,6 +43,16 @@ class Comparison:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def pooled_variance(groups: Sequence[tuple[int, float]]) -> tuple[float, int] | None:
+    """(pooled within-group variance, its degrees of freedom) of groups given as (size, SD), each weighted by
+    its degrees of freedom (size - 1; groups of one add nothing); None without a group of two or more. The
+    mean of the SDs would be biased low."""
+    df = sum(n - 1 for n, _ in groups if n > 1)
+    if df == 0:
+        return None
+    return sum((n - 1) * sd**2 for n, sd in groups if n > 1) / df, df
 
 
 def arch_means(arms: Arms) -> np.ndarray:
