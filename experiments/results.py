@@ -1,7 +1,8 @@
 """Results from run folders alone: the paper table, the CamVid study's page, the recipe sweep's table.
 
     python -m experiments.results RUN_DIRS... > table.md          # paper table (experiments/README.md)
-    python -m experiments.results --study outputs/study --out docs/results.md     # study.dir of conf/study's phases
+    python -m experiments.results --study outputs/study2 --out docs/results.md    # study.dir of conf/study's phases
+        [--null outputs/study2_null] [--front outputs/study2_t120000 --front outputs/study2_t300000] [--notes F]
     python -m experiments.results --recipes outputs/camvid_recipes --out docs/camvid_recipes.md
     python -m experiments.results --decide outputs/camvid_study/decide
 
@@ -35,6 +36,10 @@ provenance), each scored by the eval phase's twin folder `eval/<arm>/t<seed>/met
 older runner (round 1: OUT/study.json, its plan) is read as it was written. The page: the table of every
 arm (val mIoU mean ± std over training seeds, params, GFLOPs, wall and CPU time), the searched arms' rank
 among the random ones, the search's entropies, and pictures under --img (default: docs/img/results next to --out).
+A study of the phases also gets round 2's sections (experiments/study_sections.py): the searched-vs-random
+statistics on architecture means, the gate against the null searches (`--null DIR`, default `<study>_null`),
+the cost-accuracy front over this and further targets' study dirs (`--front DIR`, repeated) and the per-class
+IoU of the best searched and best random architecture; `--notes FILE` adds a hand-written section.
 """
 
 from __future__ import annotations
@@ -860,9 +865,14 @@ def figures(study: Path, rows: list[dict], img: Path) -> dict[str, Path]:
     return pics
 
 
-def render(study: Path, out: Path, img: Path) -> str:
-    """The markdown page (pictures written to `img`)."""
+def render(
+    study: Path, out: Path, img: Path, null: Path | None = None, fronts: Iterable[Path] = (), notes: Path | None = None
+) -> str:
+    """The markdown page (pictures written to `img`). `null`: the null searches' study dir (the gate; default the
+    sibling `<study>_null` when it exists); `fronts`: study dirs of further resource targets (the front);
+    `notes`: a hand-written markdown file placed after the verdict (e.g. what changed since an earlier round)."""
     from bench.common import device_info
+    from experiments import study_sections
 
     plan = _json(study / "study.json") or phase_plan(study)
     if plan is None:
@@ -969,6 +979,20 @@ def render(study: Path, out: Path, img: Path) -> str:
             ]
     else:
         lines += ["No finished searched and random arms yet.", ""]
+    if notes is not None:
+        lines += [notes.read_text().strip(), ""]
+    if plan.get("phases"):  # round 2's sections (a study of the phases)
+        sibling = study.with_name(study.name + "_null")
+        lines += study_sections.gate_lines(study, null or (sibling if sibling.is_dir() else None))
+        others = []
+        for extra in fronts:
+            extra_plan = phase_plan(extra)
+            if extra_plan is None:
+                raise SystemExit(f"results: error: --front {extra}: no finished training job under {extra / 'train'}")
+            others.append((extra, arm_rows(extra, extra_plan)))
+        front, front_pics = study_sections.front_lines([(study, rows), *others], img)
+        lines += front + study_sections.per_class_lines(study, rows, eval_dir)
+        pics |= front_pics
     lines += [
         "## Did the search decide?",
         "",
@@ -993,6 +1017,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("run_dirs", nargs="*", type=Path, help="run / sweep folders: the paper table to stdout")
     ap.add_argument("--study", type=Path, help="the study.dir of the study's phases (conf/study): the study page")
+    ap.add_argument(
+        "--null", type=Path, help="--study: the null searches' study dir (default: <study>_null if present)"
+    )
+    ap.add_argument("--front", type=Path, action="append", default=[], help="--study: a study dir at another target")
+    ap.add_argument("--notes", type=Path, help="--study: a markdown file placed after the verdict")
     ap.add_argument("--recipes", type=Path, help="the sweep folder of hparams_search=camvid_recipes: its table")
     ap.add_argument("--decide", type=Path, help="the sweep folder of hparams_search=search_decide: its table")
     ap.add_argument("--out", type=Path, default=None, help="the page (default docs/results.md; --recipes: stdout)")
@@ -1016,7 +1045,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.out = args.out or Path("docs/results.md")
     img = args.img or args.out.parent / "img" / "results"
-    page = render(args.study, args.out, img)
+    for flag, path in [("--null", args.null), ("--notes", args.notes), *(("--front", f) for f in args.front)]:
+        if path is not None and not path.exists():
+            print(f"results: error: {flag} {path}: no such file or folder", file=sys.stderr)
+            return 2
+    page = render(args.study, args.out, img, null=args.null, fronts=args.front, notes=args.notes)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(page)
     print(f"results: {args.out} ({len(page.splitlines())} lines), pictures in {img}")

@@ -153,3 +153,29 @@ def hypervolume(points: Sequence[tuple[float, float]], reference: tuple[float, f
         best = max(best, m)
         area += (nxt - c) * (best - miou_ref)
     return area
+
+
+def swap_test(
+    real: Sequence[Any], null: Sequence[Any], statistic: Any, draws: int = 10_000, seed: int = 0
+) -> tuple[float, float]:
+    """(statistic(real) - statistic(null), one-sided p of a difference this large when whole items are swapped
+    between the groups at random): a permutation test for a statistic of a group that is not a mean of
+    independent values, e.g. the mean pairwise agreement of searches (its seed pairs share searches)."""
+    items = [*real, *null]
+    n = len(real)
+    if n < 2 or len(items) - n < 2:
+        raise ValueError(f"need >= 2 items per group (real {n}, null {len(items) - n})")
+
+    def gap(a: np.ndarray, b: np.ndarray) -> float:
+        return statistic([items[int(i)] for i in a]) - statistic([items[int(i)] for i in b])
+
+    result = stats.permutation_test(
+        (np.arange(n), np.arange(n, len(items))),
+        gap,
+        permutation_type="independent",
+        alternative="greater",
+        n_resamples=draws,
+        vectorized=False,
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.statistic), float(result.pvalue)

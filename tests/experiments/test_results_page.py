@@ -149,3 +149,92 @@ def test_the_seed_noise_is_the_pooled_sd() -> None:
     rows = [{"mious": [0.1, 0.2, 0.3], "std": 0.1}, {"mious": [0.5, 0.6], "std": 0.07}, {"mious": [0.4], "std": None}]
     assert seed_spread(rows) == pytest.approx(((2 * 0.1**2 + 1 * 0.07**2) / 3) ** 0.5)
     assert seed_spread(rows[2:]) is None
+
+
+SHIPPED = Path(__file__).parents[2] / "experiments" / "genotypes"
+
+
+def _cell(ops: list[str], null: str | None = None) -> dict:
+    """The shipped CamVid cell with these ops (a complete artifact: the page draws the searched cell)."""
+    doc = json.loads((SHIPPED / "camvid_tiny_s0.json").read_text())
+    for edge, op in zip(doc["edges"], ops):
+        edge["op"] = op
+    doc["search"]["null"] = null or False
+    return doc
+
+
+def _macro(kept: list[list[int]] | None, null: str | None = None) -> dict:
+    """The shipped CamVid trellis (kept None), or a made-up one keeping these input layers per node."""
+    doc = json.loads((SHIPPED / "camvid_tiny_s0_macro.json").read_text())
+    if kept is not None:
+        doc["nodes"] = [{"inputs": [{"layer": k, "scale": 8, "score": 0.5} for k in node]} for node in kept]
+    doc["search"]["null"] = null or False
+    return doc
+
+
+def _phase_study(root: Path, name: str, target: int, arms: dict[str, tuple[str, list[float], int, float]]) -> Path:
+    """A study dir of conf/study's layout: arms name -> (provenance, seed mIoUs, params, latency ms)."""
+    study = root / name
+    for phase in ("sample", "train"):
+        (study / phase).mkdir(parents=True, exist_ok=True)
+        (study / phase / "multirun.yaml").write_text(f"study:\n  target_params: {target}\nstage:\n  name: {phase}\n")
+    for arm, (prov, mious, params, latency) in arms.items():
+        _write(study / arm / "genotype.json", _cell(["conv_3x3"] * 3) | {"provenance": prov})
+        _write(study / "profile" / arm / "profile.json", {"params": params, "latency_ms": latency})
+        for t, miou in enumerate(mious):
+            (study / "train" / arm / f"t{t}").mkdir(parents=True)
+            (study / "train" / arm / f"t{t}" / "config.yaml").write_text("seed: 0\n")
+            _write(study / "train" / arm / f"t{t}" / "train.json", {"params": params})
+            per_class = {"road": miou + 0.3, "sign": miou - 0.3}
+            _write(study / "eval" / arm / f"t{t}" / "metrics.json",
+                   {"miou": miou, "dataset": "camvid", "iou_per_class": per_class})  # fmt: skip
+    return study
+
+
+def test_round_two_page_has_gate_front_and_per_class_iou(tmp_path: Path) -> None:
+    """The gate (real searches agree, null ones do not), the front over two targets, the per-class table."""
+    arms = {f"macro/s{s}": ("searched", [0.50 + s / 100, 0.52 + s / 100], 180000, 10.0) for s in range(3)}
+    arms |= {f"sample/r{1000 + i}": ("random", [0.40 + i / 100, 0.42 + i / 100], 170000 + 2000 * i, 9.0 + i / 10)
+             for i in range(6)}  # fmt: skip
+    study = _phase_study(tmp_path, "study2", 180000, arms)
+    null = tmp_path / "study2_null"
+    ops = ["conv_3x3", "conv_5x5", "dw_conv_3x3", "dil_conv_3x3", "skip_connect"]
+    for s in range(4):  # real: the same cell and trellis every seed; null: a different op each seed
+        _write(study / f"cell/s{s}/genotype.json", _cell(["conv_3x3", "conv_5x5", "conv_3x3"]))
+        _write(study / f"macro/s{s}/macro.json", _macro(None))
+        _write(null / f"cell/s{s}/genotype.json", _cell([ops[s], ops[(s + 1) % 5], ops[(s + 2) % 5]], "grad"))
+        _write(null / f"macro/s{s}/macro.json", _macro([[s % 3, 3], [s, s + 1]], "grad"))
+    # a second target: one searched net that beats none of its random neighbours
+    low = _phase_study(tmp_path, "study2_t120000", 120000,
+                       {"macro/s0": ("searched", [0.30], 120000, 7.0), "sample/r1000": ("random", [0.45], 121000, 7.1)})  # fmt: skip
+    page = tmp_path / "docs" / "results.md"
+    assert main(["--study", str(study), "--front", str(low), "--out", str(page)]) == 0
+    text = page.read_text()
+    gate = text.split("## Gate")[1].split("## Cost-accuracy front")[0]
+    # real agreement 1.0 vs null: the cells' edges never agree between null seeds here (0.0)
+    assert "| cell | 4 / 4 | 1.000 | 0.000 | +1.000 |" in gate and "**Gate passed**" in gate
+    assert "#### cell: 4 real vs 4 null searches (search.null=grad)" in gate
+    front = text.split("## Cost-accuracy front")[1].split("## Per-class IoU")[0]
+    # study2's searched nets (mIoU 51-53) beat all random nets within +-10 % of 0.18M (41-46); the 0.12M one none
+    assert "| study2 | macro/s0 | 0.180 | 10.0 | 51.00 | 100% (n = 6) |" in front
+    assert "| study2_t120000 | macro/s0 | 0.120 | 7.0 | 30.00 | 0% (n = 1) |" in front
+    assert "3 of 4 searched nets with random neighbours reach the 75% goal" in front
+    assert (tmp_path / "docs" / "img" / "results" / "front.png").is_file()
+    per_class = text.split("## Per-class IoU")[1]
+    # best searched macro/s2 (seeds 0.52, 0.54): road 0.82 / 0.84 -> 83.0; best random r1005 (0.45, 0.47): 76.0
+    assert "| road | 83.0 | 76.0 |" in per_class and "| sign | 23.0 | 16.0 |" in per_class
+
+
+def test_the_gate_fails_when_real_searches_agree_no_more_than_null_ones(tmp_path: Path) -> None:
+    from experiments.study_sections import gate_rows
+
+    same = [{"choice": ["conv_3x3", "conv_5x5", "conv_3x3"]} for _ in range(4)]
+    rows = gate_rows({"cell": same}, {"cell": [dict(x) for x in same]}, draws=500)
+    assert rows[0]["gap"] == 0.0 and not rows[0]["passed"] and rows[0]["p"] > 0.5
+    assert gate_rows({"cell": same[:1]}, {"cell": same}) == []  # one real search: no gate
+
+
+def test_results_names_a_missing_null_or_front_folder(tmp_path: Path, capsys) -> None:
+    study = _phase_study(tmp_path, "s", 1, {"sample/r1000": ("random", [0.4], 1, 1.0)})
+    assert main(["--study", str(study), "--null", str(tmp_path / "nope"), "--out", str(tmp_path / "p.md")]) == 2
+    assert "--null" in capsys.readouterr().err

@@ -1,0 +1,305 @@
+"""The round-2 sections of the study page (issue 26; protocol: experiments/README.md, round 2).
+
+`experiments.results --study DIR` renders them from the same folders the phases write:
+
+* `gate_lines(study, null)`: do the search seeds agree more than null searches do? Pairwise agreement of
+  the cells' ops (fraction of edges equal) and of the trellises' kept inputs (Jaccard per node) over the
+  study's searches against the null searches' (`search.null=grad`, run into a study dir of their own),
+  with a permutation test that swaps whole searches between the groups (seed pairs share searches, so
+  a test over pairs would not be valid), and the real-vs-null decisiveness tables of
+  `experiments.search_signal`. Passed when real agreement exceeds the null's with p < 0.05 in either stage.
+* `front_lines(studies, img)`: the cost-accuracy front over one or more study dirs (one per resource
+  target): every arm's mean val mIoU against its params and its measured CPU latency (`study=profile`);
+  per searched net the fraction of random nets (of every target) within +-10 % of its cost whose mean
+  mIoU it equals or beats, and the hypervolume of the searched and of the random points (reference: the
+  worst random net's cost and mIoU).
+* `per_class_lines(study, rows)`: per-class val IoU (mean over training seeds) of the best searched and
+  the best random architecture. Reported, not selected: nothing is chosen by this table.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from experiments import search_signal
+from experiments.stats import dominance, hypervolume, swap_test
+
+GATE_P = 0.05
+DOMINANCE_GOAL = 0.75
+COSTS = {"params": ("params (M)", 1e-6), "latency_ms": ("CPU latency (ms, 1 thread)", 1.0)}
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
+def _f(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _searches(study: Path) -> dict[str, list[dict]]:
+    """Finished cell and macro searches of a study dir (its cell/ and macro/ phases), by kind."""
+    return search_signal.collect([d for d in (study / "cell", study / "macro") if d.is_dir()])
+
+
+def gate_rows(real: dict[str, list[dict]], null: dict[str, list[dict]], draws: int = 10_000) -> list[dict[str, Any]]:
+    """Per stage with >= 2 real and >= 2 null searches: agreement real / null, the swap test's p, passed."""
+    rows = []
+    for kind in ("cell", "macro"):
+        r = [x["choice"] for x in real.get(kind, [])]
+        n = [x["choice"] for x in null.get(kind, [])]
+        if len(r) < 2 or len(n) < 2:
+            continue
+        gap, p = swap_test(r, n, search_signal.pairwise, draws=draws)
+        rows.append(
+            {
+                "stage": kind,
+                "real": len(r),
+                "null": len(n),
+                "agree_real": search_signal.pairwise(r),
+                "agree_null": search_signal.pairwise(n),
+                "gap": gap,
+                "p": p,
+                "passed": gap > 0 and p < GATE_P,
+            }
+        )
+    return rows
+
+
+def gate_lines(study: Path, null: Path | None) -> list[str]:
+    """The gate section: agreement real vs null with the swap test, then the decisiveness tables."""
+    lines = ["## Gate: do the searches agree more than null searches?", ""]
+    real = _searches(study)
+    if null is None or not null.is_dir():
+        return lines + [
+            "No null searches found (run the protocol's `study.dir=<study>_null ... search.null=grad` phases, or "
+            "pass `--null DIR`); the searches' own agreement:",
+            "",
+            *(
+                f"* {k}: {len(v)} searches, pairwise agreement {_f(search_signal.pairwise([x['choice'] for x in v]))}"
+                for k, v in real.items()
+                if v
+            ),  # fmt: skip
+            "",
+        ]
+    nulls = _searches(null)
+    rows = gate_rows(real, nulls)
+    lines += [
+        f"Real searches: `{study.name}`; null searches (`search.null=grad`: the architecture gradients replaced by "
+        f"noise of the same size): `{null.name}`. Agreement: mean over search pairs of the fraction of cell edges "
+        "with the same op (chance 0.20 with 5 ops), or of the Jaccard index of each trellis node's kept inputs. "
+        "p: permutation test swapping whole searches between real and null (10,000 draws, one-sided). "
+        f"Passed when real agreement exceeds the null's with p < {GATE_P} in either stage.",
+        "",
+    ]
+    if not rows:
+        return lines + ["(needs >= 2 finished real and >= 2 null searches of a stage)", ""]
+    lines += [
+        _table(
+            ["stage", "real / null searches", "agreement real", "agreement null", "real - null", "p", "passed"],
+            [
+                [
+                    r["stage"],
+                    f"{r['real']} / {r['null']}",
+                    _f(r["agree_real"]),
+                    _f(r["agree_null"]),
+                    f"{r['gap']:+.3f}",
+                    f"{r['p']:.3g}",
+                    "yes" if r["passed"] else "no",
+                ]
+                for r in rows
+            ],
+        ),  # fmt: skip
+        "",
+        f"**Gate {'passed' if any(r['passed'] for r in rows) else 'failed'}** "
+        f"({', '.join(r['stage'] for r in rows if r['passed']) or 'no stage'} above the null). "
+        "The comparison below runs either way (protocol).",
+        "",
+    ]
+    for kind in ("cell", "macro"):
+        if real.get(kind) and nulls.get(kind):
+            lines += [search_signal.table(kind, real[kind] + nulls[kind]).replace("### ", "#### "), ""]
+    return lines
+
+
+def target_of(study: Path) -> int | None:
+    """The study's resource target (study.target_params of any of its phases' multirun.yaml)."""
+    for phase in ("sample", "macro", "cell", "train"):
+        path = study / phase / "multirun.yaml"
+        if path.is_file():
+            value = OmegaConf.select(OmegaConf.load(path), "study.target_params", default=None)
+            if value is not None:
+                return int(value)
+    return None
+
+
+def front_points(study: Path, rows: list[dict]) -> list[dict[str, Any]]:
+    """The arms of one study with a mean mIoU: group, mean, params and latency (its profile.json)."""
+    target = target_of(study)
+    points = []
+    for r in rows:
+        if r["group"] not in ("searched", "random") or r["mean"] is None:
+            continue
+        profile_path = study / "profile" / r["name"] / "profile.json"
+        profile = json.loads(profile_path.read_text()) if profile_path.is_file() else {}
+        points.append(
+            {
+                "study": study.name,
+                "target": target,
+                "name": r["name"],
+                "group": r["group"],
+                "miou": 100 * r["mean"],
+                "params": profile.get("params") or r["params"],
+                "latency_ms": profile.get("latency_ms"),
+            }
+        )
+    return points
+
+
+def front_stats(points: list[dict], cost: str) -> dict[str, Any] | None:
+    """Per searched point its dominance over the random points near its cost; both groups' hypervolumes."""
+    have = [p for p in points if p.get(cost) is not None]
+    rnd = [p for p in have if p["group"] == "random"]
+    found = [p for p in have if p["group"] == "searched"]
+    if not rnd or not found:
+        return None
+    rc, rm = [p[cost] for p in rnd], [p["miou"] for p in rnd]
+    reference = (max(rc), min(rm))
+    return {
+        "dominance": {id(p): dominance(p[cost], p["miou"], rc, rm) for p in found},
+        "hv_searched": hypervolume([(p[cost], p["miou"]) for p in found], reference),
+        "hv_random": hypervolume(list(zip(rc, rm)), reference),
+        "reference": reference,
+    }
+
+
+def front_lines(studies: list[tuple[Path, list[dict]]], img: Path) -> tuple[list[str], dict[str, Path]]:
+    """The front section and its picture, over (study dir, arm rows) pairs (one per resource target)."""
+    points = [p for study, rows in studies for p in front_points(study, rows)]
+    lines = ["## Cost-accuracy front", ""]
+    if not any(p["group"] == "searched" for p in points) or not any(p["group"] == "random" for p in points):
+        return lines + ["(needs finished searched and random arms)", ""], {}
+    by = {cost: front_stats(points, cost) for cost in COSTS}
+    targets = sorted({p["target"] for p in points if p["target"]})
+    lines += [
+        f"Targets: {', '.join(f'{t / 1e6:.2f}M' for t in targets) or '?'} params ({len(studies)} study dir(s): "
+        f"{', '.join(f'`{s.name}`' for s, _ in studies)}); {sum(p['group'] == 'searched' for p in points)} searched "
+        f"and {sum(p['group'] == 'random' for p in points)} random architectures, each at its mean val mIoU over "
+        "its training seeds. Dominance: the fraction of random nets (of every target) within ±10 % of a searched "
+        f"net's cost whose mean mIoU it equals or beats (goal ≥ {DOMINANCE_GOAL:.0%}; n = how many are that "
+        "close). Latency: `study=profile` (batch 1, the study's input, one thread, median of the passes); "
+        "measured while other jobs may have shared the machine, so params are the firmer axis.",
+        "",
+    ]
+    rows = []
+    for p in (p for p in points if p["group"] == "searched"):
+        cells = []
+        for stats_ in by.values():
+            frac, n = stats_["dominance"].get(id(p), (None, 0)) if stats_ else (None, 0)
+            cells.append("–" if frac is None else f"{frac:.0%} (n = {n})")
+        rows.append(
+            [
+                p["study"],
+                p["name"],
+                _f(p["params"] and p["params"] / 1e6),
+                _f(p["latency_ms"], 1),
+                f"{p['miou']:.2f}",
+                *cells,
+            ]  # fmt: skip
+        )
+    lines += [
+        _table(
+            [
+                "study",
+                "searched arm",
+                "params (M)",
+                "latency (ms)",
+                "val mIoU (%)",
+                "dominance by params",
+                "dominance by latency",
+            ],  # fmt: skip
+            rows,
+        ),
+        "",
+    ]
+    for cost, stats_ in by.items():
+        if stats_ is None:
+            continue
+        fracs = [f for f, _ in stats_["dominance"].values() if f is not None]
+        met = sum(f >= DOMINANCE_GOAL for f in fracs)
+        label, scale = COSTS[cost]
+        lines.append(
+            f"* by {label.split(' (')[0]}: {met} of {len(fracs)} searched nets with random neighbours reach the "
+            f"{DOMINANCE_GOAL:.0%} goal (median dominance {_f(statistics.median(fracs) if fracs else None, 2)}); "
+            f"hypervolume searched {stats_['hv_searched'] * scale:.3g} vs random {stats_['hv_random'] * scale:.3g} "
+            f"({label} x mIoU points; reference {stats_['reference'][0] * scale:.3g}, "
+            f"{stats_['reference'][1]:.2f} %)."
+        )
+    lines.append("")
+    return lines, {"front": front_figure(points, img / "front.png")}
+
+
+def front_figure(points: list[dict], path: Path) -> Path:
+    """mIoU against params and against latency, searched vs random, one marker per target."""
+    from rspnet.viz import new_figure, save_figure
+
+    fig = new_figure(10, 4)
+    markers = dict(zip(sorted({str(p["target"]) for p in points}), "os^Dv<>"))
+    for i, (cost, (label, scale)) in enumerate(COSTS.items()):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for group, colour in (("random", "tab:grey"), ("searched", "tab:red")):
+            for target, marker in markers.items():
+                sel = [p for p in points if p["group"] == group and str(p["target"]) == target and p.get(cost)]
+                if sel:
+                    name = f"{group} (target {int(target) / 1e6:.2f}M)" if target != "None" else group
+                    ax.scatter([p[cost] * scale for p in sel], [p["miou"] for p in sel], c=colour, marker=marker,
+                               s=28, alpha=0.75, label=name)  # fmt: skip
+        ax.set_xlabel(label)
+        ax.set_ylabel("val mIoU (%)")
+        if i == 0:
+            ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def per_class_lines(study: Path, rows: list[dict], eval_dir: Any) -> list[str]:
+    """Per-class val IoU of the best searched and the best random architecture (means over their seeds)."""
+    best = {}
+    for group in ("searched", "random"):
+        arms = [r for r in rows if r["group"] == group and r["mean"] is not None]
+        if arms:
+            best[group] = max(arms, key=lambda r: r["mean"])
+    if not best:
+        return []
+    per_arm = {}
+    for group, arm in best.items():
+        seeds = []
+        for rec in arm["records"]:
+            path = eval_dir(study, rec["dir"]) / "metrics.json"
+            if path.is_file():
+                seeds.append(json.loads(path.read_text()).get("iou_per_class") or {})
+        per_arm[group] = seeds
+    classes = list(next((s[0] for s in per_arm.values() if s and s[0]), {}))
+    if not classes:
+        return []
+
+    def mean_iou(seeds: list[dict], c: str) -> str:
+        values = [s[c] for s in seeds if s.get(c) is not None]
+        return f"{100 * float(np.mean(values)):.1f}" if values else "–"
+
+    header = ["class"] + [f"best {g}: `{best[g]['name']}` ({len(per_arm[g])} seeds)" for g in best]
+    return [
+        "## Per-class IoU (best searched and best random architecture)",
+        "",
+        "Val IoU (%) per class, mean over the architecture's training seeds; 'best' by mean val mIoU — a "
+        "description of the two groups' tops, nothing is selected by it.",
+        "",
+        _table(header, [[c] + [mean_iou(per_arm[g], c) for g in best] for c in classes]),
+        "",
+    ]
