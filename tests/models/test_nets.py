@@ -104,3 +104,16 @@ def test_the_monai_entry_builds_the_library_unet(tmp_path: Path) -> None:
     cfg = compose_cfg(tmp_path, "net=monai_unet")
     net = build_net(cfg, net_spec(cfg), 5)
     assert type(net).__module__.startswith("monai.") and net(torch.zeros(1, 3, 32, 32)).shape == (1, 5, 32, 32)
+
+
+def test_a_pipeline_of_a_net_without_a_search_trains_and_evaluates_it_only(tmp_path: Path, capsys) -> None:
+    """`stage=pipeline net=enet` (one sweep alternating net=rspnet,enet): no searches, and the summary names ENet."""
+    from rspnet.stages.pipeline import run as run_pipeline
+
+    over = ("stage=pipeline", "net=enet", "stage.train_epochs=1", "trainer.limit_train_batches=2")
+    summary = run_pipeline(compose_cfg(tmp_path, *over))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["eval", "train"]  # no cell/macro search
+    assert summary["net"] == "enet" and set(summary["seconds"]) == {"train", "eval"}
+    assert "genotype" not in summary["artifacts"] and summary["arch_provenance"] == {"genotype": None, "macro": None}
+    assert summary["params"] == json.loads((tmp_path / "train" / "train.json").read_text())["params"] > 300_000
+    assert "net=enet (no search)" in capsys.readouterr().out

@@ -1,4 +1,8 @@
-"""stage=pipeline: cell search -> macro search -> train -> eval, one subfolder per stage."""
+"""stage=pipeline: cell search -> macro search -> train -> eval, one subfolder per stage.
+
+A network with no architecture to search (`net=enet`, `net=monai_unet`: a `net` entry without `searched`)
+skips the two searches: its pipeline is train -> eval with the same recipe, so one sweep can alternate
+`net=rspnet,enet` and compare the nets' training stages (and each side's total wall time)."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from rich.table import Table
 
 from rspnet.architecture import arch_provenance, search_epochs
 from rspnet.errors import ConfigError
+from rspnet.models.nets import is_searched, net_spec
 from rspnet.stages import run_stage
 from rspnet.utils.io import atomic_write_json, before_first_write, read_json, take_pending
 from rspnet.utils.run_record import DONE
@@ -94,12 +99,18 @@ def run(cfg: DictConfig) -> dict:
     def stage(name: str, **top: Any) -> dict:
         return _run(_stage_cfg(cfg, name, out, resume=resume, **top), name)
 
-    genotype = str(out / "cell_search" / "genotype.json")
-    macro = str(out / "macro_search" / "macro.json")
+    spec = net_spec(cfg)
+    searched = is_searched(spec)
+    genotype = str(out / "cell_search" / "genotype.json") if searched else None
+    macro = str(out / "macro_search" / "macro.json") if searched else None
     try:
-        results["cell_search"] = stage("cell_search")
-        results["macro_search"] = stage("macro_search", genotype=genotype)
-        results["train"] = stage("train", genotype=genotype, macro_arch=macro)
+        if searched:
+            results["cell_search"] = stage("cell_search")
+            results["macro_search"] = stage("macro_search", genotype=genotype)
+            results["train"] = stage("train", genotype=genotype, macro_arch=macro)
+        else:
+            log.info("net=%s has no architecture to search: the pipeline trains and evaluates it", spec.get("name"))
+            results["train"] = stage("train")
         # the checkpoint train.select picked (best on the held-out slice by default, or last)
         ckpt = (
             results["train"].get("selected_ckpt")
@@ -110,26 +121,37 @@ def run(cfg: DictConfig) -> dict:
     finally:
         take_pending(out, name="done")  # a run that wrote nothing leaves the markers alone
 
-    summary = _summary(cfg, out, results, {"genotype": genotype, "macro": macro, "checkpoint": ckpt})
+    summary = _summary(cfg, out, results, {"genotype": genotype, "macro": macro, "checkpoint": ckpt}, spec)
     atomic_write_json(out / "pipeline.json", summary)
     _print_summary(summary, cfg)
     return summary
 
 
-def _summary(cfg: DictConfig, out: Path, results: dict[str, dict], files: dict[str, str]) -> dict:
-    """pipeline.json: the reported mIoU, what picked the checkpoint, artifacts, time, epochs and provenance."""
+def _summary(
+    cfg: DictConfig, out: Path, results: dict[str, dict], files: dict[str, str | None], spec: dict[str, Any]
+) -> dict:
+    """pipeline.json: the reported mIoU, what picked the checkpoint, artifacts, time, epochs and provenance
+    (a net without a search: no genotype/macro artifacts, its `net` name instead)."""
     genotype, macro, ckpt = files["genotype"], files["macro"], files["checkpoint"]
+    artifacts = (
+        {
+            "genotype": genotype,
+            "cell_picture": str(out / "cell_search" / "cell.png"),
+            "macro": macro,
+            "trellis_picture": str(out / "macro_search" / "trellis.png"),
+        }
+        if genotype
+        else {}
+    )
     summary = {
+        "net": spec.get("name"),
         "miou": results["eval"].get("miou"),
         "split": str(cfg.split),  # the reported split (eval); selection_* below picked the checkpoint
         "selected_on": (results["train"].get("selection") or {}).get("selected_on"),
         "selection_miou": results["train"].get("best_val_miou"),
         "params": results["train"].get("params"),
-        "artifacts": {
-            "genotype": genotype,
-            "cell_picture": str(out / "cell_search" / "cell.png"),
-            "macro": macro,
-            "trellis_picture": str(out / "macro_search" / "trellis.png"),
+        "artifacts": artifacts
+        | {
             "checkpoint": ckpt,
             "metrics": str(out / "eval" / "metrics.json"),
         },
@@ -140,10 +162,8 @@ def _summary(cfg: DictConfig, out: Path, results: dict[str, dict], files: dict[s
             "macro_search": search_epochs(macro),
             "train": results["train"].get("epochs"),
         },
-        "batch_size": {
-            k: int(_stage_cfg(cfg, k, out, False).dataset.batch_size) for k in ("cell_search", "macro_search", "train")
-        },
-        "arch_provenance": arch_provenance(genotype, macro),
+        "batch_size": {k: int(_stage_cfg(cfg, k, out, False).dataset.batch_size) for k in results if k != "eval"},
+        "arch_provenance": arch_provenance(genotype, macro) if genotype else {"genotype": None, "macro": None},
         # what a sweep optimises: the selection-split score, never the reported split's
         # (train.select=val makes them the same split; train.select=last with no slice gives null)
         "objective": results["train"].get("objective"),
@@ -168,7 +188,10 @@ def _print_summary(summary: dict, cfg: DictConfig) -> None:
         epochs = summary["epochs"].get(stage)
         table.add_row(f"time {stage}", f"{secs} s" + (f" ({epochs} epochs)" if epochs is not None else ""))
     prov = summary["arch_provenance"]
-    table.add_row("architecture", f"genotype {prov['genotype']}, macro {prov['macro']}")
+    if summary["artifacts"].get("genotype"):
+        table.add_row("architecture", f"genotype {prov['genotype']}, macro {prov['macro']}")
+    else:
+        table.add_row("architecture", f"net={summary.get('net')} (no search)")
     for name, path in summary["artifacts"].items():
         table.add_row(name, path)
     Console().print(table)
