@@ -1,0 +1,304 @@
+"""CamVid at 480x360 (issue 25): the tables of phase A (scales) and phase B (ours vs ENet), from run folders.
+
+    python -m experiments.camvid_full --phase-a runs/camvid_full/phase_a --phase-b runs/camvid_full/phase_b \
+        --out docs/camvid_full.md
+
+Protocol (written before the runs): experiments/README.md "CamVid at 480x360".
+
+* Phase A: every `stage=eval split=select` run under the folder (a metrics.json whose split is `select`)
+  scores a training run's checkpoint on the sequence-disjoint selection split at one `dataset.eval_scale`
+  (its config.yaml); the training run (the checkpoint's folder) gives `dataset.scale_range`. The chosen
+  pair is the protocol's: the highest selection mIoU, where pairs within 1 point of it tie and the cheaper
+  inference (smaller eval_scale) wins. Val is not read.
+* Phase B: every pipeline folder (pipeline.json) under the folder, grouped by its `net` (rspnet when the
+  record predates the field): val mIoU (eval/metrics.json, once, the selected checkpoint), the selection
+  score of the selected checkpoint (train.json `best_val_miou`: the maximum over epochs, so it flatters),
+  per-class val IoU, params, wall and CPU time of the whole pipeline (the done markers: ours includes its
+  searches). Ours vs ENet: difference of the seed means with a bootstrap 95 % interval (seeds resampled
+  within each net), one-sided Welch and permutation p (experiments/stats.py), and the issue's goals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+TIE = 0.01  # phase A: selection mIoU differences under 1 point are ties
+GOALS = {"miou": 0.60, "params": 500_000, "class_floor": 0.20}
+
+
+def _json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _config(folder: Path) -> Any:
+    path = folder / "config.yaml"
+    return OmegaConf.load(path) if path.is_file() else OmegaConf.create({})
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
+def _pct(v: float | None, digits: int = 1) -> str:
+    return "–" if v is None else f"{100 * v:.{digits}f}"
+
+
+def _clock(folder: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of a run: its done.json, else the sum of its sub-stages' (a pipeline)."""
+    done = _json(folder / "done.json")
+    if done and done.get("cpu_s") is not None:
+        return float(done["wall_s"]), float(done["cpu_s"])
+    parts = [_json(d / "done.json") or {} for d in sorted(folder.iterdir()) if d.is_dir()]
+    return sum(p.get("wall_s", 0.0) for p in parts), sum(p.get("cpu_s", 0.0) for p in parts)
+
+
+# ---------------------------------------------------------------- phase A
+
+
+def phase_a_rows(root: Path) -> list[dict[str, Any]]:
+    """One row per selection-split evaluation: scale range (of the trained run), eval scale, mIoU."""
+    rows = []
+    for path in sorted(root.rglob("metrics.json")):
+        metrics = _json(path)
+        if not metrics or metrics.get("split") != "select":
+            continue
+        run = Path(metrics.get("checkpoint", "")).parent.parent  # <run>/checkpoints/<name>.ckpt
+        scale_range = OmegaConf.select(_config(run), "dataset.scale_range", default=None)
+        eval_scale = OmegaConf.select(_config(path.parent), "dataset.eval_scale", default=None)
+        rows.append(
+            {
+                "run": run.name,
+                "scale_range": list(scale_range) if scale_range is not None else None,
+                "eval_scale": 1.0 if eval_scale is None else float(eval_scale),
+                "miou": metrics["miou"],
+                "checkpoint": Path(metrics.get("checkpoint", "")).name,
+                "train_wall_s": _clock(run)[0] if (run / "done.json").is_file() else None,
+            }
+        )
+    return rows
+
+
+def choose(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The protocol's pick: the best selection mIoU; within TIE of it, the smallest eval scale (then the best)."""
+    if not rows:
+        return None
+    best = max(r["miou"] for r in rows)
+    near = [r for r in rows if best - r["miou"] < TIE]
+    return min(near, key=lambda r: (r["eval_scale"], -r["miou"]))
+
+
+def phase_a_lines(root: Path) -> list[str]:
+    rows = phase_a_rows(root)
+    lines = ["## Phase A: training and inference scale (selection split, one seed)", ""]
+    if not rows:
+        return lines + [f"No `split=select` evaluation under `{root}` yet.", ""]
+    pick = choose(rows)
+    lines += [
+        _table(
+            ["training run", "scale_range", "eval_scale", "selection mIoU (%)", "checkpoint", "training wall (min)"],
+            [
+                [
+                    r["run"],
+                    r["scale_range"],
+                    r["eval_scale"],
+                    _pct(r["miou"], 2),
+                    r["checkpoint"],
+                    "–" if r["train_wall_s"] is None else f"{r['train_wall_s'] / 60:.1f}",
+                ]
+                for r in rows
+            ],
+        ),  # fmt: skip
+        "",
+        f"Chosen (highest selection mIoU; within {100 * TIE:.0f} point the smaller eval_scale): "
+        f"**scale_range {pick['scale_range']}, eval_scale {pick['eval_scale']}** ({_pct(pick['miou'], 2)} %).",
+        "",
+    ]
+    return lines
+
+
+# ---------------------------------------------------------------- phase B
+
+
+def phase_b_runs(root: Path) -> list[dict[str, Any]]:
+    """One record per finished pipeline folder."""
+    runs = []
+    for path in sorted(root.rglob("pipeline.json")):
+        summary, folder = _json(path), path.parent
+        metrics = _json(folder / "eval" / "metrics.json")
+        if not summary or not metrics:
+            continue
+        wall, cpu = _clock(folder)
+        runs.append(
+            {
+                "folder": folder.name,
+                "net": summary.get("net") or "rspnet",
+                "seed": OmegaConf.select(_config(folder), "seed", default=None),
+                "val": metrics["miou"],
+                "select": summary.get("selection_miou"),
+                "per_class": metrics.get("iou_per_class") or {},
+                "params": summary.get("params"),
+                "wall_s": wall,
+                "cpu_s": cpu,
+            }
+        )
+    return runs
+
+
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return "–"
+    sd = f" ± {100 * statistics.stdev(values):.2f}" if len(values) > 1 else ""
+    return f"{100 * statistics.fmean(values):.2f}{sd}"
+
+
+def _class_mean(runs: list[dict], c: str) -> float | None:
+    values = [r["per_class"][c] for r in runs if r["per_class"].get(c) is not None]
+    return statistics.fmean(values) if values else None
+
+
+def comparison(ours: list[float], theirs: list[float]) -> dict[str, Any] | None:
+    """Ours - theirs on seed means: difference (points), bootstrap 95 % interval, Welch and permutation p."""
+    from experiments.stats import compare, pooled_variance
+
+    if len(ours) < 2 or len(theirs) < 2:
+        return None
+    c = compare([[100 * v] for v in ours], [[100 * v] for v in theirs])  # each seed its own unit
+    pooled = pooled_variance([(len(v), 100 * statistics.stdev(v)) for v in (ours, theirs)])
+    return {
+        "difference": c.difference,
+        "ci": (c.ci_low, c.ci_high),
+        "welch_p": c.welch_p,
+        "permutation_p": c.permutation_p,
+        "pooled_sd": pooled[0] ** 0.5 if pooled else None,
+    }
+
+
+def phase_b_lines(root: Path) -> list[str]:
+    runs = phase_b_runs(root)
+    lines = ["## Phase B: the recipe end to end vs the same-recipe ENet (480x360)", ""]
+    if not runs:
+        return lines + [f"No finished pipeline under `{root}` yet.", ""]
+    nets = sorted({r["net"] for r in runs}, key=lambda n: (n != "rspnet", n))
+    by = {n: [r for r in runs if r["net"] == n] for n in nets}
+    lines += [
+        "Val: CamVid val (101 frames of 0016E5), scored once at the labels' 480x360 with the checkpoint the "
+        "selection split picked. Selection: the selected checkpoint's score on the held-out sequence 0006R0 "
+        "(the maximum over epochs, so optimistic). Wall/CPU: the whole pipeline (ours includes both searches).",
+        "",
+        _table(
+            ["net", "seeds", "val mIoU (%)", "selection mIoU (%)", "params (M)", "wall (min)", "CPU (min)"],
+            [
+                [
+                    n,
+                    ", ".join(str(r["seed"]) for r in rs),
+                    _mean_sd([r["val"] for r in rs]),
+                    _mean_sd([r["select"] for r in rs if r["select"] is not None]),
+                    f"{statistics.fmean(r['params'] for r in rs if r['params']) / 1e6:.3f}",
+                    f"{statistics.fmean(r['wall_s'] for r in rs) / 60:.1f}",
+                    f"{statistics.fmean(r['cpu_s'] for r in rs) / 60:.1f}",
+                ]
+                for n, rs in by.items()
+            ],
+        ),
+        "",
+    ]
+    classes = list(next((r["per_class"] for r in runs if r["per_class"]), {}))
+    class_means = {n: {c: _class_mean(rs, c) for c in classes} for n, rs in by.items()}
+    if classes:
+        lines += [
+            "Per-class val IoU (%), mean over seeds:",
+            "",
+            _table(["class", *nets], [[c, *(_pct(class_means[n][c]) for n in nets)] for c in classes]),
+            "",
+        ]
+    ours, other = by.get("rspnet", []), next((by[n] for n in nets if n != "rspnet"), [])
+    if ours and other:
+        name = next(n for n in nets if n != "rspnet")
+        for split in ("val", "select"):
+            c = comparison(
+                [r[split] for r in ours if r[split] is not None], [r[split] for r in other if r[split] is not None]
+            )
+            if c is None:
+                continue
+            lines.append(
+                f"* {split}: rspnet - {name} = {c['difference']:+.2f} points [95 % CI {c['ci'][0]:+.2f}, "
+                f"{c['ci'][1]:+.2f}], Welch p = {c['welch_p']:.3g}, permutation p = {c['permutation_p']:.3g} "
+                f"(one-sided); pooled seed SD {c['pooled_sd']:.2f} points."
+            )
+        lines.append("")
+    if ours:
+        val = statistics.fmean(r["val"] for r in ours)
+        sel = [r["select"] for r in ours if r["select"] is not None]
+        floor = min((v for v in class_means["rspnet"].values() if v is not None), default=None)
+        params = max(r["params"] or 0 for r in ours)
+        checks = [
+            ("val mIoU ≥ 0.60", val >= GOALS["miou"], f"{val:.3f}"),
+            ("selection mIoU ≥ 0.60", bool(sel) and statistics.fmean(sel) >= GOALS["miou"],
+             f"{statistics.fmean(sel):.3f}" if sel else "–"),
+            ("params ≤ 0.5M", params <= GOALS["params"], f"{params / 1e6:.3f}M"),
+            ("no class below 0.20 (seed means)", floor is not None and floor >= GOALS["class_floor"],
+             "–" if floor is None else f"lowest {floor:.3f}"),
+        ]  # fmt: skip
+        lines += [
+            "Issue goals (ours):",
+            "",
+            _table(["goal", "met", "measured"], [[g, "yes" if m else "no", v] for g, m, v in checks]),
+            "",
+        ]
+    return lines
+
+
+def render(phase_a: Path | None, phase_b: Path | None, out: Path) -> str:
+    from bench.common import device_info
+
+    info = device_info()
+    args = " ".join(f"--{k} {v}" for k, v in (("phase-a", phase_a), ("phase-b", phase_b)) if v is not None)
+    lines = [
+        "# CamVid at 480x360: scales, seeds and the same-recipe ENet (issue 25)",
+        "",
+        f"Page: `python -m experiments.camvid_full {args} --out {out}` on {info['cpu']} ({info['cores']} cores), "
+        f'{info["date"]}. Protocol: experiments/README.md "CamVid at 480x360". Nothing is chosen on val.',
+        "",
+    ]
+    if phase_a is not None:
+        lines += phase_a_lines(phase_a)
+    if phase_b is not None:
+        lines += phase_b_lines(phase_b)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m experiments.camvid_full", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--phase-a", type=Path, help="phase A's folder (training runs and their split=select evals)")
+    ap.add_argument("--phase-b", type=Path, help="phase B's sweep folder (pipelines of net=rspnet and net=enet)")
+    ap.add_argument("--out", type=Path, help="write the page here (default: print it)")
+    args = ap.parse_args(argv)
+    if args.phase_a is None and args.phase_b is None:
+        ap.error("give --phase-a DIR and/or --phase-b DIR")
+    for flag, path in (("--phase-a", args.phase_a), ("--phase-b", args.phase_b)):
+        if path is not None and not path.is_dir():
+            print(f"camvid_full: error: {flag} {path}: not a folder", file=sys.stderr)
+            return 2
+    page = render(args.phase_a, args.phase_b, args.out or Path("-"))
+    if args.out is None:
+        sys.stdout.write(page)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(page)
+        print(f"camvid_full: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
