@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from rspnet.data.base import IGNORE, SegDataset
 from rspnet.data.selection import Selection, carve_holdout
 from rspnet.errors import ConfigError, DataError
-from rspnet.utils.threads import limit_opencv_threads, worker_init
+from rspnet.utils.threads import loader_workers
 
 
 class EvalLoader(DataLoader):
@@ -115,18 +115,15 @@ class SegDataModule(pl.LightningDataModule):
 
     def _loader(self, ds: Dataset, batch_size: int, train: bool) -> DataLoader:
         workers = int(self.dcfg.get("num_workers", 0))
-        if workers > 0:
-            limit_opencv_threads()  # before the workers fork (a child must not resize the pool)
         return (DataLoader if train else EvalLoader)(
             ds,
             batch_size=batch_size,
             shuffle=train,
             # a dataset smaller than one batch would otherwise yield no batch at all
             drop_last=train and len(ds) >= batch_size,  # type: ignore[arg-type]
-            num_workers=workers,
             pin_memory=bool(self.dcfg.get("pin_memory", False)),
             persistent_workers=workers > 0,
-            worker_init_fn=worker_init,  # one thread per worker (the main process holds the rest)
+            **loader_workers(workers),  # one thread per worker (the main process holds the rest)
             collate_fn=None if train else eval_collate,
         )
 

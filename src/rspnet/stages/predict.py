@@ -53,7 +53,7 @@ from rspnet.errors import ConfigError, DataError
 from rspnet.segmenter import Segmenter
 from rspnet.utils.io import atomic_write_bytes, atomic_write_json
 from rspnet.utils.runtime import output_dir, require
-from rspnet.utils.threads import limit_opencv_threads, worker_init
+from rspnet.utils.threads import loader_workers
 from rspnet.viz.masks import denormalise, overlay
 
 log = logging.getLogger(__name__)
@@ -302,12 +302,7 @@ def _predict_items(
     workers = p.get("num_workers")
     workers = int(cfg.dataset.get("num_workers", 0) if workers is None else workers)
     batches = -(-len(data) // seg.batch_size)
-    workers = min(workers, batches)
-    if workers > 0:
-        limit_opencv_threads()  # before the workers fork (a child must not resize the pool)
-    loader = DataLoader(
-        data, batch_size=seg.batch_size, num_workers=workers, collate_fn=list, worker_init_fn=worker_init
-    )
+    loader = DataLoader(data, batch_size=seg.batch_size, collate_fn=list, **loader_workers(min(workers, batches)))
     n = 0
     with tqdm(total=len(data), unit="img", desc="predict", disable=not p.get("progress", True)) as bar:
         for batch in loader:

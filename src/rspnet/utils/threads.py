@@ -198,6 +198,14 @@ def limit_opencv_threads() -> None:
         cv2.setNumThreads(1)
 
 
+def loader_workers(workers: int) -> dict[str, Any]:
+    """DataLoader keyword arguments for `workers` loader processes under the thread policy: one thread per
+    worker (`worker_init`), and OpenCV's pool sized here, in the process about to fork them."""
+    if workers > 0:
+        limit_opencv_threads()
+    return {"num_workers": workers, "worker_init_fn": worker_init}
+
+
 def worker_init(worker_id: int) -> None:
     """DataLoader `worker_init_fn`: one thread per worker (torch, OpenMP/MKL), then Lightning's seeding.
 
