@@ -218,6 +218,16 @@ def add_write_arg(ap: Any) -> None:
     ap.add_argument("--write", nargs="?", type=Path, const=DOC, default=None, help="markdown file (default: the doc)")
 
 
+def emit(text: str, out: Path | None, prog: str) -> None:
+    """A page or table to `out` (its folder made; a one-line note printed), or to stdout when `out` is None."""
+    if out is None:
+        sys.stdout.write(text)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"{prog}: {out}")
+
+
 def md_table(header: str | Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A markdown table (`header`: a list, or one 'a | b | c' string); floats are printed with 3 decimals."""
     cols = header.split(" | ") if isinstance(header, str) else list(header)

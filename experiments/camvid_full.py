@@ -29,6 +29,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from bench.common import emit, md_table
+
 TIE = 0.01  # phase A: selection mIoU differences under 1 point are ties
 GOALS = {"miou": 0.60, "params": 500_000, "class_floor": 0.20}
 
@@ -43,11 +45,6 @@ def _json(path: Path) -> dict | None:
 def _config(folder: Path) -> Any:
     path = folder / "config.yaml"
     return OmegaConf.load(path) if path.is_file() else OmegaConf.create({})
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
 def _pct(v: float | None, digits: int = 1) -> str:
@@ -105,13 +102,13 @@ def phase_a_lines(root: Path) -> list[str]:
         return lines + [f"No `split=select` evaluation under `{root}` yet.", ""]
     pick = choose(rows)
     lines += [
-        _table(
+        md_table(
             ["training run", "scale_range", "eval_scale", "selection mIoU (%)", "checkpoint", "training wall (min)"],
             [
                 [
                     r["run"],
                     r["scale_range"],
-                    r["eval_scale"],
+                    f"{r['eval_scale']:g}",
                     _pct(r["miou"], 2),
                     r["checkpoint"],
                     "–" if r["train_wall_s"] is None else f"{r['train_wall_s'] / 60:.1f}",
@@ -196,7 +193,7 @@ def phase_b_lines(root: Path) -> list[str]:
         "selection split picked. Selection: the selected checkpoint's score on the held-out sequence 0006R0 "
         "(the maximum over epochs, so optimistic). Wall/CPU: the whole pipeline (ours includes both searches).",
         "",
-        _table(
+        md_table(
             ["net", "seeds", "val mIoU (%)", "selection mIoU (%)", "params (M)", "wall (min)", "CPU (min)"],
             [
                 [
@@ -219,7 +216,7 @@ def phase_b_lines(root: Path) -> list[str]:
         lines += [
             "Per-class val IoU (%), mean over seeds:",
             "",
-            _table(["class", *nets], [[c, *(_pct(class_means[n][c]) for n in nets)] for c in classes]),
+            md_table(["class", *nets], [[c, *(_pct(class_means[n][c]) for n in nets)] for c in classes]),
             "",
         ]
     ours, other = by.get("rspnet", []), next((by[n] for n in nets if n != "rspnet"), [])
@@ -253,7 +250,7 @@ def phase_b_lines(root: Path) -> list[str]:
         lines += [
             "Issue goals (ours):",
             "",
-            _table(["goal", "met", "measured"], [[g, "yes" if m else "no", v] for g, m, v in checks]),
+            md_table(["goal", "met", "measured"], [[g, "yes" if m else "no", v] for g, m, v in checks]),
             "",
         ]
     return lines
@@ -290,13 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         if path is not None and not path.is_dir():
             print(f"camvid_full: error: {flag} {path}: not a folder", file=sys.stderr)
             return 2
-    page = render(args.phase_a, args.phase_b, args.out or Path("-"))
-    if args.out is None:
-        sys.stdout.write(page)
-    else:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(page)
-        print(f"camvid_full: {args.out}")
+    emit(render(args.phase_a, args.phase_b, args.out or Path("-")), args.out, "camvid_full")
     return 0
 
 

@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
+from bench.common import emit, md_table
 from rspnet.architecture import arch_provenance, search_epochs
 from rspnet.resources import genotype_path, shipped_genotypes
 from rspnet.search_space.evidence import decisiveness
@@ -470,7 +471,7 @@ def recipe_table(rows: list[dict[str, Any]]) -> str:
         ]
         for r in rows
     ]
-    return "\n".join([*lines, _table(head, table)]) + "\n"
+    return "\n".join([*lines, md_table(head, table)]) + "\n"
 
 
 # ---- the CamVid study's page (docs/results.md) ----
@@ -650,7 +651,7 @@ def comparison_lines(rows: list[dict]) -> list[str]:
     return [
         "Architecture-level means (each architecture's mean over its training seeds; experiments/stats.py):",
         "",
-        _table(
+        md_table(
             [
                 "searched (archs / runs)",
                 "random (archs / runs)",
@@ -793,11 +794,6 @@ def _fmt(v: Any, digits: int = 1, scale: float = 1.0) -> str:
     return "–" if v is None or v is False else f"{v * scale:.{digits}f}"
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
-
-
 def figures(study: Path, rows: list[dict], img: Path) -> dict[str, Path]:
     """Strip plot, mIoU vs params, searched cell and trellis, prediction overlays -> files in `img`."""
     from rspnet.genotype import Genotype, MacroArch
@@ -934,7 +930,7 @@ def render(
     lines += [
         "## Every arm",
         "",
-        _table(
+        md_table(
             ["arm", "group", "what", "seeds", "val mIoU (%)", "params (M)", "GFLOPs", "wall (min)", "CPU (min)"], table
         ),
         "",
@@ -943,7 +939,7 @@ def render(
     lines += ["## Searched vs random", ""]
     if v:
         lines += [
-            _table(
+            md_table(
                 [
                     "searched arm",
                     "mIoU (%)",
@@ -1000,7 +996,7 @@ def render(
         "Real searches against null searches (the same search with its signal destroyed), split-half",
         "reliability and perturbation selection: [docs/search_signal.md](search_signal.md).",
         "",
-        _table(
+        md_table(
             ["search job", "what", "entropy", "beta entropy", "epochs", "wall (min)", "CPU (min)"],
             search_rows(study, plan),
         ),
@@ -1028,13 +1024,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--img", type=Path, default=None, help="picture folder (default: img/results beside --out)")
     args = ap.parse_args(argv)
     if args.recipes is not None or args.decide is not None:
-        table = recipe_table(recipe_rows(args.recipes)) if args.recipes else decide_table(args.decide)
-        if args.out is None:
-            sys.stdout.write(table)
-        else:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(table)
-            print(f"results: {args.out}")
+        emit(
+            recipe_table(recipe_rows(args.recipes)) if args.recipes else decide_table(args.decide), args.out, "results"
+        )
         return 0
     if args.study is None:
         missing = [str(p) for p in args.run_dirs if not p.is_dir()]

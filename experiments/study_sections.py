@@ -27,17 +27,13 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
+from bench.common import md_table
 from experiments import search_signal
 from experiments.stats import dominance, hypervolume, swap_test
 
 GATE_P = 0.05
 DOMINANCE_GOAL = 0.75
 COSTS = {"params": ("params (M)", 1e-6), "latency_ms": ("CPU latency (ms, 1 thread)", 1.0)}
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
 def _f(value: float | None, digits: int = 3) -> str:
@@ -102,7 +98,7 @@ def gate_lines(study: Path, null: Path | None) -> list[str]:
     if not rows:
         return lines + ["(needs >= 2 finished real and >= 2 null searches of a stage)", ""]
     lines += [
-        _table(
+        md_table(
             ["stage", "real / null searches", "agreement real", "agreement null", "real - null", "p", "passed"],
             [
                 [
@@ -215,7 +211,7 @@ def front_lines(studies: list[tuple[Path, list[dict]]], img: Path) -> tuple[list
             ]  # fmt: skip
         )
     lines += [
-        _table(
+        md_table(
             [
                 "study",
                 "searched arm",
@@ -300,6 +296,6 @@ def per_class_lines(study: Path, rows: list[dict], eval_dir: Any) -> list[str]:
         "Val IoU (%) per class, mean over the architecture's training seeds; 'best' by mean val mIoU — a "
         "description of the two groups' tops, nothing is selected by it.",
         "",
-        _table(header, [[c] + [mean_iou(per_arm[g], c) for g in best] for c in classes]),
+        md_table(header, [[c] + [mean_iou(per_arm[g], c) for g in best] for c in classes]),
         "",
     ]

@@ -70,6 +70,7 @@ def test_phase_b_page_has_both_nets_the_comparison_and_the_goals(tmp_path: Path)
     )
     text = out.read_text()
     assert "**scale_range [0.75, 1.5], eval_scale 1.0** (53.00 %)" in text
+    assert "| job1 | [0.75, 1.5] | 0.75 | 48.00 | best.ckpt | 10.0 |" in text
     assert "| rspnet | 0, 1, 2 | 63.00 ± 1.00 | 64.00 ± 1.00 | 0.360 | 2.0 | 3.0 |" in text
     assert "| enet | 0, 1, 2 | 56.00 ± 1.00 |" in text
     assert "| pole | 25.0 | 10.0 |" in text
