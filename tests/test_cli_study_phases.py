@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -186,3 +187,36 @@ def test_the_whole_study_runs_phase_by_phase_and_a_killed_phase_resumes(tmp_path
     text = page.read_text()
     assert "| macro/s0 | searched |" in text and "| sample/r1000 | random |" in text
     assert "rank among random" in text and "| cell/s1 | cell (alpha) |" in text and "PLACEHOLDER" in text
+
+
+@pytest.mark.parametrize(
+    ("launcher", "target"),
+    [("joblib", "JoblibLauncher"), ("submitit_local", "LocalLauncher"), ("slurm", "SlurmLauncher")],
+)
+def test_a_phase_composes_on_every_launcher_into_the_same_folders(launcher: str, target: str) -> None:
+    cfg = _phase("train", f"hydra/launcher={launcher}", "study.arm=macro/s0")
+    assert cfg.hydra.launcher._target_.endswith(target)
+    assert cfg.hydra.sweep.dir == "outputs/s2/train" and cfg.hydra.sweep.subdir == "macro/s0/t0"
+
+
+def test_a_phase_runs_two_jobs_at_once_on_the_joblib_launcher(tmp_path: Path) -> None:
+    """`hydra/launcher=joblib hydra.launcher.n_jobs=2`: the cell phase's two searches side by side, each with
+    its own done marker and one torch thread (loky gives each worker cores / n_jobs)."""
+    study = tmp_path / "study"
+    proc = _start(study, "cell", ["seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    _finish(proc, "cell")
+    for seed in (0, 1):
+        job = study / "cell" / f"s{seed}"
+        assert json.loads((job / "done.json").read_text())["stage"] == "cell_search"
+        assert "threads: intra-op 1," in (job / "rspnet.log").read_text()
+    # the two jobs overlapped in time: their logs' first and last lines (millisecond stamps) interleave
+    spans = []
+    for seed in (0, 1):
+        stamps = re.findall(
+            r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]",
+            (study / "cell" / f"s{seed}" / "rspnet.log").read_text(),
+            re.M,
+        )
+        spans.append((stamps[0], stamps[-1]))
+    assert max(a for a, _ in spans) < min(b for _, b in spans), spans
