@@ -17,6 +17,10 @@ class ArtifactError(RSPNetError):
     """A genotype/macro/metrics/checkpoint artifact is missing or invalid."""
 
 
+class BusyError(RSPNetError):
+    """Another process is running the same run (its output folder is locked)."""
+
+
 class NonFiniteError(RSPNetError):
     """Loss or architecture parameters became NaN/inf."""
 

@@ -9,13 +9,14 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from rspnet.errors import ArtifactError, ConfigError, StoppedError
+from rspnet.errors import ArtifactError, BusyError, ConfigError, StoppedError
 from rspnet.genotype import Genotype, MacroArch
 from rspnet.lit.search_module import SearchModule
 from rspnet.lit.seg_module import SegModule
@@ -361,3 +362,55 @@ def test_a_failed_run_leaves_no_done_marker_and_a_fresh_run_drops_an_old_one(
     with pytest.raises(RuntimeError, match="boom"):
         run(make_cfg("stage=sample_arch", "debug=tiny", "model=micro", out=out))
     assert not (out / "done.json").exists()
+
+
+# -- one process at a time in a run folder -----------------------------------------------------
+_HOLD = (
+    "import sys, time; from pathlib import Path; from rspnet.utils.run_record import hold\n"
+    "with hold(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)\n"
+)
+
+
+def _holder(out: Path) -> subprocess.Popen:
+    """Another process holding `out`'s lock (until it is killed)."""
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(out)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_process_in_a_running_folder_is_one_error_and_a_killed_holder_frees_it(
+    make_cfg, tmp_path: Path, monkeypatch
+) -> None:
+    out = tmp_path / "sample"
+    out.mkdir()
+    (out / "keep.txt").write_text("a previous run's file")
+    holder = _holder(out)
+    calls = []
+    monkeypatch.setattr("rspnet.stages.sample_arch.run", lambda cfg: calls.append(cfg) or {})
+    try:
+        cfg = make_cfg("stage=sample_arch", "debug=tiny", "model=micro", "ckpt_path=last", out=out)
+        with pytest.raises(BusyError, match=rf"paths.output_dir={out} is in use: process {holder.pid} on \S+ \(since"):
+            run(cfg)
+        assert calls == [] and sorted(p.name for p in out.iterdir()) == [".lock", "keep.txt"]  # nothing touched
+    finally:
+        holder.kill()  # SIGKILL: no clean-up ran, the kernel released the lock
+        holder.wait()
+    run(cfg)  # the stale file is no obstacle
+    assert len(calls) == 1 and (out / "done.json").is_file() and not (out / ".lock").exists()
+
+
+def test_the_lock_leaves_no_trace_and_ddp_ranks_above_zero_do_not_take_it(tmp_path: Path, monkeypatch) -> None:
+    from rspnet.utils.run_record import hold
+
+    fresh = tmp_path / "fresh"
+    with hold(fresh):
+        assert (fresh / ".lock").is_file()
+    assert not fresh.exists()  # a run that wrote nothing leaves no folder behind
+    holder = _holder(tmp_path / "shared")
+    try:
+        monkeypatch.setenv("LOCAL_RANK", "1")  # a DDP rank of the holder's run
+        with hold(tmp_path / "shared"):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -60,6 +61,14 @@ def run_stage(cfg: DictConfig) -> dict:
     done = run_record.finished_result(cfg, out)  # ckpt_path=last and this run finished: its recorded result
     if done is not None:
         return done
+    with run_record.hold(out):  # one process at a time in a run folder
+        # it may have finished while we waited to start (a second launch of the same phase)
+        done = run_record.finished_result(cfg, out)
+        return done if done is not None else _run_held(cfg, stage, out)
+
+
+def _run_held(cfg: DictConfig, stage: Callable[[DictConfig], dict], out: Path) -> dict:
+    """run_stage's body, with the run folder's lock held."""
     if cfg.get("print_config", True):
         print_config_tree(cfg)
     apply_thread_policy(cfg)  # logs the pools this stage runs with

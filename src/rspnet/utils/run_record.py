@@ -14,26 +14,41 @@ before its first write, so a folder never shows a finished run that is not the o
 differ (markers written before it was recorded name only the two ids).
 
 `cpu_s` is user + system time of this process and of its children that ended (DataLoader workers).
+
+`hold(out)`: one process at a time runs in a folder. `run_stage` holds an exclusive lock on
+`<out>/.lock` (flock, released by the kernel when the process dies, so a killed run never leaves a
+stale lock) while the run goes; a second process started on the same folder (a phase launched twice,
+a requeued SLURM job whose first instance still runs) stops with one error naming the holder, before
+it reads a checkpoint the first one is writing. Only launch rank 0 locks (DDP ranks share the folder).
+On a cluster file system, flock must be supported (NFSv4 and most Lustre mounts; `-o flock`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import errno
+import fcntl
+import json
 import logging
+import os
 import resource
+import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from rspnet.errors import ConfigError
+from rspnet.errors import BusyError, ConfigError
 from rspnet.utils.io import atomic_write_json, before_first_write, json_safe, read_json
 from rspnet.utils.lifecycle import artifact_digest, differences, identity_config, run_id
 
 log = logging.getLogger(__name__)
 
 DONE = "done.json"
+LOCK = ".lock"
 FORMAT = "rspnet.done/1"
 
 
@@ -110,3 +125,64 @@ def finished_result(cfg: DictConfig, out: Path) -> dict | None:
 def start(cfg: DictConfig, out: Path) -> RunRecord:
     """Start the clocks of a run of `cfg`."""
     return RunRecord(out=out, stage=str(cfg.stage.name), identity=done_identity(cfg))
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock (the JSON its holder wrote), as words."""
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except (OSError, ValueError):
+        info = {}
+    if not info:
+        return "another process"
+    return f"process {info.get('pid')} on {info.get('host')} (since {info.get('since')})"
+
+
+@contextmanager
+def hold(out: Path) -> Iterator[None]:
+    """Hold the exclusive lock of the run folder `out` while the block runs (see the module doc).
+
+    The lock file goes when the block ends, and a folder the lock created is removed again if the run
+    left it empty (a run refused for bad input leaves no trace).
+    """
+    from rspnet.utils.runtime import launch_rank
+
+    if launch_rank() != 0:
+        yield
+        return
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = _holder(fd)
+            os.close(fd)
+            if e.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                raise
+            raise BusyError(
+                f"paths.output_dir={out} is in use: {holder} is running this run ({path}); wait for it to "
+                "finish (a re-run with ckpt_path=last then skips or resumes it), or use another paths.output_dir"
+            ) from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed the file between our open and lock: lock the new one
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(info).encode(), 0)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+        if created:
+            try:
+                out.rmdir()  # only if the run left it empty
+            except OSError:
+                pass
