@@ -115,7 +115,7 @@ def phase_a_lines(root: Path) -> list[str]:
                 ]
                 for r in rows
             ],
-        ),  # fmt: skip
+        ),
         "",
         f"Chosen (highest selection mIoU; within {100 * TIE:.0f} point the smaller eval_scale): "
         f"**scale_range {pick['scale_range']}, eval_scale {pick['eval_scale']}** ({_pct(pick['miou'], 2)} %).",
@@ -241,12 +241,18 @@ def phase_b_lines(root: Path) -> list[str]:
         params = max(r["params"] or 0 for r in ours)
         checks = [
             ("val mIoU ≥ 0.60", val >= GOALS["miou"], f"{val:.3f}"),
-            ("selection mIoU ≥ 0.60", bool(sel) and statistics.fmean(sel) >= GOALS["miou"],
-             f"{statistics.fmean(sel):.3f}" if sel else "–"),
+            (
+                "selection mIoU ≥ 0.60",
+                bool(sel) and statistics.fmean(sel) >= GOALS["miou"],
+                f"{statistics.fmean(sel):.3f}" if sel else "–",
+            ),
             ("params ≤ 0.5M", params <= GOALS["params"], f"{params / 1e6:.3f}M"),
-            ("no class below 0.20 (seed means)", floor is not None and floor >= GOALS["class_floor"],
-             "–" if floor is None else f"lowest {floor:.3f}"),
-        ]  # fmt: skip
+            (
+                "no class below 0.20 (seed means)",
+                floor is not None and floor >= GOALS["class_floor"],
+                "–" if floor is None else f"lowest {floor:.3f}",
+            ),
+        ]
         lines += [
             "Issue goals (ours):",
             "",

@@ -82,7 +82,7 @@ def gate_lines(study: Path, null: Path | None) -> list[str]:
                 f"* {k}: {len(v)} searches, pairwise agreement {_f(search_signal.pairwise([x['choice'] for x in v]))}"
                 for k, v in real.items()
                 if v
-            ),  # fmt: skip
+            ),
             "",
         ]
     nulls = _searches(null)
@@ -112,7 +112,7 @@ def gate_lines(study: Path, null: Path | None) -> list[str]:
                 ]
                 for r in rows
             ],
-        ),  # fmt: skip
+        ),
         "",
         f"**Gate {'passed' if any(r['passed'] for r in rows) else 'failed'}** "
         f"({', '.join(r['stage'] for r in rows if r['passed']) or 'no stage'} above the null). "
@@ -208,7 +208,7 @@ def front_lines(studies: list[tuple[Path, list[dict]]], img: Path) -> tuple[list
                 _f(p["latency_ms"], 1),
                 f"{p['miou']:.2f}",
                 *cells,
-            ]  # fmt: skip
+            ]
         )
     lines += [
         md_table(
@@ -220,7 +220,7 @@ def front_lines(studies: list[tuple[Path, list[dict]]], img: Path) -> tuple[list
                 "val mIoU (%)",
                 "dominance by params",
                 "dominance by latency",
-            ],  # fmt: skip
+            ],
             rows,
         ),
         "",
@@ -255,8 +255,15 @@ def front_figure(points: list[dict], path: Path) -> Path:
                 sel = [p for p in points if p["group"] == group and str(p["target"]) == target and p.get(cost)]
                 if sel:
                     name = f"{group} (target {int(target) / 1e6:.2f}M)" if target != "None" else group
-                    ax.scatter([p[cost] * scale for p in sel], [p["miou"] for p in sel], c=colour, marker=marker,
-                               s=28, alpha=0.75, label=name)  # fmt: skip
+                    ax.scatter(
+                        [p[cost] * scale for p in sel],
+                        [p["miou"] for p in sel],
+                        c=colour,
+                        marker=marker,
+                        s=28,
+                        alpha=0.75,
+                        label=name,
+                    )
         ax.set_xlabel(label)
         ax.set_ylabel("val mIoU (%)")
         if i == 0:

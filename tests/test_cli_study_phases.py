@@ -203,8 +203,13 @@ def test_a_phase_runs_two_jobs_at_once_on_the_joblib_launcher(tmp_path: Path) ->
     """`hydra/launcher=joblib hydra.launcher.n_jobs=2`: the cell phase's two searches side by side, each with
     its own done marker and one torch thread (loky gives each worker cores / n_jobs)."""
     study = tmp_path / "study"
-    proc = _start(study, "cell", ["seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
-                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc = _start(
+        study,
+        "cell",
+        ["seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     _finish(proc, "cell")
     for seed in (0, 1):
         job = study / "cell" / f"s{seed}"

@@ -186,16 +186,20 @@ def _phase_study(root: Path, name: str, target: int, arms: dict[str, tuple[str, 
             (study / "train" / arm / f"t{t}" / "config.yaml").write_text("seed: 0\n")
             _write(study / "train" / arm / f"t{t}" / "train.json", {"params": params})
             per_class = {"road": miou + 0.3, "sign": miou - 0.3}
-            _write(study / "eval" / arm / f"t{t}" / "metrics.json",
-                   {"miou": miou, "dataset": "camvid", "iou_per_class": per_class})  # fmt: skip
+            _write(
+                study / "eval" / arm / f"t{t}" / "metrics.json",
+                {"miou": miou, "dataset": "camvid", "iou_per_class": per_class},
+            )
     return study
 
 
 def test_round_two_page_has_gate_front_and_per_class_iou(tmp_path: Path) -> None:
     """The gate (real searches agree, null ones do not), the front over two targets, the per-class table."""
     arms = {f"macro/s{s}": ("searched", [0.50 + s / 100, 0.52 + s / 100], 180000, 10.0) for s in range(3)}
-    arms |= {f"sample/r{1000 + i}": ("random", [0.40 + i / 100, 0.42 + i / 100], 170000 + 2000 * i, 9.0 + i / 10)
-             for i in range(6)}  # fmt: skip
+    arms |= {
+        f"sample/r{1000 + i}": ("random", [0.40 + i / 100, 0.42 + i / 100], 170000 + 2000 * i, 9.0 + i / 10)
+        for i in range(6)
+    }
     study = _phase_study(tmp_path, "study2", 180000, arms)
     null = tmp_path / "study2_null"
     ops = ["conv_3x3", "conv_5x5", "dw_conv_3x3", "dil_conv_3x3", "skip_connect"]
@@ -205,8 +209,12 @@ def test_round_two_page_has_gate_front_and_per_class_iou(tmp_path: Path) -> None
         _write(null / f"cell/s{s}/genotype.json", _cell([ops[s], ops[(s + 1) % 5], ops[(s + 2) % 5]], "grad"))
         _write(null / f"macro/s{s}/macro.json", _macro([[s % 3, 3], [s, s + 1]], "grad"))
     # a second target: one searched net that beats none of its random neighbours
-    low = _phase_study(tmp_path, "study2_t120000", 120000,
-                       {"macro/s0": ("searched", [0.30], 120000, 7.0), "sample/r1000": ("random", [0.45], 121000, 7.1)})  # fmt: skip
+    low = _phase_study(
+        tmp_path,
+        "study2_t120000",
+        120000,
+        {"macro/s0": ("searched", [0.30], 120000, 7.0), "sample/r1000": ("random", [0.45], 121000, 7.1)},
+    )
     page = tmp_path / "docs" / "results.md"
     assert main(["--study", str(study), "--front", str(low), "--out", str(page)]) == 0
     text = page.read_text()
