@@ -372,7 +372,7 @@ _HOLD = (
 
 
 def _holder(out: Path) -> subprocess.Popen:
-    """Another process holding `out`'s lock (until it is killed)."""
+    """Another process holding the lock of the folder `out` (until it is killed)."""
     proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(out)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     return proc
@@ -402,10 +402,12 @@ def test_a_second_process_in_a_running_folder_is_one_error_and_a_killed_holder_f
 def test_the_lock_leaves_no_trace_and_ddp_ranks_above_zero_do_not_take_it(tmp_path: Path, monkeypatch) -> None:
     from rspnet.utils.run_record import hold
 
-    fresh = tmp_path / "fresh"
-    with hold(fresh):
-        assert (fresh / ".lock").is_file()
-    assert not fresh.exists()  # a run that wrote nothing leaves no folder behind
+    folder = tmp_path / "run"
+    folder.mkdir()
+    with hold(folder):
+        assert (folder / ".lock").is_file()
+    assert not any(folder.iterdir())  # the lock file goes with the run
+    (tmp_path / "shared").mkdir()
     holder = _holder(tmp_path / "shared")
     try:
         monkeypatch.setenv("LOCAL_RANK", "1")  # a DDP rank of the holder's run
@@ -414,3 +416,19 @@ def test_the_lock_leaves_no_trace_and_ddp_ranks_above_zero_do_not_take_it(tmp_pa
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_without_flock_on_the_file_system_the_run_goes_on_with_a_warning(tmp_path: Path, monkeypatch, caplog) -> None:
+    import errno
+    import fcntl
+
+    from rspnet.utils.run_record import hold
+
+    def no_flock(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    ran = []
+    with hold(tmp_path):
+        ran.append(True)
+    assert ran and "no flock on this file system" in caplog.text and not (tmp_path / ".lock").exists()

@@ -138,41 +138,50 @@ def _holder(fd: int) -> str:
     return f"process {info.get('pid')} on {info.get('host')} (since {info.get('since')})"
 
 
-@contextmanager
-def hold(out: Path) -> Iterator[None]:
-    """Hold the exclusive lock of the run folder `out` while the block runs (see the module doc).
-
-    The lock file goes when the block ends, and a folder the lock created is removed again if the run
-    left it empty (a run refused for bad input leaves no trace).
-    """
-    from rspnet.utils.runtime import launch_rank
-
-    if launch_rank() != 0:
-        yield
-        return
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / LOCK
+def _lock(out: Path, path: Path) -> int | None:
+    """The descriptor of `path` with its exclusive flock held; None where the file system has no flock."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise ConfigError(f"paths.output_dir={out}: cannot create {path.name} ({e.strerror or e})") from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             holder = _holder(fd)
             os.close(fd)
-            if e.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-                raise
-            raise BusyError(
-                f"paths.output_dir={out} is in use: {holder} is running this run ({path}); wait for it to "
-                "finish (a re-run with ckpt_path=last then skips or resumes it), or use another paths.output_dir"
-            ) from None
+            if e.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                raise BusyError(
+                    f"paths.output_dir={out} is in use: {holder} is running this run ({path}); wait for it to "
+                    "finish (a re-run with ckpt_path=last then skips or resumes it), or use another paths.output_dir"
+                ) from None
+            log.warning("%s: no flock on this file system (%s); running without the run-folder lock", path, e)
+            path.unlink(missing_ok=True)
+            return None
         try:
             same = os.stat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
             same = False
         if same:
-            break
-        os.close(fd)  # the holder removed the file between our open and lock: lock the new one
+            return fd
+        os.close(fd)  # the holder removed the file between our open and our lock: lock the new one
+
+
+@contextmanager
+def hold(out: Path) -> Iterator[None]:
+    """Hold the exclusive lock of the run folder `out` (an existing folder) while the block runs (see the
+    module doc); the lock file goes when the block ends. On a file system without flock the run goes on
+    unlocked, with a warning."""
+    from rspnet.utils.runtime import launch_rank
+
+    if launch_rank() != 0:
+        yield
+        return
+    path = out / LOCK
+    fd = _lock(out, path)
+    if fd is None:
+        yield
+        return
     info = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(info).encode(), 0)
@@ -181,8 +190,3 @@ def hold(out: Path) -> Iterator[None]:
     finally:
         path.unlink(missing_ok=True)
         os.close(fd)
-        if created:
-            try:
-                out.rmdir()  # only if the run left it empty
-            except OSError:
-                pass
