@@ -1016,6 +1016,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--null", type=Path, help="--study: the null searches' study dir (default: <study>_null if present)"
     )
+    ap.add_argument("--status", action="store_true", help="--study: where the study stands (jobs per phase)")
     ap.add_argument("--front", type=Path, action="append", default=[], help="--study: a study dir at another target")
     ap.add_argument("--notes", type=Path, help="--study: a markdown file placed after the verdict")
     ap.add_argument("--recipes", type=Path, help="the sweep folder of hparams_search=camvid_recipes: its table")
@@ -1034,6 +1035,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"results: error: not a folder: {', '.join(missing)}", file=sys.stderr)
             return 2
         sys.stdout.write(paper_table(find_runs(args.run_dirs)))
+        return 0
+    if args.status:
+        from experiments.study_sections import status_lines
+
+        sys.stdout.write("\n".join(status_lines(args.study)))
         return 0
     args.out = args.out or Path("docs/results.md")
     img = args.img or args.out.parent / "img" / "results"

@@ -306,3 +306,50 @@ def per_class_lines(study: Path, rows: list[dict], eval_dir: Any) -> list[str]:
         md_table(header, [[c] + [mean_iou(per_arm[g], c) for g in best] for c in classes]),
         "",
     ]
+
+
+def job_state(folder: Path) -> str:
+    """done (done.json) | running (its run-folder lock is held) | interrupted (a checkpoint, no done.json:
+    resumable) | started (neither)."""
+    import fcntl
+    import os
+
+    if (folder / "done.json").is_file():
+        return "done"
+    lock = folder / ".lock"
+    if lock.is_file():
+        fd = os.open(lock, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return "running"
+        finally:
+            os.close(fd)  # closing drops a lock this probe took
+    return "interrupted" if (folder / "checkpoints" / "last.ckpt").is_file() else "started"
+
+
+def status_lines(study: Path) -> list[str]:
+    """Where a study stands: per phase, its job folders (those with a config.yaml) by state."""
+    from experiments.results import PHASES
+
+    rows = []
+    for phase in PHASES:
+        found = (study / phase).rglob("config.yaml") if (study / phase).is_dir() else []
+        jobs = sorted(p.parent for p in found if not p.parent.name.startswith("."))  # not Hydra's .hydra/ copy
+        states = [job_state(j) for j in jobs]
+        running = [j.relative_to(study / phase).as_posix() for j, s in zip(jobs, states) if s == "running"]
+        rows.append(
+            [
+                phase,
+                len(jobs),
+                *(states.count(s) for s in ("done", "running", "interrupted", "started")),
+                ", ".join(running) or "–",
+            ]
+        )
+    return [
+        f"Study `{study}`: job folders per phase (a job's folder appears when it starts; rerun a phase to "
+        "resume its interrupted jobs and to run the ones not started).",
+        "",
+        md_table(["phase", "jobs", "done", "running", "interrupted", "started", "running now"], rows),
+        "",
+    ]

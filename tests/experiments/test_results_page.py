@@ -246,3 +246,30 @@ def test_results_names_a_missing_null_or_front_folder(tmp_path: Path, capsys) ->
     study = _phase_study(tmp_path, "s", 1, {"sample/r1000": ("random", [0.4], 1, 1.0)})
     assert main(["--study", str(study), "--null", str(tmp_path / "nope"), "--out", str(tmp_path / "p.md")]) == 2
     assert "--null" in capsys.readouterr().err
+
+
+def test_status_counts_each_phases_jobs_by_state(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import subprocess
+    import sys
+
+    study = tmp_path / "study"
+    for job in ("cell/s0", "cell/s1", "cell/s2", "train/sample/r1000/t0"):
+        _write(study / job / "config.yaml", "seed: 0\n")
+        _write(study / job / ".hydra" / "config.yaml", "seed: 0\n")  # Hydra's copy: not a job
+    _write(study / "cell/s0/done.json", {"wall_s": 1.0})
+    _write(study / "cell/s1/checkpoints/last.ckpt", "x")
+    hold = "import sys; from pathlib import Path; from rspnet.utils.run_record import hold\nwith hold(Path(sys.argv[1])):\n    print('held', flush=True); sys.stdin.read()"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(study / "train/sample/r1000/t0")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["--study", str(study), "--status"]) == 0
+    finally:
+        holder.communicate("")
+    out = capsys.readouterr().out
+    assert "| cell | 3 | 1 | 0 | 1 | 1 | – |" in out
+    assert "| train | 1 | 0 | 1 | 0 | 0 | sample/r1000/t0 |" in out and "| eval | 0 | 0 | 0 | 0 | 0 | – |" in out
