@@ -62,7 +62,7 @@ def run_stage(cfg: DictConfig) -> dict:
     if done is not None:
         return done
     with run_record.hold(out):  # one process at a time in a run folder
-        # it may have finished while we waited to start (a second launch of the same phase)
+        # another launch of the same run may have finished it between the check above and the lock
         done = run_record.finished_result(cfg, out)
         return done if done is not None else _run_held(cfg, stage, out)
 
