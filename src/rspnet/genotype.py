@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from rspnet.errors import ArtifactError
 from rspnet.search_space.cell import EDGES
@@ -100,6 +100,25 @@ def _finite_number(w: Any) -> bool:
         return False
 
 
+A = TypeVar("A", bound="_JsonArtifact")
+
+
+class _JsonArtifact:
+    """save/load of an artifact dataclass with `to_dict` / `from_dict(d, source=)`; KIND names it in errors."""
+
+    KIND: ClassVar[str]
+
+    def save(self, path: str | Path) -> Path:
+        """Atomic JSON write."""
+        return atomic_write_json(path, self.to_dict())  # type: ignore[attr-defined]
+
+    @classmethod
+    def load(cls: type[A], path: str | Path, allow_incomplete: bool = False) -> A:
+        """Read and validate; an artifact of a search that has not completed is refused unless `allow_incomplete`."""
+        artifact = cls.from_dict(read_json(path, cls.KIND), source=str(path))  # type: ignore[attr-defined]
+        return artifact if allow_incomplete else refuse_incomplete(artifact, str(path))
+
+
 def _search_meta(d: dict, source: str) -> dict[str, Any]:
     search = d.get("search", {})
     if not isinstance(search, dict):
@@ -137,8 +156,10 @@ def _edge(e: Any, where: str, source: str, seen: set[tuple[int, int]]) -> Edge:
 
 
 @dataclass
-class Genotype:
+class Genotype(_JsonArtifact):
     """The searched Norm-Cell: one op per edge of EDGES."""
+
+    KIND: ClassVar[str] = "genotype"
 
     edges: list[Edge]
     rsp: bool = True
@@ -219,16 +240,6 @@ class Genotype:
             complete=_complete(d, source),
         )
 
-    def save(self, path: str | Path) -> Path:
-        """Atomic JSON write."""
-        return atomic_write_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | Path, allow_incomplete: bool = False) -> Genotype:
-        """Read and validate; a genotype of a search that has not completed is refused unless `allow_incomplete`."""
-        genotype = cls.from_dict(read_json(path, "genotype"), source=str(path))
-        return genotype if allow_incomplete else refuse_incomplete(genotype, str(path))
-
 
 @dataclass(frozen=True)
 class MacroInput:
@@ -277,8 +288,10 @@ def _macro_input(
 
 
 @dataclass
-class MacroArch:
+class MacroArch(_JsonArtifact):
     """The searched trellis: for every node (layer >= 1, scale) its top-k input nodes."""
+
+    KIND: ClassVar[str] = "macro"
 
     layers: int
     scales: list[int]
@@ -368,12 +381,3 @@ class MacroArch:
             provenance=_provenance(d, source),
             complete=_complete(d, source),
         )
-
-    def save(self, path: str | Path) -> Path:
-        return atomic_write_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | Path, allow_incomplete: bool = False) -> MacroArch:
-        """Read and validate; a macro of a search that has not completed is refused unless `allow_incomplete`."""
-        macro = cls.from_dict(read_json(path, "macro"), source=str(path))
-        return macro if allow_incomplete else refuse_incomplete(macro, str(path))
