@@ -132,12 +132,16 @@ def _quantile(values: list[float], q: float) -> float:
 
 def compare(real: list[dict], null: list[dict]) -> list[dict[str, Any]]:
     """One row per statistic both groups have."""
-    rows = []
+    rows, seen = [], set()
     keys = sorted({k for r in real for k in r["stats"]} & {k for r in null for k in r["stats"]})
     for key in keys:
         direction = DIRECTION.get(key.rsplit("/", 1)[-1], +1)
         rv = [r["stats"][key] for r in real if key in r["stats"]]
         nv = [r["stats"][key] for r in null if key in r["stats"]]
+        values = (tuple(rv), tuple(nv))
+        if len(set(rv + nv)) == 1 or values in seen:  # a constant (a count, a size) or a twin of a row above
+            continue
+        seen.add(values)
         lo, hi = _quantile(nv, 0.025), _quantile(nv, 0.975)
         outside = sum(v > hi for v in rv) if direction > 0 else sum(v < lo for v in rv)
         alt = "greater" if direction > 0 else "less"

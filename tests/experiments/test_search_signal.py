@@ -101,3 +101,14 @@ def test_the_cell_a_macro_search_read_is_not_a_cell_search(tmp_path: Path, monke
         (tmp_path / rel).write_text("{}")
     runs = search_signal.collect([tmp_path])
     assert runs == {"cell": [tmp_path / "cell/s0/genotype.json"], "macro": [tmp_path / "macro/s0/macro.json"]}
+
+
+def test_constant_and_twin_statistics_are_not_rows() -> None:
+    """A count every search shares (images scored) and a statistic recorded twice are left out of the table."""
+
+    def run(entropy: float, null: str | None) -> dict:
+        return {"null": null, "stats": {"alpha/entropy": entropy, "evidence/entropy": entropy, "scoring/images": 165.0}}
+
+    real = [run(0.90 + i / 100, None) for i in range(4)]
+    null = [run(0.95 + i / 100, "grad") for i in range(4)]
+    assert [r["statistic"] for r in search_signal.compare(real, null)] == ["alpha/entropy"]
