@@ -311,20 +311,12 @@ def per_class_lines(study: Path, rows: list[dict], eval_dir: Any) -> list[str]:
 def job_state(folder: Path) -> str:
     """done (done.json) | running (its run-folder lock is held) | interrupted (a checkpoint, no done.json:
     resumable) | started (neither)."""
-    import fcntl
-    import os
+    from rspnet.utils import run_record
 
-    if (folder / "done.json").is_file():
+    if (folder / run_record.DONE).is_file():
         return "done"
-    lock = folder / ".lock"
-    if lock.is_file():
-        fd = os.open(lock, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            return "running"
-        finally:
-            os.close(fd)  # closing drops a lock this probe took
+    if run_record.running(folder):
+        return "running"
     return "interrupted" if (folder / "checkpoints" / "last.ckpt").is_file() else "started"
 
 

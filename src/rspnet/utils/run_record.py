@@ -138,6 +138,21 @@ def _holder(fd: int) -> str:
     return f"process {info.get('pid')} on {info.get('host')} (since {info.get('since')})"
 
 
+def running(out: Path) -> bool:
+    """Whether a process holds the run-folder lock of `out` now (a probe: a lock it takes is dropped at once)."""
+    try:
+        fd = os.open(out / LOCK, os.O_RDONLY)
+    except OSError:
+        return False  # no lock file: nothing runs there (or never did with the lock)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        return e.errno in (errno.EWOULDBLOCK, errno.EACCES)
+    finally:
+        os.close(fd)  # closing drops a lock this probe took
+    return False
+
+
 def _lock(out: Path, path: Path) -> int | None:
     """The descriptor of `path` with its exclusive flock held; None where the file system has no flock."""
     while True:
