@@ -21,7 +21,6 @@ Protocol (written before the runs): experiments/README.md "CamVid at 480x360".
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -30,16 +29,10 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from bench.common import emit, md_table
+from experiments.results import _json, timing
 
 TIE = 0.01  # phase A: selection mIoU differences under 1 point are ties
 GOALS = {"miou": 0.60, "params": 500_000, "class_floor": 0.20}
-
-
-def _json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _config(folder: Path) -> Any:
@@ -52,12 +45,8 @@ def _pct(v: float | None, digits: int = 1) -> str:
 
 
 def _clock(folder: Path) -> tuple[float, float]:
-    """Wall and CPU seconds of a run: its done.json, else the sum of its sub-stages' (a pipeline)."""
-    done = _json(folder / "done.json")
-    if done and done.get("cpu_s") is not None:
-        return float(done["wall_s"]), float(done["cpu_s"])
-    parts = [_json(d / "done.json") or {} for d in sorted(folder.iterdir()) if d.is_dir()]
-    return sum(p.get("wall_s", 0.0) for p in parts), sum(p.get("cpu_s", 0.0) for p in parts)
+    """Wall and CPU seconds of a run: its done marker, else the sum of its sub-stages' (0, 0 when none finished)."""
+    return timing(folder) or timing(*sorted(d for d in folder.iterdir() if d.is_dir())) or (0.0, 0.0)
 
 
 # ---------------------------------------------------------------- phase A
@@ -71,6 +60,7 @@ def phase_a_rows(root: Path) -> list[dict[str, Any]]:
         if not metrics or metrics.get("split") != "select":
             continue
         run = Path(metrics.get("checkpoint", "")).parent.parent  # <run>/checkpoints/<name>.ckpt
+        clocks = timing(run)
         scale_range = OmegaConf.select(_config(run), "dataset.scale_range", default=None)
         eval_scale = OmegaConf.select(_config(path.parent), "dataset.eval_scale", default=None)
         rows.append(
@@ -80,7 +70,7 @@ def phase_a_rows(root: Path) -> list[dict[str, Any]]:
                 "eval_scale": 1.0 if eval_scale is None else float(eval_scale),
                 "miou": metrics["miou"],
                 "checkpoint": Path(metrics.get("checkpoint", "")).name,
-                "train_wall_s": _clock(run)[0] if (run / "done.json").is_file() else None,
+                "train_wall_s": clocks and clocks[0],
             }
         )
     return rows
