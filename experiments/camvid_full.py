@@ -28,7 +28,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from bench.common import emit, md_table
+from bench.common import device_info, emit, md_table
 from experiments.results import _json, timing
 
 TIE = 0.01  # phase A: selection mIoU differences under 1 point are ties
@@ -253,7 +253,6 @@ def phase_b_lines(root: Path) -> list[str]:
 
 
 def render(phase_a: Path | None, phase_b: Path | None, out: Path) -> str:
-    from bench.common import device_info
 
     info = device_info()
     args = " ".join(f"--{k} {v}" for k, v in (("phase-a", phase_a), ("phase-b", phase_b)) if v is not None)

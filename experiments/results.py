@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from bench.common import emit, md_table
+from bench.common import device_info, emit, md_table
 from rspnet.architecture import arch_provenance, search_epochs
 from rspnet.resources import genotype_path, shipped_genotypes
 from rspnet.search_space.evidence import decisiveness
@@ -867,7 +867,6 @@ def render(
     """The markdown page (pictures written to `img`). `null`: the null searches' study dir (the gate; default the
     sibling `<study>_null` when it exists); `fronts`: study dirs of further resource targets (the front);
     `notes`: a hand-written markdown file placed after the verdict (e.g. what changed since an earlier round)."""
-    from bench.common import device_info
     from experiments import study_sections
 
     plan = _json(study / "study.json") or phase_plan(study)
