@@ -551,6 +551,8 @@ def arm_rows(study: Path, plan: dict) -> list[dict[str, Any]]:
 
 PHASES = ("cell", "macro", "sample", "train", "eval", "profile")  # conf/study, in the order they run
 GROUPS = ("searched", "random")  # the compared groups: an arm's group is its architecture's provenance
+REPO = Path(__file__).resolve().parents[1]
+PROTOCOL_ANCHOR = "camvid-study-round-2-issue-26-protocol-written-before-the-runs"  # experiments/README.md
 
 
 def phase_plan(study: Path) -> dict[str, Any] | None:
@@ -637,17 +639,24 @@ def seed_spread(rows: list[dict]) -> float | None:
     return math.sqrt(pooled[0]) if pooled else None
 
 
-def comparison_lines(rows: list[dict]) -> list[str]:
-    """Searched vs random on architecture-level means (experiments/stats.py, round 2's protocol): the
-    difference with its two-level bootstrap interval, Welch and permutation p, the verdict; [] with fewer
-    than 2 finished architectures a group."""
+def group_comparison(rows: list[dict]) -> tuple[Any, dict[str, int]] | None:
+    """Searched vs random on architecture-level means in points (experiments/stats.py `compare`, round 2's
+    protocol) and each group's number of runs; None with fewer than 2 finished architectures a group."""
     from experiments.stats import compare
 
     groups = {g: [[100 * m for m in r["mious"]] for r in rows if r["group"] == g and r["mious"]] for g in GROUPS}
     if min(len(v) for v in groups.values()) < 2:
+        return None
+    return compare(groups["searched"], groups["random"]), {g: sum(len(a) for a in v) for g, v in groups.items()}
+
+
+def comparison_lines(rows: list[dict], compared: tuple[Any, dict[str, int]] | None = None) -> list[str]:
+    """The comparison's table and verdict (`compared`: `group_comparison(rows)`, computed when not given); []
+    with fewer than 2 finished architectures a group."""
+    compared = compared or group_comparison(rows)
+    if compared is None:
         return []
-    c = compare(groups["searched"], groups["random"])
-    seeds = {g: sum(len(a) for a in v) for g, v in groups.items()}
+    c, seeds = compared
     return [
         "Architecture-level means (each architecture's mean over its training seeds; experiments/stats.py):",
         "",
@@ -779,8 +788,9 @@ def decide_section(study: Path) -> list[str]:
             "",
         ]
     cells = [_json(study / f"cell/s{s}" / "genotype.json") or _json(study / f"search/cell_s{s}" / "genotype.json")
-             for s in range(2)]  # fmt: skip
-    if all(cells):
+             for s in range(3)]  # fmt: skip
+    if all(cells[:2]) and not cells[2]:  # round 1's pair of seeds (more seeds: the gate section's agreement)
+        cells = cells[:2]
         ops = [[e["op"] for e in c["edges"]] for c in cells]
         lines += [
             f"The study's two cell searches (seeds 0, 1) agree on {agreement(ops):.0%} of the edges "
@@ -861,6 +871,63 @@ def figures(study: Path, rows: list[dict], img: Path) -> dict[str, Path]:
     return pics
 
 
+def _arm_lines(rows: list[dict]) -> list[str]:
+    """The "Every arm" table: seeds, mean ± SD val mIoU, cost and time of each arm."""
+    table = [
+        [
+            r["name"],
+            r["group"],
+            r["label"],
+            len(r["mious"]),
+            f"{_fmt(r['mean'], 2, 100)} ± {_fmt(r['std'], 2, 100)}"
+            if r["std"] is not None
+            else _fmt(r["mean"], 2, 100),
+            _fmt(r["params"] and r["params"] / 1e6, 3),
+            _fmt(r["gflops"], 3),
+            _fmt(r["wall_s"] and r["wall_s"] / 60, 1),
+            _fmt(r["cpu_s"] and r["cpu_s"] / 60, 1),
+        ]
+        for r in rows
+    ]
+    header = ["arm", "group", "what", "seeds", "val mIoU (%)", "params (M)", "GFLOPs", "wall (min)", "CPU (min)"]
+    return ["## Every arm", "", md_table(header, table), ""]
+
+
+def _rank_lines(rows: list[dict], round2: bool) -> list[str]:
+    """Each searched arm's rank among the random ones and its difference to their mean. Round 1's goal column
+    (>= +1.0 and above the random arms' 90th percentile) only on round 1's page: round 2 tests the groups."""
+    v = verdict(rows)
+    if not v:
+        return [] if round2 else ["No finished searched and random arms yet.", ""]
+    header = ["searched arm", "mIoU (%)", "rank among random", "random mean (%)", "difference (points)"]
+    if not round2:
+        header += ["random 90th pct (%)", "goal (≥ +1.0 and > p90)"]
+    table = [
+        [x["arm"], _fmt(x["miou"], 2, 100), f"{x['rank']} of {x['of']}", _fmt(x["random_mean"], 2, 100),
+         f"{100 * x['diff']:+.2f}"]
+        + ([] if round2 else [_fmt(x["p90"], 2, 100), "met" if x["goal_met"] else "not met"])
+        for x in v
+    ]  # fmt: skip
+    intro = (
+        ["Per searched architecture (its mean over training seeds), its rank among the random ones — a "
+         "description; the test is the table above:", ""]
+        if round2 else []
+    )  # fmt: skip
+    return intro + [md_table(header, table), ""]
+
+
+def _spread_lines(rows: list[dict]) -> list[str]:
+    spread = seed_spread(rows)
+    if spread is None:
+        return []
+    return [
+        f"Training-seed noise: the arms trained with 2 or more seeds differ between their seeds by "
+        f"{100 * spread:.2f} points (pooled SD); differences between arms smaller than that are not "
+        "resolved by this study.",
+        "",
+    ]
+
+
 def render(
     study: Path, out: Path, img: Path, null: Path | None = None, fronts: Iterable[Path] = (), notes: Path | None = None
 ) -> str:
@@ -902,92 +969,42 @@ def render(
             "held, so compare arms by CPU time; wall times are upper bounds of a run alone.",
             "",
         ]
+    round2 = bool(plan.get("phases"))  # a study of the phases (round 2's sections) or the older runner's
     lines += [
         "Random arms are drawn at the searches' resource target (`search.target_params`, ±10 %); the searches are "
         "held to it softly — every arm's params are in the table."
-        if plan.get("phases")
+        if round2
         else "Random arms are parameter-matched (±20 %) to `searched_s0`; `searched_s1` (another search seed) may "
         "fall outside that band — its params are in the table.",
         "",
     ]
-    table = [
-        [
-            r["name"],
-            r["group"],
-            r["label"],
-            len(r["mious"]),
-            f"{_fmt(r['mean'], 2, 100)} ± {_fmt(r['std'], 2, 100)}"
-            if r["std"] is not None
-            else _fmt(r["mean"], 2, 100),
-            _fmt(r["params"] and r["params"] / 1e6, 3),
-            _fmt(r["gflops"], 3),
-            _fmt(r["wall_s"] and r["wall_s"] / 60, 1),
-            _fmt(r["cpu_s"] and r["cpu_s"] / 60, 1),
-        ]
-        for r in rows
-    ]
-    lines += [
-        "## Every arm",
-        "",
-        md_table(
-            ["arm", "group", "what", "seeds", "val mIoU (%)", "params (M)", "GFLOPs", "wall (min)", "CPU (min)"], table
-        ),
-        "",
-    ]
-    v = verdict(rows)
-    lines += ["## Searched vs random", ""]
-    if v:
-        lines += [
-            md_table(
-                [
-                    "searched arm",
-                    "mIoU (%)",
-                    "rank among random",
-                    "random mean (%)",
-                    "difference (points)",
-                    "random 90th pct (%)",
-                    "goal (≥ +1.0 and > p90)",
-                ],
-                [
-                    [
-                        x["arm"],
-                        _fmt(x["miou"], 2, 100),
-                        f"{x['rank']} of {x['of']}",
-                        _fmt(x["random_mean"], 2, 100),
-                        f"{100 * x['diff']:+.2f}",
-                        _fmt(x["p90"], 2, 100),
-                        "met" if x["goal_met"] else "not met",
-                    ]
-                    for x in v
-                ],
-            ),
-            "",
-        ]
-        lines += comparison_lines(rows)
-        spread = seed_spread(rows)
-        if spread is not None:
-            lines += [
-                f"Training-seed noise: the arms trained with 2 or more seeds differ between their seeds by "
-                f"{100 * spread:.2f} points (pooled SD); differences between arms smaller than that are not "
-                "resolved by this study.",
-                "",
-            ]
-    else:
-        lines += ["No finished searched and random arms yet.", ""]
-    if notes is not None:
-        lines += [notes.read_text().strip(), ""]
-    if plan.get("phases"):  # round 2's sections (a study of the phases)
+    if round2:
         sibling = study.with_name(study.name + "_null")
-        lines += study_sections.gate_lines(study, null or (sibling if sibling.is_dir() else None))
-        others = []
+        null = null or (sibling if sibling.is_dir() else None)
+        studies = [(study, rows)]
         for extra in fronts:
             extra_plan = phase_plan(extra)
             if extra_plan is None:
                 raise SystemExit(f"results: error: --front {extra}: no finished training job under {extra / 'train'}")
-            others.append((extra, arm_rows(extra, extra_plan)))
-        front, front_pics = study_sections.front_lines([(study, rows), *others], img)
+            studies.append((extra, arm_rows(extra, extra_plan)))
+        compared = group_comparison(rows)
+        gate = study_sections.gate_result(study, null)
+        points = study_sections.all_points(studies)
+        protocol = rel(REPO / "experiments" / "README.md") + "#" + PROTOCOL_ANCHOR
+        lines += study_sections.summary_lines(compared and compared[0], gate, points, protocol)
+        lines += ["## Searched vs random", ""] + (comparison_lines(rows, compared) or ["No finished arms yet.", ""])
+        lines += _spread_lines(rows) + _rank_lines(rows, round2) + _arm_lines(rows)
+        if notes is not None:
+            lines += [notes.read_text().strip(), ""]
+        lines += study_sections.gate_lines(study, null, gate)
+        front, front_pics = study_sections.front_lines(studies, img, points)
         lines += front + study_sections.per_class_lines(study, rows, eval_dir)
         pics |= front_pics
+    else:
+        lines += _arm_lines(rows) + ["## Searched vs random", ""] + _rank_lines(rows, round2)
+        lines += comparison_lines(rows) + _spread_lines(rows)
+        if notes is not None:
+            lines += [notes.read_text().strip(), ""]
     lines += [
         "## Did the search decide?",
         "",

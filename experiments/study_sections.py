@@ -13,6 +13,8 @@
   per searched net the fraction of random nets (of every target) within +-10 % of its cost whose mean
   mIoU it equals or beats, and the hypervolume of the searched and of the random points (reference: the
   worst random net's cost and mIoU).
+* `summary_lines(...)`: the page's first section: the primary endpoint with its interval and tests, the gate,
+  the front's dominance counts and hypervolumes, and whether the issue's goal is met (and which part is not).
 * `per_class_lines(study, rows)`: per-class val IoU (mean over training seeds) of the best searched and
   the best random architecture. Reported, not selected: nothing is chosen by this table.
 """
@@ -69,11 +71,21 @@ def gate_rows(real: dict[str, list[dict]], null: dict[str, list[dict]], draws: i
     return rows
 
 
-def gate_lines(study: Path, null: Path | None) -> list[str]:
-    """The gate section: agreement real vs null with the swap test, then the decisiveness tables."""
-    lines = ["## Gate: do the searches agree more than null searches?", ""]
-    real = _searches(study)
+def gate_result(study: Path, null: Path | None) -> tuple[dict, dict, list[dict[str, Any]]] | None:
+    """(real searches, null searches, `gate_rows`) of a study and its null study dir; None without the null."""
     if null is None or not null.is_dir():
+        return None
+    real, nulls = _searches(study), _searches(null)
+    return real, nulls, gate_rows(real, nulls)
+
+
+def gate_lines(study: Path, null: Path | None, gate: tuple | None = None) -> list[str]:
+    """The gate section: agreement real vs null with the swap test, then the decisiveness tables (`gate`:
+    `gate_result(study, null)`, computed when not given)."""
+    lines = ["## Gate: do the searches agree more than null searches?", ""]
+    gate = gate or gate_result(study, null)
+    if gate is None:
+        real = _searches(study)
         return lines + [
             "No null searches found (run the protocol's `study.dir=<study>_null ... search.null=grad` phases, or "
             "pass `--null DIR`); the searches' own agreement:",
@@ -85,11 +97,10 @@ def gate_lines(study: Path, null: Path | None) -> list[str]:
             ),
             "",
         ]
-    nulls = _searches(null)
-    rows = gate_rows(real, nulls)
+    real, nulls, rows = gate
     lines += [
         f"Real searches: `{study.name}`; null searches (`search.null=grad`: the architecture gradients replaced by "
-        f"noise of the same size): `{null.name}`. Agreement: mean over search pairs of the fraction of cell edges "
+        f"noise of the same size): `{null.name if null else '?'}`. Agreement: mean over search pairs of the fraction of cell edges "
         "with the same op (chance 0.20 with 5 ops), or of the Jaccard index of each trellis node's kept inputs. "
         "p: permutation test swapping whole searches between real and null (10,000 draws, one-sided). "
         f"Passed when real agreement exceeds the null's with p < {GATE_P} in either stage.",
@@ -176,13 +187,36 @@ def front_stats(points: list[dict], cost: str) -> dict[str, Any] | None:
     }
 
 
-def front_lines(studies: list[tuple[Path, list[dict]]], img: Path) -> tuple[list[str], dict[str, Path]]:
-    """The front section and its picture, over (study dir, arm rows) pairs (one per resource target)."""
-    points = [p for study, rows in studies for p in front_points(study, rows)]
+def all_points(studies: list[tuple[Path, list[dict]]]) -> list[dict[str, Any]]:
+    """The front's points over (study dir, arm rows) pairs, one pair per resource target."""
+    return [p for study, rows in studies for p in front_points(study, rows)]
+
+
+def front_goals(points: list[dict]) -> dict[str, dict[str, Any]]:
+    """Per cost axis with searched and random points: `front_stats` plus how many searched nets with random
+    neighbours reach the dominance goal (`met` of `n`) and their median dominance."""
+    goals = {}
+    for cost in COSTS:
+        stats_ = front_stats(points, cost)
+        if stats_ is None:
+            continue
+        fracs = [f for f, _ in stats_["dominance"].values() if f is not None]
+        median = statistics.median(fracs) if fracs else None
+        goals[cost] = stats_ | {"met": sum(f >= DOMINANCE_GOAL for f in fracs), "n": len(fracs), "median": median}
+    return goals
+
+
+def front_lines(
+    studies: list[tuple[Path, list[dict]]], img: Path, points: list[dict] | None = None
+) -> tuple[list[str], dict[str, Path]]:
+    """The front section and its picture, over (study dir, arm rows) pairs (one per resource target; `points`:
+    `all_points(studies)`, computed when not given)."""
+    points = all_points(studies) if points is None else points
     lines = ["## Cost-accuracy front", ""]
     if not any(p["group"] == "searched" for p in points) or not any(p["group"] == "random" for p in points):
         return lines + ["(needs finished searched and random arms)", ""], {}
-    by = {cost: front_stats(points, cost) for cost in COSTS}
+    goals = front_goals(points)
+    by = {cost: goals.get(cost) for cost in COSTS}
     targets = sorted({p["target"] for p in points if p["target"]})
     lines += [
         f"Targets: {', '.join(f'{t / 1e6:.2f}M' for t in targets) or '?'} params ({len(studies)} study dir(s): "
@@ -225,15 +259,11 @@ def front_lines(studies: list[tuple[Path, list[dict]]], img: Path) -> tuple[list
         ),
         "",
     ]
-    for cost, stats_ in by.items():
-        if stats_ is None:
-            continue
-        fracs = [f for f, _ in stats_["dominance"].values() if f is not None]
-        met = sum(f >= DOMINANCE_GOAL for f in fracs)
+    for cost, stats_ in goals.items():
         label, scale = COSTS[cost]
         lines.append(
-            f"* by {label.split(' (')[0]}: {met} of {len(fracs)} searched nets with random neighbours reach the "
-            f"{DOMINANCE_GOAL:.0%} goal (median dominance {_f(statistics.median(fracs) if fracs else None, 2)}); "
+            f"* by {label.split(' (')[0]}: {stats_['met']} of {stats_['n']} searched nets with random neighbours reach "
+            f"the {DOMINANCE_GOAL:.0%} goal (median dominance {_f(stats_['median'], 2)}); "
             f"hypervolume searched {stats_['hv_searched'] * scale:.3g} vs random {stats_['hv_random'] * scale:.3g} "
             f"({label} x mIoU points; reference {stats_['reference'][0] * scale:.3g}, "
             f"{stats_['reference'][1]:.2f} %)."
@@ -345,3 +375,58 @@ def status_lines(study: Path) -> list[str]:
         md_table(["phase", "jobs", "done", "running", "interrupted", "started", "running now"], rows),
         "",
     ]
+
+
+def summary_lines(compared: Any, gate: tuple | None, points: list[dict], protocol: str) -> list[str]:
+    """The page's first section: the primary endpoint, the gate, the front and the issue's goal in a few lines
+    (`compared`: experiments.stats `Comparison` or None; `gate`: `gate_result`; `protocol`: a link to it)."""
+    lines = [
+        "## Summary",
+        "",
+        f"Analysis fixed before the runs: [protocol]({protocol}). Goal (issue 26): searched - random >= +1.0 "
+        f"mIoU points with the 95 % interval above 0, and every searched net beating or tying >= "
+        f"{DOMINANCE_GOAL:.0%} of the random nets within ±10 % of its cost.",
+        "",
+    ]
+    if compared is None:
+        lines.append("* **Comparison**: fewer than 2 finished architectures in a group; nothing to test yet.")
+    else:
+        c = compared
+        lines.append(
+            f"* **Comparison** (primary endpoint, architecture-level means): searched {c.searched_mean:.2f} vs "
+            f"random {c.random_mean:.2f} % ({c.searched_archs} vs {c.random_archs} architectures), difference "
+            f"**{c.difference:+.2f} points [95 % CI {c.ci_low:+.2f}, {c.ci_high:+.2f}]**, one-sided Welch p = "
+            f"{c.welch_p:.3g}, permutation p = {c.permutation_p:.3g}: **{c.verdict}**."
+        )
+    if gate is None:
+        lines.append("* **Gate**: no null searches (see below).")
+    else:
+        rows = gate[2]
+        parts = [
+            f"{r['stage']} agreement {_f(r['agree_real'])} vs null {_f(r['agree_null'])} (p = {r['p']:.2g})"
+            for r in rows
+        ]
+        verdict_ = "passed" if any(r["passed"] for r in rows) else "failed"
+        lines.append(f"* **Gate {verdict_}**: {'; '.join(parts) or 'too few searches'}.")
+    goals = front_goals(points)
+    for cost, g in goals.items():
+        label, scale = COSTS[cost]
+        lines.append(
+            f"* **Front, by {label.split(' (')[0]}**: {g['met']} of {g['n']} searched nets reach the "
+            f"{DOMINANCE_GOAL:.0%} dominance goal (median {_f(g['median'], 2)}); hypervolume searched "
+            f"{g['hv_searched'] * scale:.3g} vs random {g['hv_random'] * scale:.3g}."
+        )
+    if not goals:
+        lines.append("* **Front**: needs finished searched and random arms.")
+    by_params = goals.get("params")
+    if compared is not None and by_params is not None:
+        parts = {
+            "difference >= +1.0 with the interval above 0": compared.difference >= 1.0 and compared.ci_low > 0,
+            f"every searched net >= {DOMINANCE_GOAL:.0%} dominance by params": by_params["n"] > 0
+            and by_params["met"] == by_params["n"],
+        }
+        missed = [k for k, ok in parts.items() if not ok]
+        lines.append(
+            "* **Goal " + ("met**." if not missed else "not met**: " + "; ".join(f"not {k}" for k in missed) + ".")
+        )
+    return lines + [""]

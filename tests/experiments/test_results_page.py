@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.results import arm_rows, main, verdict
+from experiments.results import PROTOCOL_ANCHOR, REPO, arm_rows, main, verdict
 
 
 def _write(path: Path, data: dict) -> None:
@@ -218,6 +218,14 @@ def test_round_two_page_has_gate_front_and_per_class_iou(tmp_path: Path) -> None
     page = tmp_path / "docs" / "results.md"
     assert main(["--study", str(study), "--front", str(low), "--out", str(page)]) == 0
     text = page.read_text()
+    # the summary first: the primary endpoint, the gate, the front and the issue's goal
+    summary = text.split("## Summary")[1].split("## Searched vs random")[0]
+    assert text.index("## Summary") < text.index("## Every arm") and "goal (≥ +1.0 and > p90)" not in text
+    assert "searched 52.00 vs random 43.50 % (3 vs 6 architectures), difference **+8.50 points [95 % CI" in summary
+    assert "**Gate passed**: cell agreement 1.000 vs null 0.000" in summary
+    assert "**Front, by params**: 3 of 4 searched nets reach the 75% dominance goal" in summary
+    assert "**Goal not met**: not every searched net >= 75% dominance by params." in summary
+    assert f"README.md#{PROTOCOL_ANCHOR})" in summary
     gate = text.split("## Gate")[1].split("## Cost-accuracy front")[0]
     # real agreement 1.0 vs null: the cells' edges never agree between null seeds here (0.0)
     assert "| cell | 4 / 4 | 1.000 | 0.000 | +1.000 |" in gate and "**Gate passed**" in gate
@@ -273,3 +281,15 @@ def test_status_counts_each_phases_jobs_by_state(tmp_path: Path, capsys: pytest.
     out = capsys.readouterr().out
     assert "| cell | 3 | 1 | 0 | 1 | 1 | – |" in out
     assert "| train | 1 | 0 | 1 | 0 | 0 | sample/r1000/t0 |" in out and "| eval | 0 | 0 | 0 | 0 | 0 | – |" in out
+
+
+def test_the_protocol_link_names_a_heading_of_the_experiments_readme() -> None:
+    """The summary links the protocol by its GitHub anchor: the heading must exist under that slug."""
+    import re
+
+    slugs = {
+        re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in (REPO / "experiments" / "README.md").read_text().splitlines()
+        if line.startswith("#")
+    }
+    assert PROTOCOL_ANCHOR in slugs
