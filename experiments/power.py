@@ -1,9 +1,9 @@
 """Power calculation for the searched-vs-random study (issue 26), from round 1's variance estimates.
 
-    python -m experiments.power docs/results.md                      # the estimates and the design table
-    python -m experiments.power docs/results.md --design 8x4,24x2    # one design: searched archs x seeds, random archs x seeds
+    python -m experiments.power docs/results_round1.md                      # the estimates and the design table
+    python -m experiments.power docs/results_round1.md --design 8x4,24x2    # one design: searched archs x seeds, random archs x seeds
 
-Round 1's "Every arm" table (docs/results.md) gives, per arm, the val mIoU mean ± SD over its training
+Round 1's "Every arm" table (docs/results_round1.md) gives, per arm, the val mIoU mean ± SD over its training
 seeds. Two variance components come out of it:
 
 * training-seed variance sigma_e^2: the pooled within-arm variance of the arms with >= 2 seeds
@@ -136,7 +136,7 @@ def table(c: Components, designs: list[str], effect: float, train_cpu_min: float
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.power", description=__doc__.splitlines()[0])
-    p.add_argument("page", type=Path, help="round 1's results page (docs/results.md)")
+    p.add_argument("page", type=Path, help="round 1's results page (docs/results_round1.md)")
     p.add_argument("--design", action="append", help="SEARCHEDxSEEDS,RANDOMxSEEDS (repeatable); default: a ladder")
     p.add_argument("--effect", type=float, default=1.0, help="the effect the study is powered for (points)")
     p.add_argument("--train-cpu-min", type=float, default=None, help="CPU minutes of one training + eval run")

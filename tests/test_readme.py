@@ -91,3 +91,20 @@ def test_readme_commands_compose() -> None:
 )
 def test_readme_states(needle: str) -> None:
     assert needle in README
+
+
+DOC_PAGES = ["README.md", "docs/*.md", "experiments/**/*.md", "conf/**/*.md"]
+
+
+def test_the_docs_relative_links_resolve() -> None:
+    """Every relative markdown link of the README and the docs pages names a file of the repository (a page
+    moved or renamed leaves no dangling link)."""
+    pages = [p for pattern in DOC_PAGES for p in sorted(REPO.glob(pattern))]
+    assert len(pages) >= 5
+    dangling = [
+        f"{page.relative_to(REPO)}: ({target})"
+        for page in pages
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text())
+        if not re.match(r"[a-z]+:|#", target) and not (page.parent / target.split("#")[0]).exists()
+    ]
+    assert not dangling, "dangling links: " + "; ".join(dangling)

@@ -57,6 +57,6 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_the_round_1_page_gives_its_documented_estimates(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([str(REPO / "docs/results.md"), "--design", "8x4,24x2"]) == 0
+    assert main([str(REPO / "docs/results_round1.md"), "--design", "8x4,24x2"]) == 0
     out = capsys.readouterr().out
     assert "training-seed SD 1.86 points (pooled, 6 df)" in out and "| 8x4, 24x2 | 80 |" in out
