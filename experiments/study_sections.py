@@ -206,6 +206,21 @@ def front_goals(points: list[dict]) -> dict[str, dict[str, Any]]:
     return goals
 
 
+def _axis(cost: str) -> str:
+    """A cost axis's name without its unit: "params", "CPU latency"."""
+    return COSTS[cost][0].split(" (")[0]
+
+
+def _goal_text(cost: str, g: dict[str, Any]) -> str:
+    """How many searched nets reach the dominance goal on one cost axis, and both groups' hypervolumes."""
+    scale = COSTS[cost][1]
+    return (
+        f"{g['met']} of {g['n']} searched nets with random neighbours reach the {DOMINANCE_GOAL:.0%} dominance goal "
+        f"(median {_f(g['median'], 2)}); hypervolume searched {g['hv_searched'] * scale:.3g} vs random "
+        f"{g['hv_random'] * scale:.3g}"
+    )
+
+
 def front_lines(
     studies: list[tuple[Path, list[dict]]], img: Path, points: list[dict] | None = None
 ) -> tuple[list[str], dict[str, Path]]:
@@ -262,11 +277,8 @@ def front_lines(
     for cost, stats_ in goals.items():
         label, scale = COSTS[cost]
         lines.append(
-            f"* by {label.split(' (')[0]}: {stats_['met']} of {stats_['n']} searched nets with random neighbours reach "
-            f"the {DOMINANCE_GOAL:.0%} goal (median dominance {_f(stats_['median'], 2)}); "
-            f"hypervolume searched {stats_['hv_searched'] * scale:.3g} vs random {stats_['hv_random'] * scale:.3g} "
-            f"({label} x mIoU points; reference {stats_['reference'][0] * scale:.3g}, "
-            f"{stats_['reference'][1]:.2f} %)."
+            f"* by {_axis(cost)}: {_goal_text(cost, stats_)} ({label} x mIoU points; reference "
+            f"{stats_['reference'][0] * scale:.3g}, {stats_['reference'][1]:.2f} %)."
         )
     lines.append("")
     return lines, {"front": front_figure(points, img / "front.png")}
@@ -410,12 +422,7 @@ def summary_lines(compared: Any, gate: tuple | None, points: list[dict], protoco
         lines.append(f"* **Gate {verdict_}**: {'; '.join(parts) or 'too few searches'}.")
     goals = front_goals(points)
     for cost, g in goals.items():
-        label, scale = COSTS[cost]
-        lines.append(
-            f"* **Front, by {label.split(' (')[0]}**: {g['met']} of {g['n']} searched nets reach the "
-            f"{DOMINANCE_GOAL:.0%} dominance goal (median {_f(g['median'], 2)}); hypervolume searched "
-            f"{g['hv_searched'] * scale:.3g} vs random {g['hv_random'] * scale:.3g}."
-        )
+        lines.append(f"* **Front, by {_axis(cost)}**: {_goal_text(cost, g)}.")
     if not goals:
         lines.append("* **Front**: needs finished searched and random arms.")
     by_params = goals.get("params")

@@ -223,7 +223,7 @@ def test_round_two_page_has_gate_front_and_per_class_iou(tmp_path: Path) -> None
     assert text.index("## Summary") < text.index("## Every arm") and "goal (≥ +1.0 and > p90)" not in text
     assert "searched 52.00 vs random 43.50 % (3 vs 6 architectures), difference **+8.50 points [95 % CI" in summary
     assert "**Gate passed**: cell agreement 1.000 vs null 0.000" in summary
-    assert "**Front, by params**: 3 of 4 searched nets reach the 75% dominance goal" in summary
+    assert "**Front, by params**: 3 of 4 searched nets with random neighbours reach the 75% dominance goal" in summary
     assert "**Goal not met**: not every searched net >= 75% dominance by params." in summary
     assert f"README.md#{PROTOCOL_ANCHOR})" in summary
     gate = text.split("## Gate")[1].split("## Cost-accuracy front")[0]
@@ -234,7 +234,7 @@ def test_round_two_page_has_gate_front_and_per_class_iou(tmp_path: Path) -> None
     # study2's searched nets (mIoU 51-53) beat all random nets within +-10 % of 0.18M (41-46); the 0.12M one none
     assert "| study2 | macro/s0 | 0.180 | 10.0 | 51.00 | 100% (n = 6) |" in front
     assert "| study2_t120000 | macro/s0 | 0.120 | 7.0 | 30.00 | 0% (n = 1) |" in front
-    assert "3 of 4 searched nets with random neighbours reach the 75% goal" in front
+    assert "* by params: 3 of 4 searched nets with random neighbours reach the 75% dominance goal" in front
     assert (tmp_path / "docs" / "img" / "results" / "front.png").is_file()
     per_class = text.split("## Per-class IoU")[1]
     # best searched macro/s2 (seeds 0.52, 0.54): road 0.82 / 0.84 -> 83.0; best random r1005 (0.45, 0.47): 76.0
