@@ -197,3 +197,23 @@ def test_validating_never_moves_the_training_trajectory(tiny_cfg, tmp_path) -> N
         )
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+@pytest.mark.parametrize("select", ["holdout", "val"])
+def test_a_selecting_run_without_validation_is_one_error(tiny_cfg, select: str) -> None:
+    """Validation off (trainer.limit_val_batches=0) with a selecting train.select: refused before anything is
+    written (it would report its last checkpoint as selected and lose the held-out slice for nothing)."""
+    cfg = tiny_cfg("stage=train", f"train.select={select}", "trainer.limit_val_batches=0")
+    with pytest.raises(ConfigError, match=r"limit_val_batches=0 turns validation off; set train\.select=last"):
+        run_train(cfg)
+    assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
+
+
+def test_select_last_with_a_slice_says_the_slice_is_left_out(tiny_cfg) -> None:
+    """train.select=last with a held-out slice (the study's recipe): no selection, and the record says the
+    slice was not trained on, without claiming it was validated."""
+    cfg = tiny_cfg("stage=train", "train.select=last", "trainer.limit_val_batches=0", "trainer.max_epochs=1")
+    run_train(cfg)
+    info = json.loads((Path(cfg.paths.output_dir) / "train.json").read_text())
+    assert info["selected_ckpt"] == info["last_ckpt"] and info["best_ckpt"] is None
+    assert info["selection"]["selected_on"].startswith("none — last checkpoint; left out of training: the held-out")

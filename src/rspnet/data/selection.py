@@ -89,7 +89,8 @@ class Selection:
         else:
             slice_ = f"held-out {self.fraction:g} of train (seed {self.seed}{', ' + count if count else ''})"
         if self.select == "last":
-            return "none — last checkpoint" + (f"; validation monitors the {slice_}" if self.holds_out else "")
+            # the slice stays out of training; when validation runs (select/* in the logs), it is scored there
+            return "none — last checkpoint" + (f"; left out of training: the {slice_}" if self.holds_out else "")
         return slice_
 
 

@@ -110,6 +110,18 @@ def init_from_checkpoint(module: Any, path: str | None, skip: str | None = None)
     )
 
 
+def check_selection_validates(cfg: DictConfig, select: str) -> None:
+    """A selecting run (train.select=holdout|val) must validate: with validation off the best checkpoint is never
+    chosen, the run reports its last one as if selected, and the held-out slice only goes missing from training."""
+    limit = cfg.trainer.get("limit_val_batches")
+    if select != "last" and limit is not None and float(limit) == 0:
+        raise ConfigError(
+            f"train.select={select} picks the checkpoint by validation, but trainer.limit_val_batches=0 turns "
+            "validation off; set train.select=last (the last checkpoint, no selection; train.holdout_fraction=0 "
+            "trains on every frame) or let validation run"
+        )
+
+
 def selection_info(dm: Any) -> dict[str, Any]:
     """What picks the checkpoint (train.json, checkpoint metadata and metrics.json carry it)."""
     hold = dm.holdout_state()  # the slice in use: a resumed run keeps its checkpoint's
@@ -192,6 +204,7 @@ def run(cfg: DictConfig) -> dict:
     genotype, macro = training_architecture(cfg) if is_searched(spec) else unused_architecture(cfg, spec)
     dm = build_datamodule(cfg)
     dm.monitor_val = bool(cfg.train.get("monitor_val", True))
+    check_selection_validates(cfg, dm.selection.select)
     # the checkpoint group is checked before anything is written
     best = [best_checkpoint(cfg, out, SELECT_MIOU)] if dm.selection.select != "last" else []
     dm.setup("fit")
