@@ -570,9 +570,10 @@ def phase_plan(study: Path) -> dict[str, Any] | None:
         arm["runs"][int(run.name[1:])] = run.relative_to(study).as_posix()
     searches = [d for ph in ("cell", "macro") for d in sorted((study / ph).glob("*")) if (d / "done.json").is_file()]
     phases = {ph: _phase_command(study / ph) for ph in PHASES if (study / ph / "multirun.yaml").is_file()}
+    jobs = {ph: _job_overrides(study / ph) for ph in phases}
     return {
         "debug": any(a.startswith("debug=") for c in phases.values() for a in c[1]),
-        "command": " ; ".join(f"rspnet -m {' '.join(args)}" for _, args in phases.values()),
+        "command": _phases_command(jobs, {ph: c[1] for ph, c in phases.items()}),
         "epochs": {ph: c[0] for ph, c in phases.items() if c[0] is not None},
         "jobs": [{"name": d.relative_to(study).as_posix(), "kind": "rspnet", "deps": []} for d in searches],
         "arms": list(arms.values()),
@@ -593,6 +594,54 @@ def _phase_arm(study: Path, name: str) -> dict[str, Any]:
     }.get(group, f"{group} architecture")
     jobs = [cell, name] if group == "searched" and (study / cell).is_dir() else []
     return {"name": name, "group": group, "label": label, "runs": {}, "search_jobs": jobs}
+
+
+def _job_overrides(sweep: Path) -> list[list[str]]:
+    """Each job's command-line overrides in a phase folder (Hydra's `<job>/.hydra/overrides.yaml`): every sweep
+    launched into it, where multirun.yaml keeps only the last one."""
+    return [
+        [str(a) for a in OmegaConf.load(f)]
+        for f in sorted(sweep.rglob(".hydra/overrides.yaml"))
+        if f.parent.parent != sweep
+    ]
+
+
+def _values(values: set[str]) -> str:
+    """A swept key's values as Hydra writes them: `range(a,b)` for a run of integers, else a comma list."""
+    if all(re.fullmatch(r"-?\d+", v) for v in values):
+        ints = sorted(int(v) for v in values)
+        if len(ints) > 2 and ints == list(range(ints[0], ints[-1] + 1)):
+            return f"'range({ints[0]},{ints[-1] + 1})'"
+        return ",".join(map(str, ints))
+    return ",".join(sorted(values))
+
+
+def _phases_command(jobs: dict[str, list[list[str]]], last_sweep: dict[str, list[str]]) -> str:
+    """The phases' commands, rebuilt from their jobs: the overrides every job shares as `$S`, then per phase its
+    swept keys with the values its jobs took, and how many of their combinations ran (a phase launched as
+    several sweeps, e.g. searched and random arms with different seed lists, is not one product). A phase
+    without job records gives its last sweep's command (`last_sweep`: multirun.yaml's overrides)."""
+    every = [set(j) for js in jobs.values() for j in js]
+    if not every:
+        return " ; ".join(f"rspnet -m {' '.join(args)}" for args in last_sweep.values())
+    common = [a for a in next(j for js in jobs.values() for j in js) if all(a in j for j in every)]
+    common = [a for a in common if not a.startswith("study=")]
+    parts = [f'S="{" ".join(common)}"']
+    for phase, js in jobs.items():
+        if not js:
+            parts.append(f"rspnet -m {' '.join(last_sweep[phase])}")
+            continue
+        swept: dict[str, set[str]] = {}
+        for job in js:
+            for a in job:
+                if a not in common and "=" in a and not a.startswith("study="):
+                    key, value = a.split("=", 1)
+                    swept.setdefault(key, set()).add(value)
+        combos = math.prod(len(v) for v in swept.values())
+        args = " ".join(f"{k}={_values(v)}" for k, v in swept.items())
+        count = f"{len(js)} jobs" + (f" of the {combos} combinations" if combos != len(js) else "")
+        parts.append(f"rspnet -m $S study={phase} {args}".rstrip() + f"  # {count}")
+    return " ; ".join(parts)
 
 
 def _phase_command(sweep: Path) -> tuple[int | None, list[str]]:
@@ -954,10 +1003,20 @@ def render(
             "are a dry run of the pipeline and say nothing about the search.",
             "",
         ]
+    fronts = list(fronts)
+    extra = (f" --null {null}" if null else "") + "".join(f" --front {f}" for f in fronts)
+    extra += f" --notes {notes}" if notes else ""
+    page_cmd = (
+        f"Page: `python -m experiments.results --study {study}{extra} --out {out}` on {info['cpu']} "
+        f"({info['cores']} cores), "
+    )
+    if plan.get("phases") and plan["command"].startswith("S="):  # rebuilt from the jobs: one line per phase
+        block = plan["command"].replace(" ; ", "\n")
+        lines += [f"Study (epochs {plan['epochs']}), its phases as run:", "", "```bash", block, "```", ""]
+        lines += [page_cmd + f"{info['date']}.", ""]
+    else:
+        lines += [f"Study: `{plan['command']}` — epochs {plan['epochs']}. " + page_cmd + f"{info['date']}.", ""]
     lines += [
-        f"Study: `{plan['command']}` — epochs {plan['epochs']}. Page: `python -m experiments.results --study {study} --out {out}` "
-        f"on {info['cpu']} ({info['cores']} cores), {info['date']}.",
-        "",
         f"mIoU: {_dataset(rows)} **val** (never used during search or training: macro path scores come from the arch half "
         "of train, and the *last* checkpoint of every run is evaluated once). Mean ± std over training seeds; "
         "wall/CPU time: train + eval of one run (CPU = user + system of the job's process tree).",

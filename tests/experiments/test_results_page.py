@@ -293,3 +293,30 @@ def test_the_protocol_link_names_a_heading_of_the_experiments_readme() -> None:
         if line.startswith("#")
     }
     assert PROTOCOL_ANCHOR in slugs
+
+
+def test_the_page_rebuilds_each_phases_command_from_its_jobs(tmp_path: Path) -> None:
+    """Two sweeps into one phase folder (searched arms x 2 seeds, random arms x 1): multirun.yaml keeps only the
+    last, the page lists what every job ran — shared overrides as $S, per phase the swept values and the count."""
+    arms = {"macro/s0": ("searched", [0.5, 0.52], 1, 1.0), "macro/s1": ("searched", [0.5, 0.51], 1, 1.0)}
+    arms |= {f"sample/r{1000 + i}": ("random", [0.4 + i / 100], 1, 1.0) for i in range(3)}
+    study = _phase_study(tmp_path, "s2", 180000, arms)
+    common = ["experiment=camvid_study", "study.dir=outputs/s2"]
+    for phase, jobs in {
+        "train": [(a, t) for a, (_, m, _, _) in arms.items() for t in range(len(m))],
+        "cell": [("s0", None), ("s1", None)],
+    }.items():
+        for arm, t in jobs:
+            folder = study / phase / arm / (f"t{t}" if t is not None else "")
+            swept = [f"study.arm={arm}", f"seed={t}"] if t is not None else [f"seed={arm[1:]}"]
+            (folder / ".hydra").mkdir(parents=True, exist_ok=True)
+            lines = [*swept, *common, f"study={phase}"]
+            (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {a}\n" for a in lines))
+        (study / phase / "multirun.yaml").write_text(f"stage:\n  name: {phase}\n")
+    page = tmp_path / "docs" / "results.md"
+    assert main(["--study", str(study), "--out", str(page)]) == 0
+    block = page.read_text().split("```bash\n")[1].split("```")[0].splitlines()
+    assert block[0] == 'S="experiment=camvid_study study.dir=outputs/s2"'
+    assert "rspnet -m $S study=cell seed=0,1  # 2 jobs" in block
+    arms_list = "macro/s0,macro/s1,sample/r1000,sample/r1001,sample/r1002"
+    assert f"rspnet -m $S study=train study.arm={arms_list} seed=0,1  # 7 jobs of the 10 combinations" in block
