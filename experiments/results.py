@@ -1058,6 +1058,7 @@ def render(
         lines += study_sections.gate_lines(study, null, gate)
         front, front_pics = study_sections.front_lines(studies, img, points)
         lines += front + study_sections.per_class_lines(study, rows, eval_dir)
+        lines += study_sections.cost_lines([study, *([null] if null else []), *fronts])
         pics |= front_pics
     else:
         lines += _arm_lines(rows) + ["## Searched vs random", ""] + _rank_lines(rows, round2)

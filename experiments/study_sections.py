@@ -15,6 +15,7 @@
   worst random net's cost and mIoU).
 * `summary_lines(...)`: the page's first section: the primary endpoint with its interval and tests, the gate,
   the front's dominance counts and hypervolumes, and whether the issue's goal is met (and which part is not).
+* `cost_lines(studies)`: per study dir and phase, the finished jobs' CPU and wall hours (their done.json).
 * `per_class_lines(study, rows)`: per-class val IoU (mean over training seeds) of the best searched and
   the best random architecture. Reported, not selected: nothing is chosen by this table.
 """
@@ -385,6 +386,36 @@ def status_lines(study: Path) -> list[str]:
         "resume its interrupted jobs and to run the ones not started).",
         "",
         md_table(["phase", "jobs", "done", "running", "interrupted", "started", "running now"], rows),
+        "",
+    ]
+
+
+def cost_lines(studies: list[Path]) -> list[str]:
+    """What the study cost: per study dir and phase, its finished jobs' CPU and wall hours (their done.json)."""
+    from experiments.results import PHASES
+    from rspnet.utils import run_record
+
+    rows, cpu, wall, count = [], 0.0, 0.0, 0
+    for study in studies:
+        for phase in PHASES:
+            done = [json.loads(f.read_text()) for f in sorted((study / phase).rglob(run_record.DONE))]
+            if not done:
+                continue
+            c, w = (sum(float(d.get(k) or 0.0) for d in done) / 3600 for k in ("cpu_s", "wall_s"))
+            rows.append([study.name, phase, len(done), f"{c:.2f}", f"{w:.2f}"])
+            cpu, wall, count = cpu + c, wall + w, count + len(done)
+    if not rows:
+        return []
+    return [
+        "## Cost",
+        "",
+        "Every finished job's CPU time (user + system of its process tree) and wall time, from its done.json. "
+        "Jobs ran two at a time on 2 cores beside other work, so a job's wall includes waiting for the CPU.",
+        "",
+        md_table(["study dir", "phase", "jobs", "CPU (h)", "wall of the jobs (h)"], rows),
+        "",
+        f"In all: {count} jobs, {cpu:.1f} CPU hours, {wall:.1f} hours of job wall time (two at a time: about "
+        f"{wall / 2:.1f} h of machine time).",
         "",
     ]
 

@@ -312,6 +312,7 @@ def test_the_page_rebuilds_each_phases_command_from_its_jobs(tmp_path: Path) -> 
             (folder / ".hydra").mkdir(parents=True, exist_ok=True)
             lines = [*swept, *common, f"study={phase}"]
             (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {a}\n" for a in lines))
+            _write(folder / "done.json", {"cpu_s": 1800.0, "wall_s": 3600.0})
         (study / phase / "multirun.yaml").write_text(f"stage:\n  name: {phase}\n")
     page = tmp_path / "docs" / "results.md"
     assert main(["--study", str(study), "--out", str(page)]) == 0
@@ -320,3 +321,6 @@ def test_the_page_rebuilds_each_phases_command_from_its_jobs(tmp_path: Path) -> 
     assert "rspnet -m $S study=cell seed=0,1  # 2 jobs" in block
     arms_list = "macro/s0,macro/s1,sample/r1000,sample/r1001,sample/r1002"
     assert f"rspnet -m $S study=train study.arm={arms_list} seed=0,1  # 7 jobs of the 10 combinations" in block
+    cost = page.read_text().split("## Cost\n")[1]
+    assert "| s2 | cell | 2 | 1.00 | 2.00 |" in cost and "| s2 | train | 7 | 3.50 | 7.00 |" in cost
+    assert "In all: 9 jobs, 4.5 CPU hours, 9.0 hours of job wall time" in cost
