@@ -465,6 +465,6 @@ def summary_lines(compared: Any, gate: tuple | None, points: list[dict], protoco
         }
         missed = [k for k, ok in parts.items() if not ok]
         lines.append(
-            "* **Goal " + ("met**." if not missed else "not met**: " + "; ".join(f"not {k}" for k in missed) + ".")
+            "* **Goal " + ("met**." if not missed else "not met**; missed: " + "; ".join(missed) + ".")
         )
     return lines + [""]

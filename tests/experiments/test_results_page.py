@@ -224,7 +224,7 @@ def test_round_two_page_has_gate_front_and_per_class_iou(tmp_path: Path) -> None
     assert "searched 52.00 vs random 43.50 % (3 vs 6 architectures), difference **+8.50 points [95 % CI" in summary
     assert "**Gate passed**: cell agreement 1.000 vs null 0.000" in summary
     assert "**Front, by params**: 3 of 4 searched nets with random neighbours reach the 75% dominance goal" in summary
-    assert "**Goal not met**: not every searched net >= 75% dominance by params." in summary
+    assert "**Goal not met**; missed: every searched net >= 75% dominance by params." in summary
     assert f"README.md#{PROTOCOL_ANCHOR})" in summary
     gate = text.split("## Gate")[1].split("## Cost-accuracy front")[0]
     # real agreement 1.0 vs null: the cells' edges never agree between null seeds here (0.0)
