@@ -464,7 +464,5 @@ def summary_lines(compared: Any, gate: tuple | None, points: list[dict], protoco
             and by_params["met"] == by_params["n"],
         }
         missed = [k for k, ok in parts.items() if not ok]
-        lines.append(
-            "* **Goal " + ("met**." if not missed else "not met**; missed: " + "; ".join(missed) + ".")
-        )
+        lines.append("* **Goal " + ("met**." if not missed else "not met**; missed: " + "; ".join(missed) + "."))
     return lines + [""]
