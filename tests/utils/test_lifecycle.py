@@ -68,6 +68,25 @@ def test_sigterm_in_a_search_ends_it_nonzero_with_an_incomplete_genotype_then_re
     assert "complete" not in json.loads((out / "genotype.json").read_text())  # as shipped files: complete
 
 
+def test_a_resumed_run_counts_the_time_of_every_attempt(make_cfg, tmp_path: Path, monkeypatch) -> None:
+    """A stopped attempt (SIGTERM after epoch 1) keeps its wall/CPU time in .clock.json; the resumed attempt's
+    done.json adds it (`attempts` 2) and drops the clock. A fresh run in the folder starts from zero."""
+    out = tmp_path / "cut"
+    args = (*CELL, *ONE_BATCH, "trainer.max_epochs=2")
+    with monkeypatch.context() as m:
+        _signal_after_epoch(m, SearchModule, signal.SIGTERM)
+        with pytest.raises(StoppedError):
+            run(make_cfg(*args, out=out))
+    clock = json.loads((out / ".clock.json").read_text())
+    assert clock["attempts"] == 1 and clock["wall_s"] > 0 and clock["cpu_s"] > 0
+    run(make_cfg(*args, "ckpt_path=last", out=out))
+    done = json.loads((out / "done.json").read_text())
+    assert done["attempts"] == 2 and done["wall_s"] > clock["wall_s"] and done["cpu_s"] > clock["cpu_s"]
+    assert not (out / ".clock.json").exists()
+    run(make_cfg(*args, out=out))  # a fresh run: only its own attempt
+    assert json.loads((out / "done.json").read_text())["attempts"] == 1
+
+
 def test_a_signal_outside_a_fit_stops_the_run_at_once(
     make_cfg, tmp_path: Path, monkeypatch, searched_genotype_file
 ) -> None:

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from rspnet.errors import ConfigError
 from rspnet.utils import run_record
 from rspnet.utils.distributed import rank_errors
+from rspnet.utils.io import is_pending
 from rspnet.utils.lifecycle import stop_on_signals
 from rspnet.utils.loggers import finish_loggers
 from rspnet.utils.runtime import (
@@ -84,5 +85,9 @@ def _run_held(cfg: DictConfig, stage: Callable[[DictConfig], dict], out: Path) -
         ok = True
         return result
     finally:
+        # stopped after writing, with a checkpoint to resume from: keep this attempt's time for the resume
+        # (a run refused before its first write leaves the folder untouched)
+        if not ok and not is_pending(out) and (out / "checkpoints" / "last.ckpt").is_file():
+            record.interrupted()
         flush_config(out, write=ok)
         finish_loggers()  # each stage is its own W&B run

@@ -27,6 +27,11 @@ def before_first_write(folder: str | os.PathLike, action: Callable[[], None], na
     _PENDING[(Path(folder).resolve(), name)] = action
 
 
+def is_pending(folder: str | os.PathLike, name: str = "config") -> bool:
+    """True while `folder`'s action `name` waits for the first write (nothing was written there yet)."""
+    return (Path(folder).resolve(), name) in _PENDING
+
+
 def take_pending(folder: str | os.PathLike, name: str = "config") -> Callable[[], None] | None:
     """Remove and return the action still pending for `folder` (None if it ran or none was set)."""
     return _PENDING.pop((Path(folder).resolve(), name), None)

@@ -14,6 +14,9 @@ before its first write, so a folder never shows a finished run that is not the o
 differ (markers written before it was recorded name only the two ids).
 
 `cpu_s` is user + system time of this process and of its children that ended (DataLoader workers).
+Both count every attempt of a run resumed with `ckpt_path=last` (`attempts`): an attempt that stops with
+a checkpoint to resume from (a signal, an error) keeps its time in `<out>/.clock.json`, which the
+resumed attempt adds and drops. An attempt killed by SIGKILL writes nothing, so its time is not counted.
 
 `hold(out)`: one process at a time runs in a folder. `run_stage` holds an exclusive lock on
 `<out>/.lock` (flock, released by the kernel when the process dies, so a killed run never leaves a
@@ -48,6 +51,7 @@ from rspnet.utils.lifecycle import artifact_digest, differences, identity_config
 log = logging.getLogger(__name__)
 
 DONE = "done.json"
+CLOCK = ".clock.json"  # the time of a run's interrupted attempts, until its done.json counts it
 LOCK = ".lock"
 FORMAT = "rspnet.done/1"
 
@@ -79,22 +83,41 @@ class RunRecord:
     wall0: float = field(default_factory=time.perf_counter)
     cpu0: float = field(default_factory=_cpu_seconds)
     started: str = field(default_factory=_now)
+    prior: dict = field(default_factory=lambda: {"wall_s": 0.0, "cpu_s": 0.0, "attempts": 0})  # earlier attempts
+
+    def _totals(self) -> dict:
+        """Wall and CPU seconds of every attempt so far, this one included, and how many attempts."""
+        return {
+            "wall_s": round(float(self.prior["wall_s"]) + time.perf_counter() - self.wall0, 2),
+            "cpu_s": round(float(self.prior["cpu_s"]) + _cpu_seconds() - self.cpu0, 2),
+            "attempts": int(self.prior["attempts"]) + 1,
+        }
 
     def write(self, result: dict) -> dict:
         """Write the done marker and return it (every DDP rank writes it atomically, as a complete file)."""
+        totals = self._totals()
         record = {
             "format": FORMAT,
             "stage": self.stage,
             "run_id": run_id(self.identity),
-            "wall_s": round(time.perf_counter() - self.wall0, 2),
-            "cpu_s": round(_cpu_seconds() - self.cpu0, 2),
+            "wall_s": totals["wall_s"],
+            "cpu_s": totals["cpu_s"],
+            "attempts": totals["attempts"],
             "started": self.started,
             "finished": _now(),
             "result": json_safe(result),
             "identity": json_safe(self.identity),
         }
         atomic_write_json(self.out / DONE, record)
+        (self.out / CLOCK).unlink(missing_ok=True)
         return record
+
+    def interrupted(self) -> None:
+        """This attempt stopped with a checkpoint to resume from: keep its time for the resumed attempt."""
+        try:
+            atomic_write_json(self.out / CLOCK, {"run_id": run_id(self.identity), **self._totals()})
+        except OSError as e:  # accounting only: never mask the error that stopped the run
+            log.warning("could not record the interrupted attempt's time in %s: %s", self.out / CLOCK, e)
 
 
 def finished_result(cfg: DictConfig, out: Path) -> dict | None:
@@ -123,8 +146,17 @@ def finished_result(cfg: DictConfig, out: Path) -> dict | None:
 
 
 def start(cfg: DictConfig, out: Path) -> RunRecord:
-    """Start the clocks of a run of `cfg`."""
-    return RunRecord(out=out, stage=str(cfg.stage.name), identity=done_identity(cfg))
+    """Start the clocks of a run of `cfg`; with `ckpt_path=last`, after the time of its earlier attempts."""
+    record = RunRecord(out=out, stage=str(cfg.stage.name), identity=done_identity(cfg))
+    clock = out / CLOCK
+    if str(cfg.get("ckpt_path")) == "last" and clock.is_file():
+        try:
+            prior = json.loads(clock.read_text())
+        except (OSError, ValueError):
+            prior = None  # a clock that cannot be read counts nothing (the run goes on)
+        if isinstance(prior, dict) and prior.get("run_id") == run_id(record.identity):
+            record.prior = {k: prior.get(k) or 0 for k in ("wall_s", "cpu_s", "attempts")}
+    return record
 
 
 def _holder(fd: int) -> str:
