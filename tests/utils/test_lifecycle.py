@@ -136,6 +136,13 @@ def test_a_stopped_pipeline_stage_gets_no_done_marker(make_cfg, tmp_path: Path, 
             run(make_cfg(*args, out=out))
     assert not (out / "cell_search" / "done.json").exists() and not (out / "macro_search").exists()
     assert json.loads((out / "cell_search" / "genotype.json").read_text())["complete"] is False
+    # both the stage and the pipeline keep the stopped attempt's time; the resumed pipeline's markers sum it
+    stopped = json.loads((out / ".clock.json").read_text())
+    assert stopped["attempts"] == 1 and (out / "cell_search" / ".clock.json").is_file()
+    run(make_cfg(*args, "ckpt_path=last", out=out))
+    pipeline, cell = (json.loads((d / "done.json").read_text()) for d in (out, out / "cell_search"))
+    assert pipeline["attempts"] == 2 and pipeline["wall_s"] > stopped["wall_s"] and cell["attempts"] == 2
+    assert json.loads((out / "macro_search" / "done.json").read_text())["attempts"] == 1
 
 
 @pytest.mark.slow

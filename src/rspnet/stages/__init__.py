@@ -85,9 +85,9 @@ def _run_held(cfg: DictConfig, stage: Callable[[DictConfig], dict], out: Path) -
         ok = True
         return result
     finally:
-        # stopped after writing, with a checkpoint to resume from: keep this attempt's time for the resume
-        # (a run refused before its first write leaves the folder untouched)
-        if not ok and not is_pending(out) and (out / "checkpoints" / "last.ckpt").is_file():
+        # stopped after writing, with a checkpoint to resume from (its own, or a pipeline stage's below it):
+        # keep this attempt's time for the resume (a run refused before its first write leaves the folder untouched)
+        if not ok and not is_pending(out) and next(out.rglob("checkpoints/last.ckpt"), None) is not None:
             record.interrupted()
         flush_config(out, write=ok)
         finish_loggers()  # each stage is its own W&B run
