@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from bench.common import device_info, emit, md_table
+from bench.common import REPO, device_info, emit, md_table
 from rspnet.architecture import arch_provenance, search_epochs
 from rspnet.resources import genotype_path, shipped_genotypes
 from rspnet.search_space.evidence import decisiveness
@@ -551,7 +551,6 @@ def arm_rows(study: Path, plan: dict) -> list[dict[str, Any]]:
 
 PHASES = ("cell", "macro", "sample", "train", "eval", "profile")  # conf/study, in the order they run
 GROUPS = ("searched", "random")  # the compared groups: an arm's group is its architecture's provenance
-REPO = Path(__file__).resolve().parents[1]
 PROTOCOL_ANCHOR = "camvid-study-round-2-issue-26-protocol-written-before-the-runs"  # experiments/README.md
 
 
