@@ -12,12 +12,22 @@ scales by `--overhead` for data loading, logging, pictures and checkpoints. Prin
 table. `--compare NAME:OVERRIDE[,OVERRIDE...]` prints one row per variant instead (the sizing
 trade-offs: width/depth preset vs crop/batch vs epochs): params, seconds per epoch of every
 stage, the total, and how many training epochs fit in `--budget-min` after the searches.
+
+    python -m experiments.camvid_sizing --measured RUN [--measured RUN] [--budget-min 60] [hydra overrides...]
+
+sizes from a short run instead of a model: RUN is a pipeline's (or one stage's) output folder; each
+stage's wall time per epoch is the median of its curves.json `epoch_wall_s` (the first epoch's extra
+and everything outside the epochs, from its done.json `wall_s`, count as the stage's fixed cost), and
+the stage is projected to the epochs of `experiment=camvid` + the overrides. Prints, per RUN, the
+projected wall time and the most training epochs that fit in `--budget-min`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import statistics
 import time
 from pathlib import Path
 
@@ -114,6 +124,57 @@ def compare_row(name: str, cfg: DictConfig, overhead: float, budget_min: float) 
     )
 
 
+STAGE_EPOCHS = {"cell_search": "cell_search_epochs", "macro_search": "macro_search_epochs", "train": "train_epochs"}
+
+
+def measured_rates(run: Path) -> list[tuple[str, int, float, float]]:
+    """(stage, measured epochs, wall s per epoch, fixed s) of each finished stage under `run` (a pipeline's
+    folder, or one stage's). Fixed: the stage's wall outside its epochs plus its first epoch's extra."""
+    run = Path(run)
+    dirs = [run / name for name in (*STAGE_EPOCHS, "eval")]
+    dirs = [d for d in dirs if (d / "done.json").is_file()] or ([run] if (run / "done.json").is_file() else [])
+    if not dirs:
+        raise SystemExit(f"--measured {run}: no done.json there or in its stage folders; run the pipeline first")
+    rows = []
+    for d in dirs:
+        done = json.loads((d / "done.json").read_text())
+        stage, wall = str(done.get("stage", d.name)), float(done["wall_s"])
+        curves = d / "curves.json"
+        walls = (
+            [float(r["epoch_wall_s"]) for r in json.loads(curves.read_text())["rows"] if "epoch_wall_s" in r]
+            if (curves.is_file())
+            else []
+        )
+        if stage in STAGE_EPOCHS and not walls:
+            raise SystemExit(f"--measured {d}: curves.json has no epoch_wall_s (a run of an older version?); rerun it")
+        per_epoch = statistics.median(walls[1:] or walls) if walls else 0.0
+        rows.append((stage, len(walls), per_epoch, wall - len(walls) * per_epoch))
+    return rows
+
+
+def measured_table(run: Path, cfg: DictConfig, budget_min: float) -> str:
+    """Markdown: the measured rates of `run` projected to `cfg`'s epochs, and the training epochs that fit."""
+    rates = measured_rates(run)
+    lines = [
+        f"`{run}` projected to the epochs of the given config:\n",
+        "| stage | measured epochs | wall s/epoch | fixed s | epochs | projected (min) |",
+        "|---|---|---|---|---|---|",
+    ]
+    total = other = 0.0
+    for stage, n, per_epoch, fixed in rates:
+        epochs = int(cfg.stage[STAGE_EPOCHS[stage]]) if stage in STAGE_EPOCHS else 1
+        projected = fixed + per_epoch * epochs if stage in STAGE_EPOCHS else fixed
+        total += projected
+        other += projected if stage != "train" else fixed
+        lines.append(f"| {stage} | {n} | {per_epoch:.1f} | {fixed:.0f} | {epochs} | {projected / 60:.1f} |")
+    lines.append(f"| **all** | | | | | **{total / 60:.1f}** |")
+    train = [r for r in rates if r[0] == "train"]
+    if train and train[0][2] > 0:
+        fit = max(0, int((budget_min * 60 - other) // train[0][2]))
+        lines.append(f"\nTraining epochs that fit in {budget_min:g} min after the other stages: **{fit}**.")
+    return "\n".join(lines)
+
+
 def parse_variant(text: str) -> tuple[str, list[str]]:
     """'NAME:a=1,b=2' -> ('NAME', ['a=1', 'b=2']); commas inside [...] stay in one override."""
     name, _, rest = text.partition(":")
@@ -142,11 +203,17 @@ def main(argv: list[str] | None = None) -> None:
         help="variants to compare, each NAME:override[,override...] on top of the overrides",
     )
     parser.add_argument("--budget-min", type=float, default=60.0, help="wall budget for the fit column of --compare")
+    parser.add_argument(
+        "--measured", action="append", type=Path, metavar="RUN", help="size from this finished run's times (repeatable)"
+    )
     parser.add_argument("overrides", nargs="*", help="hydra overrides on top of experiment=camvid")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = compose("experiment=camvid", *args.overrides)
+    if args.measured:
+        print("\n\n".join(measured_table(run, cfg, args.budget_min) for run in args.measured))
+        return
     variants = [
         (n, compose("experiment=camvid", *args.overrides, *o)) for n, o in map(parse_variant, args.compare or [])
     ]

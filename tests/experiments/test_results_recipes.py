@@ -3,12 +3,14 @@ done.json, its table from experiments.results) and camvid_sizing --compare."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from omegaconf import OmegaConf
 
 from experiments import camvid_sizing
@@ -148,3 +150,35 @@ def test_sizing_compare_prints_one_row_per_variant(capsys) -> None:
 def test_sizing_counts_a_held_out_sequence(make_cfg) -> None:
     assert camvid_sizing.split_sizes(make_cfg("experiment=camvid")) == (330, 37)
     assert camvid_sizing.split_sizes(make_cfg("experiment=camvid", "train.holdout_sequences=[0006R0]")) == (266, 101)
+
+
+def _stage(folder: Path, stage: str, wall: float, epoch_walls: list[float]) -> None:
+    folder.mkdir(parents=True)
+    (folder / "done.json").write_text(json.dumps({"stage": stage, "wall_s": wall}))
+    if epoch_walls:
+        rows = [{"epoch": i, "train/loss_epoch": 1.0, "epoch_wall_s": w} for i, w in enumerate(epoch_walls)]
+        (folder / "curves.json").write_text(json.dumps({"rows": rows}))
+
+
+def test_sizing_from_a_measured_run_projects_each_stage_to_the_config_epochs(tmp_path, capsys) -> None:
+    run = tmp_path / "short"
+    _stage(run / "cell_search", "cell_search", 70.0, [30.0, 20.0, 22.0])  # median of the later epochs: 21
+    _stage(run / "macro_search", "macro_search", 50.0, [25.0, 20.0])
+    _stage(run / "train", "train", 100.0, [40.0, 10.0, 10.0, 12.0])
+    _stage(run / "eval", "eval", 6.0, [])
+    rates = {r[0]: r for r in camvid_sizing.measured_rates(run)}
+    assert rates["cell_search"][1:] == (3, 21.0, 70.0 - 3 * 21.0)  # median(20, 22); the first epoch's extra is fixed
+    assert rates["macro_search"][1:] == (2, 20.0, 10.0)
+    assert rates["train"][1:] == (4, 10.0, 60.0) and rates["eval"][1:] == (0, 0.0, 6.0)
+    epochs = ["stage.cell_search_epochs=10", "stage.macro_search_epochs=5", "stage.train_epochs=30"]
+    camvid_sizing.main(["--measured", str(run), "--budget-min", "10", *epochs])
+    out = capsys.readouterr().out
+    # cell 7 + 210, macro 10 + 100, train 60 + 300, eval 6: 693 s = 11.6 min; 600 - 333 other -> 26 epochs
+    assert "| **all** | | | | | **11.6** |" in out and "fit in 10 min after the other stages: **20**" in out
+    legacy = tmp_path / "legacy"
+    _stage(legacy / "train", "train", 10.0, [])
+    (legacy / "train" / "curves.json").write_text(json.dumps({"rows": [{"epoch": 0, "train/loss_epoch": 1.0}]}))
+    with pytest.raises(SystemExit, match="no epoch_wall_s"):
+        camvid_sizing.measured_rates(legacy)
+    with pytest.raises(SystemExit, match="no done.json"):
+        camvid_sizing.measured_rates(tmp_path / "nothing")

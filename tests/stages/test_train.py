@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -152,7 +153,9 @@ def test_selection_split_and_val_are_logged_under_their_own_names(tiny_cfg, tmp_
     import csv
 
     out = tmp_path / "holdout"
+    t0 = time.perf_counter()
     run_train(tiny_cfg("stage=train", "trainer.max_epochs=2", "logger=csv", out=out))
+    elapsed = time.perf_counter() - t0
     rows = list(csv.DictReader((out / "csv" / "metrics.csv").open()))
     select = [float(r["select/miou"]) for r in rows if r.get("select/miou")]
     val = [float(r["val/miou"]) for r in rows if r.get("val/miou")]
@@ -167,6 +170,8 @@ def test_selection_split_and_val_are_logged_under_their_own_names(tiny_cfg, tmp_
     assert [r["epoch"] for r in rows] == [0, 1]
     assert [r["select/miou"] for r in rows] == pytest.approx(select, abs=1e-6)
     assert [r["val/miou"] for r in rows] == pytest.approx(val, abs=1e-6) and all("train/loss_epoch" in r for r in rows)
+    walls = [r["epoch_wall_s"] for r in rows]  # each epoch's wall time, steps and validation (sizing reads it)
+    assert all(w > 0 for w in walls) and sum(walls) < elapsed
     assert (out / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     off = tmp_path / "off"
     run_train(tiny_cfg("stage=train", "trainer.max_epochs=1", "logger=csv", "train.monitor_val=false", out=off))

@@ -1,7 +1,9 @@
 """`LearningCurves`: per-epoch losses and mIoU of a fit -> DIR/curves.json and DIR/learning_curves.png.
 
 Every fitting stage runs it (`run_callbacks`), whatever the logger: train loss, the selection
-split's `select/*` and (stage=train) the val split's `val/*` monitoring numbers, one row per epoch.
+split's `select/*` and (stage=train) the val split's `val/*` monitoring numbers, one row per epoch,
+and the epoch's wall seconds (`epoch_wall_s`: training steps plus that epoch's validation, as a user
+waits for it; `python -m experiments.camvid_sizing --measured RUN` sizes a recipe's epochs from them).
 The rows live in the callback's state, so `ckpt_path=last` goes on with them; the picture is
 drawn when the fit ends (WandbMedia logs it to W&B).
 """
@@ -9,6 +11,7 @@ drawn when the fit ends (WandbMedia logs it to W&B).
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ class LearningCurves(pl.Callback):
     def __init__(self, out: Path) -> None:
         self.out = Path(out)
         self.rows: list[dict[str, float]] = []
+        self._started: dict[int, float] = {}  # epoch -> perf_counter at its start (this process only)
 
     def _record(self, trainer: pl.Trainer, epoch: int) -> None:
         """Row of `epoch` from the callback metrics (read after Lightning reduced the epoch's logs)."""
@@ -36,6 +40,8 @@ class LearningCurves(pl.Callback):
             return
         metrics = trainer.callback_metrics
         row = {k: float(metrics[k]) for k in KEYS if k in metrics and math.isfinite(float(metrics[k]))}
+        if epoch in self._started:
+            row["epoch_wall_s"] = round(time.perf_counter() - self._started.pop(epoch), 3)
         if row:
             self.rows.append({"epoch": epoch, **row})
             if trainer.is_global_zero:
@@ -44,6 +50,7 @@ class LearningCurves(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # the epoch-mean train loss reaches callback_metrics only after every on_train_epoch_end hook
         self._record(trainer, trainer.current_epoch - 1)
+        self._started[trainer.current_epoch] = time.perf_counter()
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._record(trainer, trainer.current_epoch - 1)
