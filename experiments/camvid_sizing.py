@@ -16,8 +16,9 @@ stage, the total, and how many training epochs fit in `--budget-min` after the s
     python -m experiments.camvid_sizing --measured RUN [--measured RUN] [--budget-min 60] [hydra overrides...]
 
 sizes from a short run instead of a model: RUN is a pipeline's (or one stage's) output folder; each
-stage's wall time per epoch is the median of its curves.json `epoch_wall_s` (the first epoch's extra
-and everything outside the epochs, from its done.json `wall_s`, count as the stage's fixed cost), and
+stage's wall time per epoch is the median of its curves.json `epoch_wall_s` (measure >= 3 epochs: the
+first epoch's start-up and the last one's end-of-fit work, e.g. deriving the genotype, are then outliers;
+they and everything outside the epochs, from its done.json `wall_s`, count as the stage's fixed cost), and
 the stage is projected to the epochs of `experiment=camvid` + the overrides. Prints, per RUN, the
 projected wall time and the most training epochs that fit in `--budget-min`.
 """
@@ -129,7 +130,7 @@ STAGE_EPOCHS = {"cell_search": "cell_search_epochs", "macro_search": "macro_sear
 
 def measured_rates(run: Path) -> list[tuple[str, int, float, float]]:
     """(stage, measured epochs, wall s per epoch, fixed s) of each finished stage under `run` (a pipeline's
-    folder, or one stage's). Fixed: the stage's wall outside its epochs plus its first epoch's extra."""
+    folder, or one stage's). Fixed: the stage's wall minus epochs x the median epoch."""
     run = Path(run)
     dirs = [run / name for name in (*STAGE_EPOCHS, "eval")]
     dirs = [d for d in dirs if (d / "done.json").is_file()] or ([run] if (run / "done.json").is_file() else [])
@@ -147,7 +148,7 @@ def measured_rates(run: Path) -> list[tuple[str, int, float, float]]:
         )
         if stage in STAGE_EPOCHS and not walls:
             raise SystemExit(f"--measured {d}: curves.json has no epoch_wall_s (a run of an older version?); rerun it")
-        per_epoch = statistics.median(walls[1:] or walls) if walls else 0.0
+        per_epoch = statistics.median(walls) if walls else 0.0
         rows.append((stage, len(walls), per_epoch, wall - len(walls) * per_epoch))
     return rows
 
