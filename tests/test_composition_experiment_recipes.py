@@ -10,7 +10,15 @@ import pytest
 from tests.data.conftest import write_image, write_label
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = ("rsp_ablation", "ocr_ablation", "mapillary_pretrain", "cityscapes_finetune", "camvid", "camvid_study")
+RECIPES = (
+    "rsp_ablation",
+    "ocr_ablation",
+    "mapillary_pretrain",
+    "cityscapes_finetune",
+    "camvid",
+    "camvid_full",
+    "camvid_study",
+)
 
 
 def test_paper_recipes_exist() -> None:
@@ -68,3 +76,27 @@ def test_camvid_recipe_runs_end_to_end_on_a_fixture(make_cfg, tmp_path: Path) ->
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert metrics["dataset"] == "camvid" and len(metrics["iou_per_class"]) == 11
     assert result["miou"] == pytest.approx(metrics["miou"])
+
+
+def test_camvid_full_is_the_camvid_recipe_at_480x360_with_the_protocols_choices(make_cfg) -> None:
+    """experiment=camvid_full = experiment=camvid + phase B's overrides (experiments/README.md "CamVid at 480x360")."""
+    from omegaconf import OmegaConf
+
+    full = make_cfg("experiment=camvid_full")
+    scale_range, eval_scale = list(full.dataset.scale_range), full.dataset.eval_scale
+    assert len(scale_range) == 2 and 0 < scale_range[0] < scale_range[1] and eval_scale in (0.75, 1.0)  # phase A's grid
+    protocol = make_cfg(
+        "experiment=camvid",
+        "dataset=camvid_full",
+        "train.holdout_sequences=[0006R0]",
+        f"dataset.scale_range=[{scale_range[0]},{scale_range[1]}]",
+        f"dataset.eval_scale={eval_scale}",
+        "dataset.crop_size=[240,320]",
+        "stage.train_epochs=120",
+        "train.monitor_val=false",
+    )
+    for group in ("stage", "dataset", "train", "search", "model", "net", "head", "rsp", "trainer"):
+        assert OmegaConf.to_container(full[group]) == OmegaConf.to_container(protocol[group]), group
+    assert full.logger.group == "camvid_full" and full.dataset.root.endswith("camvid_full")
+    enet = make_cfg("experiment=camvid_full", "net=enet")  # the same-recipe ENet: the same training stage
+    assert OmegaConf.to_container(enet.train) == OmegaConf.to_container(full.train) and enet.net.name == "enet"
