@@ -1039,12 +1039,13 @@ def render(
     if round2:
         sibling = study.with_name(study.name + "_null")
         null = null or (sibling if sibling.is_dir() else None)
-        studies = [(study, rows)]
+        studies, front_commands = [(study, rows)], []
         for extra in fronts:
             extra_plan = phase_plan(extra)
             if extra_plan is None:
                 raise SystemExit(f"results: error: --front {extra}: no finished training job under {extra / 'train'}")
             studies.append((extra, arm_rows(extra, extra_plan)))
+            front_commands += [f"# {extra.name}", *extra_plan["command"].split(" ; ")]
         compared = group_comparison(rows)
         gate = study_sections.gate_result(study, null)
         points = study_sections.all_points(studies)
@@ -1056,6 +1057,8 @@ def render(
             lines += [notes.read_text().strip(), ""]
         lines += study_sections.gate_lines(study, null, gate)
         front, front_pics = study_sections.front_lines(studies, img, points)
+        if front_commands:  # the further targets' phases, rebuilt from their jobs like the study's own
+            front += ["The further targets' phases as run:", "", "```bash", *front_commands, "```", ""]
         lines += front + study_sections.per_class_lines(study, rows, eval_dir)
         lines += study_sections.cost_lines([study, *([null] if null else []), *fronts])
         pics |= front_pics

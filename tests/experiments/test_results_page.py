@@ -300,22 +300,33 @@ def test_the_page_rebuilds_each_phases_command_from_its_jobs(tmp_path: Path) -> 
     last, the page lists what every job ran — shared overrides as $S, per phase the swept values and the count."""
     arms = {"macro/s0": ("searched", [0.5, 0.52], 1, 1.0), "macro/s1": ("searched", [0.5, 0.51], 1, 1.0)}
     arms |= {f"sample/r{1000 + i}": ("random", [0.4 + i / 100], 1, 1.0) for i in range(3)}
+
+    def record_jobs(study: Path, arms: dict) -> None:
+        common = ["experiment=camvid_study", f"study.dir=outputs/{study.name}"]
+        for phase, jobs in {
+            "train": [(a, t) for a, (_, m, _, _) in arms.items() for t in range(len(m))],
+            "cell": [("s0", None), ("s1", None)],
+        }.items():
+            for arm, t in jobs:
+                folder = study / phase / arm / (f"t{t}" if t is not None else "")
+                swept = [f"study.arm={arm}", f"seed={t}"] if t is not None else [f"seed={arm[1:]}"]
+                (folder / ".hydra").mkdir(parents=True, exist_ok=True)
+                lines = [*swept, *common, f"study={phase}"]
+                (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {a}\n" for a in lines))
+                _write(folder / "done.json", {"cpu_s": 1800.0, "wall_s": 3600.0})
+            (study / phase / "multirun.yaml").write_text(f"stage:\n  name: {phase}\n")
+
     study = _phase_study(tmp_path, "s2", 180000, arms)
-    common = ["experiment=camvid_study", "study.dir=outputs/s2"]
-    for phase, jobs in {
-        "train": [(a, t) for a, (_, m, _, _) in arms.items() for t in range(len(m))],
-        "cell": [("s0", None), ("s1", None)],
-    }.items():
-        for arm, t in jobs:
-            folder = study / phase / arm / (f"t{t}" if t is not None else "")
-            swept = [f"study.arm={arm}", f"seed={t}"] if t is not None else [f"seed={arm[1:]}"]
-            (folder / ".hydra").mkdir(parents=True, exist_ok=True)
-            lines = [*swept, *common, f"study={phase}"]
-            (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {a}\n" for a in lines))
-            _write(folder / "done.json", {"cpu_s": 1800.0, "wall_s": 3600.0})
-        (study / phase / "multirun.yaml").write_text(f"stage:\n  name: {phase}\n")
+    record_jobs(study, arms)
+    low_arms = {"macro/s0": ("searched", [0.3], 120000, 1.0), "sample/r1000": ("random", [0.31], 121000, 1.0)}
+    low = _phase_study(tmp_path, "s2_t120000", 120000, low_arms)
+    record_jobs(low, low_arms)
     page = tmp_path / "docs" / "results.md"
-    assert main(["--study", str(study), "--out", str(page)]) == 0
+    assert main(["--study", str(study), "--front", str(low), "--out", str(page)]) == 0
+    front = page.read_text().split("## Cost-accuracy front")[1].split("## Per-class IoU")[0]
+    # the further target's phases are on the page too, rebuilt from its own jobs
+    assert '```bash\n# s2_t120000\nS="experiment=camvid_study study.dir=outputs/s2_t120000"\n' in front
+    assert "rspnet -m $S study=train study.arm=macro/s0,sample/r1000 seed=0  # 2 jobs" in front
     block = page.read_text().split("```bash\n")[1].split("```")[0].splitlines()
     assert block[0] == 'S="experiment=camvid_study study.dir=outputs/s2"'
     assert "rspnet -m $S study=cell seed=0,1  # 2 jobs" in block
@@ -323,4 +334,5 @@ def test_the_page_rebuilds_each_phases_command_from_its_jobs(tmp_path: Path) -> 
     assert f"rspnet -m $S study=train study.arm={arms_list} seed=0,1  # 7 jobs of the 10 combinations" in block
     cost = page.read_text().split("## Cost\n")[1]
     assert "| s2 | cell | 2 | 1.00 | 2.00 |" in cost and "| s2 | train | 7 | 3.50 | 7.00 |" in cost
-    assert "In all: 9 jobs, 4.5 CPU hours, 9.0 hours of job wall time" in cost
+    assert "| s2_t120000 | train | 2 | 1.00 | 2.00 |" in cost
+    assert "In all: 13 jobs, 6.5 CPU hours, 13.0 hours of job wall time" in cost
