@@ -141,11 +141,8 @@ def measured_rates(run: Path) -> list[tuple[str, int, float, float]]:
         done = json.loads((d / "done.json").read_text())
         stage, wall = str(done.get("stage", d.name)), float(done["wall_s"])
         curves = d / "curves.json"
-        walls = (
-            [float(r["epoch_wall_s"]) for r in json.loads(curves.read_text())["rows"] if "epoch_wall_s" in r]
-            if (curves.is_file())
-            else []
-        )
+        epoch_rows = json.loads(curves.read_text())["rows"] if curves.is_file() else []
+        walls = [float(r["epoch_wall_s"]) for r in epoch_rows if "epoch_wall_s" in r]
         if stage in STAGE_EPOCHS and not walls:
             raise SystemExit(f"--measured {d}: curves.json has no epoch_wall_s (a run of an older version?); rerun it")
         per_epoch = statistics.median(walls) if walls else 0.0
@@ -161,17 +158,17 @@ def measured_table(run: Path, cfg: DictConfig, budget_min: float) -> str:
         "| stage | measured epochs | wall s/epoch | fixed s | epochs | projected (min) |",
         "|---|---|---|---|---|---|",
     ]
-    total = other = 0.0
+    total = other = train_epoch = 0.0
     for stage, n, per_epoch, fixed in rates:
         epochs = int(cfg.stage[STAGE_EPOCHS[stage]]) if stage in STAGE_EPOCHS else 1
-        projected = fixed + per_epoch * epochs if stage in STAGE_EPOCHS else fixed
+        projected = fixed + per_epoch * epochs  # eval: no epochs measured, its fixed cost only
         total += projected
-        other += projected if stage != "train" else fixed
+        other += fixed if stage == "train" else projected
+        train_epoch = per_epoch if stage == "train" else train_epoch
         lines.append(f"| {stage} | {n} | {per_epoch:.1f} | {fixed:.0f} | {epochs} | {projected / 60:.1f} |")
     lines.append(f"| **all** | | | | | **{total / 60:.1f}** |")
-    train = [r for r in rates if r[0] == "train"]
-    if train and train[0][2] > 0:
-        fit = max(0, int((budget_min * 60 - other) // train[0][2]))
+    if train_epoch > 0:
+        fit = max(0, int((budget_min * 60 - other) // train_epoch))
         lines.append(f"\nTraining epochs that fit in {budget_min:g} min after the other stages: **{fit}**.")
     return "\n".join(lines)
 
