@@ -2,6 +2,10 @@
 
     python -m experiments.camvid_full --phase-a runs/camvid_full/phase_a --phase-b runs/camvid_full/phase_b \
         --out docs/camvid_full.md
+    # keep what the page is made of in the repo (the machine's run folders do not outlive a session):
+    python -m experiments.camvid_full --archive runs/camvid_full/phase_b --records experiments/records/camvid_full/phase_b
+    python -m experiments.camvid_full --keep-phase-a --phase-b experiments/records/camvid_full/phase_b \
+        --out docs/camvid_full.md
 
 Protocol (written before the runs): experiments/README.md "CamVid at 480x360".
 
@@ -21,6 +25,7 @@ Protocol (written before the runs): experiments/README.md "CamVid at 480x360".
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -252,10 +257,85 @@ def phase_b_lines(root: Path) -> list[str]:
     return lines
 
 
-def render(phase_a: Path | None, phase_b: Path | None, out: Path) -> str:
+# ---------------------------------------------------------------- records kept in the repo
+
+RECORD_SUFFIXES = {".json", ".yaml"}  # scores, summaries, curves, configs, done markers, genotypes
+RECORD_SKIP_DIRS = {"checkpoints", "wandb", "lightning_logs"}
+RECORD_SKIP_FILES = {"hydra.yaml"}  # Hydra's runtime block: the machine's paths; config.yaml holds the run's config
+RECORD_MAX_BYTES = 1 << 20
+
+
+def finished(folder: Path) -> bool:
+    """A pipeline whose summary and val score are written (an attempt killed before its end has neither)."""
+    return (folder / "pipeline.json").is_file() and (folder / "eval" / "metrics.json").is_file()
+
+
+def archive(src: Path, dst: Path) -> tuple[list[str], list[str]]:
+    """Copy each finished pipeline's records (JSON/YAML under 1 MiB, no checkpoints or logs) from `src` to `dst`.
+
+    The records are what the page is made of; a session's run folders do not outlive its machine. Absolute
+    paths of this machine (the run folder's, the working directory's) are written relative to the repo, so a
+    record names no machine path. Returns the pipelines copied and those skipped as unfinished. An existing
+    record is replaced (the same pipeline's newer copy)."""
+    prefixes = sorted({str(src.resolve()): str(src), str(Path.cwd().resolve()) + "/": ""}.items(), reverse=True)
+    pattern = re.compile("|".join(re.escape(p) for p, _ in prefixes))
+    table = dict(prefixes)
+    copied, skipped = [], []
+    for summary in sorted(src.rglob("pipeline.json")):
+        folder = summary.parent
+        if not finished(folder):
+            skipped.append(str(folder.relative_to(src)))
+            continue
+        rel = folder.relative_to(src)
+        for path in sorted(folder.rglob("*")):
+            parts = path.relative_to(folder).parts
+            if (
+                not path.is_file()
+                or path.suffix not in RECORD_SUFFIXES
+                or path.name in RECORD_SKIP_FILES
+                or RECORD_SKIP_DIRS.intersection(parts)
+                or path.stat().st_size > RECORD_MAX_BYTES
+            ):
+                continue
+            out = dst / rel / path.relative_to(folder)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(pattern.sub(lambda m: table[m.group(0)], path.read_text()))
+        copied.append(str(rel))
+    return copied, skipped
+
+
+KEPT_NOTE = "*Kept as rendered"
+
+
+def kept_date(page: Path) -> str:
+    """The render date on the page's `Page:` line ('an earlier date' when it has none)."""
+    found = re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", page.read_text()) if page.is_file() else None
+    return found.group(0) if found else "an earlier date"
+
+
+def kept_section(page: Path, title: str) -> list[str]:
+    """The `## {title}...` section of an earlier render of the page (its lines up to the next `## `), else []."""
+    if not page.is_file():
+        return []
+    lines, kept = page.read_text().splitlines(), []
+    for line in lines:
+        if line.startswith("## "):
+            if kept:
+                break
+            if line.startswith(f"## {title}"):
+                kept.append(line)
+        elif kept:
+            kept.append(line)
+    return kept
+
+
+def render(phase_a: Path | None, phase_b: Path | None, out: Path, keep_phase_a: bool = False) -> str:
 
     info = device_info()
     args = " ".join(f"--{k} {v}" for k, v in (("phase-a", phase_a), ("phase-b", phase_b)) if v is not None)
+    kept = kept_section(out, "Phase A") if keep_phase_a and phase_a is None else []
+    if kept:
+        args = f"--keep-phase-a {args}"
     lines = [
         "# CamVid at 480x360: scales, seeds and the same-recipe ENet (issue 25)",
         "",
@@ -265,6 +345,18 @@ def render(phase_a: Path | None, phase_b: Path | None, out: Path) -> str:
     ]
     if phase_a is not None:
         lines += phase_a_lines(phase_a)
+    elif kept:
+        lines += (
+            kept
+            if any(line.startswith(KEPT_NOTE) for line in kept)
+            else [
+                kept[0],
+                "",
+                f"{KEPT_NOTE} {kept_date(out)}: phase A's run folders were on a machine that has since been reset, "
+                "and their records were not archived.*",
+                *kept[1:],
+            ]
+        )
     if phase_b is not None:
         lines += phase_b_lines(phase_b)
     return "\n".join(lines)
@@ -275,14 +367,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--phase-a", type=Path, help="phase A's folder (training runs and their split=select evals)")
     ap.add_argument("--phase-b", type=Path, help="phase B's sweep folder (pipelines of net=rspnet and net=enet)")
     ap.add_argument("--out", type=Path, help="write the page here (default: print it)")
+    ap.add_argument(
+        "--keep-phase-a",
+        action="store_true",
+        help="without --phase-a: keep the Phase A section of the page at --out as it is",
+    )
+    ap.add_argument("--archive", type=Path, help="copy the finished pipelines' records under this run folder ...")
+    ap.add_argument("--records", type=Path, help="... to this folder in the repo (e.g. experiments/records/...)")
     args = ap.parse_args(argv)
-    if args.phase_a is None and args.phase_b is None:
-        ap.error("give --phase-a DIR and/or --phase-b DIR")
-    for flag, path in (("--phase-a", args.phase_a), ("--phase-b", args.phase_b)):
+    if (args.archive is None) != (args.records is None):
+        ap.error("--archive RUNS and --records DIR go together")
+    if args.archive is None and args.phase_a is None and args.phase_b is None:
+        ap.error("give --phase-a DIR and/or --phase-b DIR (or --archive RUNS --records DIR)")
+    if args.keep_phase_a and (args.phase_a is not None or args.out is None):
+        ap.error("--keep-phase-a keeps the page's own section: give --out PAGE and no --phase-a")
+    for flag, path in (("--phase-a", args.phase_a), ("--phase-b", args.phase_b), ("--archive", args.archive)):
         if path is not None and not path.is_dir():
             print(f"camvid_full: error: {flag} {path}: not a folder", file=sys.stderr)
             return 2
-    emit(render(args.phase_a, args.phase_b, args.out or Path("-")), args.out, "camvid_full")
+    if args.archive is not None:
+        copied, skipped = archive(args.archive, args.records)
+        print(f"camvid_full: archived {len(copied)} finished pipeline(s) to {args.records}: {', '.join(copied)}")
+        if skipped:
+            print(f"camvid_full: not finished, not archived: {', '.join(skipped)}")
+    if args.phase_a is not None or args.phase_b is not None:
+        page = render(args.phase_a, args.phase_b, args.out or Path("-"), keep_phase_a=args.keep_phase_a)
+        emit(page, args.out, "camvid_full")
     return 0
 
 

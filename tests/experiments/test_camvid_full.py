@@ -84,3 +84,65 @@ def test_phase_b_page_has_both_nets_the_comparison_and_the_goals(tmp_path: Path)
 def test_a_missing_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["--phase-b", str(tmp_path / "nope")]) == 2
     assert "--phase-b" in capsys.readouterr().err
+
+
+def test_archive_keeps_finished_pipelines_records_without_checkpoints_or_machine_paths(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the repo root: folders are given relative to it
+    runs = _phase_b(Path("runs"))
+    done = runs / "rspnet_s0"
+    _write(
+        done / "eval" / "metrics.json", {"miou": 0.62, "checkpoint": str(done.resolve() / "train/checkpoints/b.ckpt")}
+    )
+    _write(done / "train" / "checkpoints" / "b.ckpt", "weights")
+    _write(done / "train" / "checkpoints" / "meta.json", {"x": 1})
+    _write(done / ".hydra" / "hydra.yaml", f"cwd: {tmp_path}\n")
+    _write(done / ".hydra" / "overrides.yaml", "- seed=0\n")
+    _write(done / "cell_search" / "genotype.json", {"normal": []})
+    _write(done / "rspnet.log", "a log")
+    (runs / "enet_s2" / "eval" / "metrics.json").unlink()  # killed before its eval: not a record
+    records = Path("records")
+    assert main(["--archive", str(runs), "--records", str(records)]) == 0
+    out = capsys.readouterr().out
+    assert "archived 5 finished pipeline(s)" in out and "not finished, not archived: enet_s2" in out
+    kept = sorted(str(p.relative_to(records / "rspnet_s0")) for p in (records / "rspnet_s0").rglob("*") if p.is_file())
+    assert kept == [
+        ".hydra/overrides.yaml",
+        "cell_search/genotype.json",
+        "config.yaml",
+        "eval/done.json",
+        "eval/metrics.json",
+        "pipeline.json",
+        "train/done.json",
+    ]
+    assert not (records / "enet_s2").exists()
+    checkpoint = json.loads((records / "rspnet_s0" / "eval" / "metrics.json").read_text())["checkpoint"]
+    assert checkpoint == "runs/rspnet_s0/train/checkpoints/b.ckpt"
+    # the page renders from the records as from the runs
+    page = tmp_path / "page.md"
+    assert main(["--phase-b", str(records), "--out", str(page)]) == 0
+    assert "| rspnet | 0, 1, 2 | 63.00 ± 1.00 |" in page.read_text()
+
+
+def test_keep_phase_a_carries_the_earlier_section_with_one_note(tmp_path: Path) -> None:
+    page = tmp_path / "camvid_full.md"
+    assert main(["--phase-a", str(_phase_a(tmp_path / "a")), "--out", str(page)]) == 0
+    first = page.read_text()
+    table = first[first.index("| training run") : first.index("Chosen")]
+    for _ in range(2):  # a second re-render does not stack notes
+        assert main(["--keep-phase-a", "--phase-b", str(_phase_b(tmp_path / "b")), "--out", str(page)]) == 0
+        text = page.read_text()
+        assert table in text and "**scale_range [0.75, 1.5], eval_scale 1.0**" in text
+        assert text.count("*Kept as rendered") == 1 and "## Phase B" in text
+        assert text.index("## Phase A") < text.index("## Phase B")
+    assert "--keep-phase-a --phase-b" in text
+    date = next(line for line in first.splitlines() if line.startswith("Page:")).rsplit(", ", 1)[1][:20]
+    assert f"*Kept as rendered {date}" in text
+
+
+def test_keep_phase_a_needs_the_page_and_no_phase_a(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["--keep-phase-a", "--phase-b", str(_phase_b(tmp_path / "b"))])
+    with pytest.raises(SystemExit):
+        main(["--archive", str(tmp_path)])
