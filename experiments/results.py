@@ -570,9 +570,11 @@ def phase_plan(study: Path) -> dict[str, Any] | None:
     searches = [d for ph in ("cell", "macro") for d in sorted((study / ph).glob("*")) if (d / "done.json").is_file()]
     phases = {ph: _phase_command(study / ph) for ph in PHASES if (study / ph / "multirun.yaml").is_file()}
     jobs = {ph: _job_overrides(study / ph) for ph in phases}
+    commands = _phases_command(jobs, {ph: c[1] for ph, c in phases.items()})
     return {
         "debug": any(a.startswith("debug=") for c in phases.values() for a in c[1]),
-        "command": _phases_command(jobs, {ph: c[1] for ph, c in phases.items()}),
+        "commands": commands,  # one line per phase (the `S=` line first when rebuilt from the jobs)
+        "command": " ; ".join(commands),  # the older runner's study.json shape: one string
         "epochs": {ph: c[0] for ph, c in phases.items() if c[0] is not None},
         "jobs": [{"name": d.relative_to(study).as_posix(), "kind": "rspnet", "deps": []} for d in searches],
         "arms": list(arms.values()),
@@ -615,14 +617,14 @@ def _values(values: set[str]) -> str:
     return ",".join(sorted(values))
 
 
-def _phases_command(jobs: dict[str, list[list[str]]], last_sweep: dict[str, list[str]]) -> str:
+def _phases_command(jobs: dict[str, list[list[str]]], last_sweep: dict[str, list[str]]) -> list[str]:
     """The phases' commands, rebuilt from their jobs: the overrides every job shares as `$S`, then per phase its
     swept keys with the values its jobs took, and how many of their combinations ran (a phase launched as
     several sweeps, e.g. searched and random arms with different seed lists, is not one product). A phase
     without job records gives its last sweep's command (`last_sweep`: multirun.yaml's overrides)."""
     every = [set(j) for js in jobs.values() for j in js]
     if not every:
-        return " ; ".join(f"rspnet -m {' '.join(args)}" for args in last_sweep.values())
+        return [f"rspnet -m {' '.join(args)}" for args in last_sweep.values()]
     common = [a for a in next(j for js in jobs.values() for j in js) if all(a in j for j in every)]
     common = [a for a in common if not a.startswith("study=")]
     parts = [f'S="{" ".join(common)}"']
@@ -640,7 +642,7 @@ def _phases_command(jobs: dict[str, list[list[str]]], last_sweep: dict[str, list
         args = " ".join(f"{k}={_values(v)}" for k, v in swept.items())
         count = f"{len(js)} jobs" + (f" of the {combos} combinations" if combos != len(js) else "")
         parts.append(f"rspnet -m $S study={phase} {args}".rstrip() + f"  # {count}")
-    return " ; ".join(parts)
+    return parts
 
 
 def _phase_command(sweep: Path) -> tuple[int | None, list[str]]:
@@ -1009,8 +1011,8 @@ def render(
         f"Page: `python -m experiments.results --study {study}{extra} --out {out}` on {info['cpu']} "
         f"({info['cores']} cores), "
     )
-    if plan.get("phases") and plan["command"].startswith("S="):  # rebuilt from the jobs: one line per phase
-        block = plan["command"].replace(" ; ", "\n")
+    if plan.get("phases") and plan.get("commands", [""])[0].startswith("S="):  # rebuilt from the jobs
+        block = "\n".join(plan["commands"])
         lines += [f"Study (epochs {plan['epochs']}), its phases as run:", "", "```bash", block, "```", ""]
         lines += [page_cmd + f"{info['date']}.", ""]
     else:
@@ -1045,7 +1047,7 @@ def render(
             if extra_plan is None:
                 raise SystemExit(f"results: error: --front {extra}: no finished training job under {extra / 'train'}")
             studies.append((extra, arm_rows(extra, extra_plan)))
-            front_commands += [f"# {extra.name}", *extra_plan["command"].split(" ; ")]
+            front_commands += [f"# {extra.name}", *extra_plan["commands"]]
         compared = group_comparison(rows)
         gate = study_sections.gate_result(study, null)
         points = study_sections.all_points(studies)
