@@ -142,6 +142,7 @@ def phase_b_runs(root: Path) -> list[dict[str, Any]]:
                 "params": summary.get("params"),
                 "wall_s": wall,
                 "cpu_s": cpu,
+                "threads": OmegaConf.select(_config(folder), "threads.intra_op", default=None),
             }
         )
     return runs
@@ -188,6 +189,16 @@ def phase_b_lines(root: Path) -> list[str]:
         "selection split picked. Selection: the selected checkpoint's score on the held-out sequence 0006R0 "
         "(the maximum over epochs, so optimistic). Wall/CPU: the whole pipeline (ours includes both searches).",
         "",
+    ]
+    pinned = [f"{r['folder']} ({r['threads']})" for r in runs if r["threads"] is not None]
+    if pinned:
+        lines += [
+            f"Torch threads set by `threads.intra_op` in {len(pinned)} of {len(runs)} pipelines: {', '.join(pinned)}; "
+            "the rest by the thread policy (all cores). The protocol's amendment runs two one-thread pipelines side "
+            "by side, so those walls include the other's load; the <= 60 min check is a run alone.",
+            "",
+        ]
+    lines += [
         md_table(
             ["net", "seeds", "val mIoU (%)", "selection mIoU (%)", "params (M)", "wall (min)", "CPU (min)"],
             [

@@ -51,7 +51,8 @@ def _phase_b(root: Path) -> Path:
     for net, values in vals.items():
         for seed, val in enumerate(values):
             job = root / f"{net}_s{seed}"
-            _write(job / "config.yaml", f"seed: {seed}\n")
+            threads = "threads:\n  intra_op: 1\n" if seed < 2 else ""  # seed 2: the thread policy's
+            _write(job / "config.yaml", f"seed: {seed}\n{threads}")
             _write(job / "pipeline.json", {"net": net, "miou": val, "selection_miou": val + 0.01, "params": 360000})
             per_class = {"road": 0.9, "pole": 0.25 if net == "rspnet" else 0.1}
             _write(job / "eval" / "metrics.json", {"miou": val, "split": "val", "iou_per_class": per_class})
@@ -74,6 +75,7 @@ def test_phase_b_page_has_both_nets_the_comparison_and_the_goals(tmp_path: Path)
     assert "| rspnet | 0, 1, 2 | 63.00 ± 1.00 | 64.00 ± 1.00 | 0.360 | 2.0 | 3.0 |" in text
     assert "| enet | 0, 1, 2 | 56.00 ± 1.00 |" in text
     assert "| pole | 25.0 | 10.0 |" in text
+    assert "`threads.intra_op` in 4 of 6 pipelines: enet_s0 (1), enet_s1 (1), rspnet_s0 (1), rspnet_s1 (1);" in text
     assert "* val: rspnet - enet = +7.00 points [95 % CI" in text and "pooled seed SD 1.00 points" in text
     assert (
         "| val mIoU ≥ 0.60 | yes | 0.630 |" in text
