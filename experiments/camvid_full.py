@@ -195,7 +195,7 @@ def phase_b_lines(root: Path) -> list[str]:
         lines += [
             f"Torch threads set by `threads.intra_op` in {len(pinned)} of {len(runs)} pipelines: {', '.join(pinned)}; "
             "the rest by the thread policy (all cores). The protocol's amendment runs two one-thread pipelines side "
-            "by side, so those walls include the other's load; the <= 60 min check is a run alone.",
+            "by side, so those walls include the other's load.",
             "",
         ]
     lines += [
@@ -368,6 +368,7 @@ def render(phase_a: Path | None, phase_b: Path | None, out: Path, keep_phase_a: 
                 *kept[1:],
             ]
         )
+        lines += [""] if lines[-1] else []
     if phase_b is not None:
         lines += phase_b_lines(phase_b)
     return "\n".join(lines)

@@ -137,7 +137,7 @@ def test_keep_phase_a_carries_the_earlier_section_with_one_note(tmp_path: Path) 
         text = page.read_text()
         assert table in text and "**scale_range [0.75, 1.5], eval_scale 1.0**" in text
         assert text.count("*Kept as rendered") == 1 and "## Phase B" in text
-        assert text.index("## Phase A") < text.index("## Phase B")
+        assert text.index("## Phase A") < text.index("## Phase B") and "\n\n## Phase B" in text
     assert "--keep-phase-a --phase-b" in text
     date = next(line for line in first.splitlines() if line.startswith("Page:")).rsplit(", ", 1)[1][:20]
     assert f"*Kept as rendered {date}" in text
