@@ -1,6 +1,6 @@
 """CPU speed beside accuracy at CamVid's 480x360 (issue 25): our nets vs the same-recipe ENet, in one run.
 
-    python -m bench.camvid_speed [--arch NAME=GENOTYPE[,MACRO] ...] [--rounds 6] [--repeats 5] [--write]
+    python -m bench.camvid_speed [--arch NAME=GENOTYPE[,MACRO] ...] [--eval-scale 0.75] [--rounds 6] [--repeats 5] [--write]
 
 Every network is built as `stage=train` builds it (the `net` group: ours from a genotype + macro.json at
 the tiny preset of `experiment=camvid`, ENet from `net=enet`; CamVid's 11 classes), random weights (speed
@@ -11,7 +11,9 @@ from other processes hits all of them. Reported per net: median wall ms with qua
 waits for), median process CPU ms beside it (all threads), params and GMACs (`models/cost.count_gflops`
 / 2: multiply-accumulates of conv / matmul ops). Default nets: the architecture `experiment=camvid`
 trains (`experiments/genotypes/camvid_tiny_s0*.json`) and ENet; `--arch` adds searched ones (e.g. the
-genotype.json + macro.json of each seed of a recipe run).
+genotype.json + macro.json of each seed of a recipe run). `--eval-scale S` times what inference at
+`dataset.eval_scale=S` costs per frame: the forward at the scaled size (e.g. 270x360 for 0.75) and the
+logits' upsampling back to the frame, as eval scores them (`models.layers.at_label`); GMACs at that size.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from bench import common
 from rspnet.architecture import configured_net
 from rspnet.errors import ConfigError
 from rspnet.models.cost import count_gflops
+from rspnet.models.layers import resize
 from rspnet.utils import threads
 
 GENOTYPES = Path(__file__).resolve().parents[1] / "experiments" / "genotypes"
@@ -53,16 +56,31 @@ def build(arch: str, size: tuple[int, int]) -> tuple[str, torch.nn.Module, Any]:
     return name, net.eval(), cfg
 
 
-def measure(archs: Sequence[str], size: tuple[int, int], rounds: int, repeats: int) -> list[dict[str, Any]]:
-    """One row per net: params, GMACs, wall/CPU ms per 480x360 frame over `rounds` alternating rounds."""
-    nets = [build(a, size) for a in archs]
+def scaled(size: tuple[int, int], eval_scale: float) -> tuple[int, int]:
+    """The network input of a `size` frame at `dataset.eval_scale` (rounded to whole pixels)."""
+    return (max(1, round(size[0] * eval_scale)), max(1, round(size[1] * eval_scale)))
+
+
+def measure(
+    archs: Sequence[str], size: tuple[int, int], rounds: int, repeats: int, eval_scale: float = 1.0
+) -> list[dict[str, Any]]:
+    """One row per net: params, GMACs, wall/CPU ms per `size` frame over `rounds` alternating rounds; at an
+    `eval_scale` other than 1 the forward runs at the scaled size and the logits are upsampled to `size`."""
+    inp = scaled(size, eval_scale)
+    nets = [build(a, inp) for a in archs]
     plan = threads.apply(nets[0][2])
-    x = torch.randn(1, 3, *size)
+    x = torch.randn(1, 3, *inp)
     times: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in nets}
+
+    def frame(net: torch.nn.Module) -> torch.Tensor:
+        out = net(x)
+        logits = out["out"] if isinstance(out, dict) else out  # ours: a dict of heads; ENet: the logits
+        return logits if logits.shape[-2:] == size else resize(logits, size)
+
     with torch.inference_mode():
         for _ in range(rounds):
             for name, net, _ in nets:
-                times[name] += common.time_calls(lambda net=net: net(x), steps=repeats, warmup=1)
+                times[name] += common.time_calls(lambda net=net: frame(net), steps=repeats, warmup=1)
     rows = []
     for name, net, _ in nets:
         wall = [1000 * w for w, _ in times[name]]
@@ -72,7 +90,7 @@ def measure(archs: Sequence[str], size: tuple[int, int], rounds: int, repeats: i
             {
                 "net": name,
                 "params": sum(p.numel() for p in net.parameters()),
-                "gmacs": count_gflops(net, size) / 2,
+                "gmacs": count_gflops(net, inp) / 2,
                 "wall_ms": common.median(wall),
                 "wall_q1": q1,
                 "wall_q3": q3,
@@ -88,14 +106,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap, argv = common.parser(__doc__, argv)
     ap.add_argument("--arch", action="append", default=[], help="NAME=GENOTYPE[,MACRO] or NAME=net:ENTRY (repeat)")
     ap.add_argument("--size", nargs=2, type=int, default=[360, 480], metavar=("H", "W"), help="input (default 360 480)")
+    ap.add_argument(
+        "--eval-scale", type=float, default=1.0, help="inference scale (dataset.eval_scale; default 1: the frame)"
+    )
     ap.add_argument("--rounds", type=int, default=6, help="alternating rounds (default 6)")
     ap.add_argument("--repeats", type=int, default=5, help="timed forwards per net per round (default 5)")
     args = common.parse(ap, argv)
     if min(args.rounds, args.repeats) < 1:
         ap.error("--rounds and --repeats must be >= 1")
+    if not args.eval_scale > 0:
+        ap.error("--eval-scale must be > 0 (1 = the frame's own size)")
     archs = [DEFAULT_ARCH, *args.arch, "ENet (net=enet)=net:enet"]
     try:
-        rows = measure(archs, (args.size[0], args.size[1]), args.rounds, args.repeats)
+        rows = measure(archs, (args.size[0], args.size[1]), args.rounds, args.repeats, args.eval_scale)
     except ConfigError as e:
         sys.exit(f"camvid_speed: error: {e}")
     table = common.md_table(
@@ -113,8 +136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             for r in rows
         ],
     )
+    inp = scaled((args.size[0], args.size[1]), args.eval_scale)
+    at = (
+        f" at eval_scale {args.eval_scale:g}: the forward at {inp[0]}x{inp[1]} and the logits upsampled to the frame"
+        if inp != tuple(args.size)
+        else ""
+    )
     text = (
-        f"Batch 1, fp32, input {args.size[0]}x{args.size[1]} (H x W), random weights, eval mode, "
+        f"Batch 1, fp32, frame {args.size[0]}x{args.size[1]} (H x W){at}, random weights, eval mode, "
         f"{rows[0]['threads']} torch threads (the thread policy); {args.rounds} rounds x {args.repeats} "
         "timed forwards per net, nets alternating round by round. CPU time is the process's (all threads)."
     )

@@ -28,3 +28,17 @@ def test_rows_for_ours_and_enet_with_their_params_and_gmacs(tmp_path: Path, caps
 def test_bad_arch_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="--arch nofiles"):
         camvid_speed.main(["--arch", "nofiles", "--rounds", "1", "--repeats", "1"])
+
+
+def test_eval_scale_times_the_scaled_forward_and_the_upsampling(tmp_path: Path, capsys) -> None:
+    """At eval_scale 0.5 the forward runs at half the frame's sides (a quarter of the MACs) and the row is per frame."""
+    full = camvid_speed.measure(["enet=net:enet"], (64, 96), rounds=1, repeats=1)
+    half = camvid_speed.measure(["enet=net:enet"], (64, 96), rounds=1, repeats=1, eval_scale=0.5)
+    assert half[0]["gmacs"] == pytest.approx(full[0]["gmacs"] / 4, rel=0.05)
+    assert half[0]["params"] == full[0]["params"] and half[0]["calls"] == 1
+    out = tmp_path / "bench.md"
+    argv = ["--rounds", "1", "--repeats", "1", "--size", "64", "96", "--eval-scale", "0.5", "--write", str(out)]
+    assert camvid_speed.main(argv) == 0
+    assert "frame 64x96 (H x W) at eval_scale 0.5: the forward at 32x48 and the logits upsampled" in out.read_text()
+    with pytest.raises(SystemExit):
+        camvid_speed.main(["--eval-scale", "0", "--rounds", "1", "--repeats", "1"])
