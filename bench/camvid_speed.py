@@ -153,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "CamVid 480x360: CPU latency of ours vs ENet",
         "bench.camvid_speed",
         text,
+        "",
         table,
         threads=rows[0]["threads"],
     )

@@ -227,7 +227,7 @@ def phase_b_lines(root: Path) -> list[str]:
         ]
     ours, other = by.get("rspnet", []), next((by[n] for n in nets if n != "rspnet"), [])
     if ours and other:
-        name = next(n for n in nets if n != "rspnet")
+        name, compared = next(n for n in nets if n != "rspnet"), False
         for split in ("val", "select"):
             c = comparison(
                 [r[split] for r in ours if r[split] is not None], [r[split] for r in other if r[split] is not None]
@@ -239,7 +239,8 @@ def phase_b_lines(root: Path) -> list[str]:
                 f"{c['ci'][1]:+.2f}], Welch p = {c['welch_p']:.3g}, permutation p = {c['permutation_p']:.3g} "
                 f"(one-sided); pooled seed SD {c['pooled_sd']:.2f} points."
             )
-        lines.append("")
+            compared = True
+        lines += [""] if compared else []
     if ours:
         val = statistics.fmean(r["val"] for r in ours)
         sel = [r["select"] for r in ours if r["select"] is not None]
