@@ -29,6 +29,7 @@ import torch
 from bench import common
 from rspnet.architecture import configured_net
 from rspnet.errors import ConfigError
+from rspnet.inference import infer
 from rspnet.models.cost import count_gflops
 from rspnet.models.layers import resize
 from rspnet.utils import threads
@@ -72,9 +73,8 @@ def measure(
     x = torch.randn(1, 3, *inp)
     times: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in nets}
 
-    def frame(net: torch.nn.Module) -> torch.Tensor:
-        out = net(x)
-        logits = out["out"] if isinstance(out, dict) else out  # ours: a dict of heads; ENet: the logits
+    def frame(net: torch.nn.Module) -> torch.Tensor:  # eval's inference path, then the logits at the frame
+        logits = infer(net, x)
         return logits if logits.shape[-2:] == size else resize(logits, size)
 
     with torch.inference_mode():
@@ -97,6 +97,7 @@ def measure(
                 "cpu_ms": common.median(cpu),
                 "calls": len(wall),
                 "threads": plan.intra_op,
+                "input": inp,
             }
         )
     return rows
@@ -136,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for r in rows
         ],
     )
-    inp = scaled((args.size[0], args.size[1]), args.eval_scale)
+    inp = rows[0]["input"]
     at = (
         f" at eval_scale {args.eval_scale:g}: the forward at {inp[0]}x{inp[1]} and the logits upsampled to the frame"
         if inp != tuple(args.size)
