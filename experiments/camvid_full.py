@@ -194,8 +194,8 @@ def phase_b_lines(root: Path) -> list[str]:
     if pinned:
         lines += [
             f"Torch threads set by `threads.intra_op` in {len(pinned)} of {len(runs)} pipelines: {', '.join(pinned)}; "
-            "the rest by the thread policy (usable cores minus loader workers). The protocol's amendment runs two "
-            "one-thread pipelines side by side, so those walls include the other's load.",
+            "the rest by the thread policy (usable cores minus loader workers). The protocol's amendments run two "
+            "(three in the last chunk) one-thread pipelines side by side, so those walls include the others' load.",
             "",
         ]
     lines += [
