@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from rspnet.composition import compose
+from rspnet.inference import main_logits
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_IMAGES, VAL_IMAGES = 367, 101  # SegNet CamVid split (../shared/data/camvid/README.txt)
@@ -49,8 +50,7 @@ def step_seconds(net: torch.nn.Module, batch: int, hw: tuple[int, int], classes:
     best = math.inf
     for _ in range(repeats):
         t0 = time.process_time()
-        out = net(x)
-        F.cross_entropy(out["out"] if isinstance(out, dict) else out, y).backward()
+        F.cross_entropy(main_logits(net(x)), y).backward()
         best = min(best, time.process_time() - t0)
     return best
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from rspnet.errors import ConfigError
 from rspnet.genotype import Genotype
-from rspnet.inference import infer, infer_from_cfg, slide_logits
+from rspnet.inference import infer, infer_from_cfg, main_logits, slide_logits
 from rspnet.models.derived import DerivedNet, default_macro
 
 OPS = ["conv_3x3", "dw_conv_3x3", "skip_connect"]
@@ -107,3 +107,13 @@ def test_sw_batch_gives_the_same_logits_in_fewer_calls(net: nn.Module) -> None:
     assert torch.allclose(one, batched, atol=1e-5)
     with pytest.raises(ConfigError, match="sw_batch"):
         slide_logits(counted, x, crop=(32, 32), stride=(16, 16), sw_batch=0)
+
+
+def test_main_logits_takes_out_of_a_derived_nets_dict_and_a_bare_tensor_as_is(net: nn.Module) -> None:
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        out = net(x)
+    assert isinstance(out, dict) and set(out) >= {"out"}
+    assert main_logits(out) is out["out"]
+    bare = torch.randn(1, 4, 8, 8)
+    assert main_logits(bare) is bare

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from rspnet.errors import ArtifactError, ConfigError
+from rspnet.inference import main_logits
 from rspnet.utils.io import file_sha256
 
 log = logging.getLogger("rspnet")
@@ -98,8 +99,7 @@ class Model:
         return self
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net(x)
-        out = out["out"] if isinstance(out, dict) else out
+        out = main_logits(self.net(x))
         if out.shape[1] != self.num_classes:  # e.g. an ONNX file with symbolic channels and wrong metadata
             raise ArtifactError(
                 f"{self.source}: the network outputs {out.shape[1]} channels but the model has "

@@ -15,10 +15,14 @@ MODES = ("whole", "slide", "multiscale_flip")
 Net = Callable[[torch.Tensor], "torch.Tensor | dict[str, torch.Tensor]"]
 
 
+def main_logits(out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+    """A net's main logits from its output: derived nets return {"out", "aux"}, the others a bare tensor."""
+    return out["out"] if isinstance(out, dict) else out
+
+
 def _logits(net: Net, x: torch.Tensor) -> torch.Tensor:
-    """Main logits [B, K, H, W] at input size (derived nets return {"out", "aux"})."""
-    y = net(x)
-    y = y["out"] if isinstance(y, dict) else y
+    """Main logits [B, K, H, W] at input size."""
+    y = main_logits(net(x))
     if tuple(y.shape[-2:]) != tuple(x.shape[-2:]):
         y = resize(y, x.shape[-2:])
     return y

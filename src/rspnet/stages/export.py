@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from rspnet.errors import ArtifactError, ConfigError
+from rspnet.inference import main_logits
 from rspnet.lit.seg_module import SegModule
 from rspnet.utils.checkpoint import WEIGHTS_FORMAT, safetensors_bytes
 from rspnet.utils.io import atomic_write_bytes, atomic_write_json
@@ -44,8 +45,7 @@ class LogitsOnly(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net(x)
-        return out["out"] if isinstance(out, dict) else out
+        return main_logits(self.net(x))
 
 
 def export_onnx(net: nn.Module, size: tuple[int, int], opset: int = 17) -> bytes:

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from rspnet.data import dataset_module
-from rspnet.inference import upsample_argmax
+from rspnet.inference import main_logits, upsample_argmax
 from rspnet.models.layers import resize
 from rspnet.utils.curves import CURVES_PNG
 from rspnet.utils.io import read_json
@@ -50,7 +50,7 @@ class WandbMedia(pl.Callback):
         x, y = batch[0][: self.num_images], batch[1][: self.num_images]
         with torch.no_grad():
             out = pl_module(x)
-        logits = out["out"] if isinstance(out, dict) else out
+        logits = main_logits(out)
         meta = getattr(pl_module, "meta", None) or {}  # SegModule: the palette it was trained with
         palette = meta.get("palette") or dataset_module(pl_module.cfg).PALETTE
         # shown at the label's resolution, as scored (the input may be resized: dataset.resize_long / eval_scale)
