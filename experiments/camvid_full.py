@@ -20,6 +20,9 @@ Protocol (written before the runs): experiments/README.md "CamVid at 480x360".
   per-class val IoU, params, wall and CPU time of the whole pipeline (the done markers: ours includes its
   searches). Ours vs ENet: difference of the seed means with a bootstrap 95 % interval (seeds resampled
   within each net), one-sided Welch and permutation p (experiments/stats.py), and the issue's goals.
+  Where a goal is not met, what limits it, from the same records: the val - selection gap (unseen streets),
+  the selection score's gain over the schedule's second half (train/curves.json), and the share of labelled
+  training pixels and the width of the classes under the floor (train/class_stats.json).
 """
 
 from __future__ import annotations
@@ -143,6 +146,9 @@ def phase_b_runs(root: Path) -> list[dict[str, Any]]:
                 "wall_s": wall,
                 "cpu_s": cpu,
                 "threads": OmegaConf.select(_config(folder), "threads.intra_op", default=None),
+                "eval_scale": OmegaConf.select(_config(folder), "dataset.eval_scale", default=None),
+                "curve": (_json(folder / "train" / "curves.json") or {}).get("rows") or [],
+                "class_stats": (_json(folder / "train" / "class_stats.json") or {}).get("stats") or {},
             }
         )
     return runs
@@ -266,7 +272,62 @@ def phase_b_lines(root: Path) -> list[str]:
             md_table(["goal", "met", "measured"], [[g, "yes" if m else "no", v] for g, m, v in checks]),
             "",
         ]
+        if not all(m for _, m, _ in checks):
+            lines += limits_lines(by, class_means["rspnet"])
     return lines
+
+
+def _second_half_gain(curve: list[dict[str, Any]]) -> tuple[float, float] | None:
+    """Selection mIoU: mean of the 10 epochs before the schedule's half, and of its last 10 epochs."""
+    miou = [r["select/miou"] for r in curve if r.get("select/miou") is not None]
+    half = len(miou) // 2
+    if half < 10:
+        return None
+    return statistics.fmean(miou[half - 10 : half]), statistics.fmean(miou[-10:])
+
+
+def limits_lines(by: dict[str, list[dict[str, Any]]], ours_classes: dict[str, float | None]) -> list[str]:
+    """What limits the goals that are not met, with the records' numbers (no new runs)."""
+    lines = ["What limits it (computed from the same records):", ""]
+    gaps = []
+    for net, rs in by.items():
+        pairs = [(r["val"], r["select"]) for r in rs if r["select"] is not None]
+        if pairs:
+            gaps.append(f"{statistics.fmean(100 * (v - s) for v, s in pairs):.1f} points ({net})")
+    if gaps:
+        lines.append(
+            f"* Unseen streets: val - selection = {', '.join(gaps)}, seed means. Val's 0016E5 gives 204 of the "
+            "training frames; the selection split's 0006R0 is a street no training frame shows, as the "
+            "literature's test split mostly is (Seq05VD), so the selection score is the closer predictor of a "
+            "test score."
+        )
+    for net, rs in by.items():
+        gains = [g for g in (_second_half_gain(r["curve"]) for r in rs) if g is not None]
+        if gains:
+            before, after = (statistics.fmean(100 * g[i] for g in gains) for i in (0, 1))
+            epochs = statistics.fmean(len(r["curve"]) for r in rs if r["curve"])
+            lines.append(
+                f"* Schedule ({net}, {epochs:.0f} epochs): selection mIoU {before:.1f} over the 10 epochs before "
+                f"the half, {after:.1f} over the last 10 ({after - before:+.1f} points in the second half, "
+                "seed means)."
+            )
+    stats = next((r["class_stats"] for r in by.get("rspnet", []) if r["class_stats"]), {})
+    scale = next((r["eval_scale"] for r in by.get("rspnet", []) if r["eval_scale"]), None)
+    pixels, widths = stats.get("pixels_per_class") or [], stats.get("mean_run_width_px") or []
+    names = list(ours_classes)
+    thin = [
+        (i, c) for i, c in enumerate(names) if ours_classes[c] is not None and ours_classes[c] < GOALS["class_floor"]
+    ]
+    if thin and len(pixels) == len(names) == len(widths) and sum(pixels):
+        parts = []
+        for i, c in thin:
+            at_scale = f", {widths[i] * scale:.1f} px at eval_scale {scale}" if scale else ""
+            parts.append(
+                f"{c} (IoU {100 * ours_classes[c]:.1f} %): {100 * pixels[i] / sum(pixels):.1f} % of the labelled "
+                f"training pixels, horizontal runs {widths[i]:.1f} px wide at 480x360{at_scale}"
+            )
+        lines.append(f"* Classes under {GOALS['class_floor']:.2f} (ours): " + "; ".join(parts) + ".")
+    return lines + [""] if len(lines) > 2 else []
 
 
 # ---------------------------------------------------------------- records kept in the repo

@@ -81,6 +81,34 @@ def test_phase_b_page_has_both_nets_the_comparison_and_the_goals(tmp_path: Path)
         "| val mIoU ≥ 0.60 | yes | 0.630 |" in text
         and "| no class below 0.20 (seed means) | yes | lowest 0.250 |" in text
     )
+    assert "What limits it" not in text  # every goal met
+
+
+def test_goals_not_met_say_what_limits_them_with_the_records_numbers(tmp_path: Path) -> None:
+    root = _phase_b(tmp_path / "b")
+    for job in sorted(root.iterdir()):
+        summary = json.loads((job / "pipeline.json").read_text())
+        gap = 0.20 if summary["net"] == "rspnet" else 0.15
+        _write(job / "pipeline.json", {**summary, "selection_miou": summary["miou"] - gap})
+        # selection mIoU 0.30 up to the half of 40 epochs, then 0.35: +5 points in the second half
+        rows = [{"epoch": e, "select/miou": 0.30 if e < 20 else 0.35} for e in range(40)]
+        _write(job / "train" / "curves.json", {"rows": rows})
+        stats = {"pixels_per_class": [900, 100], "mean_run_width_px": [180.0, 2.0]}
+        _write(job / "train" / "class_stats.json", {"key": {}, "stats": stats})
+        _write(job / "config.yaml", (job / "config.yaml").read_text() + "dataset:\n  eval_scale: 0.75\n")
+        metrics = json.loads((job / "eval" / "metrics.json").read_text())
+        _write(job / "eval" / "metrics.json", {**metrics, "iou_per_class": {"road": 0.9, "pole": 0.1}})
+    out = tmp_path / "page.md"
+    assert main(["--phase-b", str(root), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| no class below 0.20 (seed means) | no | lowest 0.100 |" in text
+    assert "* Unseen streets: val - selection = 20.0 points (rspnet), 15.0 points (enet), seed means." in text
+    assert "selection mIoU 30.0 over the 10 epochs before the half, 35.0 over the last 10 (+5.0 points" in text
+    assert (
+        "pole (IoU 10.0 %): 10.0 % of the labelled training pixels, horizontal runs 2.0 px wide at 480x360, "
+        "1.5 px at eval_scale 0.75" in text
+    )
+    assert "road (IoU" not in text  # a class above the floor is no limit
 
 
 def test_a_missing_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
