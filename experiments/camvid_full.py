@@ -134,19 +134,20 @@ def phase_b_runs(root: Path) -> list[dict[str, Any]]:
         if not summary or not metrics:
             continue
         wall, cpu = _clock(folder)
+        config = _config(folder)  # read once: seed, threads, eval_scale
         runs.append(
             {
                 "folder": folder.name,
                 "net": summary.get("net") or "rspnet",
-                "seed": OmegaConf.select(_config(folder), "seed", default=None),
+                "seed": OmegaConf.select(config, "seed", default=None),
                 "val": metrics["miou"],
                 "select": summary.get("selection_miou"),
                 "per_class": metrics.get("iou_per_class") or {},
                 "params": summary.get("params"),
                 "wall_s": wall,
                 "cpu_s": cpu,
-                "threads": OmegaConf.select(_config(folder), "threads.intra_op", default=None),
-                "eval_scale": OmegaConf.select(_config(folder), "dataset.eval_scale", default=None),
+                "threads": OmegaConf.select(config, "threads.intra_op", default=None),
+                "eval_scale": OmegaConf.select(config, "dataset.eval_scale", default=None),
                 "curve": (_json(folder / "train" / "curves.json") or {}).get("rows") or [],
                 "class_stats": (_json(folder / "train" / "class_stats.json") or {}).get("stats") or {},
             }
