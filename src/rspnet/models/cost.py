@@ -83,6 +83,10 @@ class CellCost:
         """Cost of the derived net with cell `ops`."""
         return self.fixed + sum(self.per_op[PRIMITIVES.index(op)] for op in ops)
 
+    def all_costs(self) -> list[float]:
+        """The cost of every cell (each op on each edge), sorted."""
+        return sorted(self.of_ops(ops) for ops in itertools.product(PRIMITIVES, repeat=len(EDGES)))
+
     def range(self) -> tuple[float, float]:
         """(cheapest, dearest) derived net over all cells."""
         return self.fixed + len(EDGES) * min(self.per_op), self.fixed + len(EDGES) * max(self.per_op)
@@ -155,7 +159,7 @@ class CellTarget:
         if target is None:
             return None
         cost = CellCost.build(Layout.from_cfg(cfg), assumed_macro(cfg), target.price)
-        costs = sorted(cost.of_ops(ops) for ops in itertools.product(PRIMITIVES, repeat=len(EDGES)))
+        costs = cost.all_costs()
         if not any(target.within(c) for c in costs):
             below = max((c for c in costs if c < target.value), default=None)
             above = min((c for c in costs if c > target.value), default=None)
