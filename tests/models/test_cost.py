@@ -13,8 +13,18 @@ import torch.nn.functional as F
 from rspnet.errors import ConfigError
 from rspnet.genotype import Genotype
 from rspnet.models.blocks import Layout, block_params
-from rspnet.models.cost import BAND, CellCost, CellTarget, Target, count_params, param_price
-from rspnet.models.derived import default_macro
+from rspnet.models.cost import (
+    BAND,
+    CellCost,
+    CellTarget,
+    Target,
+    count_gflops,
+    count_params,
+    mac_price,
+    net_cost,
+    param_price,
+)
+from rspnet.models.derived import DerivedNet, default_macro
 from rspnet.search.bilevel import Architect, build_optimizers
 from rspnet.search_space.ops import PRIMITIVES
 from rspnet.stages.cell_search import run as run_cell_search
@@ -41,6 +51,19 @@ def test_blocks_add_up_to_the_params_of_random_derived_nets(make_cfg) -> None:
         genotype, macro, info = sample_architecture(cfg, seed)
         blocks = layout.net_blocks(genotype.ops, macro)
         assert sum(n * block_params(b) for b, n in blocks.items()) == info["params"]
+
+
+def test_blocks_add_up_to_the_macs_of_random_derived_nets(make_cfg) -> None:
+    """search.target_gmacs prices each block by its MACs: they add up to the whole derived net's count."""
+    cfg = make_cfg("stage=sample_arch", "model=tiny", "model.layers=4")
+    layout = Layout.from_cfg(cfg)
+    for seed in range(3):
+        genotype, macro, _ = sample_architecture(cfg, seed)
+        with torch.device("meta"):
+            net = DerivedNet.from_cfg(cfg, genotype, macro, int(cfg.dataset.num_classes))
+        counted = count_gflops(net, tuple(cfg.dataset.crop_size)) / 2  # GMACs
+        assert counted > 0
+        assert net_cost(layout, genotype.ops, macro, mac_price) == pytest.approx(counted, rel=1e-9)
 
 
 def test_penalty_is_zero_inside_the_band_and_pulls_back_outside() -> None:
@@ -118,9 +141,26 @@ def test_a_tiny_search_with_target_params_gives_a_derived_net_within_the_band(ma
     assert result["target"] == block
 
 
+def test_a_tiny_search_with_target_gmacs_gives_a_derived_net_within_the_band(make_cfg, tmp_path: Path) -> None:
+    base = make_cfg(*MICRO)
+    cost = CellCost.build(Layout.from_cfg(base), default_macro(base), mac_price)
+    target = cost.all_costs()[10]  # a cheap cell's GMACs: uniform alpha's argmax seldom lands near it
+    cfg = make_cfg(*MICRO, "trainer.max_epochs=2", f"search.target_gmacs={target}", out=tmp_path / "s")
+    run_cell_search(cfg)
+    genotype = Genotype.load(tmp_path / "s" / "genotype.json")
+    gmacs = net_cost(Layout.from_cfg(cfg), genotype.ops, default_macro(cfg), mac_price)
+    assert abs(gmacs / target - 1) <= BAND
+    block = genotype.search["target"]
+    assert block["metric"] == "gmacs" and block["derived"] == pytest.approx(gmacs) and block["within_band"]
+
+
 def test_search_target_errors_are_one_line(make_cfg) -> None:
     with pytest.raises(ConfigError, match="both set; a search targets one cost at a time"):
         CellTarget.from_cfg(make_cfg(*MICRO, "search.target_params=2000", "search.target_latency_ms=5"))
+    with pytest.raises(ConfigError, match=r"search.target_params=2000 and search.target_gmacs=0.1 are both set"):
+        CellTarget.from_cfg(make_cfg(*MICRO, "search.target_params=2000", "search.target_gmacs=0.1"))
+    with pytest.raises(ConfigError, match=r"search.target_gmacs=-1 is invalid"):
+        CellTarget.from_cfg(make_cfg(*MICRO, "search.target_gmacs=-1"))
     with pytest.raises(ConfigError, match=r"cannot be reached by any cell: .* span 1443 to 2979 params, the nearest"):
         CellTarget.from_cfg(make_cfg(*MICRO, "search.target_params=100"))
     # inside the span but in a gap between the 125 cells' costs (tiny: 67907 and 105707 params)

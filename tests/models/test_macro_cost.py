@@ -5,10 +5,12 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
 import torch
 
 from rspnet.genotype import Genotype, MacroArch
-from rspnet.models.cost import BAND, count_params
+from rspnet.models.cost import BAND, count_gflops, count_params
+from rspnet.models.derived import DerivedNet
 from rspnet.models.macro_cost import MacroTarget
 from rspnet.models.macro_supernet import candidate_inputs
 from rspnet.stages.macro_search import run as run_macro_search
@@ -18,8 +20,8 @@ SCALES, LAYERS = [4, 8, 16, 32], 4
 OPS = ["conv_3x3", "dw_conv_3x3", "skip_connect"]
 
 
-def _target(make_cfg, value: float) -> tuple[MacroTarget, dict, object]:
-    cfg = make_cfg("stage=macro_search", "model=tiny", f"model.layers={LAYERS}", f"search.target_params={value}")
+def _target(make_cfg, value: float, metric: str = "params") -> tuple[MacroTarget, dict, object]:
+    cfg = make_cfg("stage=macro_search", "model=tiny", f"model.layers={LAYERS}", f"search.target_{metric}={value}")
     cands = {(l, s): candidate_inputs(l, SCALES, None) for l in range(1, LAYERS + 1) for s in SCALES}
     target = MacroTarget.from_cfg(cfg, OPS, cands)
     assert target is not None
@@ -39,6 +41,20 @@ def test_expected_cost_of_a_0_1_choice_is_the_derived_nets_params(make_cfg) -> N
         probs = {n: torch.tensor([float(c in chosen[n]) for c in cands[n]]) for n in cands}
         params = count_params(cfg, Genotype.from_ops(OPS), macro)
         assert float(target.expected(probs)) == target.cost(macro) == target.choice_cost(chosen) == params
+
+
+def test_expected_gmacs_of_a_0_1_choice_is_the_derived_nets_count(make_cfg) -> None:
+    target, cands, cfg = _target(make_cfg, 0.01, metric="gmacs")
+    rng = random.Random(1)
+    for _ in range(3):
+        macro = sample_macro(rng, SCALES, LAYERS, None, 2, {})
+        chosen = _chosen(macro)
+        probs = {n: torch.tensor([float(c in chosen[n]) for c in cands[n]], dtype=torch.float64) for n in cands}
+        with torch.device("meta"):
+            net = DerivedNet.from_cfg(cfg, Genotype.from_ops(OPS), macro, int(cfg.dataset.num_classes))
+        gmacs = count_gflops(net, tuple(cfg.dataset.crop_size)) / 2
+        assert target.cost(macro) == pytest.approx(gmacs, rel=1e-9)
+        assert float(target.expected(probs)) == pytest.approx(gmacs, rel=1e-6)
 
 
 def test_the_penalty_reaches_beta_and_is_zero_in_the_band(make_cfg) -> None:

@@ -160,16 +160,18 @@ def check_select_cfg(cfg: DictConfig) -> None:
     from rspnet.data.selection import Selection
 
     select, split, _ = check_options(cfg.search)
-    targets = [k for k in ("target_params", "target_latency_ms") if cfg.search.get(k) is not None]
+    from rspnet.models.cost import target_options
+
+    targets = target_options(cfg.search)
     if select == "perturb" and targets:
         raise ConfigError(
-            f"search.select=perturb with search.{targets[0]} is not supported: the target's in-band selection "
+            f"search.select=perturb with {targets[0]} is not supported: the target's in-band selection "
             "ranks cells by softmax(alpha); use search.select=argmax with a target, or drop the target"
         )
     shrink = check_shrink_options(cfg.search)
     if shrink.every and targets:
         raise ConfigError(
-            f"search.shrink_every={shrink.every} with search.{targets[0]} is not supported: shrinking removes ops "
+            f"search.shrink_every={shrink.every} with {targets[0]} is not supported: shrinking removes ops "
             "the target's penalty and in-band selection still count on; drop the target or set search.shrink_every=0"
         )
     if shrink.every and null_mode(cfg.search) == "grad":

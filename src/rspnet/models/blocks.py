@@ -201,3 +201,17 @@ def block_params(block: Block) -> int:
     """Parameters of a block (built on the meta device: no memory, no init)."""
     with torch.device("meta"):
         return sum(p.numel() for p in block.build().parameters())
+
+
+@lru_cache(maxsize=4096)
+def block_macs(block: Block) -> int:
+    """Multiply-accumulates of one batch-1 forward of a block (conv/matmul-type ops, as `count_gflops`
+    counts them; built and run on the meta device: shapes only, no memory, no arithmetic)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        module, args = block.build().eval(), block.example()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        module(*args)
+    return counter.get_total_flops() // 2

@@ -1,7 +1,7 @@
 """Resource targets: the derived network's cost, its expectation under the cell search's alpha, the penalty.
 
-`search.target_params` / `search.target_latency_ms` name the cost of the **derived** network at
-the model preset (models/derived.py), not of the supernet. Its blocks (models/blocks.py) split
+`search.target_params` / `search.target_gmacs` / `search.target_latency_ms` name the cost of the
+**derived** network at the model preset (models/derived.py), not of the supernet. Its blocks (models/blocks.py) split
 that cost into a fixed part (stem, alignments, cell skeletons, head, for the trellis the cell
 search assumes: `macro_arch=`, else default_macro) and one term per cell edge: every derived
 cell holds every edge's op, so op o on one edge costs `per_op[o]` = the sum over the derived
@@ -37,7 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from rspnet.architecture import artifact_arg, load_macro
 from rspnet.errors import ConfigError
 from rspnet.genotype import Edge, Genotype, MacroArch
-from rspnet.models.blocks import Block, Layout, block_params
+from rspnet.models.blocks import Block, Layout, block_macs, block_params
 from rspnet.models.derived import DerivedNet
 from rspnet.models.nets import build_net
 from rspnet.search_space.cell import EDGES
@@ -52,6 +52,11 @@ Price = Callable[[Block], float]
 def param_price(block: Block) -> float:
     """A block's parameter count (the price of `search.target_params`)."""
     return float(block_params(block))
+
+
+def mac_price(block: Block) -> float:
+    """A block's GMACs at batch 1 (the price of `search.target_gmacs`: device-free, unlike a latency)."""
+    return block_macs(block) / 1e9
 
 
 def net_cost(layout: Layout, ops: Sequence[str], macro: MacroArch, price: Price) -> float:
@@ -94,7 +99,7 @@ class CellCost:
 
 @dataclass(frozen=True)
 class Target:
-    """A resource target: `metric` (params | latency_ms) = `value` +-BAND, priced per block by `price`."""
+    """A resource target: `metric` (params | gmacs | latency_ms) = `value` +-BAND, priced per block by `price`."""
 
     metric: str
     value: float
@@ -116,19 +121,30 @@ class Target:
     def describe(self) -> dict[str, Any]:
         return {"metric": self.metric, "value": self.value, "band": BAND, "weight": self.weight}
 
+    def rounded(self, cost: float) -> float:
+        """A cost as the artifacts record it: 6 decimals; GMACs 9 significant digits (a micro net has ~1e-4)."""
+        return float(f"{cost:.9g}") if self.metric == "gmacs" else round(cost, 6)
+
+
+TARGET_METRICS = ("params", "gmacs", "latency_ms")  # search.target_<metric>
+
+
+def target_options(search: DictConfig) -> list[str]:
+    """The `search.target_*` options that are set (not null)."""
+    return [f"search.target_{m}" for m in TARGET_METRICS if search.get(f"target_{m}") is not None]
+
 
 def target_from_cfg(cfg: DictConfig) -> Target | None:
-    """The `search.target_*` of the config (None when neither is set; one ConfigError for both or a bad value)."""
+    """The `search.target_*` of the config (None when none is set; one ConfigError for two or a bad value)."""
     s = cfg.search
-    params, latency = s.get("target_params"), s.get("target_latency_ms")
-    if params is not None and latency is not None:
-        raise ConfigError(
-            f"search.target_params={params} and search.target_latency_ms={latency} are both set; "
-            "a search targets one cost at a time: set the other to null"
-        )
-    if params is None and latency is None:
+    chosen = [(m, s.get(f"target_{m}")) for m in TARGET_METRICS if s.get(f"target_{m}") is not None]
+    if len(chosen) > 1:
+        given = " and ".join(f"search.target_{m}={v}" for m, v in chosen)
+        both = "both" if len(chosen) == 2 else "all"
+        raise ConfigError(f"{given} are {both} set; a search targets one cost at a time: set all but one to null")
+    if not chosen:
         return None
-    metric, value = ("params", params) if params is not None else ("latency_ms", latency)
+    metric, value = chosen[0]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ConfigError(f"search.target_{metric}={value} is invalid: expected a positive number")
     weight = float(s.get("target_weight", 1.0))
@@ -136,6 +152,8 @@ def target_from_cfg(cfg: DictConfig) -> Target | None:
         raise ConfigError(f"search.target_weight={s.target_weight} is invalid: expected a number >= 0")
     if metric == "params":
         return Target(metric, float(value), weight, param_price)
+    if metric == "gmacs":
+        return Target(metric, float(value), weight, mac_price)
     from rspnet.models.lut import table_for  # only latency targets need a table
 
     return Target(metric, float(value), weight, table_for(cfg).price)
@@ -188,7 +206,7 @@ class CellTarget:
         ops = [PRIMITIVES[i] for i in best]
         info = {
             "argmax_ops": argmax,
-            "argmax_cost": round(self.cost.of_ops(argmax), 6),
+            "argmax_cost": self.target.rounded(self.cost.of_ops(argmax)),
             "held_to_band": ops != argmax,
             "cells_in_band": len(inside),
         }
@@ -206,8 +224,8 @@ class CellTarget:
         genotype.search = dict(genotype.search) | {
             "target": self.target.describe()
             | {
-                "expected": round(float(self.cost.expected(weights.double())), 6),
-                "derived": round(cost, 6),
+                "expected": self.target.rounded(float(self.cost.expected(weights.double()))),
+                "derived": self.target.rounded(cost),
                 "within_band": self.target.within(cost),
                 "macro": self.macro_source,
                 **info,

@@ -101,10 +101,11 @@ class MacroTarget:
         cost = self.cost(out)  # from the blocks of the derived net (choice_cost is the same sum, faster)
         with torch.no_grad():
             expected = float(self.expected(self.probs(betas)))
+        r = self.target.rounded
         out.search = dict(macro.search) | {
             "target": self.target.describe()
-            | {"expected": round(expected, 6), "derived": round(cost, 6), "within_band": self.target.within(cost)}
-            | {"by_score_cost": round(first, 6), "held_to_band": swaps > 0, "swaps": swaps}
+            | {"expected": r(expected), "derived": r(cost), "within_band": self.target.within(cost)}
+            | {"by_score_cost": r(first), "held_to_band": swaps > 0, "swaps": swaps}
         }
         return out
 

@@ -7,7 +7,7 @@ DIR/genotype.json and DIR/macro.json with `"provenance": "random"` and DIR/sampl
 `sample.param_match=REF` rejects draws whose derived network (built on the meta device for the
 current model/rsp/head/dataset) is outside +-`sample.tolerance` of REF's parameter count; REF is
 a number, a training checkpoint, or a folder holding genotype.json (+ macro.json).
-`search.target_params=X` / `search.target_latency_ms=X` (the resource target of the search, see
+`search.target_params=X` / `search.target_gmacs=X` / `search.target_latency_ms=X` (the resource target of the search, see
 models/cost.py) instead rejects draws whose derived net is outside +-10 % of X (latency predicted
 by the latency table), so random baselines are drawn at the target the search was held to.
 """

@@ -119,6 +119,7 @@ SCHEMA: dict[str, Check] = {
     "search.grad_clip": _optional(NONNEG),
     "search.skip_nonfinite": BOOL,
     "search.target_params": _optional(POSITIVE),
+    "search.target_gmacs": _optional(POSITIVE),
     "search.target_latency_ms": _optional(POSITIVE),
     "search.target_weight": NONNEG,
     "search.latency_lut": STR,
