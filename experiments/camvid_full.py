@@ -208,7 +208,15 @@ def phase_b_lines(root: Path) -> list[str]:
         ]
     lines += [
         md_table(
-            ["net", "seeds", "val mIoU (%)", "selection mIoU (%)", "params (M, mean)", "wall (min, mean)", "CPU (min, mean)"],
+            [
+                "net",
+                "seeds",
+                "val mIoU (%)",
+                "selection mIoU (%)",
+                "params (M, mean)",
+                "wall (min, mean)",
+                "CPU (min, mean)",
+            ],
             [
                 [
                     n,
