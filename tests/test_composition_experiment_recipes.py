@@ -94,9 +94,14 @@ def test_camvid_full_is_the_camvid_recipe_at_480x360_with_the_protocols_choices(
         "dataset.crop_size=[240,320]",
         "stage.train_epochs=120",
         "train.monitor_val=false",
+        "search.target_gmacs=0.1",  # phase C: the searched net bounded so the pipeline holds its hour
     )
     for group in ("stage", "dataset", "train", "search", "model", "net", "head", "rsp", "trainer"):
         assert OmegaConf.to_container(full[group]) == OmegaConf.to_container(protocol[group]), group
     assert full.logger.group == "camvid_full" and full.dataset.root.endswith("camvid_full")
     enet = make_cfg("experiment=camvid_full", "net=enet")  # the same-recipe ENet: the same training stage
     assert OmegaConf.to_container(enet.train) == OmegaConf.to_container(full.train) and enet.net.name == "enet"
+    from rspnet.models.cost import CellTarget
+
+    target = CellTarget.from_cfg(make_cfg("experiment=camvid_full", "stage=cell_search"))  # reachable: no error
+    assert target is not None and target.target.metric == "gmacs"
