@@ -203,15 +203,21 @@ def block_params(block: Block) -> int:
         return sum(p.numel() for p in block.build().parameters())
 
 
-@lru_cache(maxsize=4096)
-def block_macs(block: Block) -> int:
-    """Multiply-accumulates of one batch-1 forward of a block (conv/matmul-type ops, as `count_gflops`
-    counts them; built and run on the meta device: shapes only, no memory, no arithmetic)."""
+def forward_flops(module: nn.Module, *args: object) -> int:
+    """FLOPs of `module.eval()(*args)` as `torch.utils.flop_counter` counts them: 2 per multiply-accumulate
+    of conv/matmul-type ops, nothing for additions, upsampling or reshapes (any device, `meta` included)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.device("meta"):
-        module, args = block.build().eval(), block.example()
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        module(*args)
-    return counter.get_total_flops() // 2
+        module.eval()(*args)
+    return counter.get_total_flops()
+
+
+@lru_cache(maxsize=4096)
+def block_macs(block: Block) -> int:
+    """Multiply-accumulates of one batch-1 forward of a block (built and run on the meta device: shapes
+    only, no memory, no arithmetic); the blocks of a derived net add up to its `count_gflops` / 2."""
+    with torch.device("meta"):
+        module, args = block.build(), block.example()
+    return forward_flops(module, *args) // 2

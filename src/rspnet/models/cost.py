@@ -32,12 +32,11 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from rspnet.architecture import artifact_arg, load_macro
 from rspnet.errors import ConfigError
 from rspnet.genotype import Edge, Genotype, MacroArch
-from rspnet.models.blocks import Block, Layout, block_macs, block_params
+from rspnet.models.blocks import Block, Layout, block_macs, block_params, forward_flops
 from rspnet.models.derived import DerivedNet
 from rspnet.models.nets import build_net
 from rspnet.search_space.cell import EDGES
@@ -129,15 +128,21 @@ class Target:
 TARGET_METRICS = ("params", "gmacs", "latency_ms")  # search.target_<metric>
 
 
+def _set_targets(search: DictConfig) -> list[tuple[str, Any]]:
+    """(metric, value) of each `search.target_<metric>` that is set (not null), in TARGET_METRICS order."""
+    values = ((m, search.get(f"target_{m}")) for m in TARGET_METRICS)
+    return [(m, v) for m, v in values if v is not None]
+
+
 def target_options(search: DictConfig) -> list[str]:
     """The `search.target_*` options that are set (not null)."""
-    return [f"search.target_{m}" for m in TARGET_METRICS if search.get(f"target_{m}") is not None]
+    return [f"search.target_{m}" for m, _ in _set_targets(search)]
 
 
 def target_from_cfg(cfg: DictConfig) -> Target | None:
     """The `search.target_*` of the config (None when none is set; one ConfigError for two or a bad value)."""
     s = cfg.search
-    chosen = [(m, s.get(f"target_{m}")) for m in TARGET_METRICS if s.get(f"target_{m}") is not None]
+    chosen = _set_targets(s)
     if len(chosen) > 1:
         given = " and ".join(f"search.target_{m}={v}" for m, v in chosen)
         both = "both" if len(chosen) == 2 else "all"
@@ -259,11 +264,7 @@ def count_gflops(net: nn.Module, input_size: tuple[int, int]) -> float:
     2x the "GMACs" that some papers (and fvcore) report as FLOPs. Only matmul/conv-type ops are counted.
     """
     device = next(net.parameters()).device
-    x = torch.zeros(1, 3, *input_size, device=device)
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        net.eval()(x)
-    return counter.get_total_flops() / 1e9
+    return forward_flops(net, torch.zeros(1, 3, *input_size, device=device)) / 1e9
 
 
 def summarize(cfg: DictConfig, genotype: Genotype, macro: MacroArch, flops: bool = True) -> dict:
