@@ -5,7 +5,7 @@
     # keep what the page is made of in the repo (the machine's run folders do not outlive a session):
     python -m experiments.camvid_full --archive runs/camvid_full/phase_b --records experiments/records/camvid_full/phase_b
     python -m experiments.camvid_full --keep-phase-a --phase-b experiments/records/camvid_full/phase_b \
-        --out docs/camvid_full.md
+        --phase-c experiments/records/camvid_full/phase_c --out docs/camvid_full.md
 
 Protocol (written before the runs): experiments/README.md "CamVid at 480x360".
 
@@ -23,11 +23,15 @@ Protocol (written before the runs): experiments/README.md "CamVid at 480x360".
   Where a goal is not met, what limits it, from the same records: the val - selection gap (unseen streets),
   the selection score's gain over the schedule's second half (train/curves.json), and the share of labelled
   training pixels and the width of the classes under the floor (train/class_stats.json).
+* Phase C: ours again with a cost target (`search.target_gmacs`; the shipped recipe), the same endpoints,
+  beside phase B's other nets (their training stage is unchanged, so they are not rerun) and beside phase B's
+  ours (what the target costs). GMACs are counted from each record's genotype and macro (or `net` keys).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import statistics
 import sys
@@ -125,6 +129,25 @@ def phase_a_lines(root: Path) -> list[str]:
 # ---------------------------------------------------------------- phase B
 
 
+@functools.cache
+def gmacs(folder: Path) -> float | None:
+    """GMACs (batch 1) of a pipeline's trained net at its training crop, built on the meta device from the records:
+    ours from its searched genotype and macro, another `net` group entry from its keys (None where they are missing)."""
+    from rspnet.architecture import load_architecture
+    from rspnet.models.cost import summarize, summarize_family
+
+    cfg = _config(folder / "train")
+    if OmegaConf.select(cfg, "dataset.crop_size", default=None) is None:
+        return None
+    if OmegaConf.select(cfg, "net.name", default="rspnet") != "rspnet":
+        return summarize_family(cfg, OmegaConf.to_container(cfg.net, resolve=True))["gmacs"]
+    genotype, macro = folder / "cell_search" / "genotype.json", folder / "macro_search" / "macro.json"
+    if not (genotype.is_file() and macro.is_file()):
+        return None
+    cfg.genotype, cfg.macro_arch = str(genotype), str(macro)
+    return summarize(cfg, *load_architecture(cfg))["gmacs"]
+
+
 def phase_b_runs(root: Path) -> list[dict[str, Any]]:
     """One record per finished pipeline folder."""
     runs = []
@@ -146,6 +169,8 @@ def phase_b_runs(root: Path) -> list[dict[str, Any]]:
                 "params": summary.get("params"),
                 "wall_s": wall,
                 "cpu_s": cpu,
+                "gmacs": gmacs(folder),
+                "target_gmacs": OmegaConf.select(config, "search.target_gmacs", default=None),
                 "threads": OmegaConf.select(config, "threads.intra_op", default=None),
                 "eval_scale": OmegaConf.select(config, "dataset.eval_scale", default=None),
                 "curve": (_json(folder / "train" / "curves.json") or {}).get("rows") or [],
@@ -184,29 +209,42 @@ def comparison(ours: list[float], theirs: list[float]) -> dict[str, Any] | None:
     }
 
 
-def phase_b_lines(root: Path) -> list[str]:
-    runs = phase_b_runs(root)
-    lines = ["## Phase B: the recipe end to end vs the same-recipe ENet (480x360)", ""]
-    if not runs:
-        return lines + [f"No finished pipeline under `{root}` yet.", ""]
+def _group(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Runs by net, ours (rspnet) first."""
     nets = sorted({r["net"] for r in runs}, key=lambda n: (n != "rspnet", n))
-    by = {n: [r for r in runs if r["net"] == n] for n in nets}
-    lines += [
-        "Val: CamVid val (101 frames of 0016E5), scored once at the labels' 480x360 with the checkpoint the "
-        "selection split picked. Selection: the selected checkpoint's score on the held-out sequence 0006R0 "
-        "(the maximum over epochs, so optimistic). Wall/CPU: the whole pipeline (ours includes both searches).",
-        "",
-    ]
-    pinned = [f"{r['folder']} ({r['threads']})" for r in runs if r["threads"] is not None]
-    if pinned:
-        lines += [
-            f"Torch threads set by `threads.intra_op` in {len(pinned)} of {len(runs)} pipelines: {', '.join(pinned)}; "
-            "the rest by the thread policy (usable cores minus loader workers). The protocol's amendments run two "
-            "(three in one chunk) one-thread pipelines side by side, so those walls include the others' load; the "
-            "idle check runs alone (experiments/README.md, the phase B amendments).",
-            "",
-        ]
-    lines += [
+    return {n: [r for r in runs if r["net"] == n] for n in nets}
+
+
+def _range(values: list[float], digits: int = 3) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    low, high = min(values), max(values)
+    return f"{low:.{digits}f}" if low == high else f"{low:.{digits}f}-{high:.{digits}f}"
+
+
+def comparison_lines(label: str, ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[str]:
+    """One bullet per split (val, select): the difference of the seed means, its interval and tests."""
+    lines = []
+    for split in ("val", "select"):
+        c = comparison(
+            [r[split] for r in ours if r[split] is not None], [r[split] for r in theirs if r[split] is not None]
+        )
+        if c is None:
+            continue
+        lines.append(
+            f"* {split}: {label} = {c['difference']:+.2f} points [95 % CI {c['ci'][0]:+.2f}, "
+            f"{c['ci'][1]:+.2f}], Welch p = {c['welch_p']:.3g}, permutation p = {c['permutation_p']:.3g} "
+            f"(one-sided); pooled seed SD {c['pooled_sd']:.2f} points."
+        )
+    return lines + [""] if lines else []
+
+
+def results_lines(by: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The nets' table, per-class IoU, ours vs the other net, the issue's goals and what limits them."""
+    nets = list(by)
+    runs = [r for rs in by.values() for r in rs]
+    lines = [
         md_table(
             [
                 "net",
@@ -214,6 +252,7 @@ def phase_b_lines(root: Path) -> list[str]:
                 "val mIoU (%)",
                 "selection mIoU (%)",
                 "params (M, mean)",
+                "GMACs at the crop (range)",
                 "wall (min, mean)",
                 "CPU (min, mean)",
             ],
@@ -224,6 +263,7 @@ def phase_b_lines(root: Path) -> list[str]:
                     _mean_sd([r["val"] for r in rs]),
                     _mean_sd([r["select"] for r in rs if r["select"] is not None]),
                     f"{statistics.fmean(r['params'] for r in rs if r['params']) / 1e6:.3f}",
+                    _range([r["gmacs"] for r in rs]),
                     f"{statistics.fmean(r['wall_s'] for r in rs) / 60:.1f}",
                     f"{statistics.fmean(r['cpu_s'] for r in rs) / 60:.1f}",
                 ]
@@ -241,22 +281,10 @@ def phase_b_lines(root: Path) -> list[str]:
             md_table(["class", *nets], [[c, *(_pct(class_means[n][c]) for n in nets)] for c in classes]),
             "",
         ]
-    ours, other = by.get("rspnet", []), next((by[n] for n in nets if n != "rspnet"), [])
+    ours = by.get("rspnet", [])
+    other = next((n for n in nets if n != "rspnet"), None)
     if ours and other:
-        name, compared = next(n for n in nets if n != "rspnet"), False
-        for split in ("val", "select"):
-            c = comparison(
-                [r[split] for r in ours if r[split] is not None], [r[split] for r in other if r[split] is not None]
-            )
-            if c is None:
-                continue
-            lines.append(
-                f"* {split}: rspnet - {name} = {c['difference']:+.2f} points [95 % CI {c['ci'][0]:+.2f}, "
-                f"{c['ci'][1]:+.2f}], Welch p = {c['welch_p']:.3g}, permutation p = {c['permutation_p']:.3g} "
-                f"(one-sided); pooled seed SD {c['pooled_sd']:.2f} points."
-            )
-            compared = True
-        lines += [""] if compared else []
+        lines += comparison_lines(f"rspnet - {other}", ours, by[other])
     if ours:
         val = statistics.fmean(r["val"] for r in ours)
         sel = [r["select"] for r in ours if r["select"] is not None]
@@ -284,6 +312,82 @@ def phase_b_lines(root: Path) -> list[str]:
         ]
         if not all(m for _, m, _ in checks):
             lines += limits_lines(by, class_means["rspnet"])
+    return lines
+
+
+VAL_NOTE = (
+    "Val: CamVid val (101 frames of 0016E5), scored once at the labels' 480x360 with the checkpoint the "
+    "selection split picked. Selection: the selected checkpoint's score on the held-out sequence 0006R0 "
+    "(the maximum over epochs, so optimistic). GMACs: the trained net at batch 1 and the 240x320 training crop, "
+    "counted on the meta device from the records. Wall/CPU: the whole pipeline (ours includes both searches)."
+)
+
+
+def phase_b_lines(root: Path) -> list[str]:
+    runs = phase_b_runs(root)
+    lines = ["## Phase B: the recipe end to end vs the same-recipe ENet (480x360)", ""]
+    if not runs:
+        return lines + [f"No finished pipeline under `{root}` yet.", ""]
+    lines += [VAL_NOTE, ""]
+    pinned = [f"{r['folder']} ({r['threads']})" for r in runs if r["threads"] is not None]
+    if pinned:
+        lines += [
+            f"Torch threads set by `threads.intra_op` in {len(pinned)} of {len(runs)} pipelines: {', '.join(pinned)}; "
+            "the rest by the thread policy (usable cores minus loader workers). The protocol's amendments run two "
+            "(three in one chunk) one-thread pipelines side by side, so those walls include the others' load; the "
+            "idle check runs alone (experiments/README.md, the phase B amendments).",
+            "",
+        ]
+    return lines + results_lines(_group(runs))
+
+
+def phase_c_lines(root: Path, phase_b: Path | None) -> list[str]:
+    """Ours under phase C (the shipped recipe: a cost target) beside phase B's ENet, and beside phase B's ours."""
+    ours = [r for r in phase_b_runs(root) if r["net"] == "rspnet"]
+    lines = ["## Phase C: the shipped recipe (a GMACs target) vs the same-recipe ENet (480x360)", ""]
+    if not ours:
+        return lines + [f"No finished pipeline of ours under `{root}` yet.", ""]
+    earlier = _group(phase_b_runs(phase_b)) if phase_b is not None else {}
+    targets = sorted({r["target_gmacs"] for r in ours if r["target_gmacs"] is not None})
+    target = ", ".join(f"{t:g}" for t in targets) or "none"
+    lines += [
+        f"Ours: `experiment=camvid_full` with `search.target_gmacs` {target} (both searches hold the derived net's "
+        "GMACs at the training crop within the target's band). "
+        + (
+            "The other nets are phase B's pipelines: their training stage is phase C's, so they were not rerun. "
+            if len(earlier) > 1
+            else ""
+        )
+        + VAL_NOTE,
+        "",
+        "Ours, per seed (walls: experiments/README.md phase C says which seed ran alone):",
+        "",
+        md_table(
+            ["seed", "val mIoU (%)", "selection mIoU (%)", "params (M)", "GMACs", "wall (min)", "CPU (min)"],
+            [
+                [
+                    r["seed"],
+                    _pct(r["val"], 2),
+                    _pct(r["select"], 2),
+                    f"{(r['params'] or 0) / 1e6:.3f}",
+                    "–" if r["gmacs"] is None else f"{r['gmacs']:.3f}",
+                    f"{r['wall_s'] / 60:.1f}",
+                    f"{r['cpu_s'] / 60:.1f}",
+                ]
+                for r in ours
+            ],
+        ),
+        "",
+    ]
+    lines += results_lines({"rspnet": ours, **{n: rs for n, rs in earlier.items() if n != "rspnet"}})
+    cost = comparison_lines("phase C - phase B (ours)", ours, earlier.get("rspnet", []))
+    if cost:
+        lines += [
+            "What the target costs: phase C's ours against phase B's (the same recipe without the target, "
+            f"GMACs {_range([r['gmacs'] for r in earlier['rspnet']])}):",
+            "",
+            *cost,
+        ]
     return lines
 
 
@@ -412,10 +516,14 @@ def kept_section(page: Path, title: str) -> list[str]:
     return kept
 
 
-def render(phase_a: Path | None, phase_b: Path | None, out: Path, keep_phase_a: bool = False) -> str:
+def render(
+    phase_a: Path | None, phase_b: Path | None, out: Path, keep_phase_a: bool = False, phase_c: Path | None = None
+) -> str:
 
     info = device_info()
-    args = " ".join(f"--{k} {v}" for k, v in (("phase-a", phase_a), ("phase-b", phase_b)) if v is not None)
+    args = " ".join(
+        f"--{k} {v}" for k, v in (("phase-a", phase_a), ("phase-b", phase_b), ("phase-c", phase_c)) if v is not None
+    )
     kept = kept_section(out, "Phase A") if keep_phase_a and phase_a is None else []
     if kept:
         args = f"--keep-phase-a {args}"
@@ -443,6 +551,8 @@ def render(phase_a: Path | None, phase_b: Path | None, out: Path, keep_phase_a: 
         lines += [""] if lines[-1] else []
     if phase_b is not None:
         lines += phase_b_lines(phase_b)
+    if phase_c is not None:
+        lines += phase_c_lines(phase_c, phase_b)
     return "\n".join(lines)
 
 
@@ -450,6 +560,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m experiments.camvid_full", description=__doc__.split("\n\n")[0])
     ap.add_argument("--phase-a", type=Path, help="phase A's folder (training runs and their split=select evals)")
     ap.add_argument("--phase-b", type=Path, help="phase B's sweep folder (pipelines of net=rspnet and net=enet)")
+    ap.add_argument(
+        "--phase-c",
+        type=Path,
+        help="phase C's folder (ours with a cost target), shown beside --phase-b's other nets and ours",
+    )
     ap.add_argument("--out", type=Path, help="write the page here (default: print it)")
     ap.add_argument(
         "--keep-phase-a",
@@ -461,11 +576,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if (args.archive is None) != (args.records is None):
         ap.error("--archive RUNS and --records DIR go together")
-    if args.archive is None and args.phase_a is None and args.phase_b is None:
-        ap.error("give --phase-a DIR and/or --phase-b DIR (or --archive RUNS --records DIR)")
+    if args.archive is None and args.phase_a is None and args.phase_b is None and args.phase_c is None:
+        ap.error("give --phase-a DIR, --phase-b DIR and/or --phase-c DIR (or --archive RUNS --records DIR)")
     if args.keep_phase_a and (args.phase_a is not None or args.out is None):
         ap.error("--keep-phase-a keeps the page's own section: give --out PAGE and no --phase-a")
-    for flag, path in (("--phase-a", args.phase_a), ("--phase-b", args.phase_b), ("--archive", args.archive)):
+    folders = (("--phase-a", args.phase_a), ("--phase-b", args.phase_b), ("--phase-c", args.phase_c))
+    for flag, path in (*folders, ("--archive", args.archive)):
         if path is not None and not path.is_dir():
             print(f"camvid_full: error: {flag} {path}: not a folder", file=sys.stderr)
             return 2
@@ -474,8 +590,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"camvid_full: archived {len(copied)} finished pipeline(s) to {args.records}: {', '.join(copied)}")
         if skipped:
             print(f"camvid_full: not finished, not archived: {', '.join(skipped)}")
-    if args.phase_a is not None or args.phase_b is not None:
-        page = render(args.phase_a, args.phase_b, args.out or Path("-"), keep_phase_a=args.keep_phase_a)
+    if any(path is not None for _, path in folders):
+        page = render(
+            args.phase_a, args.phase_b, args.out or Path("-"), keep_phase_a=args.keep_phase_a, phase_c=args.phase_c
+        )
         emit(page, args.out, "camvid_full")
     return 0
 

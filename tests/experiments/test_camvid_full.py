@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.camvid_full import choose, main, phase_a_rows
+from experiments.camvid_full import choose, gmacs, main, phase_a_rows
 
 
 def _write(path: Path, data: dict | str) -> None:
@@ -46,13 +46,13 @@ def test_phase_a_reads_the_selection_evals_and_picks_by_the_protocol(tmp_path: P
     )
 
 
-def _phase_b(root: Path) -> Path:
-    vals = {"rspnet": [0.62, 0.64, 0.63], "enet": [0.55, 0.57, 0.56]}
+def _phase_b(root: Path, vals: dict[str, list[float]] | None = None, extra: str = "") -> Path:
+    vals = vals or {"rspnet": [0.62, 0.64, 0.63], "enet": [0.55, 0.57, 0.56]}
     for net, values in vals.items():
         for seed, val in enumerate(values):
             job = root / f"{net}_s{seed}"
             threads = "threads:\n  intra_op: 1\n" if seed < 2 else ""  # seed 2: the thread policy's
-            _write(job / "config.yaml", f"seed: {seed}\n{threads}")
+            _write(job / "config.yaml", f"seed: {seed}\n{threads}{extra}")
             _write(job / "pipeline.json", {"net": net, "miou": val, "selection_miou": val + 0.01, "params": 360000})
             per_class = {"road": 0.9, "pole": 0.25 if net == "rspnet" else 0.1}
             _write(job / "eval" / "metrics.json", {"miou": val, "split": "val", "iou_per_class": per_class})
@@ -72,7 +72,7 @@ def test_phase_b_page_has_both_nets_the_comparison_and_the_goals(tmp_path: Path)
     text = out.read_text()
     assert "**scale_range [0.75, 1.5], eval_scale 1.0** (53.00 %)" in text
     assert "| job1 | [0.75, 1.5] | 0.75 | 48.00 | best.ckpt | 10.0 |" in text
-    assert "| rspnet | 0, 1, 2 | 63.00 ± 1.00 | 64.00 ± 1.00 | 0.360 | 2.0 | 3.0 |" in text
+    assert "| rspnet | 0, 1, 2 | 63.00 ± 1.00 | 64.00 ± 1.00 | 0.360 | – | 2.0 | 3.0 |" in text
     assert "| enet | 0, 1, 2 | 56.00 ± 1.00 |" in text
     assert "| pole | 25.0 | 10.0 |" in text
     assert "`threads.intra_op` in 4 of 6 pipelines: enet_s0 (1), enet_s1 (1), rspnet_s0 (1), rspnet_s1 (1);" in text
@@ -176,3 +176,48 @@ def test_keep_phase_a_needs_the_page_and_no_phase_a(tmp_path: Path) -> None:
         main(["--keep-phase-a", "--phase-b", str(_phase_b(tmp_path / "b"))])
     with pytest.raises(SystemExit):
         main(["--archive", str(tmp_path)])
+
+
+def test_phase_c_shows_ours_with_its_target_beside_phase_b_enet_and_phase_b_ours(tmp_path: Path) -> None:
+    phase_b = _phase_b(tmp_path / "b")
+    # phase C: ours only (an ENet pipeline there is not phase C's baseline: phase B's is)
+    phase_c = _phase_b(
+        tmp_path / "c", {"rspnet": [0.60, 0.61, 0.62], "enet": [0.99, 0.99]}, "search:\n  target_gmacs: 0.1\n"
+    )
+    out = tmp_path / "page.md"
+    assert main(["--phase-b", str(phase_b), "--phase-c", str(phase_c), "--out", str(out)]) == 0
+    text = out.read_text()
+    section = text[text.index("## Phase C") :]
+    assert text.index("## Phase B") < text.index("## Phase C")
+    assert "`search.target_gmacs` 0.1" in section
+    assert "| 0 | 60.00 | 61.00 | 0.360 | – | 2.0 | 3.0 |" in section  # per seed
+    assert "| rspnet | 0, 1, 2 | 61.00 ± 1.00 | 62.00 ± 1.00 |" in section
+    assert "| enet | 0, 1, 2 | 56.00 ± 1.00 |" in section and "99.00" not in section
+    assert "* val: rspnet - enet = +5.00 points [95 % CI" in section
+    assert "* val: phase C - phase B (ours) = -2.00 points [95 % CI" in section
+    assert "| val mIoU ≥ 0.60 | yes | 0.610 |" in section
+    assert "--phase-b" in text and f"--phase-c {phase_c}" in text
+
+
+def test_phase_c_alone_and_with_one_seed_has_no_comparison(tmp_path: Path) -> None:
+    phase_c = _phase_b(tmp_path / "c", {"rspnet": [0.60]}, "search:\n  target_gmacs: 0.1\n")
+    out = tmp_path / "page.md"
+    assert main(["--phase-c", str(phase_c), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| rspnet | 0 | 60.00 |" in text and "points [95 % CI" not in text and "What the target costs" not in text
+    assert main(["--phase-c", str(tmp_path / "b"), "--out", str(out)]) == 2  # not a folder
+    (tmp_path / "empty").mkdir()
+    assert main(["--phase-c", str(tmp_path / "empty"), "--out", str(out)]) == 0
+    assert "No finished pipeline of ours" in out.read_text()
+
+
+RECORD = Path(__file__).resolve().parents[2] / "experiments" / "records" / "camvid_full" / "phase_c" / "rspnet_s0"
+
+
+@pytest.mark.skipif(not RECORD.is_dir(), reason="the phase C record is not in this checkout")
+def test_gmacs_from_a_record_match_the_searchs_own_count(tmp_path: Path) -> None:
+    """The page counts the trained net from the record's genotype + macro at the training crop; the macro
+    search counted the same net block by block (macro.json search.target.derived, 9 digits)."""
+    derived = json.loads((RECORD / "macro_search" / "macro.json").read_text())["search"]["target"]["derived"]
+    assert gmacs(RECORD) == pytest.approx(derived, abs=0.0006)  # the page rounds to 3 digits
+    assert gmacs(tmp_path) is None  # no train/config.yaml: nothing to count
