@@ -318,8 +318,9 @@ def results_lines(by: dict[str, list[dict[str, Any]]]) -> list[str]:
 VAL_NOTE = (
     "Val: CamVid val (101 frames of 0016E5), scored once at the labels' 480x360 with the checkpoint the "
     "selection split picked. Selection: the selected checkpoint's score on the held-out sequence 0006R0 "
-    "(the maximum over epochs, so optimistic). GMACs: the trained net at batch 1 and the 240x320 training crop, "
-    "counted on the meta device from the records. Wall/CPU: the whole pipeline (ours includes both searches)."
+    "(the maximum over epochs, so optimistic). GMACs: the trained net at batch 1 and its training crop "
+    "(`dataset.crop_size`), counted on the meta device from the records. Wall/CPU: the whole pipeline (ours "
+    "includes both searches)."
 )
 
 
