@@ -535,6 +535,12 @@ def render(
         f'{info["date"]}. Protocol: experiments/README.md "CamVid at 480x360". Nothing is chosen on val.',
         "",
     ]
+    if phase_c is not None:
+        lines += [
+            "The shipped recipe (`experiment=camvid_full`) is phase C's: phase B's recipe with a GMACs target in "
+            'both searches, which keeps the pipeline within the hour (docs/benchmarks.md "Phase C at 480x360").',
+            "",
+        ]
     if phase_a is not None:
         lines += phase_a_lines(phase_a)
     elif kept:

@@ -189,6 +189,7 @@ def test_phase_c_shows_ours_with_its_target_beside_phase_b_enet_and_phase_b_ours
     text = out.read_text()
     section = text[text.index("## Phase C") :]
     assert text.index("## Phase B") < text.index("## Phase C")
+    assert "The shipped recipe (`experiment=camvid_full`) is phase C's" in text[: text.index("## Phase B")]
     assert "`search.target_gmacs` 0.1" in section
     assert "| 0 | 60.00 | 61.00 | 0.360 | – | 2.0 | 3.0 |" in section  # per seed
     assert "| rspnet | 0, 1, 2 | 61.00 ± 1.00 | 62.00 ± 1.00 |" in section
