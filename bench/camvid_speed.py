@@ -1,6 +1,8 @@
 """CPU speed beside accuracy at CamVid's 480x360 (issue 25): our nets vs the same-recipe ENet, in one run.
 
     python -m bench.camvid_speed [--arch NAME=GENOTYPE[,MACRO] ...] [--eval-scale 0.75] [--rounds 6] [--repeats 5] [--write]
+    # every searched net of a recipe's runs or records (one --arch per pipeline folder):
+    python -m bench.camvid_speed --eval-scale 0.75 --pipelines experiments/records/camvid_full/phase_c
 
 Every network is built as `stage=train` builds it (the `net` group: ours from a genotype + macro.json at
 the tiny preset of `experiment=camvid`, ENet from `net=enet`; CamVid's 11 classes), random weights (speed
@@ -11,7 +13,8 @@ from other processes hits all of them. Reported per net: median wall ms with qua
 waits for), median process CPU ms beside it (all threads), params and GMACs (`models/cost.count_gflops`
 / 2: multiply-accumulates of conv / matmul ops). Default nets: the architecture `experiment=camvid`
 trains (`experiments/genotypes/camvid_tiny_s0*.json`) and ENet; `--arch` adds searched ones (e.g. the
-genotype.json + macro.json of each seed of a recipe run). `--eval-scale S` times what inference at
+genotype.json + macro.json of each seed of a recipe run); `--pipelines DIR` adds every pipeline folder under
+DIR that has both (`cell_search/genotype.json`, `macro_search/macro.json`), named `FOLDER (DIR's name)`. `--eval-scale S` times what inference at
 `dataset.eval_scale=S` costs per frame: the forward at the scaled size (e.g. 270x360 for 0.75) and the
 logits' upsampling back to the frame, as eval scores them (`models.layers.at_label`); GMACs at that size.
 """
@@ -55,6 +58,23 @@ def build(arch: str, size: tuple[int, int]) -> tuple[str, torch.nn.Module, Any]:
     torch.manual_seed(0)
     net = configured_net(cfg, int(cfg.dataset.num_classes))
     return name, net.eval(), cfg
+
+
+def pipeline_archs(root: Path) -> list[str]:
+    """`NAME=GENOTYPE,MACRO` for every pipeline folder under `root` whose searches both wrote their artifact."""
+    if not root.is_dir():
+        raise ConfigError(f"--pipelines {root}: not a folder")
+    archs = []
+    for genotype in sorted(root.rglob("cell_search/genotype.json")):
+        folder = genotype.parent.parent
+        macro = folder / "macro_search" / "macro.json"
+        if macro.is_file():
+            archs.append(f"{folder.name} ({root.name})={genotype},{macro}")
+    if not archs:
+        raise ConfigError(
+            f"--pipelines {root}: no pipeline folder under it (cell_search/genotype.json with macro_search/macro.json)"
+        )
+    return archs
 
 
 def scaled(size: tuple[int, int], eval_scale: float) -> tuple[int, int]:
@@ -106,6 +126,13 @@ def measure(
 def main(argv: Sequence[str] | None = None) -> int:
     ap, argv = common.parser(__doc__, argv)
     ap.add_argument("--arch", action="append", default=[], help="NAME=GENOTYPE[,MACRO] or NAME=net:ENTRY (repeat)")
+    ap.add_argument(
+        "--pipelines",
+        type=Path,
+        action="append",
+        default=[],
+        help="a run or records folder: every pipeline's searched net under it (repeat)",
+    )
     ap.add_argument("--size", nargs=2, type=int, default=[360, 480], metavar=("H", "W"), help="input (default 360 480)")
     ap.add_argument(
         "--eval-scale", type=float, default=1.0, help="inference scale (dataset.eval_scale; default 1: the frame)"
@@ -117,8 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--rounds and --repeats must be >= 1")
     if not args.eval_scale > 0:
         ap.error("--eval-scale must be > 0 (1 = the frame's own size)")
-    archs = [DEFAULT_ARCH, *args.arch, "ENet (net=enet)=net:enet"]
     try:
+        found = [a for root in args.pipelines for a in pipeline_archs(root)]
+        archs = [DEFAULT_ARCH, *args.arch, *found, "ENet (net=enet)=net:enet"]
         rows = measure(archs, (args.size[0], args.size[1]), args.rounds, args.repeats, args.eval_scale)
     except ConfigError as e:
         sys.exit(f"camvid_speed: error: {e}")

@@ -42,3 +42,29 @@ def test_eval_scale_times_the_scaled_forward_and_the_upsampling(tmp_path: Path, 
     assert "frame 64x96 (H x W) at eval_scale 0.5: the forward at 32x48 and the logits upsampled" in out.read_text()
     with pytest.raises(SystemExit):
         camvid_speed.main(["--eval-scale", "0", "--rounds", "1", "--repeats", "1"])
+
+
+RECORDS = Path(__file__).resolve().parents[2] / "experiments" / "records" / "camvid_full" / "phase_c"
+
+
+@pytest.mark.skipif(not RECORDS.is_dir(), reason="the phase C records are not in this checkout")
+def test_pipelines_adds_each_searched_net_of_a_records_folder(tmp_path: Path, capsys) -> None:
+    """Each pipeline folder's genotype + macro becomes a row, built as it was trained (its params are the
+    pipeline's own, from pipeline.json); a folder with no searched pipeline is one line."""
+    import json
+
+    archs = camvid_speed.pipeline_archs(RECORDS)
+    folders = sorted(p.parent for p in RECORDS.rglob("pipeline.json"))
+    assert [a.split("=", 1)[0] for a in archs] == [f"{f.name} (phase_c)" for f in folders]
+    first = folders[0]
+    assert (
+        camvid_speed.main(["--pipelines", str(RECORDS), "--rounds", "1", "--repeats", "1", "--size", "32", "48"]) == 0
+    )
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in capsys.readouterr().out.splitlines()}
+    params = json.loads((first / "pipeline.json").read_text())["params"]
+    assert rows[f"{first.name} (phase_c)"][1] == f"{params:,}"
+    (tmp_path / "enet_s0" / "train").mkdir(parents=True)  # a baseline's pipeline: nothing searched
+    with pytest.raises(SystemExit, match=f"--pipelines {tmp_path}: no pipeline folder"):
+        camvid_speed.main(["--pipelines", str(tmp_path), "--rounds", "1", "--repeats", "1"])
+    with pytest.raises(SystemExit, match="--pipelines nowhere: not a folder"):
+        camvid_speed.main(["--pipelines", "nowhere", "--rounds", "1", "--repeats", "1"])
