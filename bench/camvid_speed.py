@@ -35,6 +35,7 @@ from rspnet.errors import ConfigError
 from rspnet.inference import infer
 from rspnet.models.cost import count_gflops
 from rspnet.models.layers import resize
+from rspnet.stages.pipeline import searched_artifacts
 from rspnet.utils import threads
 
 GENOTYPES = Path(__file__).resolve().parents[1] / "experiments" / "genotypes"
@@ -65,9 +66,9 @@ def pipeline_archs(root: Path) -> list[str]:
     if not root.is_dir():
         raise ConfigError(f"--pipelines {root}: not a folder")
     archs = []
-    for genotype in sorted(root.rglob("cell_search/genotype.json")):
-        folder = genotype.parent.parent
-        macro = folder / "macro_search" / "macro.json"
+    for found in sorted(root.rglob("cell_search/genotype.json")):  # a pipeline folder's cell search
+        folder = found.parent.parent
+        genotype, macro = searched_artifacts(folder)
         if macro.is_file():
             archs.append(f"{folder.name} ({root.name})={genotype},{macro}")
     if not archs:

@@ -31,7 +31,6 @@ Protocol (written before the runs): experiments/README.md "CamVid at 480x360".
 from __future__ import annotations
 
 import argparse
-import functools
 import re
 import statistics
 import sys
@@ -129,19 +128,19 @@ def phase_a_lines(root: Path) -> list[str]:
 # ---------------------------------------------------------------- phase B
 
 
-@functools.cache
 def gmacs(folder: Path) -> float | None:
     """GMACs (batch 1) of a pipeline's trained net at its training crop, built on the meta device from the records:
     ours from its searched genotype and macro, another `net` group entry from its keys (None where they are missing)."""
     from rspnet.architecture import load_architecture
     from rspnet.models.cost import summarize, summarize_family
+    from rspnet.stages.pipeline import searched_artifacts
 
     cfg = _config(folder / "train")
     if OmegaConf.select(cfg, "dataset.crop_size", default=None) is None:
         return None
     if OmegaConf.select(cfg, "net.name", default="rspnet") != "rspnet":
         return summarize_family(cfg, OmegaConf.to_container(cfg.net, resolve=True))["gmacs"]
-    genotype, macro = folder / "cell_search" / "genotype.json", folder / "macro_search" / "macro.json"
+    genotype, macro = searched_artifacts(folder)
     if not (genotype.is_file() and macro.is_file()):
         return None
     cfg.genotype, cfg.macro_arch = str(genotype), str(macro)
@@ -324,8 +323,8 @@ VAL_NOTE = (
 )
 
 
-def phase_b_lines(root: Path) -> list[str]:
-    runs = phase_b_runs(root)
+def phase_b_lines(root: Path, runs: list[dict[str, Any]]) -> list[str]:
+    """Phase B's section from its runs (`phase_b_runs(root)`)."""
     lines = ["## Phase B: the recipe end to end vs the same-recipe ENet (480x360)", ""]
     if not runs:
         return lines + [f"No finished pipeline under `{root}` yet.", ""]
@@ -342,13 +341,14 @@ def phase_b_lines(root: Path) -> list[str]:
     return lines + results_lines(_group(runs))
 
 
-def phase_c_lines(root: Path, phase_b: Path | None) -> list[str]:
-    """Ours under phase C (the shipped recipe: a cost target) beside phase B's ENet, and beside phase B's ours."""
+def phase_c_lines(root: Path, phase_b: list[dict[str, Any]]) -> list[str]:
+    """Ours under phase C (the shipped recipe: a cost target) beside phase B's ENet, and beside phase B's ours
+    (`phase_b`: phase B's runs, none when phase B is not given)."""
     ours = [r for r in phase_b_runs(root) if r["net"] == "rspnet"]
     lines = ["## Phase C: the shipped recipe (a GMACs target) vs the same-recipe ENet (480x360)", ""]
     if not ours:
         return lines + [f"No finished pipeline of ours under `{root}` yet.", ""]
-    earlier = _group(phase_b_runs(phase_b)) if phase_b is not None else {}
+    earlier = _group(phase_b)
     targets = sorted({r["target_gmacs"] for r in ours if r["target_gmacs"] is not None})
     target = ", ".join(f"{t:g}" for t in targets) or "none"
     lines += [
@@ -556,10 +556,11 @@ def render(
             ]
         )
         lines += [""] if lines[-1] else []
+    runs_b = phase_b_runs(phase_b) if phase_b is not None else []  # read once: phase C shows them too
     if phase_b is not None:
-        lines += phase_b_lines(phase_b)
+        lines += phase_b_lines(phase_b, runs_b)
     if phase_c is not None:
-        lines += phase_c_lines(phase_c, phase_b)
+        lines += phase_c_lines(phase_c, runs_b)
     return "\n".join(lines)
 
 

@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 STAGES = ("cell_search", "macro_search", "train", "eval")
 
 
+def searched_artifacts(out: Path) -> tuple[Path, Path]:
+    """Where a pipeline folder's searches write the genotype and the macro architecture that train builds."""
+    return out / "cell_search" / "genotype.json", out / "macro_search" / "macro.json"
+
+
 def _stage_cfg(cfg: DictConfig, name: str, out: Path, resume: bool = False, **top: Any) -> DictConfig:
     """A copy of `cfg` for one sub-stage: its own output dir, budgets (`stage.<name>_*`), inputs and resume point."""
     p = cfg.stage
@@ -101,8 +106,7 @@ def run(cfg: DictConfig) -> dict:
 
     spec = net_spec(cfg)
     searched = is_searched(spec)
-    genotype = str(out / "cell_search" / "genotype.json") if searched else None
-    macro = str(out / "macro_search" / "macro.json") if searched else None
+    genotype, macro = (str(path) for path in searched_artifacts(out)) if searched else (None, None)
     try:
         if searched:
             results["cell_search"] = stage("cell_search")
